@@ -1,0 +1,67 @@
+"""The neutral description of one finished request that every integration fills in."""
+
+from __future__ import annotations
+
+__all__ = ["RequestInfo"]
+
+
+class RequestInfo:
+    """What an integration saw of one finished request, before any coarsening.
+
+    Integrations copy raw framework values in; ``Tracker.record_request`` does all of the
+    coarsening. Nothing here is kept after that call returns, except that ``client_addr``
+    and ``user_agent`` may feed the in-memory visit table (never sent, never stored).
+    """
+
+    __slots__ = (
+        "client_addr",
+        "content_type",
+        "elapsed",
+        "host",
+        "method",
+        "purpose",
+        "query_string",
+        "referer",
+        "route",
+        "sec_fetch_dest",
+        "sec_fetch_site",
+        "status",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        route: str | None,
+        status: int,
+        elapsed: float,
+        *,
+        host: str | None = None,
+        referer: str | None = None,
+        sec_fetch_site: str | None = None,
+        sec_fetch_dest: str | None = None,
+        purpose: str | None = None,
+        query_string: str | None = None,
+        user_agent: str | None = None,
+        content_type: str | None = None,
+        client_addr: str | None = None,
+    ) -> None:
+        self.method = method
+        # The framework's route template in its own syntax (`/users/<int:id>`,
+        # `users/<int:pk>/`, `/users/{id:int}`, a `re_path` regex), or None when no route
+        # matched. Never the request path.
+        self.route = route
+        self.status = status
+        self.elapsed = elapsed  # seconds
+        self.host = host
+        self.referer = referer
+        self.sec_fetch_site = sec_fetch_site
+        self.sec_fetch_dest = sec_fetch_dest
+        # `Sec-Purpose` or the legacy `Purpose` / `X-Purpose` header: "prefetch" marks a
+        # speculative load that is not a pageview.
+        self.purpose = purpose
+        # The raw query string: only utm_* parameters are ever read from it.
+        self.query_string = query_string
+        self.user_agent = user_agent
+        self.content_type = content_type
+        self.client_addr = client_addr

@@ -1,0 +1,373 @@
+"""The wire schema: the only shape of data that ever leaves an instrumented app.
+
+Declared once, here. The SDK encodes with it and the collector decodes with it, so the
+two cannot drift apart; ``/v1/schema``, ``/openapi.json`` and the privacy page are
+generated from these same declarations.
+
+Every field is already coarse: an hour rather than a timestamp, a range label rather
+than a duration, a route template rather than a path, a domain rather than a URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Final, Literal
+from urllib.parse import unquote
+
+import msgspec
+
+__all__ = [
+    "DURATION_LABELS",
+    "INGEST_PATH",
+    "LATENCY_EDGES_MS",
+    "LATENCY_LABELS",
+    "MAX_BODY_BYTES",
+    "MAX_RECORDS",
+    "MAX_ROUTE_LENGTH",
+    "METHODS",
+    "OTHER",
+    "PAGES_LABELS",
+    "RECORD_TYPES",
+    "REFERRER_SPECIAL",
+    "ROUTE_SPECIAL",
+    "SCHEMA_VERSION",
+    "STATUS_CLASSES",
+    "UNMATCHED",
+    "VISIT_DURATION_EDGES_S",
+    "Batch",
+    "Bot",
+    "Event",
+    "Pageview",
+    "Record",
+    "Request",
+    "Visit",
+    "duration_label",
+    "latency_label",
+    "looks_like_identifier",
+    "pages_label",
+    "route_problem",
+    "schema_document",
+]
+
+SCHEMA_VERSION: Final = 1
+INGEST_PATH: Final = "/v1/ingest"
+
+MAX_RECORDS: Final = 10_000
+MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_ROUTE_LENGTH: Final = 200
+MAX_SLUG_LENGTH: Final = 64
+MAX_NAME_LENGTH: Final = 64
+MAX_PROPS: Final = 16
+
+UNMATCHED: Final = "(unmatched)"
+OTHER: Final = "(other)"
+DIRECT: Final = "(direct)"
+INTERNAL: Final = "(internal)"
+ROUTE_SPECIAL: Final = (UNMATCHED, OTHER)
+REFERRER_SPECIAL: Final = (DIRECT, INTERNAL, OTHER)
+
+METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER")
+STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+# Request latency ranges. The label of a range names its lower and upper edge, so a
+# reader never has to know the edge list to interpret one.
+LATENCY_EDGES_MS: Final = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+# Visit duration ranges (seconds). A visit of one pageview has no duration at all and
+# gets its own label, "0s", so bounce visits never blur into short multi-page ones.
+VISIT_DURATION_EDGES_S: Final = (10, 30, 60, 120, 300, 600, 1800)
+# Pages per visit: (lowest, highest) inclusive; None means unbounded.
+PAGES_RANGES: Final = ((1, 1), (2, 2), (3, 4), (5, 9), (10, None))
+
+
+def _format_ms(ms: int) -> str:
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    return f"{seconds:g}s"
+
+
+def _format_s(s: int) -> str:
+    if s < 60:
+        return f"{s}s"
+    return f"{s // 60}m"
+
+
+def _range_labels(edges: Sequence[int], fmt: Callable[[int], str]) -> tuple[str, ...]:
+    labels = [f"<{fmt(edges[0])}"]
+    labels += [f"{fmt(lo)}-{fmt(hi)}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    labels.append(f">={fmt(edges[-1])}")
+    return tuple(labels)
+
+
+LATENCY_LABELS: Final = _range_labels(LATENCY_EDGES_MS, _format_ms)
+DURATION_LABELS: Final = ("0s", *_range_labels(VISIT_DURATION_EDGES_S, _format_s))
+PAGES_LABELS: Final = tuple(
+    str(lo) if hi == lo else (f"{lo}+" if hi is None else f"{lo}-{hi}") for lo, hi in PAGES_RANGES
+)
+
+
+def latency_label(elapsed_ms: float) -> str:
+    """The latency range that ``elapsed_ms`` falls in (lower edge inclusive)."""
+    for edge, label in zip(LATENCY_EDGES_MS, LATENCY_LABELS, strict=False):
+        if elapsed_ms < edge:
+            return label
+    return LATENCY_LABELS[-1]
+
+
+def duration_label(seconds: float, pages: int) -> str:
+    """The visit-duration range of a visit that lasted ``seconds`` over ``pages`` pages."""
+    if pages <= 1:
+        return DURATION_LABELS[0]
+    for edge, label in zip(VISIT_DURATION_EDGES_S, DURATION_LABELS[1:], strict=False):
+        if seconds < edge:
+            return label
+    return DURATION_LABELS[-1]
+
+
+def pages_label(pages: int) -> str:
+    for (lo, hi), label in zip(PAGES_RANGES, PAGES_LABELS, strict=True):
+        if pages >= lo and (hi is None or pages <= hi):
+            return label
+    return PAGES_LABELS[0]
+
+
+if TYPE_CHECKING:
+    LatencyLabel = str
+    DurationLabel = str
+    PagesLabel = str
+    Method = str
+    StatusClass = str
+else:
+    LatencyLabel = Literal[LATENCY_LABELS]
+    DurationLabel = Literal[DURATION_LABELS]
+    PagesLabel = Literal[PAGES_LABELS]
+    Method = Literal[METHODS]
+    StatusClass = Literal[STATUS_CLASSES]
+
+Hour = Annotated[
+    int,
+    msgspec.Meta(ge=0, multiple_of=3600, description="Start of a UTC hour, in Unix seconds."),
+]
+Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+Route = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_ROUTE_LENGTH,
+        description="A route template such as /users/{id}, or (unmatched) / (other).",
+    ),
+]
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD = r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+REFERRER_PATTERN: Final = rf"^(?:\(direct\)|\(internal\)|\(other\)|(?:{_LABEL}\.)*{_TLD})$"
+Referrer = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=253,
+        pattern=REFERRER_PATTERN,
+        description="A bare lowercase domain, or (direct), (internal) or (other).",
+    ),
+]
+SLUG_PATTERN: Final = r"^[a-z0-9][a-z0-9._+-]{0,63}$"
+Slug = Annotated[
+    str, msgspec.Meta(max_length=MAX_SLUG_LENGTH, pattern=SLUG_PATTERN, description="utm_* slug")
+]
+NAME_PATTERN: Final = r"^[a-z][a-z0-9_.-]{0,63}$"
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
+PropValue = Annotated[str, msgspec.Meta(max_length=MAX_SLUG_LENGTH, pattern=SLUG_PATTERN)]
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field="kind"):
+    pass
+
+
+class Pageview(_Record, tag="pageview"):
+    """A GET navigation answered with 2xx HTML."""
+
+    hour: Hour
+    route: Route
+    referrer: Referrer
+    entry: bool
+    n: Count
+    utm_source: Slug | None = None
+    utm_medium: Slug | None = None
+    utm_campaign: Slug | None = None
+
+
+class Request(_Record, tag="request"):
+    """Any request: the app's load, latency and error rate."""
+
+    hour: Hour
+    route: Route
+    method: Method
+    status: StatusClass
+    latency: LatencyLabel
+    n: Count
+
+
+class Event(_Record, tag="event"):
+    """A custom event the site declared, with declared property values only."""
+
+    hour: Hour
+    name: Name
+    route: Route
+    props: Annotated[dict[Name, PropValue], msgspec.Meta(max_length=MAX_PROPS)]
+    n: Count
+
+
+class Bot(_Record, tag="bot"):
+    """Bot traffic is counted, never described."""
+
+    hour: Hour
+    n: Count
+
+
+class Visit(_Record, tag="visit"):
+    """A finished visit: when it began, where it entered, how long and how deep."""
+
+    hour: Hour
+    route: Route
+    duration: DurationLabel
+    pages: PagesLabel
+    n: Count
+
+
+Record = Pageview | Request | Event | Bot | Visit
+RECORD_TYPES: Final[tuple[type[_Record], ...]] = (Pageview, Request, Event, Bot, Visit)
+
+VisitsMode = Literal["off", "memory", "redis"]
+
+
+class Batch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One POST to the collector. ``batch_id`` makes a retry of the same bytes idempotent."""
+
+    batch_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
+    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
+    sender_version: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[\w.+-]+$")
+    ]
+    records: Annotated[list[Record], msgspec.Meta(max_length=MAX_RECORDS)]
+    visits: VisitsMode | None = None
+
+
+# --- what a route template may not contain ---------------------------------------------
+
+_DIGITS = re.compile(r"\d{4,}")
+_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
+_HEX_RUN = re.compile(r"[0-9a-f]{12,}", re.I)
+# A token-like run: long, and mixing letters with digits the way no word does.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-+/=]{16,}")
+_EMAIL = re.compile(r"[^@/\s]+@[^@/\s]+\.[A-Za-z]{2,}")
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+_PLACEHOLDER = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_FORBIDDEN_CHARS = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
+
+
+def _token_like(run: str) -> bool:
+    has_digit = any(c.isdigit() for c in run)
+    has_alpha = any(c.isalpha() for c in run)
+    return has_digit and has_alpha
+
+
+def looks_like_identifier(segment: str) -> bool:
+    """True when one path segment looks like it names a person, an object or a secret."""
+    if not segment or _PLACEHOLDER.match(segment):
+        return False
+    text = unquote(segment)
+    if "@" in text and _EMAIL.search(text):
+        return True
+    if _DIGITS.search(text) or _UUID.search(text) or _HEX_RUN.search(text):
+        return True
+    if _IPV4.search(text):
+        return True
+    if ":" in text:
+        try:
+            ipaddress.ip_address(text.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            return True
+    return any(_token_like(m.group()) for m in _TOKEN_RUN.finditer(text))
+
+
+@lru_cache(maxsize=4096)
+def route_problem(route: str) -> str | None:
+    """Why ``route`` is not an acceptable route template, or None when it is.
+
+    Cached because a site has few templates and every batch repeats them.
+    """
+    if route in ROUTE_SPECIAL:
+        return None
+    if len(route) > MAX_ROUTE_LENGTH:
+        return f"longer than {MAX_ROUTE_LENGTH} characters"
+    if not route.startswith("/"):
+        return "must start with '/' or be (unmatched) or (other)"
+    if _FORBIDDEN_CHARS.search(unquote(route)):
+        return "contains a query string, fragment, whitespace or control character"
+    for segment in route.split("/"):
+        if segment in ("..", ".") or unquote(segment) in ("..", "."):
+            return "contains a '..' or '.' segment"
+        if looks_like_identifier(segment):
+            return "contains a segment that looks like an identifier; use a {placeholder}"
+    return None
+
+
+def schema_document() -> dict[str, object]:
+    """A machine-readable description of every record kind, field and range label."""
+    kinds: dict[str, object] = {}
+    for record_type in RECORD_TYPES:
+        info = msgspec.inspect.type_info(record_type)
+        assert isinstance(info, msgspec.inspect.StructType)
+        kinds[str(info.tag)] = {
+            "description": (record_type.__doc__ or "").strip(),
+            "fields": [
+                {"name": f.encode_name, "required": f.required, "type": _describe(f.type)}
+                for f in info.fields
+            ],
+        }
+    return {
+        "version": SCHEMA_VERSION,
+        "record_kinds": kinds,
+        "labels": {
+            "latency": list(LATENCY_LABELS),
+            "duration": list(DURATION_LABELS),
+            "pages": list(PAGES_LABELS),
+            "status": list(STATUS_CLASSES),
+            "method": list(METHODS),
+        },
+        "edges": {
+            "latency_ms": list(LATENCY_EDGES_MS),
+            "visit_duration_s": list(VISIT_DURATION_EDGES_S),
+        },
+        "limits": {
+            "max_records": MAX_RECORDS,
+            "max_body_bytes": MAX_BODY_BYTES,
+            "max_route_length": MAX_ROUTE_LENGTH,
+            "max_slug_length": MAX_SLUG_LENGTH,
+        },
+        "special_values": {"route": list(ROUTE_SPECIAL), "referrer": list(REFERRER_SPECIAL)},
+        "hour": "start of a UTC hour in Unix seconds; nothing finer is ever accepted",
+    }
+
+
+def _describe(t: msgspec.inspect.Type) -> str:
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(map(str, t.values))
+    if isinstance(t, msgspec.inspect.UnionType):
+        return " or ".join(_describe(x) for x in t.types)
+    if isinstance(t, msgspec.inspect.DictType):
+        return f"object of {_describe(t.key_type)} to {_describe(t.value_type)}"
+    if isinstance(t, msgspec.inspect.IntType):
+        if t.multiple_of == 3600:
+            return "UTC hour (Unix seconds, multiple of 3600)"
+        return "integer >= 1"
+    if isinstance(t, msgspec.inspect.StrType):
+        return "string" + (f" matching {t.pattern}" if t.pattern else "")
+    if isinstance(t, msgspec.inspect.BoolType):
+        return "boolean"
+    if isinstance(t, msgspec.inspect.NoneType):
+        return "null"
+    return type(t).__name__
