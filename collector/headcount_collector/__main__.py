@@ -1,0 +1,5 @@
+import sys
+
+from headcount_collector.cli import main
+
+sys.exit(main())

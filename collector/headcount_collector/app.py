@@ -1,0 +1,185 @@
+"""The collector's HTTP API: ``create_app(settings, store, sites)``, no global app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from headcount import wire
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from headcount_collector import openapi, privacy
+from headcount_collector.accesslog import AccessLogMiddleware
+from headcount_collector.config import Settings, Site, SiteRegistry, load_sites
+from headcount_collector.errors import IngestRejected, QueryRejected, StoreUnavailable
+from headcount_collector.groupcommit import GroupCommitter
+from headcount_collector.ingest import decode_batch, read_body, validate_batch
+from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
+from headcount_collector.stores.base import Store
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("headcount_collector")
+_encode = msgspec.json.Encoder().encode
+_JSON = "application/json"
+
+
+def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(payload), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _unauthorized(message: str) -> Response:
+    return _json({"error": message}, 401, {"WWW-Authenticate": 'Bearer realm="headcount"'})
+
+
+def _unavailable() -> Response:
+    return _json(
+        {"error": "storage is temporarily unavailable; retry later"}, 503, {"Retry-After": "5"}
+    )
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    sites: SiteRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
+    """Build the collector. ``store`` is migrated here; ``clock`` exists for tests."""
+    registry = sites if sites is not None else load_sites(settings.config_path)
+    store.migrate()
+    committer = GroupCommitter(store, settings.max_group_batches)
+
+    async def ingest(request: Request) -> Response:
+        token = _bearer(request)
+        site = registry.by_write_token(token) if token else None
+        if site is None:
+            return _unauthorized("missing or wrong write token")
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != _JSON:
+            return _json({"error": "Content-Type must be application/json"}, 415)
+        try:
+            body = await read_body(
+                request.stream(),
+                request.headers.get("content-length"),
+                request.headers.get("content-encoding"),
+            )
+            batch = decode_batch(body)
+            pending = validate_batch(batch, site, int(clock()))
+        except IngestRejected as exc:
+            payload = {"error": exc.error} if exc.path is None else {
+                "error": exc.error, "path": exc.path
+            }
+            return _json(payload, exc.status)
+        try:
+            applied = await committer.submit(pending)
+        except StoreUnavailable:
+            return _unavailable()
+        if not applied:
+            return _json({"duplicate": True}, 200)
+        return _json({"accepted": pending.records}, 202)
+
+    async def stats(request: Request) -> Response:
+        token = _bearer(request)
+        site = registry.by_read_token(token) if token else None
+        if site is None:
+            return _unauthorized("missing or wrong read token")
+        now = clock()
+        try:
+            query = parse_stats_query(list(request.query_params.multi_items()), site, now)
+            result = await asyncio.to_thread(run_stats_query, store, site, query, now)
+        except QueryRejected as exc:
+            return _json({"error": exc.error, "parameter": exc.parameter}, 400)
+        except StoreUnavailable:
+            return _unavailable()
+        if query.format == "csv":
+            return Response(
+                render_csv(result),
+                media_type="text/csv; charset=utf-8",
+                headers={"X-Headcount-K": str(site.k), "X-Headcount-Withheld": str(result["withheld"])},
+            )
+        return _json(result)
+
+    async def schema(request: Request) -> Response:
+        document: dict[str, object] = {"wire": wire.schema_document()}
+        token = _bearer(request)
+        if token is not None:
+            site = registry.by_read_token(token)
+            if site is None:
+                return _unauthorized("wrong read token")
+            document["site"] = privacy.site_declaration(site)
+        return _json(document)
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def openapi_json(request: Request) -> Response:
+        return _json(openapi.document())
+
+    async def privacy_page(request: Request) -> Response:
+        return HTMLResponse(privacy.render_page(list(registry)))
+
+    async def retention_loop() -> None:
+        while True:
+            await asyncio.sleep(settings.retention_interval)
+            await asyncio.to_thread(run_retention, store, list(registry), settings, clock())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await committer.start()
+        retention = asyncio.create_task(retention_loop(), name="headcount-retention")
+        try:
+            yield
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+            await committer.stop()
+
+    app = Starlette(
+        routes=[
+            Route(wire.INGEST_PATH, ingest, methods=["POST"]),
+            Route("/v1/stats", stats, methods=["GET"]),
+            Route("/v1/schema", schema, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/privacy", privacy_page, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.committer = committer
+    app.state.store = store
+    app.state.sites = registry
+    if settings.access_log:
+        app.add_middleware(AccessLogMiddleware)
+    return app
+
+
+def run_retention(store: Store, sites: list[Site], settings: Settings, now: float) -> None:
+    for site in sites:
+        try:
+            result = store.apply_retention(site, int(now), settings.dedupe_seconds)
+        except StoreUnavailable as exc:
+            logger.warning("retention for site %s failed, will retry: %s", site.id, exc)
+            continue
+        if result.hourly_rolled_up or result.daily_deleted:
+            logger.info(
+                "retention for site %s: %d hourly rows rolled up, %d daily rows deleted",
+                site.id,
+                result.hourly_rolled_up,
+                result.daily_deleted,
+            )

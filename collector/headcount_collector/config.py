@@ -1,0 +1,244 @@
+"""Sites and the collector's settings: one typed object shared by the CLI and the code.
+
+The site file is a user-facing contract (see README, "Configuration"): keys may be added,
+never renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from headcount import wire
+
+from headcount_collector.errors import ConfigError
+
+__all__ = [
+    "EventDeclaration",
+    "Settings",
+    "Site",
+    "SiteRegistry",
+    "load_sites",
+    "starter_config",
+    "token_digest",
+]
+
+_HEX64 = r"^[0-9a-f]{64}$"
+SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class _EventFile(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(pattern=wire.NAME_PATTERN)]
+    props: dict[
+        Annotated[str, msgspec.Meta(pattern=wire.NAME_PATTERN)],
+        list[Annotated[str, msgspec.Meta(pattern=wire.SLUG_PATTERN)]],
+    ] = {}
+
+
+class _SiteFile(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[str, msgspec.Meta(pattern=SITE_ID_PATTERN)]
+    write_token_sha256: Annotated[str, msgspec.Meta(pattern=_HEX64)]
+    read_token_sha256: Annotated[str, msgspec.Meta(pattern=_HEX64)]
+    timezone: str = "UTC"
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    hourly_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 30
+    keep_days: Annotated[int, msgspec.Meta(ge=1, le=36600)] = 760
+    events: list[_EventFile] = []
+
+
+class _ConfigFile(msgspec.Struct, forbid_unknown_fields=True):
+    sites: Annotated[list[_SiteFile], msgspec.Meta(min_length=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class EventDeclaration:
+    name: str
+    props: Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One site as the collector knows it. Tokens exist here only as SHA-256 digests."""
+
+    id: str
+    timezone: ZoneInfo
+    write_token_sha256: bytes
+    read_token_sha256: bytes
+    k: int = 5
+    hourly_days: int = 30
+    keep_days: int = 760
+    events: Mapping[str, EventDeclaration] = field(default_factory=dict)
+
+    @property
+    def hourly_seconds(self) -> int:
+        return self.hourly_days * 86400
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class SiteRegistry:
+    """Finds the site a bearer token belongs to, in time that does not depend on the token."""
+
+    def __init__(self, sites: list[Site]) -> None:
+        self._sites = {site.id: site for site in sites}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._sites.values())
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+    def get(self, site_id: str) -> Site | None:
+        return self._sites.get(site_id)
+
+    def by_write_token(self, token: str) -> Site | None:
+        return self._match(token, write=True)
+
+    def by_read_token(self, token: str) -> Site | None:
+        return self._match(token, write=False)
+
+    def _match(self, token: str, *, write: bool) -> Site | None:
+        digest = token_digest(token)
+        found: Site | None = None
+        # Compare against every site, without stopping early, so timing reveals neither
+        # which site matched nor how many prefix bytes of a guess were right.
+        for site in self._sites.values():
+            expected = site.write_token_sha256 if write else site.read_token_sha256
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = site
+        return found
+
+
+def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
+    """Read and check the site file; any problem raises ConfigError naming file and key."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(file), "-", f"cannot read the file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from None
+    try:
+        parsed = msgspec.convert(data, _ConfigFile)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `")
+        key = _toml_key(where.rstrip("`")) if where else "-"
+        raise ConfigError(str(file), key, message) from None
+    sites: list[Site] = []
+    seen_ids: set[str] = set()
+    seen_tokens: set[str] = set()
+    for index, entry in enumerate(parsed.sites):
+        prefix = f"sites[{index}]"
+        if entry.id in seen_ids:
+            raise ConfigError(str(file), f"{prefix}.id", f"duplicate site id {entry.id!r}")
+        seen_ids.add(entry.id)
+        for key in ("write_token_sha256", "read_token_sha256"):
+            digest = getattr(entry, key)
+            if digest in seen_tokens:
+                raise ConfigError(str(file), f"{prefix}.{key}", "token digest is used twice")
+            seen_tokens.add(digest)
+        try:
+            zone = ZoneInfo(entry.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                str(file), f"{prefix}.timezone", f"unknown IANA time zone {entry.timezone!r}"
+            ) from None
+        if entry.keep_days < entry.hourly_days:
+            raise ConfigError(
+                str(file), f"{prefix}.keep_days", "must be at least hourly_days"
+            )
+        events: dict[str, EventDeclaration] = {}
+        for event_index, event in enumerate(entry.events):
+            if event.name in events:
+                raise ConfigError(
+                    str(file),
+                    f"{prefix}.events[{event_index}].name",
+                    f"event {event.name!r} declared twice",
+                )
+            events[event.name] = EventDeclaration(
+                event.name, {name: frozenset(values) for name, values in event.props.items()}
+            )
+        sites.append(
+            Site(
+                id=entry.id,
+                timezone=zone,
+                write_token_sha256=bytes.fromhex(entry.write_token_sha256),
+                read_token_sha256=bytes.fromhex(entry.read_token_sha256),
+                k=entry.k,
+                hourly_days=entry.hourly_days,
+                keep_days=entry.keep_days,
+                events=events,
+            )
+        )
+    return SiteRegistry(sites)
+
+
+def _toml_key(json_path: str) -> str:
+    return re.sub(r"^\$\.?", "", json_path) or "-"
+
+
+def starter_config(site_id: str = "mysite", timezone: str = "UTC") -> tuple[str, str, str]:
+    """A starter site file and the fresh tokens it was made for: (toml, write, read)."""
+    write_token = "hcw_" + secrets.token_urlsafe(24)
+    read_token = "hcr_" + secrets.token_urlsafe(24)
+    text = f"""# Headcount collector sites. Tokens are stored only as SHA-256 digests.
+[[sites]]
+id = "{site_id}"
+timezone = "{timezone}"
+write_token_sha256 = "{token_digest(write_token).hex()}"
+read_token_sha256 = "{token_digest(read_token).hex()}"
+# Released counts below k are withheld (k = 1 turns suppression off).
+k = 5
+# Hourly rows are kept this many days, then rolled up into daily rows.
+hourly_days = 30
+# Daily rows are deleted after this many days (about 25 months).
+keep_days = 760
+
+# Declare each custom event and the property values it may carry; anything else is
+# rejected at ingest.
+[[sites.events]]
+name = "signup"
+props = {{ plan = ["free", "pro"] }}
+"""
+    return text, write_token, read_token
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the collector process needs, from the CLI or from code."""
+
+    config_path: str
+    db_url: str = "sqlite:///./headcount.sqlite3"
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 1
+    access_log: bool = False
+    # How often each worker rolls up and purges old rows (seconds).
+    retention_interval: float = 3600.0
+    # How long batch ids are remembered so a retry is recognised (seconds, >= 48 h).
+    dedupe_seconds: int = 7 * 86400
+    # Upper bound on batches merged into one group commit.
+    max_group_batches: int = 512
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1-65535, not {self.port}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.dedupe_seconds < 48 * 3600:
+            raise ValueError("dedupe_seconds must cover at least 48 hours")

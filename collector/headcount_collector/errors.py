@@ -1,0 +1,48 @@
+"""The collector's exceptions, in one tree, converted to HTTP answers at the app boundary."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CollectorError",
+    "ConfigError",
+    "IngestRejected",
+    "QueryRejected",
+    "StoreUnavailable",
+]
+
+
+class CollectorError(Exception):
+    """Base of every error the collector raises on purpose."""
+
+
+class ConfigError(CollectorError):
+    """The site file or a setting is wrong; the process must not start."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}")
+        self.file = file
+        self.key = key
+        self.problem = problem
+
+
+class IngestRejected(CollectorError):
+    """A batch is refused as a whole; nothing from it is stored."""
+
+    def __init__(self, status: int, error: str, path: str | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.path = path
+
+
+class QueryRejected(CollectorError):
+    """A query parameter is invalid; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, error: str) -> None:
+        super().__init__(f"{parameter}: {error}")
+        self.parameter = parameter
+        self.error = error
+
+
+class StoreUnavailable(CollectorError):
+    """The database cannot take a write now (locked, disk full); the client should retry."""

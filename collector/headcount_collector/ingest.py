@@ -1,0 +1,150 @@
+"""Turning one POST body into a validated, key-merged batch, or a rejection naming the field.
+
+A batch is all or nothing: the first record that is not already coarse rejects the whole
+batch, so a sender bug can never half-store a batch and a retry can never double count.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+
+import msgspec
+from headcount import wire
+
+from headcount_collector.config import Site
+from headcount_collector.errors import IngestRejected
+from headcount_collector.stores.base import CounterKey, PendingBatch
+from headcount_collector.tables import table_for
+
+__all__ = ["decode_batch", "read_body", "validate_batch"]
+
+_DECODER = msgspec.json.Decoder(wire.Batch)
+_MAX = wire.MAX_BODY_BYTES
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], content_length: str | None, content_encoding: str | None
+) -> bytes:
+    """Read at most 1 MiB of (decompressed) body, stopping as soon as it is exceeded.
+
+    A gzip bomb is cut off while inflating: we never hold more than the limit plus one
+    chunk, whatever the compressed stream claims.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise IngestRejected(415, f"unsupported Content-Encoding {encoding[:20]!r}; use gzip")
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            raise IngestRejected(400, "Content-Length is not a number") from None
+        if declared > _MAX:
+            raise IngestRejected(413, f"body larger than {_MAX} bytes")
+    inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
+    received = 0
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > _MAX:
+            raise IngestRejected(413, f"body larger than {_MAX} bytes")
+        if inflater is None:
+            parts.append(chunk)
+            size += len(chunk)
+            continue
+        data = chunk
+        while data:
+            try:
+                out = inflater.decompress(data, _MAX + 1 - size)
+            except zlib.error:
+                raise IngestRejected(400, "body is not valid gzip") from None
+            parts.append(out)
+            size += len(out)
+            if size > _MAX:
+                raise IngestRejected(413, f"decompressed body larger than {_MAX} bytes")
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+    if inflater is not None:
+        if not inflater.eof:
+            raise IngestRejected(400, "gzip body is truncated")
+        if inflater.unused_data.strip():
+            raise IngestRejected(400, "trailing data after the gzip stream")
+    return b"".join(parts)
+
+
+def decode_batch(body: bytes) -> wire.Batch:
+    try:
+        return _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        message, path = _split_msgspec_error(str(exc))
+        raise IngestRejected(422, message, path) from None
+    except msgspec.DecodeError as exc:
+        raise IngestRejected(400, f"malformed JSON: {exc}") from None
+
+
+def _split_msgspec_error(text: str) -> tuple[str, str]:
+    message, _, where = text.partition(" - at `")
+    path = where.rstrip("`") or "$"
+    # msgspec reports unknown and missing fields at the enclosing object; point at the
+    # field itself, which is what a user needs to find.
+    for marker in ("unknown field `", "missing required field `"):
+        if marker in message:
+            name = message.split(marker, 1)[1].split("`", 1)[0]
+            path = f"{path}.{name}"
+    return message, path
+
+
+def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
+    """Check what only the site can judge and merge equal keys; raise on the first problem."""
+    newest = now + 3600
+    oldest = now - site.hourly_seconds
+    counts: dict[CounterKey, int] = {}
+    for index, record in enumerate(batch.records):
+        hour = record.hour
+        if hour > newest:
+            raise IngestRejected(
+                422, "hour is more than an hour in the future", f"$.records[{index}].hour"
+            )
+        if hour < oldest:
+            raise IngestRejected(
+                422,
+                f"hour is older than this site keeps hourly data ({site.hourly_days} days)",
+                f"$.records[{index}].hour",
+            )
+        route = getattr(record, "route", None)
+        if route is not None:
+            problem = wire.route_problem(route)
+            if problem is not None:
+                raise IngestRejected(
+                    422, f"route is not a template: {problem}", f"$.records[{index}].route"
+                )
+        if isinstance(record, wire.Event):
+            _check_event(record, site, index)
+        table = table_for(record)
+        key = (table.kind, hour, table.key_of(record))
+        counts[key] = counts.get(key, 0) + record.n
+    return PendingBatch(site.id, batch.batch_id, counts, len(batch.records))
+
+
+def _check_event(record: wire.Event, site: Site, index: int) -> None:
+    declaration = site.events.get(record.name)
+    if declaration is None:
+        raise IngestRejected(
+            422, "event name is not declared for this site", f"$.records[{index}].name"
+        )
+    for name, value in record.props.items():
+        allowed = declaration.props.get(name)
+        if allowed is None:
+            raise IngestRejected(
+                422,
+                f"property {name!r} is not declared for event {record.name!r}",
+                f"$.records[{index}].props.{name}",
+            )
+        if value not in allowed:
+            raise IngestRejected(
+                422,
+                f"value is not declared for property {name!r} of event {record.name!r}",
+                f"$.records[{index}].props.{name}",
+            )

@@ -1,0 +1,267 @@
+"""``GET /v1/stats``: parameters in, suppressed rows out.
+
+Parsing is strict: a bad parameter is a 400 naming it, never a guess.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal, get_args
+
+from headcount import wire
+
+from headcount_collector.config import Site
+from headcount_collector.errors import QueryRejected
+from headcount_collector.stores.base import CounterQuery, Store
+from headcount_collector.suppression import Cell, suppress_group
+from headcount_collector.tables import TABLES, Table
+from headcount_collector.timeutil import bucket_starts, floor_hour, local_midnight, to_local_iso
+
+__all__ = ["METRICS", "StatsQuery", "parse_stats_query", "render_csv", "run_stats_query"]
+
+Interval = Literal["hour", "day", "week", "month", "total"]
+Format = Literal["json", "csv"]
+
+# metric -> (table, implicit filters, dimensions a user may group or filter by)
+METRICS: Final[dict[str, tuple[Table, tuple[tuple[str, int], ...], tuple[str, ...]]]] = {
+    "pageviews": (
+        TABLES["pageview"],
+        (),
+        ("route", "referrer", "utm_source", "utm_medium", "utm_campaign", "entry"),
+    ),
+    "entries": (
+        TABLES["pageview"],
+        (("entry", 1),),
+        ("route", "referrer", "utm_source", "utm_medium", "utm_campaign"),
+    ),
+    "requests": (TABLES["request"], (), ("route", "method", "status", "latency")),
+    "events": (TABLES["event"], (), ("event", "route", "prop")),
+    "bots": (TABLES["bot"], (), ()),
+    "visits": (TABLES["visit"], (), ("route", "duration", "pages")),
+}
+# Query-facing dimension names that differ from the column they read.
+_COLUMN: Final = {"event": "name"}
+MAX_BUCKETS: Final = 10_000
+MAX_LIMIT: Final = 1000
+_WHEN = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2})(?::00(?::00)?)?)?$")
+NONE_LABEL: Final = "(none)"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    metric: str
+    start: int
+    end: int
+    interval: Interval
+    by: tuple[str, ...]
+    filters: tuple[tuple[str, str], ...]
+    limit: int | None
+    format: Format
+
+
+def _parse_when(name: str, text: str, site: Site) -> int:
+    match = _WHEN.match(text)
+    if not match:
+        raise QueryRejected(name, "expected an ISO date (2026-11-30) or date and hour (2026-11-30T14)")
+    try:
+        day = datetime.strptime(match.group(1), "%Y-%m-%d").date()
+    except ValueError:
+        raise QueryRejected(name, "not a valid calendar date") from None
+    hour = int(match.group(2) or 0)
+    if hour > 23:
+        raise QueryRejected(name, "hour must be 00-23")
+    local = datetime(day.year, day.month, day.day, hour, tzinfo=site.timezone)
+    return int(local.timestamp())
+
+
+def _dimension(name: str, allowed: Sequence[str], parameter: str) -> str:
+    if name.startswith("prop:") and "prop" in allowed:
+        prop = name[5:]
+        if not re.match(wire.NAME_PATTERN, prop):
+            raise QueryRejected(parameter, "prop:NAME needs a valid property name")
+        return name
+    if name not in allowed or name == "prop":
+        choices = ", ".join("prop:NAME" if a == "prop" else a for a in allowed) or "none"
+        raise QueryRejected(parameter, f"unknown dimension for this metric; choose from {choices}")
+    return name
+
+
+def parse_stats_query(params: Sequence[tuple[str, str]], site: Site, now: float) -> StatsQuery:
+    known = {"metric", "from", "to", "interval", "by", "filter", "limit", "format"}
+    single: dict[str, str] = {}
+    by: list[str] = []
+    raw_filters: list[str] = []
+    for key, value in params:
+        if key not in known:
+            raise QueryRejected(key, "unknown parameter")
+        if key == "by":
+            by.extend(part for part in value.split(",") if part)
+        elif key == "filter":
+            raw_filters.append(value)
+        elif key in single:
+            raise QueryRejected(key, "given more than once")
+        else:
+            single[key] = value
+    metric = single.get("metric", "pageviews")
+    if metric not in METRICS:
+        raise QueryRejected("metric", f"choose from {', '.join(METRICS)}")
+    _, _, allowed = METRICS[metric]
+    interval = single.get("interval", "day")
+    if interval not in get_args(Interval):
+        raise QueryRejected("interval", "choose from hour, day, week, month, total")
+    today = datetime.fromtimestamp(now, site.timezone).date()
+    end = (
+        _parse_when("to", single["to"], site)
+        if "to" in single
+        else local_midnight(today + timedelta(days=1), site.timezone)
+    )
+    start = (
+        _parse_when("from", single["from"], site)
+        if "from" in single
+        else local_midnight(today - timedelta(days=6), site.timezone)
+    )
+    if start >= end:
+        raise QueryRejected("from", "must be before 'to' (the range is half-open)")
+    if interval == "hour" and (end - start) // 3600 > MAX_BUCKETS:
+        raise QueryRejected("interval", f"more than {MAX_BUCKETS} hourly buckets; use day")
+    dims = tuple(_dimension(name, allowed, "by") for name in by)
+    if len(set(dims)) != len(dims):
+        raise QueryRejected("by", "a dimension is repeated")
+    filters: list[tuple[str, str]] = []
+    for raw in raw_filters:
+        if raw.startswith("prop:"):
+            name, sep, value = raw[5:].partition(":")
+            dim = "prop:" + name
+        else:
+            dim, sep, value = raw.partition(":")
+        if not sep:
+            raise QueryRejected("filter", "expected dimension:value")
+        filters.append((_dimension(dim, allowed, "filter"), value))
+    limit: int | None = None
+    if "limit" in single:
+        try:
+            limit = int(single["limit"])
+        except ValueError:
+            raise QueryRejected("limit", "must be an integer") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise QueryRejected("limit", f"must be between 1 and {MAX_LIMIT}")
+    fmt = single.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise QueryRejected("format", "choose json or csv")
+    return StatsQuery(metric, start, end, interval, dims, tuple(filters), limit, fmt)  # type: ignore[arg-type]
+
+
+def _column(dim: str) -> str | tuple[str, str]:
+    if dim.startswith("prop:"):
+        return ("prop", dim[5:])
+    return _COLUMN.get(dim, dim)
+
+
+def _filter_value(dim: str, value: str) -> str | int:
+    if dim == "entry":
+        return 1 if value.lower() in ("1", "true", "yes") else 0
+    if value == NONE_LABEL and dim.startswith("utm_"):
+        return ""
+    return value
+
+
+def run_stats_query(
+    store: Store, site: Site, query: StatsQuery, now: float
+) -> dict[str, object]:
+    table, implicit, _ = METRICS[query.metric]
+    filters = [(c, v) for c, v in implicit]
+    filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
+    interval = query.interval
+    buckets: tuple[tuple[int, int], ...] = ()
+    if interval in ("day", "week", "month"):
+        buckets = tuple(bucket_starts(query.start, query.end, interval, site.timezone))  # type: ignore[arg-type]
+        if len(buckets) > MAX_BUCKETS:
+            raise QueryRejected("interval", f"more than {MAX_BUCKETS} buckets")
+    counter_query = CounterQuery(
+        table=table,
+        site=site.id,
+        start=query.start,
+        end=query.end,
+        group_by=tuple(_column(d) for d in query.by),
+        filters=tuple(filters),
+        interval=interval,
+        zone_name=site.timezone.key,
+        buckets=buckets,
+    )
+    raw_rows = store.query(counter_query)
+    groups: dict[int | None, list[Cell]] = {}
+    for row in raw_rows:
+        bucket = row[0]
+        values = tuple(NONE_LABEL if v in ("", None) else v for v in row[1:-1])
+        count = int(row[-1])  # type: ignore[arg-type]
+        if count > 0:
+            groups.setdefault(bucket if isinstance(bucket, int) else None, []).append(
+                Cell(values, count)
+            )
+    rows: list[dict[str, object]] = []
+    totals: list[dict[str, object]] = []
+    withheld = 0
+    for bucket in sorted(groups, key=lambda b: -1 if b is None else b):
+        result = suppress_group(groups[bucket], site.k, query.limit if query.by else None)
+        withheld += result.withheld
+        time_fields: dict[str, object] = (
+            {} if bucket is None else {"time": to_local_iso(bucket, site.timezone)}
+        )
+        group_rows = [
+            {**time_fields, **_dims(query.by, cell.key), "count": cell.count}
+            for cell in result.released
+        ]
+        if result.other is not None and query.by:
+            group_rows.append(
+                {**time_fields, **{d: wire.OTHER for d in query.by}, "count": result.other}
+            )
+        # Stable: among equal counts the folded (other) row stays last.
+        group_rows.sort(key=lambda row: -int(row["count"]))  # type: ignore[call-overload]
+        rows.extend(group_rows)
+        totals.append({**time_fields, "count": result.total})
+    notes: list[str] = []
+    hourly_from = floor_hour(now - site.hourly_seconds)
+    if interval == "hour" and query.start < hourly_from:
+        notes.append(
+            "hourly counts before "
+            f"{to_local_iso(hourly_from, site.timezone)} have been rolled up into days; "
+            "use interval=day or coarser for that part of the range"
+        )
+    response: dict[str, object] = {
+        "site": site.id,
+        "metric": query.metric,
+        "from": to_local_iso(query.start, site.timezone),
+        "to": to_local_iso(query.end, site.timezone),
+        "interval": interval,
+        "by": list(query.by),
+        "k": site.k,
+        "withheld": withheld,
+        "rows": rows,
+        "totals": totals,
+    }
+    if notes:
+        response["notes"] = notes
+    return response
+
+
+def _dims(by: Sequence[str], values: tuple[object, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for dim, value in zip(by, values, strict=True):
+        out[dim] = bool(value) if dim == "entry" else value
+    return out
+
+
+def render_csv(response: dict[str, object]) -> str:
+    by = list(response["by"])  # type: ignore[call-overload]
+    columns = ([] if response["interval"] == "total" else ["time"]) + by + ["count"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in response["rows"]:  # type: ignore[attr-defined]
+        writer.writerow(row)
+    return buffer.getvalue()

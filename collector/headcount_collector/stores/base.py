@@ -1,0 +1,174 @@
+"""The store interface and the SQL both relational backends share.
+
+A store is synchronous and owns its connections; the app calls it from one dedicated
+writer thread (group commit) and from worker threads for queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from headcount_collector.config import Site
+from headcount_collector.tables import TABLES, Table
+from headcount_collector.timeutil import Unit, bucket_starts
+
+__all__ = [
+    "CounterKey",
+    "CounterQuery",
+    "Dialect",
+    "PendingBatch",
+    "RetentionResult",
+    "Store",
+    "merge_applied",
+]
+
+# (kind, hour, dimension values in the kind's column order)
+CounterKey = tuple[str, int, tuple[str | int, ...]]
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """A validated batch, already merged by key, waiting for its group commit."""
+
+    site: str
+    batch_id: str
+    counts: dict[CounterKey, int]
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class CounterQuery:
+    table: Table
+    site: str
+    start: int
+    end: int
+    # Each grouped dimension: a column name, or ("prop", NAME) for an event property.
+    group_by: tuple[str | tuple[str, str], ...] = ()
+    filters: tuple[tuple[str | tuple[str, str], str | int], ...] = ()
+    # "hour" groups by stored hour, "total" not at all, a Unit by local calendar buckets.
+    interval: Literal["hour", "total"] | Unit = "day"
+    zone_name: str = "UTC"
+    buckets: tuple[tuple[int, int], ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    hourly_rolled_up: int
+    daily_deleted: int
+    batch_ids_forgotten: int
+
+
+class Store(Protocol):
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to run from several processes at once."""
+
+    def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
+        """Apply ``batches`` in one transaction; per batch, False when it was a duplicate."""
+
+    def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
+        """Rows of (bucket start or None, *group values, count)."""
+
+    def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
+        """Roll hourly rows older than the site keeps into daily rows; drop expired rows."""
+
+    def close(self) -> None: ...
+
+
+def merge_applied(
+    batches: Sequence[PendingBatch], applied: Sequence[bool]
+) -> dict[Table, dict[tuple[str | int, ...], int]]:
+    """Sum the counts of applied batches by table and full row key (site, hour, dims)."""
+    merged: dict[Table, dict[tuple[str | int, ...], int]] = {}
+    for batch, ok in zip(batches, applied, strict=True):
+        if not ok:
+            continue
+        for (kind, hour, dims), n in batch.counts.items():
+            rows = merged.setdefault(TABLES[kind], {})
+            key = (batch.site, hour, *dims)
+            rows[key] = rows.get(key, 0) + n
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few places where SQLite and PostgreSQL SQL differ."""
+
+    placeholder: str  # "?" or "%s"
+    prop_expression: str  # with {ph} where the property name goes
+
+    def upsert_sql(self, table: Table) -> str:
+        columns = ("site", "res", "bucket", *table.dimensions, "n")
+        values = ", ".join(
+            "'h'" if c == "res" else self.placeholder for c in columns
+        )
+        key = ", ".join(c for c in columns if c != "n")
+        return (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
+        )
+
+    def create_table_sql(self, table: Table, integer: str = "INTEGER") -> str:
+        dims = "".join(
+            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
+        )
+        key = ", ".join(("site", "res", "bucket", *table.dimensions))
+        return (
+            f"CREATE TABLE IF NOT EXISTS {table.name} (\n"
+            "    site TEXT NOT NULL,\n"
+            "    res TEXT NOT NULL,\n"
+            f"    bucket {integer} NOT NULL,\n"
+            f"{dims}"
+            f"    n {integer} NOT NULL,\n"
+            f"    PRIMARY KEY ({key})\n"
+            ")"
+        )
+
+    def _column(self, column: str | tuple[str, str], params: list[object]) -> str:
+        if isinstance(column, tuple):
+            params.append(column[1])
+            return self.prop_expression.format(ph=self.placeholder)
+        return column
+
+    def select_sql(self, query: CounterQuery) -> tuple[str, list[object]]:
+        """SQL summing ``query``'s counters, grouped by time bucket and dimensions."""
+        ph = self.placeholder
+        params: list[object] = []
+        prefix = ""
+        join = ""
+        if query.interval == "hour":
+            time_col = "c.bucket"
+        elif query.interval == "total":
+            time_col = "NULL"
+        else:
+            buckets = query.buckets or tuple(
+                bucket_starts(query.start, query.end, query.interval, _zone(query.zone_name))
+            )
+            rows = ", ".join(f"({ph}, {ph})" for _ in buckets)
+            for lo, hi in buckets:
+                params += [lo, hi]
+            prefix = f"WITH b(lo, hi) AS (VALUES {rows}) "
+            join = "JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
+            time_col = "b.lo"
+        group_exprs = [self._column(c, params) for c in query.group_by]
+        where = [f"c.site = {ph}", f"c.bucket >= {ph}", f"c.bucket < {ph}"]
+        params += [query.site, query.start, query.end]
+        if query.interval == "hour":
+            where.append("c.res = 'h'")
+        for column, value in query.filters:
+            where.append(f"{self._column(column, params)} = {ph}")
+            params.append(value)
+        select = ", ".join([time_col, *group_exprs, "SUM(c.n)"])
+        group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
+        sql = (
+            f"{prefix}SELECT {select} FROM {query.table.name} c {join}"
+            f"WHERE {' AND '.join(where)} GROUP BY {group}"
+        )
+        return sql, params
+
+
+def _zone(name: str):  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)

@@ -1,0 +1,220 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Durability: ``synchronous=FULL`` so an acknowledged count survives power loss, made
+affordable by group commit (many batches per fsync). ``secure_delete`` overwrites
+deleted rows so purged data is really gone from the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from headcount_collector.config import Site
+from headcount_collector.errors import StoreUnavailable
+from headcount_collector.stores.base import (
+    CounterQuery,
+    Dialect,
+    PendingBatch,
+    RetentionResult,
+    merge_applied,
+)
+from headcount_collector.tables import TABLES
+from headcount_collector.timeutil import bucket_starts, local_midnight
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION = 1
+DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.' || {ph})")
+
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA secure_delete = ON",
+    "PRAGMA busy_timeout = 10000",
+)
+
+
+def _migrations() -> list[list[str]]:
+    version_1 = [DIALECT.create_table_sql(table) + " WITHOUT ROWID" for table in TABLES.values()]
+    version_1.append(
+        "CREATE TABLE IF NOT EXISTS hc_batch ("
+        " site TEXT NOT NULL, batch_id TEXT NOT NULL, received INTEGER NOT NULL,"
+        " PRIMARY KEY (site, batch_id)) WITHOUT ROWID"
+    )
+    version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (received)")
+    return [version_1]
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        path = url.removeprefix("sqlite://")
+        # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy spells them.
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ValueError("sqlite URL needs a file path, e.g. sqlite:///headcount.sqlite3")
+        return cls(path)
+
+    def _connection(self) -> sqlite3.Connection:
+        # One connection per thread: sqlite3 connections must not be shared across threads
+        # while in use, and the writer and the query threads never wait on each other's
+        # Python-level locks this way; WAL lets readers run during a write.
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10
+            )
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    def migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema version {current} is newer than this collector "
+                    f"({SCHEMA_VERSION}); upgrade headcount"
+                )
+            for version, statements in enumerate(_migrations(), start=1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO hc_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
+
+    def schema_version(self) -> int:
+        row = self._connection().execute(
+            "SELECT value FROM hc_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
+        with self._write() as conn:
+            applied: list[bool] = []
+            for batch in batches:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+                    (batch.site, batch.batch_id, now),
+                )
+                applied.append(cursor.rowcount == 1)
+            for table, rows in merge_applied(batches, applied).items():
+                conn.executemany(
+                    DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()]
+                )
+        return applied
+
+    def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
+        sql, params = DIALECT.select_sql(query)
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
+        zone = site.timezone
+        hourly_cutoff = local_midnight(
+            datetime.fromtimestamp(now - site.hourly_seconds, zone).date(), zone
+        )
+        daily_cutoff = local_midnight(
+            datetime.fromtimestamp(now - site.keep_days * 86400, zone).date(), zone
+        )
+        rolled = deleted = 0
+        with self._write() as conn:
+            for table in TABLES.values():
+                row = conn.execute(
+                    f"SELECT MIN(bucket) FROM {table.name} WHERE site = ? AND res = 'h'"
+                    " AND bucket < ?",
+                    (site.id, hourly_cutoff),
+                ).fetchone()
+                if row[0] is not None:
+                    rolled += self._roll_up(conn, table.name, table.dimensions, site, row[0],
+                                            hourly_cutoff)
+                deleted += conn.execute(
+                    f"DELETE FROM {table.name} WHERE site = ? AND bucket < ?",
+                    (site.id, daily_cutoff),
+                ).rowcount
+            forgotten = conn.execute(
+                "DELETE FROM hc_batch WHERE site = ? AND received < ?",
+                (site.id, now - dedupe_seconds),
+            ).rowcount
+        if rolled or deleted or forgotten:
+            # Deleted pages may still sit in the WAL file; fold it back and truncate it
+            # so a purged value is gone from every file on disk.
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return RetentionResult(rolled, deleted, forgotten)
+
+    @staticmethod
+    def _roll_up(
+        conn: sqlite3.Connection,
+        name: str,
+        dimensions: tuple[str, ...],
+        site: Site,
+        oldest: int,
+        cutoff: int,
+    ) -> int:
+        days = bucket_starts(oldest, cutoff, "day", site.timezone)
+        values = ", ".join("(?, ?)" for _ in days)
+        params: list[object] = [x for day in days for x in day]
+        dims = "".join(f", {c}" for c in dimensions)
+        key = ", ".join(("site", "res", "bucket", *dimensions))
+        conn.execute(
+            f"WITH b(lo, hi) AS (VALUES {values}) "
+            f"INSERT INTO {name} (site, res, bucket{dims}, n) "
+            f"SELECT c.site, 'd', b.lo{dims.replace(', ', ', c.')}, SUM(c.n) "
+            f"FROM {name} c JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
+            f"WHERE c.site = ? AND c.res = 'h' AND c.bucket < ? "
+            f"GROUP BY b.lo{dims.replace(', ', ', c.')} "
+            f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n",
+            [*params, site.id, cutoff],
+        )
+        return conn.execute(
+            f"DELETE FROM {name} WHERE site = ? AND res = 'h' AND bucket < ?",
+            (site.id, cutoff),
+        ).rowcount
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -1,0 +1,73 @@
+"""Small-count suppression for every released number.
+
+Within each time bucket of a response ("a group"):
+
+1. Primary: a cell whose count is below k is withheld.
+2. Withheld cells (and cells past ``limit``) are folded into one ``(other)`` row, so the
+   rows of a group always add up to its total and nothing has to be inferred.
+3. Complementary: if the folded remainder holds any withheld cell but sums to less than
+   k, the smallest released cells are folded into it as well until it reaches k. A
+   reader can then never recover a withheld count from the total, the remainder or a
+   difference of released numbers in the response.
+4. If even the whole group sums to less than k, the group releases nothing at all, not
+   even its total.
+
+Representation: withheld cells are omitted and counted in ``withheld``; their counts
+live on only inside ``(other)``. Across *different* queries this cannot close every gap
+(a day's total minus its visible hours); see the privacy page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Cell", "SuppressedGroup", "suppress_group"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    key: tuple[Hashable, ...]
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressedGroup:
+    released: list[Cell]
+    # Sum of the folded cells, or None when nothing is folded.
+    other: int | None
+    # The group's total, or None when the whole group is withheld.
+    total: int | None
+    withheld: int
+
+
+def suppress_group(cells: Sequence[Cell], k: int, limit: int | None = None) -> SuppressedGroup:
+    """Apply the rules above to one group of cells (all from the same time bucket)."""
+    total = sum(cell.count for cell in cells)
+    if k <= 1:
+        ordered = sorted(cells, key=lambda c: -c.count)
+        shown = ordered if limit is None else ordered[:limit]
+        rest = ordered[len(shown) :]
+        return SuppressedGroup(
+            shown, sum(c.count for c in rest) if rest else None, total, 0
+        )
+    if total < k:
+        return SuppressedGroup([], None, None, len(cells))
+    visible = sorted((c for c in cells if c.count >= k), key=lambda c: -c.count)
+    hidden = [c for c in cells if c.count < k]
+    withheld = len(hidden)
+    folded_beyond_limit: list[Cell] = []
+    if limit is not None and len(visible) > limit:
+        folded_beyond_limit = visible[limit:]
+        visible = visible[:limit]
+    remainder = sum(c.count for c in hidden) + sum(c.count for c in folded_beyond_limit)
+    if hidden:
+        while remainder < k and visible:
+            smallest = visible.pop()
+            remainder += smallest.count
+            withheld += 1
+    if hidden or folded_beyond_limit:
+        other: int | None = remainder
+    else:
+        other = None
+    return SuppressedGroup(visible, other, total, withheld)

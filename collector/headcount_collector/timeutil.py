@@ -1,0 +1,59 @@
+"""Calendar buckets in a site's time zone, expressed as UTC instants.
+
+Counters are stored by UTC hour; days, weeks and months are the site's local ones, so
+their edges move with daylight saving time and are computed here, not in SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+__all__ = ["Unit", "bucket_starts", "floor_hour", "local_midnight", "to_local_iso"]
+
+Unit = Literal["day", "week", "month"]
+
+
+def floor_hour(ts: float) -> int:
+    return int(ts) // 3600 * 3600
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> int:
+    """The UTC instant at which ``day`` begins in ``zone``."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+
+
+def _unit_start(day: date, unit: Unit) -> date:
+    if unit == "week":
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _next_start(day: date, unit: Unit) -> date:
+    if unit == "day":
+        return day + timedelta(days=1)
+    if unit == "week":
+        return day + timedelta(days=7)
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def bucket_starts(start: int, end: int, unit: Unit, zone: ZoneInfo) -> list[tuple[int, int]]:
+    """The local calendar buckets overlapping [start, end) as (start, stop) UTC instants."""
+    first = datetime.fromtimestamp(start, zone).date()
+    day = _unit_start(first, unit)
+    buckets: list[tuple[int, int]] = []
+    while True:
+        following = _next_start(day, unit)
+        lo, hi = local_midnight(day, zone), local_midnight(following, zone)
+        if lo >= end:
+            break
+        buckets.append((lo, hi))
+        day = following
+    return buckets
+
+
+def to_local_iso(ts: int, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, UTC).astimezone(zone).isoformat()
