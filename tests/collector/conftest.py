@@ -1,0 +1,171 @@
+"""Collector fixtures: every store backend, an in-process app, a shared real server."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from headcount import wire
+from headcount_collector.app import create_app
+from headcount_collector.config import Settings, load_sites
+from headcount_collector.stores import Store, open_store
+from headcount_collector.tables import TABLES
+from starlette.testclient import TestClient
+
+from tests.conftest import (
+    READ_TOKEN,
+    WRITE_TOKEN,
+    CollectorProcess,
+    site_file_text,
+    start_collector,
+)
+
+STORE_KINDS = ["sqlite"]  # "postgres" joins when its store lands
+
+
+def current_hour() -> int:
+    return int(time.time()) // 3600 * 3600
+
+
+def batch_body(records: list[dict[str, Any]], batch_id: str | None = None, **extra: Any) -> bytes:
+    return msgspec.json.encode(
+        {
+            "batch_id": batch_id or secrets.token_hex(16),
+            "sender": "tests",
+            "sender_version": "1.0",
+            "records": records,
+            **extra,
+        }
+    )
+
+
+def pageview(route: str = "/", referrer: str = "(direct)", n: int = 1, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": "pageview",
+        "hour": fields.pop("hour", current_hour()),
+        "route": route,
+        "referrer": referrer,
+        "entry": fields.pop("entry", referrer != "(internal)"),
+        "n": n,
+        **fields,
+    }
+
+
+def request_record(route: str = "/", n: int = 1, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": "request",
+        "hour": fields.pop("hour", current_hour()),
+        "route": route,
+        "method": fields.pop("method", "GET"),
+        "status": fields.pop("status", "2xx"),
+        "latency": fields.pop("latency", wire.LATENCY_LABELS[1]),
+        "n": n,
+        **fields,
+    }
+
+
+def auth(token: str = WRITE_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def read_auth(token: str = READ_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    base = request.getfixturevalue("postgres_database")
+    yield base
+    _wipe_postgres(base)
+
+
+def _wipe_postgres(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in [*(t.name for t in TABLES.values()), "hc_batch"]:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute("DROP TABLE IF EXISTS hc_meta")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def stored_snapshot(store: Store) -> tuple[int, int]:
+    """(sum of every counter, number of remembered batch ids): 'nothing stored' checks."""
+    total = 0
+    from headcount_collector.stores.base import CounterQuery
+
+    for table in TABLES.values():
+        for site in ("blog", "shop"):
+            rows = store.query(
+                CounterQuery(table=table, site=site, start=0, end=2**40, interval="total")
+            )
+            total += sum(int(r[-1] or 0) for r in rows)  # type: ignore[arg-type]
+    batches = store.batch_count()
+    return total, batches
+
+
+@pytest.fixture
+def make_client(
+    tmp_path: Path, store: Store
+) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(k: int = 5, clock: Callable[[], float] = time.time, **settings: Any) -> TestClient:
+        path = tmp_path / f"sites-{len(clients)}.toml"
+        path.write_text(site_file_text(k=k), encoding="utf-8")
+        app = create_app(
+            Settings(config_path=str(path), **settings), store, load_sites(path), clock=clock
+        )
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    """One real collector (CLI + uvicorn) shared by the tests that only add to it."""
+    tmp = tmp_path_factory.mktemp("shared-collector")
+    site_path = tmp / "sites.toml"
+    site_path.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp, site_path)
+    yield server
+    server.stop()
+
+
+def sqlite_snapshot(db_path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(db_path)
+    try:
+        total = sum(
+            conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {t.name}").fetchone()[0]
+            for t in TABLES.values()
+        )
+        batches = conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0]
+    finally:
+        conn.close()
+    return int(total), int(batches)
