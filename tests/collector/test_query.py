@@ -1,0 +1,235 @@
+"""``GET /v1/stats`` over every store: parameters, intervals in the site's time zone, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from headcount import wire
+from headcount_collector.stores import PendingBatch, Store
+from starlette.testclient import TestClient
+
+from tests.collector.conftest import read_auth
+from tests.conftest import SHOP_READ_TOKEN, WRITE_TOKEN
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# Wednesday 2026-11-25 12:00 Berlin (11:00 UTC); Berlin is UTC+1 in winter.
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=BERLIN).timestamp()
+
+
+def utc_hour(y: int, m: int, d: int, h: int) -> int:
+    return int(datetime(y, m, d, h, tzinfo=ZoneInfo("UTC")).timestamp())
+
+
+def seed(store: Store, site: str, rows: list[tuple[str, int, tuple[str | int, ...], int]]) -> None:
+    counts = {(kind, hour, dims): n for kind, hour, dims, n in rows}
+    applied = store.commit([PendingBatch(site, secrets.token_hex(16), counts, len(rows))], int(NOW))
+    assert applied == [True]
+
+
+def pv(route: str, referrer: str = "(direct)", entry: int = 1, utm: str = "") -> tuple[str | int, ...]:
+    return (route, referrer, utm, "", "", entry)
+
+
+@pytest.fixture
+def seeded(store: Store, make_client: Callable[..., TestClient]) -> TestClient:
+    h = utc_hour(2026, 11, 24, 9)  # 10:00 Berlin on Tuesday the 24th
+    seed(
+        store,
+        "blog",
+        [
+            ("pageview", h, pv("/"), 100),
+            ("pageview", h, pv("/", "news.example.org", utm="newsletter"), 40),
+            ("pageview", h, pv("/about", "(internal)", entry=0), 30),
+            ("pageview", h + 3600, pv("/"), 20),
+            ("pageview", h + 3600, pv("/secret"), 2),
+            # 23:30 UTC on the 24th is the 25th in Berlin.
+            ("pageview", utc_hour(2026, 11, 24, 23), pv("/"), 7),
+            ("request", h, ("/", "GET", "2xx", wire.LATENCY_LABELS[0]), 50),
+            ("request", h, ("/", "GET", "5xx", wire.LATENCY_LABELS[5]), 9),
+            ("request", h, ("/form", "POST", "3xx", wire.LATENCY_LABELS[2]), 12),
+            ("event", h, ("signup", "/signup", '{"plan":"pro"}'), 8),
+            ("event", h, ("signup", "/signup", '{"plan":"free"}'), 25),
+            ("bot", h, (), 60),
+            ("visit", h, ("/", "0s", "1"), 30),
+            ("visit", h, ("/", "1m-2m", "3-4"), 10),
+        ],
+    )
+    seed(store, "shop", [("pageview", h, pv("/cart"), 1)])
+    return make_client(clock=lambda: NOW)
+
+
+def stats(client: TestClient, token: str = "", **params: object) -> dict[str, object]:
+    from tests.conftest import READ_TOKEN
+
+    response = client.get("/v1/stats", params=params, headers=read_auth(token or READ_TOKEN))
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_day_buckets_follow_site_time_zone(seeded: TestClient) -> None:
+    body = stats(seeded, metric="pageviews", interval="day", **{"from": "2026-11-24", "to": "2026-11-26"})
+    assert set(body) >= {"site", "metric", "from", "to", "interval", "by", "k", "withheld", "rows"}
+    assert body["from"] == "2026-11-24T00:00:00+01:00"
+    assert body["rows"] == [
+        {"time": "2026-11-24T00:00:00+01:00", "count": 192},
+        {"time": "2026-11-25T00:00:00+01:00", "count": 7},
+    ]
+    assert body["k"] == 5
+
+
+def test_hour_interval_and_default_range(seeded: TestClient) -> None:
+    body = stats(seeded, interval="hour")
+    assert body["from"] == "2026-11-19T00:00:00+01:00"
+    assert body["to"] == "2026-11-26T00:00:00+01:00"
+    assert [r["time"] for r in body["rows"]] == [  # type: ignore[union-attr]
+        "2026-11-24T10:00:00+01:00",
+        "2026-11-24T11:00:00+01:00",
+        "2026-11-25T00:00:00+01:00",
+    ]
+
+
+def test_week_month_total(seeded: TestClient) -> None:
+    week = stats(seeded, interval="week", **{"from": "2026-11-01", "to": "2026-12-01"})
+    assert week["rows"] == [{"time": "2026-11-23T00:00:00+01:00", "count": 199}]
+    month = stats(seeded, interval="month", **{"from": "2026-11-01", "to": "2026-12-01"})
+    assert month["rows"] == [{"time": "2026-11-01T00:00:00+01:00", "count": 199}]
+    total = stats(seeded, interval="total", **{"from": "2026-11-01", "to": "2026-12-01"})
+    assert total["rows"] == [{"count": 199}]
+
+
+def test_from_to_with_hours_is_half_open(seeded: TestClient) -> None:
+    body = stats(seeded, interval="total", **{"from": "2026-11-24T10", "to": "2026-11-24T11"})
+    assert body["rows"] == [{"count": 170}]
+
+
+def test_by_route_with_suppression_and_ordering(seeded: TestClient) -> None:
+    body = stats(seeded, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-26"})
+    # /secret (2) is below k=5: withheld, folded with the smallest released row so the
+    # (other) remainder is not 2.
+    rows = body["rows"]
+    assert rows == [
+        {"route": "/", "count": 167},
+        {"route": "(other)", "count": 32},
+    ]
+    assert body["withheld"] == 2
+
+
+def test_by_referrer_utm_and_filters(seeded: TestClient) -> None:
+    window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
+    body = stats(seeded, by="referrer", **window)
+    assert {r["referrer"]: r["count"] for r in body["rows"]} == {  # type: ignore[union-attr]
+        "(direct)": 122, "news.example.org": 40, "(internal)": 30,
+    }
+    utm = stats(seeded, by="utm_source", filter="route:/", **window)
+    assert {r["utm_source"]: r["count"] for r in utm["rows"]} == {  # type: ignore[union-attr]
+        "(none)": 120, "newsletter": 40,
+    }
+    entries = stats(seeded, metric="entries", **window)
+    assert entries["rows"] == [{"count": 162}]
+
+
+def test_requests_events_bots_visits(seeded: TestClient) -> None:
+    window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
+    by_status = stats(seeded, metric="requests", by="status", **window)
+    assert {r["status"]: r["count"] for r in by_status["rows"]} == {  # type: ignore[union-attr]
+        "2xx": 50, "3xx": 12, "5xx": 9,
+    }
+    by_method_latency = stats(seeded, metric="requests", by="method,latency", filter="method:POST", **window)
+    assert by_method_latency["rows"] == [
+        {"method": "POST", "latency": wire.LATENCY_LABELS[2], "count": 12}
+    ]
+    events = stats(seeded, metric="events", by=["event", "prop:plan"], **window)
+    assert events["rows"] == [
+        {"event": "signup", "prop:plan": "free", "count": 25},
+        {"event": "signup", "prop:plan": "pro", "count": 8},
+    ]
+    filtered = stats(seeded, metric="events", filter="prop:plan:pro", **window)
+    assert filtered["rows"] == [{"count": 8}]
+    assert stats(seeded, metric="bots", **window)["rows"] == [{"count": 60}]
+    visits = stats(seeded, metric="visits", by="pages", **window)
+    assert {r["pages"]: r["count"] for r in visits["rows"]} == {"1": 30, "3-4": 10}  # type: ignore[union-attr]
+
+
+def test_limit_folds_the_rest_into_other(seeded: TestClient) -> None:
+    body = stats(seeded, by="referrer", limit=1, interval="total", **{"from": "2026-11-24", "to": "2026-11-25"})
+    assert body["rows"] == [
+        {"referrer": "(direct)", "count": 122},
+        {"referrer": "(other)", "count": 70},
+    ]
+
+
+def test_csv_has_the_same_columns_and_rules(seeded: TestClient) -> None:
+    from tests.conftest import READ_TOKEN
+
+    response = seeded.get(
+        "/v1/stats",
+        params={"by": "route", "format": "csv", "from": "2026-11-24", "to": "2026-11-26"},
+        headers=read_auth(READ_TOKEN),
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["x-headcount-k"] == "5"
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(rows[0]) == ["time", "route", "count"]
+    assert {(r["time"][:10], r["route"], r["count"]) for r in rows} == {
+        ("2026-11-24", "/", "160"),
+        ("2026-11-24", "(other)", "32"),
+        ("2026-11-25", "/", "7"),
+    }
+    assert "/secret" not in response.text
+
+
+def test_read_token_reads_only_its_own_site(seeded: TestClient) -> None:
+    shop = stats(seeded, token=SHOP_READ_TOKEN, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-25"})
+    assert shop["site"] == "shop"
+    assert shop["rows"] == [{"route": "/cart", "count": 1}]  # shop has k = 1
+    assert shop["k"] == 1
+    for token in (WRITE_TOKEN, "hcr_guess", ""):
+        response = seeded.get("/v1/stats", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"metric": "sessions"}, "metric"),
+        ({"interval": "minute"}, "interval"),
+        ({"by": "ip"}, "by"),
+        ({"by": "route,route"}, "by"),
+        ({"by": "status"}, "by"),  # not a pageview dimension
+        ({"by": "prop:Bad Name", "metric": "events"}, "by"),
+        ({"filter": "route"}, "filter"),
+        ({"filter": "user_agent:x"}, "filter"),
+        ({"from": "yesterday"}, "from"),
+        ({"from": "2026-02-30"}, "from"),
+        ({"from": "2026-11-24T25"}, "from"),
+        ({"to": "2026-11-24T10:30"}, "to"),
+        ({"from": "2026-11-25", "to": "2026-11-24"}, "from"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"format": "xml"}, "format"),
+        ({"metric": "pageviews", "sort": "asc"}, "sort"),
+        ({"interval": "hour", "from": "2000-01-01", "to": "2026-01-01"}, "interval"),
+    ],
+)
+def test_bad_parameters_get_400_naming_them(
+    seeded: TestClient, params: dict[str, str], parameter: str
+) -> None:
+    from tests.conftest import READ_TOKEN
+
+    response = seeded.get("/v1/stats", params=params, headers=read_auth(READ_TOKEN))
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == parameter
+
+
+def test_rolled_up_hours_are_announced(store: Store, make_client: Callable[..., TestClient]) -> None:
+    client = make_client(clock=lambda: NOW)
+    body = stats(client, interval="hour", **{"from": "2026-10-01", "to": "2026-10-02"})
+    assert body["rows"] == []
+    assert "rolled up" in body["notes"][0]  # type: ignore[index]
