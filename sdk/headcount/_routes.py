@@ -1,0 +1,148 @@
+"""Route templates: one `{name}` syntax for every framework, and a path generaliser."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from headcount.wire import OTHER, UNMATCHED, looks_like_identifier, route_problem
+
+__all__ = ["generalize_path", "normalize_route"]
+
+_ID = "{id}"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Flask/werkzeug and Django path converters: <name>, <int:name>, <string(length=2):name>.
+_ANGLE = re.compile(r"<(?:[^<>]*:)?([^<>:]*)>")
+# Starlette: {name} or {name:converter}.
+_BRACE = re.compile(r"\{([^{}:]*)(?::[^{}]*)?\}")
+_REGEX_HINT = re.compile(r"^\^|\(\?P<|(?<!\\)\$$")
+# What may stay in a template once regex groups are gone: escaped literals only.
+_REGEX_ESCAPE = re.compile(r"\\(.)")
+_REGEX_META = re.compile(r"[\\^$.|?*+()\[\]]")
+_FORBIDDEN = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
+
+
+def _placeholder(name: str) -> str:
+    return "{" + name + "}" if _NAME.fullmatch(name) else _ID
+
+
+def _replace_regex_groups(pattern: str) -> str:
+    """Replace each top-level `( … )` group with `{name}` (named) or `{id}` (unnamed)."""
+    out: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if depth == 0:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif char == ")" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                group = pattern[start : i + 1]
+                named = re.match(r"\(\?P<([^>]*)>", group)
+                if named:
+                    out.append(_placeholder(named.group(1)))
+                elif not group.startswith("(?"):
+                    out.append(_ID)
+                # Other (?…) groups (lookarounds, flags) match no path text of their own.
+        elif depth == 0:
+            out.append(char)
+        i += 1
+    if depth:
+        raise ValueError("unbalanced regex group")
+    return "".join(out)
+
+
+def _from_regex(pattern: str) -> str:
+    body = pattern.removeprefix("^")
+    if body.endswith("$") and not body.endswith("\\$"):
+        body = body[:-1]
+    body = _replace_regex_groups(body)
+    # A segment still holding an unescaped quantifier, class or wildcard matches many
+    # literal paths, so it is a placeholder too; escaped characters are literal text.
+    segments = []
+    for segment in body.split("/"):
+        if _REGEX_META.search(_REGEX_ESCAPE.sub("", segment)):
+            segments.append(_ID)
+        else:
+            segments.append(_REGEX_ESCAPE.sub(r"\1", segment))
+    return "/".join(segments)
+
+
+def _to_braces(template: str) -> str:
+    if _REGEX_HINT.search(template):
+        template = _from_regex(template)
+    template = _ANGLE.sub(lambda m: _placeholder(m.group(1)), template)
+    template = _BRACE.sub(lambda m: _placeholder(m.group(1)), template)
+    if not template.startswith("/"):
+        # Django `path()` / `re_path()` routes have no leading slash.
+        template = "/" + template
+    # Frameworks differ on trailing slashes (Django always has one); one spelling per route.
+    if len(template) > 1:
+        template = template.rstrip("/") or "/"
+    return template
+
+
+def _segment_is_bad(segment: str) -> bool:
+    if segment in (".", ".."):
+        return True
+    if segment.startswith("{") and segment.endswith("}"):
+        return _NAME.fullmatch(segment[1:-1]) is None
+    return bool(
+        _FORBIDDEN.search(segment)
+        or _REGEX_META.search(segment)
+        or "{" in segment
+        or "}" in segment
+        or "%" in segment
+        or looks_like_identifier(segment)
+    )
+
+
+@lru_cache(maxsize=2048)
+def normalize_route(template: str | None) -> str:
+    """A framework's route template in one `{name}` syntax that the collector accepts.
+
+    ``/users/<int:id>`` (Flask), ``users/<int:pk>/`` (Django ``path``),
+    ``/users/{id:int}`` (Starlette) and ``^users/(?P<id>[0-9]+)/$`` (Django ``re_path``)
+    all become ``/users/{id}`` (a trailing slash is dropped). None, meaning no route matched,
+    becomes ``(unmatched)``. Segments that still look like identifiers become ``{id}``;
+    a template that cannot be made acceptable (too long, say) becomes ``(other)``.
+
+    Results are cached: an app has few templates.
+    """
+    if template is None:
+        return UNMATCHED
+    if not isinstance(template, str):
+        return OTHER
+    if template in (UNMATCHED, OTHER):
+        return template
+    try:
+        route = _to_braces(template.strip())
+    except ValueError:
+        return OTHER
+    if route_problem(route) is None:
+        return route
+    route = "/".join(_ID if _segment_is_bad(s) else s for s in route.split("/"))
+    return route if route_problem(route) is None else OTHER
+
+
+def generalize_path(path: str) -> str:
+    """A route-like template for a raw request path, for apps without a router.
+
+    Any all-digit segment and any segment that looks like an identifier (long numbers,
+    UUIDs, hex runs, tokens, e-mail addresses, IP addresses) becomes ``{id}``; the query
+    string and fragment are cut off unread. Opt-in: prefer the framework's own template.
+    """
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    return "/".join(
+        _ID if (segment.isdigit() or looks_like_identifier(segment)) else segment
+        for segment in path.split("/")
+    )

@@ -1,0 +1,366 @@
+"""The background sender: batches, an outbox buffer, retries with backoff, deadlines.
+
+Nothing here runs on the request path. A daemon thread, started lazily by the first
+record, wakes every ``flush_interval`` (jittered), swaps the count table out and turns
+it into encoded batches. Each batch keeps its ``batch_id`` and exact bytes until the
+collector acknowledges it, so a retry is idempotent on the collector's side.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import httpx
+import msgspec
+
+from headcount._log import RateLimitedLog
+from headcount._settings import TrackerSettings
+from headcount._stats import Counters
+from headcount._version import __version__
+from headcount.wire import MAX_BODY_BYTES, MAX_RECORDS, Batch, Record
+
+__all__ = ["SENDER_NAME", "Sender"]
+
+SENDER_NAME = "headcount-python"
+_GZIP_ABOVE = 1024
+# Stay clearly under the collector's limit: the limit is on bytes, batches are split by
+# halving, and a margin costs nothing.
+_BODY_LIMIT = MAX_BODY_BYTES - 16 * 1024
+_MAX_RETRY_AFTER = 24 * 3600.0
+_MAX_ERROR_TEXT = 200
+_ENCODER = msgspec.json.Encoder()
+
+
+class _Outcome(Enum):
+    DONE = "done"  # acknowledged, or given up on: leaves the buffer
+    RETRY = "retry"  # stays at the head of the buffer until its backoff has passed
+    NO_TIME = "no-time"  # the deadline left no time to try
+
+
+@dataclass(slots=True, eq=False)
+class _PendingBatch:
+    batch_id: str
+    body: bytes
+    gzipped: bool
+    records: int
+    created: float  # monotonic
+    attempts: int = 0
+    not_before: float = 0.0  # monotonic
+
+
+class Sender:
+    """Turns collected records into batches and gets them to the collector."""
+
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        counters: Counters,
+        log: RateLimitedLog,
+        collect: Callable[[bool], list[Record]],
+    ) -> None:
+        self._settings = settings
+        self._counters = counters
+        self._log = log
+        # collect(everything): the records due for sending; `everything` ignores the
+        # hourly schedule (explicit flush and shutdown).
+        self._collect = collect
+        self._rng = random.Random()
+        self._buffer: deque[_PendingBatch] = deque()
+        self._buffer_bytes = 0
+        self._buffer_lock = threading.Lock()
+        self._in_flight: _PendingBatch | None = None
+        # One sender at a time: the thread, flush() and shutdown() take turns.
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+        self._owns_client = False
+        self._headers = {
+            "Authorization": f"Bearer {settings.write_token}",
+            "Content-Type": "application/json",
+        }
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        thread = threading.Thread(target=self._run, name="headcount-sender", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def flush(self, timeout: float) -> bool:
+        """Send everything counted so far; True when nothing is left unsent."""
+        deadline = time.monotonic() + timeout
+        self._enqueue(self._collect(True))
+        return self._send_buffered(deadline, wait=True)
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop the thread and make one last attempt to send, all within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._wake.set()
+        try:
+            self._enqueue(self._collect(True))
+            # Last chance: a batch waiting out its backoff is tried once more now.
+            return self._send_buffered(deadline, wait=False, ignore_backoff=True)
+        finally:
+            if self._thread is not None:
+                self._thread.join(max(0.0, min(0.1, deadline - time.monotonic())))
+            if self._owns_client and self._client is not None and self._send_lock.acquire(False):
+                try:
+                    self._client.close()
+                finally:
+                    self._send_lock.release()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # --- background thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        interval = self._settings.flush_interval
+        # The first send comes sooner, so a short-lived worker still reports something.
+        next_collect = time.monotonic() + interval * self._rng.uniform(0.1, 0.25)
+        while not self._stop.is_set():
+            wake_at = next_collect
+            head = self._head()
+            if head is not None and head.not_before > 0:
+                wake_at = min(wake_at, head.not_before)
+            if self._wake.wait(max(0.0, wake_at - time.monotonic())):
+                self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                now = time.monotonic()
+                if now >= next_collect:
+                    self._enqueue(self._collect(False))
+                    next_collect = now + interval * self._rng.uniform(0.9, 1.1)
+                deadline = now + max(interval, self._settings.request_timeout)
+                self._send_buffered(deadline, wait=False)
+            except Exception as exc:
+                self._counters.add(errors=1)
+                self._log.warning("internal", "headcount sender error: %s", type(exc).__name__)
+                # Never spin on a persistent error.
+                self._stop.wait(1.0)
+
+    # --- batching and the buffer ----------------------------------------------------
+
+    def _enqueue(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        batches: list[_PendingBatch] = []
+        for start in range(0, len(records), MAX_RECORDS):
+            self._encode(records[start : start + MAX_RECORDS], batches)
+        max_age = self._settings.max_buffer_age
+        dropped = 0
+        with self._buffer_lock:
+            for batch in batches:
+                self._buffer.append(batch)
+                self._buffer_bytes += len(batch.body)
+            now = time.monotonic()
+            while self._buffer and (
+                len(self._buffer) > self._settings.max_buffer_batches
+                or self._buffer_bytes > self._settings.max_buffer_bytes
+                or now - self._buffer[0].created > max_age
+            ):
+                if not self._drop_oldest():
+                    break
+                dropped += 1
+        if dropped:
+            self._counters.add(dropped=dropped)
+            self._log.warning(
+                "buffer-full", "headcount buffer full or stale: dropped %d unsent batches", dropped
+            )
+
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest batch that is not being sent right now (buffer lock held)."""
+        for index, batch in enumerate(self._buffer):
+            if batch is not self._in_flight:
+                del self._buffer[index]
+                self._buffer_bytes -= len(batch.body)
+                return True
+        return False
+
+    def _encode(self, records: Sequence[Record], out: list[_PendingBatch]) -> None:
+        batch = Batch(
+            batch_id=secrets.token_hex(16),
+            sender=SENDER_NAME,
+            sender_version=__version__,
+            records=list(records),
+        )
+        body = _ENCODER.encode(batch)
+        if len(body) > _BODY_LIMIT and len(records) > 1:
+            middle = len(records) // 2
+            self._encode(records[:middle], out)
+            self._encode(records[middle:], out)
+            return
+        gzipped = len(body) > _GZIP_ABOVE
+        if gzipped:
+            # mtime=0: the same records always compress to the same bytes.
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        out.append(_PendingBatch(batch.batch_id, body, gzipped, len(records), time.monotonic()))
+
+    def _head(self) -> _PendingBatch | None:
+        with self._buffer_lock:
+            return self._buffer[0] if self._buffer else None
+
+    def _remove(self, batch: _PendingBatch) -> None:
+        with self._buffer_lock:
+            try:
+                self._buffer.remove(batch)
+            except ValueError:
+                return
+            self._buffer_bytes -= len(batch.body)
+
+    # --- sending ----------------------------------------------------------------------
+
+    def _send_buffered(self, deadline: float, *, wait: bool, ignore_backoff: bool = False) -> bool:
+        """Send buffered batches oldest first until done, out of time or backing off."""
+        if not self._send_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        try:
+            while True:
+                batch = self._head()
+                if batch is None:
+                    return True
+                now = time.monotonic()
+                if now - batch.created > self._settings.max_buffer_age:
+                    self._remove(batch)
+                    self._counters.add(dropped=1)
+                    continue
+                if batch.not_before > now and not ignore_backoff:
+                    if not wait or batch.not_before >= deadline:
+                        return False
+                    # Interruptible: shutdown() cuts a flush's backoff wait short.
+                    if self._stop.wait(batch.not_before - now):
+                        return False
+                    continue
+                self._in_flight = batch
+                try:
+                    outcome = self._attempt(batch, deadline)
+                finally:
+                    self._in_flight = None
+                if outcome is _Outcome.DONE:
+                    self._remove(batch)
+                elif outcome is _Outcome.NO_TIME or ignore_backoff:
+                    return False
+        finally:
+            self._send_lock.release()
+
+    def _http_client(self) -> httpx.Client:
+        if self._client is None:
+            option = self._settings.http_client
+            if isinstance(option, httpx.Client):
+                self._client = option
+            elif option is not None:
+                self._client = option()
+                self._owns_client = True
+            else:
+                self._client = httpx.Client(
+                    transport=self._settings.transport,
+                    timeout=self._settings.request_timeout,
+                    headers={"User-Agent": f"{SENDER_NAME}/{__version__}"},
+                )
+                self._owns_client = True
+        return self._client
+
+    def _attempt(self, batch: _PendingBatch, deadline: float) -> _Outcome:
+        timeout = min(self._settings.request_timeout, deadline - time.monotonic())
+        if timeout < 0.001:
+            return _Outcome.NO_TIME
+        if batch.attempts:
+            self._counters.add(retried=1)
+        batch.attempts += 1
+        headers = self._headers
+        if batch.gzipped:
+            headers = {**headers, "Content-Encoding": "gzip"}
+        try:
+            response = self._http_client().post(
+                self._settings.ingest_url, content=batch.body, headers=headers, timeout=timeout
+            )
+        except httpx.TransportError as exc:
+            self._log.warning(
+                "unreachable",
+                "headcount collector unreachable (%s); will retry",
+                type(exc).__name__,
+            )
+            self._back_off(batch, None)
+            return _Outcome.RETRY
+        except Exception as exc:
+            self._counters.add(errors=1)
+            self._log.warning(
+                "send-error", "headcount send failed (%s); will retry", type(exc).__name__
+            )
+            self._back_off(batch, None)
+            return _Outcome.RETRY
+        status = response.status_code
+        if 200 <= status < 300:
+            # 202 accepted, or 200 duplicate: the collector has applied this batch_id.
+            self._counters.add(sent=1)
+            return _Outcome.DONE
+        if status in (408, 429) or status >= 500:
+            self._log.warning(
+                "retryable-status", "headcount collector answered HTTP %d; will retry", status
+            )
+            self._back_off(batch, response.headers.get("Retry-After"))
+            return _Outcome.RETRY
+        self._counters.add(dropped=1)
+        self._log.warning(
+            "rejected",
+            "headcount collector rejected a batch of %d records (HTTP %d): %s",
+            batch.records,
+            status,
+            _error_text(response),
+        )
+        return _Outcome.DONE
+
+    def _back_off(self, batch: _PendingBatch, retry_after: str | None) -> None:
+        delay = _parse_retry_after(retry_after)
+        if delay is None:
+            exponential = self._settings.backoff_initial * 2 ** min(batch.attempts - 1, 30)
+            delay = min(self._settings.backoff_max, exponential) * self._rng.uniform(0.5, 1.0)
+        batch.not_before = time.monotonic() + delay
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), _MAX_RETRY_AFTER)
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The collector's short error message, printable characters only."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+        text = payload["error"]
+    else:
+        text = response.text
+    text = "".join(c if c.isprintable() else " " for c in text[:_MAX_ERROR_TEXT])
+    return text.strip() or "(no message)"

@@ -1,0 +1,248 @@
+"""One typed settings object, built from arguments, then the environment, then defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
+
+__all__ = ["DEFAULT_EXCLUDE_ROUTES", "ENV_PREFIX", "TrackerSettings"]
+
+ENV_PREFIX = "HEADCOUNT_"
+
+# Machine traffic and assets that are never a pageview. Matched against the normalised
+# route template; a trailing `*` makes a prefix match.
+DEFAULT_EXCLUDE_ROUTES: tuple[str, ...] = (
+    "/healthz",
+    "/health",
+    "/livez",
+    "/readyz",
+    "/metrics",
+    "/static/*",
+    "/favicon.ico",
+    "/robots.txt",
+    "/sitemap.xml",
+    "/admin*",
+)
+
+SendSchedule = Literal["immediate", "hourly"]
+HttpClientOption = httpx.Client | Callable[[], httpx.Client]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerSettings:
+    """Everything a ``Tracker`` is configured with. Build it with ``TrackerSettings.build``.
+
+    Every option can be passed as a ``Tracker`` keyword argument, set as the environment
+    variable ``HEADCOUNT_<OPTION>`` (except ``http_client`` and ``transport``), or left
+    to its default.
+    """
+
+    endpoint: str = ""
+    write_token: str = dataclasses.field(default="", repr=False)
+    enabled: bool = True
+    # Seconds between sends (each interval jittered by ±10%; the first send comes sooner).
+    flush_interval: float = 60.0
+    # Total time the interpreter's exit may spend sending what is left.
+    shutdown_timeout: float = 2.0
+    # Upper bound on one HTTP request; a flush deadline shortens it further.
+    request_timeout: float = 10.0
+    # Distinct counting keys per send window; further new keys count into route (other).
+    max_keys: int = 10_000
+    exclude_routes: tuple[str, ...] = DEFAULT_EXCLUDE_ROUTES
+    send_schedule: SendSchedule = "immediate"
+    # Unsent batches kept for retry; when any bound is hit the oldest batch is dropped.
+    max_buffer_batches: int = 100
+    max_buffer_bytes: int = 16 * 1024 * 1024
+    max_buffer_age: float = 24 * 3600.0
+    # Retry backoff: doubles from backoff_initial up to backoff_max seconds, jittered.
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    # A client, or a factory called once per process (use a factory if the app forks).
+    http_client: HttpClientOption | None = dataclasses.field(default=None, repr=False)
+    transport: httpx.BaseTransport | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls, options: Mapping[str, object], environ: Mapping[str, str] | None = None
+    ) -> TrackerSettings:
+        """Settings from ``options`` (names case-insensitive), then ``environ``, then defaults.
+
+        Raises ``ConfigurationError`` for an unknown or invalid option; warns with
+        ``ConfigurationWarning`` and uses the default for an invalid environment value.
+        """
+        env = os.environ if environ is None else environ
+        given: dict[str, object] = {}
+        for raw_name, value in options.items():
+            if not isinstance(raw_name, str):
+                raise ConfigurationTypeError(f"option names must be strings, got {raw_name!r}")
+            name = raw_name.lower()
+            if name not in _OPTIONS:
+                raise ConfigurationError(f"unknown Headcount option {raw_name!r}")
+            if value is None and name in _REQUIRED_STR:
+                continue
+            given[name] = _OPTIONS[name].check(name, value)
+        values: dict[str, object] = {}
+        for name, option in _OPTIONS.items():
+            if name in given:
+                values[name] = given[name]
+                continue
+            if option.parse is None:
+                continue
+            env_name = ENV_PREFIX + name.upper()
+            raw = env.get(env_name)
+            if raw is None:
+                continue
+            try:
+                values[name] = option.check(name, option.parse(raw))
+            except (ValueError, TypeError) as exc:
+                warnings.warn(
+                    f"ignoring {env_name}: {exc}; using the default",
+                    ConfigurationWarning,
+                    stacklevel=4,
+                )
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.enabled:
+            if not settings.endpoint:
+                raise ConfigurationError(
+                    "endpoint is required: pass endpoint= or set HEADCOUNT_ENDPOINT "
+                    "(or pass enabled=False)"
+                )
+            if not settings.write_token:
+                raise ConfigurationError(
+                    "write_token is required: pass write_token= or set HEADCOUNT_WRITE_TOKEN"
+                )
+        if settings.http_client is not None and settings.transport is not None:
+            raise ConfigurationError("pass either http_client or transport, not both")
+        return settings
+
+    @property
+    def ingest_url(self) -> str:
+        from headcount.wire import INGEST_PATH
+
+        return self.endpoint.rstrip("/") + INGEST_PATH
+
+
+# --- option checking --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Option:
+    check: Callable[[str, object], object]
+    parse: Callable[[str], object] | None  # None: cannot come from the environment
+
+
+def _parse_bool(raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def _parse_routes(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationTypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_number(low: float, high: float, *, integer: bool) -> Callable[[str, object], object]:
+    def check(name: str, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = "an int" if integer else "a number"
+            raise ConfigurationTypeError(f"{name} must be {kind}, got {type(value).__name__}")
+        if integer and not isinstance(value, int):
+            raise ConfigurationTypeError(f"{name} must be an int, got {type(value).__name__}")
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+        return value if integer else float(value)
+
+    return check
+
+
+def _check_endpoint(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    try:
+        url = httpx.URL(value.strip())
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigurationError(f"{name} is not a valid URL") from exc
+    if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+        raise ConfigurationError(f"{name} must be an http(s) URL without query, got {value!r}")
+    return value.strip()
+
+
+def _check_token(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    token = value.strip()
+    # The token goes into a header: anything but visible ASCII would break or smuggle it.
+    if not token or not all("!" <= c <= "~" for c in token):
+        raise ConfigurationError(f"{name} must be non-empty visible ASCII without spaces")
+    return token
+
+
+def _check_routes(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigurationTypeError(f"{name} must be a list of route patterns")
+    routes: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/"):
+            raise ConfigurationError(f"{name} entries must be strings starting with '/'")
+        routes.append(item)
+    return tuple(routes)
+
+
+def _check_schedule(name: str, value: object) -> str:
+    if value not in ("immediate", "hourly"):
+        raise ConfigurationError(f"{name} must be 'immediate' or 'hourly', got {value!r}")
+    return str(value)
+
+
+def _check_http_client(name: str, value: object) -> object:
+    if value is not None and not (isinstance(value, httpx.Client) or callable(value)):
+        raise ConfigurationTypeError(f"{name} must be an httpx.Client or a factory returning one")
+    return value
+
+
+def _check_transport(name: str, value: object) -> object:
+    if value is not None and not isinstance(value, httpx.BaseTransport):
+        raise ConfigurationTypeError(f"{name} must be an httpx.BaseTransport")
+    return value
+
+
+_OPTIONS: dict[str, _Option] = {
+    "endpoint": _Option(_check_endpoint, str),
+    "write_token": _Option(_check_token, str),
+    "enabled": _Option(_check_bool, _parse_bool),
+    "flush_interval": _Option(_check_number(0.01, 86400, integer=False), float),
+    "shutdown_timeout": _Option(_check_number(0, 600, integer=False), float),
+    "request_timeout": _Option(_check_number(0.01, 600, integer=False), float),
+    "max_keys": _Option(_check_number(1, 10_000_000, integer=True), int),
+    "exclude_routes": _Option(_check_routes, _parse_routes),
+    "send_schedule": _Option(_check_schedule, str.strip),
+    "max_buffer_batches": _Option(_check_number(1, 1_000_000, integer=True), int),
+    "max_buffer_bytes": _Option(_check_number(1024, 2**40, integer=True), int),
+    "max_buffer_age": _Option(_check_number(1, 30 * 86400, integer=False), float),
+    "backoff_initial": _Option(_check_number(0.001, 3600, integer=False), float),
+    "backoff_max": _Option(_check_number(0.001, 86400, integer=False), float),
+    "http_client": _Option(_check_http_client, None),
+    "transport": _Option(_check_transport, None),
+}
+_REQUIRED_STR = frozenset({"endpoint", "write_token"})

@@ -1,0 +1,139 @@
+"""The in-memory count table: coarse keys to counts, bounded, swapped out for sending."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+from headcount.wire import OTHER, REFERRER_SPECIAL, Bot, Event, Pageview, Record, Request
+
+__all__ = ["CountTable", "Key", "merge_counts", "overflow_key", "to_records"]
+
+# Keys are plain tuples, tagged by record kind, because hashing a tuple of interned
+# strings is the cheapest thing Python can count by:
+#   ("request", hour, route, method, status_class, latency)
+#   ("pageview", hour, route, referrer, entry, utm_source, utm_medium, utm_campaign)
+#   ("bot", hour)
+#   ("event", hour, name, route, ((prop, value), ...))
+RequestKey = tuple[str, int, str, str, str, str]
+PageviewKey = tuple[str, int, str, str, bool, str | None, str | None, str | None]
+EventKey = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
+BotKey = tuple[str, int]
+Key = RequestKey | PageviewKey | EventKey | BotKey
+
+# Room above max_keys for overflow keys. Request, pageview and bot overflow keys are
+# few per hour by construction; only events with ever-new names can reach this ceiling.
+OVERFLOW_HEADROOM = 1024
+
+
+def overflow_key(key: Key) -> Key:
+    """The key a new key is counted under once the table is full: route (other)."""
+    kind = key[0]
+    if kind == "request":
+        _, hour, _, method, status, latency = cast(RequestKey, key)
+        return (kind, hour, OTHER, method, status, latency)
+    if kind == "pageview":
+        _, hour, _, referrer, entry, *_ = cast(PageviewKey, key)
+        referrer = referrer if referrer in REFERRER_SPECIAL else OTHER
+        return (kind, hour, OTHER, referrer, entry, None, None, None)
+    if kind == "event":
+        _, hour, name, *_ = cast(EventKey, key)
+        return (kind, hour, name, OTHER, ())
+    return key
+
+
+class CountTable:
+    """Counts per key for one send window, at most ``max_keys`` distinct keys.
+
+    Once full, a new key counts under its ``overflow_key`` instead, so a flood of
+    distinct routes leaves memory flat while totals stay right.
+    """
+
+    __slots__ = ("_counts", "_lock", "_max_keys", "discarded", "overflowed", "recorded")
+
+    def __init__(self, max_keys: int) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[Key, int] = {}
+        self._max_keys = max_keys
+        self.recorded = 0
+        self.overflowed = 0
+        self.discarded = 0
+
+    def add(self, *keys: Key) -> None:
+        """Count one request or event under each of ``keys``."""
+        with self._lock:
+            counts = self._counts
+            self.recorded += 1
+            for key in keys:
+                n = counts.get(key)
+                if n is not None:
+                    counts[key] = n + 1
+                elif len(counts) < self._max_keys:
+                    counts[key] = 1
+                else:
+                    self._add_overflow(key)
+
+    def _add_overflow(self, key: Key) -> None:
+        counts = self._counts
+        key = overflow_key(key)
+        n = counts.get(key)
+        if n is not None:
+            counts[key] = n + 1
+        elif len(counts) < self._max_keys + OVERFLOW_HEADROOM:
+            counts[key] = 1
+        else:
+            self.discarded += 1
+            return
+        self.overflowed += 1
+
+    def swap(self) -> dict[Key, int]:
+        """Take the current counts, leaving an empty window; O(1) under the lock."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return counts
+
+    def snapshot(self) -> dict[Key, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+def merge_counts(into: dict[Key, int], counts: Mapping[Key, int], max_keys: int) -> None:
+    """Add ``counts`` into ``into``, keeping it within ``max_keys`` (+ overflow headroom)."""
+    for key, n in counts.items():
+        if key not in into and len(into) >= max_keys:
+            key = overflow_key(key)
+            if key not in into and len(into) >= max_keys + OVERFLOW_HEADROOM:
+                continue
+        into[key] = into.get(key, 0) + n
+
+
+def _record(key: Key, n: int) -> Record:
+    kind = key[0]
+    if kind == "request":
+        _, hour, route, method, status, latency = cast(RequestKey, key)
+        return Request(hour=hour, route=route, method=method, status=status, latency=latency, n=n)
+    if kind == "pageview":
+        _, hour, route, referrer, entry, source, medium, campaign = cast(PageviewKey, key)
+        return Pageview(
+            hour=hour,
+            route=route,
+            referrer=referrer,
+            entry=entry,
+            n=n,
+            utm_source=source,
+            utm_medium=medium,
+            utm_campaign=campaign,
+        )
+    if kind == "event":
+        _, hour, name, route, props = cast(EventKey, key)
+        return Event(hour=hour, name=name, route=route, props=dict(props), n=n)
+    return Bot(hour=key[1], n=n)
+
+
+def to_records(counts: Iterable[tuple[Key, int]]) -> list[Record]:
+    """Wire records for ``(key, count)`` pairs."""
+    return [_record(key, n) for key, n in counts]

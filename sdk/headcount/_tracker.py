@@ -1,0 +1,316 @@
+"""The Tracker: coarsens and counts requests in-process; a background sender ships counts."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from headcount._bots import is_bot
+from headcount._coarsen import (
+    is_html,
+    is_prefetch,
+    latency_of,
+    method_of,
+    parse_utm,
+    slug,
+    status_class_of,
+)
+from headcount._log import RateLimitedLog
+from headcount._referrer import coarsen_referrer
+from headcount._request import RequestInfo
+from headcount._routes import normalize_route
+from headcount._schedule import HourlyHold
+from headcount._sender import Sender
+from headcount._settings import TrackerSettings
+from headcount._stats import Counters, TrackerStats
+from headcount._table import CountTable, Key, to_records
+from headcount.wire import INTERNAL, MAX_PROPS, NAME_PATTERN, UNMATCHED, Record
+
+__all__ = ["Tracker"]
+
+_NAME = re.compile(NAME_PATTERN)
+_CHILD_WAIT = 1.0
+
+
+class _ProcessState:
+    """Everything that must not cross a fork: the table, its lock, buffer, thread, client."""
+
+    __slots__ = ("counters", "hold", "log", "pid", "sender", "start_lock", "table")
+
+    def __init__(self, settings: TrackerSettings, pid: int) -> None:
+        self.pid = pid
+        self.counters = Counters()
+        self.log = RateLimitedLog()
+        self.table = CountTable(settings.max_keys)
+        self.hold = HourlyHold(settings.max_keys) if settings.send_schedule == "hourly" else None
+        self.start_lock = threading.Lock()
+        self.sender = Sender(settings, self.counters, self.log, self.collect)
+
+    def collect(self, everything: bool) -> list[Record]:
+        counts = self.table.swap()
+        if self.hold is None:
+            return to_records(counts.items())
+        self.hold.add(counts)
+        return to_records(self.hold.take_due(everything=everything).items())
+
+    def counts(self) -> dict[Key, int]:
+        counts = self.table.snapshot()
+        if self.hold is not None:
+            for key, n in self.hold.snapshot().items():
+                counts[key] = counts.get(key, 0) + n
+        return counts
+
+
+class Tracker:
+    """Counts an app's traffic coarsely, in-process, and sends the counts to a collector.
+
+    ``Tracker(endpoint, write_token, **options)``: every option (see ``TrackerSettings``)
+    comes from the argument, else the ``HEADCOUNT_<OPTION>`` environment variable, else
+    its default. Bad arguments raise ``ConfigurationError``; a bad environment value
+    warns with ``ConfigurationWarning`` and the default is used.
+
+    Recording (``record_request``, ``event``) never blocks on I/O and never raises: it
+    coarsens, then increments an in-memory count under a lock. Internal errors are
+    swallowed and counted in ``stats().errors``. A daemon thread started by the first
+    record (never at import or construction, so a pre-fork master holds none) sends
+    the counts every ``flush_interval`` seconds. A forked child starts over with an empty
+    table, a new thread and a new HTTP client; nothing its parent counted is sent twice.
+
+    Bots (by user agent) count in the ``bot`` and ``request`` counters only: they are
+    load on the app, but never pageviews.
+
+    ``flush`` and ``shutdown`` block for at most their timeout; asyncio apps call them
+    through ``await asyncio.to_thread(tracker.shutdown)``. The interpreter's exit runs one
+    last ``shutdown(shutdown_timeout)`` on its own.
+
+    ``send_schedule="hourly"`` holds each hour's counts until a random moment of the
+    following hour, so the collector learns nothing finer than the hour from arrival
+    times; counts then show up 1-2 hours late, and counts still held by a process that
+    is killed (rather than shut down) are lost. ``flush`` and ``shutdown`` send held
+    counts at once.
+    """
+
+    def __init__(
+        self, endpoint: str | None = None, write_token: str | None = None, **options: Any
+    ) -> None:
+        self.settings = TrackerSettings.build(
+            {"endpoint": endpoint, "write_token": write_token, **options}
+        )
+        self._recording = self.settings.enabled
+        self._live_pid = 0  # the process whose sender thread is running; 0: none yet
+        self._state = _ProcessState(self.settings, os.getpid())
+        self._child_claims: dict[int, object] = {}
+        self._atexit_registered = False
+        self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
+        excluded = self.settings.exclude_routes
+        self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
+        self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
+        if self._recording:
+            os.register_at_fork(
+                after_in_child=functools.partial(_reset_in_child, weakref.ref(self))
+            )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> Tracker:
+        """A Tracker from a mapping of option names in any case (framework configuration)."""
+        return cls(**{str(name).lower(): value for name, value in options.items()})
+
+    def __repr__(self) -> str:
+        return f"<Tracker endpoint={self.settings.endpoint!r} enabled={self.settings.enabled}>"
+
+    # --- recording (the hot path) -----------------------------------------------------
+
+    def record_request(self, info: RequestInfo) -> None:
+        """Coarsen one finished request and count it. Never raises, never does I/O."""
+        if not self._recording:
+            return
+        try:
+            if self._live_pid != os.getpid():
+                self._activate()
+            route, excluded = self._route_info(info.route)
+            hour = int(time.time()) // 3600 * 3600
+            method = method_of(info.method)
+            status = status_class_of(info.status)
+            request: Key = ("request", hour, route, method, status, latency_of(info.elapsed))
+            if is_bot(info.user_agent):
+                self._state.table.add(request, ("bot", hour))
+            elif (
+                method == "GET"
+                and status == "2xx"
+                and not excluded
+                and is_html(info.content_type)
+                and not is_prefetch(info.purpose, info.sec_fetch_dest)
+            ):
+                referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
+                source, medium, campaign = parse_utm(info.query_string)
+                entry = referrer != INTERNAL
+                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
+                self._state.table.add(request, pageview)
+            else:
+                self._state.table.add(request)
+        except Exception as exc:
+            self._swallow(exc)
+
+    def event(self, name: str, route: str | None = None, **props: str | int | bool) -> None:
+        """Count a custom event: a declared ``name`` (``[a-z][a-z0-9_.-]*``), the route it
+        happened on (a template, as for requests) and up to 16 short slug properties.
+
+        An invalid name or property value drops the event: it is counted in
+        ``stats().errors`` and logged (rate-limited) without the offending value.
+        """
+        if not self._recording:
+            return
+        try:
+            if self._live_pid != os.getpid():
+                self._activate()
+            values = _event_values(name, props)
+            if isinstance(values, str):
+                self._state.counters.add(errors=1)
+                self._state.log.warning("event", "headcount dropped an event: %s", values)
+                return
+            hour = int(time.time()) // 3600 * 3600
+            route_template = normalize_route(route) if route is not None else UNMATCHED
+            self._state.table.add(("event", hour, name, route_template, values))
+        except Exception as exc:
+            self._swallow(exc)
+
+    def _compute_route_info(self, template: str | None) -> tuple[str, bool]:
+        route = normalize_route(template)
+        excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
+        return route, excluded
+
+    def _swallow(self, exc: Exception) -> None:
+        try:
+            state = self._state
+            state.counters.add(errors=1)
+            state.log.warning("internal", "headcount swallowed an error: %s", type(exc).__name__)
+        except Exception:  # noqa: S110 - the app must never see an SDK error
+            pass
+
+    # --- process lifecycle --------------------------------------------------------------
+
+    def _activate(self) -> None:
+        """First record in this process: start the sender (after a fork: a fresh state)."""
+        state = self._current_state()
+        with state.start_lock:
+            if not state.sender.started:
+                state.sender.start()
+            if not self._atexit_registered:
+                # Registered once: a forked child inherits the registration itself.
+                atexit.register(self._at_exit)
+                self._atexit_registered = True
+        self._live_pid = state.pid
+
+    def _current_state(self) -> _ProcessState:
+        pid = os.getpid()
+        state = self._state
+        if state.pid == pid:
+            return state
+        return self._state_for_child(pid)
+
+    def _state_for_child(self, pid: int) -> _ProcessState:
+        """Replace the parent's state, without touching any lock the parent may have held.
+
+        Both the fork hook and the pid check on the hot path (uWSGI skips fork hooks) get
+        here; an atomic ``dict.setdefault`` picks one thread to build the new state.
+        """
+        claim = object()
+        if self._child_claims.setdefault(pid, claim) is claim:
+            self._child_claims = {pid: claim}
+            self._state = _ProcessState(self.settings, pid)
+            return self._state
+        give_up = time.monotonic() + _CHILD_WAIT
+        while self._state.pid != pid:
+            if time.monotonic() > give_up:
+                raise RuntimeError("timed out waiting for the post-fork state")
+            time.sleep(0.0001)
+        return self._state
+
+    def _at_exit(self) -> None:
+        self.shutdown(self.settings.shutdown_timeout)
+
+    # --- sending and inspection -----------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything counted so far, waiting at most ``timeout`` seconds (default:
+        ``request_timeout``). True when nothing is left unsent. Never raises."""
+        if not self.settings.enabled:
+            return True
+        try:
+            return self._current_state().sender.flush(
+                self.settings.request_timeout if timeout is None else timeout
+            )
+        except Exception as exc:
+            self._swallow(exc)
+            return False
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop recording, send what is left within ``timeout`` seconds (default:
+        ``shutdown_timeout``) and stop the sender thread. For gunicorn ``worker_exit``,
+        ASGI lifespan shutdown or Celery ``worker_process_shutdown``. Idempotent."""
+        if not self._recording:
+            return True
+        self._recording = False
+        if self._atexit_registered:
+            atexit.unregister(self._at_exit)
+        try:
+            return self._current_state().sender.shutdown(
+                self.settings.shutdown_timeout if timeout is None else timeout
+            )
+        except Exception as exc:
+            self._swallow(exc)
+            return False
+
+    def peek(self) -> list[Record]:
+        """A copy of the coarsened records counted and not yet swapped out for sending."""
+        if not self.settings.enabled:
+            return []
+        return to_records(self._current_state().counts().items())
+
+    def stats(self) -> TrackerStats:
+        """What this process's tracker has done so far."""
+        state = self._current_state()
+        counters = state.counters
+        return TrackerStats(
+            recorded=state.table.recorded,
+            overflowed=state.table.overflowed,
+            discarded=state.table.discarded,
+            sent=counters.sent,
+            retried=counters.retried,
+            dropped=counters.dropped,
+            buffered=state.sender.buffered,
+            errors=counters.errors,
+        )
+
+
+def _event_values(name: object, props: Mapping[str, object]) -> tuple[tuple[str, str], ...] | str:
+    """The event's properties as sorted (name, slug) pairs, or why the event is invalid."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        return "the name must match [a-z][a-z0-9_.-]{0,63}"
+    if len(props) > MAX_PROPS:
+        return f"more than {MAX_PROPS} properties"
+    values: list[tuple[str, str]] = []
+    for key, value in props.items():
+        if not _NAME.match(key):
+            return "a property name must match [a-z][a-z0-9_.-]{0,63}"
+        cleaned = slug(str(value)) if isinstance(value, str | int | bool) else None
+        if cleaned is None:
+            return f"property {key!r} is not a short slug (or looks like an identifier)"
+        values.append((key, cleaned))
+    return tuple(sorted(values))
+
+
+def _reset_in_child(tracker_ref: weakref.ref[Tracker]) -> None:
+    tracker = tracker_ref()
+    if tracker is not None:
+        # A fork hook must never break the child; the hot path's pid check retries.
+        with contextlib.suppress(Exception):
+            tracker._current_state()
