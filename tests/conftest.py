@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from headcount_collector.config import token_digest
 
 WRITE_TOKEN = "hcw_test-write-token-blog-0001"
@@ -121,9 +122,19 @@ def start_collector(
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "headcount_collector", "serve",
-                "--config", str(site_file), "--db", db_url,
-                "--port", str(port), "--workers", str(workers), *extra,
+                sys.executable,
+                "-m",
+                "headcount_collector",
+                "serve",
+                "--config",
+                str(site_file),
+                "--db",
+                db_url,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,12 +9,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
-from headcount import wire
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from headcount import wire
 from headcount_collector import openapi, privacy
 from headcount_collector.accesslog import AccessLogMiddleware
 from headcount_collector.config import Settings, Site, SiteRegistry, load_sites
@@ -81,9 +81,9 @@ def create_app(
             batch = decode_batch(body)
             pending = validate_batch(batch, site, int(clock()))
         except IngestRejected as exc:
-            payload = {"error": exc.error} if exc.path is None else {
-                "error": exc.error, "path": exc.path
-            }
+            payload = (
+                {"error": exc.error} if exc.path is None else {"error": exc.error, "path": exc.path}
+            )
             return _json(payload, exc.status)
         try:
             applied = await committer.submit(pending)
@@ -110,7 +110,10 @@ def create_app(
             return Response(
                 render_csv(result),
                 media_type="text/csv; charset=utf-8",
-                headers={"X-Headcount-K": str(site.k), "X-Headcount-Withheld": str(result["withheld"])},
+                headers={
+                    "X-Headcount-K": str(site.k),
+                    "X-Headcount-Withheld": str(result["withheld"]),
+                },
             )
         return _json(result)
 

@@ -123,7 +123,7 @@ def _purge(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from headcount_collector.demo import run_demo
 
-    return run_demo(port=args.port, app_port=args.app_port, duration=args.duration)
+    return int(run_demo(port=args.port, app_port=args.app_port, duration=args.duration))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from headcount import wire
 
+from headcount import wire
 from headcount_collector.errors import ConfigError
 
 __all__ = [
@@ -158,9 +158,7 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
                 str(file), f"{prefix}.timezone", f"unknown IANA time zone {entry.timezone!r}"
             ) from None
         if entry.keep_days < entry.hourly_days:
-            raise ConfigError(
-                str(file), f"{prefix}.keep_days", "must be at least hourly_days"
-            )
+            raise ConfigError(str(file), f"{prefix}.keep_days", "must be at least hourly_days")
         events: dict[str, EventDeclaration] = {}
         for event_index, event in enumerate(entry.events):
             if event.name in events:

@@ -9,6 +9,7 @@ shared by every batch in the group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +43,8 @@ class GroupCommitter:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, batch: PendingBatch) -> bool:

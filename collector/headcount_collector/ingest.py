@@ -10,8 +10,8 @@ import zlib
 from collections.abc import AsyncIterator
 
 import msgspec
-from headcount import wire
 
+from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import IngestRejected
 from headcount_collector.stores.base import CounterKey, PendingBatch

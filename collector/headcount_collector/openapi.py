@@ -5,22 +5,22 @@ from __future__ import annotations
 from functools import cache
 
 import msgspec
-from headcount import wire
 
+from headcount import wire
 from headcount_collector.query import METRICS
 
 __all__ = ["document"]
 
 
-class _Accepted(msgspec.Struct):
+class IngestAccepted(msgspec.Struct):
     accepted: int
 
 
-class _Duplicate(msgspec.Struct):
+class DuplicateBatch(msgspec.Struct):
     duplicate: bool
 
 
-class _Error(msgspec.Struct):
+class ErrorBody(msgspec.Struct):
     error: str
     path: str | None = None
     parameter: str | None = None
@@ -36,13 +36,14 @@ def _json_response(description: str, schema: str) -> dict[str, object]:
 
 @cache
 def document() -> dict[str, object]:
-    (batch, accepted, duplicate, error), components = msgspec.json.schema_components(
-        [wire.Batch, _Accepted, _Duplicate, _Error], ref_template="#/components/schemas/{name}"
+    (batch, accepted, duplicate, _), components = msgspec.json.schema_components(
+        [wire.Batch, IngestAccepted, DuplicateBatch, ErrorBody],
+        ref_template="#/components/schemas/{name}",
     )
-    bearer = [{"bearer": []}]
-    errors = {
-        "400": _json_response("Malformed JSON or gzip", "_Error"),
-        "401": _json_response("Missing or wrong token", "_Error"),
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    errors: dict[str, object] = {
+        "400": _json_response("Malformed JSON or gzip", "ErrorBody"),
+        "401": _json_response("Missing or wrong token", "ErrorBody"),
     }
     return {
         "openapi": "3.1.0",
@@ -60,21 +61,25 @@ def document() -> dict[str, object]:
                         "required": True,
                         "content": {"application/json": {"schema": batch}},
                     },
-                    "responses": {
-                        "202": {
-                            "description": "Committed to disk",
-                            "content": {"application/json": {"schema": accepted}},
+                    "responses": _responses(
+                        {
+                            "202": {
+                                "description": "Committed to disk",
+                                "content": {"application/json": {"schema": accepted}},
+                            },
+                            "200": {
+                                "description": "This batch_id was already applied",
+                                "content": {"application/json": {"schema": duplicate}},
+                            },
+                            "413": _json_response("Body too large", "ErrorBody"),
+                            "415": _json_response("Not JSON, or unsupported encoding", "ErrorBody"),
+                            "422": _json_response(
+                                "Schema violation; path names the field", "ErrorBody"
+                            ),
+                            "503": _json_response("Storage busy; honour Retry-After", "ErrorBody"),
                         },
-                        "200": {
-                            "description": "This batch_id was already applied",
-                            "content": {"application/json": {"schema": duplicate}},
-                        },
-                        **errors,
-                        "413": _json_response("Body too large", "_Error"),
-                        "415": _json_response("Not JSON, or unsupported encoding", "_Error"),
-                        "422": _json_response("Schema violation; path names the field", "_Error"),
-                        "503": _json_response("Storage busy; honour Retry-After", "_Error"),
-                    },
+                        errors,
+                    ),
                 }
             },
             "/v1/stats": {
@@ -94,10 +99,10 @@ def document() -> dict[str, object]:
                         _param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                         _param("format", {"type": "string", "enum": ["json", "csv"]}),
                     ],
-                    "responses": {
-                        "200": {"description": "Rows, with k and the withheld cell count"},
-                        **errors,
-                    },
+                    "responses": _responses(
+                        {"200": {"description": "Rows, with k and the withheld cell count"}},
+                        errors,
+                    ),
                 }
             },
             "/v1/schema": {"get": {"responses": {"200": {"description": "The wire schema"}}}},
@@ -109,3 +114,10 @@ def document() -> dict[str, object]:
 
 def _param(name: str, schema: dict[str, object]) -> dict[str, object]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _responses(*parts: dict[str, object]) -> dict[str, object]:
+    merged: dict[str, object] = {}
+    for part in parts:
+        merged.update(part)
+    return merged

@@ -9,7 +9,6 @@ from __future__ import annotations
 from html import escape
 
 from headcount import wire
-
 from headcount_collector.config import Site
 
 __all__ = ["NEVER_COLLECTED", "render_page", "site_declaration"]
@@ -46,9 +45,7 @@ def _kinds_html() -> str:
     kinds = doc["record_kinds"]
     assert isinstance(kinds, dict)
     for kind, info in kinds.items():
-        fields = ", ".join(
-            escape(f["name"]) for f in info["fields"] if f["name"] not in ("kind",)
-        )
+        fields = ", ".join(escape(f["name"]) for f in info["fields"] if f["name"] not in ("kind",))
         items.append(
             f"<li><strong>{escape(kind)}</strong>: {escape(info['description'])} "
             f"Fields: {fields}.</li>"
@@ -66,19 +63,23 @@ def _site_html(site: Site) -> str:
         )
     else:
         suppression = "<strong>Suppression is turned off (k = 1)</strong>: every count is released."
-    events = "".join(
-        f"<li>{escape(e.name)}"
-        + (
-            ": " + "; ".join(
-                f"{escape(p)} = {', '.join(escape(v) for v in sorted(vals))}"
-                for p, vals in sorted(e.props.items())
+    events = (
+        "".join(
+            f"<li>{escape(e.name)}"
+            + (
+                ": "
+                + "; ".join(
+                    f"{escape(p)} = {', '.join(escape(v) for v in sorted(vals))}"
+                    for p, vals in sorted(e.props.items())
+                )
+                if e.props
+                else ""
             )
-            if e.props
-            else ""
+            + "</li>"
+            for e in site.events.values()
         )
-        + "</li>"
-        for e in site.events.values()
-    ) or "<li>none</li>"
+        or "<li>none</li>"
+    )
     return (
         f"<section><h2>Site {escape(site.id)}</h2><ul>"
         f"<li>Hourly counts are kept for {site.hourly_days} days, then rolled up into "
@@ -90,6 +91,9 @@ def _site_html(site: Site) -> str:
     )
 
 
+_STYLE = "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}"
+
+
 def render_page(sites: list[Site]) -> str:
     never = "".join(f"<li>{escape(w)}: {escape(why)}</li>" for w, why in NEVER_COLLECTED)
     latency = ", ".join(wire.LATENCY_LABELS)
@@ -97,7 +101,7 @@ def render_page(sites: list[Site]) -> str:
     pages = ", ".join(wire.PAGES_LABELS)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Headcount: what is collected</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}</style>
+<style>{_STYLE}</style>
 </head><body>
 <h1>What this analytics collects</h1>
 <p>This site is measured with Headcount. The app counts requests inside its own process and

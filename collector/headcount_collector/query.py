@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
 from headcount import wire
-
 from headcount_collector.config import Site
 from headcount_collector.errors import QueryRejected
 from headcount_collector.stores.base import CounterQuery, Store
@@ -67,7 +66,9 @@ class StatsQuery:
 def _parse_when(name: str, text: str, site: Site) -> int:
     match = _WHEN.match(text)
     if not match:
-        raise QueryRejected(name, "expected an ISO date (2026-11-30) or date and hour (2026-11-30T14)")
+        raise QueryRejected(
+            name, "expected an ISO date (2026-11-30) or date and hour (2026-11-30T14)"
+        )
     try:
         day = datetime.strptime(match.group(1), "%Y-%m-%d").date()
     except ValueError:
@@ -170,16 +171,14 @@ def _filter_value(dim: str, value: str) -> str | int:
     return value
 
 
-def run_stats_query(
-    store: Store, site: Site, query: StatsQuery, now: float
-) -> dict[str, object]:
+def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
     table, implicit, _ = METRICS[query.metric]
-    filters = [(c, v) for c, v in implicit]
+    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
     filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
     interval = query.interval
     buckets: tuple[tuple[int, int], ...] = ()
     if interval in ("day", "week", "month"):
-        buckets = tuple(bucket_starts(query.start, query.end, interval, site.timezone))  # type: ignore[arg-type]
+        buckets = tuple(bucket_starts(query.start, query.end, interval, site.timezone))
         if len(buckets) > MAX_BUCKETS:
             raise QueryRejected("interval", f"more than {MAX_BUCKETS} buckets")
     counter_query = CounterQuery(

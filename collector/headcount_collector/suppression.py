@@ -48,9 +48,7 @@ def suppress_group(cells: Sequence[Cell], k: int, limit: int | None = None) -> S
         ordered = sorted(cells, key=lambda c: -c.count)
         shown = ordered if limit is None else ordered[:limit]
         rest = ordered[len(shown) :]
-        return SuppressedGroup(
-            shown, sum(c.count for c in rest) if rest else None, total, 0
-        )
+        return SuppressedGroup(shown, sum(c.count for c in rest) if rest else None, total, 0)
     if total < k:
         return SuppressedGroup([], None, None, len(cells))
     visible = sorted((c for c in cells if c.count >= k), key=lambda c: -c.count)

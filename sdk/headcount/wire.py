@@ -11,6 +11,7 @@ than a duration, a route template rather than a path, a domain rather than a URL
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -99,7 +100,7 @@ def _format_s(s: int) -> str:
 
 def _range_labels(edges: Sequence[int], fmt: Callable[[int], str]) -> tuple[str, ...]:
     labels = [f"<{fmt(edges[0])}"]
-    labels += [f"{fmt(lo)}-{fmt(hi)}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    labels += [f"{fmt(lo)}-{fmt(hi)}" for lo, hi in itertools.pairwise(edges)]
     labels.append(f">={fmt(edges[-1])}")
     return tuple(labels)
 
@@ -186,7 +187,7 @@ class _Record(msgspec.Struct, forbid_unknown_fields=True, frozen=True, tag_field
     pass
 
 
-class Pageview(_Record, tag="pageview"):
+class Pageview(_Record, tag="pageview", frozen=True):
     """A GET navigation answered with 2xx HTML."""
 
     hour: Hour
@@ -199,7 +200,7 @@ class Pageview(_Record, tag="pageview"):
     utm_campaign: Slug | None = None
 
 
-class Request(_Record, tag="request"):
+class Request(_Record, tag="request", frozen=True):
     """Any request: the app's load, latency and error rate."""
 
     hour: Hour
@@ -210,7 +211,7 @@ class Request(_Record, tag="request"):
     n: Count
 
 
-class Event(_Record, tag="event"):
+class Event(_Record, tag="event", frozen=True):
     """A custom event the site declared, with declared property values only."""
 
     hour: Hour
@@ -220,14 +221,14 @@ class Event(_Record, tag="event"):
     n: Count
 
 
-class Bot(_Record, tag="bot"):
+class Bot(_Record, tag="bot", frozen=True):
     """Bot traffic is counted, never described."""
 
     hour: Hour
     n: Count
 
 
-class Visit(_Record, tag="visit"):
+class Visit(_Record, tag="visit", frozen=True):
     """A finished visit: when it began, where it entered, how long and how deep."""
 
     hour: Hour
@@ -248,9 +249,7 @@ class Batch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     batch_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
     sender: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]
-    sender_version: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[\w.+-]+$")
-    ]
+    sender_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[\w.+-]+$")]
     records: Annotated[list[Record], msgspec.Meta(max_length=MAX_RECORDS)]
     visits: VisitsMode | None = None
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import msgspec
 import pytest
+from starlette.testclient import TestClient
+
 from headcount import wire
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import Store, open_store
 from headcount_collector.tables import TABLES
-from starlette.testclient import TestClient
-
 from tests.conftest import (
     READ_TOKEN,
     WRITE_TOKEN,
@@ -45,7 +45,9 @@ def batch_body(records: list[dict[str, Any]], batch_id: str | None = None, **ext
     )
 
 
-def pageview(route: str = "/", referrer: str = "(direct)", n: int = 1, **fields: Any) -> dict[str, Any]:
+def pageview(
+    route: str = "/", referrer: str = "(direct)", n: int = 1, **fields: Any
+) -> dict[str, Any]:
     return {
         "kind": "pageview",
         "hour": fields.pop("hour", current_hour()),
@@ -121,9 +123,7 @@ def stored_snapshot(store: Store) -> tuple[int, int]:
 
 
 @pytest.fixture
-def make_client(
-    tmp_path: Path, store: Store
-) -> Iterator[Callable[..., TestClient]]:
+def make_client(tmp_path: Path, store: Store) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def make(k: int = 5, clock: Callable[[], float] = time.time, **settings: Any) -> TestClient:

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from headcount import wire
 
+from headcount import wire
 from tests.collector.conftest import (
     auth,
     batch_body,
@@ -27,7 +27,9 @@ from tests.conftest import READ_TOKEN, CollectorProcess
 pytestmark = pytest.mark.slow
 
 
-def post(server: CollectorProcess, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    server: CollectorProcess, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return httpx.post(
         f"{server.url}/v1/ingest", content=body, headers=headers or auth(), timeout=10
     )
@@ -48,7 +50,11 @@ H = current_hour()
 # (id, records, expected error path)
 REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
     ("unknown-field", [pageview(ip="203.0.113.9")], "$.records[0].ip"),
-    ("missing-field", [{k: v for k, v in pageview().items() if k != "referrer"}], "$.records[0].referrer"),
+    (
+        "missing-field",
+        [{k: v for k, v in pageview().items() if k != "referrer"}],
+        "$.records[0].referrer",
+    ),
     ("unknown-kind", [{"kind": "click", "hour": H, "n": 1}], "$.records[0].kind"),
     ("hour-not-boundary", [pageview(hour=H + 60)], "$.records[0].hour"),
     ("hour-future", [pageview(hour=H + 3 * 3600)], "$.records[0].hour"),
@@ -61,7 +67,11 @@ REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
     ("route-dotdot", [pageview(route="/a/../etc/passwd")], "$.records[0].route"),
     ("route-too-long", [pageview(route="/" + "a" * 200)], "$.records[0].route"),
     ("route-long-number", [pageview(route="/users/12345")], "$.records[0].route"),
-    ("route-uuid", [pageview(route="/o/550e8400-e29b-41d4-a716-446655440000")], "$.records[0].route"),
+    (
+        "route-uuid",
+        [pageview(route="/o/550e8400-e29b-41d4-a716-446655440000")],
+        "$.records[0].route",
+    ),
     ("route-hex", [pageview(route="/t/deadbeefcafebabe1234")], "$.records[0].route"),
     ("route-token", [pageview(route="/reset/eyJhbGciOiJIUzI1NiJ9x")], "$.records[0].route"),
     ("route-email", [pageview(route="/u/alice@example.com")], "$.records[0].route"),
@@ -81,8 +91,16 @@ REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
     ("prop-undeclared", [event(props={"color": "red"})], "$.records[0].props.color"),
     ("prop-value-undeclared", [event(props={"plan": "enterprise"})], "$.records[0].props.plan"),
     ("prop-value-email", [event(props={"plan": "bob@example.com"})], "$.records[0].props[...]"),
-    ("visit-bad-label", [{"kind": "visit", "hour": H, "route": "/", "duration": "7s", "pages": "1", "n": 1}], "$.records[0].duration"),
-    ("bad-record-after-good", [pageview(), pageview(route="/x"), pageview(route="/u/x@y.org")], "$.records[2].route"),
+    (
+        "visit-bad-label",
+        [{"kind": "visit", "hour": H, "route": "/", "duration": "7s", "pages": "1", "n": 1}],
+        "$.records[0].duration",
+    ),
+    (
+        "bad-record-after-good",
+        [pageview(), pageview(route="/x"), pageview(route="/u/x@y.org")],
+        "$.records[2].route",
+    ),
 ]
 
 
@@ -109,7 +127,9 @@ def test_rejected_batch_names_the_field_and_stores_nothing(
         pytest.param({"visits": "cookies"}, "$.visits", id="bad-visits-mode"),
     ],
 )
-def test_rejected_envelope(shared_server: CollectorProcess, extra: dict[str, Any], path: str) -> None:
+def test_rejected_envelope(
+    shared_server: CollectorProcess, extra: dict[str, Any], path: str
+) -> None:
     before = sqlite_snapshot(shared_server.db_path)
     body = msgspec.json.decode(batch_body([pageview()]))
     body.update(extra)
@@ -122,8 +142,11 @@ def test_rejected_envelope(shared_server: CollectorProcess, extra: dict[str, Any
 def test_too_many_records(shared_server: CollectorProcess) -> None:
     before = sqlite_snapshot(shared_server.db_path)
     record = {"kind": "bot", "hour": current_hour(), "n": 1}
-    response = post(shared_server, gzip.compress(batch_body([record] * (wire.MAX_RECORDS + 1))),
-                    {**auth(), "Content-Encoding": "gzip"})
+    response = post(
+        shared_server,
+        gzip.compress(batch_body([record] * (wire.MAX_RECORDS + 1))),
+        {**auth(), "Content-Encoding": "gzip"},
+    )
     assert response.status_code == 422
     assert response.json()["path"] == "$.records"
     assert sqlite_snapshot(shared_server.db_path) == before
@@ -135,13 +158,20 @@ def test_too_many_records(shared_server: CollectorProcess) -> None:
         pytest.param(b"{not json", None, 400, id="malformed-json"),
         pytest.param(b"", None, 400, id="empty-body"),
         pytest.param(b"\x1f\x8b\x08garbage", {"Content-Encoding": "gzip"}, 400, id="bad-gzip"),
-        pytest.param(gzip.compress(b'{"batch_id": "')[:-8], {"Content-Encoding": "gzip"}, 400, id="truncated-gzip"),
+        pytest.param(
+            gzip.compress(b'{"batch_id": "')[:-8],
+            {"Content-Encoding": "gzip"},
+            400,
+            id="truncated-gzip",
+        ),
         pytest.param(b"{}", {"Content-Type": "text/plain"}, 415, id="not-json"),
         pytest.param(b"{}", {"Content-Type": "application/x-www-form-urlencoded"}, 415, id="form"),
         pytest.param(b"{}", {"Content-Encoding": "br"}, 415, id="brotli"),
         pytest.param(b"x" * (wire.MAX_BODY_BYTES + 1), None, 413, id="too-large"),
         pytest.param(
-            gzip.compress(b" " * (8 * wire.MAX_BODY_BYTES)), {"Content-Encoding": "gzip"}, 413,
+            gzip.compress(b" " * (8 * wire.MAX_BODY_BYTES)),
+            {"Content-Encoding": "gzip"},
+            413,
             id="gzip-bomb",
         ),
     ],
@@ -199,9 +229,16 @@ def test_methods_and_unknown_paths(shared_server: CollectorProcess) -> None:
 
 def test_no_bad_input_causes_5xx(shared_server: CollectorProcess) -> None:
     junk = [
-        b"null", b"[]", b"123", b'"x"', b'{"records": null}', b'{"batch_id": 5}',
+        b"null",
+        b"[]",
+        b"123",
+        b'"x"',
+        b'{"records": null}',
+        b'{"batch_id": 5}',
         b'{"batch_id":"' + b"a" * 32 + b'","sender":"x","sender_version":"1","records":[null]}',
-        b"\xff\xfe\x00", b'{"a":' * 5000, "{\"é\": \"\u2028\"}".encode(),
+        b"\xff\xfe\x00",
+        b'{"a":' * 5000,
+        '{"é": "\u2028"}'.encode(),
     ]
     for body in junk:
         response = post(shared_server, body)

@@ -10,10 +10,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from headcount import wire
-from headcount_collector.stores import PendingBatch, Store
 from starlette.testclient import TestClient
 
+from headcount import wire
+from headcount_collector.stores import PendingBatch, Store
 from tests.collector.conftest import read_auth
 from tests.conftest import SHOP_READ_TOKEN, WRITE_TOKEN
 
@@ -32,7 +32,9 @@ def seed(store: Store, site: str, rows: list[tuple[str, int, tuple[str | int, ..
     assert applied == [True]
 
 
-def pv(route: str, referrer: str = "(direct)", entry: int = 1, utm: str = "") -> tuple[str | int, ...]:
+def pv(
+    route: str, referrer: str = "(direct)", entry: int = 1, utm: str = ""
+) -> tuple[str | int, ...]:
     return (route, referrer, utm, "", "", entry)
 
 
@@ -73,7 +75,9 @@ def stats(client: TestClient, token: str = "", **params: object) -> dict[str, ob
 
 
 def test_day_buckets_follow_site_time_zone(seeded: TestClient) -> None:
-    body = stats(seeded, metric="pageviews", interval="day", **{"from": "2026-11-24", "to": "2026-11-26"})
+    body = stats(
+        seeded, metric="pageviews", interval="day", **{"from": "2026-11-24", "to": "2026-11-26"}
+    )
     assert set(body) >= {"site", "metric", "from", "to", "interval", "by", "k", "withheld", "rows"}
     assert body["from"] == "2026-11-24T00:00:00+01:00"
     assert body["rows"] == [
@@ -124,11 +128,14 @@ def test_by_referrer_utm_and_filters(seeded: TestClient) -> None:
     window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
     body = stats(seeded, by="referrer", **window)
     assert {r["referrer"]: r["count"] for r in body["rows"]} == {  # type: ignore[union-attr]
-        "(direct)": 122, "news.example.org": 40, "(internal)": 30,
+        "(direct)": 122,
+        "news.example.org": 40,
+        "(internal)": 30,
     }
     utm = stats(seeded, by="utm_source", filter="route:/", **window)
     assert {r["utm_source"]: r["count"] for r in utm["rows"]} == {  # type: ignore[union-attr]
-        "(none)": 120, "newsletter": 40,
+        "(none)": 120,
+        "newsletter": 40,
     }
     entries = stats(seeded, metric="entries", **window)
     assert entries["rows"] == [{"count": 162}]
@@ -138,9 +145,13 @@ def test_requests_events_bots_visits(seeded: TestClient) -> None:
     window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
     by_status = stats(seeded, metric="requests", by="status", **window)
     assert {r["status"]: r["count"] for r in by_status["rows"]} == {  # type: ignore[union-attr]
-        "2xx": 50, "3xx": 12, "5xx": 9,
+        "2xx": 50,
+        "3xx": 12,
+        "5xx": 9,
     }
-    by_method_latency = stats(seeded, metric="requests", by="method,latency", filter="method:POST", **window)
+    by_method_latency = stats(
+        seeded, metric="requests", by="method,latency", filter="method:POST", **window
+    )
     assert by_method_latency["rows"] == [
         {"method": "POST", "latency": wire.LATENCY_LABELS[2], "count": 12}
     ]
@@ -157,7 +168,13 @@ def test_requests_events_bots_visits(seeded: TestClient) -> None:
 
 
 def test_limit_folds_the_rest_into_other(seeded: TestClient) -> None:
-    body = stats(seeded, by="referrer", limit=1, interval="total", **{"from": "2026-11-24", "to": "2026-11-25"})
+    body = stats(
+        seeded,
+        by="referrer",
+        limit=1,
+        interval="total",
+        **{"from": "2026-11-24", "to": "2026-11-25"},
+    )
     assert body["rows"] == [
         {"referrer": "(direct)", "count": 122},
         {"referrer": "(other)", "count": 70},
@@ -186,7 +203,13 @@ def test_csv_has_the_same_columns_and_rules(seeded: TestClient) -> None:
 
 
 def test_read_token_reads_only_its_own_site(seeded: TestClient) -> None:
-    shop = stats(seeded, token=SHOP_READ_TOKEN, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-25"})
+    shop = stats(
+        seeded,
+        token=SHOP_READ_TOKEN,
+        interval="total",
+        by="route",
+        **{"from": "2026-11-24", "to": "2026-11-25"},
+    )
     assert shop["site"] == "shop"
     assert shop["rows"] == [{"route": "/cart", "count": 1}]  # shop has k = 1
     assert shop["k"] == 1
@@ -228,7 +251,9 @@ def test_bad_parameters_get_400_naming_them(
     assert response.json()["parameter"] == parameter
 
 
-def test_rolled_up_hours_are_announced(store: Store, make_client: Callable[..., TestClient]) -> None:
+def test_rolled_up_hours_are_announced(
+    store: Store, make_client: Callable[..., TestClient]
+) -> None:
     client = make_client(clock=lambda: NOW)
     body = stats(client, interval="hour", **{"from": "2026-10-01", "to": "2026-10-02"})
     assert body["rows"] == []

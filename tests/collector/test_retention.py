@@ -10,11 +10,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from starlette.testclient import TestClient
+
 from headcount_collector.config import load_sites
 from headcount_collector.stores import Store
 from headcount_collector.stores.sqlite import SQLiteStore
-from starlette.testclient import TestClient
-
 from tests.collector.test_query import NOW, pv, seed, stats
 from tests.conftest import site_file_text
 
@@ -43,7 +43,9 @@ def seed_history(store: Store) -> None:
     )
 
 
-def test_roll_up_and_expiry(store: Store, make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+def test_roll_up_and_expiry(
+    store: Store, make_client: Callable[..., TestClient], tmp_path: Path
+) -> None:
     seed_history(store)
     (tmp_path / "s.toml").write_text(site_file_text(), encoding="utf-8")
     site = load_sites(tmp_path / "s.toml").get("blog")
@@ -60,7 +62,9 @@ def test_roll_up_and_expiry(store: Store, make_client: Callable[..., TestClient]
     hours = stats(client, interval="hour", **{"from": "2026-10-16", "to": "2026-10-18"})
     assert hours["rows"] == []
     assert "rolled up" in hours["notes"][0]  # type: ignore[index]
-    recent = stats(client, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-25"})
+    recent = stats(
+        client, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-25"}
+    )
     assert recent["rows"] == [{"route": "/new", "count": 6}]
     ancient = stats(client, interval="total", **{"from": "2023-11-01", "to": "2023-11-02"})
     assert ancient["rows"] == []
@@ -97,9 +101,20 @@ def test_purge_command(tmp_path: Path) -> None:
     config = tmp_path / "s.toml"
     config.write_text(site_file_text(), encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "headcount_collector", "purge", "--config", str(config),
-         "--db", f"sqlite:///{db}"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "headcount_collector",
+            "purge",
+            "--config",
+            str(config),
+            "--db",
+            f"sqlite:///{db}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert CANARY.encode() not in db.read_bytes()

@@ -6,12 +6,12 @@ import itertools
 from collections.abc import Callable
 
 import pytest
-from headcount_collector.stores import Store
-from headcount_collector.suppression import Cell, SuppressedGroup, suppress_group
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from headcount_collector.stores import Store
+from headcount_collector.suppression import Cell, SuppressedGroup, suppress_group
 from tests.collector.test_query import NOW, pv, seed, stats, utc_hour
 from tests.conftest import READ_TOKEN
 
@@ -88,7 +88,8 @@ def test_remainder_never_exposes_a_small_cell(counts: list[int], k: int, limit: 
     group = suppress_group(source, k, limit)
     assert all(c.count >= k for c in group.released)
     if group.total is None:
-        assert group.released == [] and group.other is None
+        assert group.released == []
+        assert group.other is None
         assert sum(counts) < k
         return
     assert group.total == sum(counts)

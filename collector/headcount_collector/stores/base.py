@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from headcount_collector.config import Site
 from headcount_collector.tables import TABLES, Table
@@ -73,6 +74,9 @@ class Store(Protocol):
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         """Roll hourly rows older than the site keeps into daily rows; drop expired rows."""
 
+    def batch_count(self) -> int:
+        """How many batch ids are remembered for duplicate detection."""
+
     def close(self) -> None: ...
 
 
@@ -100,9 +104,7 @@ class Dialect:
 
     def upsert_sql(self, table: Table) -> str:
         columns = ("site", "res", "bucket", *table.dimensions, "n")
-        values = ", ".join(
-            "'h'" if c == "res" else self.placeholder for c in columns
-        )
+        values = ", ".join("'h'" if c == "res" else self.placeholder for c in columns)
         key = ", ".join(c for c in columns if c != "n")
         return (
             f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values}) "
@@ -143,7 +145,7 @@ class Dialect:
             time_col = "NULL"
         else:
             buckets = query.buckets or tuple(
-                bucket_starts(query.start, query.end, query.interval, _zone(query.zone_name))
+                bucket_starts(query.start, query.end, query.interval, ZoneInfo(query.zone_name))
             )
             rows = ", ".join(f"({ph}, {ph})" for _ in buckets)
             for lo, hi in buckets:
@@ -166,9 +168,3 @@ class Dialect:
             f"WHERE {' AND '.join(where)} GROUP BY {group}"
         )
         return sql, params
-
-
-def _zone(name: str):  # type: ignore[no-untyped-def]
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)

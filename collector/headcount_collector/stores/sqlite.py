@@ -123,9 +123,11 @@ class SQLiteStore:
                 )
 
     def schema_version(self) -> int:
-        row = self._connection().execute(
-            "SELECT value FROM hc_meta WHERE key = 'schema_version'"
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT value FROM hc_meta WHERE key = 'schema_version'")
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
@@ -138,9 +140,7 @@ class SQLiteStore:
                 )
                 applied.append(cursor.rowcount == 1)
             for table, rows in merge_applied(batches, applied).items():
-                conn.executemany(
-                    DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()]
-                )
+                conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
         return applied
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
@@ -167,8 +167,9 @@ class SQLiteStore:
                     (site.id, hourly_cutoff),
                 ).fetchone()
                 if row[0] is not None:
-                    rolled += self._roll_up(conn, table.name, table.dimensions, site, row[0],
-                                            hourly_cutoff)
+                    rolled += self._roll_up(
+                        conn, table.name, table.dimensions, site, row[0], hourly_cutoff
+                    )
                 deleted += conn.execute(
                     f"DELETE FROM {table.name} WHERE site = ? AND bucket < ?",
                     (site.id, daily_cutoff),
@@ -211,6 +212,9 @@ class SQLiteStore:
             f"DELETE FROM {name} WHERE site = ? AND res = 'h' AND bucket < ?",
             (site.id, cutoff),
         ).rowcount
+
+    def batch_count(self) -> int:
+        return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
 
     def close(self) -> None:
         with self._connections_lock:

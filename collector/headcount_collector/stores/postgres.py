@@ -1,0 +1,304 @@
+"""The scale-out store: PostgreSQL through a psycopg 3 connection pool.
+
+Several collectors may share one database. Everything that must be agreed between them
+lives in the database: the schema version (migrated under an advisory lock), the batch
+ids that make retries idempotent (one ``hc_batch`` table for every collector) and the
+counters (set-based upserts, rows locked in one global order so writers never deadlock
+each other).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from headcount_collector.config import Site
+from headcount_collector.errors import StoreUnavailable
+from headcount_collector.stores.base import (
+    CounterQuery,
+    Dialect,
+    PendingBatch,
+    RetentionResult,
+    merge_applied,
+)
+from headcount_collector.tables import TABLES, Table
+from headcount_collector.timeutil import bucket_starts, local_midnight
+
+__all__ = ["PoolSettings", "PostgresStore"]
+
+logger = logging.getLogger("headcount_collector.stores.postgres")
+
+SCHEMA_VERSION = 1
+DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})")
+
+# Arbitrary but fixed: every collector takes this transaction-level advisory lock before
+# looking at the schema version, so concurrent starts migrate one after the other.
+_MIGRATION_LOCK = 0x68630001
+# Retention of one site runs in one collector at a time; the others skip it.
+_RETENTION_LOCK = 0x68630002
+
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+_ATTEMPTS = 4
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """Connections per collector process: one writer thread plus the query threads."""
+
+    min_size: int = 1
+    max_size: int = 4
+    # How long a request waits for a free or new connection before answering 503.
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0 or self.max_size < max(1, self.min_size):
+            raise ValueError("need 0 <= min_size <= max_size and max_size >= 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+def _column_type(column: str) -> str:
+    return "integer" if column == "entry" else "text"
+
+
+def _migrations() -> list[list[str]]:
+    version_1 = [DIALECT.create_table_sql(table, integer="BIGINT") for table in TABLES.values()]
+    version_1.append(
+        "CREATE TABLE IF NOT EXISTS hc_batch ("
+        " site TEXT NOT NULL, batch_id TEXT NOT NULL, received BIGINT NOT NULL,"
+        " PRIMARY KEY (site, batch_id))"
+    )
+    # Leads with site like everything else, so it stays local to a shard on Citus.
+    version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (site, received)")
+    return [version_1]
+
+
+def _upsert_sql(table: Table) -> str:
+    # One statement per table per group commit: the rows travel as one array per column.
+    # The statement text never changes with the row count, so psycopg prepares it once.
+    columns = ("site", "bucket", *table.dimensions, "n")
+    types = ("text", "bigint", *(_column_type(c) for c in table.dimensions), "bigint")
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    key = ", ".join(("site", "res", "bucket", *table.dimensions))
+    selected = ", ".join(("u.site", "'h'", "u.bucket", *(f"u.{c}" for c in table.dimensions), "u.n"))
+    return (
+        f"INSERT INTO {table.name} ({key}, n) "
+        f"SELECT {selected} FROM unnest({arrays}) AS u({', '.join(columns)}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
+    )
+
+
+_UPSERT_SQL = {table.name: _upsert_sql(table) for table in TABLES.values()}
+
+_REMEMBER_BATCHES_SQL = (
+    "INSERT INTO hc_batch (site, batch_id, received) "
+    "SELECT u.site, u.batch_id, %s FROM unnest(%s::text[], %s::text[]) AS u(site, batch_id) "
+    "ON CONFLICT DO NOTHING RETURNING site, batch_id"
+)
+
+
+def _roll_up_sql(table: Table, days: int) -> str:
+    # Delete and re-insert in ONE statement: the rows summed into daily rows are exactly
+    # the rows deleted, even while other collectors keep writing hourly counters.
+    dims = "".join(f", {c}" for c in table.dimensions)
+    gone_dims = "".join(f", g.{c}" for c in table.dimensions)
+    key = ", ".join(("site", "res", "bucket", *table.dimensions))
+    values = ", ".join("(%s::bigint, %s::bigint)" for _ in range(days))
+    return (
+        f"WITH b(lo, hi) AS (VALUES {values}), "
+        f"gone AS (DELETE FROM {table.name} WHERE site = %s AND res = 'h' "
+        f"AND bucket >= %s AND bucket < %s RETURNING site, bucket{dims}, n), "
+        f"daily AS (INSERT INTO {table.name} ({key}, n) "
+        f"SELECT g.site, 'd', b.lo{gone_dims}, SUM(g.n) FROM gone g "
+        f"JOIN b ON g.bucket >= b.lo AND g.bucket < b.hi "
+        f"GROUP BY g.site, b.lo{gone_dims} "
+        f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n RETURNING 1) "
+        f"SELECT (SELECT COUNT(*) FROM gone), (SELECT COUNT(*) FROM daily)"
+    )
+
+
+class PostgresStore:
+    def __init__(self, conninfo: str, pool: PoolSettings | None = None) -> None:
+        settings = pool or PoolSettings()
+        self._pool_timeout = settings.timeout
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            timeout=settings.timeout,
+            # Autocommit so a query holds no transaction open; writes open one explicitly.
+            kwargs={"autocommit": True},
+            # A connection broken by a server restart is found and replaced at checkout
+            # instead of failing the next request.
+            check=ConnectionPool.check_connection,
+            name="headcount",
+            open=False,
+        )
+        # Connect in the background: a collector starts even while the database is down
+        # and answers 503 until it is back.
+        self._pool.open(wait=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        return cls(url)
+
+    def _run(self, work: Callable[[psycopg.Connection[tuple[object, ...]]], T], what: str) -> T:
+        """Run ``work`` in one transaction, retrying when PostgreSQL asks for it."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    return work(conn)
+            except _RETRYABLE as exc:
+                if attempt == _ATTEMPTS:
+                    raise StoreUnavailable(f"PostgreSQL {what} failed: {exc}") from exc
+                logger.info("PostgreSQL %s: %s; retrying", what, type(exc).__name__)
+                time.sleep(0.01 * 2**attempt)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                # Server down, restarting, too many connections, disk full, pool empty.
+                raise StoreUnavailable(f"PostgreSQL {what} failed: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def migrate(self) -> None:
+        def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
+            current = int(str(row[0])) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema version {current} is newer than this collector "
+                    f"({SCHEMA_VERSION}); upgrade headcount"
+                )
+            for version, statements in enumerate(_migrations(), start=1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)  # type: ignore[call-overload]
+                conn.execute(
+                    "INSERT INTO hc_meta (key, value) VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(version),),
+                )
+
+        self._run(migrate_in, "migration")
+
+    def schema_version(self) -> int:
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT value FROM hc_meta WHERE key = 'schema_version'"
+            ).fetchone(),
+            "read",
+        )
+        return int(str(row[0])) if row else 0
+
+    def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
+        if not batches:
+            return []
+        # Sorted so that two collectors remembering overlapping ids lock them in one order.
+        ids = sorted({(batch.site, batch.batch_id) for batch in batches})
+
+        def commit_in(conn: psycopg.Connection[tuple[object, ...]]) -> list[bool]:
+            fresh = {
+                (str(site), str(batch_id))
+                for site, batch_id in conn.execute(
+                    _REMEMBER_BATCHES_SQL,
+                    (now, [site for site, _ in ids], [batch_id for _, batch_id in ids]),
+                ).fetchall()
+            }
+            # A batch id sent twice within one group counts once: the first copy wins.
+            applied: list[bool] = []
+            for batch in batches:
+                key = (batch.site, batch.batch_id)
+                applied.append(key in fresh)
+                fresh.discard(key)
+            for table, rows in merge_applied(batches, applied).items():
+                ordered = sorted(rows.items())
+                columns = list(zip(*(key for key, _ in ordered), strict=True))
+                conn.execute(
+                    _UPSERT_SQL[table.name],  # type: ignore[call-overload]
+                    [list(column) for column in columns] + [[n for _, n in ordered]],
+                )
+            return applied
+
+        return self._run(commit_in, "commit")
+
+    def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
+        sql, params = DIALECT.select_sql(query)
+
+        def read(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
+            return conn.execute(sql, params).fetchall()  # type: ignore[call-overload, no-any-return]
+
+        rows = self._run(read, "read")
+        # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
+        return [(*row[:-1], int(str(row[-1]))) for row in rows]  # type: ignore[misc]
+
+    def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
+        zone = site.timezone
+        hourly_cutoff = local_midnight(
+            datetime.fromtimestamp(now - site.hourly_seconds, zone).date(), zone
+        )
+        daily_cutoff = local_midnight(
+            datetime.fromtimestamp(now - site.keep_days * 86400, zone).date(), zone
+        )
+
+        def retain(conn: psycopg.Connection[tuple[object, ...]]) -> RetentionResult:
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (_RETENTION_LOCK, site.id)
+            ).fetchone()
+            if not locked or not locked[0]:
+                return RetentionResult(0, 0, 0)  # another collector is doing this site now
+            rolled = deleted = 0
+            for table in TABLES.values():
+                row = conn.execute(
+                    f"SELECT MIN(bucket) FROM {table.name} "  # type: ignore[call-overload]
+                    "WHERE site = %s AND res = 'h' AND bucket < %s",
+                    (site.id, hourly_cutoff),
+                ).fetchone()
+                if row is not None and row[0] is not None:
+                    days = bucket_starts(int(row[0]), hourly_cutoff, "day", zone)
+                    counts = conn.execute(
+                        _roll_up_sql(table, len(days)),  # type: ignore[call-overload]
+                        [*(x for day in days for x in day), site.id, days[0][0], hourly_cutoff],
+                    ).fetchone()
+                    rolled += int(counts[0]) if counts else 0
+                deleted += conn.execute(
+                    f"DELETE FROM {table.name} WHERE site = %s AND bucket < %s",  # type: ignore[call-overload]
+                    (site.id, daily_cutoff),
+                ).rowcount
+            forgotten = conn.execute(
+                "DELETE FROM hc_batch WHERE site = %s AND received < %s",
+                (site.id, now - dedupe_seconds),
+            ).rowcount
+            return RetentionResult(rolled, deleted, forgotten)
+
+        result = self._run(retain, "retention")
+        if result.hourly_rolled_up or result.daily_deleted:
+            self._vacuum()
+        return result
+
+    def _vacuum(self) -> None:
+        # Deleted rows stay in the table files until vacuumed; reclaim them now so purged
+        # counts do not linger until autovacuum gets round to it.
+        try:
+            with self._pool.connection() as conn:
+                for table in TABLES.values():
+                    conn.execute(f"VACUUM {table.name}")  # type: ignore[call-overload]
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
+
+    def batch_count(self) -> int:
+        row = self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone(), "read")
+        return int(str(row[0])) if row else 0
+
+    def close(self) -> None:
+        self._pool.close()
