@@ -26,7 +26,7 @@ from tests.conftest import (
     start_collector,
 )
 
-STORE_KINDS = ["sqlite"]  # "postgres" joins when its store lands
+STORE_KINDS = ["sqlite", "postgres"]
 
 
 def current_hour() -> int:

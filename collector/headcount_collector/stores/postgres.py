@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
@@ -71,6 +72,23 @@ def _column_type(column: str) -> str:
     return "integer" if column == "entry" else "text"
 
 
+def _int(value: object) -> int:
+    # Counts come back as int or, from SUM/COUNT, as Decimal/int; anything else is a bug.
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, str):
+        return int(value)
+    raise TypeError(f"expected an integer from PostgreSQL, got {type(value).__name__}")
+
+
+def _cell(value: object) -> int | str | None:
+    if value is None or isinstance(value, int | str):
+        return value
+    raise TypeError(f"unexpected {type(value).__name__} in a counter row")
+
+
 def _migrations() -> list[list[str]]:
     version_1 = [DIALECT.create_table_sql(table, integer="BIGINT") for table in TABLES.values()]
     version_1.append(
@@ -90,10 +108,10 @@ def _upsert_sql(table: Table) -> str:
     types = ("text", "bigint", *(_column_type(c) for c in table.dimensions), "bigint")
     arrays = ", ".join(f"%s::{t}[]" for t in types)
     key = ", ".join(("site", "res", "bucket", *table.dimensions))
-    selected = ", ".join(("u.site", "'h'", "u.bucket", *(f"u.{c}" for c in table.dimensions), "u.n"))
+    dims = "".join(f", u.{c}" for c in table.dimensions)
     return (
         f"INSERT INTO {table.name} ({key}, n) "
-        f"SELECT {selected} FROM unnest({arrays}) AS u({', '.join(columns)}) "
+        f"SELECT u.site, 'h', u.bucket{dims}, u.n FROM unnest({arrays}) AS u({', '.join(columns)}) "
         f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
     )
 
@@ -173,7 +191,7 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
             row = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
-            current = int(str(row[0])) if row else 0
+            current = _int(row[0]) if row else 0
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"database schema version {current} is newer than this collector "
@@ -183,7 +201,7 @@ class PostgresStore:
                 if version <= current:
                     continue
                 for statement in statements:
-                    conn.execute(statement)  # type: ignore[call-overload]
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO hc_meta (key, value) VALUES ('schema_version', %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -199,7 +217,7 @@ class PostgresStore:
             ).fetchone(),
             "read",
         )
-        return int(str(row[0])) if row else 0
+        return _int(row[0]) if row else 0
 
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         if not batches:
@@ -225,7 +243,7 @@ class PostgresStore:
                 ordered = sorted(rows.items())
                 columns = list(zip(*(key for key, _ in ordered), strict=True))
                 conn.execute(
-                    _UPSERT_SQL[table.name],  # type: ignore[call-overload]
+                    _UPSERT_SQL[table.name],
                     [list(column) for column in columns] + [[n for _, n in ordered]],
                 )
             return applied
@@ -236,11 +254,11 @@ class PostgresStore:
         sql, params = DIALECT.select_sql(query)
 
         def read(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
-            return conn.execute(sql, params).fetchall()  # type: ignore[call-overload, no-any-return]
+            return conn.execute(sql, params).fetchall()
 
         rows = self._run(read, "read")
         # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
-        return [(*row[:-1], int(str(row[-1]))) for row in rows]  # type: ignore[misc]
+        return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         zone = site.timezone
@@ -260,19 +278,19 @@ class PostgresStore:
             rolled = deleted = 0
             for table in TABLES.values():
                 row = conn.execute(
-                    f"SELECT MIN(bucket) FROM {table.name} "  # type: ignore[call-overload]
+                    f"SELECT MIN(bucket) FROM {table.name} "
                     "WHERE site = %s AND res = 'h' AND bucket < %s",
                     (site.id, hourly_cutoff),
                 ).fetchone()
                 if row is not None and row[0] is not None:
-                    days = bucket_starts(int(row[0]), hourly_cutoff, "day", zone)
+                    days = bucket_starts(_int(row[0]), hourly_cutoff, "day", zone)
                     counts = conn.execute(
-                        _roll_up_sql(table, len(days)),  # type: ignore[call-overload]
+                        _roll_up_sql(table, len(days)),
                         [*(x for day in days for x in day), site.id, days[0][0], hourly_cutoff],
                     ).fetchone()
-                    rolled += int(counts[0]) if counts else 0
+                    rolled += _int(counts[0]) if counts else 0
                 deleted += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = %s AND bucket < %s",  # type: ignore[call-overload]
+                    f"DELETE FROM {table.name} WHERE site = %s AND bucket < %s",
                     (site.id, daily_cutoff),
                 ).rowcount
             forgotten = conn.execute(
@@ -292,13 +310,15 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 for table in TABLES.values():
-                    conn.execute(f"VACUUM {table.name}")  # type: ignore[call-overload]
+                    conn.execute(f"VACUUM {table.name}")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
 
     def batch_count(self) -> int:
-        row = self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone(), "read")
-        return int(str(row[0])) if row else 0
+        row = self._run(
+            lambda conn: conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone(), "read"
+        )
+        return _int(row[0]) if row else 0
 
     def close(self) -> None:
         self._pool.close()
