@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from headcount import wire
-from headcount_collector.errors import ConfigError
+from headcount_collector.errors import ConfigError, split_validation_error
 
 __all__ = [
     "EventDeclaration",
@@ -135,9 +135,8 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
     try:
         parsed = msgspec.convert(data, _ConfigFile)
     except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `")
-        key = _toml_key(where.rstrip("`")) if where else "-"
-        raise ConfigError(str(file), key, message) from None
+        message, path = split_validation_error(str(exc))
+        raise ConfigError(str(file), _toml_key(path), message) from None
     sites: list[Site] = []
     seen_ids: set[str] = set()
     seen_tokens: set[str] = set()

@@ -8,6 +8,7 @@ __all__ = [
     "IngestRejected",
     "QueryRejected",
     "StoreUnavailable",
+    "split_validation_error",
 ]
 
 
@@ -46,3 +47,16 @@ class QueryRejected(CollectorError):
 
 class StoreUnavailable(CollectorError):
     """The database cannot take a write now (locked, disk full); the client should retry."""
+
+
+def split_validation_error(text: str) -> tuple[str, str]:
+    """A msgspec validation message as (problem, JSON path of the offending field)."""
+    message, _, where = text.partition(" - at `")
+    path = where.rstrip("`") or "$"
+    # msgspec reports unknown and missing fields at the enclosing object; point at the
+    # field itself, which is what a user needs to find.
+    for marker in ("unknown field `", "missing required field `"):
+        if marker in message:
+            name = message.split(marker, 1)[1].split("`", 1)[0]
+            path = f"{path}.{name}"
+    return message, path

@@ -13,7 +13,7 @@ import msgspec
 
 from headcount import wire
 from headcount_collector.config import Site
-from headcount_collector.errors import IngestRejected
+from headcount_collector.errors import IngestRejected, split_validation_error
 from headcount_collector.stores.base import CounterKey, PendingBatch
 from headcount_collector.tables import table_for
 
@@ -78,22 +78,10 @@ def decode_batch(body: bytes) -> wire.Batch:
     try:
         return _DECODER.decode(body)
     except msgspec.ValidationError as exc:
-        message, path = _split_msgspec_error(str(exc))
+        message, path = split_validation_error(str(exc))
         raise IngestRejected(422, message, path) from None
     except msgspec.DecodeError as exc:
         raise IngestRejected(400, f"malformed JSON: {exc}") from None
-
-
-def _split_msgspec_error(text: str) -> tuple[str, str]:
-    message, _, where = text.partition(" - at `")
-    path = where.rstrip("`") or "$"
-    # msgspec reports unknown and missing fields at the enclosing object; point at the
-    # field itself, which is what a user needs to find.
-    for marker in ("unknown field `", "missing required field `"):
-        if marker in message:
-            name = message.split(marker, 1)[1].split("`", 1)[0]
-            path = f"{path}.{name}"
-    return message, path
 
 
 def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
