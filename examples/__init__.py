@@ -1,0 +1,1 @@
+"""Example apps instrumented with Headcount (see README.md)."""

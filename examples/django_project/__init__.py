@@ -1,0 +1,1 @@
+"""A small Django project instrumented with ``headcount.integrations.django``."""

@@ -1,0 +1,1 @@
+"""A small FastAPI site instrumented with ``headcount.integrations.asgi``."""

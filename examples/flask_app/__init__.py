@@ -1,0 +1,1 @@
+"""A small Flask site instrumented with ``headcount.integrations.flask``."""

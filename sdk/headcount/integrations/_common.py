@@ -1,0 +1,148 @@
+"""What every integration shares: reading request headers into a RequestInfo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from headcount._request import RequestInfo
+
+if TYPE_CHECKING:
+    from headcount import Tracker
+
+__all__ = [
+    "ROUTE_KEY",
+    "asgi_request_info",
+    "content_type_of",
+    "environ_request_info",
+    "status_code",
+    "tracker_from_options",
+]
+
+# Any WSGI app (or an outer middleware) may put its route template here; the generic
+# WSGI adapter reads it because it has no router of its own to ask.
+ROUTE_KEY: Final = "headcount.route"
+
+# One pass over the ASGI headers fills every field we read. Several names feed
+# `purpose`; the lower the rank the more authoritative the header.
+_ASGI_FIELDS: Final[Mapping[bytes, tuple[str, int]]] = {
+    b"host": ("host", 0),
+    b"referer": ("referer", 0),
+    b"sec-fetch-site": ("sec_fetch_site", 0),
+    b"sec-fetch-dest": ("sec_fetch_dest", 0),
+    b"sec-purpose": ("purpose", 0),
+    b"purpose": ("purpose", 1),
+    b"x-purpose": ("purpose", 2),
+    b"user-agent": ("user_agent", 0),
+}
+_PURPOSE_ENVIRON_KEYS: Final = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE")
+
+
+def status_code(status_line: str) -> int:
+    """The numeric code of a WSGI status line such as ``"404 Not Found"``."""
+    try:
+        return int(status_line[:3])
+    except ValueError:
+        # A malformed status line is the app's bug; count it as a server error
+        # rather than dropping the request from the statistics.
+        return 500
+
+
+def _matched_route(route: str | None, status: int) -> str | None:
+    # A 405 means no handler exists for this method. Flask reports no rule for it,
+    # Starlette a "partial" match and Django whatever view refused it; counting all
+    # of them as unmatched keeps one meaning across frameworks.
+    return None if status == 405 else route
+
+
+def content_type_of(headers: Iterable[tuple[str, str]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def environ_request_info(
+    environ: Mapping[str, Any],
+    route: str | None,
+    status: int,
+    elapsed: float,
+    content_type: str | None,
+) -> RequestInfo:
+    """Describe a request from a WSGI environ (or Django's ``request.META``)."""
+    get = environ.get
+    route = _matched_route(route, status)
+    purpose = None
+    for key in _PURPOSE_ENVIRON_KEYS:
+        purpose = get(key)
+        if purpose is not None:
+            break
+    return RequestInfo(
+        get("REQUEST_METHOD", "GET"),
+        route,
+        status,
+        elapsed,
+        host=get("HTTP_HOST") or get("SERVER_NAME"),
+        referer=get("HTTP_REFERER"),
+        sec_fetch_site=get("HTTP_SEC_FETCH_SITE"),
+        sec_fetch_dest=get("HTTP_SEC_FETCH_DEST"),
+        purpose=purpose,
+        query_string=get("QUERY_STRING"),
+        user_agent=get("HTTP_USER_AGENT"),
+        content_type=content_type,
+        client_addr=get("REMOTE_ADDR"),
+    )
+
+
+def asgi_request_info(
+    scope: Mapping[str, Any],
+    route: str | None,
+    status: int,
+    elapsed: float,
+    content_type: str | None,
+) -> RequestInfo:
+    """Describe an HTTP request from its ASGI scope."""
+    route = _matched_route(route, status)
+    fields: dict[str, str] = {}
+    purpose_rank = 3
+    for name, value in scope.get("headers", ()):
+        known = _ASGI_FIELDS.get(name.lower())
+        if known is None:
+            continue
+        field, rank = known
+        if field == "purpose":
+            if rank >= purpose_rank:
+                continue
+            purpose_rank = rank
+        elif field in fields:
+            continue
+        fields[field] = value.decode("latin-1")
+    client = scope.get("client")
+    query = scope.get("query_string")
+    return RequestInfo(
+        scope.get("method", "GET"),
+        route,
+        status,
+        elapsed,
+        host=fields.get("host"),
+        referer=fields.get("referer"),
+        sec_fetch_site=fields.get("sec_fetch_site"),
+        sec_fetch_dest=fields.get("sec_fetch_dest"),
+        purpose=fields.get("purpose"),
+        query_string=query.decode("latin-1") if query else None,
+        user_agent=fields.get("user_agent"),
+        content_type=content_type,
+        client_addr=client[0] if client else None,
+    )
+
+
+def tracker_from_options(options: Mapping[str, object]) -> Tracker:
+    """A Tracker from framework configuration: option names in any case, values as given.
+
+    Anything not given falls back to the ``HEADCOUNT_*`` environment variables.
+    """
+    # Imported here: the integrations are imported by the package's users, never by the
+    # core, and this keeps `_common` importable without pulling the Tracker in early.
+    from headcount import Tracker
+
+    return Tracker.from_options(options)

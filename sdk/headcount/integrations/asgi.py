@@ -1,0 +1,97 @@
+"""ASGI middleware: counts every HTTP request an app answers, streamed bodies included.
+
+    from headcount.integrations.asgi import HeadcountMiddleware
+    app = HeadcountMiddleware(app, tracker)
+    # or, in Starlette / FastAPI:
+    app.add_middleware(HeadcountMiddleware, tracker=tracker)
+
+A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds one
+closure per request and sees the end of a streamed body. Websocket and lifespan scopes
+pass through untouched. Under Starlette or FastAPI the route template is read from the
+router (mounts and ``include_router`` prefixes included); any other app is counted as
+``(unmatched)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from headcount.integrations._common import asgi_request_info
+from headcount.integrations._starlette import StarletteRoutes
+
+if TYPE_CHECKING:
+    from headcount import Tracker
+
+__all__ = ["HeadcountMiddleware"]
+
+logger = logging.getLogger("headcount.integrations")
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HeadcountMiddleware:
+    """Time each HTTP request until the app returns, then record it.
+
+    An exception from the app is counted as a 5xx and re-raised untouched. A request
+    cancelled before any response started (the client went away) is not counted.
+    """
+
+    def __init__(self, app: ASGIApp, tracker: Tracker) -> None:
+        self.app = app
+        self.tracker = tracker
+        self._routes = StarletteRoutes()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        status = 0
+        content_type: str | None = None
+
+        async def send_and_capture(message: Message) -> None:
+            nonlocal status, content_type
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"content-type":
+                        content_type = value.decode("latin-1")
+                        break
+            await send(message)
+
+        outcome = _COMPLETED
+        try:
+            await self.app(scope, receive, send_and_capture)
+        except Exception:
+            outcome = _FAILED
+            raise
+        except BaseException:
+            outcome = _CANCELLED
+            raise
+        finally:
+            if outcome != _CANCELLED or status:
+                # No response at all means the server answers 500 on the app's behalf.
+                final = 500 if outcome == _FAILED or not status else status
+                self._record(scope, final, perf_counter() - started, content_type)
+
+    def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
+        try:
+            route = self._routes.route(scope, status)
+            info = asgi_request_info(scope, route, status, elapsed, content_type)
+        except Exception:
+            # Describing the request must never break serving it.
+            logger.exception("headcount could not describe an ASGI request")
+            return
+        self.tracker.record_request(info)
+
+
+_COMPLETED = 0
+_FAILED = 1
+_CANCELLED = 2

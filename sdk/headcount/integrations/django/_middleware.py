@@ -1,0 +1,113 @@
+"""The Django middleware: times each request and reports it to the app's Tracker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+
+from headcount.integrations._common import environ_request_info
+from headcount.integrations.django.apps import LABEL
+
+if TYPE_CHECKING:
+    from headcount.integrations.django.apps import HeadcountConfig
+
+__all__ = ["HeadcountMiddleware"]
+
+logger = logging.getLogger("headcount.integrations")
+
+# Django's request and response types are left as Any: the project does not type-check
+# against Django stubs, and only a few documented attributes are read.
+GetResponse = Callable[[Any], Any]
+
+
+class HeadcountMiddleware:
+    """Counts every request that passes through, under WSGI or ASGI.
+
+    A streamed response (``StreamingHttpResponse``, ``FileResponse``) is counted when
+    the server closes it, so its time includes sending the body.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        if not apps.is_installed("headcount.integrations.django"):
+            raise ImproperlyConfigured(
+                "HeadcountMiddleware needs 'headcount.integrations.django' in INSTALLED_APPS"
+            )
+        self.get_response = get_response
+        self._config: HeadcountConfig = apps.get_app_config(LABEL)
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self._is_async:
+            return self._acall(request)
+        started = perf_counter()
+        try:
+            response = self.get_response(request)
+        except Exception:
+            # Django turns view errors into 500 responses before they reach here;
+            # this only sees errors from handlers that re-raise.
+            self._record(request, 500, started, None)
+            raise
+        self._count(request, response, started)
+        return response
+
+    async def _acall(self, request: Any) -> Any:
+        started = perf_counter()
+        get_response: Callable[[Any], Awaitable[Any]] = self.get_response
+        try:
+            response = await get_response(request)
+        except Exception:
+            self._record(request, 500, started, None)
+            raise
+        self._count(request, response, started)
+        return response
+
+    def _count(self, request: Any, response: Any, started: float) -> None:
+        status: int = response.status_code
+        content_type: str | None = response.get("Content-Type")
+        if response.streaming:
+            closers = getattr(response, "_resource_closers", None)
+            if isinstance(closers, list):
+                # Django calls these from response.close(), which the server calls
+                # once the body is sent (also for FileResponse under wsgi.file_wrapper).
+                closers.append(lambda: self._record(request, status, started, content_type))
+                return
+        self._record(request, status, started, content_type)
+
+    def _record(self, request: Any, status: int, started: float, content_type: str | None) -> None:
+        elapsed = perf_counter() - started
+        try:
+            info = environ_request_info(
+                request.META, _route_of(request), status, elapsed, content_type
+            )
+        except Exception:
+            # Describing the request must never break serving it.
+            logger.exception("headcount could not describe a Django request")
+            return
+        self._config.tracker.record_request(info)
+
+
+def _route_of(request: Any) -> str | None:
+    """The matched URL pattern, include() prefixes joined, with a leading slash.
+
+    ``path()`` routes come as ``users/<int:pk>/``; ``re_path()`` routes as the joined
+    regexes, ``^blog/(?P<slug>[-\\w]+)/$``. The slash goes after a leading ``^`` so the
+    text is still recognised as a regex when it is normalised.
+    """
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if not isinstance(route, str):
+        return None
+    if route.startswith("^"):
+        return route if route.startswith("^/") else "^/" + route[1:]
+    return route if route.startswith("/") else "/" + route

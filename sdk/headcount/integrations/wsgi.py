@@ -1,0 +1,158 @@
+"""WSGI middleware: counts every request an app answers, streamed bodies included.
+
+    from headcount.integrations.wsgi import HeadcountMiddleware
+    app = HeadcountMiddleware(app, tracker)
+
+A bare WSGI app has no router to ask for the route template, so the request is counted
+as ``(unmatched)`` unless the app (or a routing layer) stores the template in
+``environ["headcount.route"]``. Framework adapters supply the real template.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from headcount.integrations._common import (
+    ROUTE_KEY,
+    content_type_of,
+    environ_request_info,
+    status_code,
+)
+
+if TYPE_CHECKING:
+    from headcount import Tracker
+
+__all__ = ["HeadcountMiddleware"]
+
+logger = logging.getLogger("headcount.integrations")
+
+Environ: TypeAlias = dict[str, Any]
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse: TypeAlias = Callable[..., Callable[[bytes], object]]
+WSGIApp: TypeAlias = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class HeadcountMiddleware:
+    """Time each request until the server closes its response, then record it.
+
+    An exception from the app, or from its body while the server iterates it, is
+    counted as a 5xx and re-raised untouched.
+    """
+
+    def __init__(self, app: WSGIApp, tracker: Tracker) -> None:
+        self.app = app
+        self.tracker = tracker
+
+    def route(self, environ: Environ) -> str | None:
+        """The route template of the finished request, in the framework's own syntax."""
+        route = environ.get(ROUTE_KEY)
+        return route if isinstance(route, str) else None
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        request = _Request(self, environ, perf_counter())
+
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            request.status = status_code(status)
+            request.content_type = content_type_of(headers)
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.app(environ, capture)
+        except Exception:
+            request.finish(failed=True)
+            raise
+        if isinstance(body, (list, tuple)):
+            # Already complete in memory: nothing left to time.
+            request.finish()
+            return body
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            return _hook_file_wrapper(body, request)
+        return _ClosingBody(body, request)
+
+
+class _Request:
+    __slots__ = ("content_type", "environ", "finished", "middleware", "started", "status")
+
+    def __init__(self, middleware: HeadcountMiddleware, environ: Environ, started: float) -> None:
+        self.middleware = middleware
+        self.environ = environ
+        self.started = started
+        self.status = 0
+        self.content_type: str | None = None
+        self.finished = False
+
+    def finish(self, *, failed: bool = False) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        elapsed = perf_counter() - self.started
+        # No status means the app never called start_response: the server will
+        # answer 500 for it.
+        status = 500 if failed or not self.status else self.status
+        try:
+            route = self.middleware.route(self.environ)
+            info = environ_request_info(self.environ, route, status, elapsed, self.content_type)
+        except Exception:
+            # Describing the request must never break serving it.
+            logger.exception("headcount could not describe a WSGI request")
+            return
+        self.middleware.tracker.record_request(info)
+
+
+class _ClosingBody:
+    """The app's body, passed through chunk by chunk; the request ends when it closes."""
+
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, body: Iterable[bytes], request: _Request) -> None:
+        self._body = body
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._body
+        except Exception:
+            self._request.finish(failed=True)
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            self._request.finish(failed=True)
+            raise
+        finally:
+            self._request.finish()
+
+
+def _hook_file_wrapper(body: Any, request: _Request) -> Iterable[bytes]:
+    """Return the server's own file wrapper, so it can still send the file efficiently
+    (sendfile), with our finish added to its close()."""
+    original_close = getattr(body, "close", None)
+
+    def close() -> None:
+        try:
+            if original_close is not None:
+                original_close()
+        finally:
+            request.finish()
+
+    try:
+        body.close = close
+    except (AttributeError, TypeError):
+        # A wrapper implemented in C may refuse new attributes: count the request
+        # now rather than give up the server's file optimisation.
+        request.finish()
+    passed_through: Iterable[bytes] = body
+    return passed_through

@@ -1,0 +1,252 @@
+"""The ASGI middleware under Starlette and FastAPI, and as a bare ASGI wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import HTMLResponse, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from headcount import Tracker
+from headcount.integrations.asgi import HeadcountMiddleware
+
+from .conftest import (
+    HOSTILE_HEADERS,
+    HOSTILE_QUERY,
+    assert_no_secrets,
+    pageview_routes,
+    requests_of,
+)
+
+
+async def page(request: StarletteRequest) -> HTMLResponse:
+    return HTMLResponse("<h1>page</h1>")
+
+
+async def boom(request: StarletteRequest) -> HTMLResponse:
+    raise LookupError("the app's own error")
+
+
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(await websocket.receive_text())
+    await websocket.close()
+
+
+def starlette_app(tracker: Tracker) -> Starlette:
+    org_routes = [Route("/projects/{project}", page), Route("/", page)]
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/users/{id:int}", page),
+            Route("/boom", boom),
+            Mount("/orgs/{org}", routes=org_routes),
+            Mount("/docs", routes=[Route("/pages/{name}", page)]),
+            WebSocketRoute("/ws", echo),
+        ]
+    )
+    app.add_middleware(HeadcountMiddleware, tracker=tracker)
+    return app
+
+
+def test_starlette_templates_for_matched_id_and_mounted_routes(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker))
+    for path in ("/", "/users/42", "/users/43", "/orgs/acme/projects/rocket", "/docs/pages/intro"):
+        assert client.get(path).status_code == 200
+
+    assert requests_of(tracker) == {
+        ("/", "GET", "2xx"): 1,
+        ("/users/{id}", "GET", "2xx"): 2,
+        ("/orgs/{org}/projects/{project}", "GET", "2xx"): 1,
+        ("/docs/pages/{name}", "GET", "2xx"): 1,
+    }
+    assert pageview_routes(tracker)["/users/{id}"] == 2
+
+
+def test_starlette_404_and_405_are_unmatched(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker))
+    assert client.get("/users/not-a-number").status_code == 404
+    assert client.get("/orgs/acme/nothing/here").status_code == 404
+    assert client.post("/users/42").status_code == 405
+
+    assert requests_of(tracker) == {
+        ("(unmatched)", "GET", "4xx"): 2,
+        ("(unmatched)", "POST", "4xx"): 1,
+    }
+
+
+def test_exception_is_a_5xx_and_propagates(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker))
+    with pytest.raises(LookupError, match="the app's own error"):
+        client.get("/boom")
+    assert requests_of(tracker) == {("/boom", "GET", "5xx"): 1}
+
+
+def test_head_and_options_are_never_pageviews(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker))
+    client.head("/users/1")
+    client.options("/users/1")
+    # Starlette answers HEAD for GET routes; OPTIONS has no handler, so it is a 405.
+    assert requests_of(tracker) == {
+        ("/users/{id}", "HEAD", "2xx"): 1,
+        ("(unmatched)", "OPTIONS", "4xx"): 1,
+    }
+    assert pageview_routes(tracker) == {}
+
+
+def test_websocket_is_passed_through_and_not_counted(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker))
+    with client.websocket_connect("/ws") as websocket:
+        websocket.send_text("hello")
+        assert websocket.receive_text() == "hello"
+    assert tracker.peek() == []
+
+
+def test_hostile_requests_leave_no_trace(tracker: Tracker) -> None:
+    client = TestClient(starlette_app(tracker), client=("203.0.113.77", 5000))
+    for segment in ("alice@example.com", "tok_9sd8f7g6h5j4k3l2"):
+        client.get(
+            f"/orgs/{segment}/projects/{segment}", params=HOSTILE_QUERY, headers=HOSTILE_HEADERS
+        )
+        client.get(f"/{segment}", params=HOSTILE_QUERY, headers=HOSTILE_HEADERS)
+    assert_no_secrets(tracker.peek())
+    assert ("/orgs/{org}/projects/{project}", "GET", "2xx") in requests_of(tracker)
+
+
+# --- FastAPI ------------------------------------------------------------------------
+
+
+def fastapi_app(tracker: Tracker) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(HeadcountMiddleware, tracker=tracker)
+
+    @app.get("/users/{id}", response_class=HTMLResponse)
+    def user(id: int) -> str:
+        return "<h1>user</h1>"
+
+    members = APIRouter()
+
+    @members.get("/{member_id}")
+    def member(member_id: str) -> dict[str, str]:
+        return {}
+
+    teams = APIRouter(prefix="/teams/{team}")
+    teams.include_router(members, prefix="/members")
+    app.include_router(teams, prefix="/api")
+
+    sub = FastAPI()
+
+    @sub.get("/items/{item_id:int}", response_class=HTMLResponse)
+    def item(item_id: int) -> str:
+        return "<h1>item</h1>"
+
+    app.mount("/shop", sub)
+    return app
+
+
+def test_fastapi_included_router_prefixes_and_mounts(tracker: Tracker) -> None:
+    client = TestClient(fastapi_app(tracker))
+    assert client.get("/users/5").status_code == 200
+    assert client.get("/api/teams/red/members/alice").status_code == 200
+    assert client.get("/shop/items/12").status_code == 200
+    assert client.get("/shop/nothing").status_code == 404
+    assert client.get("/users/not-an-int").status_code == 422
+
+    assert requests_of(tracker) == {
+        ("/users/{id}", "GET", "2xx"): 1,
+        ("/api/teams/{team}/members/{member_id}", "GET", "2xx"): 1,
+        ("/shop/items/{item_id}", "GET", "2xx"): 1,
+        ("(unmatched)", "GET", "4xx"): 1,
+        ("/users/{id}", "GET", "4xx"): 1,
+    }
+    assert pageview_routes(tracker) == {"/users/{id}": 1, "/shop/items/{item_id}": 1}
+
+
+# --- bare ASGI ----------------------------------------------------------------------
+
+
+def test_streamed_body_is_counted_when_the_app_returns(tracker: Tracker) -> None:
+    seen_before_end: list[int] = []
+
+    def chunks() -> Iterator[str]:
+        yield "<p>one</p>"
+        seen_before_end.append(len(tracker.peek()))
+        yield "<p>two</p>"
+
+    async def stream(request: StarletteRequest) -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="text/html")
+
+    app = Starlette(routes=[Route("/feed", stream)])
+    client = TestClient(HeadcountMiddleware(app, tracker))
+    assert client.get("/feed").text == "<p>one</p><p>two</p>"
+    assert seen_before_end == [0]
+    assert requests_of(tracker) == {("/feed", "GET", "2xx"): 1}
+
+
+def test_lifespan_and_websocket_scopes_reach_the_app_untouched(tracker: Tracker) -> None:
+    calls: list[tuple[Any, Any, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        calls.append((scope, receive, send))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    middleware = HeadcountMiddleware(app, tracker)
+    for scope in (
+        {"type": "lifespan", "asgi": {"version": "3.0"}},
+        {"type": "websocket", "path": "/ws"},
+    ):
+        asyncio.run(middleware(scope, receive, send))
+        assert calls[-1][0] is scope
+        assert calls[-1][1] is receive
+        assert calls[-1][2] is send
+    assert tracker.peek() == []
+
+
+def test_request_cancelled_before_a_response_is_not_counted(tracker: Tracker) -> None:
+    async def hangs(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(60)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    async def run() -> None:
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        task = asyncio.ensure_future(HeadcountMiddleware(hangs, tracker)(scope, receive, send))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert tracker.peek() == []
+
+
+def test_app_returning_without_a_response_is_a_5xx(tracker: Tracker) -> None:
+    async def silent(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    asyncio.run(HeadcountMiddleware(silent, tracker)(scope, receive, send))
+    assert requests_of(tracker) == {("(unmatched)", "GET", "5xx"): 1}

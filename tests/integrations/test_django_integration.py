@@ -1,0 +1,253 @@
+"""The Django app and middleware, through Django's test clients (WSGI and ASGI handlers).
+
+Settings are the example project's, with test-only overrides, configured once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+django = pytest.importorskip("django")
+
+from django.conf import settings  # noqa: E402
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse  # noqa: E402
+from django.urls import include, path, re_path  # noqa: E402
+from django.views.decorators.http import require_safe  # noqa: E402
+
+from headcount import Tracker  # noqa: E402
+
+from .conftest import (  # noqa: E402
+    BROWSER,
+    HOSTILE_HEADERS,
+    HOSTILE_QUERY,
+    assert_no_secrets,
+    pageview_routes,
+    requests_of,
+)
+
+
+@require_safe
+def page(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    return HttpResponse("<h1>page</h1>")
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    raise LookupError("the app's own error")
+
+
+def feed(request: HttpRequest) -> StreamingHttpResponse:
+    def items() -> Iterator[str]:
+        yield "<p>one</p>"
+        yield "<p>two</p>"
+
+    return StreamingHttpResponse(items(), content_type="text/html")
+
+
+async def async_feed(request: HttpRequest) -> StreamingHttpResponse:
+    async def items() -> AsyncIterator[str]:
+        yield "<p>one</p>"
+        yield "<p>two</p>"
+
+    return StreamingHttpResponse(items(), content_type="text/html")
+
+
+async def async_page(request: HttpRequest, pk: int) -> HttpResponse:
+    return HttpResponse("<h1>async</h1>")
+
+
+urlpatterns = [
+    path("", page),
+    path("boom/", boom),
+    path("feed/", feed),
+    path("async/<int:pk>/", async_page),
+    path("async/feed/", async_feed),
+    path(
+        "users/",
+        include([path("<int:pk>/", page), path("<int:pk>/posts/<slug:slug>/", page)]),
+    ),
+    path("blog/", include([re_path(r"^(?P<year>[0-9]{4})/(?P<slug>[-\w]+)/$", page)])),
+    re_path(r"^legacy/([0-9]+)/$", page),
+    re_path(r"^api/", include([path("items/<int:pk>/", page)])),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_configured() -> None:
+    if not settings.configured:
+        from examples.django_project import settings as example_settings
+
+        values = {name: getattr(example_settings, name) for name in dir(example_settings)}
+        options = {name: value for name, value in values.items() if name.isupper()}
+        options.update(
+            ROOT_URLCONF=__name__,
+            HEADCOUNT={
+                "ENDPOINT": "http://collector.invalid",
+                "WRITE_TOKEN": "django-settings-token",
+                "FLUSH_INTERVAL": 3600.0,
+                "TRANSPORT": httpx.MockTransport(lambda request: httpx.Response(204)),
+            },
+        )
+        settings.configure(**options)
+        django.setup()
+
+
+@pytest.fixture
+def app_tracker(tracker: Tracker) -> Iterator[Tracker]:
+    """Swap the app's Tracker for the test's own, so each test starts from zero."""
+    from django.apps import apps
+
+    config = apps.get_app_config("headcount")
+    original = config.tracker
+    config.tracker = tracker
+    yield tracker
+    config.tracker = original
+
+
+@pytest.fixture
+def client() -> object:
+    from django.test import Client
+
+    return Client(headers={"User-Agent": BROWSER})
+
+
+def test_settings_build_the_tracker_once() -> None:
+    from django.apps import apps
+
+    from headcount.integrations.django.apps import HeadcountConfig
+
+    config = apps.get_app_config("headcount")
+    assert isinstance(config, HeadcountConfig)
+    assert isinstance(config.tracker, Tracker)
+
+
+def test_path_include_and_re_path_templates(app_tracker: Tracker, client: object) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    for url in (
+        "/",
+        "/users/5/",
+        "/users/6/",
+        "/users/5/posts/hello-world/",
+        "/blog/2024/hello-world/",
+        "/legacy/12345/",
+        "/api/items/3/",
+    ):
+        assert client.get(url).status_code == 200, url
+
+    assert requests_of(app_tracker) == {
+        ("/", "GET", "2xx"): 1,
+        ("/users/{pk}", "GET", "2xx"): 2,
+        ("/users/{pk}/posts/{slug}", "GET", "2xx"): 1,
+        ("/blog/{year}/{slug}", "GET", "2xx"): 1,
+        ("/legacy/{id}", "GET", "2xx"): 1,
+        ("/api/items/{pk}", "GET", "2xx"): 1,
+    }
+    assert pageview_routes(app_tracker)["/users/{pk}"] == 2
+
+
+def test_404_and_405_are_unmatched(app_tracker: Tracker, client: object) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    assert client.get("/nothing/here/").status_code == 404
+    assert client.get("/users/not-a-number/").status_code == 404
+    assert client.post("/users/5/").status_code == 405
+    assert requests_of(app_tracker) == {
+        ("(unmatched)", "GET", "4xx"): 2,
+        ("(unmatched)", "POST", "4xx"): 1,
+    }
+
+
+def test_exception_is_a_5xx(app_tracker: Tracker) -> None:
+    from django.test import Client
+
+    with pytest.raises(LookupError, match="the app's own error"):
+        Client().get("/boom/")
+    assert Client(raise_request_exception=False).get("/boom/").status_code == 500
+    assert requests_of(app_tracker) == {("/boom", "GET", "5xx"): 2}
+
+
+def test_streaming_response_counted_when_closed(app_tracker: Tracker, client: object) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    response = client.get("/feed/")
+    assert app_tracker.peek() == []
+    assert b"".join(response.streaming_content) == b"<p>one</p><p>two</p>"
+    assert requests_of(app_tracker) == {("/feed", "GET", "2xx"): 1}
+
+
+def test_head_and_options_are_never_pageviews(app_tracker: Tracker, client: object) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    client.head("/users/5/")
+    client.options("/users/5/")
+    assert requests_of(app_tracker) == {
+        ("/users/{pk}", "HEAD", "2xx"): 1,
+        ("(unmatched)", "OPTIONS", "4xx"): 1,
+    }
+    assert pageview_routes(app_tracker) == {}
+
+
+def test_async_handler_uses_the_async_middleware(app_tracker: Tracker) -> None:
+    from django.test import AsyncClient
+
+    async def run() -> tuple[int, int, int]:
+        client = AsyncClient(headers={"User-Agent": BROWSER})
+        ok = await client.get("/async/7/")
+        missing = await client.get("/nothing/")
+        streamed = await client.get("/async/feed/")
+        async for _ in streamed.streaming_content:
+            pass
+        return ok.status_code, missing.status_code, streamed.status_code
+
+    assert asyncio.run(run()) == (200, 404, 200)
+    assert requests_of(app_tracker) == {
+        ("/async/{pk}", "GET", "2xx"): 1,
+        ("(unmatched)", "GET", "4xx"): 1,
+        ("/async/feed", "GET", "2xx"): 1,
+    }
+
+
+def test_hostile_requests_leave_no_trace(app_tracker: Tracker) -> None:
+    from django.test import Client
+
+    client = Client(REMOTE_ADDR="203.0.113.77", headers=HOSTILE_HEADERS)
+    for segment in ("alice@example.com", "3f2b8c1e-9d4a-4b7e-8f1a-2c3d4e5f6a7b"):
+        client.get(f"/users/5/posts/{segment}/", HOSTILE_QUERY)
+        client.get(f"/{segment}/", HOSTILE_QUERY)
+    client.get("/users/5/", HOSTILE_QUERY)
+    assert_no_secrets(app_tracker.peek())
+
+
+def test_example_project_pages(app_tracker: Tracker) -> None:
+    from django.test import Client, override_settings
+
+    with override_settings(ROOT_URLCONF="examples.django_project.urls"):
+        client = Client(raise_request_exception=False, headers={"User-Agent": BROWSER})
+        for url in ("/", "/about/", "/people/", "/people/2/", "/articles/2024/hello-world/"):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert b"<nav>" in response.content
+        assert client.get("/contact/").status_code == 200
+        assert client.post("/contact/", {"name": "Ada"}).status_code == 302
+        assert client.get("/people/99/").status_code == 404
+        assert client.get("/missing/").status_code == 404
+        assert client.get("/boom/").status_code == 500
+        report = client.get("/report.csv")
+        assert b"".join(report.streaming_content).startswith(b"id,name")
+
+    counted = requests_of(app_tracker)
+    assert counted[("/people/{pk}", "GET", "2xx")] == 1
+    assert counted[("/people/{pk}", "GET", "4xx")] == 1
+    assert counted[("/articles/{year}/{slug}", "GET", "2xx")] == 1
+    assert counted[("(unmatched)", "GET", "4xx")] == 1
+    assert counted[("/contact", "POST", "3xx")] == 1
+    assert counted[("/boom", "GET", "5xx")] == 1
+    assert counted[("/report.csv", "GET", "2xx")] == 1
