@@ -1,0 +1,135 @@
+"""/v1/schema, /privacy and /openapi.json say exactly what the validator enforces."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import msgspec
+from starlette.testclient import TestClient
+
+from headcount import wire
+from tests.collector.conftest import auth, batch_body, current_hour, read_auth
+from tests.conftest import SHOP_READ_TOKEN, WRITE_TOKEN
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts += 1
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def test_schema_lists_every_kind_field_and_label(client: TestClient) -> None:
+    body = client.get("/v1/schema").json()
+    kinds = body["wire"]["record_kinds"]
+    for record_type in wire.RECORD_TYPES:
+        info = msgspec.inspect.type_info(record_type)
+        assert isinstance(info, msgspec.inspect.StructType)
+        assert [f["name"] for f in kinds[info.tag]["fields"]] == [
+            f.encode_name for f in info.fields
+        ]
+    labels = body["wire"]["labels"]
+    assert labels["latency"] == list(wire.LATENCY_LABELS)
+    assert labels["duration"] == list(wire.DURATION_LABELS)
+    assert labels["pages"] == list(wire.PAGES_LABELS)
+    assert "site" not in body
+
+
+def test_schema_labels_are_exactly_what_ingest_accepts(client: TestClient) -> None:
+    body = client.get("/v1/schema").json()
+    hour = current_hour()
+    for label in body["wire"]["labels"]["latency"]:
+        record = {
+            "kind": "request",
+            "hour": hour,
+            "route": "/",
+            "method": "GET",
+            "status": "2xx",
+            "latency": label,
+            "n": 1,
+        }
+        assert (
+            client.post("/v1/ingest", content=batch_body([record]), headers=auth()).status_code
+            == 202
+        )
+    for label in body["wire"]["labels"]["duration"]:
+        for pages in body["wire"]["labels"]["pages"]:
+            record = {
+                "kind": "visit",
+                "hour": hour,
+                "route": "/",
+                "duration": label,
+                "pages": pages,
+                "n": 1,
+            }
+            assert (
+                client.post("/v1/ingest", content=batch_body([record]), headers=auth()).status_code
+                == 202
+            )
+    bad = {
+        "kind": "request",
+        "hour": hour,
+        "route": "/",
+        "method": "GET",
+        "status": "2xx",
+        "latency": "13ms",
+        "n": 1,
+    }
+    assert client.post("/v1/ingest", content=batch_body([bad]), headers=auth()).status_code == 422
+
+
+def test_schema_with_read_token_shows_the_sites_declarations(client: TestClient) -> None:
+    body = client.get("/v1/schema", headers=read_auth()).json()
+    assert body["site"]["id"] == "blog"
+    assert body["site"]["k"] == 5
+    assert body["site"]["retention"] == {"hourly_days": 30, "keep_days": 760}
+    assert {"name": "signup", "props": {"plan": ["free", "pro"]}} in body["site"]["events"]
+    shop = client.get("/v1/schema", headers=read_auth(SHOP_READ_TOKEN)).json()
+    assert shop["site"]["id"] == "shop"
+    assert shop["site"]["suppression"] is False
+    assert client.get("/v1/schema", headers=read_auth(WRITE_TOKEN)).status_code == 401
+
+
+def test_privacy_page_is_generated_from_the_live_config(client: TestClient) -> None:
+    response = client.get("/privacy")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    parser = _Text()
+    parser.feed(response.text)
+    text = re.sub(r"\s+", " ", " ".join(parser.parts))
+    assert parser.scripts == 0
+    for label in (*wire.LATENCY_LABELS, *wire.DURATION_LABELS, *wire.PAGES_LABELS):
+        assert label in text
+    for kind in ("pageview", "request", "event", "bot", "visit"):
+        assert kind in text
+    assert "kept for 30 days" in text
+    assert "deleted after 760 days" in text
+    assert "below 5 is withheld" in text
+    assert "Suppression is turned off (k = 1)" in text  # the shop site
+    assert "signup: plan = free, pro" in text
+    assert "IP addresses" in text
+    assert "cannot close every gap" in text
+    assert "Unique visitors are deliberately not offered" in text
+
+
+def test_openapi_is_generated_from_the_wire_types(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["Pageview"]["properties"]) == {
+        f.encode_name for f in msgspec.structs.fields(wire.Pageview)
+    } | {"kind"}
+    assert schemas["Pageview"]["additionalProperties"] is False
+    assert sorted(schemas["Request"]["properties"]["latency"]["enum"]) == sorted(
+        wire.LATENCY_LABELS
+    )
+    ingest = spec["paths"]["/v1/ingest"]["post"]
+    assert set(ingest["responses"]) >= {"200", "202", "400", "401", "413", "415", "422", "503"}
