@@ -16,14 +16,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from starlette.testclient import TestClient
+
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, Site, load_sites
 from headcount_collector.errors import StoreUnavailable
 from headcount_collector.stores.base import CounterKey, CounterQuery, PendingBatch
 from headcount_collector.stores.postgres import PoolSettings, PostgresStore
 from headcount_collector.tables import TABLES
-from starlette.testclient import TestClient
-
 from tests.collector.conftest import auth, batch_body, pageview, read_auth
 from tests.collector.test_query import NOW, pv
 from tests.conftest import POSTGRES_URL, free_port, site_file_text
@@ -70,7 +70,9 @@ def blog(tmp_path: Path) -> Site:
     return site
 
 
-def batch(counts: dict[CounterKey, int], batch_id: str | None = None, site: str = "blog") -> PendingBatch:
+def batch(
+    counts: dict[CounterKey, int], batch_id: str | None = None, site: str = "blog"
+) -> PendingBatch:
     return PendingBatch(site, batch_id or secrets.token_hex(16), counts, len(counts))
 
 
@@ -219,8 +221,18 @@ def test_event_props_and_empty_values_round_trip(
     )
 
 
+def deadlocks(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_concurrent_collectors_with_overlapping_rows_total_exactly(
-    open_stores: Callable[[], PostgresStore],
+    open_stores: Callable[[], PostgresStore], pg_url: str
 ) -> None:
     stores = [open_stores() for _ in range(4)]
     stores[0].migrate()
@@ -243,8 +255,11 @@ def test_concurrent_collectors_with_overlapping_rows_total_exactly(
             assert store.commit(group, HOUR) == [True] * batches_per_group
         return written
 
+    deadlocks_before = deadlocks(pg_url)
     with ThreadPoolExecutor(len(stores)) as pool:
         written = sum(pool.map(write, stores, range(len(stores))))
+    # Retries would hide deadlocks from the totals; the server's own count does not.
+    assert deadlocks(pg_url) == deadlocks_before
     assert written == len(stores) * groups_per_writer * batches_per_group * 15
     assert total(stores[0]) == written
     assert stores[0].batch_count() == len(stores) * groups_per_writer * batches_per_group
@@ -285,9 +300,7 @@ def test_retention_in_several_collectors_rolls_up_once(
     assert sum(rolled) == len(history)
     assert total(stores[1]) == expected + live
     hourly = stores[2].query(
-        CounterQuery(
-            table=TABLES["pageview"], site="blog", start=0, end=HOUR, interval="hour"
-        )
+        CounterQuery(table=TABLES["pageview"], site="blog", start=0, end=HOUR, interval="hour")
     )
     assert hourly == []
 
@@ -311,11 +324,18 @@ def test_unreachable_server_raises_store_unavailable_quickly() -> None:
 
 
 @pytest.mark.parametrize(
-    ("min_size", "max_size", "timeout"), [(-1, 4, 1.0), (3, 2, 1.0), (0, 0, 1.0), (1, 4, 0.0)]
+    "settings",
+    [
+        {"min_size": -1},
+        {"min_size": 3, "max_size": 2},
+        {"min_size": 0, "max_size": 0},
+        {"timeout": 0.0},
+        {"reconnect_timeout": -1.0},
+    ],
 )
-def test_pool_settings_reject_nonsense(min_size: int, max_size: int, timeout: float) -> None:
-    with pytest.raises(ValueError, match="size|timeout"):
-        PoolSettings(min_size=min_size, max_size=max_size, timeout=timeout)
+def test_pool_settings_reject_nonsense(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"size|timeout"):
+        PoolSettings(**settings)  # type: ignore[arg-type]
 
 
 def test_connections_killed_by_the_server_are_replaced(
@@ -331,7 +351,8 @@ def test_connections_killed_by_the_server_are_replaced(
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         ).fetchone()
-    assert killed is not None and killed[0] >= 1
+    assert killed is not None
+    assert killed[0] >= 1
     assert store.commit([batch({("pageview", HOUR, pv("/")): 1})], HOUR) == [True]
     assert total(store) == 2
 
@@ -377,8 +398,15 @@ def test_outage_answers_503_with_retry_after_and_recovers(
             stats = client.get("/v1/stats", params={"metric": "pageviews"}, headers=read_auth())
             assert stats.status_code == 503
             set_outage(name, down=False)
-            # The sender retries the refused batch unchanged; it is stored exactly once.
-            assert client.post("/v1/ingest", content=body, headers=auth()).status_code == 202
+            # The sender retries the refused batch unchanged until it is taken; the pool
+            # reconnects within a few seconds and the batch is stored exactly once.
+            deadline = time.monotonic() + 15
+            while (
+                status := client.post("/v1/ingest", content=body, headers=auth()).status_code
+            ) == 503:
+                assert time.monotonic() < deadline, "still 503 long after the database came back"
+                time.sleep(0.2)
+            assert status == 202
             again = client.post("/v1/ingest", content=body, headers=auth())
             assert again.json() == {"duplicate": True}
     finally:

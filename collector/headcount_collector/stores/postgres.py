@@ -60,12 +60,16 @@ class PoolSettings:
     max_size: int = 4
     # How long a request waits for a free or new connection before answering 503.
     timeout: float = 5.0
+    # The pool retries a failed connect with doubling delays until this many seconds have
+    # passed, then starts afresh on the next request. Kept short so that the collector
+    # stops answering 503 within seconds of the database coming back, not minutes.
+    reconnect_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.min_size < 0 or self.max_size < max(1, self.min_size):
             raise ValueError("need 0 <= min_size <= max_size and max_size >= 1")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if self.timeout <= 0 or self.reconnect_timeout <= 0:
+            raise ValueError("timeout and reconnect_timeout must be positive")
 
 
 def _column_type(column: str) -> str:
@@ -154,6 +158,7 @@ class PostgresStore:
             min_size=settings.min_size,
             max_size=settings.max_size,
             timeout=settings.timeout,
+            reconnect_timeout=settings.reconnect_timeout,
             # Autocommit so a query holds no transaction open; writes open one explicitly.
             kwargs={"autocommit": True},
             # A connection broken by a server restart is found and replaced at checkout
