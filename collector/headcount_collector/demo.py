@@ -1,0 +1,236 @@
+"""``headcount-collector demo``: a collector, the instrumented Flask example, and traffic.
+
+Quickstart command one. Everything runs from a temporary folder and stops on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from headcount_collector.config import starter_config
+
+__all__ = ["drive_traffic", "run_demo"]
+
+_REFERRERS = (
+    None,
+    None,
+    "https://www.google.com/search?q=headcount+analytics",
+    "https://news.ycombinator.com/item?id=4242",
+    "https://duckduckgo.com/",
+    "https://mastodon.social/@someone/1234567",
+    "https://newsletter.example.org/issues/42?subscriber=ann@example.com",
+)
+_CAMPAIGNS = (
+    "",
+    "",
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=winter-launch",
+    "?utm_source=mastodon&utm_medium=social",
+    "?utm_campaign=Black%20Friday!&email=bob@example.com",  # not a slug: dropped
+)
+_BROWSERS = (
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5",
+)
+_BOTS = ("Googlebot/2.1 (+http://www.google.com/bot.html)", "curl/8.5.0")
+
+
+def _find_examples() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples" / "flask_app" / "app.py").exists():
+            return parent
+    raise SystemExit(
+        "headcount-collector demo needs the repository checkout (examples/flask_app); "
+        "run it from a clone installed with pip install -e"
+    )
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited early with code {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not start within 30 s")
+
+
+def _one_visit(client: httpx.Client, rng: random.Random) -> None:
+    agent = rng.choice(_BOTS) if rng.random() < 0.1 else rng.choice(_BROWSERS)
+    headers = {"User-Agent": agent, "Accept": "text/html"}
+    referrer = rng.choice(_REFERRERS)
+    if referrer:
+        headers["Referer"] = referrer
+    path = rng.choice(("/", "/", "/about", "/users/", f"/users/{rng.randint(1, 3)}"))
+    client.get(path + rng.choice(_CAMPAIGNS), headers=headers)
+    for _ in range(rng.randint(0, 3)):
+        headers["Referer"] = str(client.base_url) + "/"
+        next_path = rng.choice(
+            (
+                "/about",
+                "/users/",
+                f"/users/{rng.randint(1, 3)}",
+                "/contact",
+                "/nope/x",
+                f"/users/{rng.randint(100, 999999)}",
+            )
+        )
+        client.get(next_path, headers=headers)
+    roll = rng.random()
+    if roll < 0.15:
+        client.post("/contact", data={"name": "Ann"}, headers=headers)
+    elif roll < 0.2:
+        client.get("/boom", headers=headers)
+
+
+def drive_traffic(app_url: str, stop: threading.Event, rate: float = 20.0, seed: int = 7) -> int:
+    """Browse the example like a crowd of visitors until ``stop`` is set; returns visits."""
+    rng = random.Random(seed)
+    visits = 0
+    with httpx.Client(base_url=app_url, timeout=5, follow_redirects=True) as client:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                _one_visit(client, rng)
+                visits += 1
+            stop.wait(1 / rate)
+    return visits
+
+
+def _summary(collector: str, read_token: str) -> str:
+    try:
+        response = httpx.get(
+            f"{collector}/v1/stats",
+            params={"metric": "pageviews", "interval": "total", "by": "route"},
+            headers={"Authorization": f"Bearer {read_token}"},
+            timeout=5,
+        )
+        rows = response.json()["rows"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return "(collector not answering yet)"
+    if not rows:
+        return "no counts yet (the app sends every few seconds; counts below k are withheld)"
+    return ", ".join(f"{row['route']} {row['count']}" for row in rows)
+
+
+@contextlib.contextmanager
+def _process(
+    args: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            # SIGINT lets Python run its exit hooks, so the SDK flushes its last counts.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int:
+    root = _find_examples()
+    work = Path(tempfile.mkdtemp(prefix="headcount-demo-"))
+    config_text, write_token, read_token = starter_config("demo", "UTC")
+    config = work / "sites.toml"
+    config.write_text(config_text, encoding="utf-8")
+    collector = f"http://127.0.0.1:{port}"
+    app_url = f"http://127.0.0.1:{app_port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    app_env = {
+        **env,
+        "HEADCOUNT_ENDPOINT": collector,
+        "HEADCOUNT_WRITE_TOKEN": write_token,
+        "HEADCOUNT_FLUSH_INTERVAL": "5",
+        "PYTHONPATH": str(root),
+    }
+    serve = [
+        sys.executable,
+        "-m",
+        "headcount_collector",
+        "serve",
+        "--config",
+        str(config),
+        "--db",
+        f"sqlite:///{work / 'demo.sqlite3'}",
+        "--port",
+        str(port),
+    ]
+    run_app = [
+        sys.executable,
+        "-c",
+        "from examples.flask_app.app import create_app; "
+        f"create_app().run(host='127.0.0.1', port={app_port}, threaded=True)",
+    ]
+    stop = threading.Event()
+    with (
+        _process(serve, env, work, work / "collector.log") as collector_process,
+        _process(run_app, app_env, root, work / "app.log") as app_process,
+    ):
+        _wait_until_up(f"{collector}/healthz", collector_process, "the collector")
+        _wait_until_up(app_url + "/", app_process, "the Flask example")
+        traffic = threading.Thread(target=drive_traffic, args=(app_url, stop), daemon=True)
+        traffic.start()
+        print(
+            f"""
+Headcount demo is running (files in {work}).
+  Example app (Flask, instrumented):  {app_url}/
+  Collector:                          {collector}/healthz
+  Privacy page:                       {collector}/privacy
+  Read token:                         {read_token}
+  Query it:
+    curl -H 'Authorization: Bearer {read_token}' '{collector}/v1/stats?by=route&interval=total'
+    curl -H 'Authorization: Bearer {read_token}' '{collector}/v1/stats?by=referrer&interval=hour'
+Simulated visitors are browsing the app; counts appear every few seconds. Ctrl-C stops.
+""",
+            flush=True,
+        )
+        started = time.monotonic()
+        try:
+            while duration <= 0 or time.monotonic() - started < duration:
+                time.sleep(min(10.0, duration) if duration > 0 else 10.0)
+                print("pageviews so far:", _summary(collector, read_token), flush=True)
+        except KeyboardInterrupt:
+            print("\nstopping…", flush=True)
+        finally:
+            stop.set()
+            traffic.join(timeout=10)
+    print("final pageviews:", _summary_after_stop(work, read_token), flush=True)
+    return 0
+
+
+def _summary_after_stop(work: Path, read_token: str) -> str:
+    # The collector is stopped by now; read the file it left, through the same query code.
+    from headcount_collector.config import load_sites
+    from headcount_collector.query import parse_stats_query, run_stats_query
+    from headcount_collector.stores.sqlite import SQLiteStore
+
+    sites = load_sites(work / "sites.toml")
+    site = sites.by_read_token(read_token)
+    if site is None:
+        return "(no site)"
+    store = SQLiteStore(work / "demo.sqlite3")
+    try:
+        now = time.time()
+        query = parse_stats_query([("interval", "total"), ("by", "route")], site, now)
+        rows = run_stats_query(store, site, query, now)["rows"]
+    finally:
+        store.close()
+    return ", ".join(f"{r['route']} {r['count']}" for r in rows) or "none"  # type: ignore[attr-defined]
