@@ -12,6 +12,7 @@ handler sends what is left when uvicorn shuts down.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -61,7 +62,8 @@ def create_app(tracker: Tracker | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        tracker.shutdown(timeout=2.0)
+        # shutdown() blocks while it sends what is left; keep the event loop free.
+        await asyncio.to_thread(tracker.shutdown, 2.0)
 
     app = FastAPI(lifespan=lifespan, openapi_url=None)
     app.add_middleware(HeadcountMiddleware, tracker=tracker)

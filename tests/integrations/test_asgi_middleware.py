@@ -19,6 +19,7 @@ from headcount import Tracker
 from headcount.integrations.asgi import HeadcountMiddleware
 
 from .conftest import (
+    BROWSER,
     HOSTILE_HEADERS,
     HOSTILE_QUERY,
     assert_no_secrets,
@@ -250,3 +251,43 @@ def test_app_returning_without_a_response_is_a_5xx(tracker: Tracker) -> None:
     scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
     asyncio.run(HeadcountMiddleware(silent, tracker)(scope, receive, send))
     assert requests_of(tracker) == {("(unmatched)", "GET", "5xx"): 1}
+
+
+def test_fastapi_example_pages_are_counted_by_template(tracker: Tracker) -> None:
+    from examples.fastapi_app.app import create_app
+
+    with TestClient(
+        create_app(tracker), raise_server_exceptions=False, headers={"User-Agent": BROWSER}
+    ) as client:
+        for path in (
+            "/",
+            "/about",
+            "/users/",
+            "/users/2",
+            "/contact",
+            "/help/",
+            "/help/articles/privacy",
+        ):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert "<nav>" in response.text
+        sent = client.post("/contact", data={"name": "Ada"}, follow_redirects=False)
+        assert sent.status_code == 303
+        assert client.get("/users/99").status_code == 404
+        assert client.get("/help/articles/nope").status_code == 404
+        assert client.get("/missing").status_code == 404
+        assert client.get("/boom").status_code == 500
+        assert client.get("/report.csv").text.startswith("id,name")
+        counted = requests_of(tracker)
+    # Leaving the client ran the lifespan shutdown, which sent what was counted.
+    assert tracker.stats().sent == 1
+    assert tracker.peek() == []
+
+    assert counted[("/users/{id}", "GET", "2xx")] == 1
+    assert counted[("/users/{id}", "GET", "4xx")] == 1
+    assert counted[("/help/articles/{slug}", "GET", "2xx")] == 1
+    assert counted[("/help/articles/{slug}", "GET", "4xx")] == 1
+    assert counted[("(unmatched)", "GET", "4xx")] == 1
+    assert counted[("/contact", "POST", "3xx")] == 1
+    assert counted[("/boom", "GET", "5xx")] == 1
+    assert counted[("/report.csv", "GET", "2xx")] == 1

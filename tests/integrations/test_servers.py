@@ -1,0 +1,200 @@
+"""The example apps under real servers: gunicorn (2 workers, with and without --preload)
+and uvicorn, on free local ports, sending to a stand-in collector on shutdown."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from headcount.wire import INGEST_PATH, Batch, Request
+
+from .conftest import BROWSER, REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+WRITE_TOKEN = "server-test-token"
+
+
+class Collector:
+    """A stand-in collector that keeps every batch it is sent."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.authorizations: set[str] = set()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path == INGEST_PATH:
+                    collector.batches.append(msgspec.json.decode(body, type=Batch))
+                    collector.authorizations.add(self.headers.get("Authorization", ""))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def requests(self) -> dict[tuple[str, str, str], int]:
+        counts: dict[tuple[str, str, str], int] = {}
+        for batch in self.batches:
+            for record in batch.records:
+                if isinstance(record, Request):
+                    key = (record.route, record.method, record.status)
+                    counts[key] = counts.get(key, 0) + record.n
+        return counts
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    collector = Collector()
+    collector.thread.start()
+    yield collector
+    collector.server.shutdown()
+    collector.server.server_close()
+    collector.thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(command: list[str], collector: Collector, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "HEADCOUNT_ENDPOINT": collector.url,
+        "HEADCOUNT_WRITE_TOKEN": WRITE_TOKEN,
+        "HEADCOUNT_FLUSH_INTERVAL": "3600",
+    }
+    env.pop("HEADCOUNT_ENABLED", None)
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited early:\n{log.read_text()}")
+        try:
+            httpx.get(base + "/about", timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.1)
+        else:
+            return
+    pytest.fail(f"server did not start:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes], log: Path, clean_exit: tuple[int, ...] = (0,)) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        returncode = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"server did not stop on SIGTERM:\n{log.read_text()}")
+    assert returncode in clean_exit, log.read_text()
+
+
+def browse(base: str) -> None:
+    with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}, timeout=10) as client:
+        for path in ("/", "/users/1", "/users/2", "/users/3"):
+            assert client.get(path).status_code == 200, path
+        assert client.get("/users/99").status_code == 404
+        assert client.get("/no/such/page").status_code == 404
+        assert client.get("/report.csv").text.startswith("id,name")
+    # On its own connection: uvicorn drops a keep-alive connection after an app error.
+    assert httpx.get(base + "/boom", headers={"User-Agent": BROWSER}, timeout=10).status_code == 500
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-load", "preload"])
+def test_gunicorn_two_workers_serve_the_flask_example_and_flush_on_exit(
+    collector: Collector, tmp_path: Path, preload: bool
+) -> None:
+    port = free_port()
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers=2",
+        f"--bind=127.0.0.1:{port}",
+        "--config=examples/flask_app/gunicorn.conf.py",
+        "--graceful-timeout=10",
+        *(["--preload"] if preload else []),
+        "examples.flask_app.app:app",
+    ]
+    log = tmp_path / "gunicorn.log"
+    process = start(command, collector, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(process, base, log)
+        browse(base)
+    finally:
+        stop(process, log)
+
+    assert collector.authorizations == {f"Bearer {WRITE_TOKEN}"}
+    counted = collector.requests()
+    assert counted[("/users/{id}", "GET", "2xx")] == 3
+    assert counted[("/users/{id}", "GET", "4xx")] == 1
+    assert counted[("(unmatched)", "GET", "4xx")] == 1
+    assert counted[("/boom", "GET", "5xx")] == 1
+    assert counted[("/report.csv", "GET", "2xx")] == 1
+
+
+def test_uvicorn_serves_the_fastapi_example_and_flushes_on_lifespan_shutdown(
+    collector: Collector, tmp_path: Path
+) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"--port={port}",
+        "--host=127.0.0.1",
+        "--no-access-log",
+        "examples.fastapi_app.app:app",
+    ]
+    log = tmp_path / "uvicorn.log"
+    process = start(command, collector, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(process, base, log)
+        browse(base)
+        with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}) as client:
+            assert client.get("/help/articles/privacy").status_code == 200
+    finally:
+        # uvicorn re-raises the signal it stopped on once it has shut down cleanly.
+        stop(process, log, clean_exit=(0, -signal.SIGTERM))
+
+    assert "Application shutdown complete" in log.read_text()
+    counted = collector.requests()
+    assert counted[("/users/{id}", "GET", "2xx")] == 3
+    assert counted[("/users/{id}", "GET", "4xx")] == 1
+    assert counted[("(unmatched)", "GET", "4xx")] == 1
+    assert counted[("/boom", "GET", "5xx")] == 1
+    assert counted[("/help/articles/{slug}", "GET", "2xx")] == 1
