@@ -75,11 +75,17 @@ _BOT = re.compile(_trie_pattern(BOT_TOKENS))
 def _classify(user_agent: str) -> bool:
     if len(user_agent.strip()) < _MIN_BROWSER_UA:
         return True
-    return _BOT.search(user_agent[:_SCAN_CHARS].lower()) is not None
+    return _BOT.search(user_agent.lower()) is not None
 
 
 def is_bot(user_agent: str | None) -> bool:
-    """True when the user agent identifies a bot or is missing. The UA is never stored."""
+    """True when the user agent identifies a bot or is missing.
+
+    The user agent is only held in this process's bounded cache, never stored or sent.
+    """
     if not user_agent:
         return True
+    if len(user_agent) > _SCAN_CHARS:
+        # Bounds the cache's memory whatever clients send.
+        user_agent = user_agent[:_SCAN_CHARS]
     return _classify(user_agent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote_plus
 
@@ -17,6 +18,9 @@ from headcount.wire import (
 )
 
 __all__ = [
+    "LATENCY_EDGES_S",
+    "METHOD_BY_NAME",
+    "STATUS_CLASS_BY_CODE",
     "UTM_NONE",
     "is_html",
     "is_prefetch",
@@ -27,14 +31,17 @@ __all__ = [
     "status_class_of",
 ]
 
-_METHODS: Final = {m: m for m in METHODS if m != "OTHER"}
-_STATUS_CLASSES: Final = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-_LATENCY_EDGES_S: Final = tuple(edge / 1000 for edge in LATENCY_EDGES_MS)
+# Lookup tables for the hot path, which inlines the lookups and falls back to the
+# functions below only for unusual input.
+METHOD_BY_NAME: Final = {m: m for m in METHODS if m != "OTHER"}
+STATUS_CLASS_BY_CODE: Final = {code: f"{code // 100}xx" for code in range(100, 600)}
+LATENCY_EDGES_S: Final = tuple(edge / 1000 for edge in LATENCY_EDGES_MS)
 _SLUG: Final = re.compile(SLUG_PATTERN)
 _HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
-_UTM_FIELDS: Final = ("utm_source", "utm_medium", "utm_campaign")
 # Enough for any real campaign link; the rest of a huge query string is never looked at.
 _MAX_QUERY_SCAN: Final = 4096
+
+_UTM_NAMES: Final = ("utm_source=", "utm_medium=", "utm_campaign=")
 
 UtmValues = tuple[str | None, str | None, str | None]
 UTM_NONE: Final[UtmValues] = (None, None, None)
@@ -42,28 +49,35 @@ UTM_NONE: Final[UtmValues] = (None, None, None)
 
 def method_of(method: str) -> str:
     """The wire method: a standard method in uppercase, anything else "OTHER"."""
-    known = _METHODS.get(method)
+    known = METHOD_BY_NAME.get(method)
     if known is not None:
         return known
     if not isinstance(method, str) or len(method) > 16:
         return "OTHER"
-    return _METHODS.get(method.upper(), "OTHER")
+    return METHOD_BY_NAME.get(method.upper(), "OTHER")
 
 
 def status_class_of(status: int) -> str:
     """``2xx`` etc.; a status outside 100-599 is the server misbehaving, so ``5xx``."""
-    return _STATUS_CLASSES.get(status // 100, "5xx") if 100 <= status <= 599 else "5xx"
+    return STATUS_CLASS_BY_CODE.get(status, "5xx")
 
 
 def latency_of(elapsed_seconds: float) -> str:
     """The wire latency label; same ranges as ``wire.latency_label`` without the loop."""
     if not elapsed_seconds >= 0:  # negative or NaN: a broken clock, not a fast request
         return LATENCY_LABELS[0]
-    return LATENCY_LABELS[bisect_right(_LATENCY_EDGES_S, elapsed_seconds)]
+    return LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed_seconds)]
+
+
+@lru_cache(maxsize=256)
+def _is_html_type(content_type: str) -> bool:
+    return content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
 
 
 def is_html(content_type: str | None) -> bool:
-    return content_type is not None and content_type[:32].lstrip().lower().startswith(_HTML_TYPES)
+    """True for an HTML document response (``text/html``, ``application/xhtml+xml``)."""
+    # Cached: an app answers with a handful of distinct content types.
+    return content_type is not None and _is_html_type(content_type)
 
 
 def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:
@@ -81,18 +95,37 @@ def slug(value: str) -> str | None:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _utm_value(raw: str) -> str | None:
+    # Cached per raw value: campaign links repeat the same few values all day.
+    try:
+        return slug(unquote_plus(raw, errors="strict"))
+    except UnicodeDecodeError:
+        return None
+
+
 def parse_utm(query_string: str | None) -> UtmValues:
-    """utm_source / utm_medium / utm_campaign as slugs; no other parameter is ever read."""
+    """utm_source / utm_medium / utm_campaign as slugs; no other parameter is ever read.
+
+    A value that is not a slug of at most 64 characters after lowercasing, or that looks
+    like an identifier, is dropped. The first occurrence of a parameter wins.
+    """
     if not query_string or "utm_" not in query_string:
         return UTM_NONE
-    found: dict[str, str | None] = {}
-    for part in query_string[:_MAX_QUERY_SCAN].split("&"):
-        name, _, raw = part.partition("=")
-        if name in _UTM_FIELDS and name not in found:
-            try:
-                found[name] = slug(unquote_plus(raw, errors="strict"))
-            except UnicodeDecodeError:
-                found[name] = None
-    if not found:
-        return UTM_NONE
-    return (found.get("utm_source"), found.get("utm_medium"), found.get("utm_campaign"))
+    if len(query_string) > _MAX_QUERY_SCAN:
+        query_string = query_string[:_MAX_QUERY_SCAN]
+    values: list[str | None] = []
+    # Plain str.find per parameter name: no parsing of the rest of the query string.
+    for name in _UTM_NAMES:
+        start = query_string.find(name)
+        while start > 0 and query_string[start - 1] != "&":
+            start = query_string.find(name, start + 1)
+        if start < 0:
+            values.append(None)
+            continue
+        start += len(name)
+        end = query_string.find("&", start)
+        raw = query_string[start:] if end < 0 else query_string[start:end]
+        # Percent-encoding at most triples a 64-character slug; longer is never valid.
+        values.append(_utm_value(raw) if len(raw) <= 3 * MAX_SLUG_LENGTH else None)
+    return (values[0], values[1], values[2])

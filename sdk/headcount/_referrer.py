@@ -11,9 +11,11 @@ __all__ = ["coarsen_referrer", "domain_of_host"]
 
 _REFERRER = re.compile(REFERRER_PATTERN)
 _MAX_DOMAIN = 253
+_MAX_PREFIX = 512
 _AUTHORITY_END = re.compile(r"[/?#\\]")
 _IPV4ISH = re.compile(r"^[0-9.]+$")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+_SITES = {site: site for site in ("same-origin", "same-site", "cross-site", "none")}
 
 
 @lru_cache(maxsize=4096)
@@ -42,13 +44,14 @@ def domain_of_host(host: str) -> str | None:
     return host
 
 
-def _referrer_host(referer: str) -> str | None:
-    """The authority part of an absolute http(s) URL, or None; the rest is never read."""
-    scheme, sep, rest = referer.partition("://")
+@lru_cache(maxsize=4096)
+def _referrer_domain(authority_and_more: str) -> str | None:
+    """The domain of an absolute http(s) URL's authority, or None; the path is never read."""
+    scheme, sep, rest = authority_and_more.partition("://")
     if not sep or scheme.strip().lower() not in ("http", "https"):
         return None
     match = _AUTHORITY_END.search(rest)
-    return rest[: match.start()] if match else rest
+    return domain_of_host(rest[: match.start()] if match else rest)
 
 
 def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str | None) -> str:
@@ -61,15 +64,26 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
     - a referrer that is an IP literal, not http(s), unparsable or not a valid domain →
       (other); otherwise its bare domain.
     """
-    site = sec_fetch_site.strip().lower() if sec_fetch_site else None
-    if site == "same-origin":
-        return INTERNAL
+    if sec_fetch_site is not None:
+        site = _SITES.get(sec_fetch_site) or sec_fetch_site.strip().lower()
+        if site == "same-origin":
+            return INTERNAL
+    else:
+        site = None
     if not referer:
         return DIRECT if site in (None, "none") else OTHER
-    authority = _referrer_host(referer)
-    if authority is None:
-        return OTHER
-    domain = domain_of_host(authority)
+    # Only the scheme and authority matter, and they end at the third slash: cache on
+    # that prefix so each referring site costs one parse, whatever pages it links from.
+    cut = referer.find("/", referer.find("//") + 2)
+    prefix = referer if cut < 0 else referer[:cut]
+    if len(prefix) > _MAX_PREFIX:
+        return OTHER  # no real scheme + authority is this long; keeps the cache small
+    return _referrer_from_prefix(prefix, host)
+
+
+@lru_cache(maxsize=4096)
+def _referrer_from_prefix(prefix: str, host: str | None) -> str:
+    domain = _referrer_domain(prefix)
     if domain is None:
         return OTHER
     if host and domain == domain_of_host(host):

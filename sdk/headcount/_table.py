@@ -60,19 +60,31 @@ class CountTable:
         self.overflowed = 0
         self.discarded = 0
 
-    def add(self, *keys: Key) -> None:
-        """Count one request or event under each of ``keys``."""
-        with self._lock:
+    def add(self, key: Key, also: Key | None = None) -> None:
+        """Count one request or event under ``key`` (and under ``also``, if given)."""
+        # acquire/release rather than `with`: half the cost on CPython 3.11, and this is
+        # the hot path. Nothing between acquire() and try can raise.
+        self._lock.acquire()
+        try:
             counts = self._counts
             self.recorded += 1
-            for key in keys:
-                n = counts.get(key)
+            n = counts.get(key)
+            if n is not None:
+                counts[key] = n + 1
+            elif len(counts) < self._max_keys:
+                counts[key] = 1
+            else:
+                self._add_overflow(key)
+            if also is not None:
+                n = counts.get(also)
                 if n is not None:
-                    counts[key] = n + 1
+                    counts[also] = n + 1
                 elif len(counts) < self._max_keys:
-                    counts[key] = 1
+                    counts[also] = 1
                 else:
-                    self._add_overflow(key)
+                    self._add_overflow(also)
+        finally:
+            self._lock.release()
 
     def _add_overflow(self, key: Key) -> None:
         counts = self._counts

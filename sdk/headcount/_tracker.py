@@ -10,18 +10,23 @@ import re
 import threading
 import time
 import weakref
+from bisect import bisect_right
 from collections.abc import Mapping
+from os import getpid
+from time import time as wall_time
 from typing import Any
 
 from headcount._bots import is_bot
 from headcount._coarsen import (
+    LATENCY_EDGES_S,
+    METHOD_BY_NAME,
+    STATUS_CLASS_BY_CODE,
     is_html,
     is_prefetch,
     latency_of,
     method_of,
     parse_utm,
     slug,
-    status_class_of,
 )
 from headcount._log import RateLimitedLog
 from headcount._referrer import coarsen_referrer
@@ -32,7 +37,14 @@ from headcount._sender import Sender
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, to_records
-from headcount.wire import INTERNAL, MAX_PROPS, NAME_PATTERN, UNMATCHED, Record
+from headcount.wire import (
+    INTERNAL,
+    LATENCY_LABELS,
+    MAX_PROPS,
+    NAME_PATTERN,
+    UNMATCHED,
+    Record,
+)
 
 __all__ = ["Tracker"]
 
@@ -109,6 +121,7 @@ class Tracker:
         self._state = _ProcessState(self.settings, os.getpid())
         self._child_claims: dict[int, object] = {}
         self._atexit_registered = False
+        self._hour_window = (0, 0)
         self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
         excluded = self.settings.exclude_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
@@ -121,7 +134,8 @@ class Tracker:
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> Tracker:
         """A Tracker from a mapping of option names in any case (framework configuration)."""
-        return cls(**{str(name).lower(): value for name, value in options.items()})
+        named: dict[str, Any] = {str(name).lower(): value for name, value in options.items()}
+        return cls(**named)
 
     def __repr__(self) -> str:
         return f"<Tracker endpoint={self.settings.endpoint!r} enabled={self.settings.enabled}>"
@@ -133,13 +147,23 @@ class Tracker:
         if not self._recording:
             return
         try:
-            if self._live_pid != os.getpid():
+            if self._live_pid != getpid():
                 self._activate()
             route, excluded = self._route_info(info.route)
-            hour = int(time.time()) // 3600 * 3600
-            method = method_of(info.method)
-            status = status_class_of(info.status)
-            request: Key = ("request", hour, route, method, status, latency_of(info.elapsed))
+            hour, hour_end = self._hour_window
+            now = wall_time()
+            if not hour <= now < hour_end:
+                hour = self._enter_hour(now)
+            # Inlined table lookups; the functions handle the unusual values.
+            method = METHOD_BY_NAME.get(info.method) or method_of(info.method)
+            status = STATUS_CLASS_BY_CODE.get(info.status, "5xx")
+            elapsed = info.elapsed
+            latency = (
+                LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed)]
+                if elapsed >= 0
+                else latency_of(elapsed)
+            )
+            request: Key = ("request", hour, route, method, status, latency)
             if is_bot(info.user_agent):
                 self._state.table.add(request, ("bot", hour))
             elif (
@@ -176,11 +200,17 @@ class Tracker:
                 self._state.counters.add(errors=1)
                 self._state.log.warning("event", "headcount dropped an event: %s", values)
                 return
-            hour = int(time.time()) // 3600 * 3600
+            hour = int(wall_time()) // 3600 * 3600
             route_template = normalize_route(route) if route is not None else UNMATCHED
             self._state.table.add(("event", hour, name, route_template, values))
         except Exception as exc:
             self._swallow(exc)
+
+    def _enter_hour(self, now: float) -> int:
+        hour = int(now) // 3600 * 3600
+        # One tuple, so a concurrent reader never pairs an hour with another hour's end.
+        self._hour_window = (hour, hour + 3600)
+        return hour
 
     def _compute_route_info(self, template: str | None) -> tuple[str, bool]:
         route = normalize_route(template)
