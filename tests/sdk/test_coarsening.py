@@ -1,0 +1,189 @@
+"""Each coarsening rule, table-driven, with hostile input next to ordinary input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from headcount._bots import is_bot
+from headcount._coarsen import latency_of, method_of, parse_utm, status_class_of
+from headcount._referrer import coarsen_referrer
+from headcount.wire import LATENCY_LABELS, REFERRER_PATTERN, latency_label
+
+HOST = "shop.example"
+
+
+@pytest.mark.parametrize(
+    ("referer", "host", "site", "expected"),
+    [
+        ("https://www.google.com/search?q=private+question", HOST, "cross-site", "google.com"),
+        ("https://news.ycombinator.com/item?id=1", HOST, None, "news.ycombinator.com"),
+        ("HTTPS://WWW.Example.ORG/Path", HOST, None, "example.org"),
+        ("http://user:pass@host.io:8080/p?x=1", HOST, None, "host.io"),
+        ("https://example.com./", HOST, None, "example.com"),
+        ("https://bücher.de/katalog", HOST, None, "xn--bcher-kva.de"),
+        # The request's own host, with or without www / port / case: internal.
+        ("https://shop.example/cart", HOST, None, "(internal)"),
+        ("https://www.shop.example/cart", HOST, None, "(internal)"),
+        ("http://shop.example:8000/a", "shop.example:8000", None, "(internal)"),
+        ("https://elsewhere.example/", HOST, "same-origin", "(internal)"),
+        ("https://shop.example/", HOST, "SAME-ORIGIN", "(internal)"),
+        # No referrer.
+        (None, HOST, "none", "(direct)"),
+        (None, HOST, None, "(direct)"),
+        ("", HOST, None, "(direct)"),
+        (None, HOST, "cross-site", "(other)"),
+        (None, HOST, "same-site", "(other)"),
+        # IP literals, other schemes, garbage.
+        ("http://10.0.0.1/admin", HOST, None, "(other)"),
+        ("http://[::1]:8080/", HOST, None, "(other)"),
+        ("http://[2001:db8::1]/", HOST, None, "(other)"),
+        ("https://2130706433/", HOST, None, "(other)"),
+        ("android-app://com.google.android.gm/", HOST, None, "(other)"),
+        ("javascript:alert(1)", HOST, None, "(other)"),
+        ("not a url", HOST, None, "(other)"),
+        ("https://", HOST, None, "(other)"),
+        ("https://%65vil.com/", HOST, None, "(other)"),
+        ("https://ex\x00ample.com/", HOST, None, "(other)"),
+        ("https://exa mple.com/", HOST, None, "(other)"),
+        ("https://-bad-.com/", HOST, None, "(other)"),
+        ("https://(direct)/", HOST, None, "(other)"),
+        ("https://" + "a" * 300 + ".com/", HOST, None, "(other)"),
+        ("https://" + "x" * 10_000, HOST, None, "(other)"),
+        ("https://ok.example/" + "p" * 10_000, HOST, None, "ok.example"),
+        ("https://xn--zz.example/", HOST, None, "xn--zz.example"),
+        ("https://a.b\\@evil.example/", HOST, None, "a.b"),
+    ],
+)
+def test_referrer(referer: str | None, host: str, site: str | None, expected: str) -> None:
+    assert coarsen_referrer(referer, host, site) == expected
+
+
+def test_referrer_never_leaks_path_query_or_user_info() -> None:
+    result = coarsen_referrer(
+        "https://alice:hunter2@mail.example/inbox/alice@example.com?token=abc", HOST, None
+    )
+    assert result == "mail.example"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("utm_source=Newsletter&utm_medium=email&utm_campaign=spring-sale",
+         ("newsletter", "email", "spring-sale")),
+        ("page=2&utm_source=twitter", ("twitter", None, None)),
+        ("utm_source=a&utm_source=b", ("a", None, None)),
+        ("utm_source=big+sale", (None, None, None)),
+        ("utm_source=big%20sale", (None, None, None)),
+        ("utm_source=caf%C3%A9", (None, None, None)),
+        ("utm_source=%ff%fe", (None, None, None)),
+        ("utm_campaign=bob%40example.com", (None, None, None)),
+        ("utm_campaign=user-1234567", (None, None, None)),
+        ("utm_campaign=8f14e45fceea167a5a36dedd4bea2543", (None, None, None)),
+        ("utm_source=" + "a" * 65, (None, None, None)),
+        ("utm_source=" + "z" * 64, ("z" * 64, None, None)),
+        ("utm_source=", (None, None, None)),
+        ("xutm_source=evil&utm_medium=cpc", (None, "cpc", None)),
+        ("utm_sourcex=evil", (None, None, None)),
+        ("utm_term=secret&utm_content=secret&gclid=abc", (None, None, None)),
+        ("token=abc&email=a@b.c", (None, None, None)),
+        ("", (None, None, None)),
+        (None, (None, None, None)),
+        ("&" * 10_000 + "utm_source=late", (None, None, None)),
+    ],
+)  # fmt: skip
+def test_utm(query: str | None, expected: tuple[str | None, ...]) -> None:
+    assert parse_utm(query) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("GET", "GET"), ("get", "GET"), ("Patch", "PATCH"), ("OPTIONS", "OPTIONS"),
+     ("PROPFIND", "OTHER"), ("", "OTHER"), ("G\x00ET", "OTHER"), ("X" * 10_000, "OTHER"),
+     ("OTHER", "OTHER")],
+)  # fmt: skip
+def test_method(method: str, expected: str) -> None:
+    assert method_of(method) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(100, "1xx"), (204, "2xx"), (301, "3xx"), (404, "4xx"), (599, "5xx"),
+     (99, "5xx"), (600, "5xx"), (0, "5xx"), (-200, "5xx"), (10**9, "5xx")],
+)  # fmt: skip
+def test_status_class(status: int, expected: str) -> None:
+    assert status_class_of(status) == expected
+
+
+@pytest.mark.parametrize(
+    "seconds", [0, 0.0099, 0.01, 0.024999, 0.025, 0.1, 0.9999, 1, 2.5, 9.999, 10, 3600]
+)
+def test_latency_matches_the_wire_definition(seconds: float) -> None:
+    assert latency_of(seconds) == latency_label(seconds * 1000)
+
+
+@pytest.mark.parametrize("seconds", [-1.0, -math.inf, math.nan])
+def test_broken_clock_latency_is_the_lowest_range(seconds: float) -> None:
+    assert latency_of(seconds) == LATENCY_LABELS[0]
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "expected"),
+    [
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/124.0.0.0 Safari/537.36", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+         "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1", False),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0", False),
+        ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", True),
+        ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", True),
+        ("Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2)", True),
+        ("Mozilla/5.0 (compatible; Baiduspider/2.0)", True),
+        ("Mozilla/5.0 (compatible; Yahoo! Slurp)", True),
+        ("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", True),
+        ("curl/8.5.0", True),
+        ("Wget/1.21.4", True),
+        ("python-requests/2.31.0", True),
+        ("python-httpx/0.27.0", True),
+        ("Go-http-client/1.1", True),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "HeadlessChrome/120.0.0.0 Safari/537.36", True),
+        ("Mozilla/5.0 (Linux; Android 11) Chrome-Lighthouse", True),
+        ("", True),
+        (None, True),
+        ("   ", True),
+        ("x", True),
+        ("Mozilla/5.0 " + "A" * 10_000 + " Googlebot", False),  # tail beyond 512 chars unread
+    ],
+)  # fmt: skip
+def test_bot_detection(user_agent: str | None, expected: bool) -> None:
+    assert is_bot(user_agent) is expected
+
+
+def test_bot_detection_agrees_with_crawlerdetect_on_common_agents() -> None:
+    crawlerdetect = pytest.importorskip("crawlerdetect")
+    detector = crawlerdetect.CrawlerDetect()
+    agents = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.67",
+        "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.6367.82 Mobile Safari/537.36",
+        "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+        "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+        "Mozilla/5.0 (compatible; DuckDuckBot-Https/1.1; https://duckduckgo.com/duckduckbot)",
+        "Twitterbot/1.0",
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.4.1 Safari/605.1.15",
+    ]
+    for agent in agents:
+        assert is_bot(agent) is bool(detector.isCrawler(agent)), agent
+
+
+@pytest.mark.parametrize("referer", ["https://www.google.com/", "https://shop.example/x", None])
+def test_referrer_results_match_the_wire_pattern(referer: str | None) -> None:
+    import re
+
+    assert re.match(REFERRER_PATTERN, coarsen_referrer(referer, HOST, None))

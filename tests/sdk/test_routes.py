@@ -1,0 +1,117 @@
+"""Route templates: every framework's syntax becomes one `{name}` form the collector accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from headcount import generalize_path, normalize_route
+from headcount.wire import route_problem
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # Flask / werkzeug
+        ("/users/<int:id>", "/users/{id}"),
+        ("/users/<username>", "/users/{username}"),
+        ("/files/<path:rest>", "/files/{rest}"),
+        ("/c/<string(length=2):code>/x", "/c/{code}/x"),
+        # Django path(): no leading slash, trailing slash
+        ("users/<int:pk>/", "/users/{pk}"),
+        ("", "/"),
+        # Starlette / FastAPI
+        ("/users/{id:int}", "/users/{id}"),
+        ("/items/{item_id}", "/items/{item_id}"),
+        ("/static/{path:path}", "/static/{path}"),
+        # Django re_path() regexes
+        (r"^articles/(?P<year>[0-9]{4})/$", "/articles/{year}"),
+        (r"^articles/(?P<year>\d{4})/(?P<slug>[-\w]+)/$", "/articles/{year}/{slug}"),
+        (r"^a/([0-9]+)/b$", "/a/{id}/b"),
+        (r"^page\.html$", "/page.html"),
+        (r"^x/(?P<a>(b|c))/$", "/x/{a}"),
+        (r"^x/.*$", "/x/{id}"),
+        (r"^$", "/"),
+        ("/", "/"),
+        # No route matched, and the special values themselves
+        (None, "(unmatched)"),
+        ("(unmatched)", "(unmatched)"),
+        ("(other)", "(other)"),
+    ],
+)
+def test_framework_templates_become_one_syntax(template: str | None, expected: str) -> None:
+    assert normalize_route(template) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        # A raw path passed by mistake: identifiers never survive.
+        ("/users/12345/orders", "/users/{id}/orders"),
+        ("/u/bob@example.com", "/u/{id}"),
+        ("/u/bob%40example.com", "/u/{id}"),
+        ("/reset/8f14e45fceea167a5a36dedd4bea2543", "/reset/{id}"),
+        ("/o/550e8400-e29b-41d4-a716-446655440000", "/o/{id}"),
+        ("/t/eyJhbGciOiJIUzI1NiJ9abc123", "/t/{id}"),
+        ("/ip/192.168.1.20", "/ip/{id}"),
+        ("/search?q=secret", "/{id}"),
+        ("/a/../etc/passwd", "/a/{id}/etc/passwd"),
+        ("/a/%2e%2e/b", "/a/{id}/b"),
+        ("/with space/x", "/{id}/x"),
+        ("/ctl/\x00\x1f", "/ctl/{id}"),
+        ("/u/{ü}", "/u/{id}"),
+        ("/u/<int:ü>", "/u/{id}"),
+    ],
+)
+def test_identifiers_and_unsafe_segments_become_placeholders(template: str, expected: str) -> None:
+    assert normalize_route(template) == expected
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/" + "section/" * 40,  # too long even after generalising
+        "^x/($",  # unbalanced regex
+    ],
+)
+def test_hopeless_templates_become_other(template: str) -> None:
+    assert normalize_route(template) == "(other)"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/users/<int:id>",
+        "/u/12345",
+        "/" + "z" * 500,
+        "/ünïcödé/päth",
+        "/emoji/🎉",
+        "\x00",
+        "/a?b#c",
+        "%%%",
+        "//double//slashes",
+        "<>{}()[]",
+        "/" + "a/" * 5000,
+    ],
+)
+def test_every_result_passes_the_wire_route_rule(template: str) -> None:
+    assert route_problem(normalize_route(template)) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/users/42", "/users/{id}"),
+        ("/users/42/orders/7", "/users/{id}/orders/{id}"),
+        ("/users/me", "/users/me"),
+        ("/blog/spring-sale", "/blog/spring-sale"),
+        # Four digits in a row may be an id: the wire rule is deliberately conservative.
+        ("/blog/2024-spring-sale", "/blog/{id}"),
+        ("/files/8f14e45fceea167a5a36dedd4bea2543", "/files/{id}"),
+        ("/u/alice@example.com/settings", "/u/{id}/settings"),
+        ("/p/1?utm_source=x&token=abc", "/p/{id}"),
+        ("/p/1#frag", "/p/{id}"),
+        ("/", "/"),
+    ],
+)
+def test_generalize_path(path: str, expected: str) -> None:
+    assert generalize_path(path) == expected

@@ -1,0 +1,338 @@
+"""Tracker behaviour seen through peek() and stats(): what gets counted, and how."""
+
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+
+import msgspec
+import pytest
+
+import headcount
+from headcount import RequestInfo, Tracker
+from headcount.wire import Batch, Bot, Event, Pageview, Record, Request
+
+from .conftest import BROWSER, accepting_transport, page
+
+
+def kinds(records: list[Record], kind: type) -> list[Record]:
+    return [r for r in records if isinstance(r, kind)]
+
+
+def total(records: list[Record], kind: type) -> int:
+    return sum(r.n for r in kinds(records, kind))
+
+
+def assert_valid_on_the_wire(records: list[Record]) -> None:
+    """The collector decodes strictly with the same schema; so do we."""
+    body = msgspec.json.encode(
+        Batch(batch_id="0" * 32, sender="t", sender_version="1", records=records)
+    )
+    decoded = msgspec.json.decode(body, type=Batch)
+    assert decoded.records == records
+
+
+def test_public_facade_is_exact() -> None:
+    assert sorted(headcount.__all__) == sorted(
+        [
+            "ConfigurationError",
+            "ConfigurationWarning",
+            "HeadcountError",
+            "RequestInfo",
+            "Tracker",
+            "TrackerStats",
+            "__version__",
+            "generalize_path",
+            "normalize_route",
+        ]
+    )
+    for name in headcount.__all__:
+        assert hasattr(headcount, name)
+
+
+def test_a_pageview_counts_as_request_and_pageview(tracker: Tracker) -> None:
+    tracker.record_request(page(referer="https://www.google.com/search?q=x"))
+    records = tracker.peek()
+    now_hour = int(time.time()) // 3600 * 3600
+    (request,) = kinds(records, Request)
+    (pageview,) = kinds(records, Pageview)
+    assert request == Request(
+        hour=now_hour, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
+    )
+    assert pageview == Pageview(
+        hour=now_hour, route="/articles/{id}", referrer="google.com", entry=True, n=1
+    )
+    assert tracker.stats().recorded == 1
+
+
+def test_same_coarse_request_is_one_key(tracker: Tracker) -> None:
+    for article in range(50):
+        tracker.record_request(page(elapsed=0.031 + article / 10_000))
+    records = tracker.peek()
+    assert len(kinds(records, Request)) == 1
+    assert total(records, Request) == 50
+    assert total(records, Pageview) == 50
+
+
+def test_internal_navigation_is_not_an_entry(tracker: Tracker) -> None:
+    tracker.record_request(page(referer="https://shop.example/", sec_fetch_site="same-origin"))
+    (pageview,) = kinds(tracker.peek(), Pageview)
+    assert pageview.referrer == "(internal)"
+    assert pageview.entry is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "is_pageview"),
+    [
+        ({}, True),
+        ({"content_type": "application/xhtml+xml"}, True),
+        ({"content_type": "TEXT/HTML"}, True),
+        ({"sec_fetch_dest": None}, True),  # older browsers send no Sec-Fetch-* at all
+        ({"method": "HEAD"}, False),
+        ({"method": "POST"}, False),
+        ({"status": 304}, False),
+        ({"status": 404}, False),
+        ({"status": 500}, False),
+        ({"content_type": "application/json"}, False),
+        ({"content_type": None}, False),
+        ({"purpose": "prefetch"}, False),
+        ({"purpose": "prefetch;prerender"}, False),
+        ({"sec_fetch_dest": "iframe"}, False),
+        ({"sec_fetch_dest": "empty"}, False),
+        ({"user_agent": "curl/8.0"}, False),
+        ({"user_agent": None}, False),
+        ({"route": "/healthz"}, False),
+        ({"route": "/static/<path:filename>"}, False),
+        ({"route": "/admin/users/<int:id>"}, False),
+        ({"route": "/favicon.ico"}, False),
+    ],
+)
+def test_pageview_rules(tracker: Tracker, overrides: dict[str, object], is_pageview: bool) -> None:
+    tracker.record_request(page(**overrides))
+    records = tracker.peek()
+    assert total(records, Pageview) == (1 if is_pageview else 0)
+    # Every request, whatever it is, feeds the request counter.
+    assert total(records, Request) == 1
+
+
+def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
+    tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; Googlebot/2.1)"))
+    records = tracker.peek()
+    assert total(records, Bot) == 1
+    assert total(records, Request) == 1
+    assert total(records, Pageview) == 0
+
+
+def test_exclude_routes_option_replaces_the_defaults() -> None:
+    t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
+                exclude_routes=["/private*"], transport=accepting_transport())  # fmt: skip
+    try:
+        t.record_request(page(route="/private/area"))
+        t.record_request(page(route="/healthz"))
+        pageviews = kinds(t.peek(), Pageview)
+        assert [p.route for p in pageviews] == ["/healthz"]
+    finally:
+        t.shutdown(1)
+
+
+def test_unmatched_route_is_never_the_raw_path(tracker: Tracker) -> None:
+    tracker.record_request(page(route=None, status=404))
+    (request,) = kinds(tracker.peek(), Request)
+    assert request.route == "(unmatched)"
+
+
+def test_nothing_identifying_survives_hostile_requests(tracker: Tracker) -> None:
+    secrets_in_input = ["alice@example.com", "hunter2", "203.0.113.9", "8f14e45fceea167a5a36dedd"]
+    hostile = RequestInfo(
+        "GET",
+        "/reset/alice@example.com/8f14e45fceea167a5a36dedd4bea2543",
+        200,
+        0.01,
+        host="shop.example",
+        referer="https://alice:hunter2@203.0.113.9/?email=alice@example.com",
+        query_string="email=alice@example.com&utm_source=alice@example.com&token=hunter2",
+        user_agent=BROWSER + " alice@example.com",
+        content_type="text/html",
+        client_addr="203.0.113.9",
+    )
+    tracker.record_request(hostile)
+    records = tracker.peek()
+    assert_valid_on_the_wire(records)
+    encoded = msgspec.json.encode(records).decode()
+    for secret in secrets_in_input:
+        assert secret not in encoded
+    assert "Mozilla" not in encoded
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        RequestInfo("GET", "/x", 200, 0.01, referer="x" * 10_000, content_type="text/html",
+                    user_agent=BROWSER),
+        RequestInfo("GET", "/x", 200, 0.01, referer="https://\r\nEvil: 1", user_agent=BROWSER,
+                    content_type="text/html"),
+        RequestInfo("GET", "/ü/🎉", 200, 0.01, host="ünïcode.example", referer="https://ünïcode.example/",
+                    user_agent=BROWSER, content_type="text/html"),
+        RequestInfo("\x00", "\x00", -1, -5.0, host="\x00", referer="\x00", sec_fetch_site="\x00",
+                    sec_fetch_dest="\x00", purpose="\x00", query_string="\x00", user_agent="\x00",
+                    content_type="\x00"),
+        RequestInfo("GET", "/x", 200, float("nan"), user_agent=BROWSER, content_type="text/html",
+                    query_string="utm_source=" + "%" * 5000),
+    ],
+)  # fmt: skip
+def test_malformed_requests_still_count_and_stay_valid(tracker: Tracker, info: RequestInfo) -> None:
+    tracker.record_request(info)
+    records = tracker.peek()
+    assert total(records, Request) == 1
+    assert_valid_on_the_wire(records)
+    assert tracker.stats().errors == 0
+
+
+def test_wrong_types_are_swallowed_and_counted(tracker: Tracker) -> None:
+    broken = RequestInfo("GET", "/x", "200", "fast")  # type: ignore[arg-type]
+    tracker.record_request(broken)  # must not raise into the app
+    tracker.record_request(object())  # type: ignore[arg-type]
+    assert tracker.stats().errors == 2
+    tracker.record_request(page())
+    assert total(tracker.peek(), Request) == 1
+
+
+def test_max_keys_overflow_counts_into_other_and_keeps_totals() -> None:
+    t = Tracker("http://c.test", "t", max_keys=10, transport=accepting_transport())
+    try:
+        for i in range(100):
+            t.record_request(RequestInfo("GET", f"/r{chr(97 + i % 26)}{i // 26}", 200, 0.01,
+                                         user_agent=BROWSER, content_type="application/json"))  # fmt: skip
+        records = t.peek()
+        assert total(records, Request) == 100
+        assert len(records) <= 11
+        other = [r for r in kinds(records, Request) if r.route == "(other)"]
+        assert sum(r.n for r in other) == 90
+        assert t.stats().overflowed == 90
+    finally:
+        t.shutdown(1)
+
+
+def test_a_flood_of_distinct_routes_leaves_memory_flat() -> None:
+    t = Tracker("http://c.test", "t", max_keys=1000, transport=accepting_transport())
+    try:
+
+        def flood(start: int) -> None:
+            for i in range(start, start + 20_000):
+                t.record_request(RequestInfo("GET", f"/p{i}x", 200, 0.01, user_agent=BROWSER))
+
+        tracemalloc.start()
+        try:
+            # Fills the table and every bounded cache, all traced.
+            flood(0)
+            before = tracemalloc.get_traced_memory()[0]
+            flood(100_000)
+            flood(200_000)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 50_000, grown
+        assert total(t.peek(), Request) == 60_000
+    finally:
+        t.shutdown(1)
+
+
+def test_events(tracker: Tracker) -> None:
+    tracker.event("signup", route="/join/<plan>", plan="Pro", trial=True, seats=3)
+    tracker.event("signup", route="/join/<plan>", seats=3, plan="pro", trial="true")
+    tracker.event("download")
+    (event, other) = sorted(kinds(tracker.peek(), Event), key=lambda e: e.name)
+    assert other == Event(hour=event.hour, name="signup", route="/join/{plan}",
+                          props={"plan": "pro", "seats": "3", "trial": "true"}, n=2)  # fmt: skip
+    assert event.name == "download"
+    assert event.route == "(unmatched)"
+    assert_valid_on_the_wire(tracker.peek())
+
+
+@pytest.mark.parametrize(
+    ("name", "props"),
+    [
+        ("Signup", {}),
+        ("", {}),
+        ("sign up", {}),
+        ("x" * 65, {}),
+        ("ok", {"email": "alice@example.com"}),
+        ("ok", {"user": "12345678"}),
+        ("ok", {"Bad-Key": "x"}),
+        ("ok", {"v": "has space"}),
+        ("ok", {"v": 1.5}),
+        ("ok", {f"k{i}": "v" for i in range(17)}),
+    ],
+)
+def test_invalid_events_are_dropped_and_counted(
+    tracker: Tracker, name: str, props: dict[str, object]
+) -> None:
+    tracker.event(name, **props)  # type: ignore[arg-type]
+    assert tracker.peek() == []
+    assert tracker.stats().errors == 1
+
+
+def test_disabled_tracker_records_nothing_and_starts_no_thread() -> None:
+    threads_before = threading.active_count()
+    t = Tracker(enabled=False)  # no endpoint or token needed
+    for _ in range(10):
+        t.record_request(page())
+    t.event("signup")
+    assert t.peek() == []
+    assert t.stats() == headcount.TrackerStats()
+    assert t.flush(1) is True
+    assert threading.active_count() == threads_before
+    assert t.shutdown(1) is True
+
+
+def test_thread_starts_on_first_record_not_at_construction() -> None:
+    t = Tracker("http://c.test", "t", transport=accepting_transport(), flush_interval=86400)
+    try:
+        names = lambda: [th.name for th in threading.enumerate()]  # noqa: E731
+        assert names().count("headcount-sender") == sum(
+            1 for th in threading.enumerate() if th.name == "headcount-sender"
+        )
+        before = names().count("headcount-sender")
+        t.record_request(page())
+        assert names().count("headcount-sender") == before + 1
+    finally:
+        t.shutdown(1)
+
+
+def test_recording_after_shutdown_is_ignored(tracker: Tracker) -> None:
+    tracker.record_request(page())
+    assert tracker.shutdown(1) is True
+    tracker.record_request(page())
+    assert tracker.peek() == []
+    assert tracker.stats().recorded == 1
+
+
+def test_concurrent_recording_loses_nothing(tracker: Tracker) -> None:
+    def work() -> None:
+        for _ in range(2000):
+            tracker.record_request(page())
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert total(tracker.peek(), Request) == 16_000
+    assert tracker.stats().recorded == 16_000
+
+
+def test_hourly_schedule_holds_counts_until_flush() -> None:
+    t = Tracker("http://c.test", "t", send_schedule="hourly", transport=accepting_transport(),
+                flush_interval=86400)  # fmt: skip
+    try:
+        t.record_request(page())
+        state = t._state
+        # The periodic send would release nothing: this hour is still running.
+        assert state.collect(False) == []
+        assert total(t.peek(), Request) == 1  # still visible while held
+        assert t.flush(2) is True
+        assert t.peek() == []
+        assert t.stats().sent == 1
+    finally:
+        t.shutdown(1)
