@@ -53,6 +53,10 @@ def split_validation_error(text: str) -> tuple[str, str]:
     """A msgspec validation message as (problem, JSON path of the offending field)."""
     message, _, where = text.partition(" - at `")
     path = where.rstrip("`") or "$"
+    # Never echo a submitted value back: it may be exactly the identifier being refused.
+    for prefix in ("Invalid enum value", "Invalid value"):
+        if message.startswith(prefix):
+            message = prefix + "; see /v1/schema for the accepted values"
     # msgspec reports unknown and missing fields at the enclosing object; point at the
     # field itself, which is what a user needs to find.
     for marker in ("unknown field `", "missing required field `"):

@@ -243,3 +243,19 @@ def test_no_bad_input_causes_5xx(shared_server: CollectorProcess) -> None:
     for body in junk:
         response = post(shared_server, body)
         assert 400 <= response.status_code < 500, (body[:40], response.status_code)
+
+
+def test_errors_never_echo_submitted_values(shared_server: CollectorProcess) -> None:
+    canaries = {
+        "latency": "198.51.100.77",
+        "status": "Mozilla/5.0 CanaryAgent",
+        "method": "hcw_secret-token-canary",
+    }
+    for field, canary in canaries.items():
+        response = post(shared_server, batch_body([request_record(**{field: canary})]))
+        assert response.status_code == 422
+        assert response.json()["path"] == f"$.records[0].{field}"
+        assert canary not in response.text
+    kind = post(shared_server, batch_body([{"kind": "alice@example.com", "hour": 0, "n": 1}]))
+    assert kind.status_code == 422
+    assert "alice@example.com" not in kind.text
