@@ -171,30 +171,42 @@ def _filter_value(dim: str, value: str) -> str | int:
     return value
 
 
-def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
-    table, implicit, _ = METRICS[query.metric]
-    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
-    filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
-    interval = query.interval
+@dataclass(frozen=True, slots=True)
+class _Released:
+    rows: list[dict[str, object]]
+    totals: list[dict[str, object]]
+    withheld: int
+
+
+def _release(
+    store: Store,
+    site: Site,
+    table: Table,
+    filters: list[tuple[str | tuple[str, str], str | int]],
+    by: tuple[str, ...],
+    interval: Interval,
+    span: tuple[int, int],
+    limit: int | None,
+) -> _Released:
+    """Query the store, then suppress each time bucket: only these numbers leave."""
     buckets: tuple[tuple[int, int], ...] = ()
     if interval in ("day", "week", "month"):
-        buckets = tuple(bucket_starts(query.start, query.end, interval, site.timezone))
+        buckets = tuple(bucket_starts(span[0], span[1], interval, site.timezone))
         if len(buckets) > MAX_BUCKETS:
             raise QueryRejected("interval", f"more than {MAX_BUCKETS} buckets")
     counter_query = CounterQuery(
         table=table,
         site=site.id,
-        start=query.start,
-        end=query.end,
-        group_by=tuple(_column(d) for d in query.by),
+        start=span[0],
+        end=span[1],
+        group_by=tuple(_column(d) for d in by),
         filters=tuple(filters),
         interval=interval,
         zone_name=site.timezone.key,
         buckets=buckets,
     )
-    raw_rows = store.query(counter_query)
     groups: dict[int | None, list[Cell]] = {}
-    for row in raw_rows:
+    for row in store.query(counter_query):
         bucket = row[0]
         values = tuple(NONE_LABEL if v in ("", None) else v for v in row[1:-1])
         count = int(row[-1])  # type: ignore[arg-type]
@@ -206,26 +218,32 @@ def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> 
     totals: list[dict[str, object]] = []
     withheld = 0
     for bucket in sorted(groups, key=lambda b: -1 if b is None else b):
-        result = suppress_group(groups[bucket], site.k, query.limit if query.by else None)
+        result = suppress_group(groups[bucket], site.k, limit if by else None)
         withheld += result.withheld
         time_fields: dict[str, object] = (
             {} if bucket is None else {"time": to_local_iso(bucket, site.timezone)}
         )
         group_rows = [
-            {**time_fields, **_dims(query.by, cell.key), "count": cell.count}
-            for cell in result.released
+            {**time_fields, **_dims(by, cell.key), "count": cell.count} for cell in result.released
         ]
-        if result.other is not None and query.by:
-            group_rows.append(
-                {**time_fields, **{d: wire.OTHER for d in query.by}, "count": result.other}
-            )
+        if result.other is not None and by:
+            group_rows.append({**time_fields, **{d: wire.OTHER for d in by}, "count": result.other})
         # Stable: among equal counts the folded (other) row stays last.
         group_rows.sort(key=lambda row: -int(row["count"]))  # type: ignore[call-overload]
         rows.extend(group_rows)
         totals.append({**time_fields, "count": result.total})
+    return _Released(rows, totals, withheld)
+
+
+def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
+    table, implicit, _ = METRICS[query.metric]
+    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
+    filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
+    span = (query.start, query.end)
+    released = _release(store, site, table, filters, query.by, query.interval, span, query.limit)
     notes: list[str] = []
     hourly_from = floor_hour(now - site.hourly_seconds)
-    if interval == "hour" and query.start < hourly_from:
+    if query.interval == "hour" and query.start < hourly_from:
         notes.append(
             "hourly counts before "
             f"{to_local_iso(hourly_from, site.timezone)} have been rolled up into days; "
@@ -236,16 +254,47 @@ def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> 
         "metric": query.metric,
         "from": to_local_iso(query.start, site.timezone),
         "to": to_local_iso(query.end, site.timezone),
-        "interval": interval,
+        "interval": query.interval,
         "by": list(query.by),
         "k": site.k,
-        "withheld": withheld,
-        "rows": rows,
-        "totals": totals,
+        "withheld": released.withheld,
+        "rows": released.rows,
+        "totals": released.totals,
     }
+    if query.metric == "visits":
+        response["derived"] = _visit_figures(store, site, filters, span, query.filters)
     if notes:
         response["notes"] = notes
     return response
+
+
+def _visit_figures(
+    store: Store,
+    site: Site,
+    filters: list[tuple[str | tuple[str, str], str | int]],
+    span: tuple[int, int],
+    user_filters: tuple[tuple[str, str], ...],
+) -> dict[str, float | None]:
+    """Bounce rate and views per visit over the whole range, from released numbers only.
+
+    Each figure is None when a number it needs was withheld, so a ratio can never carry
+    a count that suppression hid.
+    """
+    by_pages = _release(store, site, TABLES["visit"], filters, ("pages",), "total", span, None)
+    total = by_pages.totals[0]["count"] if by_pages.totals else None
+    single = next((r["count"] for r in by_pages.rows if r["pages"] == wire.PAGES_LABELS[0]), None)
+    bounce = (
+        round(int(single) / int(total), 4)
+        if isinstance(total, int) and total and isinstance(single, int)
+        else None
+    )
+    views: float | None = None
+    if isinstance(total, int) and total and not user_filters:
+        pageviews = _release(store, site, TABLES["pageview"], [], (), "total", span, None)
+        pv_total = pageviews.totals[0]["count"] if pageviews.totals else None
+        if isinstance(pv_total, int):
+            views = round(pv_total / total, 2)
+    return {"bounce_rate": bounce, "views_per_visit": views}
 
 
 def _dims(by: Sequence[str], values: tuple[object, ...]) -> dict[str, object]:

@@ -258,3 +258,22 @@ def test_rolled_up_hours_are_announced(
     body = stats(client, interval="hour", **{"from": "2026-10-01", "to": "2026-10-02"})
     assert body["rows"] == []
     assert "rolled up" in body["notes"][0]  # type: ignore[index]
+
+
+def test_visits_derived_figures_use_released_numbers_only(seeded: TestClient) -> None:
+    window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
+    body = stats(seeded, metric="visits", by="duration", **window)
+    assert {r["duration"]: r["count"] for r in body["rows"]} == {"0s": 30, "1m-2m": 10}  # type: ignore[union-attr]
+    # 30 of 40 visits had one page; 192 pageviews that day over 40 visits.
+    assert body["derived"] == {"bounce_rate": 0.75, "views_per_visit": 4.8}
+
+
+def test_visit_figures_are_withheld_with_their_inputs(
+    store: Store, make_client: Callable[..., TestClient]
+) -> None:
+    h = utc_hour(2026, 11, 24, 9)
+    seed(store, "blog", [("visit", h, ("/", "0s", "1"), 3), ("visit", h, ("/", "1m-2m", "3-4"), 40)])
+    client = make_client(clock=lambda: NOW)
+    body = stats(client, metric="visits", by="route", interval="total", **{"from": "2026-11-24", "to": "2026-11-25"})
+    # The 3 single-page visits are below k: a bounce rate would reveal them.
+    assert body["derived"]["bounce_rate"] is None  # type: ignore[index]
