@@ -18,12 +18,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 import httpx
 import msgspec
 
 from headcount._log import RateLimitedLog
-from headcount._settings import TrackerSettings
+from headcount._settings import HttpClient, HttpResponse, TrackerSettings, is_client_instance
 from headcount._stats import Counters
 from headcount._version import __version__
 from headcount.wire import MAX_BODY_BYTES, MAX_RECORDS, Batch, Record
@@ -83,7 +84,7 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: httpx.Client | None = None
+        self._client: HttpClient | None = None
         self._owns_client = False
         self._headers = {
             "Authorization": f"Bearer {settings.write_token}",
@@ -261,13 +262,13 @@ class Sender:
         finally:
             self._send_lock.release()
 
-    def _http_client(self) -> httpx.Client:
+    def _http_client(self) -> HttpClient:
         if self._client is None:
             option = self._settings.http_client
-            if isinstance(option, httpx.Client):
-                self._client = option
+            if is_client_instance(option):
+                self._client = cast(HttpClient, option)
             elif option is not None:
-                self._client = option()
+                self._client = cast(Callable[[], HttpClient], option)()
                 self._owns_client = True
             else:
                 self._client = httpx.Client(
@@ -289,9 +290,17 @@ class Sender:
         if batch.gzipped:
             headers = {**headers, "Content-Encoding": "gzip"}
         try:
-            response = self._http_client().post(
-                self._settings.ingest_url, content=batch.body, headers=headers, timeout=timeout
+            client = self._http_client()
+            # build_request + send rather than post(): the per-attempt timeout then goes
+            # into the request itself, which every client (a TestClient too) honours.
+            request = client.build_request(
+                "POST",
+                self._settings.ingest_url,
+                content=batch.body,
+                headers=headers,
+                timeout=timeout,
             )
+            response = client.send(request)
         except httpx.TransportError as exc:
             self._log.warning(
                 "unreachable",
@@ -352,7 +361,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return min(max(0.0, when.timestamp() - time.time()), _MAX_RETRY_AFTER)
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: HttpResponse) -> str:
     """The collector's short error message, printable characters only."""
     try:
         payload = response.json()

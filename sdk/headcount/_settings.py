@@ -8,13 +8,20 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
 
-__all__ = ["DEFAULT_EXCLUDE_ROUTES", "ENV_PREFIX", "TrackerSettings"]
+__all__ = [
+    "DEFAULT_EXCLUDE_ROUTES",
+    "ENV_PREFIX",
+    "HttpClient",
+    "HttpResponse",
+    "TrackerSettings",
+    "is_client_instance",
+]
 
 ENV_PREFIX = "HEADCOUNT_"
 
@@ -34,7 +41,37 @@ DEFAULT_EXCLUDE_ROUTES: tuple[str, ...] = (
 )
 
 SendSchedule = Literal["immediate", "hourly"]
-HttpClientOption = httpx.Client | Callable[[], httpx.Client]
+
+
+class HttpResponse(Protocol):
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Any: ...  # a case-insensitive mapping with .get()
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+@runtime_checkable
+class HttpClient(Protocol):
+    """What the sender needs of a client: ``httpx.Client`` and its look-alikes (such as
+    Starlette's ``TestClient``, which may be built on a fork of httpx)."""
+
+    def build_request(
+        self, method: str, url: str, *, content: bytes, headers: dict[str, str], timeout: float
+    ) -> Any: ...
+    def send(self, request: Any) -> HttpResponse: ...
+    def close(self) -> None: ...
+
+
+HttpClientOption = HttpClient | Callable[[], HttpClient]
+
+
+def is_client_instance(value: object) -> bool:
+    """A ready client rather than a factory (a client class is a factory too)."""
+    return isinstance(value, HttpClient) and not isinstance(value, type)
+
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -216,7 +253,7 @@ def _check_schedule(name: str, value: object) -> str:
 
 
 def _check_http_client(name: str, value: object) -> object:
-    if value is not None and not (isinstance(value, httpx.Client) or callable(value)):
+    if value is not None and not (is_client_instance(value) or callable(value)):
         raise ConfigurationTypeError(f"{name} must be an httpx.Client or a factory returning one")
     return value
 

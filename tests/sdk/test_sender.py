@@ -300,6 +300,19 @@ def test_http_client_factory_is_used() -> None:
     assert made[0].is_closed  # a client the tracker made, the tracker closes
 
 
+def test_a_client_class_works_as_a_factory() -> None:
+    class MockClient(httpx.Client):
+        def __init__(self) -> None:
+            super().__init__(transport=collector.transport())
+
+    collector = FakeCollector()
+    tracker = Tracker("http://collector.test", "tok", http_client=MockClient, flush_interval=86400)
+    record(tracker, 2)
+    assert tracker.flush(2) is True
+    assert collector.total() == 2
+    tracker.shutdown(1)
+
+
 def test_a_given_client_instance_is_not_closed() -> None:
     collector = FakeCollector()
     client = httpx.Client(transport=collector.transport())

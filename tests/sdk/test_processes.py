@@ -1,0 +1,218 @@
+"""Process-level behaviour: exit deadlines, fork safety, and the real collector."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from headcount import RequestInfo, Tracker
+from headcount.wire import Batch, Pageview, Request
+from tests.conftest import WRITE_TOKEN, CollectorProcess, free_port
+
+from .conftest import BROWSER, page
+
+pytestmark = pytest.mark.slow
+
+
+class RecordingServer:
+    """A real HTTP collector stand-in: stores every batch it receives, answers 202."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.lock = threading.Lock()
+        received = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                batch = msgspec.json.decode(raw, type=Batch)
+                with received.lock:
+                    received.batches.append(batch)
+                body = json.dumps({"accepted": len(batch.records)}).encode()
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def requests_by_route(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        with self.lock:
+            for batch in self.batches:
+                for record in batch.records:
+                    if isinstance(record, Request):
+                        totals[record.route] = totals.get(record.route, 0) + record.n
+        return totals
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recording_server() -> Iterator[RecordingServer]:
+    server = RecordingServer()
+    yield server
+    server.close()
+
+
+def run_python(code: str) -> float:
+    """Wall time of running ``code`` in a fresh interpreter; it must exit cleanly."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, check=False
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr.decode()
+    return elapsed
+
+
+EXIT_SCRIPT = """
+import headcount
+tracker = headcount.Tracker({url!r}, "tok", enabled={enabled}, shutdown_timeout={deadline},
+                            request_timeout=30, backoff_initial=0.01)
+for _ in range(100):
+    tracker.record_request(headcount.RequestInfo("GET", "/", 200, 0.01, user_agent="curl/8"))
+"""
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("target", ["unused-port", "black-hole"])
+def test_exit_is_bounded_by_shutdown_timeout(target: str, black_hole: str) -> None:
+    url = black_hole if target == "black-hole" else f"http://127.0.0.1:{free_port()}"
+    deadline = 1.0
+    startup = run_python(EXIT_SCRIPT.format(url=url, enabled=False, deadline=deadline))
+    elapsed = run_python(EXIT_SCRIPT.format(url=url, enabled=True, deadline=deadline))
+    assert elapsed < startup + deadline + 1.0, (elapsed, startup)
+
+
+def test_forked_child_sends_only_its_own_counts(recording_server: RecordingServer) -> None:
+    tracker = Tracker(recording_server.url, "tok", flush_interval=86400)
+    for _ in range(5):
+        tracker.record_request(RequestInfo("GET", "/parent", 200, 0.01, user_agent=BROWSER))
+    assert tracker.peek()  # the parent holds counts (and a running sender) at fork time
+
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            inherited = tracker.peek()
+            for _ in range(3):
+                tracker.record_request(RequestInfo("GET", "/child", 200, 0.01, user_agent=BROWSER))
+            sent = tracker.flush(5)
+            stats = tracker.stats()
+            if inherited == [] and sent and stats.recorded == 3 and stats.sent == 1:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    assert recording_server.requests_by_route() == {"/child": 3}
+    assert tracker.flush(5) is True
+    assert recording_server.requests_by_route() == {"/child": 3, "/parent": 5}
+    assert tracker.stats().recorded == 5
+    tracker.shutdown(1)
+
+
+# --- the real collector ------------------------------------------------------------------
+
+
+def stored_total(db_path: Path, table: str) -> int:
+    conn = sqlite3.connect(db_path)
+    try:
+        return int(conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_sends_through_the_real_collector_app(tmp_path: Path, site_file: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from headcount_collector.app import create_app
+    from headcount_collector.config import Settings, load_sites
+    from headcount_collector.stores import open_store
+    from headcount_collector.tables import TABLES
+
+    db_path = tmp_path / "collector.sqlite3"
+    store = open_store(f"sqlite:///{db_path}")
+    app = create_app(Settings(config_path=str(site_file)), store, load_sites(site_file))
+    # As a context manager, so the app's lifespan (its group committer) runs.
+    with TestClient(app) as client:
+        tracker = Tracker(
+            "http://testserver", WRITE_TOKEN, http_client=client, flush_interval=86400
+        )
+        try:
+            for _ in range(7):
+                tracker.record_request(page(referer="https://www.google.com/"))
+            tracker.record_request(page(user_agent="curl/8"))
+            tracker.event("signup", route="/join", plan="pro")
+            assert tracker.flush(10) is True
+            stats = tracker.stats()
+            assert (stats.sent, stats.dropped, stats.errors) == (1, 0, 0)
+            assert stored_total(db_path, TABLES["request"].name) == 8
+            assert stored_total(db_path, TABLES["pageview"].name) == 7
+            assert stored_total(db_path, TABLES["bot"].name) == 1
+            assert stored_total(db_path, TABLES["event"].name) == 1
+        finally:
+            tracker.shutdown(2)
+    store.close()
+
+
+def test_sends_over_a_real_socket_to_the_collector_server(
+    collector_server: CollectorProcess,
+) -> None:
+    from headcount_collector.tables import TABLES
+
+    tracker = Tracker(collector_server.url, WRITE_TOKEN, flush_interval=86400)
+    for i in range(30):
+        tracker.record_request(page(route=f"/p/<int:id>/{'ab'[i % 2]}"))
+    assert tracker.flush(10) is True
+    assert tracker.stats().sent == 1
+    assert stored_total(collector_server.db_path, TABLES["request"].name) == 30
+    assert stored_total(collector_server.db_path, TABLES["pageview"].name) == 30
+    # The collector dedupes on batch_id, so it would also accept our retries: a wrong
+    # token, though, is a 401 the SDK must drop, not retry.
+    wrong = Tracker(collector_server.url, "hcw_wrong-token", flush_interval=86400)
+    wrong.record_request(page())
+    wrong.flush(5)
+    assert (wrong.stats().dropped, wrong.stats().retried) == (1, 0)
+    assert stored_total(collector_server.db_path, TABLES["pageview"].name) == 30
+    wrong.shutdown(1)
+    tracker.shutdown(1)
+
+
+def test_pageview_records_are_accepted_by_the_collector_schema() -> None:
+    # Guards the two tests above from passing vacuously if kinds were renamed.
+    assert Pageview.__struct_config__.tag == "pageview"
