@@ -146,6 +146,42 @@ def test_forked_child_sends_only_its_own_counts(recording_server: RecordingServe
     tracker.shutdown(1)
 
 
+RAW_FORK_SCRIPT = """
+import ctypes, os, sys
+import headcount
+from headcount.wire import Request
+
+tracker = headcount.Tracker({url!r}, "tok", flush_interval=86400)
+info = headcount.RequestInfo("GET", "/x", 200, 0.01, user_agent="Mozilla/5.0 (X11) Firefox/125")
+tracker.record_request(info)
+# Like uWSGI: fork through libc, so Python's fork hooks never run, and do it while this
+# process holds the count table's lock, which the child must never touch.
+lock = tracker._state.table._lock
+lock.acquire()
+pid = ctypes.PyDLL(None).fork()
+if pid == 0:
+    tracker.record_request(info)
+    tracker.record_request(info)
+    counts = sum(r.n for r in tracker.peek() if isinstance(r, Request))
+    sent = tracker.flush(5)
+    os._exit(0 if (counts, tracker.stats().recorded, sent) == (2, 2, True) else 1)
+lock.release()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_fork_without_hooks_is_caught_by_the_pid_check(recording_server: RecordingServer) -> None:
+    run_python(RAW_FORK_SCRIPT.format(url=recording_server.url))
+    # The child's two requests, then the parent's one, sent at its exit: never the
+    # parent's count inside the child's batch.
+    per_batch = sorted(
+        sum(r.n for r in batch.records if isinstance(r, Request))
+        for batch in recording_server.batches
+    )
+    assert per_batch == [1, 2]
+
+
 # --- the real collector ------------------------------------------------------------------
 
 
