@@ -271,7 +271,10 @@ class Tracker:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything counted so far, waiting at most ``timeout`` seconds (default:
-        ``request_timeout``). True when nothing is left unsent. Never raises."""
+        ``request_timeout``), retrying within that time as backoff and ``Retry-After``
+        allow. True when no batch is left waiting to be sent (a batch the collector
+        rejected is dropped, counted in ``stats().dropped``, and not waiting). Never
+        raises. Blocks the calling thread: asyncio apps use ``asyncio.to_thread``."""
         if not self.settings.enabled:
             return True
         try:

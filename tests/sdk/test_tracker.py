@@ -336,3 +336,22 @@ def test_hourly_schedule_holds_counts_until_flush() -> None:
         assert t.stats().sent == 1
     finally:
         t.shutdown(1)
+
+
+def test_hourly_hold_releases_each_hour_at_a_random_moment_of_the_next() -> None:
+    import random
+
+    from headcount._schedule import HourlyHold
+
+    hour = 1_700_000_000 // 3600 * 3600
+    releases = []
+    for seed in range(20):
+        hold = HourlyHold(max_keys=100, rng=random.Random(seed))
+        hold.add({("bot", hour): 3, ("bot", hour + 3600): 1})
+        assert hold.take_due(now=hour + 3599.9) == {}
+        release = next(t for t in range(hour + 3600, hour + 7201, 10) if hold.take_due(now=t) != {})
+        releases.append(release)
+        # The later hour is still held, and flush/shutdown can take it at once.
+        assert hold.take_due(everything=True) == {("bot", hour + 3600): 1}
+    assert all(hour + 3600 <= r <= hour + 7200 for r in releases)
+    assert len(set(releases)) > 10  # spread over the hour, not a fixed offset
