@@ -1,0 +1,407 @@
+"""Collector ingest throughput against baselines measured in the same run.
+
+Run: /work/venv/bin/python bench/ingest.py [--rounds 3] [--seconds 10] [--workers 1]
+     [--threads 2] [--connections 64]        (needs wrk: apt-get install -y wrk)
+
+Every server is a separate process under uvicorn with uvloop and httptools and the same
+worker count; wrk (Lua-scripted POSTs, a fresh batch_id on every request) is the load.
+Scenarios, A/B-interleaved round by round (the order flips every round), medians
+reported:
+
+1. 1-record batches: ``headcount-collector serve`` (SQLite, acknowledged only after the
+   group commit's fsync) vs. a bare Starlette endpoint that reads the body and answers
+   204. Goal: >= 70 % of the bare request rate (aim 85 %).
+2. 500-record batches drawn from a realistic key space (many senders reporting the same
+   ~3,000 route/dimension keys of the current hour): collector vs. an endpoint that only
+   decodes the body with ``msgspec.json.Decoder(headcount.wire.Batch)``. Goal: >= 50 %.
+3. Worst case, 500-record batches where every record is a new key: collector records/s
+   vs. SQLite's own upsert rate for 1,000-row transactions of new keys on the same
+   schema and pragmas (WAL, synchronous=FULL), a plain sqlite3 loop. No goal; reported.
+
+Internal use: ``ingest.py --serve bare|decode --port N --workers N`` runs a baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sqlite3
+import string
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from _load import (
+    ID_LUA,
+    SITE,
+    WRITE_TOKEN,
+    Samples,
+    Server,
+    current_hour,
+    free_port,
+    lua_string,
+    ratio_text,
+    run_wrk,
+    site_file,
+    spawn,
+    start_collector,
+    verdict,
+)
+from headcount import wire
+from headcount_collector.stores.sqlite import DIALECT, SQLiteStore
+from headcount_collector.tables import TABLES
+
+BIG_BATCH = 500
+KEY_SPACE = 3000
+BODY_VARIANTS = 32
+
+
+# --- baseline servers -------------------------------------------------------------------
+
+
+def bare_app() -> Starlette:
+    async def ingest(request: Request) -> Response:
+        await request.body()
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route(wire.INGEST_PATH, ingest, methods=["POST"])])
+
+
+def decode_app() -> Starlette:
+    decoder = msgspec.json.Decoder(wire.Batch)
+
+    async def ingest(request: Request) -> Response:
+        decoder.decode(await request.body())
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route(wire.INGEST_PATH, ingest, methods=["POST"])])
+
+
+def serve_baseline(kind: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    # The same uvicorn settings as `headcount-collector serve` (see collector cli.py).
+    uvicorn.run(
+        f"ingest:{kind}_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        log_level="warning",
+        log_config=None,
+    )
+
+
+def start_baseline(kind: str, directory: Path, workers: int) -> Server:
+    argv = [
+        sys.executable, __file__, "--serve", kind, "--port", str(free_port()),
+        "--workers", str(workers),
+    ]  # fmt: skip
+    return spawn(kind, argv, directory, wire.INGEST_PATH)
+
+
+# --- request bodies (wrk Lua scripts) -----------------------------------------------------
+
+_HEADERS_LUA = f"""
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer {WRITE_TOKEN}"
+wrk.headers["Content-Type"] = "application/json"
+local HEAD = '{{"batch_id":"'
+local MID = '","sender":"bench","sender_version":"1.0","records":['
+"""
+
+
+def one_record_script(hour: int) -> str:
+    record = (
+        f'{{"kind":"pageview","hour":{hour},"route":"/","referrer":"(direct)","entry":true,"n":1}}'
+    )
+    return (
+        ID_LUA
+        + _HEADERS_LUA
+        + f"""
+local RECORDS = {lua_string(record)}
+request = function()
+  return wrk.format(nil, "{wire.INGEST_PATH}", nil, HEAD .. next_id() .. MID .. RECORDS .. "]}}")
+end
+"""
+    )
+
+
+def realistic_keys(hour: int, rng: random.Random) -> list[dict[str, object]]:
+    """~3,000 keys a mid-sized site reports in one hour: requests and pageviews."""
+    routes = [f"/s{a}/p{b}" for a in range(30) for b in range(40)]  # 1,200 templates
+    referrers = ["(direct)", "(internal)", "google.com", "duckduckgo.com", "news.example"]
+    keys: dict[tuple[object, ...], dict[str, object]] = {}
+    while len(keys) < KEY_SPACE:
+        route = rng.choice(routes)
+        if rng.random() < 0.6:
+            method = rng.choice(["GET", "GET", "GET", "POST"])
+            status = rng.choice(["2xx", "2xx", "2xx", "3xx", "4xx"])
+            latency = rng.choice(wire.LATENCY_LABELS[:5])
+            keys[("r", route, method, status, latency)] = {
+                "kind": "request", "hour": hour, "route": route, "method": method,
+                "status": status, "latency": latency,
+            }  # fmt: skip
+        else:
+            referrer = rng.choice(referrers)
+            keys[("p", route, referrer)] = {
+                "kind": "pageview", "hour": hour, "route": route, "referrer": referrer,
+                "entry": referrer != "(internal)",
+            }  # fmt: skip
+    return list(keys.values())
+
+
+def realistic_script(hour: int, seed: int = 8) -> str:
+    rng = random.Random(seed)
+    pool = realistic_keys(hour, rng)
+    variants = []
+    for _ in range(BODY_VARIANTS):
+        # One sender's batch: distinct keys (the SDK merges), each with some count.
+        records = [{**key, "n": rng.randint(1, 40)} for key in rng.sample(pool, BIG_BATCH)]
+        variants.append(msgspec.json.encode(records).decode()[1:-1])
+    table = ",\n".join(lua_string(v) for v in variants)
+    return (
+        ID_LUA
+        + _HEADERS_LUA
+        + f"""
+local VARIANTS = {{ {table} }}
+request = function()
+  local records = VARIANTS[math.random(1, #VARIANTS)]
+  return wrk.format(nil, "{wire.INGEST_PATH}", nil, HEAD .. next_id() .. MID .. records .. "]}}")
+end
+"""
+    )
+
+
+def new_keys_script(hour: int) -> str:
+    # Route segments of letters only: never digit runs, hex runs or token-like runs, so
+    # every route is a valid template, and a fresh run word keeps rounds apart.
+    run_word = "".join(random.choices(string.ascii_lowercase, k=5))
+    return (
+        ID_LUA
+        + _HEADERS_LUA
+        + f"""
+local LETTERS = "abcdefghijklmnopqrstuvwxyz"
+local function word(n)
+  local t = {{}}
+  for i = 1, 6 do
+    local r = n % 26
+    t[i] = LETTERS:sub(r + 1, r + 1)
+    n = math.floor(n / 26)
+  end
+  return table.concat(t)
+end
+local keys = 0
+request = function()
+  local prefix = '{{"kind":"request","hour":{hour},"route":"/n/{run_word}' .. LETTERS:sub(tid, tid) .. '/'
+  local parts = {{}}
+  for i = 1, {BIG_BATCH} do
+    keys = keys + 1
+    parts[i] = prefix .. word(keys) .. '","method":"GET","status":"2xx","latency":"<10ms","n":1}}'
+  end
+  return wrk.format(nil, "{wire.INGEST_PATH}", nil,
+    HEAD .. next_id() .. MID .. table.concat(parts, ",") .. "]}}")
+end
+"""
+    )
+
+
+# --- the SQLite baseline ----------------------------------------------------------------
+
+
+def sqlite_upsert_rate(path: Path, seconds: float, rows_per_txn: int = 1000) -> float:
+    """Rows/s of new-key upserts into the collector's own table, same pragmas."""
+    if not path.exists():
+        SQLiteStore(path).migrate()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    sql = DIALECT.upsert_sql(TABLES["request"])
+    hour = current_hour()
+    run = "".join(random.choices(string.ascii_lowercase, k=6))
+    rows = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        params = [
+            (SITE, hour, f"/n/{run}/{rows + i}", "GET", "2xx", "<10ms", 1)
+            for i in range(rows_per_txn)
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, params)
+        conn.execute("COMMIT")
+        rows += rows_per_txn
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return rows / elapsed
+
+
+def stored_batches(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--serve", choices=["bare", "decode"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_baseline(args.serve, args.port, args.workers)
+        return
+
+    hour = current_hour()
+    scripts = {
+        "one": one_record_script(hour),
+        "realistic": realistic_script(hour),
+        "new": new_keys_script(hour),
+    }
+    print(
+        f"ingest benchmark: {args.rounds} rounds x {args.seconds:g} s, workers={args.workers}, "
+        f"wrk -t{args.threads} -c{args.connections}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="hc-bench-ingest-", dir="/var/tmp") as tmp:
+        directory = Path(tmp)
+        config = site_file(directory)
+        dbs = {name: directory / f"{name}.sqlite3" for name in ("one", "realistic", "new")}
+        servers: dict[str, Server] = {}
+        try:
+            servers["bare"] = start_baseline("bare", directory, args.workers)
+            servers["decode"] = start_baseline("decode", directory, args.workers)
+            for name, db in dbs.items():
+                servers[f"collector-{name}"] = start_collector(
+                    f"collector-{name}", directory, config, f"sqlite:///{db}", args.workers
+                )
+            run_rounds(args, servers, scripts, dbs, directory)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    servers: dict[str, Server],
+    scripts: dict[str, str],
+    dbs: dict[str, Path],
+    directory: Path,
+) -> None:
+    def wrk(server: str, script: str, seconds: float) -> tuple[float, int]:
+        result = run_wrk(
+            servers[server].url + wire.INGEST_PATH,
+            scripts[script],
+            seconds=seconds,
+            threads=args.threads,
+            connections=args.connections,
+        )
+        if result.errors or result.non_2xx:
+            print(
+                f"  warning: {server}: {result.errors} socket errors, "
+                f"{result.non_2xx} non-2xx answers",
+                flush=True,
+            )
+        return result.rps, result.requests
+
+    # (scenario, baseline label, measure the baseline, measure the collector)
+    pairs: list[tuple[str, Callable[[], float], Callable[[], float]]] = []
+    acknowledged = {name: 0 for name in dbs}
+
+    def collector(name: str) -> Callable[[], float]:
+        def measure() -> float:
+            rps, requests = wrk(f"collector-{name}", name, args.seconds)
+            acknowledged[name] += requests
+            return rps
+
+        return measure
+
+    pairs.append(("one", lambda: wrk("bare", "one", args.seconds)[0], collector("one")))
+    pairs.append(
+        ("realistic", lambda: wrk("decode", "realistic", args.seconds)[0], collector("realistic"))
+    )
+    sqlite_db = directory / "baseline.sqlite3"
+    pairs.append(("new", lambda: sqlite_upsert_rate(sqlite_db, args.seconds), collector("new")))
+
+    # Warm-up: first requests pay imports, page cache and JIT-free start-up costs.
+    for name in ("bare", "decode"):
+        wrk(name, "one" if name == "bare" else "realistic", 2)
+    for name in dbs:
+        wrk(f"collector-{name}", name, 2)
+    acknowledged.update(dict.fromkeys(dbs, 0))
+    warm = {name: stored_batches(db) for name, db in dbs.items()}
+
+    base = {name: Samples() for name, _, _ in pairs}
+    mine = {name: Samples() for name, _, _ in pairs}
+    for round_no in range(args.rounds):
+        for name, measure_base, measure_mine in pairs:
+            order = [(base, measure_base), (mine, measure_mine)]
+            if round_no % 2:
+                order.reverse()
+            for samples, measure in order:
+                samples[name].add(measure())
+        print(
+            f"round {round_no + 1}: "
+            + ", ".join(
+                f"{n} {mine[n].values[-1]:,.0f} vs {base[n].values[-1]:,.0f}" for n, _, _ in pairs
+            ),
+            flush=True,
+        )
+
+    one_ratio = mine["one"].median / base["one"].median
+    big_ratio = mine["realistic"].median / base["realistic"].median
+    new_records = mine["new"].median * BIG_BATCH
+    new_ratio = new_records / base["new"].median
+    print()
+    print("| scenario | collector | baseline | ratio | goal |")
+    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"| 1-record batches | {mine['one'].median:,.0f} req/s | bare endpoint "
+        f"{base['one'].median:,.0f} req/s | {ratio_text(mine['one'].median, base['one'].median)} "
+        f"| >= 70 % (aim 85 %): {verdict(one_ratio, 0.70)} |"
+    )
+    print(
+        f"| 500-record batches, realistic keys | {mine['realistic'].median:,.0f} req/s = "
+        f"{mine['realistic'].median * BIG_BATCH:,.0f} records/s | msgspec decode only "
+        f"{base['realistic'].median:,.0f} req/s | {big_ratio:.0%} "
+        f"| >= 50 %: {verdict(big_ratio, 0.50)} |"
+    )
+    print(
+        f"| 500-record batches, every record a new key | {mine['new'].median:,.0f} req/s = "
+        f"{new_records:,.0f} records/s | plain sqlite3 upserts, 1,000 rows/txn "
+        f"{base['new'].median:,.0f} rows/s | {new_ratio:.0%} | reported |"
+    )
+    print()
+    for name, db in dbs.items():
+        stored = stored_batches(db) - warm[name]
+        status = "ok" if stored >= acknowledged[name] else "LOST ACKNOWLEDGED BATCHES"
+        print(
+            f"check {name}: wrk counted {acknowledged[name]:,} acknowledged batches, "
+            f"the database holds {stored:,} ({status})"
+        )
+
+
+if __name__ == "__main__":
+    main()
