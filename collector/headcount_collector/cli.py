@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from headcount_collector.config import Settings, load_sites, starter_config
-from headcount_collector.errors import ConfigError
+from headcount_collector.errors import ConfigError, StoreUnavailable
 
 __all__ = ["main", "settings_from_environment"]
 
@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"headcount-collector: bad configuration: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"headcount-collector: the database is unavailable: {exc}", file=sys.stderr)
+        return 3
     except ValueError as exc:
         print(f"headcount-collector: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,11 @@ GOOD = site_file_text()
             "at least hourly_days",
         ),
         (GOOD.replace("k = 5", "k = 5\nsample_rate = 2"), "sites[0].sample_rate", "unknown field"),
-        (GOOD.replace('write_token_sha256 = "', 'write_token = "', 1), "sites[0].write_token", "unknown field"),
+        (
+            GOOD.replace('write_token_sha256 = "', 'write_token = "', 1),
+            "sites[0].write_token",
+            "unknown field",
+        ),
         (
             GOOD.replace('plan = ["free", "pro"]', 'plan = ["Free Plan"]'),
             "sites[0].events[0].props[...][0]",
@@ -156,3 +160,26 @@ def test_serve_with_bad_config_stops_with_a_clear_message(tmp_path: Path) -> Non
     )
     assert done.returncode == 2
     assert f"{path}: sites[0].k:" in done.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_unreachable_database_says_so(tmp_path: Path, site_file: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headcount_collector",
+            "serve",
+            "--config",
+            str(site_file),
+            "--db",
+            "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert "database is unavailable" in done.stderr
+    assert "Traceback" not in done.stderr
