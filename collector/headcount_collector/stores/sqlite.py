@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
@@ -35,7 +36,6 @@ _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
     "PRAGMA secure_delete = ON",
-    "PRAGMA busy_timeout = 10000",
 )
 
 
@@ -51,20 +51,34 @@ def _migrations() -> list[list[str]]:
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout: float = 10.0) -> None:
+        if busy_timeout < 0:
+            raise ValueError("busy_timeout must not be negative")
         self.path = Path(path)
+        # How long a write waits for another process's lock before the batch is answered
+        # 503 (Retry-After) instead of being held indefinitely.
+        self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        path = url.removeprefix("sqlite://")
-        # sqlite:///relative.db and sqlite:////abs/path.db, as SQLAlchemy spells them.
-        path = path[1:] if path.startswith("/") else path
+        """``sqlite:///relative.db`` or ``sqlite:////abs/path.db``, optionally with
+        ``?busy_timeout=SECONDS``."""
+        parsed = urlsplit(url)
+        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if not path:
             raise ValueError("sqlite URL needs a file path, e.g. sqlite:///headcount.sqlite3")
-        return cls(path)
+        options = parse_qs(parsed.query)
+        unknown = set(options) - {"busy_timeout"}
+        if unknown:
+            raise ValueError(f"unknown sqlite URL option(s): {', '.join(sorted(unknown))}")
+        try:
+            busy = float(options.get("busy_timeout", ["10"])[-1])
+        except ValueError:
+            raise ValueError("busy_timeout must be a number of seconds") from None
+        return cls(path, busy_timeout=busy)
 
     def _connection(self) -> sqlite3.Connection:
         # One connection per thread: sqlite3 connections must not be shared across threads
@@ -73,7 +87,10 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout,
             )
             for pragma in _PRAGMAS:
                 conn.execute(pragma)
