@@ -6,12 +6,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
+
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import open_store
 from headcount_collector.stores.sqlite import SQLiteStore
-from starlette.testclient import TestClient
-
 from tests.collector.conftest import auth, batch_body, pageview, sqlite_snapshot
 
 
