@@ -272,8 +272,16 @@ def test_visit_figures_are_withheld_with_their_inputs(
     store: Store, make_client: Callable[..., TestClient]
 ) -> None:
     h = utc_hour(2026, 11, 24, 9)
-    seed(store, "blog", [("visit", h, ("/", "0s", "1"), 3), ("visit", h, ("/", "1m-2m", "3-4"), 40)])
+    seed(
+        store, "blog", [("visit", h, ("/", "0s", "1"), 3), ("visit", h, ("/", "1m-2m", "3-4"), 40)]
+    )
     client = make_client(clock=lambda: NOW)
-    body = stats(client, metric="visits", by="route", interval="total", **{"from": "2026-11-24", "to": "2026-11-25"})
+    body = stats(
+        client,
+        metric="visits",
+        by="route",
+        interval="total",
+        **{"from": "2026-11-24", "to": "2026-11-25"},
+    )
     # The 3 single-page visits are below k: a bounce rate would reveal them.
     assert body["derived"]["bounce_rate"] is None  # type: ignore[index]
