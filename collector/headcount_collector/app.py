@@ -124,7 +124,8 @@ def create_app(
             site = registry.by_read_token(token)
             if site is None:
                 return _unauthorized("wrong read token")
-            document["site"] = privacy.site_declaration(site)
+            modes = await asyncio.to_thread(store.declared_visit_modes, site.id)
+            document["site"] = privacy.site_declaration(site, modes)
         return _json(document)
 
     async def healthz(request: Request) -> Response:
@@ -134,7 +135,14 @@ def create_app(
         return _json(openapi.document())
 
     async def privacy_page(request: Request) -> Response:
-        return HTMLResponse(privacy.render_page(list(registry)))
+        def gather() -> dict[str, dict[str, int]]:
+            return {site.id: store.declared_visit_modes(site.id) for site in registry}
+
+        try:
+            modes = await asyncio.to_thread(gather)
+        except StoreUnavailable:
+            modes = {}
+        return HTMLResponse(privacy.render_page(list(registry), modes))
 
     async def retention_loop() -> None:
         while True:

@@ -113,7 +113,7 @@ def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
         table = table_for(record)
         key = (table.kind, hour, table.key_of(record))
         counts[key] = counts.get(key, 0) + record.n
-    return PendingBatch(site.id, batch.batch_id, counts, len(batch.records))
+    return PendingBatch(site.id, batch.batch_id, counts, len(batch.records), batch.visits)
 
 
 def _check_event(record: wire.Event, site: Site, index: int) -> None:

@@ -24,7 +24,20 @@ NEVER_COLLECTED = (
 )
 
 
-def site_declaration(site: Site) -> dict[str, object]:
+VISIT_MODES = {
+    "off": "visits are off: nothing links one pageview to another, even in memory",
+    "memory": (
+        "visits are linked only in each app process's memory, by a keyed hash whose key "
+        "is random and replaced every 24 hours"
+    ),
+    "redis": (
+        "visits are linked in the app's own Redis, by a keyed hash whose key is shared "
+        "by its workers and expires after 24 hours; entries expire after the idle gap"
+    ),
+}
+
+
+def site_declaration(site: Site, visit_modes: dict[str, int] | None = None) -> dict[str, object]:
     """What this site collects, for ``/v1/schema`` with the site's read token."""
     return {
         "id": site.id,
@@ -32,6 +45,7 @@ def site_declaration(site: Site) -> dict[str, object]:
         "k": site.k,
         "suppression": site.k > 1,
         "retention": {"hourly_days": site.hourly_days, "keep_days": site.keep_days},
+        "visits_modes_declared": sorted(visit_modes or {}),
         "events": [
             {"name": event.name, "props": {p: sorted(v) for p, v in sorted(event.props.items())}}
             for event in site.events.values()
@@ -53,7 +67,17 @@ def _kinds_html() -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _site_html(site: Site) -> str:
+def _modes_html(modes: dict[str, int]) -> str:
+    if not modes:
+        return "<li>No sender of this site has declared its visits mode yet.</li>"
+    return "".join(
+        f"<li>Declared by this site's senders: <strong>{escape(mode)}</strong>: "
+        f"{escape(VISIT_MODES.get(mode, 'unknown mode'))}.</li>"
+        for mode in sorted(modes)
+    )
+
+
+def _site_html(site: Site, modes: dict[str, int]) -> str:
     if site.k > 1:
         suppression = (
             f"Any released count below <strong>{site.k}</strong> is withheld and folded "
@@ -85,7 +109,7 @@ def _site_html(site: Site) -> str:
         f"<li>Hourly counts are kept for {site.hourly_days} days, then rolled up into "
         f"daily counts (days in {escape(site.timezone.key)}) and the hourly rows deleted.</li>"
         f"<li>Daily counts are deleted after {site.keep_days} days.</li>"
-        f"<li>{suppression}</li></ul>"
+        f"<li>{suppression}</li>{_modes_html(modes)}</ul>"
         f"<p>Custom events this site accepts (anything else is rejected):</p><ul>{events}</ul>"
         "</section>"
     )
@@ -94,7 +118,8 @@ def _site_html(site: Site) -> str:
 _STYLE = "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}"
 
 
-def render_page(sites: list[Site]) -> str:
+def render_page(sites: list[Site], visit_modes: dict[str, dict[str, int]] | None = None) -> str:
+    modes = visit_modes or {}
     never = "".join(f"<li>{escape(w)}: {escape(why)}</li>" for w, why in NEVER_COLLECTED)
     latency = ", ".join(wire.LATENCY_LABELS)
     duration = ", ".join(wire.DURATION_LABELS)
@@ -122,7 +147,7 @@ for no longer than the visit lasts (30 minutes idle by default). Only the finish
 range labels are sent. With visits turned off nothing is linked at all. Unique visitors
 are deliberately not offered: counting them needs linking across visits.</p>
 <h2>Retention and small counts, per site</h2>
-{"".join(_site_html(site) for site in sites)}
+{"".join(_site_html(site, modes.get(site.id, {})) for site in sites)}
 <h2>What suppression does not protect against</h2>
 <p>Suppression protects each response on its own. It cannot close every gap across
 different queries: for example, a day's total minus the visible hours of that day, or the

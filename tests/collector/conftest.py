@@ -94,7 +94,7 @@ def _wipe_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in [*(t.name for t in TABLES.values()), "hc_batch"]:
+        for table in [*(t.name for t in TABLES.values()), "hc_batch", "hc_sender"]:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute("DROP TABLE IF EXISTS hc_meta")
 

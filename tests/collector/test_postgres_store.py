@@ -22,7 +22,7 @@ from headcount_collector.app import create_app
 from headcount_collector.config import Settings, Site, load_sites
 from headcount_collector.errors import StoreUnavailable
 from headcount_collector.stores.base import CounterKey, CounterQuery, PendingBatch
-from headcount_collector.stores.postgres import PoolSettings, PostgresStore
+from headcount_collector.stores.postgres import SCHEMA_VERSION, PoolSettings, PostgresStore
 from headcount_collector.tables import TABLES
 from tests.collector.conftest import auth, batch_body, pageview, read_auth
 from tests.collector.test_query import NOW, pv
@@ -96,14 +96,19 @@ def test_collectors_starting_together_migrate_once(
 
     with ThreadPoolExecutor(len(stores)) as pool:
         versions = list(pool.map(start, stores))
-    assert versions == [1] * len(stores)
+    assert versions == [SCHEMA_VERSION] * len(stores)
     with psycopg.connect(pg_url) as conn:
         meta = conn.execute("SELECT key, value FROM hc_meta").fetchall()
         tables = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'hc\\_%'"
         ).fetchall()
-    assert meta == [("schema_version", "1")]
-    assert {t for (t,) in tables} == {*(t.name for t in TABLES.values()), "hc_batch", "hc_meta"}
+    assert meta == [("schema_version", str(SCHEMA_VERSION))]
+    assert {t for (t,) in tables} == {
+        *(t.name for t in TABLES.values()),
+        "hc_batch",
+        "hc_meta",
+        "hc_sender",
+    }
 
 
 def test_counter_columns_are_bigint_and_lead_with_site(

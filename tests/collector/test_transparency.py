@@ -133,3 +133,27 @@ def test_openapi_is_generated_from_the_wire_types(client: TestClient) -> None:
     )
     ingest = spec["paths"]["/v1/ingest"]["post"]
     assert set(ingest["responses"]) >= {"200", "202", "400", "401", "413", "415", "422", "503"}
+
+
+def test_declared_visits_mode_reaches_schema_and_privacy_page(client: TestClient) -> None:
+    from tests.collector.conftest import pageview
+
+    assert (
+        client.get("/v1/schema", headers=read_auth()).json()["site"]["visits_modes_declared"] == []
+    )
+    assert "has declared its visits mode yet" in client.get("/privacy").text
+    response = client.post(
+        "/v1/ingest", content=batch_body([pageview()], visits="memory"), headers=auth()
+    )
+    assert response.status_code == 202
+    body = client.get("/v1/schema", headers=read_auth()).json()
+    assert body["site"]["visits_modes_declared"] == ["memory"]
+    page = client.get("/privacy").text
+    assert "<strong>memory</strong>" in page
+    # The other site has declared nothing.
+    assert (
+        client.get("/v1/schema", headers=read_auth(SHOP_READ_TOKEN)).json()["site"][
+            "visits_modes_declared"
+        ]
+        == []
+    )

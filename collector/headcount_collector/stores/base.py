@@ -22,6 +22,7 @@ __all__ = [
     "PendingBatch",
     "RetentionResult",
     "Store",
+    "declared_modes",
     "merge_applied",
 ]
 
@@ -37,6 +38,8 @@ class PendingBatch:
     batch_id: str
     counts: dict[CounterKey, int]
     records: int
+    # The visits mode the sender declared ("off", "memory", "redis"), if any.
+    visits: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +77,22 @@ class Store(Protocol):
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         """Roll hourly rows older than the site keeps into daily rows; drop expired rows."""
 
+    def declared_visit_modes(self, site: str) -> dict[str, int]:
+        """Visits modes this site's senders declared, with when each was last seen."""
+
     def batch_count(self) -> int:
         """How many batch ids are remembered for duplicate detection."""
 
     def close(self) -> None: ...
+
+
+def declared_modes(
+    batches: Sequence[PendingBatch], applied: Sequence[bool]
+) -> list[tuple[str, str]]:
+    """Distinct (site, visits mode) pairs declared by the applied batches, sorted."""
+    return sorted(
+        {(b.site, b.visits) for b, ok in zip(batches, applied, strict=True) if ok and b.visits}
+    )
 
 
 def merge_applied(

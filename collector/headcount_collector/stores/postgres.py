@@ -28,6 +28,7 @@ from headcount_collector.stores.base import (
     Dialect,
     PendingBatch,
     RetentionResult,
+    declared_modes,
     merge_applied,
 )
 from headcount_collector.tables import TABLES, Table
@@ -37,7 +38,7 @@ __all__ = ["PoolSettings", "PostgresStore"]
 
 logger = logging.getLogger("headcount_collector.stores.postgres")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})")
 
 # Arbitrary but fixed: every collector takes this transaction-level advisory lock before
@@ -102,7 +103,12 @@ def _migrations() -> list[list[str]]:
     )
     # Leads with site like everything else, so it stays local to a shard on Citus.
     version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (site, received)")
-    return [version_1]
+    version_2 = [
+        "CREATE TABLE IF NOT EXISTS hc_sender ("
+        " site TEXT NOT NULL, visits TEXT NOT NULL, seen BIGINT NOT NULL,"
+        " PRIMARY KEY (site, visits))"
+    ]
+    return [version_1, version_2]
 
 
 def _upsert_sql(table: Table) -> str:
@@ -252,6 +258,12 @@ class PostgresStore:
                     _UPSERT_SQL[table.name],
                     [list(column) for column in columns] + [[n for _, n in ordered]],
                 )
+            for site, mode in declared_modes(batches, applied):
+                conn.execute(
+                    "INSERT INTO hc_sender (site, visits, seen) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
+                    (site, mode, now),
+                )
             return applied
 
         return self._run(commit_in, "commit")
@@ -319,6 +331,15 @@ class PostgresStore:
                     conn.execute(f"VACUUM {table.name}")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
+
+    def declared_visit_modes(self, site: str) -> dict[str, int]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT visits, seen FROM hc_sender WHERE site = %s", (site,)
+            ).fetchall(),
+            "read",
+        )
+        return {str(mode): _int(seen) for mode, seen in rows}
 
     def batch_count(self) -> int:
         row = self._run(

@@ -22,6 +22,7 @@ from headcount_collector.stores.base import (
     Dialect,
     PendingBatch,
     RetentionResult,
+    declared_modes,
     merge_applied,
 )
 from headcount_collector.tables import TABLES
@@ -29,7 +30,7 @@ from headcount_collector.timeutil import bucket_starts, local_midnight
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.' || {ph})")
 
 _PRAGMAS = (
@@ -47,7 +48,12 @@ def _migrations() -> list[list[str]]:
         " PRIMARY KEY (site, batch_id)) WITHOUT ROWID"
     )
     version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (received)")
-    return [version_1]
+    version_2 = [
+        "CREATE TABLE IF NOT EXISTS hc_sender ("
+        " site TEXT NOT NULL, visits TEXT NOT NULL, seen INTEGER NOT NULL,"
+        " PRIMARY KEY (site, visits)) WITHOUT ROWID"
+    ]
+    return [version_1, version_2]
 
 
 class SQLiteStore:
@@ -158,6 +164,11 @@ class SQLiteStore:
                 applied.append(cursor.rowcount == 1)
             for table, rows in merge_applied(batches, applied).items():
                 conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
+            conn.executemany(
+                "INSERT INTO hc_sender (site, visits, seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
+                [(site, mode, now) for site, mode in declared_modes(batches, applied)],
+            )
         return applied
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
@@ -229,6 +240,14 @@ class SQLiteStore:
             f"DELETE FROM {name} WHERE site = ? AND res = 'h' AND bucket < ?",
             (site.id, cutoff),
         ).rowcount
+
+    def declared_visit_modes(self, site: str) -> dict[str, int]:
+        rows = (
+            self._connection()
+            .execute("SELECT visits, seen FROM hc_sender WHERE site = ?", (site,))
+            .fetchall()
+        )
+        return {str(mode): int(seen) for mode, seen in rows}
 
     def batch_count(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
