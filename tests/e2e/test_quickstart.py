@@ -39,7 +39,11 @@ def test_quickstart_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     command = quickstart_commands()[0]
     command += f" --duration 25 --port {free_port()} --app-port {free_port()}"
     done = subprocess.run(
-        ["bash", "-c", command], cwd=clone, capture_output=True, text=True, timeout=600,
+        ["bash", "-c", command],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
