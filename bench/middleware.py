@@ -1,0 +1,385 @@
+"""Middleware overhead: requests per second of the example apps under their real servers,
+with Headcount, with Headcount disabled, and without it, measured in the same run.
+
+Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
+
+    /work/venv/bin/python bench/middleware.py [--duration 4] [--rounds 6]
+
+Apps and servers (same settings in every variant):
+- Flask example under ``gunicorn --workers=2`` (sync workers, the example's config);
+- FastAPI example under ``uvicorn`` (one process, access log off).
+
+Variants:
+- ``without``: the example app with the Headcount middleware (and Flask's teardown hook)
+  taken out again, so no Headcount code runs per request: the baseline;
+- ``disabled``: the example app as shipped with ``HEADCOUNT_ENABLED=false``;
+- ``with``: the example app as shipped, counting and sending every second
+  (``HEADCOUNT_FLUSH_INTERVAL=1``, far more often than the default 60 s) to a real
+  collector on a local SQLite database.
+
+Load comes from ``wrk`` in a separate process (one thread, 16 connections) cycling over
+four HTML pages with a browser user agent and an external referrer, i.e. every request
+takes the most expensive path: a pageview. With two or more CPUs the app server is
+pinned to CPU 0 and wrk to CPU 1. Variants are interleaved round by round, in a
+rotating order, so machine noise hits them alike; the figures are medians over rounds,
+and the ratios are against ``without`` from the same run, both as a ratio of medians
+and as the median of each round's ratio. After the runs the servers are stopped with
+SIGTERM, and the collector's count of the ``with`` requests is printed next to what wrk
+completed, to show that the sending really happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from flask import Flask
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+VARIANTS = ("without", "disabled", "with")
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+PAGES = ("/", "/about", "/users/1", "/users/")
+WRK_THREADS = 1
+WRK_CONNECTIONS = 16
+WARMUP_SECONDS = 2
+# On a small machine the load generator and the app would fight over cores and turn
+# scheduler noise into "overhead": each gets its own CPU when there are at least two.
+PIN = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+SERVER_CPU, WRK_CPU = "0", "1"
+
+
+def pinned(cpu: str, command: list[str]) -> list[str]:
+    # taskset execs the command, so the process id (and SIGTERM) stay the server's.
+    return ["taskset", "-c", cpu, *command] if PIN else command
+
+
+# --- the baseline apps: the examples with Headcount taken out again -------------------
+
+
+def flask_without_headcount() -> Flask:
+    """gunicorn factory: the Flask example with no Headcount code on the request path."""
+    from examples.flask_app.app import create_app
+
+    from headcount.integrations.wsgi import HeadcountMiddleware
+
+    app = create_app({"HEADCOUNT_ENABLED": False})
+    middleware = app.wsgi_app
+    if not isinstance(middleware, HeadcountMiddleware):
+        raise TypeError("the Flask example is no longer wrapped the way this bench expects")
+    app.wsgi_app = middleware.app  # type: ignore[method-assign,assignment]
+    teardowns = app.teardown_request_funcs.get(None, [])
+    app.teardown_request_funcs[None] = [
+        f for f in teardowns if not f.__module__.startswith("headcount.")
+    ]
+    return app
+
+
+def fastapi_without_headcount() -> FastAPI:
+    """uvicorn factory: the FastAPI example without the Headcount ASGI middleware."""
+    from examples.fastapi_app.app import create_app
+
+    from headcount import Tracker
+    from headcount.integrations.asgi import HeadcountMiddleware
+
+    app = create_app(Tracker(enabled=False))
+    before = len(app.user_middleware)
+    # Starlette builds the middleware stack on the first request, so removing the entry
+    # now means the stack is built without it.
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not HeadcountMiddleware]  # type: ignore[comparison-overlap]
+    if len(app.user_middleware) != before - 1:
+        raise TypeError("the FastAPI example is no longer wrapped the way this bench expects")
+    return app
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited early with code {process.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=2)
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not start within 30 s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass(frozen=True)
+class Collector:
+    url: str
+    write_token: str
+    read_token: str
+
+    def requests_counted(self) -> int:
+        response = httpx.get(
+            f"{self.url}/v1/stats",
+            params={"metric": "requests", "interval": "total"},
+            headers={"Authorization": f"Bearer {self.read_token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return sum(row["count"] or 0 for row in response.json()["totals"])
+
+
+@contextlib.contextmanager
+def collector(workdir: Path) -> Iterator[Collector]:
+    from headcount_collector.config import starter_config
+
+    text, write_token, read_token = starter_config("bench", "UTC")
+    sites = workdir / "sites.toml"
+    sites.write_text(text, encoding="utf-8")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "headcount_collector", "serve", "--config", str(sites),
+        "--db", f"sqlite:///{workdir / 'bench.sqlite3'}", "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    with (workdir / "collector.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_serving(f"{url}/healthz", process, "the collector")
+        yield Collector(url, write_token, read_token)
+    finally:
+        stop(process)
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    command: Callable[[int, str], list[str]]  # (port, variant) -> argv
+
+
+def _gunicorn_flask(port: int, variant: str) -> list[str]:
+    target = (
+        "bench.middleware:flask_without_headcount()"
+        if variant == "without"
+        else "examples.flask_app.app:app"
+    )
+    return [
+        str(BIN / "gunicorn"), "--workers=2", f"--bind=127.0.0.1:{port}",
+        "--config=examples/flask_app/gunicorn.conf.py", target,
+    ]  # fmt: skip
+
+
+def _uvicorn_fastapi(port: int, variant: str) -> list[str]:
+    target = (
+        ["--factory", "bench.middleware:fastapi_without_headcount"]
+        if variant == "without"
+        else ["examples.fastapi_app.app:app"]
+    )
+    return [
+        sys.executable, "-m", "uvicorn", "--host=127.0.0.1", f"--port={port}",
+        "--no-access-log", "--log-level=warning", *target,
+    ]  # fmt: skip
+
+
+APPS = (
+    AppSpec("flask (gunicorn -w 2)", _gunicorn_flask),
+    AppSpec("fastapi (uvicorn)", _uvicorn_fastapi),
+)
+
+
+@contextlib.contextmanager
+def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADCOUNT_")}
+    if variant == "with":
+        env |= {
+            "HEADCOUNT_ENDPOINT": sink.url,
+            "HEADCOUNT_WRITE_TOKEN": sink.write_token,
+            "HEADCOUNT_FLUSH_INTERVAL": "1",
+        }
+    else:
+        env["HEADCOUNT_ENABLED"] = "false"
+    log_path = workdir / f"{spec.name.split()[0]}-{variant}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            pinned(SERVER_CPU, spec.command(port, variant)),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_serving(url + "/about", process, f"{spec.name} ({variant})")
+        yield url
+    finally:
+        stop(process)
+
+
+# --- load -------------------------------------------------------------------------------
+
+_WRK_SCRIPT = """
+local pages = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", pages[(i %% #pages) + 1])
+end
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    requests_per_second: float
+    completed: int
+    errors: int
+
+
+def run_wrk(url: str, seconds: float, script: Path) -> Run:
+    command = pinned(WRK_CPU, [
+        "wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s",
+        "-s", str(script),
+        "-H", f"User-Agent: {BROWSER}",
+        "-H", "Accept: text/html",
+        "-H", "Referer: https://news.example.org/item",
+        url,
+    ])  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    completed = re.search(r"(\d+) requests in", output)
+    if rate is None or completed is None:
+        raise SystemExit(f"could not read wrk's output:\n{output}")
+    # Non-2xx answers or socket errors would mean the run measured something else.
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(map(int, sockets.groups())) if sockets else 0
+    return Run(float(rate.group(1)), int(completed.group(1)), errors)
+
+
+def bench_app(
+    spec: AppSpec, sink: Collector, workdir: Path, rounds: int, seconds: float, script: Path
+) -> tuple[dict[str, list[Run]], int]:
+    results: dict[str, list[Run]] = {v: [] for v in VARIANTS}
+    with contextlib.ExitStack() as servers:
+        urls = {v: servers.enter_context(app_server(spec, v, sink, workdir)) for v in VARIANTS}
+        warmup_completed = 0
+        for variant in VARIANTS:
+            warmup = run_wrk(urls[variant], WARMUP_SECONDS, script)
+            if variant == "with":
+                warmup_completed = warmup.completed
+        for round_index in range(rounds):
+            order = VARIANTS[round_index % 3 :] + VARIANTS[: round_index % 3]
+            for variant in order:
+                run = run_wrk(urls[variant], seconds, script)
+                results[variant].append(run)
+                print(
+                    f"  {spec.name:<22} round {round_index + 1}  {variant:<8} "
+                    f"{run.requests_per_second:9.1f} req/s"
+                    + (f"  ({run.errors} errors)" if run.errors else ""),
+                    flush=True,
+                )
+    return results, warmup_completed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Many short interleaved runs rather than a few long ones: on a shared machine the
+    # noise comes in bursts, and medians over more pairs shrug it off.
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+    if args.rounds < 1 or args.duration <= 0:
+        raise SystemExit("--rounds must be >= 1 and --duration > 0")
+
+    import gunicorn
+    import uvicorn
+
+    print(
+        f"Python {platform.python_version()}, gunicorn {gunicorn.__version__}, "
+        f"uvicorn {uvicorn.__version__}, {os.cpu_count()} CPUs "
+        f"(load average {os.getloadavg()[0]:.2f} at start); wrk -t{WRK_THREADS} "
+        f"-c{WRK_CONNECTIONS}, {args.duration:g} s per run, {args.rounds} rounds, "
+        f"pages {', '.join(PAGES)}"
+        + (f"; app server on CPU {SERVER_CPU}, wrk on CPU {WRK_CPU}" if PIN else "")
+    )
+    summary: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="headcount-bench-") as tmp:
+        workdir = Path(tmp)
+        script = workdir / "pages.lua"
+        script.write_text(_WRK_SCRIPT % ", ".join(f'"{p}"' for p in PAGES), encoding="utf-8")
+        with collector(workdir) as sink:
+            for spec in APPS:
+                before = sink.requests_counted()
+                results, warmup = bench_app(spec, sink, workdir, args.rounds, args.duration, script)
+                # The servers are stopped now, so the 'with' server has flushed at exit.
+                time.sleep(1)
+                counted = sink.requests_counted() - before
+                sent = warmup + sum(r.completed for r in results["with"])
+                medians = {
+                    v: statistics.median(r.requests_per_second for r in runs)
+                    for v, runs in results.items()
+                }
+                base = medians["without"]
+                paired = {
+                    v: statistics.median(
+                        r.requests_per_second / w.requests_per_second
+                        for r, w in zip(results[v], results["without"], strict=True)
+                    )
+                    for v in ("disabled", "with")
+                }
+                summary.append(
+                    f"{spec.name:<22} median req/s: without {base:8.1f} | "
+                    f"disabled {medians['disabled']:8.1f} ({medians['disabled'] / base:6.1%}) | "
+                    f"with {medians['with']:8.1f} ({medians['with'] / base:6.1%})"
+                )
+                summary.append(
+                    f"{'':<22} median of per-round ratios: disabled {paired['disabled']:6.1%} | "
+                    f"with {paired['with']:6.1%}"
+                )
+                summary.append(
+                    f"{'':<22} collector counted {counted} requests from the 'with' server; "
+                    f"wrk completed {sent} (it does not count requests cut off at its end)"
+                )
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+    print("Summary (ratios against 'without' from the same run; goal: with >= 97%)")
+    for line in summary:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
