@@ -9,14 +9,16 @@ class RequestInfo:
     """What an integration saw of one finished request, before any coarsening.
 
     Integrations copy raw framework values in; ``Tracker.record_request`` does all of the
-    coarsening. Nothing here is kept after that call returns, except that ``client_addr``
-    and ``user_agent`` may feed the in-memory visit table (never sent, never stored).
+    coarsening. Nothing here is kept after that call returns, except that a keyed hash of
+    the client address, ``user_agent`` and ``host`` links a visit's pageviews in memory
+    (or Redis) for as long as the visit lasts; it is never sent, logged or written out.
     """
 
     __slots__ = (
         "client_addr",
         "content_type",
         "elapsed",
+        "forwarded_for",
         "host",
         "method",
         "purpose",
@@ -45,6 +47,7 @@ class RequestInfo:
         user_agent: str | None = None,
         content_type: str | None = None,
         client_addr: str | None = None,
+        forwarded_for: str | None = None,
     ) -> None:
         self.method = method
         # The framework's route template in its own syntax (`/users/<int:id>`,
@@ -64,4 +67,7 @@ class RequestInfo:
         self.query_string = query_string
         self.user_agent = user_agent
         self.content_type = content_type
+        # The peer address as the app already trusts it (after ProxyFix and the like), and
+        # the raw X-Forwarded-For header, read only when client_addr is a trusted proxy.
         self.client_addr = client_addr
+        self.forwarded_for = forwarded_for

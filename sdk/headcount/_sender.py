@@ -202,6 +202,7 @@ class Sender:
             sender=SENDER_NAME,
             sender_version=__version__,
             records=list(records),
+            visits=self._settings.visits_mode,
         )
         body = _ENCODER.encode(batch)
         if len(body) > _BODY_LIMIT and len(records) > 1:

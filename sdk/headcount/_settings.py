@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import ipaddress
 import math
 import os
 import warnings
@@ -41,6 +43,10 @@ DEFAULT_EXCLUDE_ROUTES: tuple[str, ...] = (
 )
 
 SendSchedule = Literal["immediate", "hourly"]
+VisitsMode = Literal["off", "memory", "redis"]
+
+MEMORY_STORE = "memory"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class HttpResponse(Protocol):
@@ -109,6 +115,19 @@ class TrackerSettings:
     # A client, or a factory called once per process (use a factory if the app forks).
     http_client: HttpClientOption | None = dataclasses.field(default=None, repr=False)
     transport: httpx.BaseTransport | None = dataclasses.field(default=None, repr=False)
+    # Visits: one browser's pageviews linked, in memory only, while no gap of visit_gap
+    # seconds separates them; only the finished visit's range labels are sent.
+    visits: bool = True
+    # "memory" (each process links its own requests) or a Redis URL shared by workers.
+    visits_store: str = dataclasses.field(default=MEMORY_STORE, repr=False)
+    visit_gap: float = 1800.0
+    # Open visits kept in memory; when full, the least recently active visit is closed.
+    max_visits: int = 100_000
+    # Proxies (addresses or CIDR networks) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # Redis store only: the longest a request may wait on Redis, and the key prefix.
+    visits_redis_timeout: float = 0.05
+    visits_redis_prefix: str = "headcount:visits:"
 
     @classmethod
     def build(
@@ -162,7 +181,19 @@ class TrackerSettings:
                 )
         if settings.http_client is not None and settings.transport is not None:
             raise ConfigurationError("pass either http_client or transport, not both")
+        if settings.visits_mode == "redis" and importlib.util.find_spec("redis") is None:
+            raise ConfigurationError(
+                "visits_store is a Redis URL but redis-py is missing: "
+                "pip install 'headcount[redis]'"
+            )
         return settings
+
+    @property
+    def visits_mode(self) -> VisitsMode:
+        """How visits are linked: not at all, per process, or in a shared Redis."""
+        if not self.visits:
+            return "off"
+        return "memory" if self.visits_store == MEMORY_STORE else "redis"
 
     @property
     def ingest_url(self) -> str:
@@ -189,7 +220,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"{raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
-def _parse_routes(raw: str) -> tuple[str, ...]:
+def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
@@ -252,6 +283,40 @@ def _check_schedule(name: str, value: object) -> str:
     return str(value)
 
 
+def _check_visits_store(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    store = value.strip()
+    if store == MEMORY_STORE or store.startswith(_REDIS_SCHEMES):
+        return store
+    # Never echo the value: a Redis URL may carry a password.
+    raise ConfigurationError(f"{name} must be 'memory' or a redis://, rediss:// or unix:// URL")
+
+
+def _check_networks(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigurationTypeError(f"{name} must be a list of addresses or CIDR networks")
+    networks: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigurationTypeError(f"{name} entries must be strings")
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{name}: {item!r} is not an IP address or CIDR network"
+            ) from exc
+    return tuple(networks)
+
+
+def _check_prefix(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= 100 or not all("!" <= c <= "~" for c in value):
+        raise ConfigurationError(f"{name} must be 1-100 visible ASCII characters")
+    return value
+
+
 def _check_http_client(name: str, value: object) -> object:
     if value is not None and not (is_client_instance(value) or callable(value)):
         raise ConfigurationTypeError(f"{name} must be an httpx.Client or a factory returning one")
@@ -272,7 +337,7 @@ _OPTIONS: dict[str, _Option] = {
     "shutdown_timeout": _Option(_check_number(0, 600, integer=False), float),
     "request_timeout": _Option(_check_number(0.01, 600, integer=False), float),
     "max_keys": _Option(_check_number(1, 10_000_000, integer=True), int),
-    "exclude_routes": _Option(_check_routes, _parse_routes),
+    "exclude_routes": _Option(_check_routes, _parse_list),
     "send_schedule": _Option(_check_schedule, str.strip),
     "max_buffer_batches": _Option(_check_number(1, 1_000_000, integer=True), int),
     "max_buffer_bytes": _Option(_check_number(1024, 2**40, integer=True), int),
@@ -281,5 +346,12 @@ _OPTIONS: dict[str, _Option] = {
     "backoff_max": _Option(_check_number(0.001, 86400, integer=False), float),
     "http_client": _Option(_check_http_client, None),
     "transport": _Option(_check_transport, None),
+    "visits": _Option(_check_bool, _parse_bool),
+    "visits_store": _Option(_check_visits_store, str),
+    "visit_gap": _Option(_check_number(0.01, 86400, integer=False), float),
+    "max_visits": _Option(_check_number(1, 10_000_000, integer=True), int),
+    "trusted_proxies": _Option(_check_networks, _parse_list),
+    "visits_redis_timeout": _Option(_check_number(0.001, 10, integer=False), float),
+    "visits_redis_prefix": _Option(_check_prefix, str.strip),
 }
 _REQUIRED_STR = frozenset({"endpoint", "write_token"})

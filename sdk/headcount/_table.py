@@ -6,9 +6,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import cast
 
-from headcount.wire import OTHER, REFERRER_SPECIAL, Bot, Event, Pageview, Record, Request
+from headcount.wire import OTHER, REFERRER_SPECIAL, Bot, Event, Pageview, Record, Request, Visit
 
-__all__ = ["CountTable", "Key", "merge_counts", "overflow_key", "to_records"]
+__all__ = ["CountTable", "Key", "VisitKey", "merge_counts", "overflow_key", "to_records"]
 
 # Keys are plain tuples, tagged by record kind, because hashing a tuple of interned
 # strings is the cheapest thing Python can count by:
@@ -16,11 +16,13 @@ __all__ = ["CountTable", "Key", "merge_counts", "overflow_key", "to_records"]
 #   ("pageview", hour, route, referrer, entry, utm_source, utm_medium, utm_campaign)
 #   ("bot", hour)
 #   ("event", hour, name, route, ((prop, value), ...))
+#   ("visit", start_hour, entry_route, duration_label, pages_label)
 RequestKey = tuple[str, int, str, str, str, str]
 PageviewKey = tuple[str, int, str, str, bool, str | None, str | None, str | None]
 EventKey = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
 BotKey = tuple[str, int]
-Key = RequestKey | PageviewKey | EventKey | BotKey
+VisitKey = tuple[str, int, str, str, str]
+Key = RequestKey | PageviewKey | EventKey | BotKey | VisitKey
 
 # Room above max_keys for overflow keys. Request, pageview and bot overflow keys are
 # few per hour by construction; only events with ever-new names can reach this ceiling.
@@ -40,6 +42,9 @@ def overflow_key(key: Key) -> Key:
     if kind == "event":
         _, hour, name, *_ = cast(EventKey, key)
         return (kind, hour, name, OTHER, ())
+    if kind == "visit":
+        _, hour, _, duration, pages = cast(VisitKey, key)
+        return (kind, hour, OTHER, duration, pages)
     return key
 
 
@@ -83,6 +88,23 @@ class CountTable:
                     counts[also] = 1
                 else:
                     self._add_overflow(also)
+        finally:
+            self._lock.release()
+
+    def add_finished_visits(self, keys: Iterable[VisitKey]) -> None:
+        """Count finished visits: derived from pageviews already recorded, so they leave
+        ``recorded`` alone."""
+        self._lock.acquire()
+        try:
+            counts = self._counts
+            for key in keys:
+                n = counts.get(key)
+                if n is not None:
+                    counts[key] = n + 1
+                elif len(counts) < self._max_keys:
+                    counts[key] = 1
+                else:
+                    self._add_overflow(key)
         finally:
             self._lock.release()
 
@@ -143,6 +165,9 @@ def _record(key: Key, n: int) -> Record:
     if kind == "event":
         _, hour, name, route, props = cast(EventKey, key)
         return Event(hour=hour, name=name, route=route, props=dict(props), n=n)
+    if kind == "visit":
+        _, hour, route, duration, pages = cast(VisitKey, key)
+        return Visit(hour=hour, route=route, duration=duration, pages=pages, n=n)
     return Bot(hour=key[1], n=n)
 
 

@@ -37,6 +37,7 @@ from headcount._sender import Sender
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, to_records
+from headcount._visits import VisitStore, build_visit_store
 from headcount.wire import (
     INTERNAL,
     LATENCY_LABELS,
@@ -55,7 +56,7 @@ _CHILD_WAIT = 1.0
 class _ProcessState:
     """Everything that must not cross a fork: the table, its lock, buffer, thread, client."""
 
-    __slots__ = ("counters", "hold", "log", "pid", "sender", "start_lock", "table")
+    __slots__ = ("counters", "hold", "log", "pid", "sender", "start_lock", "table", "visits")
 
     def __init__(self, settings: TrackerSettings, pid: int) -> None:
         self.pid = pid
@@ -64,9 +65,20 @@ class _ProcessState:
         self.table = CountTable(settings.max_keys)
         self.hold = HourlyHold(settings.max_keys) if settings.send_schedule == "hourly" else None
         self.start_lock = threading.Lock()
+        self.visits: VisitStore | None = build_visit_store(
+            settings, self.table.add_finished_visits, self.counters, self.log
+        )
         self.sender = Sender(settings, self.counters, self.log, self.collect)
 
     def collect(self, everything: bool) -> list[Record]:
+        if self.visits is not None:
+            # Before the swap, so visits that went idle leave in this very batch; and
+            # here, on the sender's schedule, so they end without waiting for a request.
+            try:
+                self.visits.sweep()
+            except Exception as exc:
+                self.counters.add(errors=1)
+                self.log.warning("visits", "headcount visit sweep failed: %s", type(exc).__name__)
         counts = self.table.swap()
         if self.hold is None:
             return to_records(counts.items())
@@ -108,6 +120,13 @@ class Tracker:
     times; counts then show up 1-2 hours late, and counts still held by a process that
     is killed (rather than shut down) are lost. ``flush`` and ``shutdown`` send held
     counts at once.
+
+    Visits (on unless ``visits=False``): a pageview continues its browser's visit while
+    no gap of ``visit_gap`` seconds (30 minutes) separates them. The browser is told
+    apart by a keyed hash of client address, user agent and host, under a secret kept in
+    memory and replaced daily; only a finished visit's start hour, entry route, duration
+    range and pages range are counted and sent. ``visits_store`` is ``"memory"`` (per
+    process) or a Redis URL shared by all workers (one round trip per pageview).
     """
 
     def __init__(
@@ -177,7 +196,12 @@ class Tracker:
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
                 pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
-                self._state.table.add(request, pageview)
+                state = self._state
+                state.table.add(request, pageview)
+                if state.visits is not None:
+                    state.visits.record(
+                        info.client_addr, info.forwarded_for, info.user_agent, info.host, route
+                    )
             else:
                 self._state.table.add(request)
         except Exception as exc:
@@ -295,7 +319,12 @@ class Tracker:
         if self._atexit_registered:
             atexit.unregister(self._at_exit)
         try:
-            return self._current_state().sender.shutdown(
+            state = self._current_state()
+            if state.visits is not None:
+                # Open visits end with the process (in memory) or are left to the other
+                # workers (Redis); either way they are counted before the last send.
+                state.visits.close()
+            return state.sender.shutdown(
                 self.settings.shutdown_timeout if timeout is None else timeout
             )
         except Exception as exc:

@@ -91,6 +91,7 @@ def environ_request_info(
         user_agent=get("HTTP_USER_AGENT"),
         content_type=content_type,
         client_addr=get("REMOTE_ADDR"),
+        forwarded_for=get("HTTP_X_FORWARDED_FOR"),
     )
 
 
@@ -104,10 +105,15 @@ def asgi_request_info(
     """Describe an HTTP request from its ASGI scope."""
     route = _matched_route(route, status)
     fields: dict[str, str] = {}
+    forwarded: list[str] = []
     purpose_rank = 3
     for name, value in scope.get("headers", ()):
-        known = _ASGI_FIELDS.get(name.lower())
+        lowered = name.lower()
+        known = _ASGI_FIELDS.get(lowered)
         if known is None:
+            if lowered == b"x-forwarded-for":
+                # Every proxy may add its own header line; in order, they make one list.
+                forwarded.append(value.decode("latin-1"))
             continue
         field, rank = known
         if field == "purpose":
@@ -133,6 +139,7 @@ def asgi_request_info(
         user_agent=fields.get("user_agent"),
         content_type=content_type,
         client_addr=client[0] if client else None,
+        forwarded_for=",".join(forwarded) if forwarded else None,
     )
 
 

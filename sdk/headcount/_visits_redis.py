@@ -1,0 +1,365 @@
+"""Visits shared by worker processes through Redis, with the same rules as in memory.
+
+Layout, under ``visits_redis_prefix`` plus a tag of the site's write token (so two sites
+sharing a database never mix), ``{e}`` being the current key's random epoch id:
+
+- ``key``: ``"{e}:{secret}"``, the daily link-key secret. Created with ``SET NX`` and a
+  24-hour TTL, so all workers use one; when it expires the next worker makes a new one.
+- ``link:{e}:{hash}``: keyed hash of (client address, user agent, host) -> visit id.
+  Its TTL is the idle gap: a link lives no longer than the visit could.
+- ``visit:{id}``: first/last seen (Redis server time, ms), pages, entry route. No link.
+- ``open:{e}``: sorted set of visit ids by last-seen time; ``epochs``: the set of ``{e}``.
+
+Every step runs as one Lua script on Redis's own clock, so workers with skewed clocks
+agree, and a sweeper claims an idle visit (``ZREM`` inside the script) exactly once: only
+the worker whose script removed it emits it. A pageview for a visit that was already
+claimed starts a new one. When the secret changes, the old epoch's visits are all
+claimed and its link keys deleted, so no link survives the rotation.
+
+Recording costs one round trip per pageview, made from the request thread with a short
+socket timeout (``visits_redis_timeout``). Any Redis error fails open: it is counted in
+``stats().errors``, logged (rate-limited, no data), and Redis is left alone for a few
+seconds, during which pageviews are not linked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from headcount._log import RateLimitedLog
+from headcount._proxies import ClientAddress
+from headcount._settings import TrackerSettings
+from headcount._stats import Counters
+from headcount._table import VisitKey
+from headcount._visits import KEY_LIFETIME, Clock, Emit, finished_visit, link_material, new_hasher
+from headcount.wire import route_problem
+
+__all__ = ["RedisVisits", "key_prefix"]
+
+# After a failure, requests leave Redis alone this long: a dead Redis then costs at most
+# one timeout per worker per pause, not one per pageview.
+PAUSE_AFTER_ERROR: Final = 2.0
+# Visit data outlives its link by this much, so that a sweep (every flush_interval)
+# still finds a visit that went idle while every worker was busy or restarting.
+_DATA_GRACE_MS: Final = 3600 * 1000
+_CLAIM_CHUNK: Final = 500
+_SWEEP_TIMEOUT: Final = 2.0
+
+_KEY_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap ms, data TTL ms,
+# visit key prefix, index TTL ms. Returns 0 (the epoch is stale), 1 (new), 2 (continued).
+_RECORD_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current or string.sub(current, 1, 16) ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local gap = tonumber(ARGV[4])
+local vid = redis.call('GET', KEYS[2])
+if vid then
+  local last = redis.call('ZSCORE', KEYS[3], vid)
+  if last and tonumber(now) - tonumber(last) < gap then
+    local data = ARGV[6] .. vid
+    redis.call('HINCRBY', data, 'pages', 1)
+    redis.call('HSET', data, 'last', now)
+    redis.call('PEXPIRE', data, ARGV[5])
+    redis.call('ZADD', KEYS[3], now, vid)
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    return 2
+  end
+end
+vid = ARGV[2]
+local data = ARGV[6] .. vid
+redis.call('SET', KEYS[2], vid, 'PX', ARGV[4])
+redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3])
+redis.call('PEXPIRE', data, ARGV[5])
+redis.call('ZADD', KEYS[3], now, vid)
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+return 1
+"""
+
+# KEYS: open. ARGV: "idle" or "all", gap ms, limit, visit key prefix. Returns the claimed
+# visits flattened as first, last, pages, route ("" for all four: its data had expired).
+_CLAIM_SCRIPT = """
+local upper = '+inf'
+if ARGV[1] == 'idle' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  upper = string.format('%d', now - tonumber(ARGV[2]))
+end
+local vids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', upper, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, vid in ipairs(vids) do
+  redis.call('ZREM', KEYS[1], vid)
+  local data = ARGV[4] .. vid
+  local v = redis.call('HMGET', data, 'first', 'last', 'pages', 'route')
+  redis.call('DEL', data)
+  for i = 1, 4 do out[#out + 1] = v[i] or '' end
+end
+return out
+"""
+
+
+def key_prefix(settings: TrackerSettings) -> str:
+    """The configured prefix plus a tag of the site, so sites sharing a database never mix."""
+    tag = hashlib.blake2b(
+        settings.write_token.encode(), digest_size=6, person=b"headcount-site"
+    ).hexdigest()
+    return f"{settings.visits_redis_prefix}{tag}:"
+
+
+class _LinkKey:
+    __slots__ = ("epoch", "hasher", "valid_until")
+
+    def __init__(self, epoch: str, secret: bytes, valid_until: float) -> None:
+        self.epoch = epoch
+        self.hasher = new_hasher(secret)
+        self.valid_until = valid_until
+
+
+class RedisVisits:
+    """Open visits in a Redis shared by every worker of a site."""
+
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        emit: Emit,
+        counters: Counters,
+        log: RateLimitedLog,
+        *,
+        clock: Clock = time.monotonic,
+        addresses: ClientAddress | None = None,
+    ) -> None:
+        self._settings = settings
+        self._emit = emit
+        self._counters = counters
+        self._log = log
+        self._clock = clock
+        self._addresses = addresses or ClientAddress(settings.trusted_proxies)
+        self._gap_ms = str(max(1, round(settings.visit_gap * 1000)))
+        self._data_ttl_ms = str(round(settings.visit_gap * 1000) + _DATA_GRACE_MS)
+        self._index_ttl_ms = str(round((KEY_LIFETIME + settings.visit_gap) * 1000) + _DATA_GRACE_MS)
+        prefix = key_prefix(settings)
+        self._secret_key = prefix + "key"
+        self._epochs_key = prefix + "epochs"
+        self._open_prefix = prefix + "open:"
+        self._link_prefix = prefix + "link:"
+        self._visit_prefix = prefix + "visit:"
+        self._link_key: _LinkKey | None = None
+        self._paused_until = 0.0
+        self._clients_lock = threading.Lock()
+        self._fast: Any = None  # the request path's client: short timeouts, no retries
+        self._slow: Any = None  # the sweeper's client
+        self._scripts: dict[str, Any] = {}
+        self._checked_persistence = False
+
+    # --- the request path ---------------------------------------------------------
+
+    def record(
+        self,
+        peer: str | None,
+        forwarded_for: str | None,
+        user_agent: str | None,
+        host: str | None,
+        route: str,
+    ) -> None:
+        now = self._clock()
+        if now < self._paused_until:
+            return
+        address = self._addresses.resolve(peer, forwarded_for)
+        if address is None:
+            return
+        material = link_material(address, user_agent, host)
+        try:
+            client = self._client(fast=True)
+            for _ in range(2):
+                key = self._current_link_key(client, now)
+                hasher = key.hasher.copy()
+                hasher.update(material)
+                outcome = self._scripts["record"](
+                    keys=[
+                        self._secret_key,
+                        f"{self._link_prefix}{key.epoch}:{hasher.hexdigest()}",
+                        self._open_prefix + key.epoch,
+                        self._epochs_key,
+                    ],
+                    args=[
+                        key.epoch,
+                        secrets.token_hex(8),
+                        route,
+                        self._gap_ms,
+                        self._data_ttl_ms,
+                        self._visit_prefix,
+                        self._index_ttl_ms,
+                    ],
+                    client=client,
+                )
+                if outcome != 0:
+                    return
+                # The key was replaced under us: fetch the new one and try once more.
+                self._link_key = None
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    # --- the sender thread --------------------------------------------------------
+
+    def sweep(self) -> None:
+        try:
+            client = self._client(fast=False)
+            self._check_persistence(client)
+            current = self._current_link_key(client, self._clock()).epoch
+            for raw in client.smembers(self._epochs_key):
+                epoch = raw.decode("ascii", "replace")
+                self._claim(client, epoch, idle_only=epoch == current)
+                if epoch != current:
+                    self._forget_epoch(client, epoch)
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def close(self) -> None:
+        # Other workers (or this app after a restart) continue the visits still open;
+        # only those already over are emitted now.
+        self.sweep()
+        with self._clients_lock:
+            for client in (self._fast, self._slow):
+                if client is not None:
+                    client.close()
+            self._fast = self._slow = None
+
+    def _claim(self, client: Any, epoch: str, *, idle_only: bool) -> None:
+        while True:
+            mode = "idle" if idle_only else "all"
+            flat = self._scripts["claim"](
+                keys=[self._open_prefix + epoch],
+                args=[mode, self._gap_ms, _CLAIM_CHUNK, self._visit_prefix],
+                client=client,
+            )
+            self._emit_claimed(flat)
+            if len(flat) < 4 * _CLAIM_CHUNK:
+                return
+
+    def _emit_claimed(self, flat: Sequence[bytes]) -> None:
+        finished: list[VisitKey] = []
+        unusable = 0
+        for i in range(0, len(flat) - 3, 4):
+            try:
+                first, last, pages = int(flat[i]), int(flat[i + 1]), int(flat[i + 2])
+                route = flat[i + 3].decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                unusable += 1  # its data had expired, or was not ours
+                continue
+            if pages < 1 or route_problem(route) is not None:
+                unusable += 1
+                continue
+            start_hour = first // 1000 // 3600 * 3600
+            finished.append(finished_visit(start_hour, route, (last - first) / 1000, pages))
+        if finished:
+            self._emit(finished)
+        if unusable:
+            self._counters.add(errors=unusable)
+            self._log.warning(
+                "visits-lost", "headcount lost %d visits whose Redis data had expired", unusable
+            )
+
+    def _forget_epoch(self, client: Any, epoch: str) -> None:
+        """Delete what is left of a replaced key's links; drop the epoch once it is empty."""
+        pattern = f"{self._link_prefix}{epoch}:*"
+        batch: list[bytes] = []
+        for name in client.scan_iter(match=pattern, count=1000):
+            batch.append(name)
+            if len(batch) >= 1000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+        if not client.exists(self._open_prefix + epoch):
+            client.srem(self._epochs_key, epoch)
+
+    # --- shared -------------------------------------------------------------------
+
+    def _current_link_key(self, client: Any, now: float) -> _LinkKey:
+        key = self._link_key
+        if key is not None and now < key.valid_until:
+            return key
+        candidate = f"{secrets.token_hex(8)}:{secrets.token_hex(32)}"
+        value, ttl_ms = self._scripts["key"](
+            keys=[self._secret_key],
+            args=[candidate, round(KEY_LIFETIME * 1000)],
+            client=client,
+        )
+        epoch, _, secret_hex = value.decode("ascii").partition(":")
+        if len(epoch) != 16 or len(secret_hex) != 64:
+            raise redis.DataError("the visit key in Redis is not one Headcount wrote")
+        lifetime = min(ttl_ms / 1000, KEY_LIFETIME) if ttl_ms > 0 else 1.0
+        key = _LinkKey(epoch, bytes.fromhex(secret_hex), now + lifetime)
+        self._link_key = key
+        return key
+
+    def _client(self, *, fast: bool) -> Any:
+        client = self._fast if fast else self._slow
+        if client is not None:
+            return client
+        with self._clients_lock:
+            if self._fast is None:
+                timeout = self._settings.visits_redis_timeout
+                url = self._settings.visits_store
+                self._fast = redis.Redis.from_url(
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                slow_timeout = max(_SWEEP_TIMEOUT, timeout)
+                self._slow = redis.Redis.from_url(
+                    url,
+                    socket_timeout=slow_timeout,
+                    socket_connect_timeout=slow_timeout,
+                    retry=Retry(NoBackoff(), 1),
+                )
+                self._scripts = {
+                    "key": self._fast.register_script(_KEY_SCRIPT),
+                    "record": self._fast.register_script(_RECORD_SCRIPT),
+                    "claim": self._fast.register_script(_CLAIM_SCRIPT),
+                }
+            return self._fast if fast else self._slow
+
+    def _check_persistence(self, client: Any) -> None:
+        """Warn once when Redis writes its data to disk: the links would reach it too."""
+        if self._checked_persistence:
+            return
+        self._checked_persistence = True
+        try:
+            config = client.config_get("save") | client.config_get("appendonly")
+        except redis.RedisError:
+            return  # managed Redis often forbids CONFIG; nothing to learn then
+        save = config.get("save") or config.get(b"save")
+        appendonly = config.get("appendonly") or config.get(b"appendonly")
+        if save or appendonly in ("yes", b"yes"):
+            self._log.warning(
+                "visits-persistence",
+                "headcount: the Redis used for visits persists data to disk (save/appendonly);"
+                " turn persistence off there so visit links never reach a disk",
+            )
+
+    def _failed(self, exc: Exception) -> None:
+        self._paused_until = self._clock() + PAUSE_AFTER_ERROR
+        self._counters.add(errors=1)
+        self._log.warning(
+            "visits-redis",
+            "headcount could not use Redis for visits (%s); pageviews are not linked meanwhile",
+            type(exc).__name__,
+        )
