@@ -11,21 +11,31 @@ from headcount_collector.tables import TABLES
 
 
 def stored_total(db_path: Path, site: str = "shop", table: str = "hc_request") -> int:
-    """Sum of every stored counter of ``site`` in ``table``, read from the file itself."""
+    """Sum of the hourly counters of ``site`` in ``table``, read from the file itself.
+
+    Hourly rows only: each count may also sit in a daily row, so summing every
+    resolution would count it twice.
+    """
     conn = sqlite3.connect(db_path, timeout=30)
     try:
-        row = conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE site = ?", (site,))
+        row = conn.execute(
+            f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE site = ? AND res = 'h'", (site,)
+        )
         return int(row.fetchone()[0])
     finally:
         conn.close()
 
 
 def stored_everything(db_path: Path) -> tuple[int, int]:
-    """(sum of all counters of every site and table, remembered batch ids)."""
+    """(sum of all hourly counters of every site and table, remembered batch ids)."""
     conn = sqlite3.connect(db_path, timeout=30)
     try:
         total = sum(
-            int(conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {t.name}").fetchone()[0])
+            int(
+                conn.execute(
+                    f"SELECT COALESCE(SUM(n), 0) FROM {t.name} WHERE res = 'h'"
+                ).fetchone()[0]
+            )
             for t in TABLES.values()
         )
         batches = int(conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
