@@ -113,7 +113,9 @@ def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
         table = table_for(record)
         key = (table.kind, hour, table.key_of(record))
         counts[key] = counts.get(key, 0) + record.n
-    return PendingBatch(site.id, batch.batch_id, counts, len(batch.records), batch.visits)
+    return PendingBatch(
+        site.id, batch.batch_id, counts, len(batch.records), batch.visits, site.timezone
+    )
 
 
 def _check_event(record: wire.Event, site: Site, index: int) -> None:

@@ -10,7 +10,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-__all__ = ["Unit", "bucket_starts", "floor_hour", "local_midnight", "to_local_iso"]
+__all__ = [
+    "Unit",
+    "bucket_starts",
+    "floor_hour",
+    "is_local_midnight",
+    "local_day_start",
+    "local_midnight",
+    "to_local_iso",
+]
 
 Unit = Literal["day", "week", "month"]
 
@@ -57,3 +65,12 @@ def bucket_starts(start: int, end: int, unit: Unit, zone: ZoneInfo) -> list[tupl
 
 def to_local_iso(ts: int, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(zone).isoformat()
+
+
+def local_day_start(ts: int, zone: ZoneInfo) -> int:
+    """The UTC instant at which the local day containing ``ts`` began."""
+    return local_midnight(datetime.fromtimestamp(ts, zone).date(), zone)
+
+
+def is_local_midnight(ts: int, zone: ZoneInfo) -> bool:
+    return local_day_start(ts, zone) == ts

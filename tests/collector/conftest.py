@@ -161,11 +161,17 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collecto
 def sqlite_snapshot(db_path: Path) -> tuple[int, int]:
     conn = sqlite3.connect(db_path)
     try:
-        total = sum(
-            conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {t.name}").fetchone()[0]
-            for t in TABLES.values()
-        )
+        total = daily = 0
+        for t in TABLES.values():
+            total += conn.execute(
+                f"SELECT COALESCE(SUM(n), 0) FROM {t.name} WHERE res = 'h'"
+            ).fetchone()[0]
+            daily += conn.execute(
+                f"SELECT COALESCE(SUM(n), 0) FROM {t.name} WHERE res = 'd'"
+            ).fetchone()[0]
         batches = conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0]
     finally:
         conn.close()
+    # Every hourly count is also in its day's row (until hourly rows expire).
+    assert daily == total, (daily, total)
     return int(total), int(batches)

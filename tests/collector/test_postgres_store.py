@@ -78,7 +78,10 @@ def batch(
 
 def total(store: PostgresStore, site: str = "blog", kind: str = "pageview") -> int:
     rows = store.query(
-        CounterQuery(table=TABLES[kind], site=site, start=0, end=2**40, interval="total")
+        # Daily rows hold every count, including those whose hourly rows have expired.
+        CounterQuery(
+            table=TABLES[kind], site=site, start=0, end=2**40, interval="total", resolution="d"
+        )
     )
     return sum(int(row[-1] or 0) for row in rows)
 

@@ -28,7 +28,9 @@ def utc_hour(y: int, m: int, d: int, h: int) -> int:
 
 def seed(store: Store, site: str, rows: list[tuple[str, int, tuple[str | int, ...], int]]) -> None:
     counts = {(kind, hour, dims): n for kind, hour, dims, n in rows}
-    applied = store.commit([PendingBatch(site, secrets.token_hex(16), counts, len(rows))], int(NOW))
+    zone = BERLIN if site == "blog" else ZoneInfo("UTC")  # as in tests.conftest.site_file_text
+    batch = PendingBatch(site, secrets.token_hex(16), counts, len(rows), zone=zone)
+    applied = store.commit([batch], int(NOW))
     assert applied == [True]
 
 

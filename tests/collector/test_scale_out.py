@@ -97,7 +97,7 @@ def post(client: httpx.Client, server: CollectorProcess, body: bytes) -> httpx.R
 def stored_routes(url: str) -> Counter[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT route, SUM(n)::bigint FROM hc_pageview WHERE site = 'shop' GROUP BY route"
+            "SELECT route, SUM(n)::bigint FROM hc_pageview WHERE site = 'shop' AND res = 'h' GROUP BY route"
         ).fetchall()
     return Counter({route: int(n) for route, n in rows})
 

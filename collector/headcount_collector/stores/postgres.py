@@ -32,7 +32,7 @@ from headcount_collector.stores.base import (
     merge_applied,
 )
 from headcount_collector.tables import TABLES, Table
-from headcount_collector.timeutil import bucket_starts, local_midnight
+from headcount_collector.timeutil import local_midnight
 
 __all__ = ["PoolSettings", "PostgresStore"]
 
@@ -115,14 +115,15 @@ def _upsert_sql(table: Table) -> str:
     # One statement per table per group commit: the rows travel as one array per column,
     # in binary (%b), which PostgreSQL decodes faster than array text (bench/pg_drivers.py).
     # The statement text never changes with the row count, so psycopg prepares it once.
-    columns = ("site", "bucket", *table.dimensions, "n")
-    types = ("text", "bigint", *(_column_type(c) for c in table.dimensions), "bigint")
+    columns = ("site", "res", "bucket", *table.dimensions, "n")
+    types = ("text", "text", "bigint", *(_column_type(c) for c in table.dimensions), "bigint")
     arrays = ", ".join(f"%b::{t}[]" for t in types)
     key = ", ".join(("site", "res", "bucket", *table.dimensions))
     dims = "".join(f", u.{c}" for c in table.dimensions)
     return (
         f"INSERT INTO {table.name} ({key}, n) "
-        f"SELECT u.site, 'h', u.bucket{dims}, u.n FROM unnest({arrays}) AS u({', '.join(columns)}) "
+        f"SELECT u.site, u.res, u.bucket{dims}, u.n "
+        f"FROM unnest({arrays}) AS u({', '.join(columns)}) "
         f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
     )
 
@@ -134,26 +135,6 @@ _REMEMBER_BATCHES_SQL = (
     "SELECT u.site, u.batch_id, %b FROM unnest(%b::text[], %b::text[]) AS u(site, batch_id) "
     "ON CONFLICT DO NOTHING RETURNING site, batch_id"
 )
-
-
-def _roll_up_sql(table: Table, days: int) -> str:
-    # Delete and re-insert in ONE statement: the rows summed into daily rows are exactly
-    # the rows deleted, even while other collectors keep writing hourly counters.
-    dims = "".join(f", {c}" for c in table.dimensions)
-    gone_dims = "".join(f", g.{c}" for c in table.dimensions)
-    key = ", ".join(("site", "res", "bucket", *table.dimensions))
-    values = ", ".join("(%s::bigint, %s::bigint)" for _ in range(days))
-    return (
-        f"WITH b(lo, hi) AS (VALUES {values}), "
-        f"gone AS (DELETE FROM {table.name} WHERE site = %s AND res = 'h' "
-        f"AND bucket >= %s AND bucket < %s RETURNING site, bucket{dims}, n), "
-        f"daily AS (INSERT INTO {table.name} ({key}, n) "
-        f"SELECT g.site, 'd', b.lo{gone_dims}, SUM(g.n) FROM gone g "
-        f"JOIN b ON g.bucket >= b.lo AND g.bucket < b.hi "
-        f"GROUP BY g.site, b.lo{gone_dims} "
-        f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n RETURNING 1) "
-        f"SELECT (SELECT COUNT(*) FROM gone), (SELECT COUNT(*) FROM daily)"
-    )
 
 
 class PostgresStore:
@@ -295,20 +276,14 @@ class PostgresStore:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
             rolled = deleted = 0
             for table in TABLES.values():
-                row = conn.execute(
-                    f"SELECT MIN(bucket) FROM {table.name} "
-                    "WHERE site = %s AND res = 'h' AND bucket < %s",
+                # Every count already sits in its local day's row as well (written at
+                # commit), so rolling up is deleting the hourly rows past hourly_days.
+                rolled += conn.execute(
+                    f"DELETE FROM {table.name} WHERE site = %s AND res = 'h' AND bucket < %s",
                     (site.id, hourly_cutoff),
-                ).fetchone()
-                if row is not None and row[0] is not None:
-                    days = bucket_starts(_int(row[0]), hourly_cutoff, "day", zone)
-                    counts = conn.execute(
-                        _roll_up_sql(table, len(days)),
-                        [*(x for day in days for x in day), site.id, days[0][0], hourly_cutoff],
-                    ).fetchone()
-                    rolled += _int(counts[0]) if counts else 0
+                ).rowcount
                 deleted += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = %s AND bucket < %s",
+                    f"DELETE FROM {table.name} WHERE site = %s AND res = 'd' AND bucket < %s",
                     (site.id, daily_cutoff),
                 ).rowcount
             forgotten = conn.execute(

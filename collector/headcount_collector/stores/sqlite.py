@@ -26,7 +26,7 @@ from headcount_collector.stores.base import (
     merge_applied,
 )
 from headcount_collector.tables import TABLES
-from headcount_collector.timeutil import bucket_starts, local_midnight
+from headcount_collector.timeutil import local_midnight
 
 __all__ = ["SQLiteStore"]
 
@@ -189,17 +189,14 @@ class SQLiteStore:
         rolled = deleted = 0
         with self._write() as conn:
             for table in TABLES.values():
-                row = conn.execute(
-                    f"SELECT MIN(bucket) FROM {table.name} WHERE site = ? AND res = 'h'"
-                    " AND bucket < ?",
+                # Every count already sits in its local day's row as well (written at
+                # commit), so rolling up is deleting the hourly rows past hourly_days.
+                rolled += conn.execute(
+                    f"DELETE FROM {table.name} WHERE site = ? AND res = 'h' AND bucket < ?",
                     (site.id, hourly_cutoff),
-                ).fetchone()
-                if row[0] is not None:
-                    rolled += self._roll_up(
-                        conn, table.name, table.dimensions, site, row[0], hourly_cutoff
-                    )
+                ).rowcount
                 deleted += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = ? AND bucket < ?",
+                    f"DELETE FROM {table.name} WHERE site = ? AND res = 'd' AND bucket < ?",
                     (site.id, daily_cutoff),
                 ).rowcount
             forgotten = conn.execute(
@@ -211,35 +208,6 @@ class SQLiteStore:
             # so a purged value is gone from every file on disk.
             self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return RetentionResult(rolled, deleted, forgotten)
-
-    @staticmethod
-    def _roll_up(
-        conn: sqlite3.Connection,
-        name: str,
-        dimensions: tuple[str, ...],
-        site: Site,
-        oldest: int,
-        cutoff: int,
-    ) -> int:
-        days = bucket_starts(oldest, cutoff, "day", site.timezone)
-        values = ", ".join("(?, ?)" for _ in days)
-        params: list[object] = [x for day in days for x in day]
-        dims = "".join(f", {c}" for c in dimensions)
-        key = ", ".join(("site", "res", "bucket", *dimensions))
-        conn.execute(
-            f"WITH b(lo, hi) AS (VALUES {values}) "
-            f"INSERT INTO {name} (site, res, bucket{dims}, n) "
-            f"SELECT c.site, 'd', b.lo{dims.replace(', ', ', c.')}, SUM(c.n) "
-            f"FROM {name} c JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
-            f"WHERE c.site = ? AND c.res = 'h' AND c.bucket < ? "
-            f"GROUP BY b.lo{dims.replace(', ', ', c.')} "
-            f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n",
-            [*params, site.id, cutoff],
-        )
-        return conn.execute(
-            f"DELETE FROM {name} WHERE site = ? AND res = 'h' AND bucket < ?",
-            (site.id, cutoff),
-        ).rowcount
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = (
