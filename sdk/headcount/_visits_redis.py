@@ -14,7 +14,9 @@ Every step runs as one Lua script on Redis's own clock, so workers with skewed c
 agree, and a sweeper claims an idle visit (``ZREM`` inside the script) exactly once: only
 the worker whose script removed it emits it. A pageview for a visit that was already
 claimed starts a new one. When the secret changes, the old epoch's visits are all
-claimed and its link keys deleted, so no link survives the rotation.
+claimed and its link keys deleted, so no link survives the rotation. Whether an epoch
+is still current is decided inside the claiming script, so a sweeper that raced a
+rotation can never end the new key's visits.
 
 Recording costs one round trip per pageview, made from the request thread with a short
 socket timeout (``visits_redis_timeout``). Any Redis error fails open: it is counted in
@@ -92,17 +94,21 @@ redis.call('PEXPIRE', KEYS[4], ARGV[7])
 return 1
 """
 
-# KEYS: open. ARGV: "idle" or "all", gap ms, limit, visit key prefix. Returns the claimed
-# visits flattened as first, last, pages, route ("" for all four: its data had expired).
+# KEYS: open, key. ARGV: epoch, gap ms, limit, visit key prefix. Claims the visits of
+# `epoch` idle for the gap, or all of them once the epoch is no longer the current key's
+# (an epoch never becomes current again). Returns 1 if it was current, 0 if not, then the
+# claimed visits flattened as first, last, pages, route ("" each when the data expired).
 _CLAIM_SCRIPT = """
+local current = redis.call('GET', KEYS[2])
+local live = current and string.sub(current, 1, 16) == ARGV[1]
 local upper = '+inf'
-if ARGV[1] == 'idle' then
+if live then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   upper = string.format('%d', now - tonumber(ARGV[2]))
 end
 local vids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', upper, 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
+local out = {live and 1 or 0}
 for _, vid in ipairs(vids) do
   redis.call('ZREM', KEYS[1], vid)
   local data = ARGV[4] .. vid
@@ -221,11 +227,9 @@ class RedisVisits:
         try:
             client = self._client(fast=False)
             self._check_persistence(client)
-            current = self._current_link_key(client, self._clock()).epoch
             for raw in client.smembers(self._epochs_key):
                 epoch = raw.decode("ascii", "replace")
-                self._claim(client, epoch, idle_only=epoch == current)
-                if epoch != current:
+                if not self._claim(client, epoch):
                     self._forget_epoch(client, epoch)
         except redis.RedisError as exc:
             self._failed(exc)
@@ -240,17 +244,18 @@ class RedisVisits:
                     client.close()
             self._fast = self._slow = None
 
-    def _claim(self, client: Any, epoch: str, *, idle_only: bool) -> None:
+    def _claim(self, client: Any, epoch: str) -> bool:
+        """Claim and emit the finished visits of ``epoch``; True while it is current."""
         while True:
-            mode = "idle" if idle_only else "all"
             flat = self._scripts["claim"](
-                keys=[self._open_prefix + epoch],
-                args=[mode, self._gap_ms, _CLAIM_CHUNK, self._visit_prefix],
+                keys=[self._open_prefix + epoch, self._secret_key],
+                args=[epoch, self._gap_ms, _CLAIM_CHUNK, self._visit_prefix],
                 client=client,
             )
-            self._emit_claimed(flat)
-            if len(flat) < 4 * _CLAIM_CHUNK:
-                return
+            live: bool = flat[0] == 1
+            self._emit_claimed(flat[1:])
+            if len(flat) - 1 < 4 * _CLAIM_CHUNK:
+                return live
 
     def _emit_claimed(self, flat: Sequence[bytes]) -> None:
         finished: list[VisitKey] = []

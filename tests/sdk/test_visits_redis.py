@@ -1,0 +1,328 @@
+"""Visits in a real Redis shared by several workers (HEADCOUNT_TEST_REDIS, default
+redis://127.0.0.1:6379/0). Fails, never skips, when Redis is unreachable.
+
+Each test uses its own key prefix and deletes everything under it afterwards. Gaps are
+fractions of a second: the store runs on Redis's own clock, so time is real here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+
+import httpx
+import pytest
+import redis
+
+from headcount import Tracker
+from headcount._log import RateLimitedLog
+from headcount._settings import TrackerSettings
+from headcount._stats import Counters
+from headcount._table import VisitKey
+from headcount._visits_redis import RedisVisits, key_prefix
+
+from .conftest import BROWSER, page
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+GAP = 0.4
+ADDRESS = "203.0.113.77"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
+    name = f"headcount-test:{uuid.uuid4().hex}:"
+    yield name
+    keys = list(redis_client.scan_iter(match=name + "*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+class Emitted:
+    def __init__(self) -> None:
+        self.keys: list[VisitKey] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, keys: Sequence[VisitKey]) -> None:
+        with self.lock:
+            self.keys.extend(keys)
+
+    def summary(self) -> Counter[tuple[str, str, str]]:
+        with self.lock:
+            return Counter((route, duration, pages) for _, _, route, duration, pages in self.keys)
+
+
+Worker = tuple[RedisVisits, Counters]
+
+
+def settings_for(prefix: str, **options: object) -> TrackerSettings:
+    return TrackerSettings.build(
+        {
+            "endpoint": "http://collector.test",
+            "write_token": "test-token",
+            "visits_store": REDIS_URL,
+            "visits_redis_prefix": prefix,
+            "visit_gap": GAP,
+            **options,
+        }
+    )
+
+
+@pytest.fixture
+def worker(prefix: str) -> Iterator[Callable[..., Worker]]:
+    """Builds stores as separate workers of one site would: one settings, one Redis."""
+    made: list[RedisVisits] = []
+
+    def make(emitted: Emitted, **options: object) -> Worker:
+        settings = settings_for(prefix, **options)
+        counters = Counters()
+        store = RedisVisits(settings, emitted, counters, RateLimitedLog())
+        made.append(store)
+        return store, counters
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def view(store: RedisVisits, route: str = "/", address: str = ADDRESS, **kw: str | None) -> None:
+    store.record(
+        address, kw.get("forwarded_for"), kw.get("user_agent", BROWSER), "shop.example", route
+    )
+
+
+def test_workers_share_one_visit_and_exactly_one_emits_it(
+    worker: Callable[..., Worker],
+) -> None:
+    emitted = Emitted()
+    a, a_counters = worker(emitted)
+    b, b_counters = worker(emitted)
+    view(a, "/entry")
+    view(b, "/second")
+    view(a, "/third")
+    view(b, "/other", address="198.51.100.9")
+    a.sweep()
+    b.sweep()
+    assert emitted.summary() == {}  # both still open
+    time.sleep(GAP + 0.1)
+    sweeps = [threading.Thread(target=s.sweep) for s in (a, b, a, b)]
+    for t in sweeps:
+        t.start()
+    for t in sweeps:
+        t.join()
+    assert emitted.summary() == {("/entry", "<10s", "3-4"): 1, ("/other", "0s", "1"): 1}
+    assert a_counters.errors == b_counters.errors == 0
+
+
+def test_many_visits_claimed_by_racing_sweepers_are_each_emitted_once(
+    worker: Callable[..., Worker],
+) -> None:
+    emitted = Emitted()
+    stores = [worker(emitted)[0] for _ in range(3)]
+    for i in range(1200):
+        view(stores[i % 3], "/", address=f"10.1.{i // 250}.{i % 250}")
+        if i % 2:
+            view(stores[(i + 1) % 3], "/next", address=f"10.1.{i // 250}.{i % 250}")
+    time.sleep(GAP + 0.1)
+    sweeps = [threading.Thread(target=s.sweep) for s in stores * 2]
+    for t in sweeps:
+        t.start()
+    for t in sweeps:
+        t.join()
+    assert emitted.summary() == {("/", "0s", "1"): 600, ("/", "<10s", "2"): 600}
+
+
+def test_a_pageview_after_the_gap_starts_a_new_visit(worker: Callable[..., Worker]) -> None:
+    emitted = Emitted()
+    store, _ = worker(emitted)
+    view(store, "/a")
+    time.sleep(GAP + 0.1)
+    view(store, "/b")  # the old visit is over even though no sweep has claimed it yet
+    store.sweep()
+    assert emitted.summary() == {("/a", "0s", "1"): 1}
+    time.sleep(GAP + 0.1)
+    store.sweep()
+    assert emitted.summary() == {("/a", "0s", "1"): 1, ("/b", "0s", "1"): 1}
+
+
+def test_redis_holds_only_keyed_hashes_that_expire_with_the_gap(
+    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+) -> None:
+    emitted = Emitted()
+    store, _ = worker(emitted, visit_gap=30)
+    view(store, "/a")
+    names = list(redis_client.scan_iter(match=prefix + "*"))
+    dump = b" ".join(names)
+    for name in names:
+        kind = redis_client.type(name)
+        if kind == b"string":
+            dump += redis_client.get(name) or b""
+        elif kind == b"hash":
+            dump += b" ".join(b for kv in redis_client.hgetall(name).items() for b in kv)
+        elif kind == b"zset":
+            dump += b" ".join(redis_client.zrange(name, 0, -1))
+        elif kind == b"set":
+            dump += b" ".join(redis_client.smembers(name))
+    lowered = dump.lower()
+    for secret in (ADDRESS, BROWSER, "shop.example"):
+        raw = secret.encode()
+        assert raw.lower() not in lowered
+        assert hashlib.sha256(raw).hexdigest().encode() not in lowered
+        assert hashlib.md5(raw).hexdigest().encode() not in lowered
+    links = [n for n in names if b":link:" in n]
+    assert len(links) == 1
+    assert 0 < redis_client.pttl(links[0]) <= 30_000
+    key_ttl = redis_client.pttl(key_prefix(settings_for(prefix)) + "key")
+    assert 23 * 3600 * 1000 < key_ttl <= 24 * 3600 * 1000
+
+
+def test_the_key_is_shared_and_its_replacement_ends_every_visit(
+    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+) -> None:
+    emitted = Emitted()
+    a, _ = worker(emitted, visit_gap=60)
+    b, _ = worker(emitted, visit_gap=60)
+    view(a, "/a")
+    view(b, "/a2")
+    assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
+    # The daily key expires now; the next worker to need one makes a new one.
+    secret_key = key_prefix(settings_for(prefix)) + "key"
+    old = redis_client.get(secret_key)
+    redis_client.delete(secret_key)
+    view(b, "/b")  # b's cached key is refused by Redis: it fetches the new one
+    assert redis_client.get(secret_key) != old
+    a.sweep()  # the old epoch's visits all end, idle or not, and their links go
+    assert emitted.summary() == {("/a", "<10s", "2"): 1}
+    assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
+    view(a, "/b2")  # the same browser continues under the new key: the new visit
+    b.close()
+    a.close()
+    assert emitted.summary() == {("/a", "<10s", "2"): 1}  # /b is still open, not idle
+    epochs = redis_client.smembers(key_prefix(settings_for(prefix)) + "epochs")
+    assert len(epochs) == 1
+
+
+def test_close_emits_idle_visits_and_leaves_live_ones_to_the_other_workers(
+    worker: Callable[..., Worker],
+) -> None:
+    emitted = Emitted()
+    leaving, _ = worker(emitted)
+    staying, _ = worker(emitted)
+    view(leaving, "/idle", address="198.51.100.1")
+    time.sleep(GAP + 0.1)
+    view(leaving, "/live", address="198.51.100.2")
+    leaving.close()
+    assert emitted.summary() == {("/idle", "0s", "1"): 1}
+    view(staying, "/live-2", address="198.51.100.2")
+    time.sleep(GAP + 0.1)
+    staying.sweep()
+    assert emitted.summary() == {("/idle", "0s", "1"): 1, ("/live", "<10s", "2"): 1}
+
+
+def test_data_that_is_not_ours_is_dropped_and_counted(
+    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+) -> None:
+    emitted = Emitted()
+    store, counters = worker(emitted)
+    view(store, "/a")
+    visit_keys = list(redis_client.scan_iter(match=key_prefix(settings_for(prefix)) + "visit:*"))
+    assert len(visit_keys) == 1
+    redis_client.hset(visit_keys[0], "route", "/users/4242424242")  # an identifier
+    time.sleep(GAP + 0.1)
+    store.sweep()
+    assert emitted.summary() == {}
+    assert counters.errors == 1
+
+
+def test_an_unreachable_redis_fails_open_quickly(prefix: str) -> None:
+    emitted = Emitted()
+    settings = TrackerSettings.build(
+        {
+            "endpoint": "http://collector.test",
+            "write_token": "t",
+            # A port nothing listens on, and an address that never answers.
+            "visits_store": "redis://127.0.0.1:1/0",
+            "visits_redis_prefix": prefix,
+        }
+    )
+    counters = Counters()
+    store = RedisVisits(settings, emitted, counters, RateLimitedLog())
+    started = time.perf_counter()
+    for _ in range(100):
+        view(store)
+    store.sweep()
+    store.close()
+    assert time.perf_counter() - started < 2
+    # One failure pauses Redis use: not one error (or one timeout) per pageview.
+    assert 1 <= counters.errors <= 3
+    assert emitted.summary() == {}
+
+
+def test_a_tracker_keeps_counting_pageviews_when_redis_is_down(prefix: str) -> None:
+    sent: list[bytes] = []
+
+    def collect(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(202, json={"accepted": 1})
+
+    tracker = Tracker(
+        "http://collector.test",
+        "t",
+        transport=httpx.MockTransport(collect),
+        flush_interval=86400,
+        visits_store="redis://10.255.255.1:6379/0",  # unroutable: connects time out
+        visits_redis_timeout=0.05,
+        visits_redis_prefix=prefix,
+    )
+    started = time.perf_counter()
+    for _ in range(50):
+        tracker.record_request(page(client_addr=ADDRESS))
+    elapsed = time.perf_counter() - started
+    assert tracker.shutdown(5)
+    assert elapsed < 1.0  # one 50 ms timeout, then a pause
+    assert tracker.stats().errors >= 1
+    assert b'"visits":"redis"' in b"".join(sent)
+    assert b'"kind":"pageview"' in b"".join(sent)
+
+
+def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> None:
+    sent: list[bytes] = []
+
+    def collect(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(202, json={"accepted": 1})
+
+    options: dict[str, object] = {
+        "transport": httpx.MockTransport(collect),
+        "flush_interval": 86400,
+        "visits_store": REDIS_URL,
+        "visits_redis_prefix": prefix,
+        "visit_gap": GAP,
+    }
+    workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]  # type: ignore[arg-type]
+    workers[0].record_request(page(route="/in", client_addr=ADDRESS))
+    workers[1].record_request(page(route="/on", client_addr=ADDRESS))
+    time.sleep(GAP + 0.1)
+    for tracker in workers:
+        assert tracker.shutdown(5)
+        assert tracker.stats().errors == 0
+    body = b"".join(sent)
+    assert body.count(b'"kind":"visit"') == 1
+    assert b'"route":"/in","duration":"<10s","pages":"2"' in body
