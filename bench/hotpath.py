@@ -12,6 +12,11 @@ all of them alike:
 Headcount is measured per kind of request (an API call, an internal pageview, an external
 pageview with utm_* parameters, a bot) and on a realistic mix of them. Each figure is the
 median over rounds of the mean ns/call within a round.
+
+Visits: the same internal pageview with visits off, in memory (one returning browser, and
+a stream of new browsers filling a 100,000-visit table), each against visits off. With
+``--redis URL`` also the Redis store, whose cost is one round trip per pageview; it is
+measured on fewer calls and reported against visits off from the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import gc
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -40,12 +46,13 @@ REQUESTS = {
         "GET", "/products/<slug>", 200, 0.045, host="shop.example",
         referer="https://shop.example/products/", sec_fetch_site="same-origin",
         sec_fetch_dest="document", user_agent=BROWSER, content_type="text/html; charset=utf-8",
+        client_addr="203.0.113.7",
     ),
     "pageview-external-utm": RequestInfo(
         "GET", "/", 200, 0.012, host="shop.example",
         referer="https://www.google.com/search?q=shoes", sec_fetch_site="cross-site",
         sec_fetch_dest="document", query_string="utm_source=newsletter&utm_medium=email&ref=1",
-        user_agent=BROWSER, content_type="text/html; charset=utf-8",
+        user_agent=BROWSER, content_type="text/html; charset=utf-8", client_addr="198.51.100.4",
     ),
     "bot": RequestInfo(
         "GET", "/products/<slug>", 200, 0.02, host="shop.example",
@@ -65,11 +72,15 @@ MIX = (
 )  # fmt: skip
 
 
-def headcount_runner(kind: str) -> Callable[[int], None]:
+def headcount_runner(kind: str, **options: object) -> Callable[[int], None]:
     # The collector is an in-process mock: nothing leaves the machine, even at exit.
     accept = httpx.MockTransport(lambda request: httpx.Response(202, json={"accepted": 1}))
     tracker = headcount.Tracker(
-        "http://collector.invalid", "bench-token", flush_interval=86400, transport=accept
+        "http://collector.invalid",
+        "bench-token",
+        flush_interval=86400,
+        transport=accept,
+        **options,  # type: ignore[arg-type]
     )
     infos = [REQUESTS[k] for k in MIX] if kind == "mix" else [REQUESTS[kind]]
 
@@ -80,6 +91,54 @@ def headcount_runner(kind: str) -> Callable[[int], None]:
             record(infos[i % count])
 
     return run
+
+
+def new_browsers(count: int) -> list[RequestInfo]:
+    """Internal pageviews from ``count`` different addresses: each one a new visit."""
+    base = REQUESTS["pageview-internal"]
+    return [
+        RequestInfo(
+            base.method, base.route, base.status, base.elapsed, host=base.host,
+            referer=base.referer, sec_fetch_site=base.sec_fetch_site,
+            sec_fetch_dest=base.sec_fetch_dest, user_agent=base.user_agent,
+            content_type=base.content_type, client_addr=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def visit_runners(redis_url: str | None) -> dict[str, Callable[[int], None]]:
+    runners = {
+        "pageview visits=off": headcount_runner("pageview-internal", visits=False),
+        "pageview visits=memory, returning": headcount_runner("pageview-internal"),
+    }
+    # More browsers than the table holds: the bound (closing the oldest) is exercised too.
+    browsers = new_browsers(150_000)
+    tracker = headcount.Tracker(
+        "http://collector.invalid",
+        "bench-token",
+        flush_interval=86400,
+        transport=httpx.MockTransport(lambda request: httpx.Response(202, json={})),
+    )
+    position = 0
+
+    def run_new(n: int) -> None:
+        nonlocal position
+        record = tracker.record_request
+        count = len(browsers)
+        for _ in range(n):
+            record(browsers[position % count])
+            position += 1
+
+    runners["pageview visits=memory, new browsers"] = run_new
+    if redis_url:
+        runners["pageview visits=redis, returning"] = headcount_runner(
+            "pageview-internal",
+            visits_store=redis_url,
+            visits_redis_prefix=f"headcount-bench:{uuid.uuid4().hex}:",
+            visits_redis_timeout=1.0,
+        )
+    return runners
 
 
 def prometheus_runner() -> Callable[[int], None]:
@@ -142,7 +201,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--per-round", type=int, default=2000)
+    parser.add_argument("--redis", metavar="URL", help="also measure the Redis visit store")
+    parser.add_argument("--only-visits", action="store_true", help="skip everything else")
     args = parser.parse_args()
+    if not args.only_visits:
+        compare_with_baselines(args)
+    compare_visits(args)
+
+
+def compare_with_baselines(args: argparse.Namespace) -> None:
     runners: dict[str, Callable[[int], None]] = {
         f"headcount {kind}": headcount_runner(kind) for kind in [*REQUESTS, "mix"]
     }
@@ -157,6 +224,24 @@ def main() -> None:
     print(f"{'':40} {'ns':>8} {'prometheus/x':>13} {'posthog/x':>10}")
     for name, ns in medians.items():
         print(f"{name:40} {ns:8.0f} {prometheus / ns:12.1f}x {posthog / ns:9.1f}x")
+
+
+def compare_visits(args: argparse.Namespace) -> None:
+    runners = visit_runners(args.redis)
+    redis_name = "pageview visits=redis, returning"
+    redis_run = runners.pop(redis_name, None)
+    medians = measure(runners, args.rounds, args.per_round)
+    if redis_run is not None:
+        # A round trip per call: fewer calls, interleaved with visits off again.
+        calls = max(50, args.per_round // 20)
+        paired = {redis_name: redis_run, "visits off (paired)": runners["pageview visits=off"]}
+        medians.update(measure(paired, max(5, args.rounds // 4), calls))
+    off = medians["pageview visits=off"]
+    print()
+    print(f"visits: median ns per recorded pageview ({args.rounds} rounds x {args.per_round})")
+    print(f"{'':40} {'ns':>10} {'x/visits off':>13} {'+ns':>9}")
+    for name, ns in medians.items():
+        print(f"{name:40} {ns:10.0f} {ns / off:12.2f}x {ns - off:9.0f}")
 
 
 if __name__ == "__main__":

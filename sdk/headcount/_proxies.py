@@ -51,6 +51,11 @@ class ClientAddress:
         # Cached: a site sits behind a handful of proxy addresses.
         self._is_trusted = lru_cache(maxsize=1024)(self._compute_is_trusted)
 
+    @property
+    def trusts_proxies(self) -> bool:
+        """False when the peer is always the client, so callers may skip ``resolve``."""
+        return bool(self._networks)
+
     def resolve(self, peer: str | None, forwarded_for: str | None) -> str | None:
         """The client's address, or None when there is none to trust."""
         if not peer:

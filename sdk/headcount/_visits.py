@@ -148,8 +148,10 @@ class MemoryVisits:
         host: str | None,
         route: str,
     ) -> None:
-        address = self._addresses.resolve(peer, forwarded_for)
-        if address is None:
+        addresses = self._addresses
+        # The common case (no proxies to trust) skips a call: this is the request path.
+        address = addresses.resolve(peer, forwarded_for) if addresses.trusts_proxies else peer
+        if not address:
             return
         material = link_material(address, user_agent, host)
         finished: list[VisitKey] = []
