@@ -219,8 +219,43 @@ APPS = (
 )
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int  # the gunicorn master or the uvicorn process
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of ``root`` and all its descendants, from /proc.
+
+    Throughput on a shared machine moves with everyone else's load; the CPU time the
+    server itself spends per request barely does, so it is reported next to req/s.
+    """
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The fields after the command name (which may hold spaces): state, ppid, ...
+        fields = stat.rsplit(")", 1)[1].split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+    tree = {root}
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> Iterator[str]:
+def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> Iterator[Server]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADCOUNT_")}
     if variant == "with":
@@ -243,7 +278,7 @@ def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> I
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_serving(url + "/about", process, f"{spec.name} ({variant})")
-        yield url
+        yield Server(url, process.pid)
     finally:
         stop(process)
 
@@ -265,18 +300,21 @@ class Run:
     requests_per_second: float
     completed: int
     errors: int
+    cpu_us_per_request: float  # the server's CPU time over the run / requests completed
 
 
-def run_wrk(url: str, seconds: float, script: Path) -> Run:
+def run_wrk(server: Server, seconds: float, script: Path) -> Run:
     command = pinned(WRK_CPU, [
         "wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds:g}s",
         "-s", str(script),
         "-H", f"User-Agent: {BROWSER}",
         "-H", "Accept: text/html",
         "-H", "Referer: https://news.example.org/item",
-        url,
+        server.url,
     ])  # fmt: skip
+    cpu_before = tree_cpu_seconds(server.pid)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu = tree_cpu_seconds(server.pid) - cpu_before
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     completed = re.search(r"(\d+) requests in", output)
     if rate is None or completed is None:
@@ -288,7 +326,8 @@ def run_wrk(url: str, seconds: float, script: Path) -> Run:
     )
     errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(map(int, sockets.groups())) if sockets else 0
-    return Run(float(rate.group(1)), int(completed.group(1)), errors)
+    done = int(completed.group(1))
+    return Run(float(rate.group(1)), done, errors, cpu / max(done, 1) * 1e6)
 
 
 def bench_app(
@@ -296,24 +335,65 @@ def bench_app(
 ) -> tuple[dict[str, list[Run]], int]:
     results: dict[str, list[Run]] = {v: [] for v in VARIANTS}
     with contextlib.ExitStack() as servers:
-        urls = {v: servers.enter_context(app_server(spec, v, sink, workdir)) for v in VARIANTS}
+        servers_by_variant = {
+            v: servers.enter_context(app_server(spec, v, sink, workdir)) for v in VARIANTS
+        }
         warmup_completed = 0
         for variant in VARIANTS:
-            warmup = run_wrk(urls[variant], WARMUP_SECONDS, script)
+            warmup = run_wrk(servers_by_variant[variant], WARMUP_SECONDS, script)
             if variant == "with":
                 warmup_completed = warmup.completed
         for round_index in range(rounds):
             order = VARIANTS[round_index % 3 :] + VARIANTS[: round_index % 3]
             for variant in order:
-                run = run_wrk(urls[variant], seconds, script)
+                run = run_wrk(servers_by_variant[variant], seconds, script)
                 results[variant].append(run)
                 print(
                     f"  {spec.name:<22} round {round_index + 1}  {variant:<8} "
-                    f"{run.requests_per_second:9.1f} req/s"
+                    f"{run.requests_per_second:9.1f} req/s {run.cpu_us_per_request:7.1f} µs CPU/req"
                     + (f"  ({run.errors} errors)" if run.errors else ""),
                     flush=True,
                 )
     return results, warmup_completed
+
+
+def summarize(name: str, results: dict[str, list[Run]], counted: int, sent: int) -> list[str]:
+    def median(variant: str, value: Callable[[Run], float]) -> float:
+        return statistics.median(value(run) for run in results[variant])
+
+    def paired(variant: str, value: Callable[[Run], float]) -> float:
+        pairs = zip(results[variant], results["without"], strict=True)
+        return statistics.median(value(run) / value(base) for run, base in pairs)
+
+    rate = median("without", lambda r: r.requests_per_second)
+    cpu = median("without", lambda r: r.cpu_us_per_request)
+    lines = [f"{name}"]
+    lines.append(f"  req/s, median:           without {rate:8.1f}")
+    lines.append(f"  server CPU µs/request:   without {cpu:8.1f}")
+    for variant in ("disabled", "with"):
+        v_rate = median(variant, lambda r: r.requests_per_second)
+        v_cpu = median(variant, lambda r: r.cpu_us_per_request)
+        lines[1] += f" | {variant} {v_rate:8.1f} ({v_rate / rate:6.1%})"
+        lines[2] += f" | {variant} {v_cpu:8.1f} ({v_cpu - cpu:+.1f} µs)"
+    lines.append(
+        "  per-round req/s ratios, median: "
+        + " | ".join(
+            f"{v} {paired(v, lambda r: r.requests_per_second):6.1%}" for v in ("disabled", "with")
+        )
+    )
+    # What the throughput ratio would be if the server were the only thing on its CPU.
+    lines.append(
+        "  req/s ratio implied by server CPU per request, median of rounds: "
+        + " | ".join(
+            f"{v} {1 / paired(v, lambda r: r.cpu_us_per_request):6.1%}"
+            for v in ("disabled", "with")
+        )
+    )
+    lines.append(
+        f"  collector counted {counted} requests from the 'with' server; wrk completed "
+        f"{sent} (wrk does not count requests cut off at the end of a run)"
+    )
+    return lines
 
 
 def main() -> None:
@@ -350,31 +430,7 @@ def main() -> None:
                 time.sleep(1)
                 counted = sink.requests_counted() - before
                 sent = warmup + sum(r.completed for r in results["with"])
-                medians = {
-                    v: statistics.median(r.requests_per_second for r in runs)
-                    for v, runs in results.items()
-                }
-                base = medians["without"]
-                paired = {
-                    v: statistics.median(
-                        r.requests_per_second / w.requests_per_second
-                        for r, w in zip(results[v], results["without"], strict=True)
-                    )
-                    for v in ("disabled", "with")
-                }
-                summary.append(
-                    f"{spec.name:<22} median req/s: without {base:8.1f} | "
-                    f"disabled {medians['disabled']:8.1f} ({medians['disabled'] / base:6.1%}) | "
-                    f"with {medians['with']:8.1f} ({medians['with'] / base:6.1%})"
-                )
-                summary.append(
-                    f"{'':<22} median of per-round ratios: disabled {paired['disabled']:6.1%} | "
-                    f"with {paired['with']:6.1%}"
-                )
-                summary.append(
-                    f"{'':<22} collector counted {counted} requests from the 'with' server; "
-                    f"wrk completed {sent} (it does not count requests cut off at its end)"
-                )
+                summary += summarize(spec.name, results, counted, sent)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     print("Summary (ratios against 'without' from the same run; goal: with >= 97%)")
     for line in summary:
