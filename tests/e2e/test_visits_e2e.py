@@ -1,0 +1,441 @@
+"""Visits end to end: scripted visitors with known pageview sequences and gaps browse the
+Flask example under gunicorn (4 workers) behind a trusted proxy address, the SDK sends
+to the real collector through a capturing forwarder, and the released visit counts are
+compared with the truth.
+
+With the Redis store the four workers share visits, so the counts must match exactly.
+In memory each worker links only the requests it served itself, so one visit whose
+pageviews landed on several workers is counted as several shorter ones: that error is
+measured and printed, not asserted.
+
+Every run also looks for the visitors' addresses and user agents, and hashes of them,
+everywhere they must never be: the collector's database files and log, the app's log
+and every byte the SDK sent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import random
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+
+from headcount._bots import is_bot
+from headcount.wire import DURATION_LABELS, Batch, pages_label
+from tests.conftest import (
+    SHOP_READ_TOKEN,
+    SHOP_WRITE_TOKEN,
+    CollectorProcess,
+    free_port,
+    site_file_text,
+    start_collector,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+VISIT_GAP = 2.0
+SAME_VISIT = 0.3  # pause within a visit: far below the gap, even on a loaded machine
+LONG_STEP = 1.0  # the steps of the one long visit
+NEW_VISIT = 3.2  # pause that ends a visit: far above the gap
+ROUTES = {"/": "/", "/about": "/about", "/users/": "/users", "/contact": "/contact"}
+ROUTES.update({f"/users/{i}": "/users/{id}" for i in (1, 2, 3)})
+
+VisitTruth = tuple[str, str, str]  # entry route, duration label, pages label
+
+
+# --- the scripted visitors -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Visitor:
+    address: str
+    user_agent: str
+    # Each visit: (pause before it, the paths it views, the pause between its pages).
+    visits: tuple[tuple[float, tuple[str, ...], float], ...]
+
+    def truth(self) -> list[VisitTruth]:
+        found: list[VisitTruth] = []
+        for _, paths, step in self.visits:
+            pages = len(paths)
+            duration = DURATION_LABELS[0] if pages == 1 else _duration((pages - 1) * step)
+            found.append((ROUTES[paths[0]], duration, pages_label(pages)))
+        return found
+
+
+def _duration(seconds: float) -> str:
+    # Only the ranges the script can produce, with wide margins around each edge.
+    assert seconds < 8 or 10.5 < seconds < 25, seconds
+    return "<10s" if seconds < 8 else "10s-30s"
+
+
+def scripted_visitors(run: str) -> list[Visitor]:
+    rng = random.Random(20261130)
+    paths = list(ROUTES)
+    visitors: list[Visitor] = []
+    for i in range(24):
+        # Some visitors come back after a pause longer than the gap: a second visit.
+        count = 2 if i % 4 == 0 else 1
+        visits = []
+        for n in range(count):
+            pages = rng.choice([1, 1, 2, 3, 4, 6, 11])
+            chosen = tuple(rng.choice(paths) for _ in range(pages))
+            visits.append((NEW_VISIT if n else rng.uniform(0, 1.5), chosen, SAME_VISIT))
+        visitors.append(
+            Visitor(
+                address=f"198.51.{100 + i // 200}.{i % 200 + 20}",
+                user_agent=_browser(run, i),
+                visits=tuple(visits),
+            )
+        )
+    # One visit of twelve pages a second apart: over ten seconds long.
+    visitors.append(
+        Visitor("203.0.113.200", _browser(run, 99), ((0.0, ("/",) + ("/about",) * 11, LONG_STEP),))
+    )
+    return visitors
+
+
+def _browser(run: str, i: int) -> str:
+    agent = f"Mozilla/5.0 (X11; Linux x86_64; rv:128.0; hc{run}v{i}) Gecko/20100101 Firefox/128.0"
+    assert not is_bot(agent)
+    return agent
+
+
+def browse(base: str, visitor: Visitor, errors: list[str]) -> None:
+    headers = {
+        "User-Agent": visitor.user_agent,
+        # What a proxy at 127.0.0.1 appends; the forged hop on the left must be ignored.
+        "X-Forwarded-For": f"6.6.6.{secrets.randbelow(250)}, {visitor.address}",
+    }
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            for pause, paths, step in visitor.visits:
+                time.sleep(pause)
+                for n, path in enumerate(paths):
+                    if n:
+                        time.sleep(step)
+                    if client.get(path).status_code != 200:
+                        errors.append(f"{path}: not 200")
+                    if n == 1:
+                        # Not pageviews: they neither count as pages nor break the visit.
+                        client.get("/no/such/page")
+                        client.get("/report.csv")
+    except httpx.HTTPError as exc:
+        errors.append(repr(exc))
+
+
+# --- a forwarder that keeps what the SDK sent ------------------------------------------
+
+
+class CapturingForwarder:
+    def __init__(self, upstream: str) -> None:
+        self.bodies: list[bytes] = []
+        self.lock = threading.Lock()
+        forwarder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                body = gzip.decompress(raw) if self.headers.get("Content-Encoding") else raw
+                with forwarder.lock:
+                    forwarder.bodies.append(body)
+                headers = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() in ("authorization", "content-type", "content-encoding")
+                }
+                reply = httpx.post(upstream + self.path, content=raw, headers=headers, timeout=10)
+                self.send_response(reply.status_code)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def batches(self) -> list[Batch]:
+        with self.lock:
+            # Strict decoding: a batch carrying any field beyond the schema fails here.
+            return [msgspec.json.decode(body, type=Batch) for body in self.bodies]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp_path, sites)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def forwarder(collector: CollectorProcess) -> Iterator[CapturingForwarder]:
+    capture = CapturingForwarder(collector.url)
+    yield capture
+    capture.close()
+
+
+# --- the app under gunicorn ---------------------------------------------------------
+
+
+def run_gunicorn(
+    endpoint: str, log: Path, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "HEADCOUNT_ENDPOINT": endpoint,
+        "HEADCOUNT_WRITE_TOKEN": SHOP_WRITE_TOKEN,
+        "HEADCOUNT_FLUSH_INTERVAL": "1",
+        "HEADCOUNT_VISIT_GAP": str(VISIT_GAP),
+        "HEADCOUNT_TRUSTED_PROXIES": "127.0.0.1",
+        **extra_env,
+    }
+    env.pop("HEADCOUNT_ENABLED", None)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "--workers=4",
+                f"--bind=127.0.0.1:{port}",
+                "--config=examples/flask_app/gunicorn.conf.py",
+                "--graceful-timeout=10",
+                "examples.flask_app.app:app",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited early:\n{log.read_text()}")
+        if log.read_bytes().count(b"Booting worker") >= 4:
+            return process, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
+
+
+def stop_gunicorn(process: subprocess.Popen[bytes], log: Path) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        assert process.wait(timeout=30) == 0, log.read_text()
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail(f"gunicorn did not stop:\n{log.read_text()}")
+
+
+# --- reading and comparing ------------------------------------------------------------
+
+
+def released(collector_url: str, metric: str, by: str) -> Counter[tuple[str, ...]]:
+    response = httpx.get(
+        collector_url + "/v1/stats",
+        params={"metric": metric, "interval": "total", "by": by},
+        headers={"Authorization": f"Bearer {SHOP_READ_TOKEN}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert body["k"] == 1, body
+    assert body["withheld"] == 0, body
+    names = by.split(",") if by else []
+    counts: Counter[tuple[str, ...]] = Counter()
+    for row in body["rows"]:
+        counts[tuple(str(row[name]) for name in names)] += int(row["count"])
+    return counts
+
+
+def distance(truth: Counter[str], seen: Counter[str]) -> float:
+    """Total variation distance between two distributions (0: same shares, 1: disjoint)."""
+    total_truth, total_seen = sum(truth.values()), sum(seen.values())
+    keys = set(truth) | set(seen)
+    return sum(abs(truth[k] / total_truth - seen[k] / max(total_seen, 1)) for k in keys) / 2
+
+
+def report(mode: str, truth: Counter[VisitTruth], seen: Counter[VisitTruth]) -> None:
+    def by(index: int, counts: Counter[VisitTruth]) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for key, n in counts.items():
+            out[key[index]] += n
+        return out
+
+    true_total, seen_total = sum(truth.values()), sum(seen.values())
+    print(f"\n[visits e2e, {mode} store, 4 gunicorn workers]")
+    print(f"  visits: truth {true_total}, released {seen_total} "
+          f"({(seen_total - true_total) / true_total:+.0%})")  # fmt: skip
+    for name, index in (("duration", 1), ("pages", 2), ("entry route", 0)):
+        t, s = by(index, truth), by(index, seen)
+        print(f"  {name}: total variation distance {distance(t, s):.3f}")
+        print(f"    truth    {dict(sorted(t.items()))}")
+        print(f"    released {dict(sorted(s.items()))}")
+    bounce_truth = by(2, truth)["1"] / true_total
+    bounce_seen = by(2, seen)["1"] / max(seen_total, 1)
+    print(f"  bounce rate: truth {bounce_truth:.3f}, released {bounce_seen:.3f}")
+
+
+# --- the canary -------------------------------------------------------------------------
+
+
+HEX_RUN = re.compile(rb"[0-9a-f]{16,}")
+
+
+def needles(visitors: list[Visitor]) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for visitor in visitors:
+        for name, value in (("address", visitor.address), ("user agent", visitor.user_agent)):
+            raw = value.encode()
+            found[f"{name} {value}"] = raw.lower()
+            for algorithm in ("sha256", "md5", "sha1", "blake2b"):
+                digest = hashlib.new(algorithm, raw).hexdigest().encode()
+                found[f"{algorithm} of {name} {value}"] = digest
+        marker = visitor.user_agent.split("; ")[-1].split(")")[0]
+        found[f"user agent marker {marker}"] = marker.encode().lower()
+    return found
+
+
+def hunt(visitors: list[Visitor], places: dict[str, bytes]) -> list[str]:
+    wanted = needles(visitors)
+    return [
+        f"{what} in {where}"
+        for where, haystack in places.items()
+        for what, needle in wanted.items()
+        if needle in haystack.lower()
+    ]
+
+
+def check_canary(
+    visitors: list[Visitor],
+    collector: CollectorProcess,
+    forwarder: CapturingForwarder,
+    app_log: Path,
+) -> None:
+    places = {"collector log": collector.log_path.read_bytes(), "app log": app_log.read_bytes()}
+    for path in collector.db_path.parent.glob(collector.db_path.name + "*"):
+        places[path.name] = path.read_bytes()  # the database, its WAL and shared memory
+    assert any(name.endswith("-wal") for name in places), list(places)
+    sent = b"\n".join(forwarder.bodies)
+    places["what the SDK sent"] = sent
+    assert hunt(visitors, places) == []
+    # A link key would be a run of hex digits: the batch ids are the only ones sent.
+    batch_ids = {batch.batch_id.encode() for batch in forwarder.batches()}
+    assert set(HEX_RUN.findall(sent)) == batch_ids
+
+
+# --- the test ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    prefix = f"headcount-e2e:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def run_visitors(
+    tmp_path: Path,
+    collector: CollectorProcess,
+    forwarder: CapturingForwarder,
+    extra_env: dict[str, str],
+) -> tuple[list[Visitor], Counter[VisitTruth], Counter[VisitTruth], Path]:
+    visitors = scripted_visitors(secrets.token_hex(4))
+    truth: Counter[VisitTruth] = Counter(v for visitor in visitors for v in visitor.truth())
+    log = tmp_path / "gunicorn.log"
+    process, base = run_gunicorn(forwarder.url, log, extra_env)
+    try:
+        errors: list[str] = []
+        threads = [threading.Thread(target=browse, args=(base, v, errors)) for v in visitors]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        # Every visit is idle now; the workers' sweeps (and their exit) end them all.
+        time.sleep(VISIT_GAP + 0.5)
+    finally:
+        stop_gunicorn(process, log)
+    pageviews = sum(len(paths) for visitor in visitors for _, paths, _ in visitor.visits)
+    assert sum(released(collector.url, "pageviews", "").values()) == pageviews
+    seen: Counter[VisitTruth] = Counter()
+    for key, n in released(collector.url, "visits", "route,duration,pages").items():
+        seen[(key[0], key[1], key[2])] += n
+    return visitors, truth, seen, log
+
+
+def test_visits_in_memory_under_four_workers(
+    tmp_path: Path, collector: CollectorProcess, forwarder: CapturingForwarder
+) -> None:
+    visitors, truth, seen, log = run_visitors(tmp_path, collector, forwarder, {})
+    report("memory", truth, seen)
+    assert {batch.visits for batch in forwarder.batches()} == {"memory"}
+    # Splitting a visit between workers can only add visits, never lose pageviews.
+    assert sum(seen.values()) >= sum(truth.values())
+    check_canary(visitors, collector, forwarder, log)
+
+
+@pytest.mark.redis
+def test_visits_in_redis_under_four_workers_match_the_truth_exactly(
+    tmp_path: Path,
+    collector: CollectorProcess,
+    forwarder: CapturingForwarder,
+    redis_prefix: str,
+) -> None:
+    visitors, truth, seen, log = run_visitors(
+        tmp_path,
+        collector,
+        forwarder,
+        {
+            "HEADCOUNT_VISITS_STORE": REDIS_URL,
+            "HEADCOUNT_VISITS_REDIS_PREFIX": redis_prefix,
+            # Generous for a loaded CI machine: a timed-out update would split a visit.
+            "HEADCOUNT_VISITS_REDIS_TIMEOUT": "2",
+        },
+    )
+    report("redis", truth, seen)
+    assert {batch.visits for batch in forwarder.batches()} == {"redis"}
+    assert seen == truth
+    check_canary(visitors, collector, forwarder, log)
