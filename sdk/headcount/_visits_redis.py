@@ -172,6 +172,7 @@ class RedisVisits:
         self._slow: Any = None  # the sweeper's client
         self._scripts: dict[str, Any] = {}
         self._checked_persistence = False
+        self._closed = False
 
     # --- the request path ---------------------------------------------------------
 
@@ -184,7 +185,7 @@ class RedisVisits:
         route: str,
     ) -> None:
         now = self._clock()
-        if now < self._paused_until:
+        if now < self._paused_until or self._closed:
             return
         address = self._addresses.resolve(peer, forwarded_for)
         if address is None:
@@ -224,6 +225,8 @@ class RedisVisits:
     # --- the sender thread --------------------------------------------------------
 
     def sweep(self) -> None:
+        if self._closed:
+            return
         try:
             client = self._client(fast=False)
             self._check_persistence(client)
@@ -239,6 +242,7 @@ class RedisVisits:
         # only those already over are emitted now.
         self.sweep()
         with self._clients_lock:
+            self._closed = True
             for client in (self._fast, self._slow):
                 if client is not None:
                     client.close()
