@@ -71,7 +71,10 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> Non
 
 def _one_visit(client: httpx.Client, rng: random.Random) -> None:
     agent = rng.choice(_BOTS) if rng.random() < 0.1 else rng.choice(_BROWSERS)
-    headers = {"User-Agent": agent, "Accept": "text/html"}
+    # Each simulated visitor comes through the (trusted) local proxy from its own address
+    # in a documentation range; the app links its pageviews into a visit in memory only.
+    address = f"198.51.100.{rng.randint(1, 254)}"
+    headers = {"User-Agent": agent, "Accept": "text/html", "X-Forwarded-For": address}
     referrer = rng.choice(_REFERRERS)
     if referrer:
         headers["Referer"] = referrer
@@ -110,11 +113,11 @@ def drive_traffic(app_url: str, stop: threading.Event, rate: float = 20.0, seed:
     return visits
 
 
-def _summary(collector: str, read_token: str) -> str:
+def _summary(collector: str, read_token: str, metric: str = "pageviews", by: str = "route") -> str:
     try:
         response = httpx.get(
             f"{collector}/v1/stats",
-            params={"metric": "pageviews", "interval": "total", "by": "route"},
+            params={"metric": metric, "interval": "total", "by": by},
             headers={"Authorization": f"Bearer {read_token}"},
             timeout=5,
         )
@@ -123,7 +126,7 @@ def _summary(collector: str, read_token: str) -> str:
         return "(collector not answering yet)"
     if not rows:
         return "no counts yet (the app sends every few seconds; counts below k are withheld)"
-    return ", ".join(f"{row['route']} {row['count']}" for row in rows)
+    return ", ".join(f"{row[by]} {row['count']}" for row in rows)
 
 
 @contextlib.contextmanager
@@ -159,6 +162,9 @@ def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int
         "HEADCOUNT_ENDPOINT": collector,
         "HEADCOUNT_WRITE_TOKEN": write_token,
         "HEADCOUNT_FLUSH_INTERVAL": "5",
+        # Short visits so finished visits show up within the demo, not after 30 minutes.
+        "HEADCOUNT_VISIT_GAP": "8",
+        "HEADCOUNT_TRUSTED_PROXIES": "127.0.0.1",
         "PYTHONPATH": str(root),
     }
     serve = [
@@ -207,6 +213,11 @@ Simulated visitors are browsing the app; counts appear every few seconds. Ctrl-C
             while duration <= 0 or time.monotonic() - started < duration:
                 time.sleep(min(10.0, duration) if duration > 0 else 10.0)
                 print("pageviews so far:", _summary(collector, read_token), flush=True)
+                print(
+                    "visits by pages:",
+                    _summary(collector, read_token, "visits", "pages"),
+                    flush=True,
+                )
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
         finally:
