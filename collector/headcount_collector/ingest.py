@@ -15,11 +15,16 @@ from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import IngestRejected, split_validation_error
 from headcount_collector.stores.base import CounterKey, PendingBatch
-from headcount_collector.tables import table_for
+from headcount_collector.tables import RECORD_KEYS
 
 __all__ = ["decode_batch", "read_body", "validate_batch"]
 
 _DECODER = msgspec.json.Decoder(wire.Batch)
+# Routes already found to be templates. A site has few, and every batch repeats them, so
+# remembering them beats re-checking; bounded so a stream of distinct routes cannot grow
+# it without limit.
+_GOOD_ROUTES: set[str] = set()
+_MAX_GOOD_ROUTES = 50_000
 _MAX = wire.MAX_BODY_BYTES
 
 
@@ -89,33 +94,38 @@ def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
     newest = now + 3600
     oldest = now - site.hourly_seconds
     counts: dict[CounterKey, int] = {}
+    good_routes = _GOOD_ROUTES
+    if len(good_routes) > _MAX_GOOD_ROUTES:
+        good_routes.clear()
     for index, record in enumerate(batch.records):
         hour = record.hour
-        if hour > newest:
-            raise IngestRejected(
-                422, "hour is more than an hour in the future", f"$.records[{index}].hour"
-            )
-        if hour < oldest:
-            raise IngestRejected(
-                422,
-                f"hour is older than this site keeps hourly data ({site.hourly_days} days)",
-                f"$.records[{index}].hour",
-            )
-        route = getattr(record, "route", None)
-        if route is not None:
-            problem = wire.route_problem(route)
-            if problem is not None:
-                raise IngestRejected(
-                    422, f"route is not a template: {problem}", f"$.records[{index}].route"
-                )
-        if isinstance(record, wire.Event):
-            _check_event(record, site, index)
-        table = table_for(record)
-        key = (table.kind, hour, table.key_of(record))
+        if hour > newest or hour < oldest:
+            raise _bad_hour(index, hour > newest, site)
+        kind, key_of = RECORD_KEYS[type(record)]
+        if kind != "bot":
+            route: str = record.route  # type: ignore[union-attr]
+            if route not in good_routes:
+                problem = wire.route_problem(route)
+                if problem is not None:
+                    raise IngestRejected(
+                        422, f"route is not a template: {problem}", f"$.records[{index}].route"
+                    )
+                good_routes.add(route)
+            if kind == "event":
+                _check_event(record, site, index)  # type: ignore[arg-type]
+        key = (kind, hour, key_of(record))
         counts[key] = counts.get(key, 0) + record.n
     return PendingBatch(
         site.id, batch.batch_id, counts, len(batch.records), batch.visits, site.timezone
     )
+
+
+def _bad_hour(index: int, future: bool, site: Site) -> IngestRejected:
+    if future:
+        problem = "hour is more than an hour in the future"
+    else:
+        problem = f"hour is older than this site keeps hourly data ({site.hourly_days} days)"
+    return IngestRejected(422, problem, f"$.records[{index}].hour")
 
 
 def _check_event(record: wire.Event, site: Site, index: int) -> None:

@@ -105,19 +105,34 @@ def merge_applied(
 ) -> dict[Table, dict[tuple[str | int, ...], int]]:
     """Sum the counts of applied batches by table and full row key (site, res, bucket,
     dims): every count goes to its hourly row and to its local day's row."""
-    merged: dict[Table, dict[tuple[str | int, ...], int]] = {}
-    day_of: dict[tuple[str, int], int] = {}
+    # First merge on the batches' own keys (cheap: the tuples exist already), so the
+    # row keys below are built once per distinct counter, not once per record.
+    by_site: dict[tuple[str, str], dict[CounterKey, int]] = {}
+    zones: dict[str, ZoneInfo] = {}
     for batch, ok in zip(batches, applied, strict=True):
         if not ok:
             continue
-        for (kind, hour, dims), n in batch.counts.items():
-            rows = merged.setdefault(TABLES[kind], {})
-            hourly = (batch.site, "h", hour, *dims)
+        acc = by_site.get((batch.site, batch.zone.key))
+        if acc is None:
+            acc = by_site[(batch.site, batch.zone.key)] = {}
+            zones[batch.zone.key] = batch.zone
+        get = acc.get
+        for key, n in batch.counts.items():
+            acc[key] = get(key, 0) + n
+    merged: dict[Table, dict[tuple[str | int, ...], int]] = {}
+    for (site, zone_key), acc in by_site.items():
+        zone = zones[zone_key]
+        day_of: dict[int, int] = {}
+        for (kind, hour, dims), n in acc.items():
+            rows = merged.get(TABLES[kind])
+            if rows is None:
+                rows = merged[TABLES[kind]] = {}
+            hourly = (site, "h", hour, *dims)
             rows[hourly] = rows.get(hourly, 0) + n
-            day = day_of.get((batch.zone.key, hour))
+            day = day_of.get(hour)
             if day is None:
-                day = day_of[(batch.zone.key, hour)] = local_day_start(hour, batch.zone)
-            daily = (batch.site, "d", day, *dims)
+                day = day_of[hour] = local_day_start(hour, zone)
+            daily = (site, "d", day, *dims)
             rows[daily] = rows.get(daily, 0) + n
     return merged
 

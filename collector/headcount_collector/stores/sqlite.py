@@ -155,13 +155,24 @@ class SQLiteStore:
 
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         with self._write() as conn:
+            # One statement for the whole group; RETURNING names the ids that were new.
+            ids = list(dict.fromkeys((batch.site, batch.batch_id) for batch in batches))
+            fresh: set[tuple[str, str]] = set()
+            for start in range(0, len(ids), 300):  # bound the statement's parameter count
+                chunk = ids[start : start + 300]
+                inserted = conn.execute(
+                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received) VALUES "
+                    + ", ".join("(?, ?, ?)" for _ in chunk)
+                    + " RETURNING site, batch_id",
+                    [x for site, batch_id in chunk for x in (site, batch_id, now)],
+                ).fetchall()
+                fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
+            # A batch id sent twice within one group counts once: the first copy wins.
             applied: list[bool] = []
             for batch in batches:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
-                    (batch.site, batch.batch_id, now),
-                )
-                applied.append(cursor.rowcount == 1)
+                key = (batch.site, batch.batch_id)
+                applied.append(key in fresh)
+                fresh.discard(key)
             for table, rows in merge_applied(batches, applied).items():
                 conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
             conn.executemany(
