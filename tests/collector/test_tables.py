@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from headcount import wire
-
 from headcount_collector.tables import RECORD_KEYS, TABLES, table_for
 
 SAMPLES: list[wire.Record] = [
