@@ -49,7 +49,8 @@ class HeadcountMiddleware:
         self._routes = StarletteRoutes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        # A disabled tracker costs nothing per request: not even the wrapping.
+        if scope["type"] != "http" or not self.tracker.settings.enabled:
             await self.app(scope, receive, send)
             return
         started = perf_counter()

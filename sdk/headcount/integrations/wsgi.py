@@ -53,6 +53,9 @@ class HeadcountMiddleware:
         return route if isinstance(route, str) else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not self.tracker.settings.enabled:
+            # A disabled tracker costs nothing per request: not even the wrapping.
+            return self.app(environ, start_response)
         request = _Request(self, environ, perf_counter())
 
         def capture(
