@@ -10,6 +10,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 import msgspec
+from starlette.types import Receive
 
 from headcount import wire
 from headcount_collector.config import Site
@@ -17,7 +18,7 @@ from headcount_collector.errors import IngestRejected, split_validation_error
 from headcount_collector.stores.base import CounterKey, PendingBatch
 from headcount_collector.tables import RECORD_KEYS
 
-__all__ = ["decode_batch", "read_body", "validate_batch"]
+__all__ = ["ClientDisconnected", "decode_batch", "read_body", "validate_batch"]
 
 _DECODER = msgspec.json.Decoder(wire.Batch)
 # Routes already found to be templates. A site has few, and every batch repeats them, so
@@ -28,8 +29,24 @@ _MAX_GOOD_ROUTES = 50_000
 _MAX = wire.MAX_BODY_BYTES
 
 
+class ClientDisconnected(Exception):
+    """The client went away before sending its whole body; there is no one to answer."""
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
 async def read_body(
-    chunks: AsyncIterator[bytes], content_length: str | None, content_encoding: str | None
+    receive: Receive, content_length: str | None, content_encoding: str | None
 ) -> bytes:
     """Read at most 1 MiB of (decompressed) body, stopping as soon as it is exceeded.
 
@@ -50,7 +67,21 @@ async def read_body(
     received = 0
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
+    if inflater is None and content_length is not None:
+        # The common case, a plain body of known size: skip the chunk machinery.
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body: bytes = message.get("body", b"")
+            if len(body) > _MAX:
+                raise IngestRejected(413, f"body larger than {_MAX} bytes")
+            return body
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        parts.append(message.get("body", b""))
+        size = received = len(parts[0])
+        if received > _MAX:
+            raise IngestRejected(413, f"body larger than {_MAX} bytes")
+    async for chunk in _chunks(receive):
         received += len(chunk)
         if received > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
