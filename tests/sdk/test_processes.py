@@ -188,7 +188,9 @@ def test_fork_without_hooks_is_caught_by_the_pid_check(recording_server: Recordi
 def stored_total(db_path: Path, table: str) -> int:
     conn = sqlite3.connect(db_path)
     try:
-        return int(conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE res = 'h'").fetchone()[0])
+        return int(
+            conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE res = 'h'").fetchone()[0]
+        )
     finally:
         conn.close()
 

@@ -6,9 +6,9 @@ writer thread (group commit) and from worker threads for queries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from headcount_collector.config import Site
@@ -22,6 +22,7 @@ __all__ = [
     "PendingBatch",
     "RetentionResult",
     "Store",
+    "apply_migrations",
     "declared_modes",
     "merge_applied",
 ]
@@ -89,6 +90,35 @@ class Store(Protocol):
         """How many batch ids are remembered for duplicate detection."""
 
     def close(self) -> None: ...
+
+
+def apply_migrations(
+    execute: Callable[..., Any], migrations: Sequence[Sequence[str]], placeholder: str
+) -> None:
+    """Bring the schema up to ``len(migrations)``, inside the caller's transaction.
+
+    ``execute`` is the connection's own; the caller holds whatever lock keeps two
+    collectors from migrating at once (SQLite's write lock, a PostgreSQL advisory lock).
+    """
+    latest = len(migrations)
+    execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
+    row = execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
+    current = int(str(row[0])) if row else 0
+    if current > latest:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this collector "
+            f"({latest}); upgrade headcount"
+        )
+    for version, statements in enumerate(migrations, start=1):
+        if version <= current:
+            continue
+        for statement in statements:
+            execute(statement)
+        execute(
+            "INSERT INTO hc_meta (key, value) VALUES ('schema_version', "
+            f"{placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
 
 
 def declared_modes(

@@ -28,6 +28,7 @@ from headcount_collector.stores.base import (
     Dialect,
     PendingBatch,
     RetentionResult,
+    apply_migrations,
     declared_modes,
     merge_applied,
 )
@@ -38,7 +39,6 @@ __all__ = ["PoolSettings", "PostgresStore"]
 
 logger = logging.getLogger("headcount_collector.stores.postgres")
 
-SCHEMA_VERSION = 2
 DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})")
 
 # Arbitrary but fixed: every collector takes this transaction-level advisory lock before
@@ -109,6 +109,9 @@ def _migrations() -> list[list[str]]:
         " PRIMARY KEY (site, visits))"
     ]
     return [version_1, version_2]
+
+
+SCHEMA_VERSION = len(_migrations())
 
 
 def _upsert_sql(table: Table) -> str:
@@ -182,24 +185,7 @@ class PostgresStore:
     def migrate(self) -> None:
         def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
-            current = _int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {current} is newer than this collector "
-                    f"({SCHEMA_VERSION}); upgrade headcount"
-                )
-            for version, statements in enumerate(_migrations(), start=1):
-                if version <= current:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO hc_meta (key, value) VALUES ('schema_version', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(version),),
-                )
+            apply_migrations(conn.execute, _migrations(), "%s")
 
         self._run(migrate_in, "migration")
 

@@ -22,6 +22,7 @@ from headcount_collector.stores.base import (
     Dialect,
     PendingBatch,
     RetentionResult,
+    apply_migrations,
     declared_modes,
     merge_applied,
 )
@@ -30,7 +31,6 @@ from headcount_collector.timeutil import local_midnight
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 2
 DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.' || {ph})")
 
 _PRAGMAS = (
@@ -54,6 +54,9 @@ def _migrations() -> list[list[str]]:
         " PRIMARY KEY (site, visits)) WITHOUT ROWID"
     ]
     return [version_1, version_2]
+
+
+SCHEMA_VERSION = len(_migrations())
 
 
 class SQLiteStore:
@@ -126,24 +129,7 @@ class SQLiteStore:
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
-            row = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {current} is newer than this collector "
-                    f"({SCHEMA_VERSION}); upgrade headcount"
-                )
-            for version, statements in enumerate(_migrations(), start=1):
-                if version <= current:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO hc_meta (key, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(version),),
-                )
+            apply_migrations(conn.execute, _migrations(), "?")
 
     def schema_version(self) -> int:
         row = (
