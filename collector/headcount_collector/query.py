@@ -79,6 +79,8 @@ def _parse_when(name: str, text: str, site: Site) -> int:
         day = datetime.strptime(match.group(1), "%Y-%m-%d").date()
     except ValueError:
         raise QueryRejected(name, "not a valid calendar date") from None
+    if not 1970 <= day.year <= 9998:
+        raise QueryRejected(name, "the year must be between 1970 and 9998")
     hour = int(match.group(2) or 0)
     if hour > 23:
         raise QueryRejected(name, "hour must be 00-23")
@@ -134,8 +136,10 @@ def parse_stats_query(params: Sequence[tuple[str, str]], site: Site, now: float)
     )
     if start >= end:
         raise QueryRejected("from", "must be before 'to' (the range is half-open)")
-    if interval == "hour" and (end - start) // 3600 > MAX_BUCKETS:
-        raise QueryRejected("interval", f"more than {MAX_BUCKETS} hourly buckets; use day")
+    # Bounded before any bucket list is built: a range of millennia must cost nothing.
+    shortest_bucket = {"hour": 3600, "day": 82800, "week": 601200, "month": 28 * 86400 - 3600}
+    if interval in shortest_bucket and (end - start) // shortest_bucket[interval] > MAX_BUCKETS:
+        raise QueryRejected("interval", f"more than {MAX_BUCKETS} {interval} buckets in the range")
     dims = tuple(_dimension(name, allowed, "by") for name in by)
     if len(set(dims)) != len(dims):
         raise QueryRejected("by", "a dimension is repeated")
@@ -242,7 +246,8 @@ def _release(
         # Stable: among equal counts the folded (other) row stays last.
         group_rows.sort(key=lambda row: -int(row["count"]))  # type: ignore[call-overload]
         rows.extend(group_rows)
-        totals.append({**time_fields, "count": result.total})
+        if result.total is not None:
+            totals.append({**time_fields, "count": result.total})
     return _Released(rows, totals, withheld)
 
 

@@ -5,12 +5,14 @@ Within each time bucket of a response ("a group"):
 1. Primary: a cell whose count is below k is withheld.
 2. Withheld cells (and cells past ``limit``) are folded into one ``(other)`` row, so the
    rows of a group always add up to its total and nothing has to be inferred.
-3. Complementary: if the folded remainder holds any withheld cell but sums to less than
-   k, the smallest released cells are folded into it as well until it reaches k. A
-   reader can then never recover a withheld count from the total, the remainder or a
-   difference of released numbers in the response.
-4. If even the whole group sums to less than k, the group releases nothing at all, not
-   even its total.
+3. Complementary: whenever the remainder holds a withheld cell, at least the smallest
+   released cell is folded into it too, and more until the remainder reaches k. A reader
+   can then never recover a withheld count from the total, the remainder or a
+   difference of released numbers in the response, nor pin the withheld counts down
+   from the remainder and the number of cells in it (five cells summing to five).
+4. If even the whole group sums to less than k, the group releases nothing at all: no
+   rows, no total, and it is not counted in ``withheld`` either, so a bucket with a few
+   events looks exactly like an empty one.
 
 Representation: withheld cells are omitted and counted in ``withheld``; their counts
 live on only inside ``(other)``. Across *different* queries this cannot close every gap
@@ -50,7 +52,7 @@ def suppress_group(cells: Sequence[Cell], k: int, limit: int | None = None) -> S
         rest = ordered[len(shown) :]
         return SuppressedGroup(shown, sum(c.count for c in rest) if rest else None, total, 0)
     if total < k:
-        return SuppressedGroup([], None, None, len(cells))
+        return SuppressedGroup([], None, None, 0)
     visible = sorted((c for c in cells if c.count >= k), key=lambda c: -c.count)
     hidden = [c for c in cells if c.count < k]
     withheld = len(hidden)
@@ -60,7 +62,7 @@ def suppress_group(cells: Sequence[Cell], k: int, limit: int | None = None) -> S
         visible = visible[:limit]
     remainder = sum(c.count for c in hidden) + sum(c.count for c in folded_beyond_limit)
     if hidden:
-        while remainder < k and visible:
+        while visible and (remainder < k or (withheld == len(hidden) and not folded_beyond_limit)):
             smallest = visible.pop()
             remainder += smallest.count
             withheld += 1

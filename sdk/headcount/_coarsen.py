@@ -90,7 +90,7 @@ def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:
 def slug(value: str) -> str | None:
     """``value`` lowercased if it is a short slug that does not look like an identifier."""
     value = value.strip().lower()
-    if len(value) > MAX_SLUG_LENGTH or not _SLUG.match(value) or looks_like_identifier(value):
+    if len(value) > MAX_SLUG_LENGTH or not _SLUG.fullmatch(value) or looks_like_identifier(value):
         return None
     return value
 

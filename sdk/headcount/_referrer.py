@@ -39,7 +39,7 @@ def domain_of_host(host: str) -> str | None:
         except UnicodeError:
             return None
     host = host.removeprefix("www.")
-    if len(host) > _MAX_DOMAIN or not _REFERRER.match(host) or host.startswith("("):
+    if len(host) > _MAX_DOMAIN or not _REFERRER.fullmatch(host) or host.startswith("("):
         return None
     return host
 

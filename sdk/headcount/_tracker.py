@@ -355,13 +355,13 @@ class Tracker:
 
 def _event_values(name: object, props: Mapping[str, object]) -> tuple[tuple[str, str], ...] | str:
     """The event's properties as sorted (name, slug) pairs, or why the event is invalid."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         return "the name must match [a-z][a-z0-9_.-]{0,63}"
     if len(props) > MAX_PROPS:
         return f"more than {MAX_PROPS} properties"
     values: list[tuple[str, str]] = []
     for key, value in props.items():
-        if not _NAME.match(key):
+        if not _NAME.fullmatch(key):
             return "a property name must match [a-z][a-z0-9_.-]{0,63}"
         cleaned = slug(str(value)) if isinstance(value, str | int | bool) else None
         if cleaned is None:

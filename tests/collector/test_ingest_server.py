@@ -259,3 +259,20 @@ def test_errors_never_echo_submitted_values(shared_server: CollectorProcess) -> 
     kind = post(shared_server, batch_body([{"kind": "alice@example.com", "hour": 0, "n": 1}]))
     assert kind.status_code == 422
     assert "alice@example.com" not in kind.text
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(pageview(referrer="alice.example.com\n"), id="newline-after-referrer"),
+        pytest.param(pageview(utm_source="x\n"), id="newline-after-slug"),
+        pytest.param(pageview(route="/a\u0000b"), id="nul-in-route"),
+        pytest.param(event(name="signup\n"), id="newline-after-event-name"),
+    ],
+)
+def test_json_escapes_are_refused(shared_server: CollectorProcess, record: dict[str, Any]) -> None:
+    before = sqlite_snapshot(shared_server.db_path)
+    response = post(shared_server, batch_body([record]))
+    assert response.status_code == 422
+    assert "escape" in response.json()["error"]
+    assert sqlite_snapshot(shared_server.db_path) == before

@@ -287,3 +287,22 @@ def test_visit_figures_are_withheld_with_their_inputs(
     )
     # The 3 single-page visits are below k: a bounce rate would reveal them.
     assert body["derived"]["bounce_rate"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"from": "9999-12-30", "to": "9999-12-31"}, "to"),
+        ({"from": "0001-01-01", "interval": "total"}, "from"),
+        ({"from": "1970-01-02", "to": "2026-01-01", "interval": "day"}, "interval"),
+        ({"from": "1970-01-02", "to": "9998-01-01", "interval": "month"}, "interval"),
+    ],
+)
+def test_extreme_ranges_are_refused_quickly(
+    seeded: TestClient, params: dict[str, str], parameter: str
+) -> None:
+    from tests.conftest import READ_TOKEN
+
+    response = seeded.get("/v1/stats", params=params, headers=read_auth(READ_TOKEN))
+    assert response.status_code == 400, response.text
+    assert response.json()["parameter"] == parameter
