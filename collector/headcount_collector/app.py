@@ -70,7 +70,7 @@ def create_app(
     store.migrate()
     committer = GroupCommitter(store, settings.max_group_batches)
 
-    ingest = IngestEndpoint(registry, committer, clock)
+    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds)
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -126,7 +126,12 @@ def create_app(
     async def retention_loop() -> None:
         while True:
             await asyncio.sleep(settings.retention_interval)
-            await asyncio.to_thread(run_retention, store, list(registry), settings, clock())
+            try:
+                await asyncio.to_thread(run_retention, store, list(registry), settings, clock())
+            except Exception:
+                # Keep trying every interval: one failure (a read-only failover, a lost
+                # privilege) must not end retention for the life of the process.
+                logger.exception("retention failed; retrying in %s s", settings.retention_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -136,7 +141,7 @@ def create_app(
             yield
         finally:
             retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):
                 await retention
             await committer.stop()
 
@@ -173,8 +178,13 @@ class IngestEndpoint:
     """
 
     def __init__(
-        self, registry: SiteRegistry, committer: GroupCommitter, clock: Callable[[], float]
+        self,
+        registry: SiteRegistry,
+        committer: GroupCommitter,
+        clock: Callable[[], float],
+        dedupe_seconds: int,
     ) -> None:
+        self._dedupe_seconds = dedupe_seconds
         self._registry = registry
         self._committer = committer
         self._clock = clock
@@ -207,7 +217,7 @@ class IngestEndpoint:
                 content_encoding.decode("latin-1") if content_encoding is not None else None,
             )
             batch = decode_batch(body)
-            pending = validate_batch(batch, site, int(self._clock()))
+            pending = validate_batch(batch, site, int(self._clock()), self._dedupe_seconds)
         except ClientDisconnected:
             return
         except IngestRejected as exc:

@@ -227,6 +227,7 @@ class Settings:
     # How often each worker rolls up and purges old rows (seconds).
     retention_interval: float = 3600.0
     # How long batch ids are remembered so a retry is recognised (seconds, >= 48 h).
+    # Records older than this (less an hour) are refused, so no retry outlives its id.
     dedupe_seconds: int = 7 * 86400
     # Upper bound on batches merged into one group commit.
     max_group_batches: int = 512

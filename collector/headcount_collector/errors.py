@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "CollectorError",
     "ConfigError",
@@ -49,6 +51,9 @@ class StoreUnavailable(CollectorError):
     """The database cannot take a write now (locked, disk full); the client should retry."""
 
 
+_SAFE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}\Z")
+
+
 def split_validation_error(text: str) -> tuple[str, str]:
     """A msgspec validation message as (problem, JSON path of the offending field)."""
     message, _, where = text.partition(" - at `")
@@ -59,8 +64,15 @@ def split_validation_error(text: str) -> tuple[str, str]:
             message = prefix + "; see /v1/schema for the accepted values"
     # msgspec reports unknown and missing fields at the enclosing object; point at the
     # field itself, which is what a user needs to find.
+    if "` in `" in path:
+        # A dict key: msgspec says "at `key` in `$.records[0].props`"; point at the dict.
+        path = path.split("` in `", 1)[1]
     for marker in ("unknown field `", "missing required field `"):
         if marker in message:
             name = message.split(marker, 1)[1].split("`", 1)[0]
-            path = f"{path}.{name}"
+            if _SAFE_NAME.match(name):
+                path = f"{path}.{name}"
+            else:
+                # A field name can itself be the identifier being refused: don't echo it.
+                message = message.split(marker, 1)[0] + "an unknown field (its name is not shown)"
     return message, path

@@ -21,6 +21,7 @@ from headcount_collector.tables import RECORD_KEYS
 __all__ = ["ClientDisconnected", "decode_batch", "read_body", "validate_batch"]
 
 _DECODER = msgspec.json.Decoder(wire.Batch)
+DEFAULT_DEDUPE_SECONDS = 7 * 86400
 # Routes already found to be templates. A site has few, and every batch repeats them, so
 # remembering them beats re-checking; bounded so a stream of distinct routes cannot grow
 # it without limit.
@@ -128,10 +129,16 @@ def decode_batch(body: bytes) -> wire.Batch:
         raise IngestRejected(400, f"malformed JSON: {exc}") from None
 
 
-def validate_batch(batch: wire.Batch, site: Site, now: int) -> PendingBatch:
-    """Check what only the site can judge and merge equal keys; raise on the first problem."""
+def validate_batch(
+    batch: wire.Batch, site: Site, now: int, dedupe_seconds: int = DEFAULT_DEDUPE_SECONDS
+) -> PendingBatch:
+    """Check what only the site can judge and merge equal keys; raise on the first problem.
+
+    Records are accepted only as far back as batch ids are remembered (less an hour of
+    margin): a retry older than that could no longer be recognised as one.
+    """
     newest = now + 3600
-    oldest = now - site.hourly_seconds
+    oldest = now - min(site.hourly_seconds, dedupe_seconds - 3600)
     counts: dict[CounterKey, int] = {}
     good_routes = _GOOD_ROUTES
     if len(good_routes) > _MAX_GOOD_ROUTES:
@@ -163,7 +170,10 @@ def _bad_hour(index: int, future: bool, site: Site) -> IngestRejected:
     if future:
         problem = "hour is more than an hour in the future"
     else:
-        problem = f"hour is older than this site keeps hourly data ({site.hourly_days} days)"
+        problem = (
+            "hour is too old: older than this site keeps hourly data "
+            f"({site.hourly_days} days) or than batch ids are remembered"
+        )
     return IngestRejected(422, problem, f"$.records[{index}].hour")
 
 

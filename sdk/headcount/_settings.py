@@ -341,7 +341,9 @@ _OPTIONS: dict[str, _Option] = {
     "send_schedule": _Option(_check_schedule, str.strip),
     "max_buffer_batches": _Option(_check_number(1, 1_000_000, integer=True), int),
     "max_buffer_bytes": _Option(_check_number(1024, 2**40, integer=True), int),
-    "max_buffer_age": _Option(_check_number(1, 30 * 86400, integer=False), float),
+    # At most the 48 hours every collector remembers batch ids for: an older retry
+    # could be counted twice.
+    "max_buffer_age": _Option(_check_number(1, 48 * 3600, integer=False), float),
     "backoff_initial": _Option(_check_number(0.001, 3600, integer=False), float),
     "backoff_max": _Option(_check_number(0.001, 86400, integer=False), float),
     "http_client": _Option(_check_http_client, None),

@@ -276,3 +276,24 @@ def test_json_escapes_are_refused(shared_server: CollectorProcess, record: dict[
     assert response.status_code == 422
     assert "escape" in response.json()["error"]
     assert sqlite_snapshot(shared_server.db_path) == before
+
+
+def test_unknown_field_names_that_look_like_identifiers_are_not_echoed(
+    shared_server: CollectorProcess,
+) -> None:
+    response = post(shared_server, batch_body([pageview(**{"email_alice@example.com": 1})]))
+    assert response.status_code == 422
+    assert "alice@example.com" not in response.text
+    assert response.json()["path"] == "$.records[0]"
+
+
+def test_records_older_than_remembered_batch_ids_are_refused(
+    shared_server: CollectorProcess,
+) -> None:
+    # hourly_days is 30, but batch ids are remembered 7 days: an 8-day-old retry could
+    # no longer be recognised, so it is refused rather than risk counting twice.
+    response = post(shared_server, batch_body([pageview(hour=current_hour() - 8 * 86400)]))
+    assert response.status_code == 422
+    assert response.json()["path"] == "$.records[0].hour"
+    fresh = post(shared_server, batch_body([pageview(hour=current_hour() - 6 * 86400)]))
+    assert fresh.status_code == 202

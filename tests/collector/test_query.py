@@ -306,3 +306,16 @@ def test_extreme_ranges_are_refused_quickly(
     response = seeded.get("/v1/stats", params=params, headers=read_auth(READ_TOKEN))
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == parameter
+
+
+def test_property_names_with_dots(store: Store, make_client: Callable[..., TestClient]) -> None:
+    h = utc_hour(2026, 11, 24, 9)
+    seed(store, "shop", [("event", h, ("signup", "/join", '{"plan.tier":"gold"}'), 7)])
+    client = make_client(clock=lambda: NOW)
+    window = {"from": "2026-11-24", "to": "2026-11-25", "interval": "total"}
+    body = stats(client, token=SHOP_READ_TOKEN, metric="events", by="prop:plan.tier", **window)
+    assert body["rows"] == [{"prop:plan.tier": "gold", "count": 7}]
+    filtered = stats(
+        client, token=SHOP_READ_TOKEN, metric="events", filter="prop:plan.tier:gold", **window
+    )
+    assert filtered["rows"] == [{"count": 7}]

@@ -31,7 +31,7 @@ from headcount_collector.timeutil import local_midnight
 
 __all__ = ["SQLiteStore"]
 
-DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.' || {ph})")
+DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.\"' || {ph} || '\"')")
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
