@@ -318,15 +318,23 @@ class Tracker:
         self._recording = False
         if self._atexit_registered:
             atexit.unregister(self._at_exit)
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
         try:
             state = self._current_state()
             if state.visits is not None:
                 # Open visits end with the process (in memory) or are left to the other
-                # workers (Redis); either way they are counted before the last send.
-                state.visits.close()
-            return state.sender.shutdown(
-                self.settings.shutdown_timeout if timeout is None else timeout
-            )
+                # workers (Redis); either way they are counted before the last send. A
+                # Redis that hangs must not stretch exit past the deadline: closing gets
+                # half of it, on a daemon thread that is abandoned if it overruns.
+                closer = threading.Thread(
+                    target=state.visits.close, name="headcount-visits-close", daemon=True
+                )
+                closer.start()
+                closer.join(budget / 2)
+                # Closed (or abandoned): the final collect must not sweep it again.
+                state.visits = None
+            return state.sender.shutdown(max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             self._swallow(exc)
             return False
