@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import gzip
 import random
+import re
 import secrets
 import threading
 import time
@@ -39,6 +40,8 @@ _BODY_LIMIT = MAX_BODY_BYTES - 16 * 1024
 _MAX_RETRY_AFTER = 24 * 3600.0
 _MAX_ERROR_TEXT = 200
 _ENCODER = msgspec.json.Encoder()
+# Only to salvage a refused batch's other records; never on the sending path.
+_DECODER = msgspec.json.Decoder(Batch)
 
 
 class _Outcome(Enum):
@@ -328,6 +331,8 @@ class Sender:
             )
             self._back_off(batch, response.headers.get("Retry-After"))
             return _Outcome.RETRY
+        if status == 422 and self._salvage(batch, response):
+            return _Outcome.DONE
         self._counters.add(dropped=1)
         self._log.warning(
             "rejected",
@@ -338,12 +343,64 @@ class Sender:
         )
         return _Outcome.DONE
 
+    def _salvage(self, batch: _PendingBatch, response: HttpResponse) -> bool:
+        """Drop the one record the collector refused and queue the rest as a new batch.
+
+        The collector stores nothing of a refused batch, so resending its other records
+        under a fresh batch id cannot count anything twice; without this, one event the
+        site has not declared would throw away a whole window of pageviews.
+        """
+        index = _refused_record(response)
+        if index is None:
+            return False
+        try:
+            body = gzip.decompress(batch.body) if batch.gzipped else batch.body
+            records = _DECODER.decode(body).records
+        except Exception:
+            return False
+        if not 0 <= index < len(records):
+            return False
+        del records[index]
+        self._counters.add(dropped=1)
+        self._log.warning(
+            "refused-record",
+            "headcount collector refused one record (%s); resending the other %d",
+            _error_text(response),
+            len(records),
+        )
+        if not records:
+            return True
+        replacements: list[_PendingBatch] = []
+        self._encode(records, replacements)
+        with self._buffer_lock:
+            try:
+                position = self._buffer.index(batch) + 1
+            except ValueError:
+                position = 0
+            for offset, replacement in enumerate(replacements):
+                self._buffer.insert(position + offset, replacement)
+                self._buffer_bytes += len(replacement.body)
+        return True
+
     def _back_off(self, batch: _PendingBatch, retry_after: str | None) -> None:
         delay = _parse_retry_after(retry_after)
         if delay is None:
             exponential = self._settings.backoff_initial * 2 ** min(batch.attempts - 1, 30)
             delay = min(self._settings.backoff_max, exponential) * self._rng.uniform(0.5, 1.0)
         batch.not_before = time.monotonic() + delay
+
+
+_REFUSED_RECORD = re.compile(r"^\$\.records\[(\d+)\]")
+
+
+def _refused_record(response: HttpResponse) -> int | None:
+    """The index of the record a 422 names in its JSON path, if it names one."""
+    try:
+        path = response.json().get("path")
+    except (ValueError, AttributeError):
+        return None
+    match = _REFUSED_RECORD.match(path) if isinstance(path, str) else None
+    return int(match.group(1)) if match else None
 
 
 def _parse_retry_after(value: str | None) -> float | None:

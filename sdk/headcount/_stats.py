@@ -16,7 +16,10 @@ class TrackerStats:
     route ``(other)`` because ``max_keys`` distinct keys already existed, ``discarded``
     those lost past a hard ceiling above that. ``sent``, ``dropped`` and ``buffered``
     count batches (one POST each): acknowledged by the collector, given up on (rejected,
-    or pushed out of a full buffer, or too old), and waiting to be sent. ``retried``
+    or pushed out of a full buffer, or too old), and waiting to be sent; when the
+    collector refuses a single record (say an event the site has not declared), that one
+    record is dropped and counted in ``dropped`` too, and the rest of its batch is sent
+    again under a new batch id (nothing of a refused batch is ever stored). ``retried``
     counts repeated attempts to send a batch, ``errors`` unexpected exceptions the SDK
     swallowed instead of raising into the app, and invalid custom events.
     """
