@@ -24,7 +24,9 @@ __all__ = [
     "Store",
     "apply_migrations",
     "declared_modes",
+    "delete_expired",
     "merge_applied",
+    "retention_cutoffs",
 ]
 
 # (kind, hour, dimension values in the kind's column order)
@@ -119,6 +121,41 @@ def apply_migrations(
             f"{placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(version),),
         )
+
+
+def retention_cutoffs(site: Site, now: int) -> tuple[int, int]:
+    """(hourly rows before this go, daily rows before this go): local midnights."""
+    zone = site.timezone
+    hourly = local_day_start(now - site.hourly_seconds, zone)
+    daily = local_day_start(now - site.keep_days * 86400, zone)
+    return hourly, daily
+
+
+def delete_expired(
+    execute: Callable[..., Any], site: Site, now: int, dedupe_seconds: int, placeholder: str
+) -> RetentionResult:
+    """Apply ``site``'s retention inside the caller's transaction.
+
+    Every count already sits in its local day's row as well (written at commit), so
+    rolling hours up into days is deleting the hourly rows past ``hourly_days``.
+    """
+    hourly_cutoff, daily_cutoff = retention_cutoffs(site, now)
+    ph = placeholder
+    rolled = deleted = 0
+    for table in TABLES.values():
+        rolled += execute(
+            f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
+            (site.id, hourly_cutoff),
+        ).rowcount
+        deleted += execute(
+            f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
+            (site.id, daily_cutoff),
+        ).rowcount
+    forgotten = execute(
+        f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
+        (site.id, now - dedupe_seconds),
+    ).rowcount
+    return RetentionResult(rolled, deleted, forgotten)
 
 
 def declared_modes(

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -30,10 +29,10 @@ from headcount_collector.stores.base import (
     RetentionResult,
     apply_migrations,
     declared_modes,
+    delete_expired,
     merge_applied,
 )
 from headcount_collector.tables import TABLES, Table
-from headcount_collector.timeutil import local_midnight
 
 __all__ = ["PoolSettings", "PostgresStore"]
 
@@ -246,37 +245,13 @@ class PostgresStore:
         return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
-        zone = site.timezone
-        hourly_cutoff = local_midnight(
-            datetime.fromtimestamp(now - site.hourly_seconds, zone).date(), zone
-        )
-        daily_cutoff = local_midnight(
-            datetime.fromtimestamp(now - site.keep_days * 86400, zone).date(), zone
-        )
-
         def retain(conn: psycopg.Connection[tuple[object, ...]]) -> RetentionResult:
             locked = conn.execute(
                 "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (_RETENTION_LOCK, site.id)
             ).fetchone()
             if not locked or not locked[0]:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
-            rolled = deleted = 0
-            for table in TABLES.values():
-                # Every count already sits in its local day's row as well (written at
-                # commit), so rolling up is deleting the hourly rows past hourly_days.
-                rolled += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = %s AND res = 'h' AND bucket < %s",
-                    (site.id, hourly_cutoff),
-                ).rowcount
-                deleted += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = %s AND res = 'd' AND bucket < %s",
-                    (site.id, daily_cutoff),
-                ).rowcount
-            forgotten = conn.execute(
-                "DELETE FROM hc_batch WHERE site = %s AND received < %s",
-                (site.id, now - dedupe_seconds),
-            ).rowcount
-            return RetentionResult(rolled, deleted, forgotten)
+            return delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
 
         result = self._run(retain, "retention")
         if result.hourly_rolled_up or result.daily_deleted:

@@ -11,7 +11,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,10 +23,10 @@ from headcount_collector.stores.base import (
     RetentionResult,
     apply_migrations,
     declared_modes,
+    delete_expired,
     merge_applied,
 )
 from headcount_collector.tables import TABLES
-from headcount_collector.timeutil import local_midnight
 
 __all__ = ["SQLiteStore"]
 
@@ -176,35 +175,13 @@ class SQLiteStore:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
-        zone = site.timezone
-        hourly_cutoff = local_midnight(
-            datetime.fromtimestamp(now - site.hourly_seconds, zone).date(), zone
-        )
-        daily_cutoff = local_midnight(
-            datetime.fromtimestamp(now - site.keep_days * 86400, zone).date(), zone
-        )
-        rolled = deleted = 0
         with self._write() as conn:
-            for table in TABLES.values():
-                # Every count already sits in its local day's row as well (written at
-                # commit), so rolling up is deleting the hourly rows past hourly_days.
-                rolled += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = ? AND res = 'h' AND bucket < ?",
-                    (site.id, hourly_cutoff),
-                ).rowcount
-                deleted += conn.execute(
-                    f"DELETE FROM {table.name} WHERE site = ? AND res = 'd' AND bucket < ?",
-                    (site.id, daily_cutoff),
-                ).rowcount
-            forgotten = conn.execute(
-                "DELETE FROM hc_batch WHERE site = ? AND received < ?",
-                (site.id, now - dedupe_seconds),
-            ).rowcount
-        if rolled or deleted or forgotten:
+            result = delete_expired(conn.execute, site, now, dedupe_seconds, "?")
+        if result.hourly_rolled_up or result.daily_deleted or result.batch_ids_forgotten:
             # Deleted pages may still sit in the WAL file; fold it back and truncate it
             # so a purged value is gone from every file on disk.
             self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return RetentionResult(rolled, deleted, forgotten)
+        return result
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = (
