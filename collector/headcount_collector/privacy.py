@@ -81,9 +81,10 @@ def _site_html(site: Site, modes: dict[str, int]) -> str:
     if site.k > 1:
         suppression = (
             f"Any released count below <strong>{site.k}</strong> is withheld and folded "
-            "into an (other) row; more cells are folded when needed so that no withheld "
-            "count can be recovered from the rows, totals or their differences in one "
-            "response."
+            "into an (other) row together with at least one larger cell, so that no "
+            "withheld count can be recovered from the rows, totals or their differences "
+            "in one response. A time bucket whose whole total is below "
+            f"{site.k} releases nothing and looks exactly like an empty one."
         )
     else:
         suppression = "<strong>Suppression is turned off (k = 1)</strong>: every count is released."
