@@ -41,12 +41,17 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
     return Response(_encode(payload), status_code=status, media_type=_JSON, headers=headers)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def _bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         return None
-    return token.strip()
+    return token
+
+
+def _bearer(request: Request) -> str | None:
+    return _bearer_token(request.headers.get("authorization"))
 
 
 def _unauthorized(message: str) -> Response:
@@ -242,13 +247,8 @@ class IngestEndpoint:
             await _answer(send, 200, {"duplicate": True})
 
     def _site(self, authorization: bytes | None) -> Site | None:
-        if authorization is None:
-            return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return None
-        return self._registry.by_write_token(token)
+        token = _bearer_token(authorization.decode("latin-1") if authorization else None)
+        return None if token is None else self._registry.by_write_token(token)
 
 
 async def _answer(
