@@ -36,7 +36,7 @@ class StarletteRoutes:
     """Resolves the template of a routed request; one per middleware instance."""
 
     def __init__(self) -> None:
-        # Per top-level router: the templated mount prefixes, longest first.
+        # Per top-level router: every mount prefix as a template, literal ones first.
         self._mounts: dict[int, tuple[Any, list[tuple[re.Pattern[str], str]]]] = {}
         self._lock = threading.Lock()
 
@@ -49,6 +49,10 @@ class StarletteRoutes:
             return None
         path = _included_path(scope, route, path)
         prefix = self._mount_prefix(scope)
+        if prefix is None:
+            # Mounted somewhere the router tree does not show: never fall back to the
+            # concrete path text, which may hold anything a client typed.
+            return None
         if hasattr(route, "routes"):
             # The request ended inside a mounted app that has no router of its own
             # (static files, a WSGI app): everything below the mount is one route,
@@ -58,7 +62,7 @@ class StarletteRoutes:
             return prefix + "/{path}"
         return prefix + path
 
-    def _mount_prefix(self, scope: Mapping[str, Any]) -> str:
+    def _mount_prefix(self, scope: Mapping[str, Any]) -> str | None:
         # `app_root_path` is the root path before any mount; it is only set once a
         # mount has matched.
         outer = scope.get("app_root_path")
@@ -70,13 +74,13 @@ class StarletteRoutes:
         concrete = root_path[len(outer) :]
         router = scope.get("router")
         if router is None:
-            return concrete
-        for pattern, template in self._templated_mounts(router):
+            return None
+        for pattern, template in self._mount_templates(router):
             if pattern.fullmatch(concrete):
                 return template
-        return concrete
+        return None
 
-    def _templated_mounts(self, router: Any) -> list[tuple[re.Pattern[str], str]]:
+    def _mount_templates(self, router: Any) -> list[tuple[re.Pattern[str], str]]:
         cached = self._mounts.get(id(router))
         # The router is kept alongside so that its id cannot be reused while cached.
         if cached is not None and cached[0] is router:
@@ -84,7 +88,8 @@ class StarletteRoutes:
         with self._lock:
             found: list[tuple[re.Pattern[str], str]] = []
             _collect_mounts(getattr(router, "routes", ()), "", found, 0)
-            found.sort(key=lambda item: len(item[1]), reverse=True)
+            # Literal mounts first (/orgs/new before /orgs/{org}), then the longest.
+            found.sort(key=lambda item: ("{" in item[1], -len(item[1])))
             self._mounts[id(router)] = (router, found)
             return found
 
@@ -95,14 +100,29 @@ def _collect_mounts(
     if depth >= _MAX_MOUNT_DEPTH:
         return
     for route in routes:
-        children = getattr(route, "routes", None)
+        children = _child_routes(route)
         path = getattr(route, "path", None)
         if children is None or not isinstance(path, str):
             continue
         template = prefix + path.rstrip("/")
-        if "{" in template:
-            found.append((_template_regex(template), template))
+        found.append((_template_regex(template), template))
         _collect_mounts(children, template, found, depth + 1)
+
+
+def _child_routes(route: Any) -> Iterable[Any] | None:
+    """The routes below a mount, looking through middleware wrapped around its app."""
+    routes = getattr(route, "routes", None)
+    if routes:
+        return routes  # type: ignore[no-any-return]
+    app = getattr(route, "app", None)
+    for _ in range(_MAX_MOUNT_DEPTH):
+        if app is None:
+            break
+        inner = getattr(app, "routes", None)
+        if inner:
+            return inner  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+    return routes
 
 
 def _included_path(scope: Mapping[str, Any], route: Any, path: str) -> str:

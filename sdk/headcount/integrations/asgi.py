@@ -54,11 +54,12 @@ class HeadcountMiddleware:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
+        finished = 0.0
         status = 0
         content_type: str | None = None
 
         async def send_and_capture(message: Message) -> None:
-            nonlocal status, content_type
+            nonlocal status, content_type, finished
             if message["type"] == "http.response.start":
                 status = message["status"]
                 for name, value in message.get("headers", ()):
@@ -66,6 +67,10 @@ class HeadcountMiddleware:
                         content_type = value.decode("latin-1")
                         break
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # The response is complete; background tasks that run after it are not
+                # part of its latency.
+                finished = perf_counter()
 
         outcome = _COMPLETED
         try:
@@ -80,7 +85,7 @@ class HeadcountMiddleware:
             if outcome != _CANCELLED or status:
                 # No response at all means the server answers 500 on the app's behalf.
                 final = 500 if outcome == _FAILED or not status else status
-                self._record(scope, final, perf_counter() - started, content_type)
+                self._record(scope, final, (finished or perf_counter()) - started, content_type)
 
     def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
         try:
