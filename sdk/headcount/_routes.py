@@ -15,10 +15,15 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ANGLE = re.compile(r"<(?:[^<>]*:)?([^<>:]*)>")
 # Starlette: {name} or {name:converter}.
 _BRACE = re.compile(r"\{([^{}:]*)(?::[^{}]*)?\}")
-_REGEX_HINT = re.compile(r"^\^|\(\?P<|(?<!\\)\$$")
+_REGEX_HINT = re.compile(r"^\^|\(\?P<|(?<!\\)\$$|(?<!\\)[(\[]")
 # What may stay in a template once regex groups are gone: escaped literals only.
 _REGEX_ESCAPE = re.compile(r"\\(.)")
-_REGEX_META = re.compile(r"[\\^$.|?*+()\[\]]")
+_REGEX_META = re.compile(r"[\\^$.|?*+()\[\]{}]")
+# `\d`, `\w`, `\s`…: an escaped letter or digit is a character class, not a literal.
+_REGEX_CLASS = re.compile(r"\\[A-Za-z0-9]")
+# A dot between word characters (`robots.txt`) is meant literally, however it is written.
+_WORD_DOT = re.compile(r"(?<=\w)\.(?=\w)")
+_GROUP_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _FORBIDDEN = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
 
 
@@ -70,7 +75,9 @@ def _from_regex(pattern: str) -> str:
     # literal paths, so it is a placeholder too; escaped characters are literal text.
     segments = []
     for segment in body.split("/"):
-        if _REGEX_META.search(_REGEX_ESCAPE.sub("", segment)):
+        literal = _WORD_DOT.sub("", segment)
+        stripped = _GROUP_PLACEHOLDER.sub("", _REGEX_ESCAPE.sub("", literal))
+        if _REGEX_CLASS.search(literal) or _REGEX_META.search(stripped):
             segments.append(_ID)
         else:
             segments.append(_REGEX_ESCAPE.sub(r"\1", segment))

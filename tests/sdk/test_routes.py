@@ -30,6 +30,12 @@ from headcount.wire import route_problem
         (r"^page\.html$", "/page.html"),
         (r"^x/(?P<a>(b|c))/$", "/x/{a}"),
         (r"^x/.*$", "/x/{id}"),
+        # Regexes that carry no ^, $ or named group, classes, and literal dots.
+        (r"shop/item/([a-z]+)/", "/shop/item/{id}"),
+        (r"^archive/\d{4}/$", "/archive/{id}"),
+        (r"^robots.txt$", "/robots.txt"),
+        # werkzeug converters with arguments are not regexes.
+        ("/<any(about, help):page>", "/{page}"),
         (r"^$", "/"),
         ("/", "/"),
         # No route matched, and the special values themselves
