@@ -216,3 +216,15 @@ def test_real_wsgiref_server_counts_a_streamed_response(tracker: Tracker) -> Non
         thread.join(5)
     assert response.text == "<p>0</p><p>1</p><p>2</p>"
     assert requests_of(tracker) == {("/stream", "GET", "2xx"): 1}
+
+
+def test_a_lazy_app_closed_before_it_started_is_not_counted(tracker: Tracker) -> None:
+    def lazy_app(environ: dict[str, object], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        yield b"<p>hi</p>"
+
+    middleware = HeadcountMiddleware(lazy_app, tracker)
+    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *a: None)
+    assert hasattr(body, "close")
+    body.close()  # the client went away before the first chunk
+    assert tracker.peek() == []

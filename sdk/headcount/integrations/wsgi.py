@@ -79,6 +79,15 @@ class HeadcountMiddleware:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             return _hook_file_wrapper(body, request)
+        # uWSGI's file_wrapper is a function that hands back the file itself, and the
+        # server recognises it by identity: pass such a body through untouched.
+        if (
+            file_wrapper is not None
+            and not isinstance(file_wrapper, type)
+            and hasattr(body, "fileno")
+            and hasattr(body, "read")
+        ):
+            return _hook_file_wrapper(body, request)
         return _ClosingBody(body, request)
 
 
@@ -114,13 +123,15 @@ class _Request:
 class _ClosingBody:
     """The app's body, passed through chunk by chunk; the request ends when it closes."""
 
-    __slots__ = ("_body", "_request")
+    __slots__ = ("_body", "_request", "_started")
 
     def __init__(self, body: Iterable[bytes], request: _Request) -> None:
         self._body = body
         self._request = request
+        self._started = False
 
     def __iter__(self) -> Iterator[bytes]:
+        self._started = True
         try:
             yield from self._body
         except Exception:
@@ -128,6 +139,10 @@ class _ClosingBody:
             raise
 
     def close(self) -> None:
+        if not self._started and not self._request.status:
+            # Closed before the server asked for any of it: the client went away and
+            # no response was sent, so there is nothing to count (not a 5xx).
+            self._request.finished = True
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
