@@ -326,7 +326,7 @@ class RedisVisits:
             if self._fast is None:
                 timeout = self._settings.visits_redis_timeout
                 url = self._settings.visits_store
-                fast: Any = redis.Redis.from_url(
+                fast_client: Any = redis.Redis.from_url(
                     url,
                     socket_timeout=timeout,
                     socket_connect_timeout=timeout,
@@ -340,13 +340,13 @@ class RedisVisits:
                     retry=Retry(NoBackoff(), 1),
                 )
                 self._scripts = {
-                    "key": fast.register_script(_KEY_SCRIPT),
-                    "record": fast.register_script(_RECORD_SCRIPT),
-                    "claim": fast.register_script(_CLAIM_SCRIPT),
+                    "key": fast_client.register_script(_KEY_SCRIPT),
+                    "record": fast_client.register_script(_RECORD_SCRIPT),
+                    "claim": fast_client.register_script(_CLAIM_SCRIPT),
                 }
                 # Published last: a thread that sees the fast client without taking the
                 # lock must find the scripts and the slow client ready too.
-                self._fast = fast
+                self._fast = fast_client
             return self._fast if fast else self._slow
 
     def _check_persistence(self, client: Any) -> None:
