@@ -28,7 +28,7 @@ from headcount._coarsen import (
     parse_utm,
     slug,
 )
-from headcount._log import RateLimitedLog
+from headcount._log import RateLimitedLog, logger
 from headcount._referrer import coarsen_referrer
 from headcount._request import RequestInfo
 from headcount._routes import normalize_route
@@ -140,6 +140,7 @@ class Tracker:
         self._state = _ProcessState(self.settings, os.getpid())
         self._child_claims: dict[int, object] = {}
         self._atexit_registered = False
+        self._split_visits_warned = False
         self._hour_window = (0, 0)
         self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
         excluded = self.settings.exclude_routes
@@ -240,6 +241,18 @@ class Tracker:
         route = normalize_route(template)
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
         return route, excluded
+
+    def _served_by_several_processes(self) -> None:
+        """An integration learned that other processes serve this app too (WSGI's
+        ``wsgi.multiprocess``): per-process visits then split one visitor's visit."""
+        if self._split_visits_warned or self.settings.visits_mode != "memory":
+            return
+        self._split_visits_warned = True
+        logger.warning(
+            "headcount: this app is served by several processes, but visits are linked "
+            "per process (visits_store='memory'), so one visitor's visit is counted as "
+            "several shorter ones; set visits_store to a Redis URL, or visits=False"
+        )
 
     def _swallow(self, exc: Exception) -> None:
         try:

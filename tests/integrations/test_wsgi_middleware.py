@@ -228,3 +228,20 @@ def test_a_lazy_app_closed_before_it_started_is_not_counted(tracker: Tracker) ->
     assert hasattr(body, "close")
     body.close()  # the client went away before the first chunk
     assert tracker.peek() == []
+
+
+def test_several_server_processes_with_memory_visits_warn_once(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    def app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<p>hi</p>"]
+
+    middleware = HeadcountMiddleware(app, tracker)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.multiprocess": True}
+    with caplog.at_level("WARNING", logger="headcount"):
+        for _ in range(3):
+            middleware(dict(environ), lambda *a: None)
+    warnings = [r for r in caplog.records if "several processes" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "Redis" in warnings[0].getMessage()

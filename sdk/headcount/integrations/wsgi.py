@@ -46,6 +46,7 @@ class HeadcountMiddleware:
     def __init__(self, app: WSGIApp, tracker: Tracker) -> None:
         self.app = app
         self.tracker = tracker
+        self._checked_servers = False
 
     def route(self, environ: Environ) -> str | None:
         """The route template of the finished request, in the framework's own syntax."""
@@ -56,6 +57,10 @@ class HeadcountMiddleware:
         if not self.tracker.settings.enabled:
             # A disabled tracker costs nothing per request: not even the wrapping.
             return self.app(environ, start_response)
+        if not self._checked_servers:
+            self._checked_servers = True
+            if environ.get("wsgi.multiprocess"):
+                self.tracker._served_by_several_processes()
         request = _Request(self, environ, perf_counter())
 
         def capture(

@@ -44,6 +44,7 @@ class HeadcountMiddleware:
         self.get_response = get_response
         self._config: HeadcountConfig = apps.get_app_config(LABEL)
         self._is_async = iscoroutinefunction(get_response)
+        self._checked_servers = False
         if self._is_async:
             markcoroutinefunction(self)
 
@@ -94,7 +95,12 @@ class HeadcountMiddleware:
             # Describing the request must never break serving it.
             logger.exception("headcount could not describe a Django request")
             return
-        self._config.tracker.record_request(info)
+        tracker = self._config.tracker
+        if not self._checked_servers:
+            self._checked_servers = True
+            if request.META.get("wsgi.multiprocess"):
+                tracker._served_by_several_processes()
+        tracker.record_request(info)
 
 
 def _route_of(request: Any) -> str | None:
