@@ -26,7 +26,10 @@ seconds, during which pageviews are not linked.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import queue
 import secrets
 import threading
 import time
@@ -47,6 +50,15 @@ from headcount.wire import route_problem
 
 __all__ = ["RedisVisits", "key_prefix"]
 
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 # After a failure, requests leave Redis alone this long: a dead Redis then costs at most
 # one timeout per worker per pause, not one per pageview.
 PAUSE_AFTER_ERROR: Final = 2.0
@@ -55,6 +67,8 @@ PAUSE_AFTER_ERROR: Final = 2.0
 _DATA_GRACE_MS: Final = 3600 * 1000
 _CLAIM_CHUNK: Final = 500
 _SWEEP_TIMEOUT: Final = 2.0
+# Links waiting for the worker thread in an asyncio app; beyond this they are skipped.
+_QUEUE_LIMIT: Final = 10_000
 
 _KEY_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
@@ -173,6 +187,8 @@ class RedisVisits:
         self._scripts: dict[str, Any] = {}
         self._checked_persistence = False
         self._closed = False
+        self._queue: queue.Queue[tuple[float, bytes, str] | None] = queue.Queue(_QUEUE_LIMIT)
+        self._worker: threading.Thread | None = None
 
     # --- the request path ---------------------------------------------------------
 
@@ -191,6 +207,39 @@ class RedisVisits:
         if address is None:
             return
         material = link_material(address, user_agent, host)
+        if _in_event_loop():
+            # An asyncio app: a Redis round trip here would stall every request of this
+            # event loop, so a worker thread makes it. The material waits in memory for
+            # a moment, as it would in this call; a full queue drops the link, not the
+            # pageview (which is already counted).
+            self._enqueue(now, material, route)
+            return
+        self._record_now(now, material, route)
+
+    def _enqueue(self, now: float, material: bytes, route: str) -> None:
+        worker = self._worker
+        if worker is None:
+            with self._clients_lock:
+                if self._worker is None and not self._closed:
+                    self._worker = threading.Thread(
+                        target=self._drain, name="headcount-visits-redis", daemon=True
+                    )
+                    self._worker.start()
+        try:
+            self._queue.put_nowait((now, material, route))
+        except queue.Full:
+            self._counters.add(errors=1)
+            self._log.warning("visits-queue", "headcount visit queue full: a link was skipped")
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            now, material, route = item
+            self._record_now(now, material, route)
+
+    def _record_now(self, now: float, material: bytes, route: str) -> None:
         try:
             client = self._client(fast=True)
             for _ in range(2):
@@ -238,6 +287,12 @@ class RedisVisits:
             self._failed(exc)
 
     def close(self) -> None:
+        # Links still queued by an asyncio app go to Redis first, so they are not lost.
+        worker = self._worker
+        if worker is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+            worker.join()
         # Other workers (or this app after a restart) continue the visits still open;
         # only those already over are emitted now.
         self.sweep()

@@ -7,6 +7,7 @@ fractions of a second: the store runs on Redis's own clock, so time is real here
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
@@ -326,3 +327,50 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
     body = b"".join(sent)
     assert body.count(b'"kind":"visit"') == 1
     assert b'"route":"/in","duration":"<10s","pages":"2"' in body
+
+
+def test_asyncio_callers_never_wait_on_redis_and_nothing_is_lost(
+    worker: Callable[..., Worker],
+) -> None:
+    emitted = Emitted()
+    store, _ = worker(emitted)
+
+    async def app_requests() -> float:
+        # On an event loop, record() hands the round trip to a worker thread.
+        started = time.perf_counter()
+        view(store, "/entry")
+        view(store, "/second")
+        return time.perf_counter() - started
+
+    assert asyncio.run(app_requests()) < 0.05
+    time.sleep(GAP + 0.1)
+    store.close()  # drains the queued links into Redis, then emits what is over
+    assert emitted.summary() == {("/entry", "<10s", "2"): 1}
+
+
+def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        settings = TrackerSettings.build(
+            {
+                "endpoint": "http://collector.test",
+                "write_token": "test-token",
+                "visits_store": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            }
+        )
+        store = RedisVisits(settings, Emitted(), Counters(), RateLimitedLog())
+
+        async def app_requests() -> float:
+            started = time.perf_counter()
+            for _ in range(5):
+                view(store, "/entry")
+            return time.perf_counter() - started
+
+        # Made on the loop, each would wait out visits_redis_timeout (50 ms) or more.
+        assert asyncio.run(app_requests()) < 0.02
+        closer = threading.Thread(target=store.close, daemon=True)
+        closer.start()
+        closer.join(0.1)  # a dead Redis may hold close(); the process is not held
