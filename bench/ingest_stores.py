@@ -23,18 +23,15 @@ import asyncio
 import multiprocessing
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import msgspec
 import psycopg
 
+from _load import Server, start_collector
 from headcount_collector.config import token_digest
 
 SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -46,48 +43,6 @@ id = "bench"
 write_token_sha256 = "{token_digest(WRITE_TOKEN).hex()}"
 read_token_sha256 = "{token_digest("hcr_bench-read-token-0001").hex()}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_collector(site_file: Path, db_url: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "headcount_collector",
-                "serve",
-                "--config",
-                str(site_file),
-                "--db",
-                db_url,
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"collector exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                return process, port
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"collector did not start:\n{log.read_text()}")
 
 
 @dataclass(frozen=True)
@@ -208,17 +163,16 @@ def measure(
         db_url = pg_url
     else:
         db_url = f"sqlite:///{run_dir / 'bench.sqlite3'}"
-    servers: list[tuple[subprocess.Popen[bytes], int]] = []
+    servers: list[Server] = []
     try:
         for i in range(config.collectors):
-            servers.append(start_collector(site_file, db_url, run_dir / f"collector-{i}.log"))
-        ports = [port for _, port in servers]
+            servers.append(start_collector(f"collector-{i}", run_dir, site_file, db_url))
+        ports = [server.port for server in servers]
         generate_load(ports, connections, config.records, 1.0)  # warm-up, not counted
         ok, bad = generate_load(ports, connections, config.records, seconds)
     finally:
-        for process, _ in servers:
-            process.terminate()
-            process.wait(timeout=30)
+        for server in servers:
+            server.stop()
     return ok / seconds, ok * config.records / seconds, bad
 
 

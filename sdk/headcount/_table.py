@@ -94,19 +94,20 @@ class CountTable:
     def add_finished_visits(self, keys: Iterable[VisitKey]) -> None:
         """Count finished visits: derived from pageviews already recorded, so they leave
         ``recorded`` alone."""
-        self._lock.acquire()
-        try:
-            counts = self._counts
+        with self._lock:
             for key in keys:
-                n = counts.get(key)
-                if n is not None:
-                    counts[key] = n + 1
-                elif len(counts) < self._max_keys:
-                    counts[key] = 1
-                else:
-                    self._add_overflow(key)
-        finally:
-            self._lock.release()
+                self._bump(key)
+
+    def _bump(self, key: Key) -> None:
+        """Add one under ``key`` (lock held). ``add`` inlines this: it is the hot path."""
+        counts = self._counts
+        n = counts.get(key)
+        if n is not None:
+            counts[key] = n + 1
+        elif len(counts) < self._max_keys:
+            counts[key] = 1
+        else:
+            self._add_overflow(key)
 
     def _add_overflow(self, key: Key) -> None:
         counts = self._counts

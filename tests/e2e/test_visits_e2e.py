@@ -46,8 +46,6 @@ from tests.conftest import (
     SHOP_WRITE_TOKEN,
     CollectorProcess,
     free_port,
-    site_file_text,
-    start_collector,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -190,15 +188,7 @@ class CapturingForwarder:
         self.thread.join(5)
 
 
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[CollectorProcess]:
-    sites = tmp_path / "sites.toml"
-    sites.write_text(site_file_text(), encoding="utf-8")
-    server = start_collector(tmp_path, sites)
-    try:
-        yield server
-    finally:
-        server.stop()
+# `collector` is the real collector fixture from tests/e2e/conftest.py.
 
 
 @pytest.fixture
