@@ -22,7 +22,12 @@ SHOP_WRITE_TOKEN = "hcw_test-write-token-shop-0002"
 SHOP_READ_TOKEN = "hcr_test-read-token-shop-0002"
 
 
-def site_file_text(k: int = 5, hourly_days: int = 30, keep_days: int = 760) -> str:
+def site_file_text(
+    k: int = 5, hourly_days: int = 30, keep_days: int = 760, *, noise: bool = False
+) -> str:
+    """Two sites. Most tests check that counting is exact, so by default both opt out of
+    noise (``exact_counts``); tests of the release model pass ``noise=True``."""
+    exact = "" if noise else "exact_counts = true\n"
     return f"""
 [[sites]]
 id = "blog"
@@ -32,7 +37,7 @@ read_token_sha256 = "{token_digest(READ_TOKEN).hex()}"
 k = {k}
 hourly_days = {hourly_days}
 keep_days = {keep_days}
-[[sites.events]]
+{exact}[[sites.events]]
 name = "signup"
 props = {{ plan = ["free", "pro"] }}
 [[sites.events]]
@@ -44,7 +49,7 @@ timezone = "UTC"
 write_token_sha256 = "{token_digest(SHOP_WRITE_TOKEN).hex()}"
 read_token_sha256 = "{token_digest(SHOP_READ_TOKEN).hex()}"
 k = 1
-"""
+{exact}"""
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from headcount_collector.ingest import (
     validate_batch,
 )
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
+from headcount_collector.release.sealing import NoisePool, seal_due
 from headcount_collector.stores.base import Store
 
 __all__ = ["create_app"]
@@ -75,7 +76,10 @@ def create_app(
     store.migrate()
     committer = GroupCommitter(store, settings.max_group_batches)
 
-    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds)
+    # Per site, the hour before which everything is sealed, as last seen by this worker:
+    # ingest reports records for earlier hours as late.
+    sealed_hours: dict[str, int] = {}
+    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds, sealed_hours)
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -94,10 +98,7 @@ def create_app(
             return Response(
                 render_csv(result),
                 media_type="text/csv; charset=utf-8",
-                headers={
-                    "X-Headcount-K": str(site.k),
-                    "X-Headcount-Withheld": str(result["withheld"]),
-                },
+                headers=privacy.csv_headers(site, result),
             )
         return _json(result)
 
@@ -119,14 +120,52 @@ def create_app(
         return _json(openapi.document())
 
     async def privacy_page(request: Request) -> Response:
-        def gather() -> dict[str, dict[str, int]]:
-            return {site.id: store.declared_visit_modes(site.id) for site in registry}
+        # Collector-wide: what every site shares, naming none of them.
+        return HTMLResponse(privacy.render_common_page())
 
+    async def site_privacy_page(request: Request) -> Response:
+        site = registry.get(request.path_params["site"])
+        if site is None:
+            return HTMLResponse(privacy.render_not_found(), status_code=404)
         try:
-            modes = await asyncio.to_thread(gather)
+            modes = await asyncio.to_thread(store.declared_visit_modes, site.id)
         except StoreUnavailable:
             modes = {}
-        return HTMLResponse(privacy.render_page(list(registry), modes))
+        return HTMLResponse(privacy.render_site_page(site, modes))
+
+    pool = NoisePool()
+
+    def seal_all() -> bool:
+        """Seal what is due for every site; True when some site still has a backlog."""
+        behind = False
+        for site in registry:
+            try:
+                report = seal_due(store, site.id, site.timezone, site.policy, clock(), pool)
+                state = store.seal_state(site.id)
+            except StoreUnavailable as exc:
+                logger.warning("sealing for site %s failed, will retry: %s", site.id, exc)
+                continue
+            if "h" in state:
+                sealed_hours[site.id] = state["h"]
+            if report.buckets:
+                logger.info(
+                    "sealed site %s: %d buckets, %d cells released",
+                    site.id,
+                    report.buckets,
+                    report.cells,
+                )
+            behind = behind or report.behind
+        return behind
+
+    async def sealing_loop() -> None:
+        while True:
+            try:
+                behind = await asyncio.to_thread(seal_all)
+            except Exception:
+                # A bug or an unexpected store error must not stop releases for good.
+                logger.exception("sealing failed; retrying in %s s", settings.seal_interval)
+                behind = False
+            await asyncio.sleep(0.5 if behind else settings.seal_interval)
 
     async def retention_loop() -> None:
         while True:
@@ -142,12 +181,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await committer.start()
         retention = asyncio.create_task(retention_loop(), name="headcount-retention")
+        sealing = asyncio.create_task(sealing_loop(), name="headcount-sealing")
         try:
             yield
         finally:
-            retention.cancel()
-            with contextlib.suppress(BaseException):
-                await retention
+            for task in (retention, sealing):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             await committer.stop()
 
     app = Starlette(
@@ -158,12 +199,14 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/privacy", privacy_page, methods=["GET"]),
+            Route("/privacy/{site}", site_privacy_page, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
     app.state.committer = committer
     app.state.store = store
     app.state.sites = registry
+    app.state.seal_all = seal_all
     if settings.access_log:
         app.add_middleware(AccessLogMiddleware)
     return app
@@ -188,7 +231,9 @@ class IngestEndpoint:
         committer: GroupCommitter,
         clock: Callable[[], float],
         dedupe_seconds: int,
+        sealed_hours: dict[str, int] | None = None,
     ) -> None:
+        self._sealed_hours = sealed_hours if sealed_hours is not None else {}
         self._dedupe_seconds = dedupe_seconds
         self._registry = registry
         self._committer = committer
@@ -242,7 +287,14 @@ class IngestEndpoint:
             )
             return
         if applied:
-            await _answer(send, 202, {"accepted": pending.records})
+            answer: dict[str, int] = {"accepted": pending.records}
+            sealed = self._sealed_hours.get(site.id)
+            if sealed is not None:
+                # Stored and counted in its still-open day, but its sealed hour never changes.
+                late = sum(n for (_, hour, _), n in pending.counts.items() if hour < sealed)
+                if late:
+                    answer["late"] = late
+            await _answer(send, 202, answer)
         else:
             await _answer(send, 200, {"duplicate": True})
 

@@ -22,6 +22,13 @@ import msgspec
 
 from headcount import wire
 from headcount_collector.errors import ConfigError, split_validation_error
+from headcount_collector.release.policy import (
+    DEFAULT_DELTA,
+    DEFAULT_EPSILON,
+    DEFAULT_SEAL_GRACE_HOURS,
+    ReleasePolicy,
+    release_policy,
+)
 
 __all__ = [
     "EventDeclaration",
@@ -53,6 +60,12 @@ class _SiteFile(msgspec.Struct, forbid_unknown_fields=True):
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     hourly_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 30
     keep_days: Annotated[int, msgspec.Meta(ge=1, le=36600)] = 760
+    # Sealed noise (see README, "Privacy"): the guarantee per protected unit.
+    epsilon: Annotated[float, msgspec.Meta(gt=0, le=20)] = DEFAULT_EPSILON
+    delta: Annotated[float, msgspec.Meta(gt=0, le=1e-3)] = DEFAULT_DELTA
+    seal_grace_hours: Annotated[int, msgspec.Meta(ge=1, le=48)] = DEFAULT_SEAL_GRACE_HOURS
+    # The explicit opt-out: exact counts, released live, with per-response suppression only.
+    exact_counts: bool = False
     events: list[_EventFile] = []
 
 
@@ -78,10 +91,25 @@ class Site:
     hourly_days: int = 30
     keep_days: int = 760
     events: Mapping[str, EventDeclaration] = field(default_factory=dict)
+    epsilon: float = DEFAULT_EPSILON
+    delta: float = DEFAULT_DELTA
+    seal_grace_hours: int = DEFAULT_SEAL_GRACE_HOURS
+    exact_counts: bool = False
 
     @property
     def hourly_seconds(self) -> int:
         return self.hourly_days * 86400
+
+    @property
+    def policy(self) -> ReleasePolicy:
+        """How this site's numbers are released (cached per distinct parameter set)."""
+        return release_policy(
+            noise=not self.exact_counts,
+            epsilon=self.epsilon,
+            delta=self.delta,
+            k=self.k,
+            seal_grace_hours=self.seal_grace_hours,
+        )
 
 
 def token_digest(token: str) -> bytes:
@@ -179,6 +207,10 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
                 hourly_days=entry.hourly_days,
                 keep_days=entry.keep_days,
                 events=events,
+                epsilon=entry.epsilon,
+                delta=entry.delta,
+                seal_grace_hours=entry.seal_grace_hours,
+                exact_counts=entry.exact_counts,
             )
         )
     return SiteRegistry(sites)
@@ -198,7 +230,13 @@ id = "{site_id}"
 timezone = "{timezone}"
 write_token_sha256 = "{token_digest(write_token).hex()}"
 read_token_sha256 = "{token_digest(read_token).hex()}"
-# Released counts below k are withheld (k = 1 turns suppression off).
+# Released numbers carry sealed noise: each hour's and day's cells are drawn once when
+# the period is over (plus seal_grace_hours) and never change. epsilon and delta state
+# the guarantee per request (README, "Privacy"); smaller epsilon = more noise.
+epsilon = 6.0
+delta = 1e-6
+seal_grace_hours = 2
+# A cell is also never shown below k. exact_counts = true opts out of noise entirely.
 k = 5
 # Hourly rows are kept this many days, then rolled up into daily rows.
 hourly_days = 30
@@ -226,6 +264,8 @@ class Settings:
     access_log: bool = False
     # How often each worker rolls up and purges old rows (seconds).
     retention_interval: float = 3600.0
+    # How often each worker looks for hours and days that are due to be sealed (seconds).
+    seal_interval: float = 60.0
     # How long batch ids are remembered so a retry is recognised (seconds, >= 48 h).
     # Records older than this (less an hour) are refused, so no retry outlives its id.
     dedupe_seconds: int = 7 * 86400

@@ -11,7 +11,15 @@ from html import escape
 from headcount import wire
 from headcount_collector.config import Site
 
-__all__ = ["NEVER_COLLECTED", "render_page", "site_declaration"]
+__all__ = [
+    "NEVER_COLLECTED",
+    "csv_headers",
+    "guarantee_text",
+    "render_common_page",
+    "render_not_found",
+    "render_site_page",
+    "site_declaration",
+]
 
 NEVER_COLLECTED = (
     ("IP addresses", "the collector needs none, ignores proxy headers and logs none"),
@@ -42,6 +50,7 @@ def site_declaration(site: Site, visit_modes: dict[str, int] | None = None) -> d
     return {
         "id": site.id,
         "timezone": site.timezone.key,
+        "privacy": site.policy.describe(),
         "k": site.k,
         "suppression": site.k > 1,
         "retention": {"hourly_days": site.hourly_days, "keep_days": site.keep_days},
@@ -77,17 +86,48 @@ def _modes_html(modes: dict[str, int]) -> str:
     )
 
 
+def guarantee_text(site: Site) -> list[str]:
+    """The site's release guarantee in plain words, from its live configuration."""
+    policy = site.policy
+    if not policy.noise:
+        return [
+            "<strong>This site has opted out of noise: its numbers are exact.</strong> "
+            f"A count below {site.k} is withheld within each answer, but comparing "
+            "different answers (a day minus its hours, a range with and without a filter) "
+            "can reveal a withheld count. Whoever holds this site's read token can see "
+            "whether a single visit happened."
+        ]
+    request = policy.budgets["request"]
+    event = policy.budgets["event"]
+    grace = policy.seal_grace_seconds // 3600
+    return [
+        "Numbers are released only once their hour or day is over and a further "
+        f"{grace} hour{'s' if grace != 1 else ''} have passed (it is then <em>sealed</em>). "
+        "At that moment each count gets random noise, drawn once from the operating "
+        "system's randomness and stored; it never changes afterwards, so asking again, "
+        "averaging answers or subtracting one answer from another reveals nothing new.",
+        f"The noise is a whole number with a typical size of about "
+        f"{float(request.variance) ** 0.5:.0f}. A count is shown only when its noisy value "
+        f"reaches {request.threshold} ({event.threshold} for custom events), so a page, "
+        "referrer or campaign seen by one visitor does not appear at all.",
+        "Formally: for any single request to the site (its pageview, its effect on "
+        "its visit, or its bot record), everything ever released about the site together "
+        f"satisfies ({policy.epsilon:g}, {policy.delta:g})-differential privacy; each "
+        "custom event is protected the same way on its own. Whether or not your request "
+        "was counted, every published number would have been about as likely "
+        f"(within a factor of e^{policy.epsilon:g}, except with probability "
+        f"{policy.delta:g}): someone holding every released number could guess whether "
+        f"you visited with at most {policy.best_guess_accuracy():.0%} accuracy, where "
+        "a coin toss has 50%.",
+        "Limits: a visit of several page loads is protected as a group, with a weaker "
+        "guarantee that grows with its length; someone who already knows everything "
+        "else about the site's traffic learns little more from the numbers, but the "
+        "noise does not hide large groups, which is the point of analytics.",
+    ]
+
+
 def _site_html(site: Site, modes: dict[str, int]) -> str:
-    if site.k > 1:
-        suppression = (
-            f"Any released count below <strong>{site.k}</strong> is withheld and folded "
-            "into an (other) row together with at least one larger cell, so that no "
-            "withheld count can be recovered from the rows, totals or their differences "
-            "in one response. A time bucket whose whole total is below "
-            f"{site.k} releases nothing and looks exactly like an empty one."
-        )
-    else:
-        suppression = "<strong>Suppression is turned off (k = 1)</strong>: every count is released."
+    guarantee = "".join(f"<li>{line}</li>" for line in guarantee_text(site))
     events = (
         "".join(
             f"<li>{escape(e.name)}"
@@ -110,7 +150,7 @@ def _site_html(site: Site, modes: dict[str, int]) -> str:
         f"<li>Hourly counts are kept for {site.hourly_days} days, then rolled up into "
         f"daily counts (days in {escape(site.timezone.key)}) and the hourly rows deleted.</li>"
         f"<li>Daily counts are deleted after {site.keep_days} days.</li>"
-        f"<li>{suppression}</li>{_modes_html(modes)}</ul>"
+        f"{guarantee}{_modes_html(modes)}</ul>"
         f"<p>Custom events this site accepts (anything else is rejected):</p><ul>{events}</ul>"
         "</section>"
     )
@@ -119,21 +159,22 @@ def _site_html(site: Site, modes: dict[str, int]) -> str:
 _STYLE = "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}"
 
 
-def render_page(sites: list[Site], visit_modes: dict[str, dict[str, int]] | None = None) -> str:
-    modes = visit_modes or {}
+def _page(title: str, body: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>{_STYLE}</style>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def _common_html() -> str:
     never = "".join(f"<li>{escape(w)}: {escape(why)}</li>" for w, why in NEVER_COLLECTED)
     latency = ", ".join(wire.LATENCY_LABELS)
     duration = ", ".join(wire.DURATION_LABELS)
     pages = ", ".join(wire.PAGES_LABELS)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Headcount: what is collected</title>
-<style>{_STYLE}</style>
-</head><body>
-<h1>What this analytics collects</h1>
-<p>This site is measured with Headcount. The app counts requests inside its own process and
-sends only coarse, hourly counts. This page is generated from the collector's live
-configuration and the same schema its validator enforces.</p>
-<h2>What is collected, and how coarsely</h2>
+    return f"""<h2>What is collected, and how coarsely</h2>
 {_kinds_html()}
 <p>Times: the UTC hour only. Request latency ranges: {escape(latency)}. Visit durations:
 {escape(duration)}. Pages per visit: {escape(pages)}. Referrers: the domain only, or
@@ -146,14 +187,56 @@ like an identifier is rejected.</p>
 (or its own Redis), through a keyed hash whose key is random and replaced every 24 hours,
 for no longer than the visit lasts (30 minutes idle by default). Only the finished visit's
 range labels are sent. With visits turned off nothing is linked at all. Unique visitors
-are deliberately not offered: counting them needs linking across visits.</p>
-<h2>Retention and small counts, per site</h2>
-{"".join(_site_html(site, modes.get(site.id, {})) for site in sites)}
-<h2>What suppression does not protect against</h2>
-<p>Suppression protects each response on its own. It cannot close every gap across
-different queries: for example, a day's total minus the visible hours of that day, or the
-same range asked with and without a filter, can reveal a count that one response withheld.
-Anyone holding a read token can make such queries. Treat read tokens as sensitive; adding
-calibrated noise to sealed hourly counts is planned to close this gap.</p>
-</body></html>
-"""
+are deliberately not offered: counting them needs linking across visits.</p>"""
+
+
+def render_common_page() -> str:
+    """``/privacy``: what every site on this collector shares, naming none of them."""
+    return _page(
+        "Headcount: what is collected",
+        f"""<h1>What this analytics collects</h1>
+<p>Sites measured with Headcount count requests inside their own app process and send
+only coarse, hourly counts. This page is generated from the collector's live
+configuration and the same schema its validator enforces. Each site's own page, at
+<code>/privacy/SITE</code>, states its retention, its release guarantee and its custom
+events.</p>
+{_common_html()}""",
+    )
+
+
+def render_site_page(site: Site, visit_modes: dict[str, int] | None = None) -> str:
+    """``/privacy/{site}``: everything above plus this site's own guarantee, live."""
+    return _page(
+        f"Headcount: what {site.id} collects",
+        f"""<h1>What this analytics collects</h1>
+<p>This site is measured with Headcount. The app counts requests inside its own process and
+sends only coarse, hourly counts. This page is generated from the collector's live
+configuration and the same schema its validator enforces.</p>
+{_common_html()}
+<h2>Retention and released numbers</h2>
+{_site_html(site, visit_modes or {})}""",
+    )
+
+
+def render_not_found() -> str:
+    return _page("Headcount: no such site", "<h1>No such site on this collector</h1>")
+
+
+def csv_headers(site: Site, response: dict[str, object]) -> dict[str, str]:
+    """The guarantee of a CSV answer, which has no room for it in its rows."""
+    policy = site.policy
+    if not policy.noise:
+        return {
+            "X-Headcount-Mode": "exact",
+            "X-Headcount-K": str(site.k),
+            "X-Headcount-Withheld": str(response.get("withheld", 0)),
+        }
+    sealed = response.get("sealed_until")
+    hour = sealed.get("hour") if isinstance(sealed, dict) else None
+    return {
+        "X-Headcount-Mode": "sealed-noise",
+        "X-Headcount-Epsilon": f"{policy.epsilon:g}",
+        "X-Headcount-Delta": f"{policy.delta:g}",
+        "X-Headcount-Unit": "request; custom event",
+        "X-Headcount-Sealed-Until": str(hour or "none"),
+    }

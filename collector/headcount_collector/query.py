@@ -1,6 +1,8 @@
-"""``GET /v1/stats``: parameters in, suppressed rows out.
+"""``GET /v1/stats``: parameters in, released rows out.
 
-Parsing is strict: a bad parameter is a 400 naming it, never a guess.
+Parsing is strict: a bad parameter is a 400 naming it, never a guess. A noised site (the
+default) is answered only from sealed noisy cells (``release.reader``); a site that opted
+out with ``exact_counts`` is answered from true counts with per-response suppression.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Final, Literal, get_args
 from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import QueryRejected
-from headcount_collector.stores.base import CounterQuery, Store
+from headcount_collector.release.reader import Answer, read_released
+from headcount_collector.stores.base import CounterQuery, Store, retention_cutoffs
 from headcount_collector.suppression import Cell, suppress_group
 from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import (
@@ -53,6 +56,9 @@ METRICS: Final[dict[str, tuple[Table, tuple[tuple[str, int], ...], tuple[str, ..
 _COLUMN: Final = {"event": "name"}
 MAX_BUCKETS: Final = 10_000
 MAX_LIMIT: Final = 1000
+# Each filter narrows one dimension; more than every dimension a metric has is a mistake
+# (or an attempt to make the store do unbounded work).
+MAX_FILTERS: Final = 8
 _WHEN = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2})(?::00(?::00)?)?)?$")
 NONE_LABEL: Final = "(none)"
 
@@ -112,6 +118,8 @@ def parse_stats_query(params: Sequence[tuple[str, str]], site: Site, now: float)
             by.extend(part for part in value.split(",") if part)
         elif key == "filter":
             raw_filters.append(value)
+            if len(raw_filters) > MAX_FILTERS:
+                raise QueryRejected("filter", f"at most {MAX_FILTERS} filters")
         elif key in single:
             raise QueryRejected(key, "given more than once")
         else:
@@ -260,6 +268,142 @@ def _resolution(site: Site, interval: Interval, span: tuple[int, int]) -> Litera
 
 
 def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
+    if site.policy.noise:
+        return _run_noised(store, site, query, now)
+    return _run_exact(store, site, query, now)
+
+
+def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
+    policy = site.policy
+    table, implicit, _ = METRICS[query.metric]
+    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
+    filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
+    group = tuple(_column(d) for d in query.by)
+    span = (query.start, query.end)
+    sealed = store.seal_state(site.id)
+    hourly_from = retention_cutoffs(site, int(now))[0]
+
+    def read(columns: tuple[str | tuple[str, str], ...]) -> Answer:
+        return read_released(
+            store,
+            site.id,
+            site.timezone,
+            policy,
+            table.kind,
+            columns,
+            filters,
+            query.interval,
+            span,
+            sealed,
+            hourly_from,
+        )
+
+    budget = policy.budget_for(table.kind)
+    totals_answer = read(())
+    rows: list[dict[str, object]] = []
+    sources = [totals_answer]
+    if query.by:
+        rows_answer = read(group)
+        sources.append(rows_answer)
+        relabel = any(d.startswith("utm_") for d in query.by)
+        for bucket in sorted(rows_answer.cells, key=lambda b: -1 if b is None else b):
+            time_fields = _time_fields(bucket, site)
+            group_rows = []
+            for values, cell in rows_answer.cells[bucket].items():
+                if relabel:
+                    values = tuple(NONE_LABEL if v in ("", None) else v for v in values)
+                row = _row(time_fields, query.by, values, cell.count)
+                row["error"] = round(budget.error95_of(cell.variance), 1)
+                group_rows.append(row)
+            group_rows.sort(key=lambda row: -int(row["count"]))  # type: ignore[call-overload]
+            rows.extend(group_rows if query.limit is None else group_rows[: query.limit])
+    totals = [
+        {
+            **_time_fields(bucket, site),
+            "count": cell.count,
+            "error": round(budget.error95_of(cell.variance), 1),
+        }
+        for bucket in sorted(totals_answer.cells, key=lambda b: -1 if b is None else b)
+        for cell in totals_answer.cells[bucket].values()
+    ]
+    notes = [
+        "every number is a sum of noisy cells; 'error' is the half-width of its 95 % "
+        "interval. Cells whose noisy value is below the threshold are left out, so small "
+        "groups are missing and sums can be lower than the whole"
+    ]
+    if any(answer.hourly_before_retention for answer in sources):
+        notes.append(
+            "hourly numbers before "
+            f"{to_local_iso(hourly_from, site.timezone)} are no longer kept; that part of "
+            "the range is answered only where whole days cover it"
+        )
+    response: dict[str, object] = {
+        "site": site.id,
+        "metric": query.metric,
+        "from": to_local_iso(query.start, site.timezone),
+        "to": to_local_iso(query.end, site.timezone),
+        "interval": query.interval,
+        "by": list(query.by),
+        "privacy": policy.describe(),
+        "sealed_until": {
+            "hour": _iso_or_none(sealed.get("h"), site),
+            "day": _iso_or_none(sealed.get("d"), site),
+        },
+        "rows": rows,
+        "totals": totals,
+        "notes": notes,
+    }
+    if query.metric == "visits":
+        response["derived"] = _noised_visit_figures(store, site, filters, span, sealed, hourly_from)
+    return response
+
+
+def _time_fields(bucket: int | None, site: Site) -> dict[str, object]:
+    return {} if bucket is None else {"time": to_local_iso(bucket, site.timezone)}
+
+
+def _iso_or_none(ts: int | None, site: Site) -> str | None:
+    return None if ts is None else to_local_iso(ts, site.timezone)
+
+
+def _pages_weight(label: str) -> float:
+    """A typical page count for a pages range: its middle, or its floor when open-ended."""
+    lo, hi = wire.PAGES_RANGES[wire.PAGES_LABELS.index(label)]
+    return float(lo) if hi is None else (lo + hi) / 2
+
+
+def _noised_visit_figures(
+    store: Store,
+    site: Site,
+    filters: list[tuple[str | tuple[str, str], str | int]],
+    span: tuple[int, int],
+    sealed: dict[str, int],
+    hourly_from: int,
+) -> dict[str, float | None]:
+    """Bounce rate and views per visit from the visits' own released pages ranges."""
+    answer = read_released(
+        store,
+        site.id,
+        site.timezone,
+        site.policy,
+        "visit",
+        ("pages",),
+        filters,
+        "total",
+        span,
+        sealed,
+        hourly_from,
+    )
+    by_pages = {str(values[0]): cell.count for values, cell in answer.cells.get(None, {}).items()}
+    total = sum(by_pages.values())
+    if total <= 0:
+        return {"bounce_rate": None, "views_per_visit": None}
+    bounce = by_pages.get(wire.PAGES_LABELS[0], 0) / total
+    views = sum(_pages_weight(label) * n for label, n in by_pages.items()) / total
+    return {"bounce_rate": round(bounce, 4), "views_per_visit": round(views, 2)}
+
+
+def _run_exact(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
     table, implicit, _ = METRICS[query.metric]
     filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
     filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
@@ -281,6 +425,7 @@ def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> 
         "to": to_local_iso(query.end, site.timezone),
         "interval": query.interval,
         "by": list(query.by),
+        "privacy": site.policy.describe(),
         "k": site.k,
         "withheld": released.withheld,
         "rows": released.rows,
@@ -335,6 +480,8 @@ def _row(
 def render_csv(response: dict[str, object]) -> str:
     by = list(response["by"])  # type: ignore[call-overload]
     columns = ([] if response["interval"] == "total" else ["time"]) + by + ["count"]
+    if response["privacy"]["mode"] != "exact":  # type: ignore[index]
+        columns.append("error")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -17,6 +17,7 @@ from headcount import wire
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import Store, open_store
+from headcount_collector.stores.base import release_table
 from headcount_collector.tables import TABLES
 from tests.conftest import (
     READ_TOKEN,
@@ -94,7 +95,14 @@ def _wipe_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in [*(t.name for t in TABLES.values()), "hc_batch", "hc_sender"]:
+        released = [release_table(kind) for kind in TABLES]
+        for table in [
+            *(t.name for t in TABLES.values()),
+            *released,
+            "hc_seal",
+            "hc_batch",
+            "hc_sender",
+        ]:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute("DROP TABLE IF EXISTS hc_meta")
 

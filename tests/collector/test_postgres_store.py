@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, Site, load_sites
 from headcount_collector.errors import StoreUnavailable
-from headcount_collector.stores.base import CounterKey, CounterQuery, PendingBatch
+from headcount_collector.stores.base import CounterKey, CounterQuery, PendingBatch, release_table
 from headcount_collector.stores.postgres import SCHEMA_VERSION, PoolSettings, PostgresStore
 from headcount_collector.tables import TABLES
 from tests.collector.conftest import auth, batch_body, pageview, read_auth
@@ -108,6 +108,8 @@ def test_collectors_starting_together_migrate_once(
     assert meta == [("schema_version", str(SCHEMA_VERSION))]
     assert {t for (t,) in tables} == {
         *(t.name for t in TABLES.values()),
+        *(release_table(kind) for kind in TABLES),
+        "hc_seal",
         "hc_batch",
         "hc_meta",
         "hc_sender",

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headcount_collector.stores.base import stored_batch_id
 from tests.collector.conftest import auth, batch_body, pageview, read_auth, sqlite_snapshot
 from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN, CollectorProcess, start_collector
 
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.slow
 def batch_is_stored(db_path: Path, batch_id: str) -> bool:
     conn = sqlite3.connect(db_path)
     try:
-        row = conn.execute("SELECT 1 FROM hc_batch WHERE batch_id = ?", (batch_id,)).fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM hc_batch WHERE batch_id = ?", (stored_batch_id("shop", batch_id),)
+        ).fetchone()
     finally:
         conn.close()
     return row is not None

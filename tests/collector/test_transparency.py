@@ -98,26 +98,40 @@ def test_schema_with_read_token_shows_the_sites_declarations(client: TestClient)
     assert client.get("/v1/schema", headers=read_auth(WRITE_TOKEN)).status_code == 401
 
 
-def test_privacy_page_is_generated_from_the_live_config(client: TestClient) -> None:
-    response = client.get("/privacy")
+def _page_text(client: TestClient, path: str) -> str:
+    response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     parser = _Text()
     parser.feed(response.text)
-    text = re.sub(r"\s+", " ", " ".join(parser.parts))
     assert parser.scripts == 0
+    return re.sub(r"\s+", " ", " ".join(parser.parts))
+
+
+def test_collector_wide_privacy_page_names_no_site(client: TestClient) -> None:
+    text = _page_text(client, "/privacy")
     for label in (*wire.LATENCY_LABELS, *wire.DURATION_LABELS, *wire.PAGES_LABELS):
         assert label in text
     for kind in ("pageview", "request", "event", "bot", "visit"):
         assert kind in text
+    assert "IP addresses" in text
+    assert "Unique visitors are deliberately not offered" in text
+    # An unauthenticated stranger learns nothing about which sites this collector serves.
+    for site_detail in ("blog", "shop", "signup", "Europe/Berlin"):
+        assert site_detail not in text
+
+
+def test_each_site_page_is_generated_from_its_live_config(client: TestClient) -> None:
+    text = _page_text(client, "/privacy/blog")
     assert "kept for 30 days" in text
     assert "deleted after 760 days" in text
-    assert "below 5 is withheld" in text
-    assert "Suppression is turned off (k = 1)" in text  # the shop site
     assert "signup: plan = free, pro" in text
-    assert "IP addresses" in text
-    assert "cannot close every gap" in text
-    assert "Unique visitors are deliberately not offered" in text
+    assert "shop" not in text
+    # Both test sites opted out of noise, and their pages say so plainly.
+    assert "opted out of noise: its numbers are exact" in text
+    assert "A count below 5 is withheld" in text
+    assert "A count below 1" in _page_text(client, "/privacy/shop")
+    assert client.get("/privacy/nosuchsite").status_code == 404
 
 
 def test_openapi_is_generated_from_the_wire_types(client: TestClient) -> None:
@@ -141,15 +155,16 @@ def test_declared_visits_mode_reaches_schema_and_privacy_page(client: TestClient
     assert (
         client.get("/v1/schema", headers=read_auth()).json()["site"]["visits_modes_declared"] == []
     )
-    assert "has declared its visits mode yet" in client.get("/privacy").text
+    assert "has declared its visits mode yet" in client.get("/privacy/blog").text
     response = client.post(
         "/v1/ingest", content=batch_body([pageview()], visits="memory"), headers=auth()
     )
     assert response.status_code == 202
     body = client.get("/v1/schema", headers=read_auth()).json()
     assert body["site"]["visits_modes_declared"] == ["memory"]
-    page = client.get("/privacy").text
+    page = client.get("/privacy/blog").text
     assert "<strong>memory</strong>" in page
+    assert "<strong>memory</strong>" not in client.get("/privacy/shop").text
     # The other site has declared nothing.
     assert (
         client.get("/v1/schema", headers=read_auth(SHOP_READ_TOKEN)).json()["site"][

@@ -6,12 +6,15 @@ writer thread (group commit) and from worker threads for queries.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from headcount_collector.config import Site
+from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
+from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
@@ -20,13 +23,18 @@ __all__ = [
     "CounterQuery",
     "Dialect",
     "PendingBatch",
+    "ReleasedQuery",
     "RetentionResult",
     "Store",
     "apply_migrations",
     "declared_modes",
     "delete_expired",
     "merge_applied",
+    "release_migration",
+    "release_table",
     "retention_cutoffs",
+    "seal_bucket",
+    "stored_batch_id",
 ]
 
 # (kind, hour, dimension values in the kind's column order)
@@ -91,6 +99,31 @@ class Store(Protocol):
     def batch_count(self) -> int:
         """How many batch ids are remembered for duplicate detection."""
 
+    def seal_state(self, site: str) -> dict[str, int]:
+        """Per resolution ("h", "d"), the bucket start before which everything is sealed."""
+
+    def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
+        """Record where sealing starts for a site that has none yet (first writer wins)."""
+
+    def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        """Bucket starts in [start, end) that hold any counts, ascending."""
+
+    def seal(
+        self,
+        site: str,
+        resolution: Resolution,
+        bucket: int | None,
+        expected: int,
+        sealed_until: int,
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int | None:
+        """Release ``bucket``'s noisy cells and move the watermark from ``expected`` to
+        ``sealed_until``, in one transaction; None when another writer moved it first."""
+
+    def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
+        """Rows of (target bucket, *group values, sum of noisy values, sum of variances)."""
+
     def close(self) -> None: ...
 
 
@@ -141,6 +174,16 @@ def delete_expired(
     """
     hourly_cutoff, daily_cutoff = retention_cutoffs(site, now)
     ph = placeholder
+    if site.policy.noise:
+        # True counts stay until their bucket is sealed: a backlog (an upgraded database,
+        # a collector that was down) is released before anything is rolled up or dropped.
+        sealed = dict(
+            execute(
+                f"SELECT res, sealed_until FROM hc_seal WHERE site = {ph}", (site.id,)
+            ).fetchall()
+        )
+        hourly_cutoff = min(hourly_cutoff, int(sealed.get("h", 0)))
+        daily_cutoff = min(daily_cutoff, int(sealed.get("d", 0)))
     rolled = deleted = 0
     for table in TABLES.values():
         rolled += execute(
@@ -151,6 +194,15 @@ def delete_expired(
             f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
             (site.id, daily_cutoff),
         ).rowcount
+        released = release_table(table.kind)
+        execute(
+            f"DELETE FROM {released} WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
+            (site.id, hourly_cutoff),
+        )
+        execute(
+            f"DELETE FROM {released} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
+            (site.id, daily_cutoff),
+        )
     forgotten = execute(
         f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
         (site.id, now - dedupe_seconds),
@@ -242,6 +294,42 @@ class Dialect:
             return self.prop_expression.format(ph=self.placeholder)
         return column
 
+    def released_sql(self, query: ReleasedQuery) -> tuple[str, list[object]]:
+        """SQL summing released cells of ``query.marginal`` into its time targets."""
+        ph = self.placeholder
+        params: list[object] = []
+        prefix = join = ""
+        if query.per_bucket:
+            time_col = "c.bucket"
+        else:
+            rows = ", ".join(f"({ph}, {ph}, {ph})" for _ in query.segments)
+            for segment in query.segments:
+                params += list(segment)
+            prefix = f"WITH b(lo, hi, t) AS (VALUES {rows}) "
+            join = "JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
+            time_col = "b.t"
+        group_exprs = [self._column(c, params) for c in query.group_by]
+        lo = min(segment[0] for segment in query.segments)
+        hi = max(segment[1] for segment in query.segments)
+        where = [
+            f"c.site = {ph}",
+            f"c.res = {ph}",
+            f"c.marginal = {ph}",
+            f"c.bucket >= {ph}",
+            f"c.bucket < {ph}",
+        ]
+        params += [query.site, query.resolution, query.marginal.code, lo, hi]
+        for column, value in query.filters:
+            where.append(f"{self._column(column, params)} = {ph}")
+            params.append(value)
+        select = ", ".join([time_col, *group_exprs, "SUM(c.n)", "SUM(c.var)"])
+        group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
+        sql = (
+            f"{prefix}SELECT {select} FROM {release_table(query.marginal.kind)} c {join}"
+            f"WHERE {' AND '.join(where)} GROUP BY {group}"
+        )
+        return sql, params
+
     def select_sql(self, query: CounterQuery) -> tuple[str, list[object]]:
         """SQL summing ``query``'s counters, grouped by time bucket and dimensions."""
         ph = self.placeholder
@@ -277,3 +365,142 @@ class Dialect:
             f"WHERE {' AND '.join(where)} GROUP BY {group}"
         )
         return sql, params
+
+
+def stored_batch_id(site: str, batch_id: str) -> str:
+    """What is remembered of a batch id: a digest, so that the sender cannot leave
+    readable bytes of its choosing at rest (the id is only ever compared for equality)."""
+    return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:32]
+
+
+def release_table(kind: str) -> str:
+    return f"hc_rel_{kind}"
+
+
+def release_migration(integer: str, real: str, suffix: str = "") -> list[str]:
+    """Released (sealed, noisy) cells, one table per record kind, and the seal watermarks.
+
+    A released cell's dimension columns outside its marginal hold '' (or 0), which the
+    marginal code in the key keeps apart from real values.
+    """
+    statements = []
+    for table in TABLES.values():
+        dims = "".join(
+            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
+        )
+        key = ", ".join(("site", "res", "bucket", "marginal", *table.dimensions))
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {release_table(table.kind)} (\n"
+            "    site TEXT NOT NULL,\n"
+            "    res TEXT NOT NULL,\n"
+            f"    bucket {integer} NOT NULL,\n"
+            "    marginal TEXT NOT NULL,\n"
+            f"{dims}"
+            f"    n {integer} NOT NULL,\n"
+            f"    var {real} NOT NULL,\n"
+            f"    PRIMARY KEY ({key})\n"
+            f"){suffix}"
+        )
+    statements.append(
+        "CREATE TABLE IF NOT EXISTS hc_seal ("
+        f" site TEXT NOT NULL, res TEXT NOT NULL, sealed_until {integer} NOT NULL,"
+        f" PRIMARY KEY (site, res)){suffix}"
+    )
+    # Nothing at rest finer than an hour: batch arrival times are kept to the hour.
+    statements.append("UPDATE hc_batch SET received = received - received % 3600")
+    return statements
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedQuery:
+    """Sum released cells of one marginal over time segments.
+
+    Each segment (lo, hi, target) adds the cells with lo <= bucket < hi into the answer
+    row of time bucket ``target``; ``per_bucket`` instead answers each stored bucket on
+    its own (hourly charts).
+    """
+
+    marginal: Marginal
+    site: str
+    resolution: Resolution
+    segments: tuple[tuple[int, int, int], ...]
+    group_by: tuple[str | tuple[str, str], ...] = ()
+    filters: tuple[tuple[str | tuple[str, str], str | int], ...] = ()
+    per_bucket: bool = False
+
+
+def _marginal_select(marginal: Marginal, ph: str) -> tuple[str, list[object]]:
+    table = TABLES[marginal.kind]
+    dims = ", ".join(marginal.dims)
+    where = [f"site = {ph}", f"res = {ph}", f"bucket = {ph}"]
+    params: list[object] = []
+    for column, value in marginal.where:
+        where.append(f"{column} = {ph}")
+        params.append(value)
+    select = f"{dims + ', ' if dims else ''}SUM(n)"
+    group = f" GROUP BY {dims}" if dims else ""
+    return (
+        f"SELECT {select} FROM {table.name} WHERE {' AND '.join(where)}{group}",
+        params,
+    )
+
+
+def seal_bucket(
+    execute: Callable[..., Any],
+    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
+    site: str,
+    resolution: Resolution,
+    bucket: int | None,
+    expected: int,
+    sealed_until: int,
+    policy: ReleasePolicy,
+    draw: Callable[[str], int],
+    placeholder: str,
+) -> int | None:
+    """Release one bucket of one site inside the caller's write transaction.
+
+    Reads the true counts of every marginal, adds one noise draw to each cell, keeps the
+    cells whose noisy value reaches the threshold, and moves the watermark. Returns how
+    many cells were released, or None when the watermark was no longer ``expected``
+    (another collector sealed this bucket first; its values stand).
+    """
+    ph = placeholder
+    moved = execute(
+        f"UPDATE hc_seal SET sealed_until = {ph} WHERE site = {ph} AND res = {ph} "
+        f"AND sealed_until = {ph}",
+        (sealed_until, site, resolution, expected),
+    ).rowcount
+    if moved != 1:
+        return None
+    if bucket is None:  # only empty buckets lie between the two watermarks
+        return 0
+    released = 0
+    for kind, marginals in MARGINALS.items():
+        table = TABLES[kind]
+        budget = policy.budget_for(kind)
+        variance = float(budget.variance)
+        columns = ("site", "res", "bucket", "marginal", *table.dimensions, "n", "var")
+        insert = (
+            f"INSERT INTO {release_table(kind)} ({', '.join(columns)}) VALUES "
+            f"({', '.join(ph for _ in columns)}) ON CONFLICT DO NOTHING"
+        )
+        rows: list[tuple[object, ...]] = []
+        for marginal in marginals:
+            sql, extra = _marginal_select(marginal, ph)
+            fixed = dict(marginal.where)
+            for found in execute(sql, (site, resolution, bucket, *extra)).fetchall():
+                true_count = int(found[-1])
+                if true_count <= 0:
+                    continue
+                noisy = true_count + draw(budget.unit.name)
+                if noisy < budget.threshold:
+                    continue
+                values = dict(zip(marginal.dims, found[:-1], strict=True))
+                dims = tuple(
+                    values.get(c, fixed.get(c, 0 if c == "entry" else "")) for c in table.dimensions
+                )
+                rows.append((site, resolution, bucket, marginal.code, *dims, noisy, variance))
+        if rows:
+            execute_many(insert, rows)
+            released += len(rows)
+    return released

@@ -22,17 +22,24 @@ from psycopg_pool import ConnectionPool
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.release.catalogue import Resolution
+from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     PendingBatch,
+    ReleasedQuery,
     RetentionResult,
     apply_migrations,
     declared_modes,
     delete_expired,
     merge_applied,
+    release_migration,
+    seal_bucket,
+    stored_batch_id,
 )
 from headcount_collector.tables import TABLES, Table
+from headcount_collector.timeutil import floor_hour
 
 __all__ = ["PoolSettings", "PostgresStore"]
 
@@ -107,7 +114,8 @@ def _migrations() -> list[list[str]]:
         " site TEXT NOT NULL, visits TEXT NOT NULL, seen BIGINT NOT NULL,"
         " PRIMARY KEY (site, visits))"
     ]
-    return [version_1, version_2]
+    version_3 = release_migration("BIGINT", "DOUBLE PRECISION")
+    return [version_1, version_2, version_3]
 
 
 SCHEMA_VERSION = len(_migrations())
@@ -201,20 +209,24 @@ class PostgresStore:
         if not batches:
             return []
         # Sorted so that two collectors remembering overlapping ids lock them in one order.
-        ids = sorted({(batch.site, batch.batch_id) for batch in batches})
+        ids = sorted({(b.site, stored_batch_id(b.site, b.batch_id)) for b in batches})
 
         def commit_in(conn: psycopg.Connection[tuple[object, ...]]) -> list[bool]:
             fresh = {
                 (str(site), str(batch_id))
                 for site, batch_id in conn.execute(
                     _REMEMBER_BATCHES_SQL,
-                    (now, [site for site, _ in ids], [batch_id for _, batch_id in ids]),
+                    (
+                        floor_hour(now),
+                        [site for site, _ in ids],
+                        [batch_id for _, batch_id in ids],
+                    ),
                 ).fetchall()
             }
             # A batch id sent twice within one group counts once: the first copy wins.
             applied: list[bool] = []
             for batch in batches:
-                key = (batch.site, batch.batch_id)
+                key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
                 applied.append(key in fresh)
                 fresh.discard(key)
             for table, rows in merge_applied(batches, applied).items():
@@ -276,6 +288,76 @@ class PostgresStore:
             "read",
         )
         return {str(mode): _int(seen) for mode, seen in rows}
+
+    def seal_state(self, site: str) -> dict[str, int]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT res, sealed_until FROM hc_seal WHERE site = %s", (site,)
+            ).fetchall(),
+            "read",
+        )
+        return {str(res): _int(until) for res, until in rows}
+
+    def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO hc_seal (site, res, sealed_until) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (site, resolution, watermark),
+            ),
+            "write",
+        )
+
+    def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        union = " UNION ".join(
+            f"SELECT DISTINCT bucket FROM {table.name} "
+            "WHERE site = %s AND res = %s AND bucket >= %s AND bucket < %s"
+            for table in TABLES.values()
+        )
+        params = [x for _ in TABLES for x in (site, resolution, start, end)]
+        rows = self._run(
+            lambda conn: conn.execute(f"{union} ORDER BY 1", params).fetchall(), "read"
+        )
+        return [_int(row[0]) for row in rows]
+
+    def seal(
+        self,
+        site: str,
+        resolution: Resolution,
+        bucket: int | None,
+        expected: int,
+        sealed_until: int,
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int | None:
+        def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
+            with conn.cursor() as cursor:
+                return seal_bucket(
+                    conn.execute,
+                    cursor.executemany,
+                    site,
+                    resolution,
+                    bucket,
+                    expected,
+                    sealed_until,
+                    policy,
+                    draw,
+                    "%s",
+                )
+
+        return self._run(seal_in, "seal")
+
+    def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
+        sql, params = DIALECT.released_sql(query)
+
+        def read(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = self._run(read, "read")
+        return [
+            (*(_cell(value) for value in row[:-2]), _int(row[-2]), float(row[-1]))  # type: ignore[arg-type]
+            for row in rows
+        ]
 
     def batch_count(self) -> int:
         row = self._run(

@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.release.catalogue import Resolution
+from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     PendingBatch,
+    ReleasedQuery,
     RetentionResult,
     apply_migrations,
     declared_modes,
     delete_expired,
     merge_applied,
+    release_migration,
+    seal_bucket,
+    stored_batch_id,
 )
 from headcount_collector.tables import TABLES
+from headcount_collector.timeutil import floor_hour
 
 __all__ = ["SQLiteStore"]
 
@@ -52,7 +59,8 @@ def _migrations() -> list[list[str]]:
         " site TEXT NOT NULL, visits TEXT NOT NULL, seen INTEGER NOT NULL,"
         " PRIMARY KEY (site, visits)) WITHOUT ROWID"
     ]
-    return [version_1, version_2]
+    version_3 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
+    return [version_1, version_2, version_3]
 
 
 SCHEMA_VERSION = len(_migrations())
@@ -141,7 +149,9 @@ class SQLiteStore:
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         with self._write() as conn:
             # One statement for the whole group; RETURNING names the ids that were new.
-            ids = list(dict.fromkeys((batch.site, batch.batch_id) for batch in batches))
+            ids = list(
+                dict.fromkeys((b.site, stored_batch_id(b.site, b.batch_id)) for b in batches)
+            )
             fresh: set[tuple[str, str]] = set()
             for start in range(0, len(ids), 300):  # bound the statement's parameter count
                 chunk = ids[start : start + 300]
@@ -149,13 +159,13 @@ class SQLiteStore:
                     "INSERT OR IGNORE INTO hc_batch (site, batch_id, received) VALUES "
                     + ", ".join("(?, ?, ?)" for _ in chunk)
                     + " RETURNING site, batch_id",
-                    [x for site, batch_id in chunk for x in (site, batch_id, now)],
+                    [x for site, batch_id in chunk for x in (site, batch_id, floor_hour(now))],
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
             # A batch id sent twice within one group counts once: the first copy wins.
             applied: list[bool] = []
             for batch in batches:
-                key = (batch.site, batch.batch_id)
+                key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
                 applied.append(key in fresh)
                 fresh.discard(key)
             for table, rows in merge_applied(batches, applied).items():
@@ -190,6 +200,63 @@ class SQLiteStore:
             .fetchall()
         )
         return {str(mode): int(seen) for mode, seen in rows}
+
+    def seal_state(self, site: str) -> dict[str, int]:
+        rows = (
+            self._connection()
+            .execute("SELECT res, sealed_until FROM hc_seal WHERE site = ?", (site,))
+            .fetchall()
+        )
+        return {str(res): int(until) for res, until in rows}
+
+    def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO hc_seal (site, res, sealed_until) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (site, resolution, watermark),
+            )
+
+    def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        union = " UNION ".join(
+            f"SELECT DISTINCT bucket FROM {table.name} "
+            "WHERE site = ? AND res = ? AND bucket >= ? AND bucket < ?"
+            for table in TABLES.values()
+        )
+        params = [x for _ in TABLES for x in (site, resolution, start, end)]
+        rows = self._connection().execute(f"{union} ORDER BY 1", params).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def seal(
+        self,
+        site: str,
+        resolution: Resolution,
+        bucket: int | None,
+        expected: int,
+        sealed_until: int,
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int | None:
+        with self._write() as conn:
+            return seal_bucket(
+                conn.execute,
+                conn.executemany,
+                site,
+                resolution,
+                bucket,
+                expected,
+                sealed_until,
+                policy,
+                draw,
+                "?",
+            )
+
+    def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
+        sql, params = DIALECT.released_sql(query)
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def batch_count(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
