@@ -489,6 +489,8 @@ def seal_bucket(
             sql, extra = _marginal_select(marginal, ph)
             fixed = dict(marginal.where)
             for found in execute(sql, (site, resolution, bucket, *extra)).fetchall():
+                if found[-1] is None:  # a total over no rows
+                    continue
                 true_count = int(found[-1])
                 if true_count <= 0:
                     continue
