@@ -90,6 +90,12 @@ def _segments(
     return pieces
 
 
+def _next_bucket(resolution: Resolution, start: int, zone: ZoneInfo) -> int:
+    if resolution == "h":
+        return start + 3600
+    return local_day_start(start + 26 * 3600, zone)
+
+
 def _append(pieces: list[tuple[int, int, int]], piece: tuple[int, int, int]) -> None:
     # Contiguous pieces of one target merge, keeping the query's VALUES list short.
     if pieces and pieces[-1][1] == piece[0] and pieces[-1][2] == piece[2]:
@@ -146,6 +152,20 @@ def read_released(
     )
     for resolution, segments in by_resolution:
         if not segments:
+            continue
+        one_bucket_each = all(
+            lo == target and hi == _next_bucket(resolution, lo, zone) for lo, hi, target in segments
+        )
+        if one_bucket_each and interval != "total":
+            # Each stored bucket is its own answer row (days by day): read them directly
+            # instead of joining every row against a long list of segments.
+            wanted = {lo for lo, _, _ in segments}
+            span_rows = ((segments[0][0], segments[-1][1], 0),)
+            query = ReleasedQuery(
+                chosen, site_id, resolution, span_rows, tuple(group_by), cell_filters, True
+            )
+            rows = [row for row in store.query_released(query) if row[0] in wanted]
+            _collect(answer, rows, per_bucket=True)
             continue
         query = ReleasedQuery(
             chosen,
