@@ -152,6 +152,9 @@ def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int
     root = _find_examples()
     work = Path(tempfile.mkdtemp(prefix="headcount-demo-"))
     config_text, write_token, read_token = starter_config("demo", "UTC")
+    # Sealed noise releases an hour only hours after it ends; the demo shows counts as
+    # they arrive, so its site opts out, and says so (production sites keep the default).
+    config_text = config_text.replace("[[sites]]\n", "[[sites]]\nexact_counts = true\n", 1)
     config = work / "sites.toml"
     config.write_text(config_text, encoding="utf-8")
     collector = f"http://127.0.0.1:{port}"
@@ -199,12 +202,14 @@ def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int
 Headcount demo is running (files in {work}).
   Example app (Flask, instrumented):  {app_url}/
   Collector:                          {collector}/healthz
-  Privacy page:                       {collector}/privacy
+  Privacy page:                       {collector}/privacy/demo
   Read token:                         {read_token}
   Query it:
     curl -H 'Authorization: Bearer {read_token}' '{collector}/v1/stats?by=route&interval=total'
     curl -H 'Authorization: Bearer {read_token}' '{collector}/v1/stats?by=referrer&interval=hour'
 Simulated visitors are browsing the app; counts appear every few seconds. Ctrl-C stops.
+This demo site opts out of noise (exact_counts = true) so counts show at once; a real
+site releases each hour only once it is sealed, with noise (README, "Privacy").
 """,
             flush=True,
         )

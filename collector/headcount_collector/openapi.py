@@ -84,7 +84,7 @@ def document() -> dict[str, object]:
             },
             "/v1/stats": {
                 "get": {
-                    "summary": "Query suppressed counters",
+                    "summary": "Query released (sealed, noisy) counts",
                     "security": bearer,
                     "parameters": [
                         _param("metric", {"type": "string", "enum": list(METRICS)}),
@@ -100,7 +100,12 @@ def document() -> dict[str, object]:
                         _param("format", {"type": "string", "enum": ["json", "csv"]}),
                     ],
                     "responses": _responses(
-                        {"200": {"description": "Rows, with k and the withheld cell count"}},
+                        {
+                            "200": {
+                                "description": "Rows and totals, each a sum of sealed noisy "
+                                "cells with its 95 % error, and the privacy parameters"
+                            }
+                        },
                         errors,
                     ),
                 }
@@ -108,6 +113,22 @@ def document() -> dict[str, object]:
             "/v1/schema": {"get": {"responses": {"200": {"description": "The wire schema"}}}},
             "/healthz": {"get": {"responses": {"200": {"description": "Alive"}}}},
             "/privacy": {"get": {"responses": {"200": {"description": "Privacy page (HTML)"}}}},
+            "/privacy/{site}": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "site",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "One site's privacy page (HTML)"},
+                        "404": {"description": "No such site"},
+                    },
+                }
+            },
         },
     }
 
