@@ -254,3 +254,95 @@ def test_the_budget_conversion_round_trips() -> None:
     weaker, stronger = release_policy(epsilon=8.0), release_policy(epsilon=2.0)
     assert weaker.budgets["request"].variance < stronger.budgets["request"].variance
     assert weaker.budgets["request"].threshold < stronger.budgets["request"].threshold
+
+
+# --- Upgrades and retention ------------------------------------------------------------
+
+
+def test_a_database_from_before_sealed_noise_upgrades_in_place_and_releases_its_history(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from headcount_collector.stores import sqlite as sqlite_store
+    from headcount_collector.stores.base import apply_migrations
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    # Schema version 2, as the previous release created it, with counts and a batch id.
+    apply_migrations(conn.execute, sqlite_store._migrations()[:2], "?")
+    hour = local_ts(FIRST_DAY, 10)
+    day = local_ts(FIRST_DAY)
+    for res, bucket in (("h", hour), ("d", day)):
+        conn.execute(
+            "INSERT INTO hc_pageview VALUES ('blog', ?, ?, '/', '(direct)', '', '', '', 1, 400)",
+            (res, bucket),
+        )
+    conn.execute("INSERT INTO hc_batch VALUES ('blog', ?, ?)", ("ab" * 16, hour + 1234))
+    conn.close()
+    with noised_collector(tmp_path, store_url=f"sqlite:///{path}") as collector:
+        collector.seal_everything(local_ts(FIRST_DAY + timedelta(days=2)))
+        hourly = collector.stats(interval="hour", **day_params(FIRST_DAY))["totals"]
+        daily = collector.stats(interval="day", **day_params(FIRST_DAY))["totals"]
+    assert [row["time"][11:13] for row in hourly] == ["10"]
+    assert abs(hourly[0]["count"] - 400) < 40
+    assert abs(daily[0]["count"] - 400) < 40
+    conn = sqlite3.connect(path)
+    try:
+        received = conn.execute("SELECT received FROM hc_batch").fetchall()
+        version = conn.execute("SELECT value FROM hc_meta").fetchone()[0]
+    finally:
+        conn.close()
+    assert received == [(hour,)]  # arrival kept to the hour only
+    assert int(version) == sqlite_store.SCHEMA_VERSION
+
+
+def test_retention_drops_released_cells_with_their_counts(tmp_path: Path) -> None:
+    from headcount_collector.config import load_sites
+
+    with noised_collector(tmp_path) as collector:
+        _load_day(collector)
+        collector.seal_everything(local_ts(FIRST_DAY + timedelta(days=2)))
+        assert collector.stats(interval="hour", **day_params(FIRST_DAY))["totals"]
+        site = load_sites(tmp_path / "sites.toml").get("blog")
+        assert site is not None
+        # Past both hourly_days and keep_days: everything of that day goes.
+        later = local_ts(FIRST_DAY + timedelta(days=site.keep_days + 5))
+        collector.store.seal_state("blog")
+        collector.store.apply_retention(site, later, 7 * 86400)
+        assert collector.stats(interval="hour", **day_params(FIRST_DAY))["totals"] == []
+        assert collector.stats(interval="day", **day_params(FIRST_DAY))["totals"] == []
+
+
+def test_retention_keeps_true_counts_until_they_are_sealed(tmp_path: Path) -> None:
+    import sqlite3
+
+    from headcount_collector.config import load_sites
+
+    with noised_collector(tmp_path) as collector:
+        _load_day(collector)
+        site = load_sites(tmp_path / "sites.toml").get("blog")
+        assert site is not None
+        # Past hourly_days: the hourly rows would be rolled up, but nothing is sealed yet,
+        # so retention must leave them for sealing to release first.
+        later = local_ts(FIRST_DAY + timedelta(days=site.hourly_days + 5))
+        collector.store.apply_retention(site, later, 7 * 86400)
+        collector.seal_everything(later)
+        conn = sqlite3.connect(tmp_path / "noise.sqlite3")
+        try:
+            released_hours = conn.execute(
+                "SELECT COUNT(*) FROM hc_rel_pageview WHERE site = 'blog' AND res = 'h'"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+        assert released_hours > 0
+        # And once sealed, the next retention run rolls them up as usual.
+        collector.store.apply_retention(site, later, 7 * 86400)
+        conn = sqlite3.connect(tmp_path / "noise.sqlite3")
+        try:
+            left = conn.execute(
+                "SELECT COUNT(*) FROM hc_pageview WHERE site = 'blog' AND res = 'h'"
+            ).fetchone()[0]
+        finally:
+            conn.close()
+        assert left == 0
