@@ -143,7 +143,7 @@ class Tracker:
         self._split_visits_warned = False
         self._hour_window = (0, 0)
         self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
-        excluded = self.settings.exclude_routes
+        excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
         self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
         if self._recording:
@@ -189,20 +189,24 @@ class Tracker:
             elif (
                 method == "GET"
                 and status == "2xx"
-                and not excluded
+                and not (excluded or info.excluded)
                 and is_html(info.content_type)
                 and not is_prefetch(info.purpose, info.sec_fetch_dest)
             ):
                 referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
-                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
                 state = self._state
-                state.table.add(request, pageview)
                 if state.visits is not None:
-                    state.visits.record(
+                    # With visits on, an entry is the pageview that starts a visit; the
+                    # referrer rule stays only where the store cannot tell.
+                    started = state.visits.record(
                         info.client_addr, info.forwarded_for, info.user_agent, info.host, route
                     )
+                    if started is not None:
+                        entry = started
+                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
+                state.table.add(request, pageview)
             else:
                 self._state.table.add(request)
         except Exception as exc:

@@ -45,6 +45,7 @@ def test_public_facade_is_exact() -> None:
             "__version__",
             "generalize_path",
             "normalize_route",
+            "set_route",
         ]
     )
     for name in headcount.__all__:
@@ -124,16 +125,36 @@ def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
     assert total(records, Pageview) == 0
 
 
-def test_exclude_routes_option_replaces_the_defaults() -> None:
+def pageview_routes(routes: list[str], **options: object) -> list[str]:
     t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
-                exclude_routes=["/private*"], transport=accepting_transport())  # fmt: skip
+                transport=accepting_transport(), **options)  # fmt: skip
     try:
-        t.record_request(page(route="/private/area"))
-        t.record_request(page(route="/healthz"))
-        pageviews = kinds(t.peek(), Pageview)
-        assert [p.route for p in pageviews] == ["/healthz"]
+        for route in routes:
+            t.record_request(page(route=route))
+        return sorted(p.route for p in kinds(t.peek(), Pageview))
     finally:
         t.shutdown(1)
+
+
+def test_exclude_routes_additions_keep_the_defaults() -> None:
+    routes = ["/private/area", "/healthz", "/static/app.css", "/admin/users", "/pricing"]
+    assert pageview_routes(routes, exclude_routes=["/private*"]) == ["/pricing"]
+
+
+def test_exclude_default_routes_false_replaces_the_defaults() -> None:
+    routes = ["/private/area", "/healthz", "/admin/users", "/pricing"]
+    assert pageview_routes(routes, exclude_routes=["/private*"], exclude_default_routes=False) == [
+        "/admin/users",
+        "/healthz",
+        "/pricing",
+    ]
+
+
+def test_an_integration_can_exclude_a_request_whatever_its_route(tracker: Tracker) -> None:
+    tracker.record_request(page(route="/django-admin/", excluded=True))
+    records = tracker.peek()
+    assert total(records, Pageview) == 0
+    assert total(records, Request) == 1
 
 
 def test_unmatched_route_is_never_the_raw_path(tracker: Tracker) -> None:

@@ -11,7 +11,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
-from headcount.integrations._common import environ_request_info
+from headcount.integrations._common import ROUTE_KEY, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class HeadcountMiddleware:
             info = environ_request_info(
                 request.META, _route_of(request), status, elapsed, content_type
             )
+            info.excluded = _is_admin(request)
         except Exception:
             # Describing the request must never break serving it.
             logger.exception("headcount could not describe a Django request")
@@ -110,6 +111,9 @@ def _route_of(request: Any) -> str | None:
     regexes, ``^blog/(?P<slug>[-\\w]+)/$``. The slash goes after a leading ``^`` so the
     text is still recognised as a regex when it is normalised.
     """
+    chosen = request.META.get(ROUTE_KEY)
+    if isinstance(chosen, str):
+        return chosen  # set by the view (headcount.set_route): a CMS page's own path
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     if not isinstance(route, str):
@@ -117,3 +121,27 @@ def _route_of(request: Any) -> str | None:
     if route.startswith("^"):
         return route if route.startswith("^/") else "^/" + route[1:]
     return route if route.startswith("/") else "/" + route
+
+
+# Back-office views by what they are, wherever the project mounts them: every Django
+# AdminSite (custom ones included) registers its URLs under the application namespace
+# "admin"; Wagtail names its admin URLs and namespaces "wagtailadmin…".
+_ADMIN_APP_NAMES = frozenset({"admin"})
+_ADMIN_NAME_PREFIX = "wagtailadmin"
+_ADMIN_MODULES = ("django.contrib.admin.", "wagtail.admin.")
+
+
+def _is_admin(request: Any) -> bool:
+    """True when the request was routed to Django's or Wagtail's admin."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return False
+    app_names = getattr(match, "app_names", ())
+    if _ADMIN_APP_NAMES.intersection(app_names):
+        return True
+    names = (getattr(match, "url_name", None) or "", *app_names)
+    if any(name.startswith(_ADMIN_NAME_PREFIX) for name in names):
+        return True
+    view = getattr(match, "func", None)
+    module = getattr(getattr(view, "view_class", view), "__module__", None) or ""
+    return module.startswith(_ADMIN_MODULES)
