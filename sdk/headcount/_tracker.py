@@ -16,7 +16,7 @@ from os import getpid
 from time import time as wall_time
 from typing import Any
 
-from headcount._bots import is_bot
+from headcount._bots import bot_category
 from headcount._coarsen import (
     LATENCY_EDGES_S,
     METHOD_BY_NAME,
@@ -108,8 +108,9 @@ class Tracker:
     the counts every ``flush_interval`` seconds. A forked child starts over with an empty
     table, a new thread and a new HTTP client; nothing its parent counted is sent twice.
 
-    Bots (by user agent) count in the ``bot`` and ``request`` counters only: they are
-    load on the app, but never pageviews.
+    Bots (by user agent) count in the ``bot`` counter, by coarse category (search, ai,
+    social, monitor, other), and in ``request``: they are load on the app, but never
+    pageviews.
 
     ``flush`` and ``shutdown`` block for at most their timeout; asyncio apps call them
     through ``await asyncio.to_thread(tracker.shutdown)``. The interpreter's exit runs one
@@ -184,8 +185,9 @@ class Tracker:
                 else latency_of(elapsed)
             )
             request: Key = ("request", hour, route, method, status, latency)
-            if is_bot(info.user_agent):
-                self._state.table.add(request, ("bot", hour))
+            category = bot_category(info.user_agent)
+            if category is not None:
+                self._state.table.add(request, ("bot", hour, category))
             elif (
                 method == "GET"
                 and status == "2xx"

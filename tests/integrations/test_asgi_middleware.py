@@ -59,7 +59,7 @@ def starlette_app(tracker: Tracker) -> Starlette:
 
 
 def test_starlette_templates_for_matched_id_and_mounted_routes(tracker: Tracker) -> None:
-    client = TestClient(starlette_app(tracker))
+    client = TestClient(starlette_app(tracker), headers={"User-Agent": BROWSER})
     for path in ("/", "/users/42", "/users/43", "/orgs/acme/projects/rocket", "/docs/pages/intro"):
         assert client.get(path).status_code == 200
 
@@ -172,7 +172,7 @@ def fastapi_app(tracker: Tracker) -> FastAPI:
 
 
 def test_fastapi_included_router_prefixes_and_mounts(tracker: Tracker) -> None:
-    client = TestClient(fastapi_app(tracker))
+    client = TestClient(fastapi_app(tracker), headers={"User-Agent": BROWSER})
     assert client.get("/users/5").status_code == 200
     assert client.get("/api/teams/red/members/alice").status_code == 200
     assert client.get("/shop/items/12").status_code == 200

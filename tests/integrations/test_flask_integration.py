@@ -15,6 +15,7 @@ from headcount import Tracker, set_route
 from headcount.integrations.flask import Headcount
 
 from .conftest import (
+    BROWSER,
     HOSTILE_HEADERS,
     HOSTILE_QUERY,
     assert_no_secrets,
@@ -26,7 +27,14 @@ from .conftest import (
 
 class BufferedClient(FlaskClient):
     """Werkzeug's client closes a response, which is when it is counted, only when it
-    buffers the body or the test closes the response; these tests read whole pages."""
+    buffers the body or the test closes the response; these tests read whole pages.
+
+    It presents itself as a browser: its own ``Werkzeug/x.y`` user agent is a program's,
+    which counts as a bot."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_USER_AGENT"] = BROWSER
 
     def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> TestResponse:
         return super().open(*args, buffered=buffered, **kwargs)

@@ -119,8 +119,18 @@ def test_pageview_rules(tracker: Tracker, overrides: dict[str, object], is_pagev
 
 def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
     tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; Googlebot/2.1)"))
+    tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; GPTBot/1.2)"))
+    tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; GPTBot/1.2)"))
     records = tracker.peek()
-    assert total(records, Bot) == 1
+    assert {r.category: r.n for r in kinds(records, Bot)} == {"search": 1, "ai": 2}  # type: ignore[attr-defined]
+    assert total(records, Request) == 3
+    assert total(records, Pageview) == 0
+
+
+def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
+    tracker.record_request(page(user_agent="curl/8.5.0"))
+    records = tracker.peek()
+    assert kinds(records, Bot) == [Bot(hour=int(time.time()) // 3600 * 3600, n=1, category="other")]
     assert total(records, Request) == 1
     assert total(records, Pageview) == 0
 
