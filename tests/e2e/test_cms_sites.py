@@ -134,11 +134,14 @@ def start_gunicorn(
 # --- the Wagtail site -----------------------------------------------------------------------
 
 WAGTAIL_SETTINGS = """
+import os
+
 from .dev import *  # noqa: F403
 
 # As the README says: the Django integration (middleware first) and the Wagtail one.
 INSTALLED_APPS = [*INSTALLED_APPS, "headcount.integrations.django", "headcount.integrations.wagtail"]  # noqa: F405
 MIDDLEWARE = ["headcount.integrations.django.HeadcountMiddleware", *MIDDLEWARE]  # noqa: F405
+HEADCOUNT_WAGTAIL_ROUTES = os.environ.get("E2E_WAGTAIL_ROUTES", "path")
 """
 
 WAGTAIL_CONTENT = """
@@ -169,10 +172,10 @@ get_user_model().objects.create_superuser("editor", "editor@example.com", "not-a
 """
 
 
-@pytest.fixture
-def wagtail_site(tmp_path: Path) -> tuple[Path, Site]:
-    root = tmp_path / "wagtail_site"
-    root.mkdir()
+@pytest.fixture(scope="module")
+def wagtail_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Site]:
+    """A `wagtail start` site on SQLite with a few pages, built once for this module."""
+    root = tmp_path_factory.mktemp("wagtail_site")
     subprocess.run([str(BIN / "wagtail"), "start", "cmssite", str(root)], check=True)
     (root / "cmssite" / "settings" / "headcount_e2e.py").write_text(WAGTAIL_SETTINGS)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cmssite.settings.headcount_e2e"}
@@ -372,6 +375,30 @@ def test_wagtail_pages_are_counted_under_their_paths(
     finally:
         server.stop()
     check_released(collector, sent)
+
+
+def test_wagtail_pages_can_be_counted_by_page_type(
+    wagtail_site: tuple[Path, Site], collector: CollectorProcess
+) -> None:
+    root, site = wagtail_site
+    server = start_gunicorn(
+        "cmssite.wsgi:application", root, collector,
+        {"DJANGO_SETTINGS_MODULE": "cmssite.settings.headcount_e2e",
+         "E2E_WAGTAIL_ROUTES": "page_type"},
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=server.url, headers={"User-Agent": SAFARI}) as client:
+            for path in site.pages:
+                assert client.get(path).status_code == 200, path
+    finally:
+        server.stop()
+    stats = Stats(collector.url)
+    try:
+        stats.wait_for(lambda s: s.total("requests"), len(site.pages) + 1, "requests")
+        # Every page of this site is a HomePage: one template for all of them.
+        assert stats.counts("pageviews", "route") == {("/{homepage}",): len(site.pages)}
+    finally:
+        stats.close()
 
 
 def test_flask_cms_pages_are_counted_under_their_paths(

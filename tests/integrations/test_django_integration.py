@@ -303,3 +303,19 @@ def test_example_project_pages(app_tracker: Tracker) -> None:
     assert counted[("/contact", "POST", "3xx")] == 1
     assert counted[("/boom", "GET", "5xx")] == 1
     assert counted[("/report.csv", "GET", "2xx")] == 1
+
+
+def test_wagtail_route_mode_is_checked() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from headcount.integrations.wagtail._routes import route_mode
+
+    assert route_mode() == "path"
+    with override_settings(HEADCOUNT_WAGTAIL_ROUTES="page_type"):
+        assert route_mode() == "page_type"
+    with (
+        override_settings(HEADCOUNT_WAGTAIL_ROUTES="every-page"),
+        pytest.raises(ImproperlyConfigured, match="HEADCOUNT_WAGTAIL_ROUTES"),
+    ):
+        route_mode()
