@@ -92,6 +92,13 @@ def test_categories_on_the_corpus() -> None:
          "(KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/456.0.0.36.107]", None),
         ("Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; Trident/5.0)", None),
         ("w3m/0.5.3+git20230121", None),
+        # In-app browsers and apps whose names are also those of bots' operators.
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 Safari/537.36 Valve Steam GameOverlay/1700000000", None),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+         "(KHTML, like Gecko) Mobile/15E148 [Pinterest/iOS]", None),
+        ("Mozilla/5.0 (Linux; Android 13; SM-S911B) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/120.0.0.0 YaBrowser/24.1 YandexSearch/24.1 Mobile Safari/537.36", None),
     ],
 )  # fmt: skip
 def test_known_agents(agent: str | None, category: str | None) -> None:
