@@ -45,6 +45,8 @@ class HeadcountMiddleware:
         self._config: HeadcountConfig = apps.get_app_config(LABEL)
         self._is_async = iscoroutinefunction(get_response)
         self._checked_servers = False
+        # Whether a view is an admin's, per (view, route): a URL conf has few of them.
+        self._admin_views: dict[tuple[object, str], bool] = {}
         if self._is_async:
             markcoroutinefunction(self)
 
@@ -91,7 +93,8 @@ class HeadcountMiddleware:
             info = environ_request_info(
                 request.META, _route_of(request), status, elapsed, content_type
             )
-            info.excluded = _is_admin(request)
+            match = getattr(request, "resolver_match", None)
+            info.excluded = match is not None and self._is_admin(match)
         except Exception:
             # Describing the request must never break serving it.
             logger.exception("headcount could not describe a Django request")
@@ -102,6 +105,18 @@ class HeadcountMiddleware:
             if request.META.get("wsgi.multiprocess"):
                 tracker._served_by_several_processes()
         tracker.record_request(info)
+
+    def _is_admin(self, match: Any) -> bool:
+        try:
+            key = (match.func, match.route)
+            known = self._admin_views.get(key)
+        except TypeError:  # a view object that cannot be hashed: decide every time
+            return _is_admin_view(match)
+        if known is None:
+            if len(self._admin_views) >= _MAX_KNOWN_VIEWS:
+                self._admin_views.clear()
+            known = self._admin_views[key] = _is_admin_view(match)
+        return known
 
 
 def _route_of(request: Any) -> str | None:
@@ -129,13 +144,11 @@ def _route_of(request: Any) -> str | None:
 _ADMIN_APP_NAMES = frozenset({"admin"})
 _ADMIN_NAME_PREFIX = "wagtailadmin"
 _ADMIN_MODULES = ("django.contrib.admin.", "wagtail.admin.")
+_MAX_KNOWN_VIEWS = 4096
 
 
-def _is_admin(request: Any) -> bool:
-    """True when the request was routed to Django's or Wagtail's admin."""
-    match = getattr(request, "resolver_match", None)
-    if match is None:
-        return False
+def _is_admin_view(match: Any) -> bool:
+    """True when ``match`` (a ResolverMatch) routes to Django's or Wagtail's admin."""
     app_names = getattr(match, "app_names", ())
     if _ADMIN_APP_NAMES.intersection(app_names):
         return True
