@@ -49,7 +49,7 @@ METRICS: Final[dict[str, tuple[Table, tuple[tuple[str, int], ...], tuple[str, ..
     ),
     "requests": (TABLES["request"], (), ("route", "method", "status", "latency")),
     "events": (TABLES["event"], (), ("event", "route", "prop")),
-    "bots": (TABLES["bot"], (), ()),
+    "bots": (TABLES["bot"], (), ("category",)),
     "visits": (TABLES["visit"], (), ("route", "duration", "pages")),
 }
 # Query-facing dimension names that differ from the column they read.

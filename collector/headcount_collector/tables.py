@@ -54,7 +54,7 @@ TABLES: dict[str, Table] = {
     ),
     "request": Table("request", "hc_request", ("route", "method", "status", "latency")),
     "event": Table("event", "hc_event", ("name", "route", "props")),
-    "bot": Table("bot", "hc_bot", ()),
+    "bot": Table("bot", "hc_bot", ("category",)),
     "visit": Table("visit", "hc_visit", ("route", "duration", "pages")),
 }
 
@@ -94,7 +94,7 @@ def _event_key(r: wire.Event) -> tuple[str | int, ...]:
 
 
 def _bot_key(r: wire.Bot) -> tuple[str | int, ...]:
-    return ()
+    return (r.category,)
 
 
 def _visit_key(r: wire.Visit) -> tuple[str | int, ...]:

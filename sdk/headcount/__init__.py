@@ -5,6 +5,7 @@ class, referrer domain) and counted in memory; only those counts are ever sent.
 """
 
 from headcount._errors import ConfigurationError, ConfigurationWarning, HeadcountError
+from headcount._page_route import set_route
 from headcount._request import RequestInfo
 from headcount._routes import generalize_path, normalize_route
 from headcount._stats import TrackerStats
@@ -21,4 +22,5 @@ __all__ = [
     "__version__",
     "generalize_path",
     "normalize_route",
+    "set_route",
 ]

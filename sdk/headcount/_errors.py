@@ -13,7 +13,8 @@ __all__ = [
 class HeadcountError(Exception):
     """Base class of every exception Headcount raises.
 
-    Recording never raises: only constructing a ``Tracker`` with bad arguments does.
+    Recording never raises: only constructing a ``Tracker`` with bad arguments, or
+    calling ``set_route`` with something that is not a request and a string, does.
     """
 
 
@@ -26,7 +27,7 @@ class ConfigurationError(HeadcountError, ValueError):
 
 
 class ConfigurationTypeError(ConfigurationError, TypeError):
-    """An option was given a value of the wrong type."""
+    """An option or argument was given a value of the wrong type."""
 
 
 class ConfigurationWarning(UserWarning):

@@ -18,6 +18,7 @@ class RequestInfo:
         "client_addr",
         "content_type",
         "elapsed",
+        "excluded",
         "forwarded_for",
         "host",
         "method",
@@ -48,6 +49,7 @@ class RequestInfo:
         content_type: str | None = None,
         client_addr: str | None = None,
         forwarded_for: str | None = None,
+        excluded: bool = False,
     ) -> None:
         self.method = method
         # The framework's route template in its own syntax (`/users/<int:id>`,
@@ -71,3 +73,6 @@ class RequestInfo:
         # the raw X-Forwarded-For header, read only when client_addr is a trusted proxy.
         self.client_addr = client_addr
         self.forwarded_for = forwarded_for
+        # The integration recognised a back-office view (Django's or Wagtail's admin):
+        # counted as a request, never as a pageview, whatever its route.
+        self.excluded = excluded

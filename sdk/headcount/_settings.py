@@ -103,7 +103,10 @@ class TrackerSettings:
     request_timeout: float = 10.0
     # Distinct counting keys per send window; further new keys count into route (other).
     max_keys: int = 10_000
-    exclude_routes: tuple[str, ...] = DEFAULT_EXCLUDE_ROUTES
+    # Routes never counted as pageviews, on top of DEFAULT_EXCLUDE_ROUTES unless
+    # exclude_default_routes is False; see ``excluded_routes`` for the list in force.
+    exclude_routes: tuple[str, ...] = ()
+    exclude_default_routes: bool = True
     send_schedule: SendSchedule = "immediate"
     # Unsent batches kept for retry; when any bound is hit the oldest batch is dropped.
     max_buffer_batches: int = 100
@@ -194,6 +197,12 @@ class TrackerSettings:
         if not self.visits:
             return "off"
         return "memory" if self.visits_store == MEMORY_STORE else "redis"
+
+    @property
+    def excluded_routes(self) -> tuple[str, ...]:
+        """The route patterns in force: the defaults (unless turned off), then additions."""
+        defaults = DEFAULT_EXCLUDE_ROUTES if self.exclude_default_routes else ()
+        return tuple(dict.fromkeys((*defaults, *self.exclude_routes)))
 
     @property
     def ingest_url(self) -> str:
@@ -338,6 +347,7 @@ _OPTIONS: dict[str, _Option] = {
     "request_timeout": _Option(_check_number(0.01, 600, integer=False), float),
     "max_keys": _Option(_check_number(1, 10_000_000, integer=True), int),
     "exclude_routes": _Option(_check_routes, _parse_list),
+    "exclude_default_routes": _Option(_check_bool, _parse_bool),
     "send_schedule": _Option(_check_schedule, str.strip),
     "max_buffer_batches": _Option(_check_number(1, 1_000_000, integer=True), int),
     "max_buffer_bytes": _Option(_check_number(1024, 2**40, integer=True), int),

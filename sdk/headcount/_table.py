@@ -14,13 +14,13 @@ __all__ = ["CountTable", "Key", "VisitKey", "merge_counts", "overflow_key", "to_
 # strings is the cheapest thing Python can count by:
 #   ("request", hour, route, method, status_class, latency)
 #   ("pageview", hour, route, referrer, entry, utm_source, utm_medium, utm_campaign)
-#   ("bot", hour)
+#   ("bot", hour, category)
 #   ("event", hour, name, route, ((prop, value), ...))
 #   ("visit", start_hour, entry_route, duration_label, pages_label)
 RequestKey = tuple[str, int, str, str, str, str]
 PageviewKey = tuple[str, int, str, str, bool, str | None, str | None, str | None]
 EventKey = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
-BotKey = tuple[str, int]
+BotKey = tuple[str, int, str]
 VisitKey = tuple[str, int, str, str, str]
 Key = RequestKey | PageviewKey | EventKey | BotKey | VisitKey
 
@@ -169,7 +169,8 @@ def _record(key: Key, n: int) -> Record:
     if kind == "visit":
         _, hour, route, duration, pages = cast(VisitKey, key)
         return Visit(hour=hour, route=route, duration=duration, pages=pages, n=n)
-    return Bot(hour=key[1], n=n)
+    _, hour, category = cast(BotKey, key)
+    return Bot(hour=hour, category=category, n=n)
 
 
 def to_records(counts: Iterable[tuple[Key, int]]) -> list[Record]:

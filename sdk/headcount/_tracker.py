@@ -16,7 +16,7 @@ from os import getpid
 from time import time as wall_time
 from typing import Any
 
-from headcount._bots import is_bot
+from headcount._bots import bot_category
 from headcount._coarsen import (
     LATENCY_EDGES_S,
     METHOD_BY_NAME,
@@ -108,8 +108,9 @@ class Tracker:
     the counts every ``flush_interval`` seconds. A forked child starts over with an empty
     table, a new thread and a new HTTP client; nothing its parent counted is sent twice.
 
-    Bots (by user agent) count in the ``bot`` and ``request`` counters only: they are
-    load on the app, but never pageviews.
+    Bots (by user agent) count in the ``bot`` counter, by coarse category (search, ai,
+    social, monitor, other), and in ``request``: they are load on the app, but never
+    pageviews.
 
     ``flush`` and ``shutdown`` block for at most their timeout; asyncio apps call them
     through ``await asyncio.to_thread(tracker.shutdown)``. The interpreter's exit runs one
@@ -143,7 +144,7 @@ class Tracker:
         self._split_visits_warned = False
         self._hour_window = (0, 0)
         self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
-        excluded = self.settings.exclude_routes
+        excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
         self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
         if self._recording:
@@ -184,25 +185,30 @@ class Tracker:
                 else latency_of(elapsed)
             )
             request: Key = ("request", hour, route, method, status, latency)
-            if is_bot(info.user_agent):
-                self._state.table.add(request, ("bot", hour))
+            category = bot_category(info.user_agent)
+            if category is not None:
+                self._state.table.add(request, ("bot", hour, category))
             elif (
                 method == "GET"
                 and status == "2xx"
-                and not excluded
+                and not (excluded or info.excluded)
                 and is_html(info.content_type)
                 and not is_prefetch(info.purpose, info.sec_fetch_dest)
             ):
                 referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
-                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
                 state = self._state
-                state.table.add(request, pageview)
                 if state.visits is not None:
-                    state.visits.record(
+                    # With visits on, an entry is the pageview that starts a visit; the
+                    # referrer rule stays only where the store cannot tell.
+                    started = state.visits.record(
                         info.client_addr, info.forwarded_for, info.user_agent, info.host, route
                     )
+                    if started is not None:
+                        entry = started
+                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
+                state.table.add(request, pageview)
             else:
                 self._state.table.add(request)
         except Exception as exc:

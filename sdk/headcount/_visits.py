@@ -63,8 +63,12 @@ class VisitStore(Protocol):
         user_agent: str | None,
         host: str | None,
         route: str,
-    ) -> None:
-        """One pageview on ``route``: continue its browser's visit or start one."""
+    ) -> bool | None:
+        """One pageview on ``route``: continue its browser's visit or start one.
+
+        True when this pageview started a visit (it is the visit's entry), False when it
+        continued one, None when it was not linked (no client address, store unavailable,
+        or the link is made later on another thread)."""
 
     def sweep(self) -> None:
         """Close visits idle for ``visit_gap`` (and every visit once the key is due)."""
@@ -147,12 +151,12 @@ class MemoryVisits:
         user_agent: str | None,
         host: str | None,
         route: str,
-    ) -> None:
+    ) -> bool | None:
         addresses = self._addresses
         # The common case (no proxies to trust) skips a call: this is the request path.
         address = addresses.resolve(peer, forwarded_for) if addresses.trusts_proxies else peer
         if not address:
-            return
+            return None
         material = link_material(address, user_agent, host)
         finished: list[VisitKey] = []
         now = self._clock()
@@ -172,7 +176,7 @@ class MemoryVisits:
                     visit.last = max(visit.last, now)
                     visit.pages += 1
                     visits.move_to_end(link)
-                    return
+                    return False
                 # Idle too long, and not swept yet: that visit is over.
                 del visits[link]
                 finished.append(visit.finished())
@@ -183,6 +187,7 @@ class MemoryVisits:
             self._lock.release()
             if finished:
                 self._emit(finished)
+        return True
 
     def sweep(self) -> None:
         now = self._clock()

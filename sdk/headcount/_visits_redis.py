@@ -199,13 +199,13 @@ class RedisVisits:
         user_agent: str | None,
         host: str | None,
         route: str,
-    ) -> None:
+    ) -> bool | None:
         now = self._clock()
         if now < self._paused_until or self._closed:
-            return
+            return None
         address = self._addresses.resolve(peer, forwarded_for)
         if address is None:
-            return
+            return None
         material = link_material(address, user_agent, host)
         if _in_event_loop():
             # An asyncio app: a Redis round trip here would stall every request of this
@@ -213,8 +213,8 @@ class RedisVisits:
             # a moment, as it would in this call; a full queue drops the link, not the
             # pageview (which is already counted).
             self._enqueue(now, material, route)
-            return
-        self._record_now(now, material, route)
+            return None
+        return self._record_now(now, material, route)
 
     def _enqueue(self, now: float, material: bytes, route: str) -> None:
         worker = self._worker
@@ -239,7 +239,8 @@ class RedisVisits:
             now, material, route = item
             self._record_now(now, material, route)
 
-    def _record_now(self, now: float, material: bytes, route: str) -> None:
+    def _record_now(self, now: float, material: bytes, route: str) -> bool | None:
+        """Link one pageview: True if it started a visit, False if it continued one."""
         try:
             client = self._client(fast=True)
             for _ in range(2):
@@ -265,11 +266,12 @@ class RedisVisits:
                     client=client,
                 )
                 if outcome != 0:
-                    return
+                    return bool(outcome == 1)
                 # The key was replaced under us: fetch the new one and try once more.
                 self._link_key = None
         except redis.RedisError as exc:
             self._failed(exc)
+        return None
 
     # --- the sender thread --------------------------------------------------------
 

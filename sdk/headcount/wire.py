@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import msgspec
 
 __all__ = [
+    "BOT_CATEGORIES",
     "DURATION_LABELS",
     "INGEST_PATH",
     "LATENCY_EDGES_MS",
@@ -74,6 +75,9 @@ REFERRER_SPECIAL: Final = (DIRECT, INTERNAL, OTHER)
 
 METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER")
 STATUS_CLASSES: Final = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Coarse kinds of bot: search engines, AI crawlers and agents, social link previews,
+# monitors and uptime checks, and everything else (scrapers, SEO tools, HTTP libraries).
+BOT_CATEGORIES: Final = ("search", "ai", "social", "monitor", "other")
 
 # Request latency ranges. The label of a range names its lower and upper edge, so a
 # reader never has to know the edge list to interpret one.
@@ -143,12 +147,14 @@ if TYPE_CHECKING:
     PagesLabel = str
     Method = str
     StatusClass = str
+    BotCategory = str
 else:
     LatencyLabel = Literal[LATENCY_LABELS]
     DurationLabel = Literal[DURATION_LABELS]
     PagesLabel = Literal[PAGES_LABELS]
     Method = Literal[METHODS]
     StatusClass = Literal[STATUS_CLASSES]
+    BotCategory = Literal[BOT_CATEGORIES]
 
 Hour = Annotated[
     int,
@@ -222,10 +228,12 @@ class Event(_Record, tag="event", frozen=True):
 
 
 class Bot(_Record, tag="bot", frozen=True):
-    """Bot traffic is counted, never described."""
+    """Bot traffic is counted, never described beyond a coarse category."""
 
     hour: Hour
     n: Count
+    # Absent from senders older than the category: those count as "other".
+    category: BotCategory = "other"
 
 
 class Visit(_Record, tag="visit", frozen=True):

@@ -97,6 +97,16 @@ REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
         "$.records[0].duration",
     ),
     (
+        "bot-unknown-category",
+        [{"kind": "bot", "hour": H, "category": "googlebot", "n": 1}],
+        "$.records[0].category",
+    ),
+    (
+        "bot-category-carrying-a-user-agent",
+        [{"kind": "bot", "hour": H, "category": "Mozilla/5.0 (X11)", "n": 1}],
+        "$.records[0].category",
+    ),
+    (
         "bad-record-after-good",
         [pageview(), pageview(route="/x"), pageview(route="/u/x@y.org")],
         "$.records[2].route",

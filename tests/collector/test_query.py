@@ -59,7 +59,9 @@ def seeded(store: Store, make_client: Callable[..., TestClient]) -> TestClient:
             ("request", h, ("/form", "POST", "3xx", wire.LATENCY_LABELS[2]), 12),
             ("event", h, ("signup", "/signup", '{"plan":"pro"}'), 8),
             ("event", h, ("signup", "/signup", '{"plan":"free"}'), 25),
-            ("bot", h, (), 60),
+            ("bot", h, ("search",), 35),
+            ("bot", h, ("ai",), 20),
+            ("bot", h, ("other",), 5),
             ("visit", h, ("/", "0s", "1"), 30),
             ("visit", h, ("/", "1m-2m", "3-4"), 10),
         ],
@@ -165,6 +167,14 @@ def test_requests_events_bots_visits(seeded: TestClient) -> None:
     filtered = stats(seeded, metric="events", filter="prop:plan:pro", **window)
     assert filtered["rows"] == [{"count": 8}]
     assert stats(seeded, metric="bots", **window)["rows"] == [{"count": 60}]
+    by_category = stats(seeded, metric="bots", by="category", **window)
+    assert by_category["rows"] == [
+        {"category": "search", "count": 35},
+        {"category": "ai", "count": 20},
+        {"category": "other", "count": 5},
+    ]
+    ai_only = stats(seeded, metric="bots", filter="category:ai", **window)
+    assert ai_only["rows"] == [{"count": 20}]
     visits = stats(seeded, metric="visits", by="pages", **window)
     assert {r["pages"]: r["count"] for r in visits["rows"]} == {"1": 30, "3-4": 10}  # type: ignore[union-attr]
 

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
-from headcount import Tracker
+from headcount import Tracker, set_route
 from headcount.integrations.asgi import HeadcountMiddleware
 
 from .conftest import (
@@ -59,7 +59,7 @@ def starlette_app(tracker: Tracker) -> Starlette:
 
 
 def test_starlette_templates_for_matched_id_and_mounted_routes(tracker: Tracker) -> None:
-    client = TestClient(starlette_app(tracker))
+    client = TestClient(starlette_app(tracker), headers={"User-Agent": BROWSER})
     for path in ("/", "/users/42", "/users/43", "/orgs/acme/projects/rocket", "/docs/pages/intro"):
         assert client.get(path).status_code == 200
 
@@ -70,6 +70,24 @@ def test_starlette_templates_for_matched_id_and_mounted_routes(tracker: Tracker)
         ("/docs/pages/{name}", "GET", "2xx"): 1,
     }
     assert pageview_routes(tracker)["/users/{id}"] == 2
+
+
+def test_an_endpoint_can_set_the_route_of_a_cms_page(tracker: Tracker) -> None:
+    async def cms_page(request: StarletteRequest) -> HTMLResponse:
+        slug = request.path_params["slug"]
+        if slug not in ("about", "about/team", "tok_9sd8f7g6h5j4k3l2"):
+            return HTMLResponse("<h1>no such page</h1>", status_code=404)
+        set_route(request, request.url.path)
+        return HTMLResponse("<h1>cms</h1>")
+
+    app = Starlette(routes=[Route("/{slug:path}", cms_page)])
+    app.add_middleware(HeadcountMiddleware, tracker=tracker)
+    client = TestClient(app, headers={"User-Agent": BROWSER})
+    for path in ("/about", "/about", "/about/team", "/tok_9sd8f7g6h5j4k3l2"):
+        assert client.get(path).status_code == 200
+    assert client.get("/.env").status_code == 404
+    assert pageview_routes(tracker) == {"/about": 2, "/about/team": 1, "/{id}": 1}
+    assert requests_of(tracker)[("/{slug}", "GET", "4xx")] == 1
 
 
 def test_starlette_404_and_405_are_unmatched(tracker: Tracker) -> None:
@@ -154,7 +172,7 @@ def fastapi_app(tracker: Tracker) -> FastAPI:
 
 
 def test_fastapi_included_router_prefixes_and_mounts(tracker: Tracker) -> None:
-    client = TestClient(fastapi_app(tracker))
+    client = TestClient(fastapi_app(tracker), headers={"User-Agent": BROWSER})
     assert client.get("/users/5").status_code == 200
     assert client.get("/api/teams/red/members/alice").status_code == 200
     assert client.get("/shop/items/12").status_code == 200

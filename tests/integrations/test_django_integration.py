@@ -14,11 +14,11 @@ import pytest
 django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse  # noqa: E402
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse  # noqa: E402
 from django.urls import include, path, re_path  # noqa: E402
 from django.views.decorators.http import require_safe  # noqa: E402
 
-from headcount import Tracker  # noqa: E402
+from headcount import Tracker, set_route  # noqa: E402
 
 from .conftest import (  # noqa: E402
     BROWSER,
@@ -59,8 +59,25 @@ async def async_page(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse("<h1>async</h1>")
 
 
+# Pages of a CMS-style catch-all view, as a database would hold them; the last one is
+# content that happens to look like an identifier, which the route must never carry.
+CMS_PAGES = frozenset({"about/", "about/team/", "contact-alice@example.com/"})
+
+
+def cms_page(request: HttpRequest, slug: str) -> HttpResponse:
+    if slug not in CMS_PAGES:
+        raise Http404
+    set_route(request, request.path)
+    return HttpResponse("<h1>cms</h1>")
+
+
 urlpatterns = [
     path("", page),
+    path("pages/<path:slug>", cms_page),
+    # The application namespace every Django AdminSite uses, mounted somewhere unusual,
+    # and a view named the way Wagtail names its admin views.
+    path("backoffice/", include(([path("", page, name="index")], "admin"), namespace="ops")),
+    path("cms-admin/", page, name="wagtailadmin_home"),
     path("boom/", boom),
     path("feed/", feed),
     path("async/<int:pk>/", async_page),
@@ -148,6 +165,41 @@ def test_path_include_and_re_path_templates(app_tracker: Tracker, client: object
         ("/api/items/{pk}", "GET", "2xx"): 1,
     }
     assert pageview_routes(app_tracker)["/users/{pk}"] == 2
+
+
+def test_a_view_can_set_the_route_of_a_cms_page(app_tracker: Tracker, client: object) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    for url in ("/pages/about/", "/pages/about/", "/pages/about/team/"):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/pages/contact-alice@example.com/").status_code == 200
+    # A path no page has keeps the pattern's template: made-up paths never become routes.
+    assert client.get("/pages/wp-login.php").status_code == 404
+    assert pageview_routes(app_tracker) == {
+        "/pages/about": 2,
+        "/pages/about/team": 1,
+        "/pages/{id}": 1,
+    }
+    assert requests_of(app_tracker)[("/pages/{slug}", "GET", "4xx")] == 1
+    assert b"alice" not in repr(app_tracker.peek()).encode()
+
+
+def test_admin_views_are_recognised_by_namespace_not_path(
+    app_tracker: Tracker, client: object
+) -> None:
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    assert client.get("/backoffice/").status_code == 200
+    assert client.get("/cms-admin/").status_code == 200
+    assert client.get("/").status_code == 200
+    assert pageview_routes(app_tracker) == {"/": 1}
+    assert requests_of(app_tracker) == {
+        ("/backoffice", "GET", "2xx"): 1,
+        ("/cms-admin", "GET", "2xx"): 1,
+        ("/", "GET", "2xx"): 1,
+    }
 
 
 def test_404_and_405_are_unmatched(app_tracker: Tracker, client: object) -> None:
@@ -251,3 +303,19 @@ def test_example_project_pages(app_tracker: Tracker) -> None:
     assert counted[("/contact", "POST", "3xx")] == 1
     assert counted[("/boom", "GET", "5xx")] == 1
     assert counted[("/report.csv", "GET", "2xx")] == 1
+
+
+def test_wagtail_route_mode_is_checked() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from headcount.integrations.wagtail._routes import route_mode
+
+    assert route_mode() == "path"
+    with override_settings(HEADCOUNT_WAGTAIL_ROUTES="page_type"):
+        assert route_mode() == "page_type"
+    with (
+        override_settings(HEADCOUNT_WAGTAIL_ROUTES="every-page"),
+        pytest.raises(ImproperlyConfigured, match="HEADCOUNT_WAGTAIL_ROUTES"),
+    ):
+        route_mode()

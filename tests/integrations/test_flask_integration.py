@@ -7,14 +7,15 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask, Response, stream_with_context
+from flask import Flask, Response, abort, request, stream_with_context
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from headcount import Tracker
+from headcount import Tracker, set_route
 from headcount.integrations.flask import Headcount
 
 from .conftest import (
+    BROWSER,
     HOSTILE_HEADERS,
     HOSTILE_QUERY,
     assert_no_secrets,
@@ -26,7 +27,14 @@ from .conftest import (
 
 class BufferedClient(FlaskClient):
     """Werkzeug's client closes a response, which is when it is counted, only when it
-    buffers the body or the test closes the response; these tests read whole pages."""
+    buffers the body or the test closes the response; these tests read whole pages.
+
+    It presents itself as a browser: its own ``Werkzeug/x.y`` user agent is a program's,
+    which counts as a bot."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_USER_AGENT"] = BROWSER
 
     def open(self, *args: Any, buffered: bool = True, **kwargs: Any) -> TestResponse:
         return super().open(*args, buffered=buffered, **kwargs)
@@ -57,7 +65,37 @@ def build_app(tracker: Tracker) -> Flask:
     def boom() -> str:
         raise LookupError("the app's own error")
 
+    @app.get("/pages/<path:slug>")
+    def cms_page(slug: str) -> str:
+        if slug not in ("about", "about/team", "id-3f2b8c1e-9d4a-4b7e-8f1a-2c3d4e5f6a7b"):
+            abort(404)
+        set_route(request, request.path)
+        return "<h1>cms</h1>"
+
     return app
+
+
+def test_a_view_can_set_the_route_of_a_cms_page(tracker: Tracker) -> None:
+    client = build_app(tracker).test_client()
+    for path in ("/pages/about", "/pages/about", "/pages/about/team"):
+        assert client.get(path).status_code == 200
+    assert client.get("/pages/id-3f2b8c1e-9d4a-4b7e-8f1a-2c3d4e5f6a7b").status_code == 200
+    assert client.get("/pages/wp-admin/setup.php").status_code == 404
+    assert pageview_routes(tracker) == {
+        "/pages/about": 2,
+        "/pages/about/team": 1,
+        "/pages/{id}": 1,
+    }
+    # The view never named a route for a page that does not exist: the rule stays.
+    assert requests_of(tracker)[("/pages/{slug}", "GET", "4xx")] == 1
+    assert b"3f2b8c1e" not in repr(tracker.peek()).encode()
+
+
+def test_set_route_refuses_what_is_not_a_request_or_a_string() -> None:
+    with pytest.raises(TypeError, match="request object"):
+        set_route(object(), "/about")
+    with pytest.raises(TypeError, match="route must be a string"):
+        set_route({}, b"/about")  # type: ignore[arg-type]
 
 
 def test_rule_templates_and_unmatched(tracker: Tracker) -> None:

@@ -45,6 +45,7 @@ def test_public_facade_is_exact() -> None:
             "__version__",
             "generalize_path",
             "normalize_route",
+            "set_route",
         ]
     )
     for name in headcount.__all__:
@@ -118,22 +119,52 @@ def test_pageview_rules(tracker: Tracker, overrides: dict[str, object], is_pagev
 
 def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
     tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; Googlebot/2.1)"))
+    tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; GPTBot/1.2)"))
+    tracker.record_request(page(user_agent="Mozilla/5.0 (compatible; GPTBot/1.2)"))
     records = tracker.peek()
-    assert total(records, Bot) == 1
+    assert {r.category: r.n for r in kinds(records, Bot)} == {"search": 1, "ai": 2}  # type: ignore[attr-defined]
+    assert total(records, Request) == 3
+    assert total(records, Pageview) == 0
+
+
+def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
+    tracker.record_request(page(user_agent="curl/8.5.0"))
+    records = tracker.peek()
+    assert kinds(records, Bot) == [Bot(hour=int(time.time()) // 3600 * 3600, n=1, category="other")]
     assert total(records, Request) == 1
     assert total(records, Pageview) == 0
 
 
-def test_exclude_routes_option_replaces_the_defaults() -> None:
+def pageview_routes(routes: list[str], **options: object) -> list[str]:
     t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
-                exclude_routes=["/private*"], transport=accepting_transport())  # fmt: skip
+                transport=accepting_transport(), **options)  # fmt: skip
     try:
-        t.record_request(page(route="/private/area"))
-        t.record_request(page(route="/healthz"))
-        pageviews = kinds(t.peek(), Pageview)
-        assert [p.route for p in pageviews] == ["/healthz"]
+        for route in routes:
+            t.record_request(page(route=route))
+        return sorted(p.route for p in kinds(t.peek(), Pageview))
     finally:
         t.shutdown(1)
+
+
+def test_exclude_routes_additions_keep_the_defaults() -> None:
+    routes = ["/private/area", "/healthz", "/static/app.css", "/admin/users", "/pricing"]
+    assert pageview_routes(routes, exclude_routes=["/private*"]) == ["/pricing"]
+
+
+def test_exclude_default_routes_false_replaces_the_defaults() -> None:
+    routes = ["/private/area", "/healthz", "/admin/users", "/pricing"]
+    assert pageview_routes(routes, exclude_routes=["/private*"], exclude_default_routes=False) == [
+        "/admin/users",
+        "/healthz",
+        "/pricing",
+    ]
+
+
+def test_an_integration_can_exclude_a_request_whatever_its_route(tracker: Tracker) -> None:
+    tracker.record_request(page(route="/django-admin/", excluded=True))
+    records = tracker.peek()
+    assert total(records, Pageview) == 0
+    assert total(records, Request) == 1
 
 
 def test_unmatched_route_is_never_the_raw_path(tracker: Tracker) -> None:

@@ -114,8 +114,16 @@ def _migrations() -> list[list[str]]:
         " site TEXT NOT NULL, visits TEXT NOT NULL, seen BIGINT NOT NULL,"
         " PRIMARY KEY (site, visits))"
     ]
-    version_3 = release_migration("BIGINT", "DOUBLE PRECISION")
-    return [version_1, version_2, version_3]
+    # Bots by category: older rows become 'other'. On a new database version 1 already
+    # made the column and key, and this leaves them as they are.
+    version_3 = [
+        "ALTER TABLE hc_bot ADD COLUMN IF NOT EXISTS category TEXT NOT NULL DEFAULT 'other'",
+        "ALTER TABLE hc_bot ALTER COLUMN category DROP DEFAULT",
+        "ALTER TABLE hc_bot DROP CONSTRAINT hc_bot_pkey",
+        "ALTER TABLE hc_bot ADD PRIMARY KEY (site, res, bucket, category)",
+    ]
+    version_4 = release_migration("BIGINT", "DOUBLE PRECISION")
+    return [version_1, version_2, version_3, version_4]
 
 
 SCHEMA_VERSION = len(_migrations())

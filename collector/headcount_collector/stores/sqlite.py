@@ -59,8 +59,21 @@ def _migrations() -> list[list[str]]:
         " site TEXT NOT NULL, visits TEXT NOT NULL, seen INTEGER NOT NULL,"
         " PRIMARY KEY (site, visits)) WITHOUT ROWID"
     ]
-    version_3 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
-    return [version_1, version_2, version_3]
+    # Bots by category. A WITHOUT ROWID table cannot change its primary key in place:
+    # build the new table, copy (older rows become 'other'), swap. On a new database
+    # version 1 already made the column, and the table is empty.
+    version_3 = [
+        "CREATE TABLE hc_bot_v3 ("
+        " site TEXT NOT NULL, res TEXT NOT NULL, bucket INTEGER NOT NULL,"
+        " category TEXT NOT NULL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (site, res, bucket, category)) WITHOUT ROWID",
+        "INSERT INTO hc_bot_v3 (site, res, bucket, category, n)"
+        " SELECT site, res, bucket, 'other', n FROM hc_bot",
+        "DROP TABLE hc_bot",
+        "ALTER TABLE hc_bot_v3 RENAME TO hc_bot",
+    ]
+    version_4 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
+    return [version_1, version_2, version_3, version_4]
 
 
 SCHEMA_VERSION = len(_migrations())

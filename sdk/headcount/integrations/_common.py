@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from headcount._page_route import ROUTE_KEY
 from headcount._request import RequestInfo
 
 if TYPE_CHECKING:
@@ -18,10 +19,6 @@ __all__ = [
     "status_code",
     "tracker_from_options",
 ]
-
-# Any WSGI app (or an outer middleware) may put its route template here; the generic
-# WSGI adapter reads it because it has no router of its own to ask.
-ROUTE_KEY: Final = "headcount.route"
 
 # One pass over the ASGI headers fills every field we read. Several names feed
 # `purpose`; the lower the rank the more authoritative the header.

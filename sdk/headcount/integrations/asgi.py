@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from headcount.integrations._common import asgi_request_info
+from headcount.integrations._common import ROUTE_KEY, asgi_request_info
 from headcount.integrations._starlette import StarletteRoutes
 
 if TYPE_CHECKING:
@@ -89,7 +89,9 @@ class HeadcountMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
         try:
-            route = self._routes.route(scope, status)
+            route = scope.get(ROUTE_KEY)
+            if not isinstance(route, str):
+                route = self._routes.route(scope, status)
             info = asgi_request_info(scope, route, status, elapsed, content_type)
         except Exception:
             # Describing the request must never break serving it.

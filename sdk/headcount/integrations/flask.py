@@ -65,6 +65,7 @@ def _remember_rule(error: BaseException | None) -> None:
     # Teardown runs for every request, errors included, and is the last moment the
     # request object is reachable: Flask drops it from the environ when the context
     # ends, before the middleware finishes timing. No rule (404, 405) means unmatched.
+    # A route the view set itself (headcount.set_route) wins over the rule.
     rule = request.url_rule
     if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
+        request.environ.setdefault(ROUTE_KEY, rule.rule)

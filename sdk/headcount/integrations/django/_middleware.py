@@ -11,7 +11,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
-from headcount.integrations._common import environ_request_info
+from headcount.integrations._common import ROUTE_KEY, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class HeadcountMiddleware:
         self._config: HeadcountConfig = apps.get_app_config(LABEL)
         self._is_async = iscoroutinefunction(get_response)
         self._checked_servers = False
+        # Whether a view is an admin's, per (view, route): a URL conf has few of them.
+        self._admin_views: dict[tuple[object, str], bool] = {}
         if self._is_async:
             markcoroutinefunction(self)
 
@@ -91,6 +93,8 @@ class HeadcountMiddleware:
             info = environ_request_info(
                 request.META, _route_of(request), status, elapsed, content_type
             )
+            match = getattr(request, "resolver_match", None)
+            info.excluded = match is not None and self._is_admin(match)
         except Exception:
             # Describing the request must never break serving it.
             logger.exception("headcount could not describe a Django request")
@@ -102,6 +106,18 @@ class HeadcountMiddleware:
                 tracker._served_by_several_processes()
         tracker.record_request(info)
 
+    def _is_admin(self, match: Any) -> bool:
+        try:
+            key = (match.func, match.route)
+            known = self._admin_views.get(key)
+        except TypeError:  # a view object that cannot be hashed: decide every time
+            return _is_admin_view(match)
+        if known is None:
+            if len(self._admin_views) >= _MAX_KNOWN_VIEWS:
+                self._admin_views.clear()
+            known = self._admin_views[key] = _is_admin_view(match)
+        return known
+
 
 def _route_of(request: Any) -> str | None:
     """The matched URL pattern, include() prefixes joined, with a leading slash.
@@ -110,6 +126,9 @@ def _route_of(request: Any) -> str | None:
     regexes, ``^blog/(?P<slug>[-\\w]+)/$``. The slash goes after a leading ``^`` so the
     text is still recognised as a regex when it is normalised.
     """
+    chosen = request.META.get(ROUTE_KEY)
+    if isinstance(chosen, str):
+        return chosen  # set by the view (headcount.set_route): a CMS page's own path
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     if not isinstance(route, str):
@@ -117,3 +136,25 @@ def _route_of(request: Any) -> str | None:
     if route.startswith("^"):
         return route if route.startswith("^/") else "^/" + route[1:]
     return route if route.startswith("/") else "/" + route
+
+
+# Back-office views by what they are, wherever the project mounts them: every Django
+# AdminSite (custom ones included) registers its URLs under the application namespace
+# "admin"; Wagtail names its admin URLs and namespaces "wagtailadmin…".
+_ADMIN_APP_NAMES = frozenset({"admin"})
+_ADMIN_NAME_PREFIX = "wagtailadmin"
+_ADMIN_MODULES = ("django.contrib.admin.", "wagtail.admin.")
+_MAX_KNOWN_VIEWS = 4096
+
+
+def _is_admin_view(match: Any) -> bool:
+    """True when ``match`` (a ResolverMatch) routes to Django's or Wagtail's admin."""
+    app_names = getattr(match, "app_names", ())
+    if _ADMIN_APP_NAMES.intersection(app_names):
+        return True
+    names = (getattr(match, "url_name", None) or "", *app_names)
+    if any(name.startswith(_ADMIN_NAME_PREFIX) for name in names):
+        return True
+    view = getattr(match, "func", None)
+    module = getattr(getattr(view, "view_class", view), "__module__", None) or ""
+    return module.startswith(_ADMIN_MODULES)

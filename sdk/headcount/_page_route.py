@@ -1,0 +1,49 @@
+"""Letting an app name the route of a request itself: one page per route on CMS sites.
+
+A CMS serves every page through one catch-all pattern, so the framework's template
+(``/<path:slug>``, Wagtail's ``^((?:[\\w\\-]+/)*)$``) counts all pages as one route. Page
+paths of a public site are content rather than identifiers, so an app may give the page's
+path (or any template) as the route instead. The value goes through the same
+normalisation as a framework template: identifier-looking segments still become
+``{id}``, and anything unacceptable becomes ``(other)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+from headcount._errors import ConfigurationTypeError
+
+__all__ = ["ROUTE_KEY", "set_route"]
+
+# Where the route is kept: the WSGI environ (Django's request.META is one) or the ASGI
+# scope of the request. A generic WSGI app may put its template here too.
+ROUTE_KEY: Final = "headcount.route"
+
+
+def set_route(request: Any, route: str) -> None:
+    """Count this request under ``route`` instead of the framework's route template.
+
+    ``request`` is the framework's request object (Django ``HttpRequest``, Flask or
+    werkzeug ``request``, Starlette or FastAPI ``Request``), a WSGI environ or an ASGI
+    scope. ``route`` is a page path such as ``/about/team`` or a template such as
+    ``/blog/{slug}``. Call it only once the page is known to exist, so that paths a
+    client makes up (a 404) stay under the framework's template.
+    """
+    if not isinstance(route, str):
+        raise ConfigurationTypeError(f"route must be a string, got {type(route).__name__}")
+    _carrier(request)[ROUTE_KEY] = route
+
+
+def _carrier(request: Any) -> MutableMapping[str, Any]:
+    for attribute in ("META", "environ", "scope"):
+        carrier = getattr(request, attribute, None)
+        if isinstance(carrier, MutableMapping):
+            return carrier
+    if isinstance(request, MutableMapping):
+        return request
+    raise ConfigurationTypeError(
+        "set_route needs a request object, a WSGI environ or an ASGI scope, "
+        f"got {type(request).__name__}"
+    )

@@ -1,0 +1,108 @@
+"""Schema version 3: bot counters gain a category; counts stored before it become 'other'.
+
+Each store is taken back to the version-2 shape of ``hc_bot`` (no category, key without
+it) with counts in it, then migrated as a collector start would."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from headcount_collector.stores import open_store
+from headcount_collector.stores.base import CounterQuery, PendingBatch
+from headcount_collector.tables import TABLES
+
+HOUR = 1_796_000_400
+OLD_ROWS = [("blog", "h", HOUR, 7), ("blog", "h", HOUR + 3600, 2), ("blog", "d", HOUR - 3600, 11)]
+
+
+@contextmanager
+def raw(url: str) -> Iterator[Any]:
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    else:
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+
+
+def downgrade_to_version_2(url: str) -> None:
+    """The hc_bot table exactly as versions 1 and 2 made it, holding OLD_ROWS."""
+    sqlite = url.startswith("sqlite:///")
+    mark = "?" if sqlite else "%s"
+    integer = "INTEGER" if sqlite else "BIGINT"
+    with raw(url) as conn:
+        conn.execute("DROP TABLE hc_bot")
+        conn.execute(
+            f"CREATE TABLE hc_bot (site TEXT NOT NULL, res TEXT NOT NULL, bucket {integer} NOT NULL,"
+            f" n {integer} NOT NULL, PRIMARY KEY (site, res, bucket))"
+            + (" WITHOUT ROWID" if sqlite else "")
+        )
+        for row in OLD_ROWS:
+            conn.execute(
+                f"INSERT INTO hc_bot (site, res, bucket, n) VALUES ({mark}, {mark}, {mark}, {mark})",
+                row,
+            )
+        conn.execute("UPDATE hc_meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def _migrations_of(url: str) -> list[list[str]]:
+    if url.startswith("sqlite:///"):
+        from headcount_collector.stores import sqlite
+
+        return sqlite._migrations()
+    from headcount_collector.stores import postgres
+
+    return postgres._migrations()
+
+
+def stored_bots(url: str) -> set[tuple[str, int, str, int]]:
+    with raw(url) as conn:
+        rows = conn.execute("SELECT res, bucket, category, n FROM hc_bot").fetchall()
+    return {(str(r[0]), int(r[1]), str(r[2]), int(r[3])) for r in rows}
+
+
+def released_bots(store: Any) -> dict[str, int]:
+    """What /v1/stats?metric=bots&by=category reads: the sum per category."""
+    rows = store.query(
+        CounterQuery(
+            table=TABLES["bot"], site="blog", start=0, end=2**40, interval="total",
+            group_by=("category",),
+        )
+    )  # fmt: skip
+    return {str(r[-2]): int(r[-1]) for r in rows}
+
+
+def test_counts_from_before_categories_become_other_and_new_ones_keep_theirs(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    try:
+        store.migrate()
+        downgrade_to_version_2(store_url)
+    finally:
+        store.close()
+    store = open_store(store_url)
+    try:
+        store.migrate()
+        # Every later migration ran too.
+        assert store.schema_version() == len(_migrations_of(store_url))
+        assert stored_bots(store_url) == {
+            ("h", HOUR, "other", 7), ("h", HOUR + 3600, "other", 2), ("d", HOUR - 3600, "other", 11),
+        }  # fmt: skip
+        # The key now holds the category: two categories in one hour are two counters.
+        counts = {("bot", HOUR, ("ai",)): 3, ("bot", HOUR, ("other",)): 1}
+        assert store.commit([PendingBatch("blog", "a" * 32, counts, 2)], HOUR) == [True]
+        assert released_bots(store) == {"ai": 3, "other": 10}
+        # Migrating again changes nothing.
+        store.migrate()
+        assert ("h", HOUR, "other", 8) in stored_bots(store_url)
+    finally:
+        store.close()
