@@ -148,6 +148,15 @@ def validate_batch(
         if hour > newest or hour < oldest:
             raise _bad_hour(index, hour > newest, site)
         kind, key_of = RECORD_KEYS[type(record)]
+        if kind == "pageview":
+            _check_pageview(record, index)  # type: ignore[arg-type]
+        elif kind == "visit" and batch.visits == "off":
+            raise IngestRejected(
+                422,
+                'a visit record in a batch that declares visits="off"; a sender that links'
+                " nothing cannot report visits",
+                f"$.records[{index}]",
+            )
         if kind != "bot":
             route: str = record.route  # type: ignore[union-attr]
             if route not in good_routes:
@@ -177,6 +186,22 @@ def _bad_hour(index: int, future: bool, site: Site) -> IngestRejected:
     return IngestRejected(422, problem, f"$.records[{index}].hour")
 
 
+_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+
+
+def _check_pageview(record: wire.Pageview, index: int) -> None:
+    """The referrer and utm rules the SDK applies, enforced here whoever sent the batch."""
+    problem = wire.referrer_problem(record.referrer)
+    if problem is not None:
+        raise IngestRejected(422, f"referrer {problem}", f"$.records[{index}].referrer")
+    for field in _UTM_FIELDS:
+        value = getattr(record, field)
+        if value is not None:
+            problem = wire.slug_problem(value)
+            if problem is not None:
+                raise IngestRejected(422, f"{field} {problem}", f"$.records[{index}].{field}")
+
+
 def _check_event(record: wire.Event, site: Site, index: int) -> None:
     declaration = site.events.get(record.name)
     if declaration is None:
@@ -186,10 +211,12 @@ def _check_event(record: wire.Event, site: Site, index: int) -> None:
     for name, value in record.props.items():
         allowed = declaration.props.get(name)
         if allowed is None:
+            # The submitted name is neither echoed nor put in the path: an undeclared
+            # name may be exactly the identifier being refused.
             raise IngestRejected(
                 422,
-                f"property {name!r} is not declared for event {record.name!r}",
-                f"$.records[{index}].props.{name}",
+                f"a property name is not declared for event {record.name!r} (not shown)",
+                f"$.records[{index}].props",
             )
         if value not in allowed:
             raise IngestRejected(
