@@ -9,7 +9,14 @@ from typing import Final
 from urllib.parse import unquote_plus
 
 from headcount._shapes import campaign_slug
-from headcount.wire import LATENCY_EDGES_MS, LATENCY_LABELS, METHODS
+from headcount.wire import (
+    LATENCY_EDGES_MS,
+    LATENCY_LABELS,
+    MAX_SLUG_LENGTH,
+    METHODS,
+    SLUG_PATTERN,
+    looks_like_identifier,
+)
 
 __all__ = [
     "LATENCY_EDGES_S",
@@ -30,6 +37,7 @@ __all__ = [
 METHOD_BY_NAME: Final = {m: m for m in METHODS if m != "OTHER"}
 STATUS_CLASS_BY_CODE: Final = {code: f"{code // 100}xx" for code in range(100, 600)}
 LATENCY_EDGES_S: Final = tuple(edge / 1000 for edge in LATENCY_EDGES_MS)
+_SLUG: Final = re.compile(SLUG_PATTERN)
 _HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
 # Enough for any real campaign link; the rest of a huge query string is never looked at.
 _MAX_QUERY_SCAN: Final = 4096
@@ -84,8 +92,15 @@ def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:
 
 
 def slug(value: str) -> str | None:
-    """``value`` as a campaign slug (see ``headcount._shapes.campaign_slug``), or None."""
-    return campaign_slug(value)
+    """An event property value lowercased, if it is a short slug and no identifier.
+
+    Property values are matched against the site's declared values, so they are not
+    cleaned the way campaign names are (see ``_utm_value``).
+    """
+    value = value.strip().lower()
+    if len(value) > MAX_SLUG_LENGTH or not _SLUG.fullmatch(value) or looks_like_identifier(value):
+        return None
+    return value
 
 
 @lru_cache(maxsize=1024)

@@ -9,13 +9,14 @@ file extension; a campaign slug is words, years, dates and quarter names; a refe
 the registrable domain of a public host. Anything else (a person's name with a dot, a
 random token, a long or grouped number, an address) does not fit, whatever its spelling.
 Text is NFKC-normalised first, and invisible or bidirectional-control characters refuse
-the whole value, so look-alike spellings (fullwidth ``＠``, superscript digits, a
+the whole value, so look-alike spellings (a fullwidth at sign, superscript digits, a
 zero-width space) cannot slip past the character classes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -98,7 +99,7 @@ def _random_letters(run: str) -> bool:
 
 def _switches(run: str) -> int:
     """How often a run changes between letters and digits (a1b2 → 3)."""
-    return sum(a.isdigit() != b.isdigit() for a, b in zip(run, run[1:], strict=False))
+    return sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(run))
 
 
 def _token_run(run: str) -> bool:
@@ -176,14 +177,16 @@ _VERSION_PART: Final = re.compile(r"v?\d{1,3}")
 # File types a literal route can end in. A dot anywhere else is how "name.surname"
 # identifiers are spelled, so it is not part of a route segment.
 _EXTENSIONS: Final = frozenset(
-    """html htm xhtml php asp aspx jsp cgi txt text md rst xml json jsonld js mjs cjs map
-    css scss ico png jpg jpeg gif svg svgz webp avif bmp tif tiff heic pdf zip gz tgz tar bz2
-    xz zst 7z rar csv tsv rss atom xsl xslt webmanifest manifest appcache woff woff2 ttf otf
-    eot mp3 mp4 m4a m4v webm ogg oga ogv opus wav flac aac mov avi mkv doc docx xls xlsx ppt
-    pptx odt ods odp rtf epub mobi ics vcf wasm yaml yml toml ini cfg conf log bin exe dmg
-    pkg deb rpm apk msi iso img sig asc pem crt cer p7s gpg sha256 sha512 md5 whl egg jar
-    war py rb go rs java kt swift c h cpp hpp cs ts tsx jsx vue sql gql graphql proto wsdl
-    plist mf lock sum mod well-known""".split()
+    """
+    html htm xhtml php asp aspx jsp cgi txt text md rst xml json jsonld js mjs cjs map css
+    scss ico png jpg jpeg gif svg svgz webp avif bmp tif tiff heic pdf zip gz tgz tar bz2
+    xz zst 7z rar csv tsv rss atom xsl xslt webmanifest manifest appcache woff woff2 ttf
+    otf eot mp3 mp4 m4a m4v webm ogg oga ogv opus wav flac aac mov avi mkv doc docx xls
+    xlsx ppt pptx odt ods odp rtf epub mobi ics vcf wasm yaml yml toml ini cfg conf log bin
+    exe dmg pkg deb rpm apk msi iso img sig asc pem crt cer p7s gpg sha256 sha512 md5 whl
+    egg jar war py rb go rs java kt swift c h cpp hpp cs ts tsx jsx vue sql gql graphql
+    proto wsdl plist mf lock sum mod well-known
+    """.split()  # noqa: SIM905 - a word list reads better as words
 )
 
 
@@ -259,27 +262,30 @@ def bad_route_segments(segments: Sequence[str]) -> dict[int, str]:
         problem = segment_problem(segment)
         if problem is not None:
             bad[index] = problem
-    joined = _masked("/".join(segments))
-    found = _number_chain_problem(joined)
-    while found is not None:
+    starts = [0]
+    for segment in segments[:-1]:
+        starts.append(starts[-1] + len(segment) + 1)
+    while True:
+        # Segments already marked are blanked out, keeping offsets: another chain may
+        # hide further on.
+        masked = ["{" * len(s) if i in bad else s for i, s in enumerate(segments)]
+        found = _number_chain_problem(_masked("/".join(masked)))
+        if found is None:
+            break
         problem, spans = found
-        starts = [0]
-        for segment in segments[:-1]:
-            starts.append(starts[-1] + len(segment) + 1)
+        before = len(bad)
         for start, _ in spans:
             index = max(i for i, s in enumerate(starts) if s <= start)
             bad.setdefault(index, problem)
-        # Look again with those segments blanked: another chain may hide further on.
-        masked = ["" if i in bad else s for i, s in enumerate(segments)]
-        joined = _masked("/".join(masked))
-        found = _number_chain_problem(joined)
+        if len(bad) == before:
+            break  # cannot happen with offsets kept, but never loop forever
     return bad
 
 
 # --- campaign slugs ----------------------------------------------------------------------
 
 MAX_SLUG_LENGTH: Final = 64
-_DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,;:()\[\]\"]+")
+_DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,()\[\]\"]+")
 _APOSTROPHES: Final = re.compile(r"['\u2018\u2019\u02bc`]")
 _SLUG_CHARS: Final = re.compile(r"[a-z0-9._-]+")
 # Mailchimp prefixes its default campaign value with the campaign's 10-hex web id.
@@ -406,9 +412,9 @@ def _embeds_address(labels: Sequence[str]) -> bool:
         if len(label) == 8 and all(c in _HEX for c in label) and any(c.isdigit() for c in label):
             return True  # an IPv4 address in hex, as nip.io also accepts
         groups = label.split("-")
-        if len(groups) >= 3 and all(all(c in _HEX for c in g) for g in groups):
-            if "--" in label or len(groups) >= 5:
-                return True
+        hex_groups = len(groups) >= 3 and all(all(c in _HEX for c in g) for g in groups)
+        if hex_groups and ("--" in label or len(groups) >= 5):
+            return True
     return False
 
 

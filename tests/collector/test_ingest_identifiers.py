@@ -94,9 +94,7 @@ def post(server: CollectorProcess, records: list[dict[str, Any]], **extra: Any) 
     )
 
 
-@pytest.mark.parametrize(
-    ("record", "field"), [pytest.param(r, f, id=i) for i, r, f in REFUSED]
-)
+@pytest.mark.parametrize(("record", "field"), [pytest.param(r, f, id=i) for i, r, f in REFUSED])
 def test_identifiers_are_refused_naming_the_field(
     shared_server: CollectorProcess, record: dict[str, Any], field: str
 ) -> None:

@@ -119,9 +119,7 @@ def test_campaigns_from_ordinary_requests(
         ("/users/42/orders", "/users/{id}/orders"),
     ],
 )
-def test_generalize_path_from_ordinary_requests(
-    tracker: Tracker, path: str, expected: str
-) -> None:
+def test_generalize_path_from_ordinary_requests(tracker: Tracker, path: str, expected: str) -> None:
     visit(tracker, path)
     # Request records: /robots.txt and /static/* are requests, never pageviews.
     assert [r.route for r in tracker.peek() if isinstance(r, wire.Request)] == [expected]

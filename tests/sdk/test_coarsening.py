@@ -255,9 +255,7 @@ def test_bot_detection_agrees_with_crawlerdetect_on_common_agents() -> None:
         assert is_bot(agent) is bool(detector.isCrawler(agent)), agent
 
 
-@pytest.mark.parametrize(
-    "referer", ["https://www.google.com/", "https://shop.mysite.net/x", None]
-)
+@pytest.mark.parametrize("referer", ["https://www.google.com/", "https://shop.mysite.net/x", None])
 def test_referrer_results_match_the_wire_pattern(referer: str | None) -> None:
     import re
 
