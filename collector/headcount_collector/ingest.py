@@ -49,10 +49,12 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
 async def read_body(
     receive: Receive, content_length: str | None, content_encoding: str | None
 ) -> bytes:
-    """Read at most 1 MiB of (decompressed) body, stopping as soon as it is exceeded.
+    """Read at most 1 MiB of body, then inflate it to at most 1 MiB if it is gzip.
 
-    A gzip bomb is cut off while inflating: we never hold more than the limit plus one
-    chunk, whatever the compressed stream claims.
+    A gzip body is inflated only once it has fully arrived: a client that sends the
+    start of a bomb and stalls holds no more memory than the bytes it sent (the server
+    closes it at the body deadline). Inflating is cut off at the limit, whatever the
+    stream claims, so we never hold more than the limit plus one chunk.
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
@@ -64,51 +66,47 @@ async def read_body(
             raise IngestRejected(400, "Content-Length is not a number") from None
         if declared > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
-    inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
-    received = 0
-    parts: list[bytes] = []
-    size = 0
-    if inflater is None and content_length is not None:
-        # The common case, a plain body of known size: skip the chunk machinery.
+    body = await _read_raw(receive, content_length is not None)
+    return _inflate(body) if encoding == "gzip" else body
+
+
+async def _read_raw(receive: Receive, length_known: bool) -> bytes:
+    if length_known:
+        # The common case, a body of known size in one message: skip the chunk machinery.
         message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            body: bytes = message.get("body", b"")
-            if len(body) > _MAX:
-                raise IngestRejected(413, f"body larger than {_MAX} bytes")
-            return body
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        parts.append(message.get("body", b""))
-        size = received = len(parts[0])
-        if received > _MAX:
+        first: bytes = message.get("body", b"")
+        if len(first) > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
+        if not message.get("more_body", False):
+            return first
+        parts = [first]
+        received = len(first)
+    else:
+        parts = []
+        received = 0
     async for chunk in _chunks(receive):
         received += len(chunk)
         if received > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
-        if inflater is None:
-            parts.append(chunk)
-            size += len(chunk)
-            continue
-        data = chunk
-        while data:
-            try:
-                out = inflater.decompress(data, _MAX + 1 - size)
-            except zlib.error:
-                raise IngestRejected(400, "body is not valid gzip") from None
-            parts.append(out)
-            size += len(out)
-            if size > _MAX:
-                raise IngestRejected(413, f"decompressed body larger than {_MAX} bytes")
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                break
-    if inflater is not None:
-        if not inflater.eof:
-            raise IngestRejected(400, "gzip body is truncated")
-        if inflater.unused_data.strip():
-            raise IngestRejected(400, "trailing data after the gzip stream")
+        parts.append(chunk)
     return b"".join(parts)
+
+
+def _inflate(body: bytes) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, _MAX + 1)
+    except zlib.error:
+        raise IngestRejected(400, "body is not valid gzip") from None
+    if len(data) > _MAX:
+        raise IngestRejected(413, f"decompressed body larger than {_MAX} bytes")
+    if not inflater.eof:
+        raise IngestRejected(400, "gzip body is truncated")
+    if inflater.unused_data.strip():
+        raise IngestRejected(400, "trailing data after the gzip stream")
+    return data
 
 
 def decode_batch(body: bytes) -> wire.Batch:
