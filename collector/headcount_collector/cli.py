@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from headcount_collector import serverlimits
 from headcount_collector.config import Settings, load_sites, starter_config
 from headcount_collector.errors import ConfigError, StoreUnavailable
 
@@ -70,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
     store.migrate()
     store.close()
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    limits = serverlimits.uvicorn_options(args)
     uvicorn.run(
         "headcount_collector.cli:app_from_environment",
         factory=True,
@@ -77,7 +79,6 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
         # uvicorn's access log holds client addresses and query strings; ours does not.
         access_log=False,
         proxy_headers=False,
@@ -85,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
+        **limits,  # httptools with header, deadline and connection limits
     )
     return 0
 
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true", help="log IP-free request lines")
     serve.add_argument("--log-level", default="info")
+    serverlimits.add_limit_arguments(serve)
     serve.set_defaults(run=_serve)
 
     init = sub.add_parser("init", help="write a starter site file with fresh tokens")

@@ -49,10 +49,12 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
 async def read_body(
     receive: Receive, content_length: str | None, content_encoding: str | None
 ) -> bytes:
-    """Read at most 1 MiB of (decompressed) body, stopping as soon as it is exceeded.
+    """Read at most 1 MiB of body, then inflate it to at most 1 MiB if it is gzip.
 
-    A gzip bomb is cut off while inflating: we never hold more than the limit plus one
-    chunk, whatever the compressed stream claims.
+    A gzip body is inflated only once it has fully arrived: a client that sends the
+    start of a bomb and stalls holds no more memory than the bytes it sent (the server
+    closes it at the body deadline). Inflating is cut off at the limit, whatever the
+    stream claims, so we never hold more than the limit plus one chunk.
     """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
@@ -64,51 +66,47 @@ async def read_body(
             raise IngestRejected(400, "Content-Length is not a number") from None
         if declared > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
-    inflater = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
-    received = 0
-    parts: list[bytes] = []
-    size = 0
-    if inflater is None and content_length is not None:
-        # The common case, a plain body of known size: skip the chunk machinery.
+    body = await _read_raw(receive, content_length is not None)
+    return _inflate(body) if encoding == "gzip" else body
+
+
+async def _read_raw(receive: Receive, length_known: bool) -> bytes:
+    if length_known:
+        # The common case, a body of known size in one message: skip the chunk machinery.
         message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            body: bytes = message.get("body", b"")
-            if len(body) > _MAX:
-                raise IngestRejected(413, f"body larger than {_MAX} bytes")
-            return body
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        parts.append(message.get("body", b""))
-        size = received = len(parts[0])
-        if received > _MAX:
+        first: bytes = message.get("body", b"")
+        if len(first) > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
+        if not message.get("more_body", False):
+            return first
+        parts = [first]
+        received = len(first)
+    else:
+        parts = []
+        received = 0
     async for chunk in _chunks(receive):
         received += len(chunk)
         if received > _MAX:
             raise IngestRejected(413, f"body larger than {_MAX} bytes")
-        if inflater is None:
-            parts.append(chunk)
-            size += len(chunk)
-            continue
-        data = chunk
-        while data:
-            try:
-                out = inflater.decompress(data, _MAX + 1 - size)
-            except zlib.error:
-                raise IngestRejected(400, "body is not valid gzip") from None
-            parts.append(out)
-            size += len(out)
-            if size > _MAX:
-                raise IngestRejected(413, f"decompressed body larger than {_MAX} bytes")
-            data = inflater.unconsumed_tail
-            if inflater.eof:
-                break
-    if inflater is not None:
-        if not inflater.eof:
-            raise IngestRejected(400, "gzip body is truncated")
-        if inflater.unused_data.strip():
-            raise IngestRejected(400, "trailing data after the gzip stream")
+        parts.append(chunk)
     return b"".join(parts)
+
+
+def _inflate(body: bytes) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, _MAX + 1)
+    except zlib.error:
+        raise IngestRejected(400, "body is not valid gzip") from None
+    if len(data) > _MAX:
+        raise IngestRejected(413, f"decompressed body larger than {_MAX} bytes")
+    if not inflater.eof:
+        raise IngestRejected(400, "gzip body is truncated")
+    if inflater.unused_data.strip():
+        raise IngestRejected(400, "trailing data after the gzip stream")
+    return data
 
 
 def decode_batch(body: bytes) -> wire.Batch:
@@ -148,6 +146,15 @@ def validate_batch(
         if hour > newest or hour < oldest:
             raise _bad_hour(index, hour > newest, site)
         kind, key_of = RECORD_KEYS[type(record)]
+        if kind == "pageview":
+            _check_pageview(record, index)  # type: ignore[arg-type]
+        elif kind == "visit" and batch.visits == "off":
+            raise IngestRejected(
+                422,
+                'a visit record in a batch that declares visits="off"; a sender that links'
+                " nothing cannot report visits",
+                f"$.records[{index}]",
+            )
         if kind != "bot":
             route: str = record.route  # type: ignore[union-attr]
             if route not in good_routes:
@@ -177,6 +184,22 @@ def _bad_hour(index: int, future: bool, site: Site) -> IngestRejected:
     return IngestRejected(422, problem, f"$.records[{index}].hour")
 
 
+_UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
+
+
+def _check_pageview(record: wire.Pageview, index: int) -> None:
+    """The referrer and utm rules the SDK applies, enforced here whoever sent the batch."""
+    problem = wire.referrer_problem(record.referrer)
+    if problem is not None:
+        raise IngestRejected(422, f"referrer {problem}", f"$.records[{index}].referrer")
+    for field in _UTM_FIELDS:
+        value = getattr(record, field)
+        if value is not None:
+            problem = wire.slug_problem(value)
+            if problem is not None:
+                raise IngestRejected(422, f"{field} {problem}", f"$.records[{index}].{field}")
+
+
 def _check_event(record: wire.Event, site: Site, index: int) -> None:
     declaration = site.events.get(record.name)
     if declaration is None:
@@ -186,10 +209,12 @@ def _check_event(record: wire.Event, site: Site, index: int) -> None:
     for name, value in record.props.items():
         allowed = declaration.props.get(name)
         if allowed is None:
+            # The submitted name is neither echoed nor put in the path: an undeclared
+            # name may be exactly the identifier being refused.
             raise IngestRejected(
                 422,
-                f"property {name!r} is not declared for event {record.name!r}",
-                f"$.records[{index}].props.{name}",
+                f"a property name is not declared for event {record.name!r} (not shown)",
+                f"$.records[{index}].props",
             )
         if value not in allowed:
             raise IngestRejected(

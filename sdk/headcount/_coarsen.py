@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote_plus
 
+from headcount._shapes import campaign_slug
 from headcount.wire import (
     LATENCY_EDGES_MS,
     LATENCY_LABELS,
@@ -40,6 +41,9 @@ _SLUG: Final = re.compile(SLUG_PATTERN)
 _HTML_TYPES: Final = ("text/html", "application/xhtml+xml")
 # Enough for any real campaign link; the rest of a huge query string is never looked at.
 _MAX_QUERY_SCAN: Final = 4096
+# A percent-encoded campaign name (each character up to 9 bytes as %XX%XX%XX) with a
+# Mailchimp id in front; anything longer cannot clean down to a 64-character slug.
+_MAX_RAW_UTM: Final = 768
 
 _UTM_NAMES: Final = ("utm_source=", "utm_medium=", "utm_campaign=")
 
@@ -88,7 +92,11 @@ def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:
 
 
 def slug(value: str) -> str | None:
-    """``value`` lowercased if it is a short slug that does not look like an identifier."""
+    """An event property value lowercased, if it is a short slug and no identifier.
+
+    Property values are matched against the site's declared values, so they are not
+    cleaned the way campaign names are (see ``_utm_value``).
+    """
     value = value.strip().lower()
     if len(value) > MAX_SLUG_LENGTH or not _SLUG.fullmatch(value) or looks_like_identifier(value):
         return None
@@ -97,9 +105,11 @@ def slug(value: str) -> str | None:
 
 @lru_cache(maxsize=1024)
 def _utm_value(raw: str) -> str | None:
-    # Cached per raw value: campaign links repeat the same few values all day.
+    # Cached per raw value: campaign links repeat the same few values all day. A raw '+'
+    # is a space (form encoding, as Mailchimp writes "My+Q3+Newsletter"); only a '%2B'
+    # is a plus sign, which a campaign slug never holds (name+tag is a recipient).
     try:
-        return slug(unquote_plus(raw, errors="strict"))
+        return campaign_slug(unquote_plus(raw, errors="strict"))
     except UnicodeDecodeError:
         return None
 
@@ -107,8 +117,9 @@ def _utm_value(raw: str) -> str | None:
 def parse_utm(query_string: str | None) -> UtmValues:
     """utm_source / utm_medium / utm_campaign as slugs; no other parameter is ever read.
 
-    A value that is not a slug of at most 64 characters after lowercasing, or that looks
-    like an identifier, is dropped. The first occurrence of a parameter wins.
+    Values are cleaned into campaign slugs (case-folded, decoded, spaces as '-');
+    a value that names a recipient, or is longer than 64 characters once cleaned, is
+    dropped. The first occurrence of a parameter wins.
     """
     if not query_string or "utm_" not in query_string:
         return UTM_NONE
@@ -126,6 +137,5 @@ def parse_utm(query_string: str | None) -> UtmValues:
         start += len(name)
         end = query_string.find("&", start)
         raw = query_string[start:] if end < 0 else query_string[start:end]
-        # Percent-encoding at most triples a 64-character slug; longer is never valid.
-        values.append(_utm_value(raw) if len(raw) <= 3 * MAX_SLUG_LENGTH else None)
+        values.append(_utm_value(raw) if len(raw) <= _MAX_RAW_UTM else None)
     return (values[0], values[1], values[2])

@@ -1,68 +1,59 @@
-"""Referrer coarsening: a bare domain, or (direct) / (internal) / (other)."""
+"""Referrer coarsening: a registrable domain, or (direct) / (internal) / (other)."""
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
 
-from headcount.wire import DIRECT, INTERNAL, OTHER, REFERRER_PATTERN
+from headcount._shapes import referrer_domain
+from headcount.wire import DIRECT, INTERNAL, OTHER
 
 __all__ = ["coarsen_referrer", "domain_of_host"]
 
-_REFERRER = re.compile(REFERRER_PATTERN)
-_MAX_DOMAIN = 253
 _MAX_PREFIX = 512
 _AUTHORITY_END = re.compile(r"[/?#\\]")
-_IPV4ISH = re.compile(r"^[0-9.]+$")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _SITES = {site: site for site in ("same-origin", "same-site", "cross-site", "none")}
+_DEFAULT_PORTS = (":80", ":443")
+
+
+def _host_and_port(authority: str) -> str:
+    """``user@Host:port`` as ``host:port`` in lowercase, without user info or a default port."""
+    host_port = authority.rpartition("@")[2].strip().lower()
+    for default in _DEFAULT_PORTS:
+        if host_port.endswith(default):
+            host_port = host_port[: -len(default)]
+    if host_port.startswith("["):
+        return host_port  # an IPv6 literal keeps its brackets
+    host, sep, port = host_port.partition(":")
+    return host.rstrip(".") + sep + port
 
 
 @lru_cache(maxsize=4096)
 def domain_of_host(host: str) -> str | None:
-    """The bare lowercase domain of a host (``user@www.Example.com:8080`` → ``example.com``).
+    """The registrable domain of a host (``user@www.Example.co.uk:8080`` → ``example.co.uk``).
 
-    None for an IP literal or anything that is not a valid domain name. Cached per host
-    string: a site sees few distinct referring hosts and a single request host.
+    None for an IP literal, a local name or anything that is not a public host name.
+    Cached per host string: a site sees few distinct referring hosts and a single
+    request host.
     """
-    host = host.rpartition("@")[2]
-    if host.startswith("["):
-        return None  # IPv6 literal
-    host = host.partition(":")[0].rstrip(".").lower()
-    if not host or len(host) > _MAX_DOMAIN or _CONTROL_OR_SPACE.search(host):
+    host_port = _host_and_port(host)
+    if host_port.startswith("[") or _CONTROL_OR_SPACE.search(host_port):
         return None
-    if _IPV4ISH.match(host):
-        return None
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    host = host.removeprefix("www.")
-    if len(host) > _MAX_DOMAIN or not _REFERRER.fullmatch(host) or host.startswith("("):
-        return None
-    return host
-
-
-@lru_cache(maxsize=4096)
-def _referrer_domain(authority_and_more: str) -> str | None:
-    """The domain of an absolute http(s) URL's authority, or None; the path is never read."""
-    scheme, sep, rest = authority_and_more.partition("://")
-    if not sep or scheme.strip().lower() not in ("http", "https"):
-        return None
-    match = _AUTHORITY_END.search(rest)
-    return domain_of_host(rest[: match.start()] if match else rest)
+    return referrer_domain(host_port.partition(":")[0])
 
 
 def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str | None) -> str:
     """Where a pageview came from, as the wire's Referrer field allows.
 
-    - ``Sec-Fetch-Site: same-origin``, or a referrer on the request's own host → (internal)
+    - ``Sec-Fetch-Site: same-origin``, a referrer on the request's own host and port (IP
+      addresses included), or on the request host's registrable domain → (internal)
     - no referrer with ``Sec-Fetch-Site: none`` or absent (old browsers) → (direct)
     - no referrer but ``Sec-Fetch-Site`` cross-site/same-site (the referring page hid
       itself) → (other)
-    - a referrer that is an IP literal, not http(s), unparsable or not a valid domain →
-      (other); otherwise its bare domain.
+    - a referrer that is an IP literal, a local name (single label, ``.local``,
+      ``.internal``, ``.lan``, ``localhost``), a host embedding an IP address, not
+      http(s), unparsable or token-like → (other); otherwise its registrable domain.
     """
     if sec_fetch_site is not None:
         site = _SITES.get(sec_fetch_site) or sec_fetch_site.strip().lower()
@@ -83,7 +74,14 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
 
 @lru_cache(maxsize=4096)
 def _referrer_from_prefix(prefix: str, host: str | None) -> str:
-    domain = _referrer_domain(prefix)
+    scheme, sep, rest = prefix.partition("://")
+    if not sep or scheme.strip().lower() not in ("http", "https"):
+        return OTHER
+    match = _AUTHORITY_END.search(rest)
+    authority = rest[: match.start()] if match else rest
+    if host and _host_and_port(authority) == _host_and_port(host):
+        return INTERNAL  # the site itself, even when it is reached by an IP address
+    domain = domain_of_host(authority)
     if domain is None:
         return OTHER
     if host and domain == domain_of_host(host):

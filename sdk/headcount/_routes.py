@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from urllib.parse import unquote
 
-from headcount.wire import OTHER, UNMATCHED, looks_like_identifier, route_problem
+from headcount._shapes import bad_route_segments, normalize_text
+from headcount.wire import OTHER, UNMATCHED, route_problem
 
 __all__ = ["generalize_path", "normalize_route"]
 
@@ -98,19 +100,14 @@ def _to_braces(template: str) -> str:
     return template
 
 
-def _segment_is_bad(segment: str) -> bool:
-    if segment in (".", ".."):
-        return True
-    if segment.startswith("{") and segment.endswith("}"):
-        return _NAME.fullmatch(segment[1:-1]) is None
-    return bool(
-        _FORBIDDEN.search(segment)
-        or _REGEX_META.search(segment)
-        or "{" in segment
-        or "}" in segment
-        or "%" in segment
-        or looks_like_identifier(segment)
-    )
+def _template(segments: list[str]) -> str:
+    """Segments joined into a template, each one that is not template text as ``{id}``."""
+    normalized = []
+    for segment in segments:
+        text = normalize_text(segment)
+        normalized.append(_ID if text is None or _FORBIDDEN.search(text) else text)
+    bad = bad_route_segments(normalized)
+    return "/".join(_ID if index in bad else s for index, s in enumerate(normalized))
 
 
 @lru_cache(maxsize=2048)
@@ -137,19 +134,27 @@ def normalize_route(template: str | None) -> str:
         return OTHER
     if route_problem(route) is None:
         return route
-    route = "/".join(_ID if _segment_is_bad(s) else s for s in route.split("/"))
+    route = _template(route.split("/"))
     return route if route_problem(route) is None else OTHER
 
 
 def generalize_path(path: str) -> str:
     """A route-like template for a raw request path, for apps without a router.
 
-    Any all-digit segment and any segment that looks like an identifier (long numbers,
-    UUIDs, hex runs, tokens, e-mail addresses, IP addresses) becomes ``{id}``; the query
-    string and fragment are cut off unread. Opt-in: prefer the framework's own template.
+    Segments are percent-decoded and NFKC-normalised; any all-digit segment and any
+    segment that is not template text (long or grouped numbers, UUIDs, hex strings,
+    tokens, random ids, e-mail addresses, name.surname forms, IP addresses, invisible
+    characters) becomes ``{id}``; the query string and fragment are cut off unread.
+    Opt-in: prefer the framework's own template.
     """
     path = path.split("?", 1)[0].split("#", 1)[0]
-    return "/".join(
-        _ID if (segment.isdigit() or looks_like_identifier(segment)) else segment
-        for segment in path.split("/")
-    )
+    segments = []
+    for raw in path.split("/"):
+        try:
+            segment = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            segment = _ID
+        if segment.isdigit() or "/" in segment:
+            segment = _ID
+        segments.append(segment)
+    return _template(segments)

@@ -10,15 +10,15 @@ than a duration, a route template rather than a path, a domain rather than a URL
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Final, Literal
-from urllib.parse import unquote
 
 import msgspec
+
+from headcount import _shapes
 
 __all__ = [
     "BOT_CATEGORIES",
@@ -27,6 +27,7 @@ __all__ = [
     "LATENCY_EDGES_MS",
     "LATENCY_LABELS",
     "MAX_BODY_BYTES",
+    "MAX_COUNT",
     "MAX_RECORDS",
     "MAX_ROUTE_LENGTH",
     "METHODS",
@@ -52,8 +53,10 @@ __all__ = [
     "latency_label",
     "looks_like_identifier",
     "pages_label",
+    "referrer_problem",
     "route_problem",
     "schema_document",
+    "slug_problem",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -62,7 +65,11 @@ INGEST_PATH: Final = "/v1/ingest"
 MAX_RECORDS: Final = 10_000
 MAX_BODY_BYTES: Final = 1024 * 1024
 MAX_ROUTE_LENGTH: Final = 200
-MAX_SLUG_LENGTH: Final = 64
+MAX_SLUG_LENGTH: Final = _shapes.MAX_SLUG_LENGTH
+# The most one record may count: a single key in one send window (at most an hour) of
+# one sender process. 10 million is ~2,800 requests a second to one route for a whole
+# hour from one process, beyond what a Python worker serves.
+MAX_COUNT: Final = 10_000_000
 MAX_NAME_LENGTH: Final = 64
 MAX_PROPS: Final = 16
 
@@ -160,7 +167,7 @@ Hour = Annotated[
     int,
     msgspec.Meta(ge=0, multiple_of=3600, description="Start of a UTC hour, in Unix seconds."),
 ]
-Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 Route = Annotated[
     str,
     msgspec.Meta(
@@ -177,12 +184,24 @@ Referrer = Annotated[
     msgspec.Meta(
         max_length=253,
         pattern=REFERRER_PATTERN,
-        description="A bare lowercase domain, or (direct), (internal) or (other).",
+        description=(
+            "The registrable domain of a public host (Public Suffix List), or (direct),"
+            " (internal) or (other)."
+        ),
     ),
 ]
+# Declared event property values.
 SLUG_PATTERN: Final = r"^[a-z0-9][a-z0-9._+-]{0,63}$"
+# utm_* values: the character classes of a campaign slug; the rest of the rule (no
+# identifiers, canonical form) is slug_problem, applied by the collector to every value.
+CAMPAIGN_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$"
 Slug = Annotated[
-    str, msgspec.Meta(max_length=MAX_SLUG_LENGTH, pattern=SLUG_PATTERN, description="utm_* slug")
+    str,
+    msgspec.Meta(
+        max_length=MAX_SLUG_LENGTH,
+        pattern=CAMPAIGN_PATTERN,
+        description="utm_* value as a campaign slug: words, years, dates, quarter names",
+    ),
 ]
 NAME_PATTERN: Final = r"^[a-z][a-z0-9_.-]{0,63}$"
 Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=NAME_PATTERN)]
@@ -262,44 +281,17 @@ class Batch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     visits: VisitsMode | None = None
 
 
-# --- what a route template may not contain ---------------------------------------------
+# --- what a route template, a referrer and a campaign slug are ---------------------------
+# Defined once in headcount._shapes; the SDK rewrites into these shapes and the collector
+# refuses anything not already in them.
 
-_DIGITS = re.compile(r"\d{4,}")
-_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
-_HEX_RUN = re.compile(r"[0-9a-f]{12,}", re.I)
-# A token-like run: long, and mixing letters with digits the way no word does.
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9_\-+/=]{16,}")
-_EMAIL = re.compile(r"[^@/\s]+@[^@/\s]+\.[A-Za-z]{2,}")
-_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
-_PLACEHOLDER = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _FORBIDDEN_CHARS = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
 
 
-def _token_like(run: str) -> bool:
-    has_digit = any(c.isdigit() for c in run)
-    has_alpha = any(c.isalpha() for c in run)
-    return has_digit and has_alpha
-
-
 def looks_like_identifier(segment: str) -> bool:
-    """True when one path segment looks like it names a person, an object or a secret."""
-    if not segment or _PLACEHOLDER.match(segment):
-        return False
-    text = unquote(segment)
-    if "@" in text and _EMAIL.search(text):
-        return True
-    if _DIGITS.search(text) or _UUID.search(text) or _HEX_RUN.search(text):
-        return True
-    if _IPV4.search(text):
-        return True
-    if ":" in text:
-        try:
-            ipaddress.ip_address(text.strip("[]"))
-        except ValueError:
-            pass
-        else:
-            return True
-    return any(_token_like(m.group()) for m in _TOKEN_RUN.finditer(text))
+    """True when one path segment is not template text (names a person, object or secret)."""
+    text = _shapes.normalize_text(segment)
+    return text is None or _shapes.segment_problem(text) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -314,14 +306,31 @@ def route_problem(route: str) -> str | None:
         return f"longer than {MAX_ROUTE_LENGTH} characters"
     if not route.startswith("/"):
         return "must start with '/' or be (unmatched) or (other)"
-    if _FORBIDDEN_CHARS.search(unquote(route)):
+    if _shapes.normalize_text(route) != route:
+        return "is not NFKC-normalised text, or holds an invisible or bidi control character"
+    if _FORBIDDEN_CHARS.search(route):
         return "contains a query string, fragment, whitespace or control character"
-    for segment in route.split("/"):
-        if segment in ("..", ".") or unquote(segment) in ("..", "."):
-            return "contains a '..' or '.' segment"
-        if looks_like_identifier(segment):
-            return "contains a segment that looks like an identifier; use a {placeholder}"
+    bad = _shapes.bad_route_segments(route.split("/"))
+    if bad:
+        return min(bad.items())[1] + "; use a {placeholder}"
     return None
+
+
+def referrer_problem(referrer: str) -> str | None:
+    """Why ``referrer`` is not a referrer value the SDK would send, or None when it is."""
+    if referrer in REFERRER_SPECIAL:
+        return None
+    if _shapes.referrer_domain(referrer) != referrer:
+        return (
+            "is not the registrable domain of a public host "
+            "(or is a local name, an address, or token-like)"
+        )
+    return None
+
+
+def slug_problem(value: str) -> str | None:
+    """Why a utm value is not a campaign slug exactly as the SDK sends it, or None."""
+    return _shapes.slug_problem(value)
 
 
 def schema_document() -> dict[str, object]:
@@ -356,6 +365,7 @@ def schema_document() -> dict[str, object]:
             "max_body_bytes": MAX_BODY_BYTES,
             "max_route_length": MAX_ROUTE_LENGTH,
             "max_slug_length": MAX_SLUG_LENGTH,
+            "max_count": MAX_COUNT,
         },
         "special_values": {"route": list(ROUTE_SPECIAL), "referrer": list(REFERRER_SPECIAL)},
         "hour": "start of a UTC hour in Unix seconds; nothing finer is ever accepted",

