@@ -41,7 +41,7 @@ DAYS = 30
 FIRST = date(2026, 9, 1)
 ROUTES = [f"/docs/page-{i}" if i % 3 else f"/blog/post-{i}" for i in range(300)]
 ROUTE_WEIGHTS = [1 / (i + 1) ** 1.1 for i in range(len(ROUTES))]
-TAIL = [f"blog{i}.example" for i in range(100)]
+TAIL = [f"blog{i}.com" for i in range(100)]
 REFERRERS = [
     "(internal)",
     "(direct)",

@@ -178,11 +178,14 @@ def test_filtering_for_a_rare_property_learns_no_more_than_the_guarantee(
 # --- 4. One response pins hidden counts down -------------------------------------------
 
 
+SINGLETON_REFERRERS = ("bbc.co.uk", "lemonde.fr", "spiegel.de", "nos.nl", "elpais.com")
+
+
 def _plant_singleton_referrers(day: date, bit: int) -> list[dict[str, Any]]:
     hour = local_ts(day, QUIET_HOUR)
     return [
         *_background(day),
-        *(pageview(referrer=f"site{i}.example", hour=hour) for i in range(4 + bit)),
+        *(pageview(referrer=domain, hour=hour) for domain in SINGLETON_REFERRERS[: 4 + bit]),
     ]
 
 
