@@ -28,7 +28,7 @@ from headcount_collector.ingest import (
     validate_batch,
 )
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
-from headcount_collector.stores.base import Store
+from headcount_collector.stores.base import RetentionResult, Store
 
 __all__ = ["create_app"]
 
@@ -268,17 +268,24 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def run_retention(store: Store, sites: list[Site], settings: Settings, now: float) -> None:
+def run_retention(
+    store: Store, sites: list[Site], settings: Settings, now: float
+) -> dict[str, RetentionResult | None]:
+    """Roll up and delete old rows for each site; logs one line per run, even an idle one,
+    so an operator can see that retention runs. None for a site whose run failed."""
+    results: dict[str, RetentionResult | None] = {}
     for site in sites:
         try:
-            result = store.apply_retention(site, int(now), settings.dedupe_seconds)
+            results[site.id] = store.apply_retention(site, int(now), settings.dedupe_seconds)
         except StoreUnavailable as exc:
             logger.warning("retention for site %s failed, will retry: %s", site.id, exc)
-            continue
-        if result.hourly_rolled_up or result.daily_deleted:
-            logger.info(
-                "retention for site %s: %d hourly rows rolled up, %d daily rows deleted",
-                site.id,
-                result.hourly_rolled_up,
-                result.daily_deleted,
-            )
+            results[site.id] = None
+    done = [r for r in results.values() if r is not None]
+    logger.info(
+        "retention run: %d of %d sites done, %d hourly rows rolled up, %d daily rows deleted",
+        len(done),
+        len(results),
+        sum(r.hourly_rolled_up for r in done),
+        sum(r.daily_deleted for r in done),
+    )
+    return results

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx
 
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
+from headcount.wire import INGEST_PATH
 
 __all__ = [
     "DEFAULT_EXCLUDE_ROUTES",
@@ -197,9 +198,24 @@ class TrackerSettings:
 
     @property
     def ingest_url(self) -> str:
-        from headcount.wire import INGEST_PATH
-
         return self.endpoint.rstrip("/") + INGEST_PATH
+
+    @property
+    def safe_endpoint(self) -> str:
+        """The endpoint for logs and messages: never a user name or password."""
+        return _without_credentials(self.endpoint)
+
+    @property
+    def safe_ingest_url(self) -> str:
+        return _without_credentials(self.ingest_url)
+
+
+def _without_credentials(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        return "(an unparsable URL)"
+    return str(parsed.copy_with(username=None, password=None))
 
 
 # --- option checking --------------------------------------------------------------------
@@ -245,15 +261,25 @@ def _check_number(low: float, high: float, *, integer: bool) -> Callable[[str, o
 
 
 def _check_endpoint(name: str, value: object) -> str:
+    # Never echo the value: a URL may carry a user name and password.
     if not isinstance(value, str):
         raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
     try:
         url = httpx.URL(value.strip())
     except (httpx.InvalidURL, ValueError) as exc:
-        raise ConfigurationError(f"{name} is not a valid URL") from exc
+        raise ConfigurationError(f"{name} is not a valid URL (the value is not shown)") from exc
     if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-        raise ConfigurationError(f"{name} must be an http(s) URL without query, got {value!r}")
-    return value.strip()
+        raise ConfigurationError(
+            f"{name} must be an http(s) URL with a host and without query or fragment, "
+            "e.g. https://stats.example.org (the value is not shown)"
+        )
+    endpoint = value.strip().rstrip("/")
+    # The collector's base URL is wanted; the ingest URL itself is the usual mistake, and
+    # it is unambiguous, so it is taken to mean its base rather than posting to
+    # /v1/ingest/v1/ingest and getting a 404.
+    if endpoint.endswith(INGEST_PATH):
+        endpoint = endpoint[: -len(INGEST_PATH)]
+    return endpoint
 
 
 def _check_token(name: str, value: object) -> str:

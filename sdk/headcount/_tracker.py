@@ -158,7 +158,7 @@ class Tracker:
         return cls(**named)
 
     def __repr__(self) -> str:
-        return f"<Tracker endpoint={self.settings.endpoint!r} enabled={self.settings.enabled}>"
+        return f"<Tracker endpoint={self.settings.safe_endpoint!r} enabled={self.settings.enabled}>"
 
     # --- recording (the hot path) -----------------------------------------------------
 
