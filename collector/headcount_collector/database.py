@@ -8,7 +8,6 @@ it and prints it at start, together with whether the file already existed.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -67,13 +66,15 @@ def describe_db(url: str) -> str:
 
 
 def open_checked(url: str) -> Store:
-    """``open_store`` with a plain message instead of a missing-module traceback."""
-    if urlsplit(url).scheme in _POSTGRES_SCHEMES and (
-        importlib.util.find_spec("psycopg") is None
-        or importlib.util.find_spec("psycopg_pool") is None
-    ):
+    """``open_store`` with an install hint instead of a missing-module traceback."""
+    try:
+        return open_store(url)
+    except ModuleNotFoundError as exc:
+        if urlsplit(url).scheme not in _POSTGRES_SCHEMES or not (exc.name or "").startswith(
+            "psycopg"
+        ):
+            raise
         raise ValueError(
             "a postgresql:// database needs the psycopg driver: "
             "pip install 'headcount[postgres]' (from a clone: pip install -e '.[postgres]')"
-        )
-    return open_store(url)
+        ) from None
