@@ -129,6 +129,9 @@ class TrackerSettings:
     # Redis store only: the longest a request may wait on Redis, and the key prefix.
     visits_redis_timeout: float = 0.05
     visits_redis_prefix: str = "headcount:visits:"
+    # Redis store only: the app-side secret each day's link key is derived from. Shared
+    # by the app's workers, never written to Redis, so reading Redis links nobody.
+    visits_secret: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def build(
@@ -186,6 +189,13 @@ class TrackerSettings:
             raise ConfigurationError(
                 "visits_store is a Redis URL but redis-py is missing: "
                 "pip install 'headcount[redis]'"
+            )
+        if settings.visits_mode == "redis" and not settings.visits_secret:
+            raise ConfigurationError(
+                "visits_store is a Redis URL: set visits_secret (HEADCOUNT_VISITS_SECRET) to "
+                f"a random string of at least {_MIN_SECRET} characters, the same for every "
+                'worker of the app, e.g. from: python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"'
             )
         return settings
 
@@ -343,6 +353,21 @@ def _check_prefix(name: str, value: object) -> str:
     return value
 
 
+_MIN_SECRET = 32
+
+
+def _check_secret(name: str, value: object) -> str:
+    # Never echo the value.
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    secret = value.strip()
+    if len(secret) < _MIN_SECRET or len(set(secret)) < 8:
+        raise ConfigurationError(
+            f"{name} must be a random string of at least {_MIN_SECRET} characters"
+        )
+    return secret
+
+
 def _check_http_client(name: str, value: object) -> object:
     if value is not None and not (is_client_instance(value) or callable(value)):
         raise ConfigurationTypeError(f"{name} must be an httpx.Client or a factory returning one")
@@ -381,5 +406,6 @@ _OPTIONS: dict[str, _Option] = {
     "trusted_proxies": _Option(_check_networks, _parse_list),
     "visits_redis_timeout": _Option(_check_number(0.001, 10, integer=False), float),
     "visits_redis_prefix": _Option(_check_prefix, str.strip),
+    "visits_secret": _Option(_check_secret, str),
 }
 _REQUIRED_STR = frozenset({"endpoint", "write_token"})

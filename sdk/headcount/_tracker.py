@@ -150,6 +150,8 @@ class Tracker:
             os.register_at_fork(
                 after_in_child=functools.partial(_reset_in_child, weakref.ref(self))
             )
+            if self.settings.visits_mode == "redis":
+                self._sweep_at_start()
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> Tracker:
@@ -263,6 +265,20 @@ class Tracker:
             pass
 
     # --- process lifecycle --------------------------------------------------------------
+
+    def _sweep_at_start(self) -> None:
+        """Count at once the shared visits that ended while no worker was running (a
+        deploy, a quiet night), rather than with the first request, which may be hours
+        away; the sender then starts to deliver them."""
+        state = self._state
+        if state.visits is None:
+            return
+        try:
+            state.visits.sweep()
+        except Exception as exc:
+            self._swallow(exc)
+        if state.table.snapshot():
+            self._activate()
 
     def _activate(self) -> None:
         """First record in this process: start the sender (after a fork: a fresh state)."""
