@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -19,7 +20,12 @@ from headcount import wire
 from headcount_collector import openapi, privacy
 from headcount_collector.accesslog import AccessLogMiddleware
 from headcount_collector.config import Settings, Site, SiteRegistry, load_sites
-from headcount_collector.errors import IngestRejected, QueryRejected, StoreUnavailable
+from headcount_collector.errors import (
+    ConfigError,
+    IngestRejected,
+    QueryRejected,
+    StoreUnavailable,
+)
 from headcount_collector.groupcommit import GroupCommitter
 from headcount_collector.ingest import (
     ClientDisconnected,
@@ -138,13 +144,37 @@ def create_app(
                 # privilege) must not end retention for the life of the process.
                 logger.exception("retention failed; retrying in %s s", settings.retention_interval)
 
+    async def reload_sites() -> None:
+        try:
+            fresh = await asyncio.to_thread(load_sites, settings.config_path)
+        except ConfigError as exc:
+            logger.error("SIGHUP: the site file has an error, keeping the sites in use: %s", exc)
+            return
+        registry.replace(fresh)
+        logger.info(
+            "SIGHUP: reloaded %s: %s", settings.config_path, ", ".join(s.id for s in fresh)
+        )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await committer.start()
         retention = asyncio.create_task(retention_loop(), name="headcount-retention")
+        reloads: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        if settings.reload_on_sighup:
+            # Requests keep being served while the file is read; the new sites take
+            # over in one step (SiteRegistry.replace).
+            def on_sighup() -> None:
+                task = loop.create_task(reload_sites())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             yield
         finally:
+            if settings.reload_on_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
             retention.cancel()
             with contextlib.suppress(BaseException):
                 await retention

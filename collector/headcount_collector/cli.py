@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level=args.log_level,
         retention_interval=args.retention_interval,
+        reload_on_sighup=True,
     )
     # Check the site file and migrate once, before any worker starts, so a bad config
     # stops the process with one clear message instead of one per worker.

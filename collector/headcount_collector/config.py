@@ -95,6 +95,11 @@ class SiteRegistry:
     def __init__(self, sites: list[Site]) -> None:
         self._sites = {site.id: site for site in sites}
 
+    def replace(self, other: SiteRegistry) -> None:
+        """Take ``other``'s sites (a reload). One assignment, so a request in flight sees
+        either the old sites or the new ones, never a mix."""
+        self._sites = dict(other._sites)
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._sites.values())
 
@@ -288,6 +293,8 @@ class Settings:
     # Upper bound on batches merged into one group commit.
     max_group_batches: int = 512
     log_level: str = "info"
+    # Re-read the site file on SIGHUP (the CLI's serve; needs the main thread).
+    reload_on_sighup: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -324,3 +324,146 @@ def test_purge_prints_what_it_removed(tmp_path: Path, stopped: list[CollectorPro
     assert rolled >= 1  # the old hour became a day, which is past keep_days ...
     assert deleted >= 1  # ... and so was deleted
     assert "shop: 0 hourly rows rolled up into days, 0 daily rows deleted" in done.stdout
+
+
+# --- managing sites and tokens -----------------------------------------------------------------
+
+COMMENTED = "# Our sites. Ask ops before changing k.\n" + site_file_text().replace(
+    "k = 5", "k = 5  # agreed with the DPO"
+)
+
+
+def tokens_in(stdout: str) -> dict[str, str]:
+    found = dict(re.findall(r"(write|read) token \(\w+\):\s+(\S+)", stdout))
+    assert found, stdout
+    return found
+
+
+def test_sites_add_list_remove_keep_comments_and_validate(tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    path.write_text(COMMENTED, encoding="utf-8")
+    added = cli("sites", "add", "docs", "--timezone", "Asia/Tokyo", "--config", str(path))
+    assert added.returncode == 0, added.stderr
+    tokens = tokens_in(added.stdout)
+    text = path.read_text()
+    assert "# Our sites. Ask ops before changing k." in text
+    assert "k = 5  # agreed with the DPO" in text
+    assert tokens["write"] not in text  # only digests are stored
+    assert token_digest(tokens["write"]).hex() in text
+    listed = cli("sites", "list", "--config", str(path)).stdout.splitlines()
+    assert [line.split("\t")[0] for line in listed] == ["blog", "shop", "docs"]
+    assert "timezone=Asia/Tokyo" in listed[2]
+
+    # Bad input changes nothing.
+    before = path.read_text()
+    for bad in (
+        ["sites", "add", "Docs Site"],
+        ["sites", "add", "blog"],
+        ["sites", "add", "x", "--timezone", "Mars/Olympus"],
+        ["sites", "add", "y", "--k", "0"],
+        ["sites", "remove", "nope"],
+    ):
+        done = cli(*bad, "--config", str(path))
+        assert done.returncode != 0, bad
+        assert "token" not in done.stdout, bad
+        assert path.read_text() == before, bad
+
+    removed = cli("sites", "remove", "shop", "--config", str(path))
+    assert removed.returncode == 0, removed.stderr
+    assert "stored counts stay" in removed.stdout
+    assert [
+        line.split("\t")[0]
+        for line in cli("sites", "list", "--config", str(path)).stdout.splitlines()
+    ] == ["blog", "docs"]
+    assert "k = 5  # agreed with the DPO" in path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600) or path.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
+    tmp_path: Path, site_file: Path, workers: int, stopped: list[CollectorProcess]
+) -> None:
+    import signal
+    import threading
+
+    from tests.conftest import SHOP_WRITE_TOKEN, WRITE_TOKEN
+
+    server = start_collector(tmp_path, site_file, workers=workers)
+    stopped.append(server)
+    rotated = cli("token", "rotate", "blog", "--kind", "write", "--config", str(site_file))
+    assert rotated.returncode == 0, rotated.stderr
+    new_token = tokens_in(rotated.stdout)["write"]
+    assert "read" not in tokens_in(rotated.stdout)
+
+    # Another site keeps sending throughout the reload: every batch must be accepted.
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                body = batch_body([pageview(route="/steady")])
+                answers.append(
+                    client.post(
+                        "/v1/ingest", content=body, headers=auth(SHOP_WRITE_TOKEN)
+                    ).status_code
+                )
+
+    sender = threading.Thread(target=keep_sending)
+    sender.start()
+    try:
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = batch_body([pageview(route="/new")])
+            if (
+                httpx.post(
+                    f"{server.url}/v1/ingest", content=body, headers=auth(new_token)
+                ).status_code
+                == 202
+            ):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the new token was never accepted:\n" + server.log_text())
+        # Soon every worker has the new sites (several workers are replaced one by one,
+        # each new one in service before the old retires): the old token is refused by all.
+        refused_in_a_row = 0
+        while refused_in_a_row < 8 and time.monotonic() < deadline:
+            old = httpx.post(
+                f"{server.url}/v1/ingest",
+                content=batch_body([pageview()]),
+                headers={**auth(WRITE_TOKEN), "Connection": "close"},
+            )
+            refused_in_a_row = refused_in_a_row + 1 if old.status_code == 401 else 0
+        assert refused_in_a_row == 8
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        sender.join()
+    assert answers
+    assert set(answers) == {202}, answers
+    assert server.process.poll() is None  # still serving
+
+
+def test_a_broken_site_file_on_sighup_keeps_the_sites_in_use(
+    tmp_path: Path, site_file: Path, stopped: list[CollectorProcess]
+) -> None:
+    import signal
+
+    from tests.conftest import WRITE_TOKEN
+
+    server = start_collector(tmp_path, site_file)
+    stopped.append(server)
+    site_file.write_text("[sites]\nid = 'x'\n", encoding="utf-8")
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "SIGHUP" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "keeping the sites in use" in server.log_text()
+    body = batch_body([pageview()])
+    assert (
+        httpx.post(f"{server.url}/v1/ingest", content=body, headers=auth(WRITE_TOKEN)).status_code
+        == 202
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from headcount_collector.commands import checkconfig, digest
+from headcount_collector.commands import checkconfig, digest, sites
 from headcount_collector.commands._common import Formatter
 
 __all__ = ["register_all"]
@@ -16,3 +16,4 @@ def register_all(
 ) -> None:
     checkconfig.register(sub, formatter, config_help=config_help)
     digest.register(sub, formatter)
+    sites.register(sub, formatter, config_help=config_help)
