@@ -151,9 +151,7 @@ def create_app(
             logger.error("SIGHUP: the site file has an error, keeping the sites in use: %s", exc)
             return
         registry.replace(fresh)
-        logger.info(
-            "SIGHUP: reloaded %s: %s", settings.config_path, ", ".join(s.id for s in fresh)
-        )
+        logger.info("SIGHUP: reloaded %s: %s", settings.config_path, ", ".join(s.id for s in fresh))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -467,3 +467,99 @@ def test_a_broken_site_file_on_sighup_keeps_the_sites_in_use(
         httpx.post(f"{server.url}/v1/ingest", content=body, headers=auth(WRITE_TOKEN)).status_code
         == 202
     )
+
+
+# --- export and backup -------------------------------------------------------------------------
+
+
+def test_export_writes_what_the_api_releases_and_backup_copies_online(
+    tmp_path: Path, site_file: Path, stopped: list[CollectorProcess]
+) -> None:
+    from tests.collector.conftest import read_auth
+    from tests.conftest import READ_TOKEN
+
+    server = start_collector(tmp_path, site_file)
+    stopped.append(server)
+    records = [
+        pageview(route="/", n=40),
+        pageview(route="/about", n=9),
+        pageview(route="/rare", n=2),
+    ]
+    assert (
+        httpx.post(
+            f"{server.url}/v1/ingest", content=batch_body(records), headers=auth()
+        ).status_code
+        == 202
+    )
+    base = ("--config", str(site_file), "--db", server.db_url)
+    for fmt in ("csv", "json"):
+        exported = cli(
+            "export", "blog", "--by", "route", "--interval", "total", "--format", fmt, *base
+        )
+        assert exported.returncode == 0, exported.stderr
+        api = httpx.get(
+            f"{server.url}/v1/stats",
+            params={"by": "route", "interval": "total", "format": fmt},
+            headers=read_auth(READ_TOKEN),
+        )
+        if fmt == "csv":
+            assert exported.stdout == api.text
+            csv_before_backup = exported.stdout
+        else:
+            import json
+
+            assert json.loads(exported.stdout) == api.json()
+    assert "/rare" not in exported.stdout  # below k = 5: withheld, as by the API
+
+    # Online: the collector keeps running and accepting while the copy is taken.
+    copy = tmp_path / "backup" / "copy.sqlite3"
+    copy.parent.mkdir()
+    done = cli("backup", str(copy), "--db", server.db_url)
+    assert done.returncode == 0, done.stderr
+    assert "integrity ok" in done.stdout
+    assert (
+        httpx.post(
+            f"{server.url}/v1/ingest", content=batch_body([pageview()]), headers=auth()
+        ).status_code
+        == 202
+    )
+    from_copy = cli(
+        "export",
+        "blog",
+        "--by",
+        "route",
+        "--interval",
+        "total",
+        "--config",
+        str(site_file),
+        "--db",
+        f"sqlite:///{copy}",
+    )
+    # The copy holds exactly what was stored when it was taken.
+    assert from_copy.returncode == 0, from_copy.stderr
+    assert from_copy.stdout == csv_before_backup
+    assert cli("backup", str(copy), "--db", server.db_url).returncode == 1  # exists
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "nosuchsite"], "no site with id 'nosuchsite'"),
+        (["export", "blog", "--metric", "sessions"], "--metric"),
+        (["export", "blog", "--by", "user_id"], "--by"),
+        (["backup", "x.sqlite3", "--db", "postgresql://postgres@127.0.0.1/test"], "pg_dump"),
+        (["backup", "x.sqlite3", "--db", "sqlite:///missing.sqlite3"], "no database at"),
+    ],
+)
+def test_export_and_backup_refuse_bad_input_clearly(
+    tmp_path: Path, site_file: Path, args: list[str], message: str
+) -> None:
+    done = (
+        cli(*args, "--config", str(site_file), cwd=tmp_path)
+        if args[0] == "export"
+        else cli(*args, cwd=tmp_path)
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.sqlite3").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from headcount_collector.commands import checkconfig, digest, sites
+from headcount_collector.commands import backup, checkconfig, digest, export, sites
 from headcount_collector.commands._common import Formatter
 
 __all__ = ["register_all"]
@@ -17,3 +17,5 @@ def register_all(
     checkconfig.register(sub, formatter, config_help=config_help)
     digest.register(sub, formatter)
     sites.register(sub, formatter, config_help=config_help)
+    export.register(sub, formatter, config_help=config_help, db_help=db_help)
+    backup.register(sub, formatter, db_help=db_help)
