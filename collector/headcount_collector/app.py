@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 import time
@@ -19,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from headcount import wire
 from headcount_collector import openapi, privacy
 from headcount_collector.accesslog import AccessLogMiddleware
-from headcount_collector.config import Settings, Site, SiteRegistry, load_sites
+from headcount_collector.config import Settings, Site, SiteRegistry, load_sites, token_digest
 from headcount_collector.errors import (
     ConfigError,
     IngestRejected,
@@ -33,6 +34,7 @@ from headcount_collector.ingest import (
     read_body,
     validate_batch,
 )
+from headcount_collector.metrics import Metrics, NoMetrics, PrometheusMetrics
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
 from headcount_collector.stores.base import RetentionResult, Store
 
@@ -75,13 +77,21 @@ def create_app(
     store: Store,
     sites: SiteRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> Starlette:
-    """Build the collector. ``store`` is migrated here; ``clock`` exists for tests."""
-    registry = sites if sites is not None else load_sites(settings.config_path)
-    store.migrate()
-    committer = GroupCommitter(store, settings.max_group_batches)
+    """Build the collector. ``store`` is migrated here; ``clock`` exists for tests.
 
-    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds)
+    ``metrics`` receives the operational figures; by default Prometheus metrics when
+    ``settings`` ask for them (a metrics token or port), else none.
+    """
+    registry = sites if sites is not None else load_sites(settings.config_path)
+    if metrics is None:
+        wanted = settings.metrics_token_sha256 or settings.metrics_port
+        metrics = PrometheusMetrics() if wanted else NoMetrics()
+    store.migrate()
+    committer = GroupCommitter(store, settings.max_group_batches, metrics=metrics)
+
+    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds, metrics)
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -121,6 +131,15 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
+    metrics_digest = bytes.fromhex(settings.metrics_token_sha256)
+
+    async def metrics_page(request: Request) -> Response:
+        token = _bearer(request)
+        if token is None or not hmac.compare_digest(token_digest(token), metrics_digest):
+            return _unauthorized("missing or wrong metrics token")
+        body, content_type = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type=content_type)
+
     async def openapi_json(request: Request) -> Response:
         return _json(openapi.document())
 
@@ -138,7 +157,9 @@ def create_app(
         while True:
             await asyncio.sleep(settings.retention_interval)
             try:
-                await asyncio.to_thread(run_retention, store, list(registry), settings, clock())
+                await asyncio.to_thread(
+                    run_retention, store, list(registry), settings, clock(), metrics
+                )
             except Exception:
                 # Keep trying every interval: one failure (a read-only failover, a lost
                 # privilege) must not end retention for the life of the process.
@@ -186,9 +207,15 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/privacy", privacy_page, methods=["GET"]),
+            *(
+                [Route("/metrics", metrics_page, methods=["GET"])]
+                if settings.metrics_token_sha256
+                else []
+            ),
         ],
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     app.state.committer = committer
     app.state.store = store
     app.state.sites = registry
@@ -216,7 +243,9 @@ class IngestEndpoint:
         committer: GroupCommitter,
         clock: Callable[[], float],
         dedupe_seconds: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics: Metrics = metrics if metrics is not None else NoMetrics()
         self._dedupe_seconds = dedupe_seconds
         self._registry = registry
         self._committer = committer
@@ -235,12 +264,14 @@ class IngestEndpoint:
                 content_encoding = value
         site = self._site(authorization)
         if site is None:
+            self._metrics.rejected(401)
             await _answer(
                 send, 401, {"error": "missing or wrong write token"}, _UNAUTHORIZED_HEADERS
             )
             return
         media_type = (content_type or b"").split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
+            self._metrics.rejected(415)
             await _answer(send, 415, {"error": "Content-Type must be application/json"})
             return
         try:
@@ -254,6 +285,7 @@ class IngestEndpoint:
         except ClientDisconnected:
             return
         except IngestRejected as exc:
+            self._metrics.rejected(exc.status)
             payload = {"error": exc.error}
             if exc.path is not None:
                 payload["path"] = exc.path
@@ -262,6 +294,7 @@ class IngestEndpoint:
         try:
             applied = await self._committer.submit(pending)
         except StoreUnavailable:
+            self._metrics.rejected(503)
             await _answer(
                 send,
                 503,
@@ -270,8 +303,10 @@ class IngestEndpoint:
             )
             return
         if applied:
+            self._metrics.batch_accepted(pending.records)
             await _answer(send, 202, {"accepted": pending.records})
         else:
+            self._metrics.batch_duplicate()
             await _answer(send, 200, {"duplicate": True})
 
     def _site(self, authorization: bytes | None) -> Site | None:
@@ -297,7 +332,11 @@ async def _answer(
 
 
 def run_retention(
-    store: Store, sites: list[Site], settings: Settings, now: float
+    store: Store,
+    sites: list[Site],
+    settings: Settings,
+    now: float,
+    metrics: Metrics | None = None,
 ) -> dict[str, RetentionResult | None]:
     """Roll up and delete old rows for each site; logs one line per run, even an idle one,
     so an operator can see that retention runs. None for a site whose run failed."""
@@ -309,6 +348,8 @@ def run_retention(
             logger.warning("retention for site %s failed, will retry: %s", site.id, exc)
             results[site.id] = None
     done = [r for r in results.values() if r is not None]
+    if metrics is not None:
+        metrics.retention_run(len(done) == len(results))
     logger.info(
         "retention run: %d of %d sites done, %d hourly rows rolled up, %d daily rows deleted",
         len(done),

@@ -7,26 +7,36 @@ Run "headcount-collector COMMAND --help" for a command's options and their defau
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from headcount_collector import __version__
 from headcount_collector.commands import register_all
 from headcount_collector.commands._common import DEFAULT_CONFIG, HelpFormatter, config_path
-from headcount_collector.config import SITE_ID_PATTERN, Settings, load_sites, starter_config
+from headcount_collector.config import (
+    SITE_ID_PATTERN,
+    Settings,
+    load_sites,
+    starter_config,
+    token_digest,
+)
 from headcount_collector.database import DEFAULT_DB_URL, describe_db, open_checked, resolve_db_url
 from headcount_collector.errors import ConfigError, StoreUnavailable
 
 __all__ = ["build_parser", "main", "settings_from_environment"]
 
 SETTINGS_ENV = "HEADCOUNT_COLLECTOR_SETTINGS"
-LOG_CONFIG_ENV = "HEADCOUNT_COLLECTOR_LOG_CONFIG"
+METRICS_TOKEN_ENV = "HEADCOUNT_METRICS_TOKEN"  # noqa: S105 - a variable name
 
 logger = logging.getLogger("headcount_collector")
 
@@ -45,11 +55,10 @@ def app_from_environment():  # type: ignore[no-untyped-def]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from headcount_collector import logsetup
 
     log_config = logsetup.configure(args.log_level)
+    metrics_token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
     settings = Settings(
         config_path=str(config_path(args.config)),
         db_url=resolve_db_url(args.db),
@@ -60,6 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         retention_interval=args.retention_interval,
         reload_on_sighup=True,
+        metrics_token_sha256=token_digest(metrics_token).hex() if metrics_token else "",
+        metrics_port=args.metrics_port,
     )
     # Check the site file and migrate once, before any worker starts, so a bad config
     # stops the process with one clear message instead of one per worker.
@@ -72,6 +83,37 @@ def _serve(args: argparse.Namespace) -> int:
     store.migrate()
     store.close()
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    metrics_dir = _start_metrics(settings, args.metrics_host)
+    try:
+        _run_uvicorn(settings, log_config)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _start_metrics(settings: Settings, host: str) -> str | None:
+    """Point prometheus_client at a directory shared by the workers (so a scrape sums
+    them all) and serve the separate metrics port, if asked for."""
+    if not (settings.metrics_port or settings.metrics_token_sha256):
+        return None
+    from headcount_collector import metrics
+
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise ValueError(metrics.install_hint)
+    directory = tempfile.mkdtemp(prefix="headcount-metrics-")
+    os.environ[metrics.MULTIPROCESS_ENV] = directory
+    if settings.metrics_port:
+        metrics.serve_on_port(host, settings.metrics_port)
+        logger.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
+    if settings.metrics_token_sha256:
+        logger.info("metrics at /metrics for the token in %s", METRICS_TOKEN_ENV)
+    return directory
+
+
+def _run_uvicorn(settings: Settings, log_config: dict[str, Any]) -> None:
+    import uvicorn
+
     uvicorn.run(
         "headcount_collector.cli:app_from_environment",
         factory=True,
@@ -89,7 +131,6 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config,
         timeout_graceful_shutdown=10,
     )
-    return 0
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -203,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="seconds between retention runs (roll-up and deletion) in each worker",
     )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics (operational figures only) on this port; 0: off. "
+        f"Or set {METRICS_TOKEN_ENV} to serve them at /metrics for that bearer token",
+    )
+    serve.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port")
     serve.set_defaults(run=_serve)
 
     init = sub.add_parser(

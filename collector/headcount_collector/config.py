@@ -295,12 +295,20 @@ class Settings:
     log_level: str = "info"
     # Re-read the site file on SIGHUP (the CLI's serve; needs the main thread).
     reload_on_sighup: bool = False
+    # Prometheus metrics: on the main port at /metrics for this token's SHA-256 digest
+    # (hex), and/or on a port of their own (the CLI serves that one).
+    metrics_token_sha256: str = ""
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1-65535, not {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.metrics_token_sha256 and not re.fullmatch(_HEX64, self.metrics_token_sha256):
+            raise ValueError("metrics_token_sha256 must be a SHA-256 digest in hex")
+        if not 0 <= self.metrics_port < 65536:
+            raise ValueError(f"metrics_port must be 0-65535, not {self.metrics_port}")
         if not self.retention_interval > 0:
             raise ValueError("retention_interval must be a positive number of seconds")
         if self.dedupe_seconds < 48 * 3600:
