@@ -40,7 +40,7 @@ def test_metrics_sum_every_worker_and_hold_no_visitor_data(
     )
     try:
         with httpx.Client(base_url=server.url, headers={"Connection": "close"}) as client:
-            for i in range(6):  # new connections: both workers take some
+            for _ in range(6):  # new connections: both workers take some
                 body = batch_body([pageview(route="/canary-route-xyz", n=3), pageview(n=1)])
                 assert client.post("/v1/ingest", content=body, headers=auth()).status_code == 202
             again = batch_body([pageview()], batch_id="ab" * 16)
