@@ -203,7 +203,9 @@ def _purge(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from headcount_collector.demo import run_demo
 
-    return int(run_demo(port=args.port, app_port=args.app_port, duration=args.duration))
+    return int(
+        run_demo(port=args.port, app_port=args.app_port, duration=args.duration, keep=args.keep)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8787, help="the collector's port")
     demo.add_argument("--app-port", type=int, default=8000, help="the example app's port")
     demo.add_argument("--duration", type=float, default=0, help="stop after N s (0: Ctrl-C)")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (database, logs)"
+    )
     demo.set_defaults(run=_demo)
 
     register_all(sub, HelpFormatter, config_help=config_help, db_help=db_help)
