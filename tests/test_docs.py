@@ -279,3 +279,21 @@ def test_shell_snippets_run_in_order(file: Path, tmp_path: Path) -> None:
             if reason is not None:
                 checked_only.append(f"{snippet.id}: {reason}")
     print("\n".join(checked_only))
+
+
+def test_the_options_table_lists_every_tracker_option() -> None:
+    import dataclasses
+
+    from headcount._settings import TrackerSettings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Options", 1)[1].split("\n\n", 2)[1]
+    documented = set(
+        re.findall(
+            r"`([a-z_]+)`",
+            "\n".join(r.split("|")[1] for r in table.splitlines() if r.startswith("| `")),
+        )
+    )
+    options = {field.name for field in dataclasses.fields(TrackerSettings)}
+    assert options - documented == set(), "options missing from README's table"
+    assert documented - options == set(), "README's table names options that do not exist"

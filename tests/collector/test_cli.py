@@ -290,9 +290,22 @@ def test_version_and_help_show_defaults_without_markup() -> None:
     assert cli("--version").stdout.strip() == f"headcount-collector {__version__}"
     top = cli("--help").stdout
     assert "``" not in top
-    for command in ("serve", "init", "purge", "check-config", "digest", "demo"):
-        assert command in top
-        text = cli(command, "--help").stdout
+    for command in (
+        ("serve",),
+        ("init",),
+        ("purge",),
+        ("check-config",),
+        ("digest",),
+        ("demo",),
+        ("sites", "add"),
+        ("sites", "remove"),
+        ("token", "rotate"),
+        ("export",),
+        ("backup",),
+    ):
+        assert command[0] in top
+        text = cli(*command, "--help").stdout
+        assert "usage:" in text
         assert "``" not in text
         assert "default: None" not in text
     serve = " ".join(cli("serve", "--help").stdout.split())
