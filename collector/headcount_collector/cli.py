@@ -30,7 +30,13 @@ from headcount_collector.config import (
     starter_config,
     token_digest,
 )
-from headcount_collector.database import DEFAULT_DB_URL, describe_db, open_checked, resolve_db_url
+from headcount_collector.database import (
+    DEFAULT_DB_URL,
+    describe_db,
+    open_checked,
+    open_existing,
+    resolve_db_url,
+)
 from headcount_collector.errors import ConfigError, StoreUnavailable
 
 __all__ = ["build_parser", "main", "settings_from_environment"]
@@ -182,8 +188,8 @@ def _purge(args: argparse.Namespace) -> int:
     logsetup.configure("warning")
     settings = Settings(config_path=str(config_path(args.config)), db_url=resolve_db_url(args.db))
     sites = load_sites(settings.config_path)
+    store = open_existing(settings.db_url)
     print(f"purging {describe_db(settings.db_url)}")
-    store = open_checked(settings.db_url)
     store.migrate()
     try:
         results = run_retention(store, list(sites), settings, time.time())

@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 
 from headcount_collector.stores import Store, open_store
 
-__all__ = ["DEFAULT_DB_URL", "describe_db", "open_checked", "resolve_db_url", "sqlite_file"]
+__all__ = [
+    "DEFAULT_DB_URL",
+    "describe_db",
+    "open_checked",
+    "open_existing",
+    "resolve_db_url",
+    "sqlite_file",
+]
 
 # The default database: a file in the directory the command is started from. Printed
 # with its absolute path at start, so it can never be created somewhere unnoticed.
@@ -78,3 +85,15 @@ def open_checked(url: str) -> Store:
             "a postgresql:// database needs the psycopg driver: "
             "pip install 'headcount[postgres]' (from a clone: pip install -e '.[postgres]')"
         ) from None
+
+
+def open_existing(url: str) -> Store:
+    """``open_checked`` for commands that only read or tidy data (purge, export): a
+    SQLite file that does not exist is a wrong path, never a new database."""
+    file = sqlite_file(url)
+    if file is not None and not file.expanduser().exists():
+        raise ValueError(
+            f"no database at {file.expanduser().resolve()}; check --db (a relative "
+            "sqlite:/// path is relative to the current directory)"
+        )
+    return open_checked(url)

@@ -135,27 +135,18 @@ def test_a_relative_sqlite_url_is_resolved_printed_and_serve_finds_headcount_tom
     assert f"SQLite database {app_dir / 'data.sqlite3'} (new file, created now)" in text
     assert (app_dir / "data.sqlite3").exists()
 
-    # Started from another directory, the same URL names another file, and says so.
+    # Started from another directory, the same URL names another file: purge and export
+    # refuse it (naming the absolute path) rather than create an empty database.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    purge = cli(
-        "purge",
-        "--config",
-        str(app_dir / "headcount.toml"),
-        "--db",
-        "sqlite:///data.sqlite3",
-        cwd=elsewhere,
-    )
-    assert purge.returncode == 0, purge.stderr
-    assert f"SQLite database {elsewhere / 'data.sqlite3'} (new file, created now)" in purge.stdout
-    again = cli(
-        "purge",
-        "--config",
-        str(app_dir / "headcount.toml"),
-        "--db",
-        "sqlite:///data.sqlite3",
-        cwd=app_dir,
-    )
+    config = str(app_dir / "headcount.toml")
+    for command in (["purge"], ["export", "blog"]):
+        done = cli(*command, "--config", config, "--db", "sqlite:///data.sqlite3", cwd=elsewhere)
+        assert done.returncode == 2, done.stdout
+        assert f"no database at {elsewhere / 'data.sqlite3'}" in done.stderr
+        assert not list(elsewhere.iterdir())
+    again = cli("purge", "--config", config, "--db", "sqlite:///data.sqlite3", cwd=app_dir)
+    assert again.returncode == 0, again.stderr
     assert f"SQLite database {app_dir / 'data.sqlite3'} (existing file)" in again.stdout
 
 
@@ -567,11 +558,14 @@ def test_export_writes_what_the_api_releases_and_backup_copies_online(
 def test_export_and_backup_refuse_bad_input_clearly(
     tmp_path: Path, site_file: Path, args: list[str], message: str
 ) -> None:
-    done = (
-        cli(*args, "--config", str(site_file), cwd=tmp_path)
-        if args[0] == "export"
-        else cli(*args, cwd=tmp_path)
-    )
+    if args[0] == "export":
+        from headcount_collector.stores import open_store
+
+        store = open_store(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+        store.migrate()
+        store.close()
+        args = [*args, "--config", str(site_file), "--db", "sqlite:///h.sqlite3"]
+    done = cli(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr

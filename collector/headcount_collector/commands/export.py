@@ -16,7 +16,7 @@ import msgspec
 
 from headcount_collector.commands._common import Formatter, config_path
 from headcount_collector.config import load_sites
-from headcount_collector.database import DEFAULT_DB_URL, open_checked, resolve_db_url
+from headcount_collector.database import DEFAULT_DB_URL, open_existing, resolve_db_url
 from headcount_collector.errors import ConfigError, QueryRejected
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
 
@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         params.append(("limit", str(args.limit)))
     now = time.time()
-    store = open_checked(resolve_db_url(args.db))
+    store = open_existing(resolve_db_url(args.db))
     try:
         try:
             query = parse_stats_query(params, site, now)
