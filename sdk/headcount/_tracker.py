@@ -325,9 +325,11 @@ class Tracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything counted so far, waiting at most ``timeout`` seconds (default:
         ``request_timeout``), retrying within that time as backoff and ``Retry-After``
-        allow. True when no batch is left waiting to be sent (a batch the collector
-        rejected is dropped, counted in ``stats().dropped``, and not waiting). Never
-        raises. Blocks the calling thread: asyncio apps use ``asyncio.to_thread``."""
+        allow. True when everything counted so far reached the collector; False when
+        something is still buffered (collector down, out of time, token refused) or the
+        collector refused a batch or a record (dropped and counted in
+        ``stats().dropped``). Never raises. Blocks the calling thread: asyncio apps use
+        ``asyncio.to_thread``."""
         if not self.settings.enabled:
             return True
         try:
@@ -341,7 +343,9 @@ class Tracker:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop recording, send what is left within ``timeout`` seconds (default:
         ``shutdown_timeout``) and stop the sender thread. For gunicorn ``worker_exit``,
-        ASGI lifespan shutdown or Celery ``worker_process_shutdown``. Idempotent."""
+        ASGI lifespan shutdown or Celery ``worker_process_shutdown``. Idempotent.
+        Returns what ``flush`` returns; counts still unsent are lost with the process,
+        and one warning says how many and why."""
         if not self._recording:
             return True
         self._recording = False
