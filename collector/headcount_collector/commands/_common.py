@@ -20,7 +20,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if isinstance(action.default, bool) or action.default is None:
+        if isinstance(action.default, bool) or action.default in (None, [], ""):
             return action.help
         return super()._get_help_string(action)
 
