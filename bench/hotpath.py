@@ -137,6 +137,7 @@ def visit_runners(redis_url: str | None) -> dict[str, Callable[[int], None]]:
             visits_store=redis_url,
             visits_redis_prefix=f"headcount-bench:{uuid.uuid4().hex}:",
             visits_redis_timeout=1.0,
+            visits_secret="bench-visits-secret-0123456789abcdefghij",
         )
     return runners
 

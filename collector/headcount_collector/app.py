@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,8 +20,13 @@ from starlette.types import Receive, Scope, Send
 from headcount import wire
 from headcount_collector import openapi, privacy
 from headcount_collector.accesslog import AccessLogMiddleware
-from headcount_collector.config import Settings, Site, SiteRegistry, load_sites
-from headcount_collector.errors import IngestRejected, QueryRejected, StoreUnavailable
+from headcount_collector.config import Settings, Site, SiteRegistry, load_sites, token_digest
+from headcount_collector.errors import (
+    ConfigError,
+    IngestRejected,
+    QueryRejected,
+    StoreUnavailable,
+)
 from headcount_collector.groupcommit import GroupCommitter
 from headcount_collector.ingest import (
     ClientDisconnected,
@@ -27,9 +34,10 @@ from headcount_collector.ingest import (
     read_body,
     validate_batch,
 )
+from headcount_collector.metrics import Metrics, NoMetrics, PrometheusMetrics
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
 from headcount_collector.release.sealing import NoisePool, seal_due
-from headcount_collector.stores.base import Store
+from headcount_collector.stores.base import RetentionResult, Store
 
 __all__ = ["create_app"]
 
@@ -70,16 +78,26 @@ def create_app(
     store: Store,
     sites: SiteRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> Starlette:
-    """Build the collector. ``store`` is migrated here; ``clock`` exists for tests."""
+    """Build the collector. ``store`` is migrated here; ``clock`` exists for tests.
+
+    ``metrics`` receives the operational figures; by default Prometheus metrics when
+    ``settings`` ask for them (a metrics token or port), else none.
+    """
     registry = sites if sites is not None else load_sites(settings.config_path)
+    if metrics is None:
+        wanted = settings.metrics_token_sha256 or settings.metrics_port
+        metrics = PrometheusMetrics() if wanted else NoMetrics()
     store.migrate()
-    committer = GroupCommitter(store, settings.max_group_batches)
+    committer = GroupCommitter(store, settings.max_group_batches, metrics=metrics)
 
     # Per site, the hour before which everything is sealed, as last seen by this worker:
     # ingest reports records for earlier hours as late.
     sealed_hours: dict[str, int] = {}
-    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds, sealed_hours)
+    ingest = IngestEndpoint(
+        registry, committer, clock, settings.dedupe_seconds, metrics, sealed_hours
+    )
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -115,6 +133,15 @@ def create_app(
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
+
+    metrics_digest = bytes.fromhex(settings.metrics_token_sha256)
+
+    async def metrics_page(request: Request) -> Response:
+        token = _bearer(request)
+        if token is None or not hmac.compare_digest(token_digest(token), metrics_digest):
+            return _unauthorized("missing or wrong metrics token")
+        body, content_type = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type=content_type)
 
     async def openapi_json(request: Request) -> Response:
         return _json(openapi.document())
@@ -171,20 +198,44 @@ def create_app(
         while True:
             await asyncio.sleep(settings.retention_interval)
             try:
-                await asyncio.to_thread(run_retention, store, list(registry), settings, clock())
+                await asyncio.to_thread(
+                    run_retention, store, list(registry), settings, clock(), metrics
+                )
             except Exception:
                 # Keep trying every interval: one failure (a read-only failover, a lost
                 # privilege) must not end retention for the life of the process.
                 logger.exception("retention failed; retrying in %s s", settings.retention_interval)
+
+    async def reload_sites() -> None:
+        try:
+            fresh = await asyncio.to_thread(load_sites, settings.config_path)
+        except ConfigError as exc:
+            logger.error("SIGHUP: the site file has an error, keeping the sites in use: %s", exc)
+            return
+        registry.replace(fresh)
+        logger.info("SIGHUP: reloaded %s: %s", settings.config_path, ", ".join(s.id for s in fresh))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await committer.start()
         retention = asyncio.create_task(retention_loop(), name="headcount-retention")
         sealing = asyncio.create_task(sealing_loop(), name="headcount-sealing")
+        reloads: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        if settings.reload_on_sighup:
+            # Requests keep being served while the file is read; the new sites take
+            # over in one step (SiteRegistry.replace).
+            def on_sighup() -> None:
+                task = loop.create_task(reload_sites())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             yield
         finally:
+            if settings.reload_on_sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
             for task in (retention, sealing):
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -200,9 +251,15 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/privacy", privacy_page, methods=["GET"]),
             Route("/privacy/{site}", site_privacy_page, methods=["GET"]),
+            *(
+                [Route("/metrics", metrics_page, methods=["GET"])]
+                if settings.metrics_token_sha256
+                else []
+            ),
         ],
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     app.state.committer = committer
     app.state.store = store
     app.state.sites = registry
@@ -231,8 +288,10 @@ class IngestEndpoint:
         committer: GroupCommitter,
         clock: Callable[[], float],
         dedupe_seconds: int,
+        metrics: Metrics | None = None,
         sealed_hours: dict[str, int] | None = None,
     ) -> None:
+        self._metrics: Metrics = metrics if metrics is not None else NoMetrics()
         self._sealed_hours = sealed_hours if sealed_hours is not None else {}
         self._dedupe_seconds = dedupe_seconds
         self._registry = registry
@@ -252,12 +311,14 @@ class IngestEndpoint:
                 content_encoding = value
         site = self._site(authorization)
         if site is None:
+            self._metrics.rejected(401)
             await _answer(
                 send, 401, {"error": "missing or wrong write token"}, _UNAUTHORIZED_HEADERS
             )
             return
         media_type = (content_type or b"").split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":
+            self._metrics.rejected(415)
             await _answer(send, 415, {"error": "Content-Type must be application/json"})
             return
         try:
@@ -271,6 +332,7 @@ class IngestEndpoint:
         except ClientDisconnected:
             return
         except IngestRejected as exc:
+            self._metrics.rejected(exc.status)
             payload = {"error": exc.error}
             if exc.path is not None:
                 payload["path"] = exc.path
@@ -279,6 +341,7 @@ class IngestEndpoint:
         try:
             applied = await self._committer.submit(pending)
         except StoreUnavailable:
+            self._metrics.rejected(503)
             await _answer(
                 send,
                 503,
@@ -287,6 +350,7 @@ class IngestEndpoint:
             )
             return
         if applied:
+            self._metrics.batch_accepted(pending.records)
             answer: dict[str, int] = {"accepted": pending.records}
             sealed = self._sealed_hours.get(site.id)
             if sealed is not None:
@@ -296,6 +360,7 @@ class IngestEndpoint:
                     answer["late"] = late
             await _answer(send, 202, answer)
         else:
+            self._metrics.batch_duplicate()
             await _answer(send, 200, {"duplicate": True})
 
     def _site(self, authorization: bytes | None) -> Site | None:
@@ -320,17 +385,30 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
-def run_retention(store: Store, sites: list[Site], settings: Settings, now: float) -> None:
+def run_retention(
+    store: Store,
+    sites: list[Site],
+    settings: Settings,
+    now: float,
+    metrics: Metrics | None = None,
+) -> dict[str, RetentionResult | None]:
+    """Roll up and delete old rows for each site; logs one line per run, even an idle one,
+    so an operator can see that retention runs. None for a site whose run failed."""
+    results: dict[str, RetentionResult | None] = {}
     for site in sites:
         try:
-            result = store.apply_retention(site, int(now), settings.dedupe_seconds)
+            results[site.id] = store.apply_retention(site, int(now), settings.dedupe_seconds)
         except StoreUnavailable as exc:
             logger.warning("retention for site %s failed, will retry: %s", site.id, exc)
-            continue
-        if result.hourly_rolled_up or result.daily_deleted:
-            logger.info(
-                "retention for site %s: %d hourly rows rolled up, %d daily rows deleted",
-                site.id,
-                result.hourly_rolled_up,
-                result.daily_deleted,
-            )
+            results[site.id] = None
+    done = [r for r in results.values() if r is not None]
+    if metrics is not None:
+        metrics.retention_run(len(done) == len(results))
+    logger.info(
+        "retention run: %d of %d sites done, %d hourly rows rolled up, %d daily rows deleted",
+        len(done),
+        len(results),
+        sum(r.hourly_rolled_up for r in done),
+        sum(r.daily_deleted for r in done),
+    )
+    return results

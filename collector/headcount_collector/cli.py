@@ -1,32 +1,50 @@
-"""``headcount-collector``: serve, init, purge, demo."""
+"""headcount-collector: run and manage a Headcount collector.
+
+Commands: serve, init, check-config, sites, token, digest, purge, export, backup, demo.
+Run "headcount-collector COMMAND --help" for a command's options and their defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from headcount_collector import serverlimits
-from headcount_collector.config import Settings, load_sites, starter_config
+from headcount_collector import __version__, serverlimits
+from headcount_collector.commands import register_all
+from headcount_collector.commands._common import DEFAULT_CONFIG, HelpFormatter, config_path
+from headcount_collector.config import (
+    SITE_ID_PATTERN,
+    Settings,
+    load_sites,
+    starter_config,
+    token_digest,
+)
+from headcount_collector.database import (
+    DEFAULT_DB_URL,
+    describe_db,
+    open_checked,
+    open_existing,
+    resolve_db_url,
+)
 from headcount_collector.errors import ConfigError, StoreUnavailable
 
-__all__ = ["main", "settings_from_environment"]
+__all__ = ["build_parser", "main", "settings_from_environment"]
 
 SETTINGS_ENV = "HEADCOUNT_COLLECTOR_SETTINGS"
-CONFIG_ENV = "HEADCOUNT_CONFIG"
+METRICS_TOKEN_ENV = "HEADCOUNT_METRICS_TOKEN"  # noqa: S105 - a variable name
 
-
-def _config_path(value: str | None) -> str:
-    path = value or os.environ.get(CONFIG_ENV)
-    if not path:
-        raise SystemExit("headcount-collector: no site file; pass --config or set HEADCOUNT_CONFIG")
-    return path
+logger = logging.getLogger("headcount_collector")
 
 
 def settings_from_environment() -> Settings:
@@ -37,41 +55,71 @@ def settings_from_environment() -> Settings:
 def app_from_environment():  # type: ignore[no-untyped-def]
     """uvicorn factory for worker processes (they re-import the app by name)."""
     from headcount_collector.app import create_app
-    from headcount_collector.stores import open_store
 
     settings = settings_from_environment()
-    return create_app(settings, open_store(settings.db_url))
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    return create_app(settings, open_checked(settings.db_url))
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from headcount_collector import logsetup
 
-    from headcount_collector.stores import open_store
-
+    log_config = logsetup.configure(args.log_level)
+    metrics_token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
     settings = Settings(
-        config_path=_config_path(args.config),
-        db_url=args.db,
+        config_path=str(config_path(args.config)),
+        db_url=resolve_db_url(args.db),
         host=args.host,
         port=args.port,
         workers=args.workers,
         access_log=args.access_log,
         log_level=args.log_level,
+        retention_interval=args.retention_interval,
+        reload_on_sighup=True,
+        metrics_token_sha256=token_digest(metrics_token).hex() if metrics_token else "",
+        metrics_port=args.metrics_port,
     )
-    _configure_logging(settings.log_level)
     # Check the site file and migrate once, before any worker starts, so a bad config
     # stops the process with one clear message instead of one per worker.
-    load_sites(settings.config_path)
-    store = open_store(settings.db_url)
+    sites = load_sites(settings.config_path)
+    logger.info(
+        "sites from %s: %s", Path(settings.config_path).resolve(), ", ".join(s.id for s in sites)
+    )
+    logger.info("storing counts in %s", describe_db(settings.db_url))
+    store = open_checked(settings.db_url)
     store.migrate()
     store.close()
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
-    limits = serverlimits.uvicorn_options(args)
+    metrics_dir = _start_metrics(settings, args.metrics_host)
+    try:
+        _run_uvicorn(settings, log_config, serverlimits.uvicorn_options(args))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _start_metrics(settings: Settings, host: str) -> str | None:
+    """Point prometheus_client at a directory shared by the workers (so a scrape sums
+    them all) and serve the separate metrics port, if asked for."""
+    if not (settings.metrics_port or settings.metrics_token_sha256):
+        return None
+    from headcount_collector import metrics
+
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise ValueError(metrics.install_hint)
+    directory = tempfile.mkdtemp(prefix="headcount-metrics-")
+    os.environ[metrics.MULTIPROCESS_ENV] = directory
+    if settings.metrics_port:
+        metrics.serve_on_port(host, settings.metrics_port)
+        logger.info("metrics on http://%s:%d/metrics", host, settings.metrics_port)
+    if settings.metrics_token_sha256:
+        logger.info("metrics at /metrics for the token in %s", METRICS_TOKEN_ENV)
+    return directory
+
+
+def _run_uvicorn(settings: Settings, log_config: dict[str, Any], limits: dict[str, Any]) -> None:
+    import uvicorn
+
     uvicorn.run(
         "headcount_collector.cli:app_from_environment",
         factory=True,
@@ -84,88 +132,176 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         log_level=settings.log_level,
-        log_config=None,
+        # The same document in every worker: see logsetup.
+        log_config=log_config,
         timeout_graceful_shutdown=10,
         **limits,  # httptools with header, deadline and connection limits
     )
-    return 0
 
 
 def _init(args: argparse.Namespace) -> int:
-    path = Path(args.config or os.environ.get(CONFIG_ENV) or "headcount.toml")
+    import re
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    path = Path(args.config or os.environ.get("HEADCOUNT_CONFIG") or DEFAULT_CONFIG)
     if path.exists() and not args.force:
         print(f"headcount-collector: {path} exists; pass --force to overwrite", file=sys.stderr)
         return 1
+    # Everything is checked before anything is written or any token is shown.
+    if not re.fullmatch(SITE_ID_PATTERN, args.site):
+        print(
+            f"headcount-collector: --site {args.site!r} is not a site id: use lower-case "
+            "letters, digits, '-' and '_' (at most 64), starting with a letter or digit, "
+            "e.g. --site my-blog",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(
+            f"headcount-collector: --timezone {args.timezone!r} is not an IANA time zone "
+            "(e.g. Europe/Berlin, America/New_York, UTC)",
+            file=sys.stderr,
+        )
+        return 2
     text, write_token, read_token = starter_config(args.site, args.timezone)
+    from headcount_collector.config import parse_sites
+
+    parse_sites(text, str(path))
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     print(f"Wrote {path}. These tokens are shown once and stored only as digests:")
     print(f"  write token (SDK):    {write_token}")
     print(f"  read token (queries): {read_token}")
+    if path.resolve() != Path(DEFAULT_CONFIG).resolve():
+        print(f"Start the collector with: headcount-collector serve --config {path}")
+    else:
+        print("Start the collector with: headcount-collector serve")
     return 0
 
 
 def _purge(args: argparse.Namespace) -> int:
+    from headcount_collector import logsetup
     from headcount_collector.app import run_retention
-    from headcount_collector.stores import open_store
 
-    _configure_logging("info")
-    settings = Settings(config_path=_config_path(args.config), db_url=args.db)
+    logsetup.configure("warning")
+    settings = Settings(config_path=str(config_path(args.config)), db_url=resolve_db_url(args.db))
     sites = load_sites(settings.config_path)
-    store = open_store(settings.db_url)
+    store = open_existing(settings.db_url)
+    print(f"purging {describe_db(settings.db_url)}")
     store.migrate()
     try:
-        run_retention(store, list(sites), settings, time.time())
+        results = run_retention(store, list(sites), settings, time.time())
     finally:
         store.close()
-    print("retention applied")
-    return 0
+    for site_id, result in results.items():
+        if result is None:
+            print(f"  {site_id}: failed (see the log above); nothing removed")
+        else:
+            print(
+                f"  {site_id}: {result.hourly_rolled_up} hourly rows rolled up into days, "
+                f"{result.daily_deleted} daily rows deleted"
+            )
+    return 0 if all(r is not None for r in results.values()) else 3
 
 
 def _demo(args: argparse.Namespace) -> int:
     from headcount_collector.demo import run_demo
 
-    return int(run_demo(port=args.port, app_port=args.app_port, duration=args.duration))
+    return int(
+        run_demo(port=args.port, app_port=args.app_port, duration=args.duration, keep=args.keep)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headcount-collector", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    db_default = "sqlite:///./headcount.sqlite3"
+    parser = argparse.ArgumentParser(
+        prog="headcount-collector",
+        description="Run and manage a Headcount collector (privacy-first web analytics).",
+        epilog='Run "headcount-collector COMMAND --help" for the options of a command.',
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"site file (default: $HEADCOUNT_CONFIG, else ./{DEFAULT_CONFIG})"
+    db_help = (
+        "sqlite:///relative/path, sqlite:////absolute/path or postgresql://user@host/db; "
+        "a relative SQLite path is resolved against the current directory and printed"
+    )
 
-    serve = sub.add_parser("serve", help="run the collector")
-    serve.add_argument("--config", help="site file (or env HEADCOUNT_CONFIG)")
-    serve.add_argument("--db", default=db_default, help="sqlite:///path or postgresql://...")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8787)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true", help="log IP-free request lines")
-    serve.add_argument("--log-level", default="info")
+    serve = sub.add_parser("serve", help="run the collector", formatter_class=HelpFormatter)
+    serve.add_argument("--config", help=config_help, default=argparse.SUPPRESS)
+    serve.add_argument("--db", default=DEFAULT_DB_URL, help=db_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8787, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per request: method, route template, status, duration "
+        "(never an address or query string)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level, the same in every worker",
+    )
+    serve.add_argument(
+        "--retention-interval",
+        type=float,
+        default=3600.0,
+        help="seconds between retention runs (roll-up and deletion) in each worker",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics (operational figures only) on this port; 0: off. "
+        f"Or set {METRICS_TOKEN_ENV} to serve them at /metrics for that bearer token",
+    )
+    serve.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics port")
     serverlimits.add_limit_arguments(serve)
     serve.set_defaults(run=_serve)
 
-    init = sub.add_parser("init", help="write a starter site file with fresh tokens")
-    init.add_argument("--config", help="where to write it (default headcount.toml)")
-    init.add_argument("--site", default="mysite")
-    init.add_argument("--timezone", default="UTC")
-    init.add_argument("--force", action="store_true")
+    init = sub.add_parser(
+        "init", help="write a starter site file with fresh tokens", formatter_class=HelpFormatter
+    )
+    init.add_argument("--config", help=f"where to write it (default: ./{DEFAULT_CONFIG})")
+    init.add_argument("--site", default="mysite", help="site id: a-z, 0-9, '-', '_'")
+    init.add_argument("--timezone", default="UTC", help="IANA time zone of the site's days")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(run=_init)
 
-    purge = sub.add_parser("purge", help="apply retention now: roll up and delete old rows")
-    purge.add_argument("--config")
-    purge.add_argument("--db", default=db_default)
+    purge = sub.add_parser(
+        "purge",
+        help="apply retention now: roll up and delete old rows",
+        formatter_class=HelpFormatter,
+    )
+    purge.add_argument("--config", help=config_help, default=argparse.SUPPRESS)
+    purge.add_argument("--db", default=DEFAULT_DB_URL, help=db_help)
     purge.set_defaults(run=_purge)
 
-    demo = sub.add_parser("demo", help="collector + instrumented Flask example + traffic")
-    demo.add_argument("--port", type=int, default=8787)
-    demo.add_argument("--app-port", type=int, default=8000)
+    demo = sub.add_parser(
+        "demo",
+        help="collector + instrumented Flask example + simulated visitors",
+        formatter_class=HelpFormatter,
+    )
+    demo.add_argument("--port", type=int, default=8787, help="the collector's port")
+    demo.add_argument("--app-port", type=int, default=8000, help="the example app's port")
     demo.add_argument("--duration", type=float, default=0, help="stop after N s (0: Ctrl-C)")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (database, logs)"
+    )
     demo.set_defaults(run=_demo)
+
+    register_all(sub, HelpFormatter, config_help=config_help, db_help=db_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = None
     try:
         return int(args.run(args))
     except ConfigError as exc:

@@ -36,6 +36,7 @@ __all__ = [
     "Site",
     "SiteRegistry",
     "load_sites",
+    "parse_sites",
     "starter_config",
     "token_digest",
 ]
@@ -122,6 +123,11 @@ class SiteRegistry:
     def __init__(self, sites: list[Site]) -> None:
         self._sites = {site.id: site for site in sites}
 
+    def replace(self, other: SiteRegistry) -> None:
+        """Take ``other``'s sites (a reload). One assignment, so a request in flight sees
+        either the old sites or the new ones, never a mix."""
+        self._sites = dict(other._sites)
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._sites.values())
 
@@ -157,14 +163,24 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
     except OSError as exc:
         raise ConfigError(str(file), "-", f"cannot read the file: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from None
+    return parse_sites(text, str(file))
+
+
+def parse_sites(text: str, file: str) -> SiteRegistry:
+    """Check a site file's text (``file`` names it in errors) and build the registry."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", f"not valid TOML: {exc}") from None
+    _check_usual_mistakes(data, file)
     try:
         parsed = msgspec.convert(data, _ConfigFile)
     except msgspec.ValidationError as exc:
         message, path = split_validation_error(str(exc))
-        raise ConfigError(str(file), _toml_key(path), message) from None
+        raise ConfigError(file, _toml_key(path), message) from None
     sites: list[Site] = []
     seen_ids: set[str] = set()
     seen_tokens: set[str] = set()
@@ -214,6 +230,51 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
             )
         )
     return SiteRegistry(sites)
+
+
+_DIGEST_KEYS = ("write_token_sha256", "read_token_sha256")
+
+
+def _check_usual_mistakes(data: dict[str, object], file: str) -> None:
+    """Name the mistakes people actually make, before the generic schema message."""
+    sites = data.get("sites")
+    if isinstance(sites, dict):
+        raise ConfigError(
+            file,
+            "sites",
+            "[sites] declares one table; each site needs its own [[sites]] header "
+            "(double brackets), as in the file `headcount-collector init` writes",
+        )
+    if not isinstance(sites, list):
+        return
+    for index, entry in enumerate(sites):
+        if not isinstance(entry, dict):
+            continue
+        for key in _DIGEST_KEYS:
+            value = entry.get(key)
+            if isinstance(value, str) and not re.fullmatch(_HEX64, value):
+                # Never echo the value: it may be a live token.
+                looks_raw = value.startswith(("hcw_", "hcr_")) or not re.fullmatch(
+                    r"[0-9a-fA-F]*", value
+                )
+                hint = (
+                    "this looks like a raw token; the file holds only its SHA-256 digest: "
+                    'printf %s "$TOKEN" | headcount-collector digest'
+                    if looks_raw
+                    else "expected 64 lower-case hex characters (a SHA-256 digest)"
+                )
+                raise ConfigError(file, f"sites[{index}].{key}", hint)
+        for wrong, right in (
+            ("write_token", "write_token_sha256"),
+            ("read_token", "read_token_sha256"),
+        ):
+            if wrong in entry:
+                raise ConfigError(
+                    file,
+                    f"sites[{index}].{wrong}",
+                    f"the file holds only digests: use {right} = the token's SHA-256 digest "
+                    "(headcount-collector digest), never the token itself",
+                )
 
 
 def _toml_key(json_path: str) -> str:
@@ -272,11 +333,23 @@ class Settings:
     # Upper bound on batches merged into one group commit.
     max_group_batches: int = 512
     log_level: str = "info"
+    # Re-read the site file on SIGHUP (the CLI's serve; needs the main thread).
+    reload_on_sighup: bool = False
+    # Prometheus metrics: on the main port at /metrics for this token's SHA-256 digest
+    # (hex), and/or on a port of their own (the CLI serves that one).
+    metrics_token_sha256: str = ""
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1-65535, not {self.port}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.metrics_token_sha256 and not re.fullmatch(_HEX64, self.metrics_token_sha256):
+            raise ValueError("metrics_token_sha256 must be a SHA-256 digest in hex")
+        if not 0 <= self.metrics_port < 65536:
+            raise ValueError(f"metrics_port must be 0-65535, not {self.metrics_port}")
+        if not self.retention_interval > 0:
+            raise ValueError("retention_interval must be a positive number of seconds")
         if self.dedupe_seconds < 48 * 3600:
             raise ValueError("dedupe_seconds must cover at least 48 hours")

@@ -1,6 +1,9 @@
 """``headcount-collector demo``: a collector, the instrumented Flask example, and traffic.
 
-Quickstart command one. Everything runs from a temporary folder and stops on Ctrl-C.
+Quickstart command one. Everything runs from a temporary folder, which is removed at the
+end, and stops on Ctrl-C: the collector and the app run in process groups of their own,
+so a terminal's Ctrl-C reaches only the demo, which then stops the app first (its last
+send reaches the collector) and the collector after it.
 """
 
 from __future__ import annotations
@@ -8,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -57,16 +62,58 @@ def _find_examples() -> Path:
     )
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], what: str) -> None:
+class PortInUse(SystemExit):
+    """A port the demo needs is taken: say which, and how to choose another."""
+
+
+def _check_port_free(port: int, option: str) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUse(
+                f"headcount-collector demo: port {port} is already in use (another collector "
+                f"or demo?); stop it or pick a free port with {option} PORT"
+            ) from None
+
+
+def _wait_until_up(
+    url: str,
+    process: subprocess.Popen[bytes],
+    what: str,
+    is_ours: Callable[[httpx.Response], bool] = lambda response: True,
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited early with code {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=1)
+        try:
+            response = httpx.get(url, timeout=1)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+            continue
+        if is_ours(response):
             return
-        time.sleep(0.2)
+        # Something answers, but not what the demo started (a port taken meanwhile).
+        raise SystemExit(
+            f"headcount-collector demo: {url} is answered by something other than "
+            f"{what} the demo started; is the port taken? Pick another one."
+        )
     raise SystemExit(f"{what} did not start within 30 s")
+
+
+def _browser_headers(agent: str, address: str) -> dict[str, str]:
+    """What a browser sends with a top-level navigation (the app sees these headers)."""
+    return {
+        "User-Agent": agent,
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "en-GB,en;q=0.7",
+        "Sec-Fetch-Dest": "document",
+        "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-User": "?1",
+        "Upgrade-Insecure-Requests": "1",
+        "X-Forwarded-For": address,
+    }
 
 
 def _one_visit(client: httpx.Client, rng: random.Random) -> None:
@@ -74,14 +121,22 @@ def _one_visit(client: httpx.Client, rng: random.Random) -> None:
     # Each simulated visitor comes through the (trusted) local proxy from its own address
     # in a documentation range; the app links its pageviews into a visit in memory only.
     address = f"198.51.100.{rng.randint(1, 254)}"
-    headers = {"User-Agent": agent, "Accept": "text/html", "X-Forwarded-For": address}
+    headers = _browser_headers(agent, address)
     referrer = rng.choice(_REFERRERS)
     if referrer:
         headers["Referer"] = referrer
+        headers["Sec-Fetch-Site"] = "cross-site"
+    else:
+        headers["Sec-Fetch-Site"] = "none"  # typed or bookmarked
     path = rng.choice(("/", "/", "/about", "/users/", f"/users/{rng.randint(1, 3)}"))
+    current = str(client.base_url).rstrip("/") + path
     client.get(path + rng.choice(_CAMPAIGNS), headers=headers)
     for _ in range(rng.randint(0, 3)):
-        headers["Referer"] = str(client.base_url) + "/"
+        # A click on a link of the page just seen: same origin, that page as referrer
+        # (browsers send the path but no query by default: strict-origin-when-cross-origin
+        # keeps the full URL for same-origin requests).
+        headers["Referer"] = current
+        headers["Sec-Fetch-Site"] = "same-origin"
         next_path = rng.choice(
             (
                 "/about",
@@ -93,6 +148,9 @@ def _one_visit(client: httpx.Client, rng: random.Random) -> None:
             )
         )
         client.get(next_path, headers=headers)
+        current = str(client.base_url).rstrip("/") + next_path
+    headers["Referer"] = current
+    headers["Sec-Fetch-Site"] = "same-origin"
     roll = rng.random()
     if roll < 0.15:
         client.post("/contact", data={"name": "Ann"}, headers=headers)
@@ -134,23 +192,41 @@ def _process(
     args: list[str], env: dict[str, str], cwd: Path, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
-        process = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        # A session of its own: a terminal's Ctrl-C goes to the demo only, and the demo
+        # stops each child exactly once, in order.
+        process = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield process
     finally:
         if process.poll() is None:
-            # SIGINT lets Python run its exit hooks, so the SDK flushes its last counts.
+            # One SIGINT lets Python run its exit hooks, so the SDK sends its last counts.
             process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
 
 
-def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int:
+def run_demo(
+    port: int = 8787, app_port: int = 8000, duration: float = 0, keep: bool = False
+) -> int:
     root = _find_examples()
+    _check_port_free(port, "--port")
+    _check_port_free(app_port, "--app-port")
     work = Path(tempfile.mkdtemp(prefix="headcount-demo-"))
+    try:
+        return _run_in(work, root, port, app_port, duration)
+    finally:
+        if keep:
+            print(f"files kept in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -> int:
     config_text, write_token, read_token = starter_config("demo", "UTC")
     # Sealed noise releases an hour only hours after it ends; the demo shows counts as
     # they arrive, so its site opts out, and says so (production sites keep the default).
@@ -193,13 +269,31 @@ def run_demo(port: int = 8787, app_port: int = 8000, duration: float = 0) -> int
         _process(serve, env, work, work / "collector.log") as collector_process,
         _process(run_app, app_env, root, work / "app.log") as app_process,
     ):
-        _wait_until_up(f"{collector}/healthz", collector_process, "the collector")
+        # Only the collector the demo started knows this fresh read token.
+        _wait_until_up(
+            f"{collector}/v1/schema",
+            collector_process,
+            "the collector",
+            lambda response: response.status_code == 200 and '"wire"' in response.text,
+        )
+        own = httpx.get(
+            f"{collector}/v1/stats",
+            headers={"Authorization": f"Bearer {read_token}"},
+            timeout=5,
+        )
+        if own.status_code != 200 or own.json().get("site") != "demo":
+            raise SystemExit(
+                f"headcount-collector demo: port {port} is answered by another collector; "
+                "pick a free port with --port PORT"
+            )
+        # The port was free a moment ago and the app holds it now, or it would have
+        # exited (and _wait_until_up said so).
         _wait_until_up(app_url + "/", app_process, "the Flask example")
         traffic = threading.Thread(target=drive_traffic, args=(app_url, stop), daemon=True)
         traffic.start()
         print(
             f"""
-Headcount demo is running (files in {work}).
+Headcount demo is running (files in {work}, removed when it stops).
   Example app (Flask, instrumented):  {app_url}/
   Collector:                          {collector}/healthz
   Privacy page:                       {collector}/privacy/demo
@@ -228,11 +322,17 @@ site releases each hour only once it is sealed, with noise (README, "Privacy").
         finally:
             stop.set()
             traffic.join(timeout=10)
-    print("final pageviews:", _summary_after_stop(work, read_token), flush=True)
+    # The collector and the app have stopped: the app's last send is in the file.
+    for label, metric, by in (
+        ("pageviews", "pageviews", "route"),
+        ("entries", "entries", "route"),
+        ("referrers", "pageviews", "referrer"),
+    ):
+        print(f"final {label}:", _summary_after_stop(work, read_token, metric, by), flush=True)
     return 0
 
 
-def _summary_after_stop(work: Path, read_token: str) -> str:
+def _summary_after_stop(work: Path, read_token: str, metric: str, by: str) -> str:
     # The collector is stopped by now; read the file it left, through the same query code.
     from headcount_collector.config import load_sites
     from headcount_collector.query import parse_stats_query, run_stats_query
@@ -245,8 +345,9 @@ def _summary_after_stop(work: Path, read_token: str) -> str:
     store = SQLiteStore(work / "demo.sqlite3")
     try:
         now = time.time()
-        query = parse_stats_query([("interval", "total"), ("by", "route")], site, now)
+        params = [("metric", metric), ("interval", "total"), ("by", by)]
+        query = parse_stats_query(params, site, now)
         rows = run_stats_query(store, site, query, now)["rows"]
     finally:
         store.close()
-    return ", ".join(f"{r['route']} {r['count']}" for r in rows) or "none"  # type: ignore[attr-defined]
+    return ", ".join(f"{r[by]} {r['count']}" for r in rows) or "none"  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.metrics import Metrics, NoMetrics
 from headcount_collector.stores.base import PendingBatch, Store
 
 __all__ = ["GroupCommitter"]
@@ -31,10 +32,17 @@ _Waiting = tuple[PendingBatch, "asyncio.Future[bool]"]
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, max_group: int = 512, max_pending: int = 20_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        max_group: int = 512,
+        max_pending: int = 20_000,
+        metrics: Metrics | None = None,
+    ) -> None:
         if max_group < 1 or max_pending < max_group:
             raise ValueError("need max_group >= 1 and max_pending >= max_group")
         self._store = store
+        self._metrics: Metrics = metrics if metrics is not None else NoMetrics()
         self._max_group = max_group
         self._max_pending = max_pending
         self._pending: deque[_Waiting] = deque()
@@ -87,17 +95,21 @@ class GroupCommitter:
 
     def _commit(self, group: list[_Waiting]) -> None:
         batches = [batch for batch, _ in group]
+        started = time.perf_counter()
         try:
             applied: Sequence[bool | BaseException] = self._store.commit(batches, int(time.time()))
         except StoreUnavailable as exc:
             logger.warning("group commit failed, answering 503: %s", exc)
+            self._metrics.store_error("unavailable")
             applied = [StoreUnavailable(str(exc))] * len(group)
         except Exception as exc:
             logger.exception("group commit failed unexpectedly")
+            self._metrics.store_error("unexpected")
             applied = [StoreUnavailable(type(exc).__name__)] * len(group)
         else:
             self.groups += 1
             self.batches += len(group)
+            self._metrics.committed(time.perf_counter() - started, len(group))
         assert self._loop is not None  # set by start() before the thread runs
         # RuntimeError: the loop is gone (shutdown without stop()); nobody is waiting.
         with contextlib.suppress(RuntimeError):

@@ -20,10 +20,19 @@ class RateLimitedLog:
         self._lock = threading.Lock()
 
     def warning(self, kind: str, message: str, *args: object) -> None:
+        if self._due(kind):
+            logger.warning(message, *args)
+
+    def error(self, kind: str, message: str, *args: object) -> None:
+        """For what needs an operator now (a refused token), rate-limited all the same."""
+        if self._due(kind):
+            logger.error(message, *args)
+
+    def _due(self, kind: str) -> bool:
         now = time.monotonic()
         with self._lock:
             last = self._last.get(kind)
             if last is not None and now - last < self._interval:
-                return
+                return False
             self._last[kind] = now
-        logger.warning(message, *args)
+        return True

@@ -24,7 +24,7 @@ from typing import cast
 import httpx
 import msgspec
 
-from headcount._log import RateLimitedLog
+from headcount._log import RateLimitedLog, logger
 from headcount._settings import HttpClient, HttpResponse, TrackerSettings, is_client_instance
 from headcount._stats import Counters
 from headcount._version import __version__
@@ -48,6 +48,14 @@ class _Outcome(Enum):
     DONE = "done"  # acknowledged, or given up on: leaves the buffer
     RETRY = "retry"  # stays at the head of the buffer until its backoff has passed
     NO_TIME = "no-time"  # the deadline left no time to try
+    # The collector refused the token: kept, and not retried again within this send,
+    # since only an operator fixing the token (or the site file) can help.
+    HELD = "held"
+
+
+# A wrong token is an operator's mistake, not the batch's fault: the batch stays in the
+# buffer (within its bounds) so that fixing the token loses nothing.
+_AUTH_STATUSES = frozenset({401, 403})
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +97,11 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._client: HttpClient | None = None
         self._owns_client = False
+        # Batches (or single records) the collector refused for good; flush() and
+        # shutdown() compare it before and after, so a refusal makes them return False.
+        self._refusals = 0
+        # Why the last attempt failed, for the one line logged when counts are lost.
+        self._last_problem = "no attempt to send was made"
         self._headers = {
             "Authorization": f"Bearer {settings.write_token}",
             "Content-Type": "application/json",
@@ -106,20 +119,31 @@ class Sender:
         thread.start()
 
     def flush(self, timeout: float) -> bool:
-        """Send everything counted so far; True when nothing is left unsent."""
+        """Send everything counted so far. True when all of it reached the collector:
+        False when something is still buffered or the collector refused something."""
         deadline = time.monotonic() + timeout
+        refusals = self._refusals
         self._enqueue(self._collect(True))
-        return self._send_buffered(deadline, wait=True)
+        delivered = self._send_buffered(deadline, wait=True)
+        return delivered and self._refusals == refusals
 
     def shutdown(self, timeout: float) -> bool:
-        """Stop the thread and make one last attempt to send, all within ``timeout``."""
+        """Stop the thread and make one last attempt to send, all within ``timeout``.
+
+        Whatever is still unsent afterwards is lost with the process: one line says how
+        much, and why.
+        """
         deadline = time.monotonic() + timeout
+        refusals = self._refusals
         self._stop.set()
         self._wake.set()
         try:
             self._enqueue(self._collect(True))
             # Last chance: a batch waiting out its backoff is tried once more now.
-            return self._send_buffered(deadline, wait=False, ignore_backoff=True)
+            delivered = self._send_buffered(deadline, wait=False, ignore_backoff=True)
+            if not delivered:
+                self._report_loss(timeout)
+            return delivered and self._refusals == refusals
         finally:
             if self._thread is not None:
                 self._thread.join(max(0.0, min(0.1, deadline - time.monotonic())))
@@ -132,6 +156,22 @@ class Sender:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def _report_loss(self, timeout: float) -> None:
+        with self._buffer_lock:
+            batches = len(self._buffer)
+            records = sum(batch.records for batch in self._buffer)
+        if not batches:
+            return
+        # Not rate-limited: it is said once, when the process gives the counts up.
+        logger.warning(
+            "headcount: %d count records in %d unsent batches are lost at shutdown "
+            "(%.1f s were left to send them): %s",
+            records,
+            batches,
+            timeout,
+            self._last_problem,
+        )
 
     # --- background thread ----------------------------------------------------------
 
@@ -261,7 +301,10 @@ class Sender:
                     self._in_flight = None
                 if outcome is _Outcome.DONE:
                     self._remove(batch)
-                elif outcome is _Outcome.NO_TIME or ignore_backoff:
+                elif outcome is _Outcome.NO_TIME:
+                    self._last_problem = "no time was left to send them"
+                    return False
+                elif outcome is _Outcome.HELD or ignore_backoff:
                     return False
         finally:
             self._send_lock.release()
@@ -306,6 +349,7 @@ class Sender:
             )
             response = client.send(request)
         except httpx.TransportError as exc:
+            self._last_problem = f"the collector was unreachable ({type(exc).__name__})"
             self._log.warning(
                 "unreachable",
                 "headcount collector unreachable (%s); will retry",
@@ -315,6 +359,7 @@ class Sender:
             return _Outcome.RETRY
         except Exception as exc:
             self._counters.add(errors=1)
+            self._last_problem = f"sending failed ({type(exc).__name__})"
             self._log.warning(
                 "send-error", "headcount send failed (%s); will retry", type(exc).__name__
             )
@@ -326,20 +371,38 @@ class Sender:
             self._counters.add(sent=1)
             return _Outcome.DONE
         if status in (408, 429) or status >= 500:
+            self._last_problem = f"the collector answered HTTP {status}"
             self._log.warning(
                 "retryable-status", "headcount collector answered HTTP %d; will retry", status
             )
             self._back_off(batch, response.headers.get("Retry-After"))
             return _Outcome.RETRY
+        if status in _AUTH_STATUSES:
+            self._last_problem = f"the collector refused the write token (HTTP {status})"
+            self._log.error(
+                "auth",
+                "headcount: the collector at %s refused the write token (HTTP %d): counts "
+                "are kept (%d batches buffered, within max_buffer_*) and retried; fix "
+                "write_token, or the site's write_token_sha256 on the collector",
+                self._settings.safe_endpoint,
+                status,
+                len(self._buffer),
+            )
+            self._back_off(batch, response.headers.get("Retry-After"))
+            return _Outcome.HELD
         if status == 422 and self._salvage(batch, response):
             return _Outcome.DONE
         self._counters.add(dropped=1)
+        self._refusals += 1
         self._log.warning(
             "rejected",
-            "headcount collector rejected a batch of %d records (HTTP %d): %s",
+            "headcount collector rejected a batch of %d records (HTTP %d from POST %s): %s",
             batch.records,
             status,
-            _error_text(response),
+            self._settings.safe_ingest_url,
+            _error_text(response)
+            if status != 404
+            else "no collector ingest here; endpoint must be the collector's base URL",
         )
         return _Outcome.DONE
 
@@ -362,6 +425,7 @@ class Sender:
             return False
         del records[index]
         self._counters.add(dropped=1)
+        self._refusals += 1
         self._log.warning(
             "refused-record",
             "headcount collector refused one record (%s); resending the other %d",

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx
 
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
+from headcount.wire import INGEST_PATH
 
 __all__ = [
     "DEFAULT_EXCLUDE_ROUTES",
@@ -131,6 +132,9 @@ class TrackerSettings:
     # Redis store only: the longest a request may wait on Redis, and the key prefix.
     visits_redis_timeout: float = 0.05
     visits_redis_prefix: str = "headcount:visits:"
+    # Redis store only: the app-side secret each day's link key is derived from. Shared
+    # by the app's workers, never written to Redis, so reading Redis links nobody.
+    visits_secret: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def build(
@@ -189,6 +193,13 @@ class TrackerSettings:
                 "visits_store is a Redis URL but redis-py is missing: "
                 "pip install 'headcount[redis]'"
             )
+        if settings.visits_mode == "redis" and not settings.visits_secret:
+            raise ConfigurationError(
+                "visits_store is a Redis URL: set visits_secret (HEADCOUNT_VISITS_SECRET) to "
+                f"a random string of at least {_MIN_SECRET} characters, the same for every "
+                'worker of the app, e.g. from: python -c "import secrets; '
+                'print(secrets.token_urlsafe(32))"'
+            )
         return settings
 
     @property
@@ -206,9 +217,24 @@ class TrackerSettings:
 
     @property
     def ingest_url(self) -> str:
-        from headcount.wire import INGEST_PATH
-
         return self.endpoint.rstrip("/") + INGEST_PATH
+
+    @property
+    def safe_endpoint(self) -> str:
+        """The endpoint for logs and messages: never a user name or password."""
+        return _without_credentials(self.endpoint)
+
+    @property
+    def safe_ingest_url(self) -> str:
+        return _without_credentials(self.ingest_url)
+
+
+def _without_credentials(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        return "(an unparsable URL)"
+    return str(parsed.copy_with(username=None, password=None))
 
 
 # --- option checking --------------------------------------------------------------------
@@ -254,15 +280,25 @@ def _check_number(low: float, high: float, *, integer: bool) -> Callable[[str, o
 
 
 def _check_endpoint(name: str, value: object) -> str:
+    # Never echo the value: a URL may carry a user name and password.
     if not isinstance(value, str):
         raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
     try:
         url = httpx.URL(value.strip())
     except (httpx.InvalidURL, ValueError) as exc:
-        raise ConfigurationError(f"{name} is not a valid URL") from exc
+        raise ConfigurationError(f"{name} is not a valid URL (the value is not shown)") from exc
     if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-        raise ConfigurationError(f"{name} must be an http(s) URL without query, got {value!r}")
-    return value.strip()
+        raise ConfigurationError(
+            f"{name} must be an http(s) URL with a host and without query or fragment, "
+            "e.g. https://stats.example.org (the value is not shown)"
+        )
+    endpoint = value.strip().rstrip("/")
+    # The collector's base URL is wanted; the ingest URL itself is the usual mistake, and
+    # it is unambiguous, so it is taken to mean its base rather than posting to
+    # /v1/ingest/v1/ingest and getting a 404.
+    if endpoint.endswith(INGEST_PATH):
+        endpoint = endpoint[: -len(INGEST_PATH)]
+    return endpoint
 
 
 def _check_token(name: str, value: object) -> str:
@@ -326,6 +362,21 @@ def _check_prefix(name: str, value: object) -> str:
     return value
 
 
+_MIN_SECRET = 32
+
+
+def _check_secret(name: str, value: object) -> str:
+    # Never echo the value.
+    if not isinstance(value, str):
+        raise ConfigurationTypeError(f"{name} must be a string, got {type(value).__name__}")
+    secret = value.strip()
+    if len(secret) < _MIN_SECRET or len(set(secret)) < 8:
+        raise ConfigurationError(
+            f"{name} must be a random string of at least {_MIN_SECRET} characters"
+        )
+    return secret
+
+
 def _check_http_client(name: str, value: object) -> object:
     if value is not None and not (is_client_instance(value) or callable(value)):
         raise ConfigurationTypeError(f"{name} must be an httpx.Client or a factory returning one")
@@ -365,5 +416,6 @@ _OPTIONS: dict[str, _Option] = {
     "trusted_proxies": _Option(_check_networks, _parse_list),
     "visits_redis_timeout": _Option(_check_number(0.001, 10, integer=False), float),
     "visits_redis_prefix": _Option(_check_prefix, str.strip),
+    "visits_secret": _Option(_check_secret, str),
 }
 _REQUIRED_STR = frozenset({"endpoint", "write_token"})

@@ -151,6 +151,8 @@ class Tracker:
             os.register_at_fork(
                 after_in_child=functools.partial(_reset_in_child, weakref.ref(self))
             )
+            if self.settings.visits_mode == "redis":
+                self._sweep_at_start()
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> Tracker:
@@ -159,7 +161,7 @@ class Tracker:
         return cls(**named)
 
     def __repr__(self) -> str:
-        return f"<Tracker endpoint={self.settings.endpoint!r} enabled={self.settings.enabled}>"
+        return f"<Tracker endpoint={self.settings.safe_endpoint!r} enabled={self.settings.enabled}>"
 
     # --- recording (the hot path) -----------------------------------------------------
 
@@ -270,6 +272,20 @@ class Tracker:
 
     # --- process lifecycle --------------------------------------------------------------
 
+    def _sweep_at_start(self) -> None:
+        """Count at once the shared visits that ended while no worker was running (a
+        deploy, a quiet night), rather than with the first request, which may be hours
+        away; the sender then starts to deliver them."""
+        state = self._state
+        if state.visits is None:
+            return
+        try:
+            state.visits.sweep()
+        except Exception as exc:
+            self._swallow(exc)
+        if state.table.snapshot():
+            self._activate()
+
     def _activate(self) -> None:
         """First record in this process: start the sender (after a fork: a fresh state)."""
         state = self._current_state()
@@ -315,9 +331,11 @@ class Tracker:
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything counted so far, waiting at most ``timeout`` seconds (default:
         ``request_timeout``), retrying within that time as backoff and ``Retry-After``
-        allow. True when no batch is left waiting to be sent (a batch the collector
-        rejected is dropped, counted in ``stats().dropped``, and not waiting). Never
-        raises. Blocks the calling thread: asyncio apps use ``asyncio.to_thread``."""
+        allow. True when everything counted so far reached the collector; False when
+        something is still buffered (collector down, out of time, token refused) or the
+        collector refused a batch or a record (dropped and counted in
+        ``stats().dropped``). Never raises. Blocks the calling thread: asyncio apps use
+        ``asyncio.to_thread``."""
         if not self.settings.enabled:
             return True
         try:
@@ -331,7 +349,9 @@ class Tracker:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop recording, send what is left within ``timeout`` seconds (default:
         ``shutdown_timeout``) and stop the sender thread. For gunicorn ``worker_exit``,
-        ASGI lifespan shutdown or Celery ``worker_process_shutdown``. Idempotent."""
+        ASGI lifespan shutdown or Celery ``worker_process_shutdown``. Idempotent.
+        Returns what ``flush`` returns; counts still unsent are lost with the process,
+        and one warning says how many and why."""
         if not self._recording:
             return True
         self._recording = False

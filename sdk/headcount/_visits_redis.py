@@ -3,12 +3,23 @@
 Layout, under ``visits_redis_prefix`` plus a tag of the site's write token (so two sites
 sharing a database never mix), ``{e}`` being the current key's random epoch id:
 
-- ``key``: ``"{e}:{secret}"``, the daily link-key secret. Created with ``SET NX`` and a
-  24-hour TTL, so all workers use one; when it expires the next worker makes a new one.
+- ``key``: ``"{e}:{day}"``, the current epoch and the UTC day (on Redis's clock) it
+  belongs to. **No secret**: each worker derives the day's link key itself from
+  ``visits_secret`` (an app setting shared by the workers, never written to Redis) and
+  the day; ``{e}`` is a one-way tag of that key, so workers with a different secret are
+  detected. Someone who reads Redis cannot recompute a link hash from a client's
+  address and user agent.
 - ``link:{e}:{hash}``: keyed hash of (client address, user agent, host) -> visit id.
   Its TTL is the idle gap: a link lives no longer than the visit could.
-- ``visit:{id}``: first/last seen (Redis server time, ms), pages, entry route. No link.
+- ``visit:{id}``: first/last seen, pages, entry route. No link. Times are Redis server
+  time in whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests):
+  what the gap and the duration ranges need, and no finer.
 - ``open:{e}``: sorted set of visit ids by last-seen time; ``epochs``: the set of ``{e}``.
+
+Visit data and the open index outlive a day's key by the gap and an hour, so visits left
+open when every worker stops (a deploy, a crash, a quiet night) are still there for the
+first sweep after the restart, which runs when the tracker starts. Only a Redis restart
+(run without persistence, as advised) or a stop longer than a day loses them.
 
 Every step runs as one Lua script on Redis's own clock, so workers with skewed clocks
 agree, and a sweeper claims an idle visit (``ZREM`` inside the script) exactly once: only
@@ -29,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import queue
 import secrets
 import threading
@@ -48,7 +60,7 @@ from headcount._table import VisitKey
 from headcount._visits import KEY_LIFETIME, Clock, Emit, finished_visit, link_material, new_hasher
 from headcount.wire import route_problem
 
-__all__ = ["RedisVisits", "key_prefix"]
+__all__ = ["RedisVisits", "SecretMismatch", "day_key", "key_prefix", "time_unit_ms"]
 
 
 def _in_event_loop() -> bool:
@@ -70,18 +82,29 @@ _SWEEP_TIMEOUT: Final = 2.0
 # Links waiting for the worker thread in an asyncio app; beyond this they are skipped.
 _QUEUE_LIMIT: Final = 10_000
 
+# KEYS: key. ARGV: "{epoch}:{day}", day, TTL ms. Moves the key forward to `day` unless it
+# is already there (or beyond); returns the key's value and its TTL.
 _KEY_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+local current = redis.call('GET', KEYS[1])
+if current then
+  local day = tonumber(string.sub(current, 18))
+  if day and day >= tonumber(ARGV[2]) then
+    return {current, redis.call('PTTL', KEYS[1])}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return {ARGV[1], tonumber(ARGV[3])}
 """
 
-# KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap ms, data TTL ms,
-# visit key prefix, index TTL ms. Returns 0 (the epoch is stale), 1 (new), 2 (continued).
+# KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap (units), data TTL
+# ms, visit key prefix, index TTL ms, link TTL ms, time unit ms. Returns 0 (the epoch is
+# stale), 1 (new), 2 (continued). Times are kept in whole units of Redis server time.
 _RECORD_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current or string.sub(current, 1, 16) ~= ARGV[1] then return 0 end
 local t = redis.call('TIME')
-local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = string.format('%d', math.floor(ms / tonumber(ARGV[9])))
 local gap = tonumber(ARGV[4])
 local vid = redis.call('GET', KEYS[2])
 if vid then
@@ -92,13 +115,13 @@ if vid then
     redis.call('HSET', data, 'last', now)
     redis.call('PEXPIRE', data, ARGV[5])
     redis.call('ZADD', KEYS[3], now, vid)
-    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+    redis.call('PEXPIRE', KEYS[2], ARGV[8])
     return 2
   end
 end
 vid = ARGV[2]
 local data = ARGV[6] .. vid
-redis.call('SET', KEYS[2], vid, 'PX', ARGV[4])
+redis.call('SET', KEYS[2], vid, 'PX', ARGV[8])
 redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3])
 redis.call('PEXPIRE', data, ARGV[5])
 redis.call('ZADD', KEYS[3], now, vid)
@@ -108,7 +131,8 @@ redis.call('PEXPIRE', KEYS[4], ARGV[7])
 return 1
 """
 
-# KEYS: open, key. ARGV: epoch, gap ms, limit, visit key prefix. Claims the visits of
+# KEYS: open, key. ARGV: epoch, gap (units), limit, visit key prefix, time unit ms.
+# Claims the visits of
 # `epoch` idle for the gap, or all of them once the epoch is no longer the current key's
 # (an epoch never becomes current again). Returns 1 if it was current, 0 if not, then the
 # claimed visits flattened as first, last, pages, route ("" each when the data expired).
@@ -118,8 +142,8 @@ local live = current and string.sub(current, 1, 16) == ARGV[1]
 local upper = '+inf'
 if live then
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  upper = string.format('%d', now - tonumber(ARGV[2]))
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  upper = string.format('%d', math.floor(ms / tonumber(ARGV[5])) - tonumber(ARGV[2]))
 end
 local vids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', upper, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {live and 1 or 0}
@@ -142,6 +166,23 @@ def key_prefix(settings: TrackerSettings) -> str:
     return f"{settings.visits_redis_prefix}{tag}:"
 
 
+_DAY = 86400
+
+
+def time_unit_ms(visit_gap: float) -> int:
+    """The finest time Redis is given: whole seconds, or hundredths for the sub-10 s gaps
+    that only tests use (a gap of a fraction of a second cannot be told in seconds)."""
+    return 1000 if visit_gap >= 10 else 10
+
+
+def day_key(visits_secret: str, day: int) -> tuple[str, bytes]:
+    """The link key of one UTC day, and its epoch tag (a one-way hash of the key)."""
+    master = hashlib.sha256(visits_secret.encode("utf-8")).digest()
+    key = hmac.new(master, b"headcount-visit-link-day:%d" % day, hashlib.sha256).digest()
+    epoch = hashlib.blake2b(key, digest_size=8, person=b"hc-visit-epoch").hexdigest()
+    return epoch, key
+
+
 class _LinkKey:
     __slots__ = ("epoch", "hasher", "valid_until")
 
@@ -149,6 +190,10 @@ class _LinkKey:
         self.epoch = epoch
         self.hasher = new_hasher(secret)
         self.valid_until = valid_until
+
+
+class SecretMismatch(redis.DataError):
+    """The day's key in Redis was made from another ``visits_secret``."""
 
 
 class RedisVisits:
@@ -170,9 +215,14 @@ class RedisVisits:
         self._log = log
         self._clock = clock
         self._addresses = addresses or ClientAddress(settings.trusted_proxies)
-        self._gap_ms = str(max(1, round(settings.visit_gap * 1000)))
-        self._data_ttl_ms = str(round(settings.visit_gap * 1000) + _DATA_GRACE_MS)
+        gap_ms = max(1, round(settings.visit_gap * 1000))
+        self._unit_ms = time_unit_ms(settings.visit_gap)
+        self._link_ttl_ms = str(gap_ms)
+        self._gap_units = str(max(1, -(-gap_ms // self._unit_ms)))
+        # Visit data lives as long as its epoch's index: a visit left open when every
+        # worker stopped is still there for the first sweep after they restart.
         self._index_ttl_ms = str(round((KEY_LIFETIME + settings.visit_gap) * 1000) + _DATA_GRACE_MS)
+        self._data_ttl_ms = self._index_ttl_ms
         prefix = key_prefix(settings)
         self._secret_key = prefix + "key"
         self._epochs_key = prefix + "epochs"
@@ -186,6 +236,7 @@ class RedisVisits:
         self._slow: Any = None  # the sweeper's client
         self._scripts: dict[str, Any] = {}
         self._checked_persistence = False
+        self._swept = False
         self._closed = False
         self._queue: queue.Queue[tuple[float, bytes, str] | None] = queue.Queue(_QUEUE_LIMIT)
         self._worker: threading.Thread | None = None
@@ -258,10 +309,12 @@ class RedisVisits:
                         key.epoch,
                         secrets.token_hex(8),
                         route,
-                        self._gap_ms,
+                        self._gap_units,
                         self._data_ttl_ms,
                         self._visit_prefix,
                         self._index_ttl_ms,
+                        self._link_ttl_ms,
+                        self._unit_ms,
                     ],
                     client=client,
                 )
@@ -276,9 +329,14 @@ class RedisVisits:
     # --- the sender thread --------------------------------------------------------
 
     def sweep(self) -> None:
-        if self._closed:
+        if self._closed or self._clock() < self._paused_until:
             return
         try:
+            if not self._swept:
+                # The first sweep runs while the app starts: a Redis that is down or hangs
+                # must cost the start no more than one short request timeout.
+                self._client(fast=True).ping()
+                self._swept = True
             client = self._client(fast=False)
             self._check_persistence(client)
             for raw in client.smembers(self._epochs_key):
@@ -310,7 +368,7 @@ class RedisVisits:
         while True:
             flat = self._scripts["claim"](
                 keys=[self._open_prefix + epoch, self._secret_key],
-                args=[epoch, self._gap_ms, _CLAIM_CHUNK, self._visit_prefix],
+                args=[epoch, self._gap_units, _CLAIM_CHUNK, self._visit_prefix, self._unit_ms],
                 client=client,
             )
             live: bool = flat[0] == 1
@@ -324,6 +382,7 @@ class RedisVisits:
         for i in range(0, len(flat) - 3, 4):
             try:
                 first, last, pages = int(flat[i]), int(flat[i + 1]), int(flat[i + 2])
+                first, last = first * self._unit_ms, last * self._unit_ms
                 route = flat[i + 3].decode("utf-8")
             except (ValueError, UnicodeDecodeError):
                 unusable += 1  # its data had expired, or was not ours
@@ -361,19 +420,36 @@ class RedisVisits:
         key = self._link_key
         if key is not None and now < key.valid_until:
             return key
-        candidate = f"{secrets.token_hex(8)}:{secrets.token_hex(32)}"
+        seconds = int(client.time()[0])  # Redis's clock: every worker agrees on the day
+        day = self.day_of(seconds)
+        epoch, _ = day_key(self._settings.visits_secret, day)
+        left_ms = (_DAY - seconds % _DAY) * 1000
         value, ttl_ms = self._scripts["key"](
             keys=[self._secret_key],
-            args=[candidate, round(KEY_LIFETIME * 1000)],
+            # The day's epoch outlives the day by the gap and an hour, like its data.
+            args=[f"{epoch}:{day}", day, left_ms + int(self._link_ttl_ms) + _DATA_GRACE_MS],
             client=client,
         )
-        epoch, _, secret_hex = value.decode("ascii").partition(":")
-        if len(epoch) != 16 or len(secret_hex) != 64:
+        stored_epoch, _, stored_day = value.decode("ascii").partition(":")
+        if not stored_day.isdigit():
             raise redis.DataError("the visit key in Redis is not one Headcount wrote")
-        lifetime = min(ttl_ms / 1000, KEY_LIFETIME) if ttl_ms > 0 else 1.0
-        key = _LinkKey(epoch, bytes.fromhex(secret_hex), now + lifetime)
+        # Another worker may already have moved on to the next day: use its day's key.
+        epoch, secret = day_key(self._settings.visits_secret, int(stored_day))
+        if stored_epoch != epoch:
+            self._log.warning(
+                "visits-secret",
+                "headcount: the visit key in Redis was made with another visits_secret; "
+                "every worker of a site must share one (pageviews are counted, not linked)",
+            )
+            raise SecretMismatch("visits_secret differs between workers")
+        lifetime = min(ttl_ms, left_ms) / 1000 if ttl_ms > 0 else 1.0
+        key = _LinkKey(epoch, secret, now + lifetime)
         self._link_key = key
         return key
+
+    def day_of(self, seconds: int) -> int:
+        """The UTC day a Redis timestamp falls on; a visit never spans two days' keys."""
+        return seconds // _DAY
 
     def _client(self, *, fast: bool) -> Any:
         client = self._fast if fast else self._slow

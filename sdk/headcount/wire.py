@@ -373,6 +373,9 @@ def schema_document() -> dict[str, object]:
 
 
 def _describe(t: msgspec.inspect.Type) -> str:
+    if isinstance(t, msgspec.inspect.Metadata):
+        # Annotated[..., Meta(...)]: the constraint is on the wrapped type.
+        return _describe(t.type)
     if isinstance(t, msgspec.inspect.LiteralType):
         return "one of " + ", ".join(map(str, t.values))
     if isinstance(t, msgspec.inspect.UnionType):
@@ -382,9 +385,14 @@ def _describe(t: msgspec.inspect.Type) -> str:
     if isinstance(t, msgspec.inspect.IntType):
         if t.multiple_of == 3600:
             return "UTC hour (Unix seconds, multiple of 3600)"
-        return "integer >= 1"
+        bounds = [f">= {t.ge}"] if t.ge is not None else []
+        bounds += [f"<= {t.le}"] if t.le is not None else []
+        return " ".join(["integer", *bounds])
     if isinstance(t, msgspec.inspect.StrType):
-        return "string" + (f" matching {t.pattern}" if t.pattern else "")
+        text = "string" + (f" matching {t.pattern}" if t.pattern else "")
+        if t.max_length is not None:
+            text += f", at most {t.max_length} characters"
+        return text
     if isinstance(t, msgspec.inspect.BoolType):
         return "boolean"
     if isinstance(t, msgspec.inspect.NoneType):

@@ -36,7 +36,7 @@ GOOD = site_file_text()
         (
             GOOD.replace('write_token_sha256 = "', 'write_token = "', 1),
             "sites[0].write_token",
-            "unknown field",
+            "the file holds only digests",
         ),
         (
             GOOD.replace('plan = ["free", "pro"]', 'plan = ["Free Plan"]'),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def test_access_log_has_no_address_query_or_token(collector_server: CollectorPro
         content=batch_body([pageview(route="/u/bob@example.com")]),
         headers={**auth(), "X-Forwarded-For": "198.51.100.23", "User-Agent": "CanaryUA/9.9"},
     )
+    # The access line is written just after the answer is sent: give it a moment.
+    deadline = time.monotonic() + 5
+    while "POST /v1/ingest 422" not in collector_server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     # The server's own listening address is no client's; every other line is checked.
     log = "\n".join(
         line

@@ -43,6 +43,51 @@ def test_schema_lists_every_kind_field_and_label(client: TestClient) -> None:
     assert "site" not in body
 
 
+def expected_type(t: msgspec.inspect.Type) -> str:
+    """What /v1/schema must say about a field's type, derived from the wire type itself."""
+    while isinstance(t, msgspec.inspect.Metadata):
+        t = t.type
+    if isinstance(t, msgspec.inspect.UnionType):
+        return " or ".join(expected_type(x) for x in t.types)
+    if isinstance(t, msgspec.inspect.LiteralType):
+        return "one of " + ", ".join(map(str, t.values))
+    if isinstance(t, msgspec.inspect.BoolType):
+        return "boolean"
+    if isinstance(t, msgspec.inspect.NoneType):
+        return "null"
+    if isinstance(t, msgspec.inspect.IntType):
+        if t.multiple_of == 3600:
+            return "UTC hour (Unix seconds, multiple of 3600)"
+        return (
+            "integer"
+            + (f" >= {t.ge}" if t.ge is not None else "")
+            + (f" <= {t.le}" if t.le is not None else "")
+        )
+    if isinstance(t, msgspec.inspect.StrType):
+        return (
+            "string"
+            + (f" matching {t.pattern}" if t.pattern else "")
+            + (f", at most {t.max_length} characters" if t.max_length is not None else "")
+        )
+    if isinstance(t, msgspec.inspect.DictType):
+        return f"object of {expected_type(t.key_type)} to {expected_type(t.value_type)}"
+    raise AssertionError(f"the schema test does not know {t!r}: describe it in wire.py")
+
+
+def test_schema_describes_every_field_type_as_ingest_checks_it(client: TestClient) -> None:
+    kinds = client.get("/v1/schema").json()["wire"]["record_kinds"]
+    for record_type in wire.RECORD_TYPES:
+        info = msgspec.inspect.type_info(record_type)
+        assert isinstance(info, msgspec.inspect.StructType)
+        described = {f["name"]: f["type"] for f in kinds[info.tag]["fields"]}
+        for field in info.fields:
+            assert described[field.encode_name] == expected_type(field.type), field.name
+    every_type = " ".join(f["type"] for kind in kinds.values() for f in kind["fields"])
+    # No msgspec class name leaks through as a "type" (there were 13 "Metadata").
+    for internal in ("Metadata", "StrType", "IntType", "Type("):
+        assert internal not in every_type
+
+
 def test_schema_labels_are_exactly_what_ingest_accepts(client: TestClient) -> None:
     body = client.get("/v1/schema").json()
     hour = current_hour()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -38,9 +39,12 @@ def test_quickstart_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     command = quickstart_commands()[0]
     command += f" --duration 25 --port {free_port()} --app-port {free_port()}"
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
     done = subprocess.run(
         ["bash", "-c", command],
         cwd=clone,
+        env={**os.environ, "TMPDIR": str(temp)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -54,3 +58,13 @@ def test_quickstart_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     assert counts
     assert sum(counts) > 20
     assert "/users/{id}" in final[0]
+    # Simulated browsers send what browsers send: clicks inside the site are internal,
+    # not (other) referrers, and they are not entries.
+    figures = dict(
+        line.split(": ", 1) for line in done.stdout.splitlines() if line.startswith("final ")
+    )
+    entries = sum(int(n) for n in re.findall(r" (\d+)", figures["final entries"]))
+    assert 0 < entries < sum(counts)
+    assert "(internal)" in figures["final referrers"]
+    assert "(other)" not in figures["final referrers"]
+    assert not list(temp.iterdir())  # the demo removed what it created

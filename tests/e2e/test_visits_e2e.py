@@ -511,6 +511,7 @@ def test_visits_in_redis_under_four_workers_match_the_truth_exactly(
         {
             "HEADCOUNT_VISITS_STORE": REDIS_URL,
             "HEADCOUNT_VISITS_REDIS_PREFIX": redis_prefix,
+            "HEADCOUNT_VISITS_SECRET": "e2e-visits-secret-" + redis_prefix[-32:],
             # Generous for a loaded CI machine: a timed-out update would split a visit.
             "HEADCOUNT_VISITS_REDIS_TIMEOUT": "2",
         },

@@ -240,12 +240,12 @@ def test_sends_over_a_real_socket_to_the_collector_server(
     assert tracker.stats().sent == 1
     assert stored_total(collector_server.db_path, TABLES["request"].name) == 30
     assert stored_total(collector_server.db_path, TABLES["pageview"].name) == 30
-    # The collector dedupes on batch_id, so it would also accept our retries: a wrong
-    # token, though, is a 401 the SDK must drop, not retry.
+    # A wrong token is refused (401) and stores nothing; the SDK keeps the batch for
+    # when the token is fixed (tests/sdk/test_sender_failures.py) and says so.
     wrong = Tracker(collector_server.url, "hcw_wrong-token", flush_interval=86400)
     wrong.record_request(page())
-    wrong.flush(5)
-    assert (wrong.stats().dropped, wrong.stats().retried) == (1, 0)
+    assert wrong.flush(5) is False
+    assert (wrong.stats().dropped, wrong.stats().buffered) == (0, 1)
     assert stored_total(collector_server.db_path, TABLES["pageview"].name) == 30
     wrong.shutdown(1)
     tracker.shutdown(1)

@@ -36,6 +36,7 @@ def test_shutdown_is_bounded_when_redis_hangs(silent_redis: str) -> None:
         transport=httpx.MockTransport(collector),
         flush_interval=86400,
         visits_store=silent_redis,
+        visits_secret="test-visits-secret-0123456789abcdefghij",
     )
     tracker.record_request(
         RequestInfo("GET", "/", 200, 0.01, user_agent=BROWSER, client_addr="192.0.2.1")

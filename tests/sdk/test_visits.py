@@ -468,7 +468,11 @@ def test_visit_settings_defaults_and_modes() -> None:
         100_000,
     )
     assert build({"visits": False}).visits_mode == "off"
-    assert build({"visits_store": "redis://127.0.0.1:6379/0"}).visits_mode == "redis"
+    redis_options = {
+        "visits_store": "redis://127.0.0.1:6379/0",
+        "visits_secret": "s" * 24 + "0123456789",
+    }
+    assert build(redis_options).visits_mode == "redis"
 
 
 def test_visit_settings_from_the_environment() -> None:

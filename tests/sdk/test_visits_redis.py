@@ -25,7 +25,8 @@ from headcount._log import RateLimitedLog
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._table import VisitKey
-from headcount._visits_redis import RedisVisits, key_prefix
+from headcount._visits_redis import RedisVisits, day_key, key_prefix
+from headcount.wire import Visit
 
 from .conftest import BROWSER, page
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.redis
 REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GAP = 0.4
 ADDRESS = "203.0.113.77"
+SECRET = "test-visits-secret-0123456789abcdefghij"
 
 
 @pytest.fixture
@@ -81,6 +83,7 @@ def settings_for(prefix: str, **options: object) -> TrackerSettings:
             "visits_store": REDIS_URL,
             "visits_redis_prefix": prefix,
             "visit_gap": GAP,
+            "visits_secret": SECRET,
             **options,
         }
     )
@@ -190,34 +193,100 @@ def test_redis_holds_only_keyed_hashes_that_expire_with_the_gap(
     links = [n for n in names if b":link:" in n]
     assert len(links) == 1
     assert 0 < redis_client.pttl(links[0]) <= 30_000
+    # The link secret is derived in the app from visits_secret and the day; Redis holds
+    # neither, nor the day's key, only a one-way tag of it.
+    now = int(redis_client.time()[0])
+    epoch, day_secret = day_key(SECRET, now // 86400)
+    for held in (SECRET.encode(), day_secret.hex().encode(), day_secret):
+        assert held not in dump
+    assert redis_client.get(key_prefix(settings_for(prefix)) + "key") == (
+        f"{epoch}:{now // 86400}".encode()
+    )
     key_ttl = redis_client.pttl(key_prefix(settings_for(prefix)) + "key")
-    assert 23 * 3600 * 1000 < key_ttl <= 24 * 3600 * 1000
+    assert key_ttl <= (86400 - now % 86400 + 30 + 3600) * 1000
+    # Times in whole seconds: what a 30-minute gap and the duration ranges need.
+    (data,) = [n for n in names if b":visit:" in n]
+    first = int(redis_client.hget(data, "first") or 0)
+    assert abs(first - now) <= 2
 
 
-def test_the_key_is_shared_and_its_replacement_ends_every_visit(
-    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+class NextDay(RedisVisits):
+    """A worker whose clock says tomorrow: the day's key rotates under the others."""
+
+    day_offset = 0
+
+    def day_of(self, seconds: int) -> int:
+        return super().day_of(seconds) + self.day_offset
+
+
+def test_the_days_key_is_shared_and_the_next_days_ends_every_visit(
+    prefix: str, redis_client: redis.Redis
 ) -> None:
     emitted = Emitted()
-    a, _ = worker(emitted, visit_gap=60)
-    b, _ = worker(emitted, visit_gap=60)
+    settings = settings_for(prefix, visit_gap=60)
+    a = NextDay(settings, emitted, Counters(), RateLimitedLog())
+    b = NextDay(settings, emitted, Counters(), RateLimitedLog())
+    try:
+        view(a, "/a")
+        view(b, "/a2")  # same browser, other worker, same day's key: one visit
+        assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
+        secret_key = key_prefix(settings) + "key"
+        old = redis_client.get(secret_key)
+        # Deleting the key changes nothing: every worker derives the same day's key.
+        redis_client.delete(secret_key)
+        view(a, "/a3")
+        assert redis_client.get(secret_key) == old
+        a.sweep()
+        assert emitted.summary() == {}
+        # Midnight: b moves to the next day, whose key a derives too.
+        b.day_offset = 1
+        b._link_key = None  # its cached key would otherwise last until its own midnight
+        view(b, "/b")
+        assert redis_client.get(secret_key) != old
+        a.sweep()  # the old day's visits all end, idle or not, and their links go
+        assert emitted.summary() == {("/a", "<10s", "3-4"): 1}
+        assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
+        a._link_key = None
+        a.day_offset = 1
+        view(a, "/b2")  # the same browser continues under the new day's key
+    finally:
+        b.close()
+        a.close()
+    assert emitted.summary() == {("/a", "<10s", "3-4"): 1}  # /b is still open, not idle
+    assert len(redis_client.smembers(key_prefix(settings) + "epochs")) == 1
+
+
+def test_workers_with_different_secrets_are_told_apart_and_link_nothing(
+    worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    emitted = Emitted()
+    a, _ = worker(emitted)
+    b, b_counters = worker(emitted, visits_secret="another-secret-0123456789abcdefghijkl")
     view(a, "/a")
-    view(b, "/a2")
-    assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
-    # The daily key expires now; the next worker to need one makes a new one.
-    secret_key = key_prefix(settings_for(prefix)) + "key"
-    old = redis_client.get(secret_key)
-    redis_client.delete(secret_key)
-    view(b, "/b")  # b's cached key is refused by Redis: it fetches the new one
-    assert redis_client.get(secret_key) != old
-    a.sweep()  # the old epoch's visits all end, idle or not, and their links go
-    assert emitted.summary() == {("/a", "<10s", "2"): 1}
-    assert len(list(redis_client.scan_iter(match=prefix + "*:link:*"))) == 1
-    view(a, "/b2")  # the same browser continues under the new key: the new visit
-    b.close()
-    a.close()
-    assert emitted.summary() == {("/a", "<10s", "2"): 1}  # /b is still open, not idle
-    epochs = redis_client.smembers(key_prefix(settings_for(prefix)) + "epochs")
-    assert len(epochs) == 1
+    with caplog.at_level("WARNING", logger="headcount"):
+        view(b, "/a2")
+    assert b_counters.errors == 1
+    assert any("another visits_secret" in r.getMessage() for r in caplog.records)
+    assert SECRET not in caplog.text
+
+
+def test_a_redis_store_needs_an_app_side_secret() -> None:
+    from headcount import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="visits_secret"):
+        TrackerSettings.build(
+            {"endpoint": "http://c.test", "write_token": "t", "visits_store": REDIS_URL}
+        )
+    with pytest.raises(ConfigurationError, match="at least 32") as short:
+        TrackerSettings.build(
+            {
+                "endpoint": "http://c.test",
+                "write_token": "t",
+                "visits_store": REDIS_URL,
+                "visits_secret": "too-short-secret",
+            }
+        )
+    assert "too-short-secret" not in str(short.value)
 
 
 def test_close_emits_idle_visits_and_leaves_live_ones_to_the_other_workers(
@@ -261,6 +330,7 @@ def test_an_unreachable_redis_fails_open_quickly(prefix: str) -> None:
             # A port nothing listens on, and an address that never answers.
             "visits_store": "redis://127.0.0.1:1/0",
             "visits_redis_prefix": prefix,
+            "visits_secret": SECRET,
         }
     )
     counters = Counters()
@@ -291,6 +361,7 @@ def test_a_tracker_keeps_counting_pageviews_when_redis_is_down(prefix: str) -> N
         visits_store="redis://10.255.255.1:6379/0",  # unroutable: connects time out
         visits_redis_timeout=0.05,
         visits_redis_prefix=prefix,
+        visits_secret=SECRET,
     )
     started = time.perf_counter()
     for _ in range(50):
@@ -316,6 +387,7 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
         "visits_store": REDIS_URL,
         "visits_redis_prefix": prefix,
         "visit_gap": GAP,
+        "visits_secret": SECRET,
     }
     workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]  # type: ignore[arg-type]
     workers[0].record_request(page(route="/in", client_addr=ADDRESS))
@@ -359,6 +431,7 @@ def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
                 "endpoint": "http://collector.test",
                 "write_token": "test-token",
                 "visits_store": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                "visits_secret": SECRET,
             }
         )
         store = RedisVisits(settings, Emitted(), Counters(), RateLimitedLog())
@@ -374,3 +447,38 @@ def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
         closer = threading.Thread(target=store.close, daemon=True)
         closer.start()
         closer.join(0.1)  # a dead Redis may hold close(); the process is not held
+
+
+def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
+    prefix: str, redis_client: redis.Redis
+) -> None:
+    sent: list[bytes] = []
+
+    def collect(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(202, json={"accepted": 1})
+
+    options: dict[str, object] = {
+        "transport": httpx.MockTransport(collect),
+        "flush_interval": 86400,
+        "visits_store": REDIS_URL,
+        "visits_redis_prefix": prefix,
+        "visit_gap": GAP,
+        "visits_secret": SECRET,
+    }
+    before = Tracker("http://collector.test", "t", **options)  # type: ignore[arg-type]
+    before.record_request(page(route="/in", client_addr=ADDRESS))
+    before.record_request(page(route="/on", client_addr=ADDRESS))
+    assert before.shutdown(5)  # the deploy stops every worker; the visit is still open
+    assert b'"kind":"visit"' not in b"".join(sent)
+    # Its data outlives a stop far longer than the gap plus an hour (a day and more).
+    (data,) = redis_client.scan_iter(match=prefix + "*:visit:*")
+    assert redis_client.pttl(data) > 24 * 3600 * 1000
+    time.sleep(GAP + 0.1)
+    # The new worker sweeps as it starts and sends without waiting for a request.
+    after = Tracker("http://collector.test", "t", **options)  # type: ignore[arg-type]
+    claimed = [r for r in after.peek() if isinstance(r, Visit)]
+    assert [(r.route, r.duration, r.pages) for r in claimed] == [("/in", "<10s", "2")]
+    assert after.stats().recorded == 0  # no request was needed
+    assert after.shutdown(2)
+    assert b'"route":"/in","duration":"<10s","pages":"2"' in b"".join(sent)
