@@ -90,6 +90,7 @@ def create_app(
         wanted = settings.metrics_token_sha256 or settings.metrics_port
         metrics = PrometheusMetrics() if wanted else NoMetrics()
     store.migrate()
+    store.key_cap = settings.max_keys_per_hour
     committer = GroupCommitter(store, settings.max_group_batches, metrics=metrics)
 
     # Per site, the hour before which everything is sealed, as last seen by this worker:

@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_level=args.log_level,
         retention_interval=args.retention_interval,
+        max_keys_per_hour=args.max_keys_per_hour,
         reload_on_sighup=True,
         metrics_token_sha256=token_digest(metrics_token).hex() if metrics_token else "",
         metrics_port=args.metrics_port,
@@ -251,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3600.0,
         help="seconds between retention runs (roll-up and deletion) in each worker",
+    )
+    serve.add_argument(
+        "--max-keys-per-hour",
+        type=int,
+        default=10_000,
+        help="distinct keys a site may create per table and hour; more count as (other), "
+        "so one write token cannot fill the database",
     )
     serve.add_argument(
         "--metrics-port",

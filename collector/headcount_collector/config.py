@@ -325,6 +325,9 @@ class Settings:
     access_log: bool = False
     # How often each worker rolls up and purges old rows (seconds).
     retention_interval: float = 3600.0
+    # Distinct keys a site may create per table and hour; the rest fold into (other), so
+    # one write token cannot fill the database (and it shows in keys_spilled metrics).
+    max_keys_per_hour: int = 10_000
     # How often each worker looks for hours and days that are due to be sealed (seconds).
     seal_interval: float = 60.0
     # How long batch ids are remembered so a retry is recognised (seconds, >= 48 h).
@@ -353,3 +356,5 @@ class Settings:
             raise ValueError("retention_interval must be a positive number of seconds")
         if self.dedupe_seconds < 48 * 3600:
             raise ValueError("dedupe_seconds must cover at least 48 hours")
+        if self.max_keys_per_hour < 10:
+            raise ValueError("max_keys_per_hour must be at least 10")

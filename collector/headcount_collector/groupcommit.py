@@ -110,6 +110,16 @@ class GroupCommitter:
             self.groups += 1
             self.batches += len(group)
             self._metrics.committed(time.perf_counter() - started, len(group))
+            for batch in batches:
+                for kind, moved in batch.spilled.items():
+                    self._metrics.keys_spilled(kind, moved)
+            if any(batch.spilled for batch in batches):
+                logger.warning(
+                    "site %s reached max_keys_per_hour (%d); further new keys of that hour "
+                    "count as (other)",
+                    next(batch.site for batch in batches if batch.spilled),
+                    self._store.key_cap,
+                )
         assert self._loop is not None  # set by start() before the thread runs
         # RuntimeError: the loop is gone (shutdown without stop()); nobody is waiting.
         with contextlib.suppress(RuntimeError):

@@ -368,7 +368,15 @@ class Sender:
         status = response.status_code
         if 200 <= status < 300:
             # 202 accepted, or 200 duplicate: the collector has applied this batch_id.
-            self._counters.add(sent=1)
+            late = _late_counts(response)
+            self._counters.add(sent=1, late=late)
+            if late:
+                self._log.warning(
+                    "late",
+                    "headcount: %d counts reached the collector after their hour was sealed; "
+                    "they count in their day, not in that hour (see stats().late)",
+                    late,
+                )
             return _Outcome.DONE
         if status in (408, 429) or status >= 500:
             self._last_problem = f"the collector answered HTTP {status}"
@@ -495,3 +503,14 @@ def _error_text(response: HttpResponse) -> str:
         text = response.text
     text = "".join(c if c.isprintable() else " " for c in text[:_MAX_ERROR_TEXT])
     return text.strip() or "(no message)"
+
+
+def _late_counts(response: HttpResponse) -> int:
+    """Counts the collector stored for hours it had already sealed (``{"late": N}``)."""
+    if response.status_code != 202:
+        return 0
+    try:
+        late = response.json().get("late", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return late if isinstance(late, int) and late > 0 else 0

@@ -397,6 +397,7 @@ class Tracker:
             dropped=counters.dropped,
             buffered=state.sender.buffered,
             errors=counters.errors,
+            late=counters.late,
         )
 
 

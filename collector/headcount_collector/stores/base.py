@@ -19,9 +19,11 @@ from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
+    "DEFAULT_KEY_CAP",
     "CounterKey",
     "CounterQuery",
     "Dialect",
+    "KeyCounts",
     "PendingBatch",
     "ReleasedQuery",
     "RetentionResult",
@@ -34,6 +36,7 @@ __all__ = [
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
+    "spill_excess_keys",
     "stored_batch_id",
 ]
 
@@ -53,6 +56,8 @@ class PendingBatch:
     visits: str | None = None
     # The site's time zone: each hourly count is also added to the row of its local day.
     zone: ZoneInfo = field(default=ZoneInfo("UTC"))
+    # Set by the commit: per table, counts moved into (other) by the per-hour key cap.
+    spilled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class RetentionResult:
 
 
 class Store(Protocol):
+    # Distinct hourly keys per site, table and hour before the rest fold into (other).
+    key_cap: int
+
     def migrate(self) -> None:
         """Create or upgrade the schema; safe to run from several processes at once."""
 
@@ -208,6 +216,115 @@ def delete_expired(
         (site.id, now - dedupe_seconds),
     ).rowcount
     return RetentionResult(rolled, deleted, forgotten)
+
+
+# The dimensions whose values are open-ended and so can be flooded; the others are
+# declared (event names and properties) or a fixed set of labels.
+_OPEN_DIMENSIONS: dict[str, frozenset[str]] = {
+    "pageview": frozenset({"route", "referrer", "utm_source", "utm_medium", "utm_campaign"}),
+    "request": frozenset({"route"}),
+    "event": frozenset({"route"}),
+    "visit": frozenset({"route"}),
+    "bot": frozenset(),
+}
+DEFAULT_KEY_CAP = 10_000
+
+
+def _spilled_key(kind: str, dims: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    table = TABLES[kind]
+    open_dims = _OPEN_DIMENSIONS[kind]
+    return tuple(
+        OTHER if column in open_dims else value
+        for column, value in zip(table.dimensions, dims, strict=True)
+    )
+
+
+OTHER = "(other)"
+
+
+class KeyCounts:
+    """Per worker, an upper bound on how many hourly keys each (site, table, hour) holds,
+    so that the database is asked only when a bucket gets near its cap."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._known: dict[tuple[str, str, int], int] = {}
+        self._limit = limit
+
+    def get(self, key: tuple[str, str, int]) -> int | None:
+        return self._known.get(key)
+
+    def set(self, key: tuple[str, str, int], count: int) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()  # only an optimisation: the database stays the truth
+        self._known[key] = count
+
+
+def spill_excess_keys(
+    execute: Callable[..., Any],
+    batches: Sequence[PendingBatch],
+    applied: Sequence[bool],
+    cap: int,
+    known: KeyCounts,
+    placeholder: str,
+) -> None:
+    """Fold keys past ``cap`` distinct keys per site, table and hour into (other).
+
+    A write token can otherwise create rows without end (every record a new route or
+    referrer). Runs inside the commit's transaction, before the upserts; the counts stay,
+    only their open-ended labels become (other), and each batch's ``spilled`` says how
+    many counts moved.
+    """
+    ph = placeholder
+    wanted: dict[tuple[str, str, int], set[tuple[str | int, ...]]] = {}
+    for batch, ok in zip(batches, applied, strict=True):
+        if not ok:
+            continue
+        for kind, hour, dims in batch.counts:
+            if _OPEN_DIMENSIONS[kind]:
+                wanted.setdefault((batch.site, kind, hour), set()).add(dims)
+    moves: dict[tuple[str, str, int, tuple[str | int, ...]], tuple[str | int, ...]] = {}
+    for bucket, keys in wanted.items():
+        site, kind, hour = bucket
+        table = TABLES[kind]
+        estimate = known.get(bucket)
+        if estimate is None:
+            row = execute(
+                f"SELECT COUNT(*) FROM {table.name} WHERE site = {ph} AND res = 'h' "
+                f"AND bucket = {ph}",
+                (site, hour),
+            ).fetchone()
+            estimate = int(row[0])
+        if estimate + len(keys) + 1 <= cap:
+            known.set(bucket, estimate + len(keys))
+            continue
+        # Near the cap: find out exactly which keys are new.
+        existing = {
+            tuple(found)
+            for found in execute(
+                f"SELECT {', '.join(table.dimensions)} FROM {table.name} "
+                f"WHERE site = {ph} AND res = 'h' AND bucket = {ph}",
+                (site, hour),
+            ).fetchall()
+        }
+        fresh = sorted((k for k in keys if k not in existing), key=repr)
+        room = max(0, cap - len(existing) - 1)  # one row is kept for (other) itself
+        for dims in fresh[room:]:
+            moves[(site, kind, hour, dims)] = _spilled_key(kind, dims)
+        known.set(bucket, len(existing) + min(len(fresh), room) + 1)
+    if not moves:
+        return
+    for batch, ok in zip(batches, applied, strict=True):
+        if not ok:
+            continue
+        counts: dict[CounterKey, int] = {}
+        for (kind, hour, dims), n in batch.counts.items():
+            target = moves.get((batch.site, kind, hour, dims))
+            if target is not None:
+                batch.spilled[kind] = batch.spilled.get(kind, 0) + n
+                dims = target
+            key = (kind, hour, dims)
+            counts[key] = counts.get(key, 0) + n
+        batch.counts = counts
 
 
 def declared_modes(

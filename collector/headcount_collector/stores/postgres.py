@@ -25,8 +25,10 @@ from headcount_collector.errors import StoreUnavailable
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
+    DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
+    KeyCounts,
     PendingBatch,
     ReleasedQuery,
     RetentionResult,
@@ -36,6 +38,7 @@ from headcount_collector.stores.base import (
     merge_applied,
     release_migration,
     seal_bucket,
+    spill_excess_keys,
     stored_batch_id,
 )
 from headcount_collector.tables import TABLES, Table
@@ -156,8 +159,13 @@ _REMEMBER_BATCHES_SQL = (
 
 
 class PostgresStore:
-    def __init__(self, conninfo: str, pool: PoolSettings | None = None) -> None:
+    def __init__(
+        self, conninfo: str, pool: PoolSettings | None = None, key_cap: int = DEFAULT_KEY_CAP
+    ) -> None:
         settings = pool or PoolSettings()
+        # Distinct hourly keys per site, table and hour; more fold into (other).
+        self.key_cap = key_cap
+        self._key_counts = KeyCounts()
         self._pool_timeout = settings.timeout
         self._pool = ConnectionPool(
             conninfo,
@@ -237,6 +245,7 @@ class PostgresStore:
                 key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
                 applied.append(key in fresh)
                 fresh.discard(key)
+            spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             for table, rows in merge_applied(batches, applied).items():
                 ordered = sorted(rows.items())
                 columns = list(zip(*(key for key, _ in ordered), strict=True))

@@ -19,8 +19,10 @@ from headcount_collector.errors import StoreUnavailable
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
+    DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
+    KeyCounts,
     PendingBatch,
     ReleasedQuery,
     RetentionResult,
@@ -30,6 +32,7 @@ from headcount_collector.stores.base import (
     merge_applied,
     release_migration,
     seal_bucket,
+    spill_excess_keys,
     stored_batch_id,
 )
 from headcount_collector.tables import TABLES
@@ -80,9 +83,14 @@ SCHEMA_VERSION = len(_migrations())
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, busy_timeout: float = 10.0, key_cap: int = DEFAULT_KEY_CAP
+    ) -> None:
         if busy_timeout < 0:
             raise ValueError("busy_timeout must not be negative")
+        # Distinct hourly keys per site, table and hour; more fold into (other).
+        self.key_cap = key_cap
+        self._key_counts = KeyCounts()
         self.path = Path(path)
         # How long a write waits for another process's lock before the batch is answered
         # 503 (Retry-After) instead of being held indefinitely.
@@ -181,6 +189,7 @@ class SQLiteStore:
                 key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
                 applied.append(key in fresh)
                 fresh.discard(key)
+            spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             for table, rows in merge_applied(batches, applied).items():
                 conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
             conn.executemany(
