@@ -36,8 +36,8 @@ from headcount._schedule import HourlyHold
 from headcount._sender import Sender
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters, TrackerStats
-from headcount._table import CountTable, Key, to_records
-from headcount._visits import VisitStore, build_visit_store
+from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
+from headcount._visits import Linked, VisitStore, build_visit_store
 from headcount.wire import (
     INTERNAL,
     LATENCY_LABELS,
@@ -66,7 +66,11 @@ class _ProcessState:
         self.hold = HourlyHold(settings.max_keys) if settings.send_schedule == "hourly" else None
         self.start_lock = threading.Lock()
         self.visits: VisitStore | None = build_visit_store(
-            settings, self.table.add_finished_visits, self.counters, self.log
+            settings,
+            self.table.add_finished_visits,
+            self.table.add_linked_pageview,
+            self.counters,
+            self.log,
         )
         self.sender = Sender(settings, self.counters, self.log, self.collect)
 
@@ -198,16 +202,22 @@ class Tracker:
                 referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
+                pageview: PageviewKey = (
+                    "pageview", hour, route, referrer, entry, source, medium, campaign
+                )  # fmt: skip
                 state = self._state
                 if state.visits is not None:
                     # With visits on, an entry is the pageview that starts a visit; the
                     # referrer rule stays only where the store cannot tell.
                     started = state.visits.record(
-                        info.client_addr, info.forwarded_for, info.user_agent, info.host, route
-                    )
-                    if started is not None:
-                        entry = started
-                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
+                        info.client_addr, info.forwarded_for, info.user_agent, info.host,
+                        route, pageview,
+                    )  # fmt: skip
+                    if started is Linked.PENDING:
+                        state.table.add(request)  # the store counts the pageview
+                        return
+                    if started is not None and started is not entry:
+                        pageview = with_entry(pageview, started)
                 state.table.add(request, pageview)
             else:
                 self._state.table.add(request)
