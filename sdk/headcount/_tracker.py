@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from os import getpid
 from time import time as wall_time
-from typing import Any
+from typing import Any, Final
 
 from headcount._bots import bot_category
 from headcount._coarsen import (
@@ -50,6 +50,7 @@ from headcount.wire import (
 __all__ = ["Tracker"]
 
 _NAME = re.compile(NAME_PATTERN)
+_PENDING: Final = Linked.PENDING  # a global name: cheaper on the hot path than the attribute
 _CHILD_WAIT = 1.0
 
 
@@ -213,7 +214,7 @@ class Tracker:
                         info.client_addr, info.forwarded_for, info.user_agent, info.host,
                         route, pageview,
                     )  # fmt: skip
-                    if started is Linked.PENDING:
+                    if started is _PENDING:
                         state.table.add(request)  # the store counts the pageview
                         return
                     if started is not None and started is not entry:
