@@ -8,7 +8,16 @@ from typing import cast
 
 from headcount.wire import OTHER, REFERRER_SPECIAL, Bot, Event, Pageview, Record, Request, Visit
 
-__all__ = ["CountTable", "Key", "VisitKey", "merge_counts", "overflow_key", "to_records"]
+__all__ = [
+    "CountTable",
+    "Key",
+    "PageviewKey",
+    "VisitKey",
+    "merge_counts",
+    "overflow_key",
+    "to_records",
+    "with_entry",
+]
 
 # Keys are plain tuples, tagged by record kind, because hashing a tuple of interned
 # strings is the cheapest thing Python can count by:
@@ -23,6 +32,13 @@ EventKey = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
 BotKey = tuple[str, int, str]
 VisitKey = tuple[str, int, str, str, str]
 Key = RequestKey | PageviewKey | EventKey | BotKey | VisitKey
+
+
+def with_entry(key: PageviewKey, entry: bool) -> PageviewKey:
+    """The same pageview key, counted as an entry or not."""
+    kind, hour, route, referrer, _, source, medium, campaign = key
+    return (kind, hour, route, referrer, entry, source, medium, campaign)
+
 
 # Room above max_keys for overflow keys. Request, pageview and bot overflow keys are
 # few per hour by construction; only events with ever-new names can reach this ceiling.
@@ -97,6 +113,12 @@ class CountTable:
         with self._lock:
             for key in keys:
                 self._bump(key)
+
+    def add_linked_pageview(self, key: PageviewKey) -> None:
+        """Count a pageview whose request was counted earlier, once its visit link said
+        whether it is an entry (asyncio apps with Redis visits link on another thread)."""
+        with self._lock:
+            self._bump(key)
 
     def _bump(self, key: Key) -> None:
         """Add one under ``key`` (lock held). ``add`` inlines this: it is the hot path."""

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from os import getpid
 from time import time as wall_time
-from typing import Any
+from typing import Any, Final
 
 from headcount._bots import bot_category
 from headcount._coarsen import (
@@ -36,8 +36,8 @@ from headcount._schedule import HourlyHold
 from headcount._sender import Sender
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters, TrackerStats
-from headcount._table import CountTable, Key, to_records
-from headcount._visits import VisitStore, build_visit_store
+from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
+from headcount._visits import Linked, VisitStore, build_visit_store
 from headcount.wire import (
     INTERNAL,
     LATENCY_LABELS,
@@ -50,6 +50,7 @@ from headcount.wire import (
 __all__ = ["Tracker"]
 
 _NAME = re.compile(NAME_PATTERN)
+_PENDING: Final = Linked.PENDING  # a global name: cheaper on the hot path than the attribute
 _CHILD_WAIT = 1.0
 
 
@@ -66,7 +67,11 @@ class _ProcessState:
         self.hold = HourlyHold(settings.max_keys) if settings.send_schedule == "hourly" else None
         self.start_lock = threading.Lock()
         self.visits: VisitStore | None = build_visit_store(
-            settings, self.table.add_finished_visits, self.counters, self.log
+            settings,
+            self.table.add_finished_visits,
+            self.table.add_linked_pageview,
+            self.counters,
+            self.log,
         )
         self.sender = Sender(settings, self.counters, self.log, self.collect)
 
@@ -200,16 +205,22 @@ class Tracker:
                 referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
+                pageview: PageviewKey = (
+                    "pageview", hour, route, referrer, entry, source, medium, campaign
+                )  # fmt: skip
                 state = self._state
                 if state.visits is not None:
                     # With visits on, an entry is the pageview that starts a visit; the
                     # referrer rule stays only where the store cannot tell.
                     started = state.visits.record(
-                        info.client_addr, info.forwarded_for, info.user_agent, info.host, route
-                    )
-                    if started is not None:
-                        entry = started
-                pageview: Key = ("pageview", hour, route, referrer, entry, source, medium, campaign)
+                        info.client_addr, info.forwarded_for, info.user_agent, info.host,
+                        route, pageview,
+                    )  # fmt: skip
+                    if started is _PENDING:
+                        state.table.add(request)  # the store counts the pageview
+                        return
+                    if started is not None and started is not entry:
+                        pageview = with_entry(pageview, started)
                 state.table.add(request, pageview)
             else:
                 self._state.table.add(request)

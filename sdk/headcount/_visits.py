@@ -14,6 +14,7 @@ aggregated and sent like every other count.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 import threading
@@ -26,13 +27,15 @@ from headcount._log import RateLimitedLog
 from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
-from headcount._table import VisitKey
+from headcount._table import PageviewKey, VisitKey
 from headcount.wire import duration_label, pages_label
 
 __all__ = [
     "KEY_LIFETIME",
     "Clock",
+    "CountPageview",
     "Emit",
+    "Linked",
     "MemoryVisits",
     "VisitStore",
     "build_visit_store",
@@ -44,6 +47,15 @@ __all__ = [
 Clock = Callable[[], float]
 # Receives the keys of finished visits; the tracker counts them in its table.
 Emit = Callable[[Sequence[VisitKey]], None]
+# Counts a pageview whose request is already counted, once its link is made.
+CountPageview = Callable[[PageviewKey], None]
+
+
+class Linked(enum.Enum):
+    """The store took the pageview: it counts it, entry or not, once the link is made."""
+
+    PENDING = "pending"
+
 
 KEY_LIFETIME: Final = 24 * 3600.0
 LINK_BYTES: Final = 16
@@ -63,12 +75,15 @@ class VisitStore(Protocol):
         user_agent: str | None,
         host: str | None,
         route: str,
-    ) -> bool | None:
+        pageview: PageviewKey | None = None,
+    ) -> bool | Linked | None:
         """One pageview on ``route``: continue its browser's visit or start one.
 
         True when this pageview started a visit (it is the visit's entry), False when it
-        continued one, None when it was not linked (no client address, store unavailable,
-        or the link is made later on another thread)."""
+        continued one, None when it was not linked (no client address, store unavailable);
+        the caller counts its pageview accordingly. ``Linked.PENDING`` when the link is
+        made later on another thread, which then counts ``pageview`` (given by the
+        caller for that case) itself."""
 
     def sweep(self) -> None:
         """Close visits idle for ``visit_gap`` (and every visit once the key is due)."""
@@ -151,6 +166,7 @@ class MemoryVisits:
         user_agent: str | None,
         host: str | None,
         route: str,
+        pageview: PageviewKey | None = None,
     ) -> bool | None:
         addresses = self._addresses
         # The common case (no proxies to trust) skips a call: this is the request path.
@@ -225,7 +241,11 @@ class MemoryVisits:
 
 
 def build_visit_store(
-    settings: TrackerSettings, emit: Emit, counters: Counters, log: RateLimitedLog
+    settings: TrackerSettings,
+    emit: Emit,
+    count_pageview: CountPageview,
+    counters: Counters,
+    log: RateLimitedLog,
 ) -> VisitStore | None:
     """The store ``settings`` ask for, or None when visits are off."""
     mode = settings.visits_mode
@@ -236,4 +256,4 @@ def build_visit_store(
     # Imported only when asked for: redis-py is an optional dependency.
     from headcount._visits_redis import RedisVisits
 
-    return RedisVisits(settings, emit, counters, log)
+    return RedisVisits(settings, emit, counters, log, count_pageview=count_pageview)

@@ -56,8 +56,17 @@ from headcount._log import RateLimitedLog
 from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
-from headcount._table import VisitKey
-from headcount._visits import KEY_LIFETIME, Clock, Emit, finished_visit, link_material, new_hasher
+from headcount._table import PageviewKey, VisitKey, with_entry
+from headcount._visits import (
+    KEY_LIFETIME,
+    Clock,
+    CountPageview,
+    Emit,
+    Linked,
+    finished_visit,
+    link_material,
+    new_hasher,
+)
 from headcount.wire import route_problem
 
 __all__ = ["RedisVisits", "SecretMismatch", "day_key", "key_prefix", "time_unit_ms"]
@@ -208,9 +217,13 @@ class RedisVisits:
         *,
         clock: Clock = time.monotonic,
         addresses: ClientAddress | None = None,
+        count_pageview: CountPageview | None = None,
     ) -> None:
         self._settings = settings
         self._emit = emit
+        # Where a pageview linked on the worker thread is counted (asyncio apps); without
+        # it such pageviews are left to the caller and keep the referrer rule for entries.
+        self._count_pageview = count_pageview
         self._counters = counters
         self._log = log
         self._clock = clock
@@ -238,7 +251,9 @@ class RedisVisits:
         self._checked_persistence = False
         self._swept = False
         self._closed = False
-        self._queue: queue.Queue[tuple[float, bytes, str] | None] = queue.Queue(_QUEUE_LIMIT)
+        self._queue: queue.Queue[tuple[float, bytes, str, PageviewKey | None] | None] = queue.Queue(
+            _QUEUE_LIMIT
+        )
         self._worker: threading.Thread | None = None
 
     # --- the request path ---------------------------------------------------------
@@ -250,7 +265,8 @@ class RedisVisits:
         user_agent: str | None,
         host: str | None,
         route: str,
-    ) -> bool | None:
+        pageview: PageviewKey | None = None,
+    ) -> bool | Linked | None:
         now = self._clock()
         if now < self._paused_until or self._closed:
             return None
@@ -260,14 +276,20 @@ class RedisVisits:
         material = link_material(address, user_agent, host)
         if _in_event_loop():
             # An asyncio app: a Redis round trip here would stall every request of this
-            # event loop, so a worker thread makes it. The material waits in memory for
-            # a moment, as it would in this call; a full queue drops the link, not the
-            # pageview (which is already counted).
-            self._enqueue(now, material, route)
+            # event loop, so a worker thread makes it, and then counts the pageview as
+            # an entry or not. The material waits in memory for a moment, as it would in
+            # this call; a full queue drops the link, never the pageview (the caller
+            # counts it).
+            if self._count_pageview is None:
+                pageview = None
+            if self._enqueue(now, material, route, pageview) and pageview is not None:
+                return Linked.PENDING
             return None
         return self._record_now(now, material, route)
 
-    def _enqueue(self, now: float, material: bytes, route: str) -> None:
+    def _enqueue(
+        self, now: float, material: bytes, route: str, pageview: PageviewKey | None
+    ) -> bool:
         worker = self._worker
         if worker is None:
             with self._clients_lock:
@@ -277,18 +299,25 @@ class RedisVisits:
                     )
                     self._worker.start()
         try:
-            self._queue.put_nowait((now, material, route))
+            self._queue.put_nowait((now, material, route, pageview))
         except queue.Full:
             self._counters.add(errors=1)
             self._log.warning("visits-queue", "headcount visit queue full: a link was skipped")
+            return False
+        return True
 
     def _drain(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            now, material, route = item
-            self._record_now(now, material, route)
+            now, material, route, pageview = item
+            # After a failure the queue empties without Redis: links are skipped, and
+            # the pageviews counted under the referrer rule.
+            paused = self._clock() < self._paused_until
+            started = None if paused else self._record_now(now, material, route)
+            if pageview is not None and self._count_pageview is not None:
+                self._count_pageview(pageview if started is None else with_entry(pageview, started))
 
     def _record_now(self, now: float, material: bytes, route: str) -> bool | None:
         """Link one pageview: True if it started a visit, False if it continued one."""

@@ -3,7 +3,9 @@ pageview whose referrer is not internal."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,7 +23,7 @@ EXTERNAL = {"referer": "https://news.example.net/story", "sec_fetch_site": "cros
 TYPED = {"referer": None, "sec_fetch_site": "none"}  # a bookmark or a typed URL
 
 
-def browse(tracker: Tracker) -> dict[tuple[str, bool], int]:
+def send_visits(tracker: Tracker) -> None:
     """Two browsers: one arrives from a link, navigates, then opens a bookmark mid-visit;
     the other arrives from the same link and reads one page."""
     first = {"client_addr": "198.51.100.7"}
@@ -31,6 +33,14 @@ def browse(tracker: Tracker) -> dict[tuple[str, bool], int]:
     tracker.record_request(page(route="/docs", **TYPED, **first))
     tracker.record_request(page(route="/docs", **EXTERNAL, **first))
     tracker.record_request(page(route="/", **EXTERNAL, **second))
+
+
+def browse(tracker: Tracker) -> dict[tuple[str, bool], int]:
+    send_visits(tracker)
+    return pageviews_by_entry(tracker)
+
+
+def pageviews_by_entry(tracker: Tracker) -> dict[tuple[str, bool], int]:
     counts: dict[tuple[str, bool], int] = {}
     for record in tracker.peek():
         if isinstance(record, Pageview):
@@ -102,3 +112,47 @@ def test_with_visits_in_redis_an_entry_is_the_first_pageview_of_a_visit(
     finally:
         tracker.shutdown(2)
     assert counts == {("/", True): 2, ("/pricing", False): 1, ("/docs", False): 2}
+
+
+@pytest.mark.redis
+def test_in_an_asyncio_app_with_redis_entries_are_still_visit_starts(redis_prefix: str) -> None:
+    """There the link is made on a worker thread, which then counts the pageview."""
+    tracker = make_tracker(visits_store=REDIS_URL, visits_redis_prefix=redis_prefix)
+
+    async def serve() -> None:
+        send_visits(tracker)
+
+    try:
+        asyncio.run(serve())
+        deadline = time.monotonic() + 5
+        counts = pageviews_by_entry(tracker)
+        while sum(counts.values()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            counts = pageviews_by_entry(tracker)
+        # Every request was counted at once; each pageview once its link was made.
+        assert tracker.stats().recorded == 5
+    finally:
+        tracker.shutdown(2)
+    assert counts == {("/", True): 2, ("/pricing", False): 1, ("/docs", False): 2}
+
+
+def test_in_an_asyncio_app_with_redis_down_pageviews_keep_the_referrer_rule() -> None:
+    tracker = make_tracker(
+        visits_store="redis://127.0.0.1:1/0",  # nothing listens there: refused at once
+        visits_redis_prefix="headcount-test-down:",
+    )
+
+    async def serve() -> None:
+        send_visits(tracker)
+
+    try:
+        asyncio.run(serve())
+        deadline = time.monotonic() + 5
+        counts = pageviews_by_entry(tracker)
+        while sum(counts.values()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            counts = pageviews_by_entry(tracker)
+    finally:
+        tracker.shutdown(2)
+    # No pageview is lost with the links: all five, entries by the referrer rule.
+    assert counts == {("/", True): 2, ("/pricing", False): 1, ("/docs", True): 2}

@@ -119,3 +119,24 @@ def test_bad_environment_values_warn_and_fall_back(
 def test_environment_can_disable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADCOUNT_ENABLED", "off")
     assert Tracker().settings.enabled is False
+
+
+def test_exclude_routes_from_the_environment_extend_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from headcount._settings import DEFAULT_EXCLUDE_ROUTES
+
+    monkeypatch.setenv("HEADCOUNT_EXCLUDE_ROUTES", "/internal*, /status")
+    t = Tracker("http://c.test", "tok")
+    assert t.settings.excluded_routes == (*DEFAULT_EXCLUDE_ROUTES, "/internal*", "/status")
+    monkeypatch.setenv("HEADCOUNT_EXCLUDE_DEFAULT_ROUTES", "false")
+    t = Tracker("http://c.test", "tok")
+    assert t.settings.excluded_routes == ("/internal*", "/status")
+    # A route listed again is kept once.
+    t = Tracker("http://c.test", "tok", exclude_routes=["/healthz"], exclude_default_routes=True)
+    assert t.settings.excluded_routes == DEFAULT_EXCLUDE_ROUTES
+
+
+def test_exclude_default_routes_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="exclude_default_routes"):
+        Tracker("http://c.test", "tok", exclude_default_routes="no")
