@@ -432,7 +432,7 @@ def _run_exact(store: Store, site: Site, query: StatsQuery, now: float) -> dict[
         "totals": released.totals,
     }
     if query.metric == "visits":
-        response["derived"] = _visit_figures(store, site, filters, span, query.filters)
+        response["derived"] = _visit_figures(store, site, filters, span)
     if notes:
         response["notes"] = notes
     return response
@@ -443,7 +443,6 @@ def _visit_figures(
     site: Site,
     filters: list[tuple[str | tuple[str, str], str | int]],
     span: tuple[int, int],
-    user_filters: tuple[tuple[str, str], ...],
 ) -> dict[str, float | None]:
     """Bounce rate and views per visit over the whole range, from released numbers only.
 
@@ -458,12 +457,13 @@ def _visit_figures(
         if isinstance(total, int) and total and isinstance(single, int)
         else None
     )
+    # From the visits' own pages ranges: pageviews of visits still open (or of requests
+    # that were never linked) must not inflate it.
     views: float | None = None
-    if isinstance(total, int) and total and not user_filters:
-        pageviews = _release(store, site, TABLES["pageview"], [], (), "total", span, None)
-        pv_total = pageviews.totals[0]["count"] if pageviews.totals else None
-        if isinstance(pv_total, int):
-            views = round(pv_total / total, 2)
+    labelled = [r for r in by_pages.rows if r["pages"] in wire.PAGES_LABELS]
+    if isinstance(total, int) and total and len(labelled) == len(by_pages.rows):
+        weighted = sum(_pages_weight(str(r["pages"])) * int(r["count"]) for r in labelled)  # type: ignore[call-overload]
+        views = round(weighted / total, 2)
     return {"bounce_rate": bounce, "views_per_visit": views}
 
 
