@@ -374,7 +374,7 @@ def _describe(t: msgspec.inspect.Type) -> str:
     if isinstance(t, msgspec.inspect.IntType):
         if t.multiple_of == 3600:
             return "UTC hour (Unix seconds, multiple of 3600)"
-        return "integer >= 1"
+        return "integer >= 1" + (f" and <= {t.le}" if t.le is not None else "")
     if isinstance(t, msgspec.inspect.StrType):
         return "string" + (f" matching {t.pattern}" if t.pattern else "")
     if isinstance(t, msgspec.inspect.BoolType):
