@@ -64,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     _configure_logging(settings.log_level)
+    limits = serverlimits.uvicorn_options(args)
     # Check the site file and migrate once, before any worker starts, so a bad config
     # stops the process with one clear message instead of one per worker.
     load_sites(settings.config_path)
@@ -71,7 +72,6 @@ def _serve(args: argparse.Namespace) -> int:
     store.migrate()
     store.close()
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
-    limits = serverlimits.uvicorn_options(args)
     uvicorn.run(
         "headcount_collector.cli:app_from_environment",
         factory=True,

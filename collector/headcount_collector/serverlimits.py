@@ -63,8 +63,18 @@ class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ServerLimits()
     group = parser.add_argument_group("client limits (per worker)")
-    group.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
-    group.add_argument("--max-headers", type=int, default=defaults.max_headers)
+    group.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=defaults.max_header_bytes,
+        help="request line and headers, in bytes; more is answered 431",
+    )
+    group.add_argument(
+        "--max-headers",
+        type=int,
+        default=defaults.max_headers,
+        help="header fields per request; more is answered 431",
+    )
     group.add_argument(
         "--header-timeout",
         type=float,
@@ -77,7 +87,12 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.body_timeout,
         help="seconds a request may take to send its body",
     )
-    group.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout)
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=defaults.keep_alive_timeout,
+        help="seconds an idle connection is kept between requests",
+    )
     group.add_argument(
         "--max-connections",
         type=int,

@@ -14,6 +14,8 @@ import itertools
 import resource
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -225,6 +227,32 @@ def test_300_unfinished_gzip_bodies_pin_no_memory(server: CollectorProcess) -> N
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_the_limits_apply_in_every_worker(tmp_path: Path) -> None:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    process = start_collector(tmp_path, sites, workers=2, extra=("--max-header-bytes", "4096"))
+    try:
+        for _ in range(6):  # connections are spread over both worker processes
+            with connect(process) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nX-Big: " + b"a" * 8192)
+                assert status_of(read_response(sock, 5)) == 431
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("flag", ["--header-timeout", "--max-connections", "--max-headers"])
+def test_limits_must_be_positive(tmp_path: Path, flag: str) -> None:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "headcount_collector", "serve", "--config", str(sites),
+         "--db", f"sqlite:///{tmp_path / 'db.sqlite3'}", flag, "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"{flag} must be positive" in done.stderr
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: CollectorProcess) -> None:
