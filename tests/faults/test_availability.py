@@ -255,6 +255,31 @@ def test_limits_must_be_positive(tmp_path: Path, flag: str) -> None:
     assert f"{flag} must be positive" in done.stderr
 
 
+def test_stalled_large_bodies_are_bounded_by_the_body_budget(server: CollectorProcess) -> None:
+    # 80 uploads of 800 KiB each (64 MiB in all) that never finish: past the 32 MiB
+    # budget the oldest are refused, so the collector never holds them all.
+    body_head = (
+        f"POST {wire.INGEST_PATH} HTTP/1.1\r\nHost: collector\r\n"
+        f"Authorization: Bearer {SHOP_WRITE_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {MIB - 1024}\r\n\r\n"
+    ).encode()
+    rss_before = rss_kib(server.process.pid)
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(80):
+            sock = connect(server)
+            sock.sendall(body_head)
+            sock.sendall(b"[" * (800 * 1024))
+            stalled.append(sock)
+        time.sleep(0.5)
+        assert_still_serving(server, rss_before)
+        refused = [a for a in map(closed_by_server, stalled) if a is not None]
+        assert sum(status_of(a) == 503 for a in refused) >= 30, len(refused)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 def test_an_idle_keep_alive_connection_is_closed(server: CollectorProcess) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\n\r\n")
