@@ -18,7 +18,14 @@ reported:
    vs. SQLite's own upsert rate for 1,000-row transactions of new keys on the same
    schema and pragmas (WAL, synchronous=FULL), a plain sqlite3 loop. No goal; reported.
 
-Internal use: ``ingest.py --serve bare|decode --port N --workers N`` runs a baseline.
+``--protocols`` runs a different comparison instead: what the client limits cost
+(issue 12 §3). The same collector app, on 1-record and realistic 500-record batches,
+served three ways: uvicorn's plain httptools protocol (the baseline, no limits),
+``headcount-collector serve`` (httptools with the limits of ``serverlimits.py``), and
+uvicorn's h11 protocol with ``h11_max_incomplete_event_size`` (h11's own header limit).
+
+Internal use: ``ingest.py --serve bare|decode|collector-httptools|collector-h11 --port N
+--workers N`` runs a baseline.
 """
 
 from __future__ import annotations
@@ -84,6 +91,38 @@ def decode_app() -> Starlette:
     return Starlette(routes=[Route(wire.INGEST_PATH, ingest, methods=["POST"])])
 
 
+def serve_collector(http: str, port: int, workers: int, config: str, db_url: str) -> None:
+    """The collector app under uvicorn directly, with a given HTTP protocol and no limits."""
+    import os
+
+    import uvicorn
+
+    from headcount_collector.cli import SETTINGS_ENV
+    from headcount_collector.config import Settings
+
+    settings = Settings(config_path=config, db_url=db_url, port=port, workers=workers)
+    os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
+    options: dict[str, object] = {"http": http}
+    if http == "h11":
+        options["h11_max_incomplete_event_size"] = 16 * 1024  # the guarded header limit
+    uvicorn.run(
+        "headcount_collector.cli:app_from_environment",
+        factory=True, host="127.0.0.1", port=port, workers=workers, loop="uvloop",
+        access_log=False, proxy_headers=False, server_header=False, log_level="warning",
+        log_config=None, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def start_collector_under(
+    http: str, directory: Path, config: Path, db: Path, workers: int
+) -> Server:
+    argv = [
+        sys.executable, __file__, "--serve", f"collector-{http}", "--port", str(free_port()),
+        "--workers", str(workers), "--config", str(config), "--db", f"sqlite:///{db}",
+    ]  # fmt: skip
+    return spawn(f"collector-{http}", argv, directory, "/healthz")
+
+
 def serve_baseline(kind: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -142,7 +181,7 @@ end
 def realistic_keys(hour: int, rng: random.Random) -> list[dict[str, object]]:
     """~3,000 keys a mid-sized site reports in one hour: requests and pageviews."""
     routes = [f"/s{a}/p{b}" for a in range(30) for b in range(40)]  # 1,200 templates
-    referrers = ["(direct)", "(internal)", "google.com", "duckduckgo.com", "news.example"]
+    referrers = ["(direct)", "(internal)", "google.com", "duckduckgo.com", "ycombinator.com"]
     keys: dict[tuple[object, ...], dict[str, object]] = {}
     while len(keys) < KEY_SPACE:
         route = rng.choice(routes)
@@ -271,11 +310,26 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--serve", choices=["bare", "decode"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--protocols", action="store_true", help="compare the HTTP protocols' cost instead"
+    )
+    parser.add_argument(
+        "--serve",
+        choices=["bare", "decode", "collector-httptools", "collector-h11"],
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve in ("collector-httptools", "collector-h11"):
+        serve_collector(args.serve.split("-", 1)[1], args.port, args.workers, args.config, args.db)
+        return
     if args.serve:
         serve_baseline(args.serve, args.port, args.workers)
+        return
+    if args.protocols:
+        compare_protocols(args)
         return
 
     hour = current_hour()
@@ -405,6 +459,80 @@ def run_rounds(
             f"check {name}: wrk counted {acknowledged[name]:,} acknowledged batches, "
             f"the database holds {stored:,} ({status})"
         )
+
+
+def compare_protocols(args: argparse.Namespace) -> None:
+    hour = current_hour()
+    scripts = {"one": one_record_script(hour), "realistic": realistic_script(hour)}
+    kinds = ("plain", "guarded", "h11")
+    print(
+        f"protocol cost: {args.rounds} rounds x {args.seconds:g} s, workers={args.workers}, "
+        f"wrk -t{args.threads} -c{args.connections}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="hc-bench-protocols-", dir="/var/tmp") as tmp:
+        directory = Path(tmp)
+        config = site_file(directory)
+        servers: dict[str, Server] = {}
+        try:
+            servers["plain"] = start_collector_under(
+                "httptools", directory, config, directory / "plain.sqlite3", args.workers
+            )
+            servers["h11"] = start_collector_under(
+                "h11", directory, config, directory / "h11.sqlite3", args.workers
+            )
+            servers["guarded"] = start_collector(
+                "guarded", directory, config, f"sqlite:///{directory / 'guarded.sqlite3'}",
+                args.workers,
+            )  # fmt: skip
+            samples = {(k, s): Samples() for k in kinds for s in scripts}
+
+            def measure(kind: str, script: str, seconds: float) -> float:
+                result = run_wrk(
+                    servers[kind].url + wire.INGEST_PATH,
+                    scripts[script],
+                    seconds=seconds,
+                    threads=args.threads,
+                    connections=args.connections,
+                )
+                if result.errors or result.non_2xx:
+                    print(
+                        f"  warning: {kind}: {result.errors} socket errors, "
+                        f"{result.non_2xx} non-2xx answers",
+                        flush=True,
+                    )
+                return result.rps
+
+            for kind in kinds:
+                for script in scripts:
+                    measure(kind, script, 2)  # warm-up
+            for round_no in range(args.rounds):
+                # Rotate the order every round so no server always runs first.
+                order = kinds[round_no % 3 :] + kinds[: round_no % 3]
+                for script in scripts:
+                    for kind in order:
+                        samples[kind, script].add(measure(kind, script, args.seconds))
+                print(
+                    f"round {round_no + 1}: "
+                    + ", ".join(
+                        f"{k}/{s} {samples[k, s].values[-1]:,.0f}" for s in scripts for k in kinds
+                    ),
+                    flush=True,
+                )
+        finally:
+            for server in servers.values():
+                server.stop()
+    print()
+    print("| batches | plain httptools (baseline) | httptools + limits | h11 + max event size |")
+    print("| --- | --- | --- | --- |")
+    for script, label in (("one", "1 record"), ("realistic", "500 records, realistic keys")):
+        base = samples["plain", script].median
+        cells = [f"{base:,.0f} req/s"]
+        for kind in ("guarded", "h11"):
+            value = samples[kind, script].median
+            cells.append(f"{value:,.0f} req/s = {ratio_text(value, base)}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
 
 
 if __name__ == "__main__":

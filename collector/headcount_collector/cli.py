@@ -64,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     from headcount_collector import logsetup
 
     log_config = logsetup.configure(args.log_level)
+    # Limit flags are checked before the database is touched.
+    limits = serverlimits.uvicorn_options(args)
     metrics_token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
     settings = Settings(
         config_path=str(config_path(args.config)),
@@ -92,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ[SETTINGS_ENV] = msgspec.json.encode(settings).decode()
     metrics_dir = _start_metrics(settings, args.metrics_host)
     try:
-        _run_uvicorn(settings, log_config, serverlimits.uvicorn_options(args))
+        _run_uvicorn(settings, log_config, limits)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -10,6 +10,10 @@ process runs out of file descriptors. ``GuardedHttpToolsProtocol`` adds, per con
   seconds after the connection (or the previous response) is answered 408 and closed;
 - a body deadline: a body not complete ``body_timeout`` seconds after its headers is
   answered 408 (if nothing was answered yet) and closed, so the app's read ends;
+- a body memory budget per worker: request bodies still being read hold at most
+  ``max_body_buffer`` bytes in all; past it the body that started longest ago is
+  answered 503 and closed, so stalled uploads cannot pin memory and a client that sends
+  its whole body still gets through;
 - a connection bound per worker: past ``max_connections`` the connection that has
   waited longest for its request headers is closed, so idle or half-sent requests can
   never lock out a client that sends a whole request. The body deadline also bounds a
@@ -51,6 +55,7 @@ class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
+    max_body_buffer: int = 32 * 1024 * 1024
 
     def connection_bound(self) -> int:
         """``max_connections``, lowered to what the process's file descriptors allow."""
@@ -63,8 +68,18 @@ class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ServerLimits()
     group = parser.add_argument_group("client limits (per worker)")
-    group.add_argument("--max-header-bytes", type=int, default=defaults.max_header_bytes)
-    group.add_argument("--max-headers", type=int, default=defaults.max_headers)
+    group.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=defaults.max_header_bytes,
+        help="request line and headers, in bytes; more is answered 431",
+    )
+    group.add_argument(
+        "--max-headers",
+        type=int,
+        default=defaults.max_headers,
+        help="header fields per request; more is answered 431",
+    )
     group.add_argument(
         "--header-timeout",
         type=float,
@@ -77,12 +92,23 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.body_timeout,
         help="seconds a request may take to send its body",
     )
-    group.add_argument("--keep-alive-timeout", type=float, default=defaults.keep_alive_timeout)
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=defaults.keep_alive_timeout,
+        help="seconds an idle connection is kept between requests",
+    )
     group.add_argument(
         "--max-connections",
         type=int,
         default=defaults.max_connections,
         help="open connections; past it the longest-idle one is closed",
+    )
+    group.add_argument(
+        "--max-body-buffer",
+        type=int,
+        default=defaults.max_body_buffer,
+        help="bytes of unfinished request bodies held; past it the oldest is refused",
     )
 
 
@@ -99,6 +125,7 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         body_timeout=args.body_timeout,
         keep_alive_timeout=args.keep_alive_timeout,
         max_connections=args.max_connections,
+        max_body_buffer=args.max_body_buffer,
     )
     for name, value in msgspec.structs.asdict(limits).items():
         if value <= 0:
@@ -134,6 +161,27 @@ _HEADERS_TOO_LARGE = _plain_answer(
     431, "Request Header Fields Too Large", "request headers too large or too many"
 )
 _REQUEST_TIMEOUT = _plain_answer(408, "Request Timeout", "request not received in time")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"retry-after: 5\r\ncontent-length: 26\r\nconnection: close\r\n\r\n"
+    b"too many unfinished bodies"
+)
+
+
+class _BodyBudget:
+    """Bytes of unfinished request bodies held by one worker's connections."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+
+def _budget_of(server_state: object) -> _BodyBudget:
+    # One per worker: kept on uvicorn's per-server state, which every connection shares.
+    budget = getattr(server_state, "headcount_body_budget", None)
+    if budget is None:
+        budget = _BodyBudget()
+        setattr(server_state, "headcount_body_budget", budget)  # noqa: B010
+    return budget
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -150,6 +198,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._waiting_since = 0.0
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._budget = _budget_of(self.server_state)
+        self._body_bytes = 0
+        self._body_started = 0.0
 
     # --- connection lifetime -------------------------------------------------------------
 
@@ -161,6 +212,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        self._release_body()
         super().connection_lost(exc)
 
     def _make_room(self) -> None:
@@ -176,6 +228,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         oldest = min(waiting, key=lambda c: c._waiting_since)
         oldest._cancel_timers()
         oldest.transport.close()
+
+    def _release_body(self) -> None:
+        self._budget.held -= self._body_bytes
+        self._body_bytes = 0
+
+    def _make_body_room(self) -> None:
+        """Refuse the unfinished bodies that started longest ago until the budget holds."""
+        reading = sorted(
+            (
+                c
+                for c in self.connections
+                if isinstance(c, GuardedHttpToolsProtocol) and c._body_bytes
+            ),
+            key=lambda c: c._body_started,
+        )
+        for connection in reading:
+            if self._budget.held <= self._limits.max_body_buffer:
+                return
+            started = connection.cycle is not None and connection.cycle.response_started
+            connection._close_with(b"" if started else _BUSY)
+            connection._release_body()
 
     def _await_request(self) -> None:
         self._awaiting_headers = True
@@ -241,11 +314,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
+        self._release_body()
+        self._body_started = self.loop.time()
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
         self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_deadline)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            # Held until the answer goes out: the app keeps what it has read.
+            self._body_bytes += len(body)
+            self._budget.held += len(body)
+            if self._budget.held > self._limits.max_body_buffer:
+                self._make_body_room()
+                if self.transport.is_closing():
+                    return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._body_timer is not None:
@@ -257,6 +343,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._await_request()  # the body of an early answer has been read and dropped
 
     def on_response_complete(self) -> None:
+        self._release_body()
         pipelined = bool(self.pipeline)
         unread_body = self.cycle is not None and self.cycle.more_body
         super().on_response_complete()

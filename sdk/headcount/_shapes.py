@@ -395,10 +395,28 @@ _PRIVATE_SUFFIXES: Final = frozenset(
 
 @cache
 def _public_suffix_list():  # type: ignore[no-untyped-def]
-    # The list ships inside the package; nothing is fetched, now or later.
+    # The list ships inside the package; nothing is fetched, now or later. Its rules are
+    # kept in Unicode only (punycode variants would cost 5x the load time); punycode
+    # hosts are decoded for the lookup instead, see _registrable.
     from publicsuffixlist import PublicSuffixList
 
-    return PublicSuffixList(accept_unknown=False)
+    return PublicSuffixList(accept_unknown=False, accept_encoded_idn=False)
+
+
+def _registrable(ascii_host: str) -> str | None:
+    lookup = ascii_host
+    if "xn--" in ascii_host:
+        try:
+            lookup = ascii_host.encode("ascii").decode("idna")
+        except UnicodeError:
+            return None
+    found = _public_suffix_list().privatesuffix(lookup)
+    if not found:
+        return None
+    try:
+        return str(found).encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
 
 
 def _embeds_address(labels: Sequence[str]) -> bool:
@@ -465,7 +483,7 @@ def referrer_domain(host: str) -> str | None:
         return None
     if _embeds_address(labels):
         return None
-    registrable = _public_suffix_list().privatesuffix(text)
+    registrable = _registrable(text)
     if not registrable or _label_problem(registrable.split(".", 1)[0]):
         return None
     return str(registrable)

@@ -14,6 +14,8 @@ import itertools
 import resource
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -222,6 +224,57 @@ def test_300_unfinished_gzip_bodies_pin_no_memory(server: CollectorProcess) -> N
         assert [a for a in answers if a is None] == []
         assert sum(status_of(a or b"") == 408 for a in answers) >= 290
         assert_still_serving(server, rss_before)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_the_limits_apply_in_every_worker(tmp_path: Path) -> None:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    process = start_collector(tmp_path, sites, workers=2, extra=("--max-header-bytes", "4096"))
+    try:
+        for _ in range(6):  # connections are spread over both worker processes
+            with connect(process) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nX-Big: " + b"a" * 8192)
+                assert status_of(read_response(sock, 5)) == 431
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("flag", ["--header-timeout", "--max-connections", "--max-headers"])
+def test_limits_must_be_positive(tmp_path: Path, flag: str) -> None:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "headcount_collector", "serve", "--config", str(sites),
+         "--db", f"sqlite:///{tmp_path / 'db.sqlite3'}", flag, "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"{flag} must be positive" in done.stderr
+
+
+def test_stalled_large_bodies_are_bounded_by_the_body_budget(server: CollectorProcess) -> None:
+    # 80 uploads of 800 KiB each (64 MiB in all) that never finish: past the 32 MiB
+    # budget the oldest are refused, so the collector never holds them all.
+    body_head = (
+        f"POST {wire.INGEST_PATH} HTTP/1.1\r\nHost: collector\r\n"
+        f"Authorization: Bearer {SHOP_WRITE_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {MIB - 1024}\r\n\r\n"
+    ).encode()
+    rss_before = rss_kib(server.process.pid)
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(80):
+            sock = connect(server)
+            sock.sendall(body_head)
+            sock.sendall(b"[" * (800 * 1024))
+            stalled.append(sock)
+        time.sleep(0.5)
+        assert_still_serving(server, rss_before)
+        refused = [a for a in map(closed_by_server, stalled) if a is not None]
+        assert sum(status_of(a) == 503 for a in refused) >= 30, len(refused)
     finally:
         for sock in stalled:
             sock.close()
