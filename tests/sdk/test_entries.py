@@ -52,7 +52,9 @@ def pageviews_by_entry(tracker: Tracker) -> dict[tuple[str, bool], int]:
 def make_tracker(**options: object) -> Tracker:
     return Tracker(
         "http://collector.test", "entries-token", flush_interval=86400,
-        transport=accepting_transport(), **options,
+        transport=accepting_transport(),
+        visits_secret="entries-test-secret-shared-by-workers-0001",
+        **options,
     )  # fmt: skip
 
 
