@@ -241,6 +241,9 @@ def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -
         "HEADCOUNT_ENDPOINT": collector,
         "HEADCOUNT_WRITE_TOKEN": write_token,
         "HEADCOUNT_FLUSH_INTERVAL": "5",
+        # Counts as they happen, for the demo; apps default to sending each hour's counts
+        # in the next hour, so arrival times say nothing finer than the hour.
+        "HEADCOUNT_SEND_SCHEDULE": "immediate",
         # Short visits so finished visits show up within the demo, not after 30 minutes.
         "HEADCOUNT_VISIT_GAP": "8",
         "HEADCOUNT_TRUSTED_PROXIES": "127.0.0.1",

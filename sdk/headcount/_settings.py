@@ -108,7 +108,9 @@ class TrackerSettings:
     # exclude_default_routes is False; see ``excluded_routes`` for the list in force.
     exclude_routes: tuple[str, ...] = ()
     exclude_default_routes: bool = True
-    send_schedule: SendSchedule = "immediate"
+    # Hourly by default: the collector's operator learns nothing finer than the hour from
+    # when counts arrive, and sealed release publishes an hour only later anyway.
+    send_schedule: SendSchedule = "hourly"
     # Unsent batches kept for retry; when any bound is hit the oldest batch is dropped.
     max_buffer_batches: int = 100
     max_buffer_bytes: int = 16 * 1024 * 1024

@@ -159,6 +159,8 @@ class AppServer:
             "HEADCOUNT_ENDPOINT": endpoint,
             "HEADCOUNT_WRITE_TOKEN": SHOP_WRITE_TOKEN,
             "HEADCOUNT_FLUSH_INTERVAL": "1",
+            # Counts while the app runs, not an hour later.
+            "HEADCOUNT_SEND_SCHEDULE": "immediate",
             # Entries then follow the referrer rule, which these tests pin hit by hit; with
             # visits on an entry is a visit's first pageview, which per-worker linking
             # under gunicorn makes depend on which worker served what (test_visits_e2e.py

@@ -110,6 +110,8 @@ def start_gunicorn(
         "HEADCOUNT_ENDPOINT": collector.url,
         "HEADCOUNT_WRITE_TOKEN": SHOP_WRITE_TOKEN,
         "HEADCOUNT_FLUSH_INTERVAL": "1",
+        # Counts while the app runs, not an hour later.
+        "HEADCOUNT_SEND_SCHEDULE": "immediate",
         **env,
     }
     environment.pop("HEADCOUNT_ENABLED", None)

@@ -52,6 +52,8 @@ def test_flask_example_under_uwsgi_counts_each_request_once(
         "HEADCOUNT_ENDPOINT": collector_server.url,
         "HEADCOUNT_WRITE_TOKEN": SHOP_WRITE_TOKEN,
         "HEADCOUNT_FLUSH_INTERVAL": "1",
+        # Counts while the app runs, not an hour later.
+        "HEADCOUNT_SEND_SCHEDULE": "immediate",
     }
     log = tmp_path / "uwsgi.log"
     with log.open("wb") as out:

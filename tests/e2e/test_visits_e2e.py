@@ -260,6 +260,8 @@ def run_gunicorn(
         "HEADCOUNT_ENDPOINT": endpoint,
         "HEADCOUNT_WRITE_TOKEN": SHOP_WRITE_TOKEN,
         "HEADCOUNT_FLUSH_INTERVAL": "1",
+        # Counts while the app runs, not an hour later.
+        "HEADCOUNT_SEND_SCHEDULE": "immediate",
         "HEADCOUNT_VISIT_GAP": str(VISIT_GAP),
         "HEADCOUNT_TRUSTED_PROXIES": "127.0.0.1",
         **extra_env,

@@ -116,6 +116,7 @@ def test_trackers_sending_through_a_crash_deliver_exactly_what_they_recorded(
             f"http://127.0.0.1:{port}",
             SHOP_WRITE_TOKEN,
             flush_interval=0.1,
+            send_schedule="immediate",
             backoff_initial=0.05,
             backoff_max=0.3,
             request_timeout=3,

@@ -25,6 +25,7 @@ def tracker_for(port: int, max_buffer_batches: int) -> headcount.Tracker:
         f"http://127.0.0.1:{port}",
         SHOP_WRITE_TOKEN,
         flush_interval=0.1,
+        send_schedule="immediate",
         backoff_initial=0.05,
         backoff_max=0.2,
         request_timeout=2,

@@ -36,6 +36,7 @@ def tracker_for(url: str) -> headcount.Tracker:
         url,
         SHOP_WRITE_TOKEN,
         flush_interval=0.2,
+        send_schedule="immediate",
         backoff_initial=0.1,
         backoff_max=1,
         # Longer than the collector's lock wait, so the SDK sees the 503, not a timeout.

@@ -275,7 +275,7 @@ def test_buffer_byte_bound_drops_the_oldest() -> None:
 
 def test_background_thread_sends_on_its_own() -> None:
     collector = FakeCollector()
-    tracker = make_tracker(collector, flush_interval=0.2)
+    tracker = make_tracker(collector, flush_interval=0.2, send_schedule="immediate")
     record(tracker, 7)
     deadline = time.monotonic() + 5
     while collector.total() < 7 and time.monotonic() < deadline:

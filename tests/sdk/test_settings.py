@@ -102,7 +102,7 @@ def test_missing_endpoint_or_token_raises_unless_disabled(monkeypatch: pytest.Mo
         ("HEADCOUNT_FLUSH_INTERVAL", "-5", "flush_interval", 60.0),
         ("HEADCOUNT_MAX_KEYS", "1e3", "max_keys", 10_000),
         ("HEADCOUNT_ENABLED", "perhaps", "enabled", True),
-        ("HEADCOUNT_SEND_SCHEDULE", "weekly", "send_schedule", "immediate"),
+        ("HEADCOUNT_SEND_SCHEDULE", "weekly", "send_schedule", "hourly"),
         ("HEADCOUNT_EXCLUDE_ROUTES", "admin", "exclude_routes", None),
     ],
 )

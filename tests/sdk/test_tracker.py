@@ -353,9 +353,9 @@ def test_concurrent_recording_loses_nothing(tracker: Tracker) -> None:
     assert tracker.stats().recorded == 16_000
 
 
-def test_hourly_schedule_holds_counts_until_flush() -> None:
-    t = Tracker("http://c.test", "t", send_schedule="hourly", transport=accepting_transport(),
-                flush_interval=86400)  # fmt: skip
+def test_hourly_schedule_is_the_default_and_holds_counts_until_flush() -> None:
+    # No send_schedule given: by default the collector learns only the hour of a count.
+    t = Tracker("http://c.test", "t", transport=accepting_transport(), flush_interval=86400)
     try:
         t.record_request(page())
         state = t._state

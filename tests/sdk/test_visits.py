@@ -425,7 +425,9 @@ def test_visits_off_links_nothing_and_says_so() -> None:
 
 def test_the_sender_thread_ends_idle_visits_without_any_request() -> None:
     collector = Collector()
-    tracker = make_tracker(collector, flush_interval=0.05, visit_gap=0.05)
+    tracker = make_tracker(
+        collector, flush_interval=0.05, visit_gap=0.05, send_schedule="immediate"
+    )
     try:
         tracker.record_request(page(route="/alone", client_addr="203.0.113.7"))
         deadline = time.monotonic() + 10
