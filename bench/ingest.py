@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import random
 import sqlite3
+import statistics
 import string
 import sys
 import tempfile
@@ -523,14 +524,22 @@ def compare_protocols(args: argparse.Namespace) -> None:
             for server in servers.values():
                 server.stop()
     print()
+    # Two ratios: of the medians, and the median of each round's own ratio (the servers
+    # of one round ran back to back, so that one is less exposed to load drifting).
     print("| batches | plain httptools (baseline) | httptools + limits | h11 + max event size |")
     print("| --- | --- | --- | --- |")
     for script, label in (("one", "1 record"), ("realistic", "500 records, realistic keys")):
-        base = samples["plain", script].median
-        cells = [f"{base:,.0f} req/s"]
+        base = samples["plain", script]
+        cells = [f"{base.median:,.0f} req/s"]
         for kind in ("guarded", "h11"):
-            value = samples[kind, script].median
-            cells.append(f"{value:,.0f} req/s = {ratio_text(value, base)}")
+            mine = samples[kind, script]
+            per_round = statistics.median(
+                m / b for m, b in zip(mine.values, base.values, strict=True)
+            )
+            cells.append(
+                f"{mine.median:,.0f} req/s = {ratio_text(mine.median, base.median)} "
+                f"(per round {per_round:.0%})"
+            )
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
 

@@ -168,20 +168,35 @@ _BUSY = (
 )
 
 
-class _BodyBudget:
-    """Bytes of unfinished request bodies held by one worker's connections."""
+class _Worker:
+    """What one worker's connections share: the body budget and the deadline sweep."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
         self.held = 0
+        self._loop = loop
+        self._connections = connections
+        loop.call_later(_SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        # One pass a fraction of a second for all connections, rather than a timer per
+        # request: deadlines are seconds long, and timers cost every request.
+        now = self._loop.time()
+        for connection in list(self._connections):
+            if isinstance(connection, GuardedHttpToolsProtocol):
+                connection.check_deadlines(now)
+        self._loop.call_later(_SWEEP_SECONDS, self._sweep)
 
 
-def _budget_of(server_state: object) -> _BodyBudget:
-    # One per worker: kept on uvicorn's per-server state, which every connection shares.
-    budget = getattr(server_state, "headcount_body_budget", None)
-    if budget is None:
-        budget = _BodyBudget()
-        setattr(server_state, "headcount_body_budget", budget)  # noqa: B010
-    return budget
+_SWEEP_SECONDS = 0.25
+
+
+def _worker_of(protocol: HttpToolsProtocol) -> _Worker:
+    # Kept on uvicorn's per-server state, which every connection of the worker shares.
+    worker = getattr(protocol.server_state, "headcount_worker", None)
+    if worker is None:
+        worker = _Worker(protocol.loop, protocol.connections)
+        setattr(protocol.server_state, "headcount_worker", worker)  # noqa: B010
+    return worker
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -191,14 +206,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits = _limits(os.environ.get(LIMITS_ENV))
         self._bound = self._limits.connection_bound()
+        self._worker = _worker_of(self)
         self._awaiting_headers = True
         self._header_bytes = 0
-        self._header_count = 0
         self._headers_overflowed = False
         self._waiting_since = 0.0
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._body_timer: asyncio.TimerHandle | None = None
-        self._budget = _budget_of(self.server_state)
         self._body_bytes = 0
         self._body_started = 0.0
 
@@ -211,7 +223,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
         self._release_body()
         super().connection_lost(exc)
 
@@ -225,12 +236,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not waiting:
             self.transport.close()  # every other connection is mid-request: refuse this one
             return
-        oldest = min(waiting, key=lambda c: c._waiting_since)
-        oldest._cancel_timers()
-        oldest.transport.close()
+        min(waiting, key=lambda c: c._waiting_since).transport.close()
 
     def _release_body(self) -> None:
-        self._budget.held -= self._body_bytes
+        self._worker.held -= self._body_bytes
         self._body_bytes = 0
 
     def _make_body_room(self) -> None:
@@ -244,7 +253,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             key=lambda c: c._body_started,
         )
         for connection in reading:
-            if self._budget.held <= self._limits.max_body_buffer:
+            if self._worker.held <= self._limits.max_body_buffer:
                 return
             started = connection.cycle is not None and connection.cycle.response_started
             connection._close_with(b"" if started else _BUSY)
@@ -253,38 +262,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _await_request(self) -> None:
         self._awaiting_headers = True
         self._header_bytes = 0
-        self._header_count = 0
         self._waiting_since = self.loop.time()
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(
-            self._limits.header_timeout, self._header_deadline
-        )
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._header_timer = self._body_timer = None
 
     def _close_with(self, answer: bytes) -> None:
         if not self.transport.is_closing():
             self.transport.write(answer)
             self.transport.close()
-        self._cancel_timers()
 
-    def _header_deadline(self) -> None:
-        if self._awaiting_headers:
-            self._close_with(_REQUEST_TIMEOUT)
-
-    def _body_deadline(self) -> None:
-        cycle = self.cycle
-        if cycle is None or not cycle.more_body or self.transport.is_closing():
+    def check_deadlines(self, now: float) -> None:
+        """Answer 408 and close when headers or body are overdue (called by the sweep)."""
+        if self.transport.is_closing():
             return
-        if cycle.response_started:
-            self.transport.close()
-        else:
-            self._close_with(_REQUEST_TIMEOUT)
+        if self._awaiting_headers:
+            if now - self._waiting_since > self._limits.header_timeout:
+                self._close_with(_REQUEST_TIMEOUT)
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body:
+            return
+        if now - self._body_started > self._limits.body_timeout:
+            # Once an answer has started (an early 401 whose body is still being read
+            # and dropped), there is nothing more to say: just close.
+            self._close_with(b"" if cycle.response_started else _REQUEST_TIMEOUT)
 
     # --- parsing ---------------------------------------------------------------------------
 
@@ -303,41 +302,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._close_with(_HEADERS_TOO_LARGE)
         else:
             super().send_400_response(msg)
-            self._cancel_timers()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._limits.max_headers:
-            self._headers_overflowed = True
-            raise _TooManyHeaders  # stops the parser; answered in send_400_response
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
+        # Counted here rather than per field: the byte limit already bounds what the
+        # fields can hold, and a call per field costs every request.
+        if len(self.headers) > self._limits.max_headers:
+            self._headers_overflowed = True
+            raise _TooManyHeaders  # stops the parser; answered in send_400_response
         self._release_body()
         self._body_started = self.loop.time()
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_deadline)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self.cycle is not None and not self.cycle.response_complete:
+        if not self.cycle.response_complete:
             # Held until the answer goes out: the app keeps what it has read.
             self._body_bytes += len(body)
-            self._budget.held += len(body)
-            if self._budget.held > self._limits.max_body_buffer:
+            self._worker.held += len(body)
+            if self._worker.held > self._limits.max_body_buffer:
                 self._make_body_room()
                 if self.transport.is_closing():
                     return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-        answered = self.cycle is not None and self.cycle.response_complete
+        answered = self.cycle.response_complete
         super().on_message_complete()
         if answered and not self.pipeline and not self.transport.is_closing():
             self._await_request()  # the body of an early answer has been read and dropped
@@ -345,11 +334,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self._release_body()
         pipelined = bool(self.pipeline)
-        unread_body = self.cycle is not None and self.cycle.more_body
+        unread_body = self.cycle.more_body
         super().on_response_complete()
-        if self.transport.is_closing():
-            self._cancel_timers()
-        elif not (unread_body or pipelined):
+        if not (unread_body or pipelined or self.transport.is_closing()):
             self._await_request()
         # With the body unread (an early 401 or 413), uvicorn reads and drops the rest;
-        # the body deadline still runs, so that cannot go on for longer than a body may.
+        # the body deadline still applies, so that cannot last longer than a body may.

@@ -159,9 +159,17 @@ def _number_chain_problem(text: str) -> tuple[str, list[tuple[int, int]]] | None
         if digits >= 6 or len(chain) >= 4:
             spans = [runs[i].span() for i in chain]
             return "contains a grouped number (phone number, address or id)", spans
+    return _hex_chain_problem(text, runs)
+
+
+def _hex_chain_problem(
+    text: str, runs: Sequence[re.Match[str]]
+) -> tuple[str, list[tuple[int, int]]] | None:
     hexish = [all(c in _HEX for c in r.group()) for r in runs]
     for chain in _chains(text, hexish, runs):
         joined = "".join(runs[i].group() for i in chain)
+        if joined.isdigit():
+            continue  # numbers have rules of their own (dates are fine in campaigns)
         if len(joined) >= 16 or (len(joined) >= 12 and any(c.isdigit() for c in joined)):
             return "contains a hex string", [runs[i].span() for i in chain]
     return None
@@ -340,9 +348,9 @@ def _slug_identifier_problem(value: str) -> str | None:
             return "contains a token, hash or id"
         if _random_letters(re.sub(r"\d", "", part)):
             return "contains a random-looking token"
-    chain = _number_chain_problem(value)
-    if chain is not None and chain[0] == "contains a hex string":
-        return chain[0]
+    # Numbers were judged above, by campaign rules (dates); hex split up is judged here.
+    if _hex_chain_problem(value, list(_RUN.finditer(value))) is not None:
+        return "contains a hex string"
     return None
 
 

@@ -57,6 +57,8 @@ PER_RECIPIENT = [
     "qxkzpmrtvbnjlcydfgwh",
     "tok_9f8a7b6c5d4e3f2a1b0c",
     "a1b2c3d4e5f6",
+    "ab12-cd34-ef56",
+    "2025-11-28-dead-beef-cafe-babe",
     "x\u200bsale",
     "\u202esale",
     "\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077",
