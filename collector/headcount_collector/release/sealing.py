@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from headcount_collector.release.catalogue import RESOLUTIONS, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
-from headcount_collector.stores.base import Store
+from headcount_collector.stores.base import SealStep, Store
 from headcount_collector.timeutil import floor_hour, local_day_start
 
 __all__ = ["NoisePool", "SealReport", "seal_due", "sealable_before"]
@@ -129,9 +129,8 @@ def seal_due(
                 continue
             end = _bucket_end(resolution, bucket, zone)
             pool.prepare(policy, resolution)
-            cells = store.seal(
-                site_id, resolution, bucket, watermark, end, policy, pool.drawer(policy)
-            )
+            step = SealStep(site_id, resolution, bucket, watermark, end)
+            cells = store.seal(step, policy, pool.drawer(policy))
             if cells is None:
                 report.lost_races += 1
                 refreshed = store.seal_state(site_id).get(resolution)
@@ -146,9 +145,8 @@ def seal_due(
             report.per_resolution[resolution] = report.per_resolution.get(resolution, 0) + 1
         if not report.behind and watermark < limit:
             # Nothing left but empty buckets: move the watermark over them.
-            moved = store.seal(
-                site_id, resolution, None, watermark, limit, policy, pool.drawer(policy)
-            )
+            empty = SealStep(site_id, resolution, None, watermark, limit)
+            moved = store.seal(empty, policy, pool.drawer(policy))
             if moved is None:
                 report.lost_races += 1
     return report

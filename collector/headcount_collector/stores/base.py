@@ -27,8 +27,10 @@ __all__ = [
     "PendingBatch",
     "ReleasedQuery",
     "RetentionResult",
+    "SealStep",
     "Store",
     "apply_migrations",
+    "data_buckets_sql",
     "declared_modes",
     "delete_expired",
     "merge_applied",
@@ -116,18 +118,10 @@ class Store(Protocol):
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         """Bucket starts in [start, end) that hold any counts, ascending."""
 
-    def seal(
-        self,
-        site: str,
-        resolution: Resolution,
-        bucket: int | None,
-        expected: int,
-        sealed_until: int,
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
-    ) -> int | None:
-        """Release ``bucket``'s noisy cells and move the watermark from ``expected`` to
-        ``sealed_until``, in one transaction; None when another writer moved it first."""
+    def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
+        """Release ``step.bucket``'s noisy cells and move the watermark from
+        ``step.expected`` to ``step.sealed_until``, in one transaction; None when another
+        writer moved it first."""
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         """Rows of (target bucket, *group values, sum of noisy values, sum of variances)."""
@@ -563,14 +557,34 @@ def _marginal_select(marginal: Marginal, ph: str) -> tuple[str, list[object]]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SealStep:
+    """One move of a site's watermark for one resolution, releasing ``bucket`` on the
+    way (None: only empty buckets lie between ``expected`` and ``sealed_until``)."""
+
+    site: str
+    resolution: Resolution
+    bucket: int | None
+    expected: int
+    sealed_until: int
+
+
+def data_buckets_sql(placeholder: str) -> str:
+    """Bucket starts of one site and resolution in [start, end) that hold any counts;
+    parameters (site, res, start, end) once per table."""
+    ph = placeholder
+    union = " UNION ".join(
+        f"SELECT DISTINCT bucket FROM {table.name} "
+        f"WHERE site = {ph} AND res = {ph} AND bucket >= {ph} AND bucket < {ph}"
+        for table in TABLES.values()
+    )
+    return f"{union} ORDER BY 1"
+
+
 def seal_bucket(
     execute: Callable[..., Any],
     execute_many: Callable[[str, list[tuple[object, ...]]], Any],
-    site: str,
-    resolution: Resolution,
-    bucket: int | None,
-    expected: int,
-    sealed_until: int,
+    step: SealStep,
     policy: ReleasePolicy,
     draw: Callable[[str], int],
     placeholder: str,
@@ -579,14 +593,15 @@ def seal_bucket(
 
     Reads the true counts of every marginal, adds one noise draw to each cell, keeps the
     cells whose noisy value reaches the threshold, and moves the watermark. Returns how
-    many cells were released, or None when the watermark was no longer ``expected``
+    many cells were released, or None when the watermark was no longer ``step.expected``
     (another collector sealed this bucket first; its values stand).
     """
+    site, resolution, bucket = step.site, step.resolution, step.bucket
     ph = placeholder
     moved = execute(
         f"UPDATE hc_seal SET sealed_until = {ph} WHERE site = {ph} AND res = {ph} "
         f"AND sealed_until = {ph}",
-        (sealed_until, site, resolution, expected),
+        (step.sealed_until, site, resolution, step.expected),
     ).rowcount
     if moved != 1:
         return None

@@ -32,7 +32,9 @@ from headcount_collector.stores.base import (
     PendingBatch,
     ReleasedQuery,
     RetentionResult,
+    SealStep,
     apply_migrations,
+    data_buckets_sql,
     declared_modes,
     delete_expired,
     merge_applied,
@@ -326,41 +328,15 @@ class PostgresStore:
         )
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
-        union = " UNION ".join(
-            f"SELECT DISTINCT bucket FROM {table.name} "
-            "WHERE site = %s AND res = %s AND bucket >= %s AND bucket < %s"
-            for table in TABLES.values()
-        )
         params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        rows = self._run(
-            lambda conn: conn.execute(f"{union} ORDER BY 1", params).fetchall(), "read"
-        )
+        sql = data_buckets_sql("%s")
+        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
         return [_int(row[0]) for row in rows]
 
-    def seal(
-        self,
-        site: str,
-        resolution: Resolution,
-        bucket: int | None,
-        expected: int,
-        sealed_until: int,
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
-    ) -> int | None:
+    def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
             with conn.cursor() as cursor:
-                return seal_bucket(
-                    conn.execute,
-                    cursor.executemany,
-                    site,
-                    resolution,
-                    bucket,
-                    expected,
-                    sealed_until,
-                    policy,
-                    draw,
-                    "%s",
-                )
+                return seal_bucket(conn.execute, cursor.executemany, step, policy, draw, "%s")
 
         return self._run(seal_in, "seal")
 

@@ -26,7 +26,9 @@ from headcount_collector.stores.base import (
     PendingBatch,
     ReleasedQuery,
     RetentionResult,
+    SealStep,
     apply_migrations,
+    data_buckets_sql,
     declared_modes,
     delete_expired,
     merge_applied,
@@ -240,38 +242,13 @@ class SQLiteStore:
             )
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
-        union = " UNION ".join(
-            f"SELECT DISTINCT bucket FROM {table.name} "
-            "WHERE site = ? AND res = ? AND bucket >= ? AND bucket < ?"
-            for table in TABLES.values()
-        )
         params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        rows = self._connection().execute(f"{union} ORDER BY 1", params).fetchall()
+        rows = self._connection().execute(data_buckets_sql("?"), params).fetchall()
         return [int(row[0]) for row in rows]
 
-    def seal(
-        self,
-        site: str,
-        resolution: Resolution,
-        bucket: int | None,
-        expected: int,
-        sealed_until: int,
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
-    ) -> int | None:
+    def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         with self._write() as conn:
-            return seal_bucket(
-                conn.execute,
-                conn.executemany,
-                site,
-                resolution,
-                bucket,
-                expected,
-                sealed_until,
-                policy,
-                draw,
-                "?",
-            )
+            return seal_bucket(conn.execute, conn.executemany, step, policy, draw, "?")
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         sql, params = DIALECT.released_sql(query)
