@@ -308,15 +308,14 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
         relabel = any(d.startswith("utm_") for d in query.by)
         for bucket in sorted(rows_answer.cells, key=lambda b: -1 if b is None else b):
             time_fields = _time_fields(bucket, site)
-            group_rows = []
-            for values, cell in rows_answer.cells[bucket].items():
+            # Largest first; with a limit only the rows that are kept are built.
+            ranked = sorted(rows_answer.cells[bucket].items(), key=lambda item: -item[1].count)
+            for values, cell in ranked if query.limit is None else ranked[: query.limit]:
                 if relabel:
                     values = tuple(NONE_LABEL if v in ("", None) else v for v in values)
                 row = _row(time_fields, query.by, values, cell.count)
                 row["error"] = round(budget.error95_of(cell.variance), 1)
-                group_rows.append(row)
-            group_rows.sort(key=lambda row: -int(row["count"]))  # type: ignore[call-overload]
-            rows.extend(group_rows if query.limit is None else group_rows[: query.limit])
+                rows.append(row)
     totals = [
         {
             **_time_fields(bucket, site),
