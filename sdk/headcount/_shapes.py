@@ -293,8 +293,10 @@ def bad_route_segments(segments: Sequence[str]) -> dict[int, str]:
 # --- campaign slugs ----------------------------------------------------------------------
 
 MAX_SLUG_LENGTH: Final = 64
-_DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,()\[\]\"]+")
-_APOSTROPHES: Final = re.compile(r"['\u2018\u2019\u02bc`]")
+# Separators people type between words ("Tom & Jerry", "fb/ig"): one '-' for a run.
+_DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,()\[\]\"&/]+")
+# Marks that decorate a word ("Mother's Day", "20% off", "#blackfriday"): dropped.
+_DECORATION: Final = re.compile(r"['\u2018\u2019\u02bc`%#]")
 _SLUG_CHARS: Final = re.compile(r"[a-z0-9._-]+")
 # Mailchimp prefixes its default campaign value with the campaign's 10-hex web id.
 _MAILCHIMP_ID: Final = re.compile(r"[0-9a-f]{10}[-_](?=.)")
@@ -321,8 +323,9 @@ def _number_group_ok(group: list[str]) -> bool:
 
 def _slug_identifier_problem(value: str) -> str | None:
     parts = re.split(r"[._-]", value)
-    if "." in value:
-        # Dots only inside version numbers (2.0); name.surname is a person.
+    if "." in value and referrer_domain(value) != value:
+        # Dots only inside version numbers (2.0) or in a public domain name (ChatGPT
+        # tags its links utm_source=chatgpt.com); name.surname is a person.
         for match in re.finditer(r"\.", value):
             before, after = value[: match.start()], value[match.end() :]
             if not (before[-1:].isdigit() and after[:1].isdigit()):
@@ -368,7 +371,7 @@ def campaign_slug(value: str) -> str | None:
     if text is None or len(text) > 4 * MAX_SLUG_LENGTH:
         return None
     text = _fold_to_ascii(text).casefold().strip()
-    text = _APOSTROPHES.sub("", text)
+    text = _DECORATION.sub("", text)
     text = _DASHES.sub("-", text).strip("-_.")
     while _MAILCHIMP_ID.match(text):
         text = _MAILCHIMP_ID.sub("", text, count=1).strip("-_.")

@@ -180,3 +180,65 @@ def test_real_routes_referrers_and_campaigns_are_accepted_and_released(
     assert set(ROUTES) <= released("route")
     assert set(REFERRERS) <= released("referrer")
     assert set(CAMPAIGNS) <= released("utm_campaign")
+
+
+# --- the same examples from ordinary requests, through the SDK to the real collector ---
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+HOSTILE_VISITS = [
+    ("/users/john.doe", "http://jdoe-macbook.local/", "john.doe"),
+    ("/ip/203.0.113.77.", "http://intranet-hr/", "jdoe%2Bnewsletter"),
+    ("/ip/203-0-113-77", "http://localhost:3000/", "qxkzpmrtvbnjlcydfgwh"),
+    ("/u/qxkzpmrtvbnjlcydfgwh", "http://203.0.113.77.nip.io/", "415-555-012-3"),
+    ("/call/415-555-012-3", "https://" + "k" * 200 + ".com/", "jdoe%40example.com"),
+]
+SECRETS = [
+    "john.doe", "203.0.113.77", "203-0-113-77", "qxkzpmrtvbnjlcydfgwh", "415-555-012-3",
+    "jdoe", "macbook", "intranet", "localhost", "nip.io", "kkkkkkkk",
+]  # fmt: skip
+
+
+def test_identifiers_in_ordinary_requests_never_reach_the_collector(
+    shared_server: CollectorProcess,
+) -> None:
+    from werkzeug.test import Client
+
+    from headcount import Tracker, generalize_path
+    from headcount.integrations.wsgi import HeadcountMiddleware
+    from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        environ["headcount.route"] = generalize_path(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<p>page</p>"]
+
+    tracker = Tracker(shared_server.url, SHOP_WRITE_TOKEN, flush_interval=3600)
+    try:
+        client = Client(HeadcountMiddleware(app, tracker))
+        for path, referer, campaign in HOSTILE_VISITS:
+            query = f"utm_source=newsletter&utm_campaign={campaign}"
+            headers = {"User-Agent": BROWSER, "Host": "shop.mysite.net", "Referer": referer}
+            assert client.get(f"{path}?{query}", headers=headers).status_code == 200
+        client.get(
+            "/blog/launch?utm_campaign=Black+Friday+2025&utm_source=Newsletter",
+            headers={"User-Agent": BROWSER, "Referer": "https://news.ycombinator.com/item"},
+        )
+        assert tracker.flush(timeout=10)
+        assert tracker.stats().dropped == 0
+    finally:
+        tracker.shutdown(timeout=2)
+
+    released = ""
+    for dimension in ("route", "referrer", "utm_campaign", "utm_source"):
+        answer = httpx.get(
+            f"{shared_server.url}/v1/stats",
+            params={"metric": "pageviews", "by": dimension, "interval": "total", "limit": 1000},
+            headers=read_auth(SHOP_READ_TOKEN),
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        released += answer.text
+    for secret in SECRETS:
+        assert secret not in released
+    for cleaned in ("/blog/launch", "ycombinator.com", "black-friday-2025", "/users/{id}"):
+        assert cleaned in released

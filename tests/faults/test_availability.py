@@ -33,6 +33,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 MIB = 1024 * 1024
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 3.0
+# Long enough to open 1,100 connections on a slow machine before the first one expires.
+IDLE_HEADER_TIMEOUT = 5.0
 RSS_BUDGET_KIB = 64 * 1024
 
 
@@ -77,7 +79,7 @@ def assert_still_serving(server: CollectorProcess, rss_before: int) -> None:
         timeout=5,
     )
     assert ingest.status_code == 202, ingest.text
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # an fsync'd commit, on a busy machine
     grown = rss_kib(server.process.pid) - rss_before
     assert grown < RSS_BUDGET_KIB, f"RSS grew by {grown} KiB"
 
@@ -188,10 +190,10 @@ def test_1100_idle_half_sent_requests_lock_nobody_out(small_server: CollectorPro
         # More half-sent requests than the collector has descriptors for: the
         # longest-waiting ones have been closed to make room, and a new client still
         # gets a whole request through.
-        assert time.monotonic() - started < HEADER_TIMEOUT, "setup too slow to mean anything"
+        assert time.monotonic() - started < IDLE_HEADER_TIMEOUT, "setup too slow to mean anything"
         assert_still_serving(server, rss_before)
         # After the header deadline every one of them is gone.
-        time.sleep(HEADER_TIMEOUT + 1.5)
+        time.sleep(IDLE_HEADER_TIMEOUT + 1)
         still_open = [sock for sock in idle if closed_by_server(sock) is None]
         assert still_open == []
         assert_still_serving(server, rss_before)

@@ -34,6 +34,12 @@ CAMPAIGNS_THAT_SURVIVE = [
     ("back_to_school", "back_to_school"),
     ("cybermonday", "cybermonday"),
     ("2025-11-28", "2025-11-28"),
+    ("chatgpt.com", "chatgpt.com"),
+    ("20% off", "20-off"),
+    ("#BlackFriday", "blackfriday"),
+    ("fb/ig", "fb-ig"),
+    ("Tom & Jerry", "tom-jerry"),
+    ("Geschäftsbericht 2025", "geschaftsbericht-2025"),
 ]
 # Values that name a recipient: never kept, however they are cleaned.
 PER_RECIPIENT = [
@@ -41,6 +47,7 @@ PER_RECIPIENT = [
     "jdoe\uff20example.com",
     "john.doe",
     "jane.q.public",
+    "jdoe.example.com",
     "jdoe+newsletter",
     "550e8400-e29b-41d4-a716-446655440000",
     "550e8400e29b41d4a716446655440000",
