@@ -135,7 +135,7 @@ def run(
         store.commit([batch], start + DAYS * 86400)
     pool = NoisePool()
     started = time.perf_counter()
-    while seal_due(store, site.id, site.timezone, site.policy, now, pool).behind:
+    while seal_due(store, site, now, pool).behind:
         pass
     sealing_s = time.perf_counter() - started
 

@@ -32,7 +32,7 @@ import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,6 @@ from typing import Any
 from _load import site_file
 from headcount_collector.config import Site, load_sites
 from headcount_collector.query import parse_stats_query, run_stats_query
-from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sealing import seal_due
 from headcount_collector.stores import Store, open_store
@@ -81,10 +80,7 @@ class UniformNoise:
     def __init__(self) -> None:
         self._rng = random.Random(7)
 
-    def prepare(self, policy: ReleasePolicy, resolution: Resolution) -> None:
-        pass
-
-    def used(self, resolution: Resolution, cells: int) -> None:
+    def prepare(self, policy: ReleasePolicy, rows: Mapping[str, int]) -> None:
         pass
 
     def drawer(self, policy: ReleasePolicy) -> Callable[[str], int]:
@@ -95,8 +91,8 @@ def seal(store: Store, site: Site, now: int) -> int:
     pool = UniformNoise()
     buckets = 0
     while True:
-        report = seal_due(store, site.id, site.timezone, site.policy, now + 4 * 3600, pool)  # type: ignore[arg-type]
-        buckets += report.buckets
+        report = seal_due(store, site, now + 4 * 3600, pool)  # type: ignore[arg-type]
+        buckets += report.steps
         if not report.behind:
             return buckets
 

@@ -168,18 +168,18 @@ def create_app(
         behind = False
         for site in registry:
             try:
-                report = seal_due(store, site.id, site.timezone, site.policy, clock(), pool)
+                report = seal_due(store, site, clock(), pool)
                 state = store.seal_state(site.id)
             except StoreUnavailable as exc:
                 logger.warning("sealing for site %s failed, will retry: %s", site.id, exc)
                 continue
             if "h" in state:
                 sealed_hours[site.id] = state["h"]
-            if report.buckets:
+            if report.cells:
                 logger.info(
-                    "sealed site %s: %d buckets, %d cells released",
+                    "sealed site %s: %d steps, %d cells released",
                     site.id,
-                    report.buckets,
+                    report.steps,
                     report.cells,
                 )
             behind = behind or report.behind

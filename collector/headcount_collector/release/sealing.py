@@ -16,24 +16,25 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from headcount_collector.release.catalogue import RESOLUTIONS, Resolution
+from headcount_collector.config import Site
+from headcount_collector.release.catalogue import MARGINALS, RESOLUTIONS, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
-from headcount_collector.stores.base import SealStep, Store
+from headcount_collector.stores.base import SealStep, Store, retention_cutoffs
 from headcount_collector.timeutil import floor_hour, local_day_start
 
 __all__ = ["NoisePool", "SealReport", "seal_due", "sealable_before"]
 
 logger = logging.getLogger("headcount_collector.sealing")
 
-# Buckets sealed per site and resolution in one call, so that catching up on a long
+# Sealing steps per site and resolution in one call, so that catching up on a long
 # history (an upgraded database) never holds the writer for long.
-MAX_BUCKETS_PER_CALL = 48
+MAX_STEPS_PER_CALL = 48
 
 
 class NoisePool:
@@ -43,23 +44,21 @@ class NoisePool:
     def __init__(self, randbelow: RandomBelow = secrets.randbelow) -> None:
         self._randbelow = randbelow
         self._pools: dict[Fraction, deque[int]] = {}
-        # Cells the last seal of each resolution needed: the next one likely needs as many.
-        self._last_cells: dict[str, int] = {}
-
-    def prepare(self, policy: ReleasePolicy, resolution: str) -> None:
-        """Draw enough noise for the next seal before its transaction starts. Cells whose
-        noisy value misses the threshold draw too, hence the margin."""
-        expected = max(256, 4 * self._last_cells.get(resolution, 0))
-        for budget in policy.budgets.values():
-            self.fill(budget.variance, expected)
-
-    def used(self, resolution: str, cells: int) -> None:
-        self._last_cells[resolution] = cells
 
     def fill(self, variance: Fraction, count: int) -> None:
         pool = self._pools.setdefault(variance, deque())
         while len(pool) < count:
             pool.append(discrete_gaussian(variance, self._randbelow))
+
+    def prepare(self, policy: ReleasePolicy, rows: Mapping[str, int]) -> None:
+        """Draw, before a seal's transaction, as much noise as it can possibly spend: a
+        draw per non-empty cell of every marginal, at most one per counter row each."""
+        needed: dict[Fraction, int] = {}
+        for kind, count in rows.items():
+            variance = policy.budget_for(kind).variance
+            needed[variance] = needed.get(variance, 0) + count * len(MARGINALS[kind])
+        for variance, count in needed.items():
+            self.fill(variance, count)
 
     def draw(self, variance: Fraction) -> int:
         pool = self._pools.get(variance)
@@ -74,79 +73,71 @@ class NoisePool:
 
 def sealable_before(resolution: Resolution, now: float, zone: ZoneInfo, grace: int) -> int:
     """Buckets starting before this instant have ended at least ``grace`` seconds ago."""
+    last_hour_end = floor_hour(now - grace)
     if resolution == "h":
-        return floor_hour(now - grace - 3600) + 3600
-    return local_day_start(int(now - grace), zone)
+        return last_hour_end
+    # A day whose last hour ends past its midnight (half-hour time zones) waits for it.
+    return local_day_start(last_hour_end, zone)
 
 
-def _bucket_end(resolution: Resolution, bucket: int, zone: ZoneInfo) -> int:
-    if resolution == "h":
-        return bucket + 3600
-    # The next local midnight: 23, 24 or 25 hours later.
-    return local_day_start(bucket + 26 * 3600, zone)
+def _chunk_end(start: int, zone: ZoneInfo) -> int:
+    """Where one sealing transaction ends: the next local midnight. Hours are sealed a
+    local day at a time at most, days one at a time."""
+    return local_day_start(local_day_start(start, zone) + 26 * 3600, zone)
 
 
 @dataclass(slots=True)
 class SealReport:
-    buckets: int = 0
+    steps: int = 0
     cells: int = 0
     behind: bool = False
     lost_races: int = 0
-    per_resolution: dict[str, int] = field(default_factory=dict)
 
 
-def seal_due(
-    store: Store,
-    site_id: str,
-    zone: ZoneInfo,
-    policy: ReleasePolicy,
-    now: float,
-    pool: NoisePool,
-) -> SealReport:
-    """Seal every bucket of one site that is due, oldest first, a bounded number per call."""
+def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealReport:
+    """Seal what is due for one site, oldest first, a bounded number of steps per call.
+
+    The watermark moves only to local midnights or to the sealable limit (both set by the
+    clock, never by the data), and each step releases every bucket in it in one
+    transaction: someone watching ``sealed_until`` while a backlog is worked off learns
+    nothing about which hours held counts.
+    """
     report = SealReport()
+    policy = site.policy
     if not policy.noise:
         return report
-    state = store.seal_state(site_id)
+    zone = site.timezone
+    state = store.seal_state(site.id)
     for resolution in RESOLUTIONS:
         limit = sealable_before(resolution, now, zone, policy.seal_grace_seconds)
         watermark = state.get(resolution)
         if watermark is None:
-            # First run for this site (or an upgraded database): start at its oldest
-            # counts, so history that is already stored gets released too.
-            existing = store.data_buckets(site_id, resolution, 0, limit)
-            watermark = existing[0] if existing else limit
-            store.start_sealing(site_id, resolution, watermark)
-            watermark = store.seal_state(site_id).get(resolution, watermark)
-        if watermark >= limit:
-            continue
-        due = store.data_buckets(site_id, resolution, watermark, limit)
-        if len(due) > MAX_BUCKETS_PER_CALL:
-            due = due[:MAX_BUCKETS_PER_CALL]
-            report.behind = True
-        for bucket in due:
-            if bucket < watermark:  # sealed meanwhile by another collector
-                continue
-            end = _bucket_end(resolution, bucket, zone)
-            pool.prepare(policy, resolution)
-            step = SealStep(site_id, resolution, bucket, watermark, end)
+            # First run for this site. Counts already stored (an upgraded database) are
+            # released from the start of what retention keeps; a new site starts now.
+            hourly_from, daily_from = retention_cutoffs(site, int(now))
+            start = hourly_from if resolution == "h" else daily_from
+            if not store.data_buckets(site.id, resolution, 0, limit):
+                start = limit
+            store.start_sealing(site.id, resolution, min(start, limit))
+            watermark = store.seal_state(site.id).get(resolution, start)
+        steps = 0
+        while watermark < limit:
+            if steps == MAX_STEPS_PER_CALL:
+                report.behind = True
+                break
+            end = min(_chunk_end(watermark, zone), limit)
+            pool.prepare(policy, store.raw_rows(site.id, resolution, watermark, end))
+            step = SealStep(site.id, resolution, watermark, end)
             cells = store.seal(step, policy, pool.drawer(policy))
+            steps += 1
             if cells is None:
                 report.lost_races += 1
-                refreshed = store.seal_state(site_id).get(resolution)
-                if refreshed is None or refreshed >= limit:
+                refreshed = store.seal_state(site.id).get(resolution)
+                if refreshed is None:
                     break
                 watermark = refreshed
                 continue
             watermark = end
-            pool.used(resolution, cells)
-            report.buckets += 1
+            report.steps += 1
             report.cells += cells
-            report.per_resolution[resolution] = report.per_resolution.get(resolution, 0) + 1
-        if not report.behind and watermark < limit:
-            # Nothing left but empty buckets: move the watermark over them.
-            empty = SealStep(site_id, resolution, None, watermark, limit)
-            moved = store.seal(empty, policy, pool.drawer(policy))
-            if moved is None:
-                report.lost_races += 1
     return report

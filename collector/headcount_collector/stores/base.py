@@ -34,6 +34,7 @@ __all__ = [
     "declared_modes",
     "delete_expired",
     "merge_applied",
+    "raw_rows_sql",
     "release_migration",
     "release_table",
     "retention_cutoffs",
@@ -117,6 +118,9 @@ class Store(Protocol):
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         """Bucket starts in [start, end) that hold any counts, ascending."""
+
+    def raw_rows(self, site: str, resolution: Resolution, start: int, end: int) -> dict[str, int]:
+        """Per record kind, how many counter rows [start, end) holds (sizes noise pools)."""
 
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         """Release ``step.bucket``'s noisy cells and move the watermark from
@@ -559,14 +563,26 @@ def _marginal_select(marginal: Marginal, ph: str) -> tuple[str, list[object]]:
 
 @dataclass(frozen=True, slots=True)
 class SealStep:
-    """One move of a site's watermark for one resolution, releasing ``bucket`` on the
-    way (None: only empty buckets lie between ``expected`` and ``sealed_until``)."""
+    """One move of a site's watermark for one resolution, from ``expected`` to
+    ``sealed_until``, releasing every bucket in between that holds counts. The bounds
+    never depend on the data (a chunk of time, or the sealable limit), so watching the
+    watermark move tells nothing about when anyone visited."""
 
     site: str
     resolution: Resolution
-    bucket: int | None
     expected: int
     sealed_until: int
+
+
+def raw_rows_sql(placeholder: str) -> str:
+    """Counter rows per kind of one site and resolution in [start, end); parameters
+    (site, res, start, end) once per table."""
+    ph = placeholder
+    return " UNION ALL ".join(
+        f"SELECT '{table.kind}', COUNT(*) FROM {table.name} "
+        f"WHERE site = {ph} AND res = {ph} AND bucket >= {ph} AND bucket < {ph}"
+        for table in TABLES.values()
+    )
 
 
 def data_buckets_sql(placeholder: str) -> str:
@@ -589,14 +605,16 @@ def seal_bucket(
     draw: Callable[[str], int],
     placeholder: str,
 ) -> int | None:
-    """Release one bucket of one site inside the caller's write transaction.
+    """Release a step's buckets of one site inside the caller's write transaction.
 
-    Reads the true counts of every marginal, adds one noise draw to each cell, keeps the
+    Finds the buckets that hold counts inside this transaction (so a record committed
+    just before is either released now or counted late, never lost between the two),
+    reads the true counts of every marginal, adds one noise draw to each cell, keeps the
     cells whose noisy value reaches the threshold, and moves the watermark. Returns how
     many cells were released, or None when the watermark was no longer ``step.expected``
-    (another collector sealed this bucket first; its values stand).
+    (another collector sealed these buckets first; its values stand).
     """
-    site, resolution, bucket = step.site, step.resolution, step.bucket
+    site, resolution = step.site, step.resolution
     ph = placeholder
     moved = execute(
         f"UPDATE hc_seal SET sealed_until = {ph} WHERE site = {ph} AND res = {ph} "
@@ -605,8 +623,29 @@ def seal_bucket(
     ).rowcount
     if moved != 1:
         return None
-    if bucket is None:  # only empty buckets lie between the two watermarks
-        return 0
+    buckets = [
+        int(row[0])
+        for row in execute(
+            data_buckets_sql(ph),
+            [x for _ in TABLES for x in (site, resolution, step.expected, step.sealed_until)],
+        ).fetchall()
+    ]
+    released = 0
+    for bucket in buckets:
+        released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
+    return released
+
+
+def _seal_one(
+    execute: Callable[..., Any],
+    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
+    site: str,
+    resolution: Resolution,
+    bucket: int,
+    policy: ReleasePolicy,
+    draw: Callable[[str], int],
+    ph: str,
+) -> int:
     released = 0
     for kind, marginals in MARGINALS.items():
         table = TABLES[kind]

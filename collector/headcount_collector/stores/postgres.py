@@ -38,6 +38,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     merge_applied,
+    raw_rows_sql,
     release_migration,
     seal_bucket,
     spill_excess_keys,
@@ -332,6 +333,12 @@ class PostgresStore:
         sql = data_buckets_sql("%s")
         rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
         return [_int(row[0]) for row in rows]
+
+    def raw_rows(self, site: str, resolution: Resolution, start: int, end: int) -> dict[str, int]:
+        params = [x for _ in TABLES for x in (site, resolution, start, end)]
+        sql = raw_rows_sql("%s")
+        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
+        return {str(kind): _int(n) for kind, n in rows}
 
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:

@@ -32,6 +32,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     merge_applied,
+    raw_rows_sql,
     release_migration,
     seal_bucket,
     spill_excess_keys,
@@ -245,6 +246,11 @@ class SQLiteStore:
         params = [x for _ in TABLES for x in (site, resolution, start, end)]
         rows = self._connection().execute(data_buckets_sql("?"), params).fetchall()
         return [int(row[0]) for row in rows]
+
+    def raw_rows(self, site: str, resolution: Resolution, start: int, end: int) -> dict[str, int]:
+        params = [x for _ in TABLES for x in (site, resolution, start, end)]
+        rows = self._connection().execute(raw_rows_sql("?"), params).fetchall()
+        return {str(kind): int(n) for kind, n in rows}
 
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         with self._write() as conn:
