@@ -356,5 +356,6 @@ class Settings:
             raise ValueError("retention_interval must be a positive number of seconds")
         if self.dedupe_seconds < 48 * 3600:
             raise ValueError("dedupe_seconds must cover at least 48 hours")
-        if self.max_keys_per_hour < 10:
-            raise ValueError("max_keys_per_hour must be at least 10")
+        if self.max_keys_per_hour < 1000:
+            # Below that, the secret offset that hides the fold point is too small.
+            raise ValueError("max_keys_per_hour must be at least 1000")

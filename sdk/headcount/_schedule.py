@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Mapping
 
-from headcount._table import Key, merge_counts
+from headcount._table import Key, fold_point, merge_counts
 
 __all__ = ["HourlyHold"]
 
@@ -28,6 +28,7 @@ class HourlyHold:
         self._lock = threading.Lock()
         self._hours: dict[int, dict[Key, int]] = {}
         self._release_at: dict[int, float] = {}
+        self._fold_at: dict[int, int] = {}
 
     def add(self, counts: Mapping[Key, int]) -> None:
         by_hour: dict[int, dict[Key, int]] = {}
@@ -38,7 +39,8 @@ class HourlyHold:
                 if hour not in self._hours:
                     self._hours[hour] = {}
                     self._release_at[hour] = hour + 3600 + self._rng.uniform(0, 3600)
-                merge_counts(self._hours[hour], hour_counts, self._max_keys)
+                    self._fold_at[hour] = fold_point(self._max_keys)
+                merge_counts(self._hours[hour], hour_counts, self._fold_at[hour])
 
     def take_due(self, *, everything: bool = False, now: float | None = None) -> dict[Key, int]:
         """Remove and return the counts of every hour whose release time has come."""
@@ -49,6 +51,7 @@ class HourlyHold:
                 if everything or self._release_at[hour] <= wall:
                     due.update(self._hours.pop(hour))
                     del self._release_at[hour]
+                    del self._fold_at[hour]
         return due
 
     def snapshot(self) -> dict[Key, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from typing import cast
@@ -71,12 +72,21 @@ class CountTable:
     distinct routes leaves memory flat while totals stay right.
     """
 
-    __slots__ = ("_counts", "_lock", "_max_keys", "discarded", "overflowed", "recorded")
+    __slots__ = (
+        "_configured_max",
+        "_counts",
+        "_lock",
+        "_max_keys",
+        "discarded",
+        "overflowed",
+        "recorded",
+    )
 
     def __init__(self, max_keys: int) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Key, int] = {}
-        self._max_keys = max_keys
+        self._configured_max = max_keys
+        self._max_keys = fold_point(max_keys)
         self.recorded = 0
         self.overflowed = 0
         self.discarded = 0
@@ -148,6 +158,7 @@ class CountTable:
         """Take the current counts, leaving an empty window; O(1) under the lock."""
         with self._lock:
             counts, self._counts = self._counts, {}
+            self._max_keys = fold_point(self._configured_max)
         return counts
 
     def snapshot(self) -> dict[Key, int]:
@@ -156,6 +167,14 @@ class CountTable:
 
     def __len__(self) -> int:
         return len(self._counts)
+
+
+def fold_point(max_keys: int) -> int:
+    """Where this window starts folding new keys into (other): ``max_keys`` less a random
+    offset of up to half of it. Whether a key is folded depends on how many keys other
+    visitors brought; someone who floods the table and watches where folding starts
+    cannot tell one more visitor from the offset."""
+    return max_keys - secrets.randbelow(max(1, max_keys // 2))
 
 
 def merge_counts(into: dict[Key, int], counts: Mapping[Key, int], max_keys: int) -> None:

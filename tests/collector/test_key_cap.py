@@ -15,7 +15,10 @@ from tests.conftest import start_collector
 pytestmark = pytest.mark.slow
 
 WORDS = ("apple", "river", "stone", "cloud", "green", "light", "table", "house", "paper", "music")
-ROUTES = [f"/docs/{a}/{b}" for a, b in product(WORDS, WORDS)]  # 100 distinct templates
+SECTIONS = ("guide", "notes", "about")
+# 1,500 distinct templates.
+ROUTES = [f"/{s}/{a}/{b}/{c}" for s, a, b, c in product(SECTIONS, WORDS, WORDS, WORDS)][:1500]
+CAP = 1000
 
 
 def _hourly_rows(db: Path, hour: int) -> list[tuple[str, int]]:
@@ -32,11 +35,11 @@ def _hourly_rows(db: Path, hour: int) -> list[tuple[str, int]]:
 def test_new_keys_past_the_cap_fold_into_other_and_no_count_is_lost(
     tmp_path: Path, site_file: Path
 ) -> None:
-    server = start_collector(tmp_path, site_file, extra=("--max-keys-per-hour", "30"))
+    server = start_collector(tmp_path, site_file, extra=("--max-keys-per-hour", str(CAP)))
     try:
         hour = current_hour()
         # Three batches, each with new routes: the cap holds across batches too.
-        for chunk in (ROUTES[:40], ROUTES[40:70], ROUTES[70:]):
+        for chunk in (ROUTES[:400], ROUTES[400:900], ROUTES[900:]):
             response = httpx.post(
                 f"{server.url}/v1/ingest",
                 content=batch_body([pageview(route=r, hour=hour, n=2) for r in chunk]),
@@ -51,9 +54,11 @@ def test_new_keys_past_the_cap_fold_into_other_and_no_count_is_lost(
         )
         assert response.status_code == 202
         rows = dict(_hourly_rows(server.db_path, hour))
-        assert len(rows) <= 30
+        # The fold starts somewhere between half the cap and the cap, at a point kept
+        # secret per site, table and hour.
+        assert CAP // 2 <= len(rows) <= CAP
         assert sum(rows.values()) == 2 * len(ROUTES) + 5
-        assert rows["(other)"] >= 2 * (len(ROUTES) - 30)
+        assert rows["(other)"] >= 2 * (len(ROUTES) - CAP)
         assert rows[ROUTES[0]] == 7
         stats = httpx.get(
             f"{server.url}/v1/stats",
@@ -66,6 +71,27 @@ def test_new_keys_past_the_cap_fold_into_other_and_no_count_is_lost(
         server.stop()
 
 
-def test_a_cap_below_ten_is_refused_at_start(tmp_path: Path, site_file: Path) -> None:
+def test_a_cap_below_a_thousand_is_refused_at_start(tmp_path: Path, site_file: Path) -> None:
     with pytest.raises(RuntimeError, match="max_keys_per_hour"):
-        start_collector(tmp_path, site_file, extra=("--max-keys-per-hour", "3"))
+        start_collector(tmp_path, site_file, extra=("--max-keys-per-hour", "30"))
+
+
+def test_the_fold_point_is_secret_and_spread_over_half_the_cap() -> None:
+    from headcount_collector.stores.base import KeyCounts
+
+    counts = KeyCounts()
+    counts.secret = bytes(range(32))
+    points = [counts.cap_for(CAP, ("blog", "pageview", 3600 * h)) for h in range(2000)]
+    assert min(points) >= CAP // 2
+    assert max(points) <= CAP
+    # Spread evenly: no value is much likelier than another, so one more key (one more
+    # visitor) moves an observer's guess of whether folding began by about 2/CAP.
+    assert len(set(points)) > 400
+    assert max(points.count(p) for p in set(points)) < 15
+    other = KeyCounts()
+    other.secret = bytes(range(1, 33))
+    assert other.cap_for(CAP, ("blog", "pageview", 0)) != counts.cap_for(
+        CAP, ("blog", "pageview", 0)
+    ) or other.cap_for(CAP, ("blog", "pageview", 3600)) != counts.cap_for(
+        CAP, ("blog", "pageview", 3600)
+    )

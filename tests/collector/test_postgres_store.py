@@ -101,11 +101,17 @@ def test_collectors_starting_together_migrate_once(
         versions = list(pool.map(start, stores))
     assert versions == [SCHEMA_VERSION] * len(stores)
     with psycopg.connect(pg_url) as conn:
-        meta = conn.execute("SELECT key, value FROM hc_meta").fetchall()
+        meta = conn.execute(
+            "SELECT key, value FROM hc_meta WHERE key = 'schema_version'"
+        ).fetchall()
+        secrets_made = conn.execute(
+            "SELECT COUNT(*) FROM hc_meta WHERE key = 'key_cap_secret'"
+        ).fetchone()
         tables = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'hc\\_%'"
         ).fetchall()
     assert meta == [("schema_version", str(SCHEMA_VERSION))]
+    assert secrets_made == (1,)  # one secret, however many collectors started at once
     assert {t for (t,) in tables} == {
         *(t.name for t in TABLES.values()),
         *(release_table(kind) for kind in TABLES),

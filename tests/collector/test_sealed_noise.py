@@ -290,7 +290,9 @@ def test_a_database_from_before_sealed_noise_upgrades_in_place_and_releases_its_
     conn = sqlite3.connect(path)
     try:
         received = conn.execute("SELECT received FROM hc_batch").fetchall()
-        version = conn.execute("SELECT value FROM hc_meta").fetchone()[0]
+        version = conn.execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()[
+            0
+        ]
     finally:
         conn.close()
     assert received == [(hour,)]  # arrival kept to the hour only

@@ -237,10 +237,13 @@ def test_max_keys_overflow_counts_into_other_and_keeps_totals() -> None:
                                          user_agent=BROWSER, content_type="application/json"))  # fmt: skip
         records = t.peek()
         assert total(records, Request) == 100
+        # Folding starts at a random point between half of max_keys and max_keys.
         assert len(records) <= 11
         other = [r for r in kinds(records, Request) if r.route == "(other)"]
-        assert sum(r.n for r in other) == 90
-        assert t.stats().overflowed == 90
+        kept = len(records) - len(other)
+        assert 5 <= kept <= 10
+        assert sum(r.n for r in other) == 100 - kept
+        assert t.stats().overflowed == 100 - kept
     finally:
         t.shutdown(1)
 

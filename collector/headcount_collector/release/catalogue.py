@@ -15,7 +15,7 @@ one noisier; keep the list short.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -26,6 +26,7 @@ __all__ = [
     "RESOLUTIONS",
     "UNITS",
     "UNIT_OF_KIND",
+    "Effect",
     "Marginal",
     "Resolution",
     "Unit",
@@ -113,46 +114,93 @@ MARGINALS: Final[dict[str, tuple[Marginal, ...]]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Effect:
+    """What removing one unit can do to one marginal of one table, in the worst case.
+
+    ``squared`` is the squared L2 change of the marginal's cells (what the Gaussian noise
+    must cover); ``new_cells`` how many cells it can make appear that hold nothing else
+    (what partition selection must cover); ``largest`` the most such a cell can hold.
+    """
+
+    squared: int
+    new_cells: int
+    largest: int = 1
+
+
+WeightRule = Callable[[Marginal], Effect]
+
+
+def _one_record(marginal: Marginal) -> Effect:
+    return Effect(1, 1)
+
+
+def _pageview(marginal: Marginal) -> Effect:
+    # With visits on, an entry is a visit's first pageview: removing it makes the next
+    # pageview of the visit the entry, so that one moves too wherever entries are kept
+    # apart (the full cross-product) or selected (the entry marginals).
+    if "entry" in marginal.dims:
+        return Effect(3, 2)
+    if marginal.where:
+        return Effect(2, 2) if marginal.dims else Effect(1, 1)
+    return Effect(1, 1)
+
+
+def _visit(marginal: Marginal) -> Effect:
+    # Removing a page load in the middle of a visit can split it in two: the visit's
+    # record leaves its cell (-1) and two records arrive, possibly in one new cell (+2).
+    return Effect(5, 2, largest=2)
+
+
+@dataclass(frozen=True, slots=True)
 class Unit:
     """A protected unit: what one person's single action adds to the released tables.
 
     Each profile is one way the unit can show up (a request is either a page load of a
-    person or a bot's), mapping each table it touches to the squared L2 change in each
-    of that table's marginals when the unit is removed: 1 where the unit is one counted
-    record, 2 for visits, where one page load less moves the visit's record from one
-    range cell to another. The budget must cover the costliest profile.
+    person or a bot's), mapping each table it touches to the worst-case effect on each
+    of that table's marginals when the unit is removed. The budget must cover the
+    costliest profile.
     """
 
     name: str
     description: str
-    profiles: tuple[Mapping[str, int], ...]
+    profiles: tuple[Mapping[str, WeightRule], ...]
 
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(kind for profile in self.profiles for kind in profile)
 
+    def _effects(self, profile: Mapping[str, WeightRule]) -> list[Effect]:
+        return [rule(m) for kind, rule in profile.items() for m in MARGINALS[kind]]
+
     def releases(self) -> int:
-        """How many released cells one unit can touch over all marginals and resolutions."""
+        """How many cells one unit can make appear, over all marginals and resolutions."""
         return len(RESOLUTIONS) * max(
-            sum(len(MARGINALS[kind]) for kind in profile) for profile in self.profiles
+            sum(e.new_cells for e in self._effects(p)) for p in self.profiles
         )
 
     def load(self) -> int:
         """The total squared sensitivity, which the budget is divided by."""
         return len(RESOLUTIONS) * max(
-            sum(weight * len(MARGINALS[kind]) for kind, weight in profile.items())
-            for profile in self.profiles
+            sum(e.squared for e in self._effects(p)) for p in self.profiles
         )
+
+    def largest_new_cell(self) -> int:
+        """The most a cell that exists only because of this unit can hold."""
+        return max(e.largest for p in self.profiles for e in self._effects(p))
 
 
 UNITS: Final[dict[str, Unit]] = {
     "request": Unit(
         "request",
         "one request to the site: its request record, and either its pageview record "
-        "and its effect on the visit it belongs to, or its bot record",
-        ({"request": 1, "pageview": 1, "visit": 2}, {"request": 1, "bot": 1}),
+        "(with what it changes about which pageview of its visit is the entry) and its "
+        "effect on the visit it belongs to (which it can split in two), or its bot record",
+        (
+            {"request": _one_record, "pageview": _pageview, "visit": _visit},
+            {"request": _one_record, "bot": _one_record},
+        ),
     ),
-    "event": Unit("event", "one custom event", ({"event": 1},)),
+    "event": Unit("event", "one custom event", ({"event": _one_record},)),
 }
 
 UNIT_OF_KIND: Final[dict[str, Unit]] = {

@@ -59,10 +59,11 @@ def _tail_at_least(variance: float, value: int) -> float:
     return math.fsum(weights[value + reach :]) / total if value <= reach else 0.0
 
 
-def _threshold(variance: float, per_release_delta: float) -> int:
-    """The least T such that a cell of count 1 reaches T with probability <= delta."""
-    value = 1
-    while _tail_at_least(variance, value - 1) > per_release_delta:
+def _threshold(variance: float, per_release_delta: float, largest: int = 1) -> int:
+    """The least T such that a cell holding ``largest`` reaches T with probability <=
+    delta (largest: the most a cell that exists because of one unit can hold)."""
+    value = largest
+    while _tail_at_least(variance, value - largest) > per_release_delta:
         value += 1
     return value
 
@@ -150,6 +151,8 @@ def release_policy(
     for name, unit in UNITS.items():
         # Rounded up to a thousandth: a little more noise than the budget needs, never less.
         variance = Fraction(math.ceil(unit.load() / (2 * rho) * 1000), 1000)
-        threshold = _threshold(float(variance), delta / 2 / unit.releases())
+        threshold = _threshold(
+            float(variance), delta / 2 / unit.releases(), unit.largest_new_cell()
+        )
         budgets[name] = UnitBudget(unit, variance, max(threshold, k))
     return ReleasePolicy(noise, epsilon, delta, k, seal_grace_hours * 3600, rho, budgets)

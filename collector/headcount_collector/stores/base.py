@@ -7,6 +7,8 @@ writer thread (group commit) and from worker threads for queries.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -33,6 +35,7 @@ __all__ = [
     "data_buckets_sql",
     "declared_modes",
     "delete_expired",
+    "ensure_secret",
     "merge_applied",
     "raw_rows_sql",
     "release_migration",
@@ -242,11 +245,13 @@ OTHER = "(other)"
 
 class KeyCounts:
     """Per worker, an upper bound on how many hourly keys each (site, table, hour) holds,
-    so that the database is asked only when a bucket gets near its cap."""
+    so that the database is asked only when a bucket gets near its cap; and the secret
+    that hides where exactly each bucket's cap lies."""
 
     def __init__(self, limit: int = 50_000) -> None:
         self._known: dict[tuple[str, str, int], int] = {}
         self._limit = limit
+        self.secret = b""
 
     def get(self, key: tuple[str, str, int]) -> int | None:
         return self._known.get(key)
@@ -255,6 +260,30 @@ class KeyCounts:
         if len(self._known) >= self._limit:
             self._known.clear()  # only an optimisation: the database stays the truth
         self._known[key] = count
+
+    def cap_for(self, cap: int, bucket: tuple[str, str, int]) -> int:
+        """``cap`` less a secret offset of up to half of it, fixed per site, table and
+        hour. Whether a key is folded into (other) depends on how many keys other people
+        brought; with the exact fold point unknown, watching where folding starts tells
+        next to nothing about one more visitor (about 2/cap per hour)."""
+        site, kind, hour = bucket
+        digest = hmac.new(self.secret, f"{site}\x00{kind}\x00{hour}".encode(), "sha256")
+        return cap - int.from_bytes(digest.digest()[:8], "big") % max(1, cap // 2)
+
+
+KEY_CAP_SECRET_NAME = "key_cap_secret"  # noqa: S105 - a row name, not a secret
+
+
+def ensure_secret(execute: Callable[..., Any], placeholder: str) -> bytes:
+    """The collector's random secret for key-cap offsets, made once, shared by every
+    worker and collector of the database (inside the caller's transaction)."""
+    ph = placeholder
+    execute(
+        f"INSERT INTO hc_meta (key, value) VALUES ({ph}, {ph}) ON CONFLICT (key) DO NOTHING",
+        (KEY_CAP_SECRET_NAME, secrets.token_hex(32)),
+    )
+    row = execute(f"SELECT value FROM hc_meta WHERE key = {ph}", (KEY_CAP_SECRET_NAME,)).fetchone()
+    return bytes.fromhex(str(row[0]))
 
 
 def spill_excess_keys(
@@ -292,7 +321,8 @@ def spill_excess_keys(
                 (site, hour),
             ).fetchone()
             estimate = int(row[0])
-        if estimate + len(keys) + 1 <= cap:
+        bucket_cap = known.cap_for(cap, bucket)
+        if estimate + len(keys) + 1 <= bucket_cap:
             known.set(bucket, estimate + len(keys))
             continue
         # Near the cap: find out exactly which keys are new.
@@ -305,7 +335,7 @@ def spill_excess_keys(
             ).fetchall()
         }
         fresh = sorted((k for k in keys if k not in existing), key=repr)
-        room = max(0, cap - len(existing) - 1)  # one row is kept for (other) itself
+        room = max(0, bucket_cap - len(existing) - 1)  # one row is kept for (other) itself
         for dims in fresh[room:]:
             moves[(site, kind, hour, dims)] = _spilled_key(kind, dims)
         known.set(bucket, len(existing) + min(len(fresh), room) + 1)

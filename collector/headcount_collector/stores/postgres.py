@@ -37,6 +37,7 @@ from headcount_collector.stores.base import (
     data_buckets_sql,
     declared_modes,
     delete_expired,
+    ensure_secret,
     merge_applied,
     raw_rows_sql,
     release_migration,
@@ -212,6 +213,7 @@ class PostgresStore:
         def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             apply_migrations(conn.execute, _migrations(), "%s")
+            self._key_counts.secret = ensure_secret(conn.execute, "%s")
 
         self._run(migrate_in, "migration")
 

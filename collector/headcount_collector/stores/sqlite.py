@@ -31,6 +31,7 @@ from headcount_collector.stores.base import (
     data_buckets_sql,
     declared_modes,
     delete_expired,
+    ensure_secret,
     merge_applied,
     raw_rows_sql,
     release_migration,
@@ -161,6 +162,7 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as conn:
             apply_migrations(conn.execute, _migrations(), "?")
+            self._key_counts.secret = ensure_secret(conn.execute, "?")
 
     def schema_version(self) -> int:
         row = (
