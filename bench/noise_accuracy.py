@@ -185,7 +185,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=3)
-    parser.add_argument("--epsilon", type=float, default=5.0)
+    parser.add_argument("--epsilon", type=float, default=7.0)
     parser.add_argument("--per-day", type=int, default=10_000)
     args = parser.parse_args()
     counts = generate(args.per_day, seed=11)

@@ -93,12 +93,7 @@ def create_app(
     store.key_cap = settings.max_keys_per_hour
     committer = GroupCommitter(store, settings.max_group_batches, metrics=metrics)
 
-    # Per site, the hour before which everything is sealed, as last seen by this worker:
-    # ingest reports records for earlier hours as late.
-    sealed_hours: dict[str, int] = {}
-    ingest = IngestEndpoint(
-        registry, committer, clock, settings.dedupe_seconds, metrics, sealed_hours
-    )
+    ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds, metrics)
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -169,12 +164,9 @@ def create_app(
         for site in registry:
             try:
                 report = seal_due(store, site, clock(), pool)
-                state = store.seal_state(site.id)
             except StoreUnavailable as exc:
                 logger.warning("sealing for site %s failed, will retry: %s", site.id, exc)
                 continue
-            if "h" in state:
-                sealed_hours[site.id] = state["h"]
             if report.cells:
                 logger.info(
                     "sealed site %s: %d steps, %d cells released",
@@ -290,10 +282,8 @@ class IngestEndpoint:
         clock: Callable[[], float],
         dedupe_seconds: int,
         metrics: Metrics | None = None,
-        sealed_hours: dict[str, int] | None = None,
     ) -> None:
         self._metrics: Metrics = metrics if metrics is not None else NoMetrics()
-        self._sealed_hours = sealed_hours if sealed_hours is not None else {}
         self._dedupe_seconds = dedupe_seconds
         self._registry = registry
         self._committer = committer
@@ -353,12 +343,9 @@ class IngestEndpoint:
         if applied:
             self._metrics.batch_accepted(pending.records)
             answer: dict[str, int] = {"accepted": pending.records}
-            sealed = self._sealed_hours.get(site.id)
-            if sealed is not None:
-                # Stored and counted in its still-open day, but its sealed hour never changes.
-                late = sum(n for (_, hour, _), n in pending.counts.items() if hour < sealed)
-                if late:
-                    answer["late"] = late
+            if pending.late:
+                # Stored and counted in a still-open day, but a sealed hour never changes.
+                answer["late"] = pending.late
             await _answer(send, 202, answer)
         else:
             self._metrics.batch_duplicate()

@@ -294,7 +294,7 @@ read_token_sha256 = "{token_digest(read_token).hex()}"
 # Released numbers carry sealed noise: each hour's and day's cells are drawn once when
 # the period is over (plus seal_grace_hours) and never change. epsilon and delta state
 # the guarantee per request (README, "Privacy"); smaller epsilon = more noise.
-epsilon = 5.0
+epsilon = 7.0
 delta = 1e-6
 seal_grace_hours = 2
 # A cell is also never shown below k. exact_counts = true opts out of noise entirely.

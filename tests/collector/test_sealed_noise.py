@@ -134,7 +134,7 @@ def test_csv_rows_carry_error_bars_and_the_guarantee(noised: NoisedCollector) ->
     assert lines[0] == "time,route,count,error"
     assert all(len(line.split(",")) == 4 for line in lines[1:])
     assert response.headers["x-headcount-mode"] == "sealed-noise"
-    assert response.headers["x-headcount-epsilon"] == "5"
+    assert response.headers["x-headcount-epsilon"] == "7"
     assert "x-headcount-withheld" not in response.headers
 
 

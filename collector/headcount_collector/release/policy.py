@@ -33,7 +33,7 @@ __all__ = [
     "rho_for",
 ]
 
-DEFAULT_EPSILON: Final = 5.0
+DEFAULT_EPSILON: Final = 7.0
 DEFAULT_DELTA: Final = 1e-6
 # Counts of an hour arrive within it with the default immediate sending, and within
 # the following hour with send_schedule="hourly"; one more hour covers retries.

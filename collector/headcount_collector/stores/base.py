@@ -36,6 +36,7 @@ __all__ = [
     "declared_modes",
     "delete_expired",
     "ensure_secret",
+    "mark_late",
     "merge_applied",
     "raw_rows_sql",
     "release_migration",
@@ -64,6 +65,8 @@ class PendingBatch:
     zone: ZoneInfo = field(default=ZoneInfo("UTC"))
     # Set by the commit: per table, counts moved into (other) by the per-hour key cap.
     spilled: dict[str, int] = field(default_factory=dict)
+    # Set by the commit: counts for hours already sealed (stored, never released there).
+    late: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +356,31 @@ def spill_excess_keys(
             key = (kind, hour, dims)
             counts[key] = counts.get(key, 0) + n
         batch.counts = counts
+
+
+def mark_late(
+    execute: Callable[..., Any],
+    batches: Sequence[PendingBatch],
+    applied: Sequence[bool],
+    placeholder: str,
+) -> None:
+    """Set each applied batch's ``late``: its counts for hours the release model already
+    sealed, read inside the commit's transaction so every worker and collector agrees."""
+    sites = sorted({b.site for b, ok in zip(batches, applied, strict=True) if ok})
+    if not sites:
+        return
+    marks = ", ".join(placeholder for _ in sites)
+    sealed = {
+        str(site): int(until)
+        for site, until in execute(
+            f"SELECT site, sealed_until FROM hc_seal WHERE res = 'h' AND site IN ({marks})",
+            sites,
+        ).fetchall()
+    }
+    for batch, ok in zip(batches, applied, strict=True):
+        until = sealed.get(batch.site)
+        if ok and until is not None:
+            batch.late = sum(n for (_, hour, _), n in batch.counts.items() if hour < until)
 
 
 def declared_modes(

@@ -38,6 +38,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     ensure_secret,
+    mark_late,
     merge_applied,
     raw_rows_sql,
     release_migration,
@@ -251,6 +252,7 @@ class PostgresStore:
                 applied.append(key in fresh)
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
+            mark_late(conn.execute, batches, applied, "%s")
             for table, rows in merge_applied(batches, applied).items():
                 ordered = sorted(rows.items())
                 columns = list(zip(*(key for key, _ in ordered), strict=True))

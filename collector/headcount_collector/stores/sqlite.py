@@ -32,6 +32,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     ensure_secret,
+    mark_late,
     merge_applied,
     raw_rows_sql,
     release_migration,
@@ -195,6 +196,7 @@ class SQLiteStore:
                 applied.append(key in fresh)
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
+            mark_late(conn.execute, batches, applied, "?")
             for table, rows in merge_applied(batches, applied).items():
                 conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
             conn.executemany(
