@@ -110,19 +110,22 @@ def guarantee_text(site: Site) -> list[str]:
         f"{float(request.variance) ** 0.5:.0f}. A count is shown only when its noisy value "
         f"reaches {request.threshold} ({event.threshold} for custom events), so a page, "
         "referrer or campaign seen by one visitor does not appear at all.",
-        "Formally: for any single request to the site (its pageview, its effect on "
-        "its visit, or its bot record), everything ever released about the site together "
-        f"satisfies ({policy.epsilon:g}, {policy.delta:g})-differential privacy; each "
-        "custom event is protected the same way on its own. Whether or not your request "
-        "was counted, every published number would have been about as likely "
-        f"(within a factor of e^{policy.epsilon:g}, except with probability "
-        f"{policy.delta:g}): someone holding every released number could guess whether "
-        f"you visited with at most {policy.best_guess_accuracy():.0%} accuracy, where "
-        "a coin toss has 50%.",
-        "Limits: a visit of several page loads is protected as a group, with a weaker "
-        "guarantee that grows with its length; someone who already knows everything "
-        "else about the site's traffic learns little more from the numbers, but the "
-        "noise does not hide large groups, which is the point of analytics.",
+        "Formally: for any single request to the site (its request record, and its "
+        "pageview and its effect on its visit, or its bot record), everything ever "
+        "released from the site's request, pageview, visit and bot counts together "
+        f"satisfies ({policy.epsilon:g}, {policy.delta:g})-differential privacy. Each "
+        "custom event is protected the same way, separately: a request that also fires "
+        "custom events has those added to its privacy loss. Whether or not your request "
+        "was counted, every published number would have been about as likely (within a "
+        f"factor of e^{policy.epsilon:g}, except with probability {policy.delta:g}): "
+        "someone holding every released number could guess whether this one request was "
+        f"counted with at most about {policy.best_guess_accuracy():.0%} accuracy, where a "
+        "coin toss has 50%.",
+        "Limits: a visit of several page loads is protected as a group, more weakly the "
+        "longer it is; the guarantee assumes the app's visit table does not overflow and "
+        "that nobody knows where the caps on distinct pages and referrers per hour begin "
+        "to fold into (other), which is kept secret; the noise does not hide large "
+        "groups, which is the point of analytics.",
     ]
 
 
