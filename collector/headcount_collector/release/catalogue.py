@@ -138,10 +138,14 @@ def _pageview(marginal: Marginal) -> Effect:
     # With visits on, an entry is a visit's first pageview: removing it makes the next
     # pageview of the visit the entry, so that one moves too wherever entries are kept
     # apart (the full cross-product) or selected (the entry marginals).
+    # The two pageviews may lie in different hours or cells, so even the entries' total
+    # changes in two places. Where entries are kept apart, a page load removed mid-visit
+    # can also split the visit: it and the next pageview may share a cell (-2) while the
+    # next one turns up as an entry (+1).
     if "entry" in marginal.dims:
-        return Effect(3, 2)
+        return Effect(5, 2)
     if marginal.where:
-        return Effect(2, 2) if marginal.dims else Effect(1, 1)
+        return Effect(2, 2)
     return Effect(1, 1)
 
 
