@@ -218,7 +218,7 @@ def run_store(label: str, url: str, site: Site, now: int, args: argparse.Namespa
         started = time.perf_counter()
         sealed = seal(store, site, now)
         print(
-            f"{label}: sealed {sealed} buckets in {time.perf_counter() - started:.0f} s", flush=True
+            f"{label}: {sealed} sealing steps in {time.perf_counter() - started:.0f} s", flush=True
         )
         rows = measure(store, site, now, args.repeats)
         report(f"{label} ({keys / 1e6:.2f}M hourly keys, written in {took:.0f} s)", rows)
