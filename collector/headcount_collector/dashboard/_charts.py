@@ -98,7 +98,7 @@ def line_chart(points: Sequence[Point], title: str, *, compare: bool = False) ->
 
 def bar_chart(bars: Sequence[tuple[str, float]], title: str) -> Markup:
     """Horizontal bars, one per label, in the given order."""
-    row, label_w, width = 22.0, 110.0, 480.0
+    row, label_w, width = 22.0, 120.0, 360.0
     height = row * max(len(bars), 1) + 4
     peak = max([v for _, v in bars] + [1.0])
     parts = [
@@ -108,7 +108,7 @@ def bar_chart(bars: Sequence[tuple[str, float]], title: str) -> Markup:
     ]
     for i, (label, value) in enumerate(bars):
         top = i * row + 2
-        bar_w = (width - label_w - 70) * (value / peak)
+        bar_w = (width - label_w - 56) * (value / peak)
         parts.append(
             f'<text class="axis" x="{_fmt(label_w - 6)}" y="{_fmt(top + 14)}" '
             f'text-anchor="end">{escape(label)}</text>'

@@ -23,7 +23,7 @@ from headcount_collector.timeutil import bucket_starts, to_local_iso
 from ._charts import Point, bar_chart, line_chart, sparkline
 from ._periods import Period
 
-__all__ = ["Overview", "RouteDetail", "Total", "Widget", "overview", "route_detail"]
+__all__ = ["Overview", "Pivot", "RouteDetail", "Total", "Widget", "overview", "route_detail"]
 
 Params = list[tuple[str, str]]
 TOP_ROWS = 10
@@ -40,6 +40,7 @@ class Widget:
     visual: Markup | None = None
     more: str | None = None  # the "show more" parameter, when there may be more rows
     extra: list[dict[str, object]] = field(default_factory=list)
+    pivot: Pivot | None = None
 
     @property
     def query(self) -> str:
@@ -58,6 +59,25 @@ class Widget:
             self.result["rows"] if self.result["by"] else self.result["totals"]  # type: ignore[assignment]
         )
         return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Pivot:
+    """Rows by one dimension and columns by another, e.g. routes by status class."""
+
+    row_title: str
+    columns: list[str]
+    rows: list[tuple[str, list[int | None]]]
+
+
+def _pivot(rows: list[dict[str, object]], down: str, across: str, order: Sequence[str]) -> Pivot:
+    cells: dict[str, dict[str, int]] = {}
+    for row in rows:
+        cells.setdefault(str(row[down]), {})[str(row[across])] = int(row["count"])  # type: ignore[call-overload]
+    seen = {column for counts in cells.values() for column in counts}
+    columns = [c for c in order if c in seen] + sorted(seen - set(order))
+    ranked = sorted(cells.items(), key=lambda item: -sum(item[1].values()))[:TOP_ROWS]
+    return Pivot(down, columns, [(name, [c.get(col) for col in columns]) for name, c in ranked])
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,12 +328,15 @@ def _pages(
 def _health(ask: _Asker, period: Period, filters: Params, limit: int) -> list[Widget]:
     span: Params = [("metric", "requests"), *period.params(), ("interval", "total")]
     widgets = []
-    for key, title, dims in (
-        ("status", "Requests by route and status class", "route,status"),
-        ("latency", "Latency ranges by route", "route,latency"),
+    for key, title, across, order in (
+        ("status", "Requests by route and status class", "status", wire.STATUS_CLASSES),
+        ("latency", "Latency ranges by route", "latency", wire.LATENCY_LABELS),
     ):
-        params = [*span, ("by", dims), ("limit", str(limit)), *filters]
-        widgets.append(Widget(key, title, params, ask(params)))
+        params = [*span, ("by", f"route,{across}"), ("limit", str(limit)), *filters]
+        result = ask(params)
+        rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
+        widget = Widget(key, title, params, result, pivot=_pivot(rows, "route", across, order))
+        widgets.append(widget)
     for status in ("4xx", "5xx"):
         widgets.append(
             _ranked(
