@@ -36,7 +36,6 @@ def line_chart(points: Sequence[Point], title: str, *, compare: bool = False) ->
     """A time series with optional 95 % error bars and a dashed comparison line."""
     width, height, left, bottom, top = 720.0, 220.0, 48.0, 24.0, 8.0
     plot_w, plot_h = width - left - 8, height - bottom - top
-    values = [p.value or 0 for p in points]
     highs = [(p.value or 0) + (p.error or 0) for p in points]
     if compare:
         highs += [p.previous or 0 for p in points]
@@ -79,17 +78,25 @@ def line_chart(points: Sequence[Point], title: str, *, compare: bool = False) ->
                 f'<line class="errorbar" x1="{_fmt(x(i))}" y1="{_fmt(y(p.value - p.error))}" '
                 f'x2="{_fmt(x(i))}" y2="{_fmt(y(p.value + p.error))}"/>'
             )
-    line = " ".join(f"{_fmt(x(i))},{_fmt(y(v))}" for i, v in enumerate(values))
-    parts.append(f'<polyline class="line" points="{line}"/>')
+    # One polyline per run of released buckets: a gap is "not released yet", not zero.
+    run: list[str] = []
+    for i, p in enumerate(points):
+        if p.value is not None:
+            run.append(f"{_fmt(x(i))},{_fmt(y(p.value))}")
+        if run and (p.value is None or i == count - 1):
+            parts.append(f'<polyline class="line" points="{" ".join(run)}"/>')
+            run = []
     radius = 3 if count <= 60 else 1.5
     for i, p in enumerate(points):
-        tip = f"{p.label}: {'none' if p.value is None else _number(p.value)}"
+        if p.value is None:
+            continue
+        tip = f"{p.label}: {_number(p.value)}"
         if p.error:
             tip += f" ± {_number(p.error)}"
         if compare and p.previous is not None:
             tip += f" (before: {_number(p.previous)})"
         parts.append(
-            f'<circle class="dot" cx="{_fmt(x(i))}" cy="{_fmt(y(values[i]))}" r="{radius}">'
+            f'<circle class="dot" cx="{_fmt(x(i))}" cy="{_fmt(y(p.value))}" r="{radius}">'
             f"<title>{escape(tip)}</title></circle>"
         )
     parts.append("</svg>")

@@ -135,6 +135,12 @@ class _Asker:
 
     def __init__(self, store: Store, site: Site, now: float) -> None:
         self.store, self.site, self.now = store, site, now
+        # Buckets from here on have nothing released yet (unsealed, or in the future):
+        # a chart leaves them out rather than drawing them as zero.
+        if site.policy.noise:
+            self.released_until = store.seal_state(site.id).get("h", 0)
+        else:
+            self.released_until = int(now) // 3600 * 3600 + 3600
 
     def __call__(self, params: Params) -> dict[str, object]:
         query = parse_stats_query(params, self.site, self.now)
@@ -156,7 +162,7 @@ def _by_time(result: dict[str, object]) -> dict[str, tuple[int, float | None]]:
     }
 
 
-def _bucket_times(period: Period, site: Site) -> list[tuple[str, str]]:
+def _bucket_times(period: Period, site: Site) -> list[tuple[str, str, int]]:
     """(the API's time label, a short label) for every bucket of the period, empty or not."""
     start, end = int(period.start.timestamp()), int(period.end.timestamp())
     if period.hourly:
@@ -166,7 +172,7 @@ def _bucket_times(period: Period, site: Site) -> list[tuple[str, str]]:
     labels = []
     for ts in buckets:
         iso = to_local_iso(ts, site.timezone)
-        labels.append((iso, datetime.fromisoformat(iso).strftime(short)))
+        labels.append((iso, datetime.fromisoformat(iso).strftime(short), ts))
     return labels
 
 
@@ -177,7 +183,7 @@ def _series(
     result = ask(params)
     current = _by_time(result)
     before: dict[str, tuple[int, float | None]] = {}
-    previous_labels: list[tuple[str, str]] = []
+    previous_labels: list[tuple[str, str, int]] = []
     if compare:
         prior = period.previous()
         before = _by_time(
@@ -185,8 +191,9 @@ def _series(
         )
         previous_labels = _bucket_times(prior, site)
     points = []
-    for index, (iso, label) in enumerate(_bucket_times(period, site)):
-        count, error = current.get(iso, (None, None))
+    for index, (iso, label, start) in enumerate(_bucket_times(period, site)):
+        empty = (0, None) if start < ask.released_until else (None, None)
+        count, error = current.get(iso, empty)
         previous = None
         if compare and index < len(previous_labels):
             previous = before.get(previous_labels[index][0], (0, None))[0]
