@@ -75,8 +75,8 @@ def main() -> None:
                 mine: list[float] = []
                 base: list[float] = []
                 for round_no in range(args.repeats):
-                    run_page = lambda: client.get(page)  # noqa: E731
-                    run_base = lambda: client.get(series, headers=headers)  # noqa: E731
+                    run_page = lambda page=page: client.get(page)  # noqa: E731
+                    run_base = lambda series=series: client.get(series, headers=headers)  # noqa: E731
                     if round_no % 2:
                         base.append(timed(run_base))
                         mine.append(timed(run_page))
