@@ -158,6 +158,23 @@ def test_wrong_token_is_a_clear_message_and_sets_no_cookie(client: TestClient) -
     assert "set-cookie" not in oversized.headers
 
 
+def test_a_form_posted_from_another_origin_is_refused(client: TestClient) -> None:
+    evil = {"Origin": "https://evil.example"}
+    answer = client.post(
+        "/dashboard/sign-in", data={"token": READ_TOKEN}, headers=evil, follow_redirects=False
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    _sign_in(client)
+    assert client.post("/dashboard/sign-out", headers=evil).status_code == 403
+    assert client.get("/dashboard/blog").status_code == 200
+    from_elsewhere = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    assert client.post("/dashboard/sign-out", headers=from_elsewhere).status_code == 403
+    same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    answer = client.post("/dashboard/sign-out", headers=same, follow_redirects=False)
+    assert answer.status_code == 303
+
+
 def test_several_sites_make_a_switcher(client: TestClient) -> None:
     _sign_in(client)
     _sign_in(client, SHOP_READ_TOKEN)

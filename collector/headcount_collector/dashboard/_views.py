@@ -110,7 +110,32 @@ def dashboard_routes(
             message=None,
         )
 
+    def cross_site(request: Request) -> Response | None:
+        """A form posted from another site (login CSRF) is refused.
+
+        Browsers say where a request comes from in Sec-Fetch-Site; under our no-referrer
+        policy their Origin is "null", so Origin is only checked when it names one.
+        """
+        fetch_site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        own = f"{request.url.scheme}://{request.url.netloc}"
+        same_site = fetch_site in (None, "same-origin", "none")
+        if same_site and origin in (None, "null", own):
+            return None
+        return ctx.page(
+            request,
+            "refused.html",
+            403,
+            signed_in=[],
+            current=None,
+            heading="Refused",
+            message="This form can only be sent from this collector's own pages.",
+        )
+
     async def sign_in(request: Request) -> Response:
+        refused = cross_site(request)
+        if refused is not None:
+            return refused
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -139,6 +164,9 @@ def dashboard_routes(
         return response
 
     async def sign_out(request: Request) -> Response:
+        refused = cross_site(request)
+        if refused is not None:
+            return refused
         response = RedirectResponse("/", status_code=303)
         _set_session(response, request, "", 0)
         return response
