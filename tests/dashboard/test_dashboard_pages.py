@@ -273,3 +273,19 @@ def test_a_noised_site_shows_sealed_numbers_with_error_bars(tmp_path: Path) -> N
         api = collector.stats(**query)
         assert int(shown.group(1)) == api["totals"][0]["count"]
         assert f"± {api['totals'][0]['error']:.1f}" in page
+
+
+def test_every_widget_and_total_links_to_the_csv_of_its_own_query(client: TestClient) -> None:
+    _sign_in(client)
+    page = client.get("/dashboard/blog?period=7d&compare=1").text
+    queries = re.findall(r'data-query="([^"]+)"', page)
+    links = set(re.findall(r'href="/dashboard/blog/csv\?([^"]+)"', page))
+    assert len(queries) > 15
+    assert set(queries) <= links
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    for query in sorted(set(queries))[:: max(1, len(set(queries)) // 5)]:
+        query = query.replace("&amp;", "&")
+        mine = client.get(f"/dashboard/blog/csv?{query}")
+        api = client.get(f"/v1/stats?{query}&format=csv", headers=headers)
+        assert mine.status_code == api.status_code == 200
+        assert mine.text == api.text
