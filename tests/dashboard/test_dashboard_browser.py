@@ -222,3 +222,29 @@ def test_the_checks_above_would_see_a_csp_violation(
     )
     browser.settle(0.5)
     assert any("Content Security Policy" in problem for problem in browser.problems)
+
+
+def test_dark_theme_and_print_follow_the_reader(
+    collector: CollectorProcess, browser: Browser, artifacts: Path
+) -> None:
+    browser.open(f"{collector.url}/dashboard/shop?period=7d")
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = browser.evaluate(background)
+    browser.call(
+        "Emulation.setEmulatedMedia",
+        features=[{"name": "prefers-color-scheme", "value": "dark"}],
+    )
+    dark = browser.evaluate(background)
+    assert light == "rgb(251, 251, 250)"
+    assert dark == "rgb(18, 22, 27)"
+    browser.screenshot(artifacts / "overview-dark-desktop.png", 1280, 900)
+    browser.call("Emulation.setEmulatedMedia", media="print", features=[])
+    assert (
+        browser.evaluate("getComputedStyle(document.querySelector('form.period')).display")
+        == "none"
+    )
+    assert (
+        browser.evaluate("getComputedStyle(document.querySelector('#w-traffic svg')).display")
+        == "block"
+    )
+    assert browser.problems == []
