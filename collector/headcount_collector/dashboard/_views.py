@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from headcount_collector.stores.base import Store
 
 from ._periods import PRESETS, choose_period
 from ._session import COOKIE_NAME, SESSION_SECONDS, read_session, write_session
-from ._widgets import overview, route_detail
+from ._widgets import Overview, RouteDetail, overview, route_detail
 
 __all__ = ["CSP", "dashboard_routes"]
 
@@ -231,7 +232,7 @@ def dashboard_routes(
             )
             compare = kept.get("compare") == "1"
             if route is None:
-                data: object = await asyncio.to_thread(
+                data: Overview | RouteDetail = await asyncio.to_thread(
                     overview, store, site, period, compare, kept.get("more", ""), now
                 )
             else:
@@ -268,7 +269,7 @@ def dashboard_routes(
             "route": route,
             **links(site, kept, route),
         }
-        values.update({name: getattr(data, name) for name in data.__slots__})  # type: ignore[attr-defined]
+        values.update({f.name: getattr(data, f.name) for f in dataclasses.fields(data)})
         template = "overview.html" if route is None else "route.html"
         return ctx.page(request, template, **values)
 
