@@ -154,7 +154,8 @@ def test_wrong_token_is_a_clear_message_and_sets_no_cookie(client: TestClient) -
         headers={"content-type": "application/x-www-form-urlencoded"},
         follow_redirects=False,
     )
-    assert oversized.status_code == 401
+    assert oversized.status_code == 413
+    assert "too large" in oversized.text
     assert "set-cookie" not in oversized.headers
 
 

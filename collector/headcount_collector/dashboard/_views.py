@@ -143,20 +143,21 @@ def dashboard_routes(
             if len(body) > _MAX_FORM_BYTES:
                 break
         signed_in = ctx.signed_in(request)
-        fields = (
-            dict(parse_qsl(body.decode("utf-8", "replace"))) if len(body) <= _MAX_FORM_BYTES else {}
-        )
+        oversized = len(body) > _MAX_FORM_BYTES
+        fields = {} if oversized else dict(parse_qsl(body.decode("utf-8", "replace")))
         token = fields.get("token", "").strip()
         site = registry.by_read_token(token) if token else None
         if site is None:
             return ctx.page(
                 request,
                 "signin.html",
-                401,
+                413 if oversized else 401,
                 signed_in=signed_in,
                 public=ctx.public(),
                 current=None,
-                message="That is not the read token of any site on this collector.",
+                message="The form was too large."
+                if oversized
+                else "That is not the read token of any site on this collector.",
             )
         sites = [site, *(other for other in signed_in if other.id != site.id)]
         response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
