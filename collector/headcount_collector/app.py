@@ -21,6 +21,7 @@ from headcount import wire
 from headcount_collector import openapi, privacy
 from headcount_collector.accesslog import AccessLogMiddleware
 from headcount_collector.config import Settings, Site, SiteRegistry, load_sites, token_digest
+from headcount_collector.dashboard import dashboard_routes
 from headcount_collector.errors import (
     ConfigError,
     IngestRejected,
@@ -249,6 +250,7 @@ def create_app(
                 if settings.metrics_token_sha256
                 else []
             ),
+            *dashboard_routes(registry, store, clock),
         ],
         lifespan=lifespan,
     )

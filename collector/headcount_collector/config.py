@@ -67,6 +67,8 @@ class _SiteFile(msgspec.Struct, forbid_unknown_fields=True):
     seal_grace_hours: Annotated[int, msgspec.Meta(ge=1, le=48)] = DEFAULT_SEAL_GRACE_HOURS
     # The explicit opt-out: exact counts, released live, with per-response suppression only.
     exact_counts: bool = False
+    # Anyone may read this site's dashboard without a token (what /v1/stats releases).
+    public_dashboard: bool = False
     events: list[_EventFile] = []
 
 
@@ -96,6 +98,7 @@ class Site:
     delta: float = DEFAULT_DELTA
     seal_grace_hours: int = DEFAULT_SEAL_GRACE_HOURS
     exact_counts: bool = False
+    public_dashboard: bool = False
 
     @property
     def hourly_seconds(self) -> int:
@@ -227,6 +230,7 @@ def parse_sites(text: str, file: str) -> SiteRegistry:
                 delta=entry.delta,
                 seal_grace_hours=entry.seal_grace_hours,
                 exact_counts=entry.exact_counts,
+                public_dashboard=entry.public_dashboard,
             )
         )
     return SiteRegistry(sites)

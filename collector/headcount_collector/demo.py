@@ -299,6 +299,7 @@ def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -
 Headcount demo is running (files in {work}, removed when it stops).
   Example app (Flask, instrumented):  {app_url}/
   Collector:                          {collector}/healthz
+  Dashboard (sign in with the read token): {collector}/
   Privacy page:                       {collector}/privacy/demo
   Read token:                         {read_token}
   Query it:

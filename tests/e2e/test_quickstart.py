@@ -52,6 +52,9 @@ def test_quickstart_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "/v1/stats" in done.stdout
+    assert re.search(
+        r"Dashboard \(sign in with the read token\): http://127\.0\.0\.1:\d+/\n", done.stdout
+    )
     final = [line for line in done.stdout.splitlines() if line.startswith("final pageviews:")]
     assert final
     counts = [int(n) for n in re.findall(r" (\d+)", final[0])]

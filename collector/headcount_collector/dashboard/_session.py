@@ -1,0 +1,55 @@
+"""The signed, expiring session cookie that holds which sites a browser has signed in to.
+
+Each site's grant is an HMAC keyed by that site's read-token digest, so every worker of a
+collector verifies it without sharing state, and rotating a read token ends its sessions.
+The cookie never carries a token or a digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+
+from headcount_collector.config import Site, SiteRegistry
+
+__all__ = ["COOKIE_NAME", "MAX_SITES", "SESSION_SECONDS", "read_session", "write_session"]
+
+COOKIE_NAME = "hc_session"
+SESSION_SECONDS = 12 * 3600
+# Bounds the cookie's size (and the work a forged cookie can cause).
+MAX_SITES = 16
+_GRANT = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63}):([0-9a-f]{64})$")
+
+
+def _mac(site: Site, expires: int) -> str:
+    message = f"headcount-dashboard-session|{site.id}|{expires}".encode()
+    return hmac.new(site.read_token_sha256, message, hashlib.sha256).hexdigest()
+
+
+def write_session(sites: Iterable[Site], expires: int) -> str:
+    """The cookie value granting ``sites`` until ``expires`` (Unix seconds)."""
+    grants = [f"{site.id}:{_mac(site, expires)}" for site in list(sites)[:MAX_SITES]]
+    return ".".join([str(expires), *grants])
+
+
+def read_session(value: str | None, registry: SiteRegistry, now: float) -> list[Site]:
+    """The sites a cookie value still grants: none when it is expired, forged or malformed."""
+    if not value or len(value) > 4096:
+        return []
+    head, *grants = value.split(".")
+    if not head.isdigit() or len(head) > 12 or len(grants) > MAX_SITES:
+        return []
+    expires = int(head)
+    if expires <= now:
+        return []
+    sites: list[Site] = []
+    for grant in grants:
+        match = _GRANT.match(grant)
+        site = registry.get(match.group(1)) if match else None
+        if match is None or site is None or site in sites:
+            continue
+        if hmac.compare_digest(_mac(site, expires), match.group(2)):
+            sites.append(site)
+    return sites

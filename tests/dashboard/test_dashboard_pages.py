@@ -1,0 +1,292 @@
+"""The dashboard in-process: headers, sessions, refusals and the noised (sealed) view."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from headcount_collector.app import create_app
+from headcount_collector.config import Settings, load_sites, parse_sites, token_digest
+from headcount_collector.errors import ConfigError
+from headcount_collector.stores import open_store
+from tests.collector.conftest import stored_snapshot
+from tests.collector.noise_harness import FIRST_DAY, local_ts, noised_collector
+from tests.conftest import (
+    READ_TOKEN,
+    SHOP_READ_TOKEN,
+    WRITE_TOKEN,
+    site_file_text,
+)
+from tests.dashboard._data import week_of_records
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(float(local_ts(FIRST_DAY + timedelta(days=3), 15)))
+
+
+@pytest.fixture
+def client(tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    settings = Settings(config_path=str(sites), seal_interval=1e6, retention_interval=1e6)
+    with TestClient(create_app(settings, store, load_sites(sites), clock=clock)) as test_client:
+        body = {"batch_id": "a" * 32, "sender": "t", "sender_version": "1"}
+        answer = test_client.post(
+            "/v1/ingest",
+            json={**body, "records": week_of_records(clock.now)},
+            headers={"Authorization": f"Bearer {WRITE_TOKEN}"},
+        )
+        assert answer.status_code == 202, answer.text
+        yield test_client
+    store.close()
+
+
+def _sign_in(client: TestClient, token: str = READ_TOKEN) -> Any:
+    return client.post("/dashboard/sign-in", data={"token": token}, follow_redirects=False)
+
+
+def test_every_dashboard_response_carries_the_strict_policy(client: TestClient) -> None:
+    pages = ["/", "/dashboard/blog", "/dashboard/nosuchsite", "/dashboard/blog/csv"]
+    for path in pages:
+        assert client.get(path).headers["content-security-policy"] == CSP, path
+    assert _sign_in(client, "wrong").headers["content-security-policy"] == CSP
+    _sign_in(client)
+    for path in [
+        "/dashboard/blog?period=30d&compare=1",
+        "/dashboard/blog/route?route=/about",
+        "/dashboard/blog?period=nonsense",
+    ]:
+        answer = client.get(path)
+        assert answer.headers["content-security-policy"] == CSP
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        # No script and no inline style anywhere a page could carry one.
+        assert not re.search(r"<script|\sstyle=|\son[a-z]+=|javascript:", answer.text, re.I)
+    stylesheet = re.search(r'href="(/dashboard/static/[^"]+)"', client.get("/").text)
+    assert stylesheet is not None
+    css = client.get(stylesheet.group(1))
+    assert css.headers["content-type"].startswith("text/css")
+    assert "prefers-color-scheme: dark" in css.text
+
+
+def test_session_cookie_flags_and_secure_over_https(client: TestClient) -> None:
+    answer = _sign_in(client)
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie
+    assert READ_TOKEN not in cookie
+    secure = TestClient(client.app, base_url="https://testserver")
+    answer = secure.post("/dashboard/sign-in", data={"token": READ_TOKEN}, follow_redirects=False)
+    assert "Secure" in answer.headers["set-cookie"]
+    signed_out = client.post("/dashboard/sign-out", follow_redirects=False)
+    assert 'hc_session=""' in signed_out.headers["set-cookie"]
+    assert "Max-Age=0" in signed_out.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda value: value.replace("blog:", "shop:"),  # another site's grant
+        lambda value: str(int(value.split(".")[0]) + 10) + value[value.index(".") :],  # expiry
+        lambda value: value[:-1] + ("0" if value[-1] != "0" else "1"),  # the MAC
+        lambda value: "9" * 400,
+        lambda value: "x" * 5000,
+    ],
+)
+def test_a_forged_session_is_refused_and_changes_nothing(client: TestClient, tamper: Any) -> None:
+    value = _sign_in(client).cookies["hc_session"]
+    before = stored_snapshot(client.app.state.store)  # type: ignore[attr-defined]
+    client.cookies.clear()
+    client.cookies.set("hc_session", tamper(value))
+    answer = client.get("/dashboard/blog")
+    assert answer.status_code == 401
+    assert "private" in answer.text
+    assert client.get("/dashboard/shop").status_code == 401
+    assert stored_snapshot(client.app.state.store) == before  # type: ignore[attr-defined]
+
+
+def test_a_session_expires_and_ends_when_the_read_token_is_rotated(
+    client: TestClient, clock: Clock, tmp_path: Path
+) -> None:
+    _sign_in(client)
+    assert client.get("/dashboard/blog").status_code == 200
+    clock.now += 13 * 3600
+    assert client.get("/dashboard/blog").status_code == 401
+    clock.now -= 13 * 3600
+    assert client.get("/dashboard/blog").status_code == 200
+    # The blog's read token is rotated: its digest in the site file changes.
+    rotated = site_file_text().replace(token_digest(READ_TOKEN).hex(), "0" * 64)
+    client.app.state.sites.replace(parse_sites(rotated, "sites.toml"))  # type: ignore[attr-defined]
+    assert client.get("/dashboard/blog").status_code == 401
+
+
+def test_wrong_token_is_a_clear_message_and_sets_no_cookie(client: TestClient) -> None:
+    for token in ["", "hcr_wrong", "x" * 300, "\x00"]:
+        answer = _sign_in(client, token)
+        assert answer.status_code == 401
+        assert "not the read token of any site" in answer.text
+        assert "set-cookie" not in answer.headers
+    oversized = client.post(
+        "/dashboard/sign-in",
+        content=b"token=" + READ_TOKEN.encode() + b"&pad=" + b"x" * 10_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert oversized.status_code == 413
+    assert "too large" in oversized.text
+    assert "set-cookie" not in oversized.headers
+
+
+def test_a_form_posted_from_another_origin_is_refused(client: TestClient) -> None:
+    evil = {"Origin": "https://evil.example"}
+    answer = client.post(
+        "/dashboard/sign-in", data={"token": READ_TOKEN}, headers=evil, follow_redirects=False
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    _sign_in(client)
+    assert client.post("/dashboard/sign-out", headers=evil).status_code == 403
+    assert client.get("/dashboard/blog").status_code == 200
+    from_elsewhere = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    assert client.post("/dashboard/sign-out", headers=from_elsewhere).status_code == 403
+    same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    answer = client.post("/dashboard/sign-out", headers=same, follow_redirects=False)
+    assert answer.status_code == 303
+
+
+def test_several_sites_make_a_switcher(client: TestClient) -> None:
+    _sign_in(client)
+    _sign_in(client, SHOP_READ_TOKEN)
+    page = client.get("/dashboard/shop").text
+    assert re.findall(r'<nav class="sites".*?</nav>', page, re.S)[0].count("<a ") == 2
+    assert client.get("/dashboard/blog").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("period=forever", "period"),
+        ("period=custom&from=2026-03-09&to=2026-03-01", "to"),
+        ("period=custom&from=2026-13-01&to=2026-03-01", "from"),
+        ("period=custom&from=1900-01-01&to=1900-01-02", "from"),
+        ("period=custom&from=2020-01-01&to=2026-01-01", "to"),
+        ("period=custom", "from"),
+    ],
+)
+def test_a_bad_period_names_the_parameter(client: TestClient, query: str, named: str) -> None:
+    _sign_in(client)
+    answer = client.get(f"/dashboard/blog?{query}")
+    assert answer.status_code == 400
+    assert f"{named}: " in answer.text
+
+
+def test_a_bad_route_is_refused(client: TestClient) -> None:
+    _sign_in(client)
+    for route in ["", "no-slash", "/" + "a" * 600]:
+        answer = client.get("/dashboard/blog/route", params={"route": route})
+        assert answer.status_code == 400
+
+
+def test_csv_is_the_api_csv_for_the_same_query(client: TestClient) -> None:
+    query = "metric=pageviews&by=route&interval=total&period=ignored"
+    assert client.get(f"/dashboard/blog/csv?{query}").status_code == 401
+    _sign_in(client)
+    mine = client.get(
+        "/dashboard/blog/csv?metric=pageviews&by=route&interval=total&from=2026-03-01"
+    )
+    api = client.get(
+        "/v1/stats?metric=pageviews&by=route&interval=total&from=2026-03-01&format=csv",
+        headers={"Authorization": f"Bearer {READ_TOKEN}"},
+    )
+    assert mine.status_code == 200
+    assert mine.text == api.text
+    assert mine.text.count("\n") > 2
+    assert mine.headers["x-headcount-mode"] == "exact"
+    bad = client.get("/dashboard/blog/csv?metric=secrets")
+    assert bad.status_code == 400
+    assert "metric" in bad.text
+
+
+def test_an_unchanged_page_answers_a_conditional_get(client: TestClient) -> None:
+    _sign_in(client)
+    first = client.get("/dashboard/blog?period=lastmonth")
+    assert first.status_code == 200
+    again = client.get(
+        "/dashboard/blog?period=lastmonth", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304
+    assert again.content == b""
+    other = client.get(
+        "/dashboard/blog?period=7d", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert other.status_code == 200
+
+
+def test_public_dashboard_is_off_unless_the_site_file_says_so() -> None:
+    sites = parse_sites(site_file_text(), "sites.toml")
+    assert [site.public_dashboard for site in sites] == [False, False]
+    public = parse_sites(site_file_text() + "public_dashboard = true\n", "sites.toml")
+    assert [site.public_dashboard for site in public] == [False, True]
+    with pytest.raises(ConfigError, match="public_dashboard"):
+        parse_sites(site_file_text() + 'public_dashboard = "yes"\n', "sites.toml")
+
+
+def test_a_noised_site_shows_sealed_numbers_with_error_bars(tmp_path: Path) -> None:
+    with noised_collector(tmp_path) as collector:
+        day = FIRST_DAY
+        records = week_of_records(local_ts(day, 12))
+        collector.send(records, local_ts(day, 13))
+        collector.seal_everything(local_ts(day + timedelta(days=2), 6))
+        client = collector.client
+        _sign_in(client)
+        page = client.get("/dashboard/blog?period=7d").text
+        assert "Sealed up to " in page
+        assert "Exact counts" not in page
+        shown = re.search(
+            r'id="total-pageviews">.*?<data class="value" value="(\d+)" data-query="([^"]+)"',
+            page,
+            re.S,
+        )
+        assert shown is not None
+        query = dict(pair.split("=") for pair in shown.group(2).replace("&amp;", "&").split("&"))
+        api = collector.stats(**query)
+        assert int(shown.group(1)) == api["totals"][0]["count"]
+        assert f"± {api['totals'][0]['error']:.1f}" in page
+
+
+def test_every_widget_and_total_links_to_the_csv_of_its_own_query(client: TestClient) -> None:
+    _sign_in(client)
+    page = client.get("/dashboard/blog?period=7d&compare=1").text
+    queries = re.findall(r'data-query="([^"]+)"', page)
+    links = set(re.findall(r'href="/dashboard/blog/csv\?([^"]+)"', page))
+    assert len(queries) > 15
+    assert set(queries) <= links
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    for query in sorted(set(queries))[:: max(1, len(set(queries)) // 5)]:
+        query = query.replace("&amp;", "&")
+        mine = client.get(f"/dashboard/blog/csv?{query}")
+        api = client.get(f"/v1/stats?{query}&format=csv", headers=headers)
+        assert mine.status_code == api.status_code == 200
+        assert mine.text == api.text
