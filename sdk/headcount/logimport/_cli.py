@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     routers.add_argument(
         "--routes", metavar="FILE", help="route templates, one a line, for apps without a router"
     )
+    cmd.add_argument(
+        "--host",
+        help="the site's host name, for logs without one: tells internal referrers apart",
+    )
     cmd.add_argument("--follow", action="store_true", help="keep reading a growing log")
     cmd.add_argument(
         "--idle-exit",
@@ -104,6 +108,7 @@ def _import(args: argparse.Namespace) -> int:
             tracker_options=options,
             dry_run=args.dry_run,
             skip_bad_lines=args.skip_bad_lines,
+            host=args.host,
         )
         bar = _Progress(source, sys.stderr) if sys.stderr.isatty() else None
         summary = importer.run(source, bar.show if bar else None)

@@ -119,6 +119,7 @@ class Importer:
         tracker_options: dict[str, Any],
         dry_run: bool = False,
         skip_bad_lines: bool = False,
+        host: str | None = None,
         output: Callable[[str], None] = print,
     ) -> None:
         self._parse = parser
@@ -126,6 +127,7 @@ class Importer:
         self._client = client
         self._dry_run = dry_run
         self._skip_bad_lines = skip_bad_lines
+        self._host = host
         self._output = output
         self._now = 0.0
         options = {"send_schedule": "immediate", **tracker_options}
@@ -202,7 +204,7 @@ class Importer:
             content_type = "text/html"
         environ = {
             "REQUEST_METHOD": method,
-            "HTTP_HOST": line.host,
+            "HTTP_HOST": line.host or self._host,
             "HTTP_REFERER": line.referer,
             "QUERY_STRING": query or None,
             "HTTP_USER_AGENT": line.user_agent,
