@@ -20,10 +20,11 @@ import httpx
 import msgspec
 
 from headcount._errors import HeadcountError
+from headcount._request import RequestInfo
 from headcount._table import Key, merge_counts, to_records
 from headcount._tracker import Tracker
 from headcount._version import __version__
-from headcount.integrations._common import environ_request_info
+from headcount.integrations._common import matched_route
 from headcount.logimport._formats import Parser
 from headcount.logimport._line import LogLine
 from headcount.logimport._reader import LineSource
@@ -189,7 +190,7 @@ class Importer:
         self._send(summary, source.fingerprint)
         return summary
 
-    def _request_info(self, line: LogLine, resolve: RouteResolver) -> Any:
+    def _request_info(self, line: LogLine, resolve: RouteResolver) -> RequestInfo:
         target = line.target
         path, _, query = target.partition("?")
         method = line.method
@@ -202,20 +203,22 @@ class Importer:
         content_type = line.content_type
         if content_type is None and _is_page_like(path):
             content_type = "text/html"
-        environ = {
-            "REQUEST_METHOD": method,
-            "HTTP_HOST": line.host or self._host,
-            "HTTP_REFERER": line.referer,
-            "QUERY_STRING": query or None,
-            "HTTP_USER_AGENT": line.user_agent,
-            "REMOTE_ADDR": line.client_addr,
-            "HTTP_X_FORWARDED_FOR": line.forwarded_for,
-        }
         # Absent latency: the SDK's rule for an unmeasured (negative) time applies.
         elapsed = -1.0 if line.elapsed is None else line.elapsed
-        info = environ_request_info(environ, route, status, elapsed, content_type)
-        info.excluded = excluded
-        return info
+        return RequestInfo(
+            method,
+            matched_route(route, status),
+            status,
+            elapsed,
+            host=line.host or self._host,
+            referer=line.referer,
+            query_string=query or None,
+            user_agent=line.user_agent,
+            content_type=content_type,
+            client_addr=line.client_addr,
+            forwarded_for=line.forwarded_for,
+            excluded=excluded,
+        )
 
     def _take(self, finish: bool) -> None:
         counts = self._tracker._take_replayed(finish)

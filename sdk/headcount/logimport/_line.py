@@ -67,12 +67,24 @@ _LOCAL: Final = re.compile(
 )
 
 
-@lru_cache(maxsize=4096)
 def parse_local_time(text: str) -> float:
-    """``10/Oct/2000:13:55:36 -0700`` (nginx ``$time_local``, Apache ``%t``) as Unix seconds.
+    """``10/Oct/2000:13:55:36 -0700`` (nginx ``$time_local``, Apache ``%t``) as Unix seconds."""
+    text = text.strip("[]")
+    if len(text) == 26 and text[14] == ":" and text[17] == ":":
+        # Lines of one hour share everything but minutes and seconds: parse that once.
+        minutes, seconds = text[15:17], text[18:20]
+        if minutes.isdigit() and seconds.isdigit() and minutes < "60" and seconds < "61":
+            return _hour_start(text[:14] + text[20:]) + int(minutes) * 60 + int(seconds)
+    return _parse_local_time(text)
 
-    Cached: consecutive lines mostly share their second."""
-    match = _LOCAL.fullmatch(text.strip("[]"))
+
+@lru_cache(maxsize=1024)
+def _hour_start(hour_and_zone: str) -> float:
+    return _parse_local_time(hour_and_zone[:14] + ":00:00" + hour_and_zone[14:])
+
+
+def _parse_local_time(text: str) -> float:
+    match = _LOCAL.fullmatch(text)
     if match is None:
         raise ValueError("time is not in the dd/Mon/yyyy:hh:mm:ss +zzzz form")
     day, month_name, year, hour, minute, second, sign, off_h, off_m = match.groups()

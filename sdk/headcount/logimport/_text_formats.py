@@ -64,10 +64,14 @@ _FIELDS: Final = {
     "%{host}i": "host",
 }
 _VARIABLE: Final = re.compile(r"\$([a-z_0-9]+)|\$\{([a-z_0-9]+)\}|(%(?:\{[^}]*\})?[<>]?[a-zA-Z])")
-_QUOTED: Final = r'((?:[^"\\]|\\.)*)'
+# Unrolled (runs of plain characters, then one escape): no per-character alternation.
+_QUOTED: Final = r'([^"\\]*(?:\\.[^"\\]*)*)'
 _BRACKETED: Final = r"([^\]]*)"
 _BARE: Final = r"(\S*)"
 _ESCAPE: Final = re.compile(r"\\x([0-9A-Fa-f]{2})|\\(.)")
+_TEXT_FIELDS: Final = (
+    "client", "forwarded_for", "referer", "user_agent", "content_type", "host"
+)  # fmt: skip
 _NEEDED_TIME: Final = ("time_local", "time_iso", "time_unix")
 
 
@@ -113,6 +117,7 @@ class TextFormat:
         pattern.append(re.escape(spec[position:]))
         self._regex = re.compile("".join(pattern))
         fields = self._groups
+        self._text_groups = tuple(fields.get(name) for name in _TEXT_FIELDS)
         if not any(name in fields for name in _NEEDED_TIME):
             raise ValueError("the format has no time ($time_local, $time_iso8601, $msec or %t)")
         if "status" not in fields:
@@ -168,23 +173,20 @@ class TextFormat:
             index = get("microseconds")
             if index is not None:
                 elapsed = parse_seconds(values[index - 1], 1e-6)
+        texts = [
+            None if index is None else _optional(_unescape(values[index - 1]))
+            for index in self._text_groups
+        ]
         return LogLine(
             time,
             method,
             target,
             int(status_text),
-            client_addr=self._text(values, "client"),
-            forwarded_for=self._text(values, "forwarded_for"),
-            referer=self._text(values, "referer"),
-            user_agent=self._text(values, "user_agent"),
-            content_type=self._text(values, "content_type"),
+            client_addr=texts[0],
+            forwarded_for=texts[1],
+            referer=texts[2],
+            user_agent=texts[3],
+            content_type=texts[4],
             elapsed=elapsed,
-            host=self._text(values, "host"),
+            host=texts[5],
         )
-
-    def _text(self, values: tuple[str | None, ...], field: str) -> str | None:
-        index = self._groups.get(field)
-        if index is None:
-            return None
-        value = values[index - 1]
-        return None if value is None else _optional(_unescape(value))
