@@ -34,6 +34,7 @@ SITES = [f"fmt{index}" for index in range(len(FORMATS))] + [
     "skip",
     "again",
     "stdin",
+    "resume",
 ]
 
 
@@ -176,3 +177,23 @@ def test_reimport_counts_nothing_twice(
     # Its hours now hold data: the default covers only hours before the first stored one.
     assert f"skipped (live data): {len(SCENARIO)}" in second.stderr
     _assert_scenario_counted(server.url, tokens["again"])
+
+
+def test_an_import_stopped_part_way_is_completed_by_running_it_again(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    # Hours are sent newest first, so an import that stopped part-way has stored its
+    # newest hours; here the newest hour is stored by a first run over those lines only.
+    server, tokens = collector
+    site = tokens["resume"]
+    base = start_hour()
+    newest = tuple(hit for hit in SCENARIO if hit.offset >= 3600)
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", base, newest), encoding="utf-8")
+    assert run_import(server.url, site.write, str(log)).returncode == 0
+    log.write_text(render("combined", base), encoding="utf-8")
+    done = run_import(server.url, site.write, str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (live data): {len(newest)}" in done.stderr
+    assert stats(server.url, site, "requests")[""] == len(SCENARIO)
+    assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()

@@ -4,6 +4,7 @@ a logrotate-style rotation, each against a real collector."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from tests.logimport._scenario import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-SITES = ["flask", "django", "starlette", "follow"]
+SITES = ["flask", "django", "starlette", "follow", "interrupt"]
 
 FLASK_APP = """
 from flask import Flask
@@ -216,3 +217,31 @@ def test_an_app_that_is_no_router_is_refused(tmp_path: Path, app_dir: Path) -> N
     done = run_import(None, None, "--dry-run", "--app", "notanapp:app", str(log))
     assert done.returncode == 1
     assert "neither a Flask app nor a Starlette/FastAPI app" in done.stderr
+
+
+def test_ctrl_c_ends_follow_and_still_sends(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = collector
+    site = tokens["interrupt"]
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", start_hour()), encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            str(BIN / "headcount"), "import", "--host", HOST, "--endpoint", server.url,
+            "--write-token", site.write, "--follow", str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert stats(server.url, site, "requests")[""] == len(SCENARIO)

@@ -47,7 +47,8 @@ IMPORT_SEAL_PATH: Final = "/v1/import/seal"
 SENDER_NAME: Final = "headcount-import"
 _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
-_TAKE_EVERY: Final = 50_000
+_TAKE_EVERY: Final = 49_152
+_PROGRESS_EVERY: Final = 8192
 # Without a content type in the log, a successful GET of a path with no file extension
 # (or .html) is taken to be an HTML page: static assets carry extensions.
 _HTML_EXTENSIONS: Final = frozenset({"", "html", "htm", "xhtml", "php", "asp", "aspx", "jsp"})
@@ -181,10 +182,11 @@ class Importer:
             self._now = line.time
             record(self._request_info(line, resolve))
             del line  # the address and user agent go no further than this
-            if summary.lines % _TAKE_EVERY == 0:
-                self._take(finish=False)
+            if not summary.lines % _PROGRESS_EVERY:
                 if progress is not None:
                     progress(summary)
+                if not summary.lines % _TAKE_EVERY:
+                    self._take(finish=False)
         self._take(finish=True)
         self._summarize(summary)
         self._send(summary, source.fingerprint)
@@ -244,7 +246,9 @@ class Importer:
         summary.hours = sorted(self._hours)
 
     def _send(self, summary: ImportSummary, fingerprint: str) -> None:
-        for hour in summary.hours:
+        # Newest hour first: if the import stops part-way, the hours already stored are
+        # the newest, and a rerun fills the older ones (those before the first stored hour).
+        for hour in reversed(summary.hours):
             records = to_records(sorted(self._hours[hour].items(), key=repr))
             visits = self._tracker.settings.visits_mode
             for index, body in enumerate(_batches(records, fingerprint, hour, visits)):

@@ -91,7 +91,10 @@ class LineSource:
                     continue
                 if self._idle_exit is not None and time.monotonic() - idle_since >= self._idle_exit:
                     return
-                self._sleep(_POLL_SECONDS)
+                try:
+                    self._sleep(_POLL_SECONDS)
+                except KeyboardInterrupt:
+                    return  # Ctrl-C ends following; what was read is still counted and sent
         finally:
             stream.close()
 
