@@ -4,6 +4,9 @@ the scripted traffic in every format, with the released counts compared to the t
 from __future__ import annotations
 
 import gzip
+import os
+import pty
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 
 from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import (
+    BIN,
     FORMATS,
     SCENARIO,
     VISITS,
@@ -82,6 +86,7 @@ def test_every_format_counts_exactly(
     assert done.returncode == 0, done.stderr
     assert f"lines read: {len(SCENARIO)}" in done.stderr
     assert "hours covered: 2" in done.stderr
+    assert "lines/s" not in done.stderr  # no progress bar when not on a terminal
     _assert_scenario_counted(server.url, site)
 
 
@@ -197,3 +202,37 @@ def test_an_import_stopped_part_way_is_completed_by_running_it_again(
     assert f"skipped (live data): {len(newest)}" in done.stderr
     assert stats(server.url, site, "requests")[""] == len(SCENARIO)
     assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()
+
+
+def test_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    lines = render("combined", start_hour()) * 1000  # 10,000 lines, progress every 8,192
+    log = tmp_path / "access.log"
+    log.write_text(lines, encoding="utf-8")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [str(BIN / "headcount"), "import", "--dry-run", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert done.returncode == 0
+    text = output.decode()
+    assert "8,192 lines" in text
+    assert "lines/s" in text
+    assert "lines read: 10000" in text

@@ -16,8 +16,10 @@ import pytest
 from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import (
     BIN,
+    CHROME,
     HOST,
     SCENARIO,
+    Hit,
     SiteTokens,
     render,
     run_import,
@@ -55,11 +57,18 @@ def contact():
 DJANGO_SETTINGS = """
 SECRET_KEY = "import-test-only"
 ROOT_URLCONF = "importurls"
-INSTALLED_APPS = []
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+]
 USE_TZ = True
 """
 
 DJANGO_URLS = """
+from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path, re_path
 
@@ -73,6 +82,7 @@ urlpatterns = [
     re_path(r"^users/(?P<pk>[0-9]+)$", view),
     path("contact", view),
     path("static/<path:name>", view),
+    path("backoffice/", admin.site.urls),
 ]
 """
 
@@ -154,7 +164,15 @@ def test_django_routes_come_from_resolve(
     server, tokens = collector
     (app_dir / "importsettings.py").write_text(DJANGO_SETTINGS, encoding="utf-8")
     (app_dir / "importurls.py").write_text(DJANGO_URLS, encoding="utf-8")
-    _import_scenario(server, tokens["django"], tmp_path, "--django-settings", "importsettings")
+    # A browser's page of Django's admin, wherever it is mounted: a request, never a pageview.
+    admin_page = Hit(200, "203.0.113.9", CHROME, "GET", "/backoffice/", 200, "text/html")
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", start_hour(), (*SCENARIO, admin_page)), encoding="utf-8")
+    done = run_import(
+        server.url, tokens["django"].write, "--django-settings", "importsettings", str(log)
+    )
+    assert done.returncode == 0, done.stderr
+    assert stats(server.url, tokens["django"], "requests", "route")["/backoffice"] == 1
     assert stats(server.url, tokens["django"], "pageviews", "route") == Counter(
         {"/": 2, "/blog/{slug}": 1, "/users/{pk}": 1}
     )
