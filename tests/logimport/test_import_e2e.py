@@ -100,6 +100,14 @@ def test_latency_comes_from_the_log_when_it_has_one(
     assert by_latency == Counter(latency_label(hit.elapsed * 1000) for hit in SCENARIO)
 
 
+def test_latency_is_unknown_when_the_log_has_no_request_time(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]],
+) -> None:
+    server, tokens = collector
+    by_latency = stats(server.url, tokens["fmt0"], "requests", "latency")  # combined
+    assert by_latency == Counter({"unknown": len(SCENARIO)})
+
+
 def test_common_format_has_no_user_agent_so_the_sdk_counts_bots(
     collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:

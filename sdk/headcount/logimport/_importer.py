@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -205,8 +206,8 @@ class Importer:
         content_type = line.content_type
         if content_type is None and _is_page_like(path):
             content_type = "text/html"
-        # Absent latency: the SDK's rule for an unmeasured (negative) time applies.
-        elapsed = -1.0 if line.elapsed is None else line.elapsed
+        # NaN: not measured; the SDK counts it in the "unknown" latency label.
+        elapsed = math.nan if line.elapsed is None else line.elapsed
         return RequestInfo(
             method,
             matched_route(route, status),
