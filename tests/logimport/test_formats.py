@@ -105,6 +105,23 @@ def test_format_strings_without_what_is_needed_are_refused(spec: str, reason: st
         parser_for(spec)
 
 
+def test_a_misaligned_format_never_quotes_the_line() -> None:
+    # The request time sits where this log has its user agent: the error says what is
+    # wrong without repeating the value, which may be an address or a user agent.
+    parse = parser_for('log:$remote_addr [$time_local] "$request" $status "$request_time"')
+    with pytest.raises(ValueError, match="request time is not a number") as error:
+        parse('192.0.2.1 [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 "Mozilla/5.0 X"')
+    assert "Mozilla" not in str(error.value)
+    for fmt, line in [
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "status": 200, "msec": "192.0.2.1"}'),
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "status": 200, "time_iso8601": "Mozilla"}'),
+    ]:
+        with pytest.raises(ValueError, match="time") as error:
+            parser_for(fmt)(line)
+        assert "192.0.2.1" not in str(error.value)
+        assert "Mozilla" not in str(error.value)
+
+
 def test_gzip_and_plain_give_the_same_fingerprint(tmp_path: Path) -> None:
     text = b"line one\nline two\n"
     plain = tmp_path / "a.log"

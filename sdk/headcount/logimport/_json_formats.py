@@ -7,7 +7,13 @@ from typing import Any, Final
 
 import msgspec
 
-from headcount.logimport._line import LogLine, parse_iso_time, parse_local_time, parse_seconds
+from headcount.logimport._line import (
+    LogLine,
+    parse_iso_time,
+    parse_local_time,
+    parse_seconds,
+    parse_unix_time,
+)
 
 __all__ = ["parse_caddy", "parse_nginx_json"]
 
@@ -68,7 +74,7 @@ def parse_nginx_json(line: str) -> LogLine:
     elif "time_local" in obj:
         time = parse_local_time(str(obj["time_local"]))
     elif "msec" in obj:
-        time = float(obj["msec"])
+        time = parse_unix_time(str(obj["msec"]))
     else:
         raise ValueError("no time_iso8601, time_local or msec key")
     seconds = _first(obj, "seconds")

@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
-__all__ = ["LogLine", "parse_iso_time", "parse_local_time", "parse_seconds"]
+__all__ = ["LogLine", "parse_iso_time", "parse_local_time", "parse_seconds", "parse_unix_time"]
 
 
 class LogLine:
@@ -101,7 +101,11 @@ def _parse_local_time(text: str) -> float:
 @lru_cache(maxsize=4096)
 def parse_iso_time(text: str) -> float:
     """An ISO 8601 time with its zone (nginx ``$time_iso8601``, Caddy's ``ts`` as text)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        # Never the text itself: in a misaligned format it may be an address or agent.
+        raise ValueError("time is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise ValueError("time has no time zone")
     return moment.timestamp()
@@ -113,7 +117,18 @@ def parse_seconds(text: str, scale: float = 1.0) -> float | None:
     if not text or text == "-":
         return None
     # Behind an upstream chain nginx writes "0.010, 0.020": the request took the sum.
-    total = sum(float(part) for part in text.split(","))
+    try:
+        total = sum(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError("the request time is not a number") from None
     if not total >= 0:
         raise ValueError("negative request time")
     return total * scale
+
+
+def parse_unix_time(text: str) -> float:
+    """nginx ``$msec``: Unix seconds with milliseconds."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("the time is not Unix seconds") from None

@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from headcount.logimport._line import LogLine, parse_iso_time, parse_local_time, parse_seconds
+from headcount.logimport._line import (
+    LogLine,
+    parse_iso_time,
+    parse_local_time,
+    parse_seconds,
+    parse_unix_time,
+)
 
 __all__ = ["NAMED_TEXT_FORMATS", "TextFormat"]
 
@@ -164,7 +170,7 @@ class TextFormat:
             if index is not None:
                 time = parse_iso_time(values[index - 1])
             else:
-                time = float(values[fields["time_unix"] - 1])
+                time = parse_unix_time(values[fields["time_unix"] - 1])
         elapsed = None
         index = get("seconds")
         if index is not None:
