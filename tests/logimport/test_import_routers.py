@@ -30,7 +30,7 @@ from tests.logimport._scenario import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-SITES = ["flask", "django", "starlette", "follow", "interrupt"]
+SITES = ["flask", "django", "starlette", "fastapi", "follow", "interrupt"]
 
 FLASK_APP = """
 from flask import Flask
@@ -100,6 +100,34 @@ app = Starlette(routes=[
     Route("/users/{user_id:int}", page),
     Route("/contact", page, methods=["POST"]),
 ])
+"""
+
+
+FASTAPI_APP = """
+from fastapi import APIRouter, FastAPI
+
+app = FastAPI()
+blog = APIRouter()
+users = APIRouter()
+
+@app.get("/")
+def home():
+    return {}
+
+@blog.get("/{slug}")
+def post(slug: str):
+    return {}
+
+@users.get("/{user_id}")
+def user(user_id: int):
+    return {}
+
+@app.post("/contact")
+def contact():
+    return {}
+
+app.include_router(blog, prefix="/blog")
+app.include_router(users, prefix="/users")
 """
 
 
@@ -190,6 +218,18 @@ def test_starlette_routes_come_from_route_matching(
     )
     # No route for the stylesheet: unmatched, like the 404.
     assert stats(server.url, tokens["starlette"], "requests", "route")["(unmatched)"] == 2
+
+
+def test_fastapi_routes_include_the_router_prefixes(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path, app_dir: Path
+) -> None:
+    server, tokens = collector
+    (app_dir / "importfastapi.py").write_text(FASTAPI_APP, encoding="utf-8")
+    _import_scenario(server, tokens["fastapi"], tmp_path, "--app", "importfastapi:app")
+    assert stats(server.url, tokens["fastapi"], "pageviews", "route") == Counter(
+        {"/": 2, "/blog/{slug}": 1, "/users/{user_id}": 1}
+    )
+    assert stats(server.url, tokens["fastapi"], "requests", "route")["/contact"] == 1
 
 
 def test_follow_reads_across_a_rotation(

@@ -139,11 +139,30 @@ class _StarletteRoutes:
             else:
                 return None, False
             scope.update(child)
+            if hasattr(route, "_match") and hasattr(route, "original_router"):
+                return self._included(route, scope)
             inner = getattr(route, "routes", None)
             if not inner:
                 scope["route"] = route
                 return self._templates.route(scope, 200), False
             routes = inner  # a Mount with a router: keep matching inside it
+
+    def _included(self, router: Any, scope: dict[str, Any]) -> Resolved:
+        """A FastAPI router kept nested by ``include_router`` (FastAPI 0.137 and later):
+        its own matching picks the route and the prefixed path, which the integration
+        reads from the same place in the scope as for a live request."""
+        for _ in range(16):
+            match, child, route, context = router._match(scope)
+            if match != self._full or route is None:
+                return None, False
+            scope.update(child)
+            if context is None:  # another included router, one level down
+                router = route
+                continue
+            scope.setdefault("fastapi", {})["effective_route_context"] = context
+            scope["route"] = context.original_route
+            return self._templates.route(scope, 200), False
+        return None, False
 
 
 class _DjangoRoutes:
