@@ -71,6 +71,7 @@ def import_routes(
         oldest = now - min(site.hourly_seconds, dedupe_seconds - 3600)
         return {
             "first_hour": stored[0] if stored else None,
+            "last_hour": stored[-1] if stored else None,
             "sealed_until": sealed,
             "oldest_hour": -(-int(oldest) // 3600) * 3600,
             "newest_hour": floor_hour(now),

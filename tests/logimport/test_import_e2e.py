@@ -39,6 +39,7 @@ SITES = [f"fmt{index}" for index in range(len(FORMATS))] + [
     "again",
     "stdin",
     "resume",
+    "append",
 ]
 
 
@@ -244,3 +245,23 @@ def test_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "8,192 lines" in text
     assert "lines/s" in text
     assert "lines read: 10000" in text
+
+
+def test_append_fills_only_hours_after_the_last_stored_one(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    # A site counted from its logs alone: each rotated log is imported after the last.
+    server, tokens = collector
+    site = tokens["append"]
+    base = start_hour()
+    first_day = tuple(hit for hit in SCENARIO if hit.offset < 3600)
+    log = tmp_path / "access.log.1"
+    log.write_text(render("combined", base, first_day), encoding="utf-8")
+    assert run_import(server.url, site.write, "--append", str(log)).returncode == 0
+    # The next rotation repeats the first hour's lines (overlapping rotations happen).
+    log.write_text(render("combined", base), encoding="utf-8")
+    done = run_import(server.url, site.write, "--append", str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (hours with data): {len(first_day)}" in done.stderr
+    assert stats(server.url, site, "requests")[""] == len(SCENARIO)
+    assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --follow: finish once nothing was written for this long",
     )
+    cmd.add_argument(
+        "--append",
+        action="store_true",
+        help="fill only hours after the site's last stored hour (a site counted from its "
+        "logs alone, imported after each rotation), instead of hours before its first",
+    )
     cmd.add_argument("--dry-run", action="store_true", help="print the batches, send nothing")
     cmd.add_argument("--skip-bad-lines", action="store_true")
     cmd.add_argument("--no-visits", action="store_true", help="do not rebuild visits")
@@ -109,6 +115,7 @@ def _import(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             skip_bad_lines=args.skip_bad_lines,
             host=args.host,
+            append=args.append,
         )
         bar = _Progress(source, sys.stderr) if sys.stderr.isatty() else None
         summary = importer.run(source, bar.show if bar else None)

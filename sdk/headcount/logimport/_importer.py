@@ -91,9 +91,14 @@ class SiteState:
     sealed_until: int | None = None
     oldest_hour: int | None = None
     newest_hour: int | None = None
+    last_hour: int | None = None
+    append: bool = False
 
     def refusal(self, hour: int) -> str | None:
-        if self.first_hour is not None and hour >= self.first_hour:
+        if self.append:
+            if self.last_hour is not None and hour <= self.last_hour:
+                return "hours with data"
+        elif self.first_hour is not None and hour >= self.first_hour:
             return "live data"
         if self.sealed_until is not None and hour < self.sealed_until:
             return "already sealed"
@@ -123,6 +128,7 @@ class Importer:
         dry_run: bool = False,
         skip_bad_lines: bool = False,
         host: str | None = None,
+        append: bool = False,
         output: Callable[[str], None] = print,
     ) -> None:
         self._parse = parser
@@ -131,6 +137,7 @@ class Importer:
         self._dry_run = dry_run
         self._skip_bad_lines = skip_bad_lines
         self._host = host
+        self._append = append
         self._output = output
         self._now = 0.0
         options = {"send_schedule": "immediate", **tracker_options}
@@ -142,7 +149,7 @@ class Importer:
 
     def site_state(self) -> SiteState:
         if self._client is None:
-            return SiteState()
+            return SiteState(append=self._append)
         response = self._client.get(IMPORT_STATE_PATH)
         _check(response)
         data = response.json()
@@ -151,6 +158,8 @@ class Importer:
             data.get("sealed_until"),
             data.get("oldest_hour"),
             data.get("newest_hour"),
+            data.get("last_hour"),
+            self._append,
         )
 
     def run(
@@ -247,9 +256,10 @@ class Importer:
         summary.hours = sorted(self._hours)
 
     def _send(self, summary: ImportSummary, fingerprint: str) -> None:
-        # Newest hour first: if the import stops part-way, the hours already stored are
-        # the newest, and a rerun fills the older ones (those before the first stored hour).
-        for hour in reversed(summary.hours):
+        # If the import stops part-way, a rerun must find the missing hours on the side it
+        # fills: before the first stored hour (history: send newest first) or after the
+        # last one (--append: oldest first).
+        for hour in summary.hours if self._append else reversed(summary.hours):
             records = to_records(sorted(self._hours[hour].items(), key=repr))
             visits = self._tracker.settings.visits_mode
             for index, body in enumerate(_batches(records, fingerprint, hour, visits)):
