@@ -10,22 +10,31 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.collector.conftest import _wipe_postgres
 from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import SCENARIO, SiteTokens, render, run_import, sites_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def noised(tmp_path: Path) -> Iterator[tuple[CollectorProcess, dict[str, SiteTokens]]]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def noised(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[CollectorProcess, dict[str, SiteTokens]]]:
     text, tokens = sites_toml(["old", "recent"], noise=True)
     site_file = tmp_path / "sites.toml"
     site_file.write_text(text, encoding="utf-8")
-    server = start_collector(tmp_path, site_file)
+    db_url = None
+    if request.param == "postgres":
+        db_url = request.getfixturevalue("postgres_database")
+        _wipe_postgres(db_url)
+    server = start_collector(tmp_path, site_file, db_url=db_url)
     try:
         yield server, tokens
     finally:
         server.stop()
+        if db_url is not None:
+            _wipe_postgres(db_url)
 
 
 def _state(url: str, token: str) -> httpx.Response:
