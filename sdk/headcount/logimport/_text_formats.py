@@ -88,10 +88,6 @@ def _unescape(value: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), value)
 
 
-def _optional(value: str) -> str | None:
-    return None if value in ("", "-") else value
-
-
 class TextFormat:
     """A compiled format string; ``parse`` turns one line into a LogLine or raises
     ValueError saying what did not fit."""
@@ -179,10 +175,15 @@ class TextFormat:
             index = get("microseconds")
             if index is not None:
                 elapsed = parse_seconds(values[index - 1], 1e-6)
-        texts = [
-            None if index is None else _optional(_unescape(values[index - 1]))
-            for index in self._text_groups
-        ]
+        texts: list[str | None] = []
+        for index in self._text_groups:
+            if index is None:
+                texts.append(None)
+                continue
+            value = values[index - 1]
+            if "\\" in value:
+                value = _unescape(value)
+            texts.append(None if value == "-" or not value else value)
         return LogLine(
             time,
             method,
