@@ -29,6 +29,7 @@ from headcount_collector.errors import (
     StoreUnavailable,
 )
 from headcount_collector.groupcommit import GroupCommitter
+from headcount_collector.importing import import_routes
 from headcount_collector.ingest import (
     ClientDisconnected,
     decode_batch,
@@ -245,6 +246,7 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/privacy", privacy_page, methods=["GET"]),
             Route("/privacy/{site}", site_privacy_page, methods=["GET"]),
+            *import_routes(registry, store, clock, settings.dedupe_seconds, pool),
             *(
                 [Route("/metrics", metrics_page, methods=["GET"])]
                 if settings.metrics_token_sha256

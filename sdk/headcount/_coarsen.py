@@ -12,6 +12,7 @@ from headcount._shapes import campaign_slug
 from headcount.wire import (
     LATENCY_EDGES_MS,
     LATENCY_LABELS,
+    LATENCY_UNKNOWN,
     MAX_SLUG_LENGTH,
     METHODS,
     SLUG_PATTERN,
@@ -68,7 +69,9 @@ def status_class_of(status: int) -> str:
 
 def latency_of(elapsed_seconds: float) -> str:
     """The wire latency label; same ranges as ``wire.latency_label`` without the loop."""
-    if not elapsed_seconds >= 0:  # negative or NaN: a broken clock, not a fast request
+    if elapsed_seconds != elapsed_seconds:  # NaN: not measured (an access log without it)
+        return LATENCY_UNKNOWN
+    if not elapsed_seconds >= 0:  # negative: a broken clock, not a fast request
         return LATENCY_LABELS[0]
     return LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed_seconds)]
 

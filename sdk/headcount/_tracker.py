@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from os import getpid
 from time import time as wall_time
 from typing import Any, Final
@@ -37,7 +37,7 @@ from headcount._sender import Sender
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
-from headcount._visits import Linked, VisitStore, build_visit_store
+from headcount._visits import Linked, MemoryVisits, VisitStore, build_visit_store
 from headcount.wire import (
     INTERNAL,
     LATENCY_LABELS,
@@ -148,6 +148,7 @@ class Tracker:
         self._atexit_registered = False
         self._split_visits_warned = False
         self._hour_window = (0, 0)
+        self._clock: Callable[[], float] = wall_time
         self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
         excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
@@ -179,7 +180,7 @@ class Tracker:
                 self._activate()
             route, excluded = self._route_info(info.route)
             hour, hour_end = self._hour_window
-            now = wall_time()
+            now = self._clock()
             if not hour <= now < hour_end:
                 hour = self._enter_hour(now)
             # Inlined table lookups; the functions handle the unusual values.
@@ -280,6 +281,29 @@ class Tracker:
             state.log.warning("internal", "headcount swallowed an error: %s", type(exc).__name__)
         except Exception:  # noqa: S110 - the app must never see an SDK error
             pass
+
+    # --- replaying requests (the access-log importer) ---------------------------------
+
+    def _replay_at(self, clock: Callable[[], float]) -> None:
+        """Count requests at the times ``clock`` gives (a log line's time) rather than now,
+        link visits on that clock too, and never start the sender: the caller takes the
+        counts with ``_take_replayed`` and sends them itself."""
+        self._clock = clock
+        self._live_pid = os.getpid()
+        state = self._state
+        if state.visits is not None:
+            state.visits = MemoryVisits(self.settings, state.table.add_finished_visits, clock=clock)
+
+    def _take_replayed(self, finish: bool) -> dict[Key, int]:
+        """The counts so far, after closing the visits that went idle (all of them when
+        ``finish``)."""
+        state = self._state
+        if state.visits is not None:
+            if finish:
+                state.visits.close()
+            else:
+                state.visits.sweep()
+        return state.table.swap()
 
     # --- process lifecycle --------------------------------------------------------------
 

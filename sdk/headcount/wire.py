@@ -26,6 +26,7 @@ __all__ = [
     "INGEST_PATH",
     "LATENCY_EDGES_MS",
     "LATENCY_LABELS",
+    "LATENCY_UNKNOWN",
     "MAX_BODY_BYTES",
     "MAX_COUNT",
     "MAX_RECORDS",
@@ -116,7 +117,10 @@ def _range_labels(edges: Sequence[int], fmt: Callable[[int], str]) -> tuple[str,
     return tuple(labels)
 
 
-LATENCY_LABELS: Final = _range_labels(LATENCY_EDGES_MS, _format_ms)
+# "unknown": a request whose time nobody measured (an imported access log without a
+# request time). Last, so a range's index is still its position among the edges.
+LATENCY_UNKNOWN: Final = "unknown"
+LATENCY_LABELS: Final = (*_range_labels(LATENCY_EDGES_MS, _format_ms), LATENCY_UNKNOWN)
 DURATION_LABELS: Final = ("0s", *_range_labels(VISIT_DURATION_EDGES_S, _format_s))
 PAGES_LABELS: Final = tuple(
     str(lo) if hi == lo else (f"{lo}+" if hi is None else f"{lo}-{hi}") for lo, hi in PAGES_RANGES
@@ -128,7 +132,7 @@ def latency_label(elapsed_ms: float) -> str:
     for edge, label in zip(LATENCY_EDGES_MS, LATENCY_LABELS, strict=False):
         if elapsed_ms < edge:
             return label
-    return LATENCY_LABELS[-1]
+    return LATENCY_LABELS[len(LATENCY_EDGES_MS)]
 
 
 def duration_label(seconds: float, pages: int) -> str:

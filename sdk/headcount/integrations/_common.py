@@ -16,6 +16,7 @@ __all__ = [
     "asgi_request_info",
     "content_type_of",
     "environ_request_info",
+    "matched_route",
     "status_code",
     "tracker_from_options",
 ]
@@ -45,7 +46,7 @@ def status_code(status_line: str) -> int:
         return 500
 
 
-def _matched_route(route: str | None, status: int) -> str | None:
+def matched_route(route: str | None, status: int) -> str | None:
     # A 405 means no handler exists for this method. Flask reports no rule for it,
     # Starlette a "partial" match and Django whatever view refused it; counting all
     # of them as unmatched keeps one meaning across frameworks.
@@ -68,7 +69,7 @@ def environ_request_info(
 ) -> RequestInfo:
     """Describe a request from a WSGI environ (or Django's ``request.META``)."""
     get = environ.get
-    route = _matched_route(route, status)
+    route = matched_route(route, status)
     purpose = None
     for key in _PURPOSE_ENVIRON_KEYS:
         purpose = get(key)
@@ -100,7 +101,7 @@ def asgi_request_info(
     content_type: str | None,
 ) -> RequestInfo:
     """Describe an HTTP request from its ASGI scope."""
-    route = _matched_route(route, status)
+    route = matched_route(route, status)
     fields: dict[str, str] = {}
     forwarded: list[str] = []
     purpose_rank = 3

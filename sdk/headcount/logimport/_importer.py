@@ -1,0 +1,318 @@
+"""The importer: log lines -> RequestInfo -> a replaying Tracker -> hourly batches.
+
+Every line goes through ``Tracker.record_request``, so pageview, bot, referrer, utm,
+latency, status, exclusion and visit rules are the live SDK's own. The tracker counts at
+the line's time instead of now and never starts its sender: counts are taken per hour
+and sent here, with batch ids derived from the log content and the hour, so running the
+same import again is recognised by the collector as a retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from headcount._errors import HeadcountError
+from headcount._request import RequestInfo
+from headcount._table import Key, merge_counts, to_records
+from headcount._tracker import Tracker
+from headcount._version import __version__
+from headcount.integrations._common import matched_route
+from headcount.logimport._formats import Parser
+from headcount.logimport._line import LogLine
+from headcount.logimport._reader import LineSource
+from headcount.logimport._routes import RouteResolver
+from headcount.wire import INGEST_PATH, MAX_BODY_BYTES, MAX_RECORDS, Batch, Record, VisitsMode
+
+__all__ = [
+    "IMPORT_SEAL_PATH",
+    "IMPORT_STATE_PATH",
+    "BadLogLine",
+    "ImportFailed",
+    "ImportSummary",
+    "Importer",
+]
+
+logger = logging.getLogger("headcount.logimport")
+
+IMPORT_STATE_PATH: Final = "/v1/import/state"
+IMPORT_SEAL_PATH: Final = "/v1/import/seal"
+SENDER_NAME: Final = "headcount-import"
+_BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
+# Counts are taken out of the tracker this often, so idle visits close on the log's clock.
+_TAKE_EVERY: Final = 49_152
+_PROGRESS_EVERY: Final = 8192
+# Without a content type in the log, a successful GET of a path with no file extension
+# (or .html) is taken to be an HTML page: static assets carry extensions.
+_HTML_EXTENSIONS: Final = frozenset({"", "html", "htm", "xhtml", "php", "asp", "aspx", "jsp"})
+_ENCODER = msgspec.json.Encoder()
+
+
+class ImportFailed(HeadcountError):
+    """The import cannot go on: a collector refusal, an unreadable input."""
+
+
+class BadLogLine(ImportFailed):
+    """A line that does not fit the format (see ``--skip-bad-lines``)."""
+
+    def __init__(self, path: str, number: int, reason: str) -> None:
+        # Never the line itself: it holds an address and a user agent.
+        super().__init__(f"{path}:{number}: {reason}")
+
+
+@dataclass
+class ImportSummary:
+    lines: int = 0
+    pageviews: int = 0
+    requests: int = 0
+    bots: int = 0
+    visits: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    hours: list[int] = field(default_factory=list)
+    accepted: int = 0
+    late: int = 0
+    duplicate_batches: int = 0
+    sealed_until: int | None = None
+
+
+@dataclass
+class SiteState:
+    """What the collector says about a site before an import."""
+
+    first_hour: int | None = None
+    sealed_until: int | None = None
+    oldest_hour: int | None = None
+    newest_hour: int | None = None
+    last_hour: int | None = None
+    append: bool = False
+
+    def refusal(self, hour: int) -> str | None:
+        if self.append:
+            if self.last_hour is not None and hour <= self.last_hour:
+                return "hours with data"
+        elif self.first_hour is not None and hour >= self.first_hour:
+            return "live data"
+        if self.sealed_until is not None and hour < self.sealed_until:
+            return "already sealed"
+        if self.oldest_hour is not None and hour < self.oldest_hour:
+            return "older than retention"
+        if self.newest_hour is not None and hour > self.newest_hour:
+            return "in the future"
+        return None
+
+
+def _is_page_like(path: str) -> bool:
+    last = path.rsplit("/", 1)[-1]
+    dot = last.rfind(".")
+    return (last[dot + 1 :].lower() if dot >= 0 else "") in _HTML_EXTENSIONS
+
+
+class Importer:
+    """One import run. ``client`` is None for a dry run without a collector."""
+
+    def __init__(
+        self,
+        parser: Parser,
+        resolver: RouteResolver,
+        *,
+        client: httpx.Client | None,
+        tracker_options: dict[str, Any],
+        dry_run: bool = False,
+        skip_bad_lines: bool = False,
+        host: str | None = None,
+        append: bool = False,
+        output: Callable[[str], None] = print,
+    ) -> None:
+        self._parse = parser
+        self._resolve = resolver
+        self._client = client
+        self._dry_run = dry_run
+        self._skip_bad_lines = skip_bad_lines
+        self._host = host
+        self._append = append
+        self._output = output
+        self._now = 0.0
+        options = {"send_schedule": "immediate", **tracker_options}
+        endpoint = str(client.base_url) if client is not None else "http://dry-run.invalid"
+        self._tracker = Tracker(endpoint, "dry-run", **options)
+        self._tracker._replay_at(lambda: self._now)
+        self._max_keys = self._tracker.settings.max_keys
+        self._hours: dict[int, dict[Key, int]] = {}
+
+    def site_state(self) -> SiteState:
+        if self._client is None:
+            return SiteState(append=self._append)
+        response = self._client.get(IMPORT_STATE_PATH)
+        _check(response)
+        data = response.json()
+        return SiteState(
+            data.get("first_hour"),
+            data.get("sealed_until"),
+            data.get("oldest_hour"),
+            data.get("newest_hour"),
+            data.get("last_hour"),
+            self._append,
+        )
+
+    def run(
+        self, source: LineSource, progress: Callable[[ImportSummary], None] | None = None
+    ) -> ImportSummary:
+        summary = ImportSummary()
+        state = self.site_state()
+        refusals: dict[int, str | None] = {}
+        record = self._tracker.record_request
+        parse = self._parse
+        resolve = self._resolve
+        skipped = summary.skipped
+        for path, number, raw in source.lines():
+            summary.lines += 1
+            try:
+                line = parse(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            except (ValueError, OverflowError) as exc:
+                if not self._skip_bad_lines:
+                    raise BadLogLine(path, number, str(exc)) from None
+                skipped["bad line"] += 1
+                continue
+            hour = int(line.time) // 3600 * 3600
+            if hour in refusals:
+                refusal = refusals[hour]
+            else:
+                refusal = refusals[hour] = state.refusal(hour)
+            if refusal is not None:
+                skipped[refusal] += 1
+                continue
+            self._now = line.time
+            record(self._request_info(line, resolve))
+            del line  # the address and user agent go no further than this
+            if not summary.lines % _PROGRESS_EVERY:
+                if progress is not None:
+                    progress(summary)
+                if not summary.lines % _TAKE_EVERY:
+                    self._take(finish=False)
+        self._take(finish=True)
+        self._summarize(summary)
+        self._send(summary, source.fingerprint)
+        return summary
+
+    def _request_info(self, line: LogLine, resolve: RouteResolver) -> RequestInfo:
+        target = line.target
+        path, _, query = target.partition("?")
+        method = line.method
+        status = line.status
+        if status == 404:
+            route = None
+            excluded = False
+        else:
+            route, excluded = resolve(method, path, line.host)
+        content_type = line.content_type
+        if content_type is None and _is_page_like(path):
+            content_type = "text/html"
+        # NaN: not measured; the SDK counts it in the "unknown" latency label.
+        elapsed = math.nan if line.elapsed is None else line.elapsed
+        return RequestInfo(
+            method,
+            matched_route(route, status),
+            status,
+            elapsed,
+            host=line.host or self._host,
+            referer=line.referer,
+            query_string=query or None,
+            user_agent=line.user_agent,
+            content_type=content_type,
+            client_addr=line.client_addr,
+            forwarded_for=line.forwarded_for,
+            excluded=excluded,
+        )
+
+    def _take(self, finish: bool) -> None:
+        counts = self._tracker._take_replayed(finish)
+        by_hour: dict[int, dict[Key, int]] = {}
+        for key, n in counts.items():
+            hour: int = key[1]
+            by_hour.setdefault(hour, {})[key] = n
+        for hour, part in by_hour.items():
+            merge_counts(self._hours.setdefault(hour, {}), part, self._max_keys)
+
+    def _summarize(self, summary: ImportSummary) -> None:
+        for counts in self._hours.values():
+            for key, n in counts.items():
+                kind = key[0]
+                if kind == "pageview":
+                    summary.pageviews += n
+                elif kind == "request":
+                    summary.requests += n
+                elif kind == "bot":
+                    summary.bots += n
+                elif kind == "visit":
+                    summary.visits += n
+        summary.hours = sorted(self._hours)
+
+    def _send(self, summary: ImportSummary, fingerprint: str) -> None:
+        # If the import stops part-way, a rerun must find the missing hours on the side it
+        # fills: before the first stored hour (history: send newest first) or after the
+        # last one (--append: oldest first).
+        for hour in summary.hours if self._append else reversed(summary.hours):
+            records = to_records(sorted(self._hours[hour].items(), key=repr))
+            visits = self._tracker.settings.visits_mode
+            for index, body in enumerate(_batches(records, fingerprint, hour, visits)):
+                if self._dry_run or self._client is None:
+                    self._output(body.decode())
+                    continue
+                response = self._client.post(
+                    INGEST_PATH, content=body, headers={"content-type": "application/json"}
+                )
+                _check(response)
+                answer = response.json()
+                if answer.get("duplicate"):
+                    summary.duplicate_batches += 1
+                summary.accepted += int(answer.get("accepted", 0))
+                summary.late += int(answer.get("late", 0))
+                logger.debug("hour %d batch %d sent", hour, index)
+        if summary.hours and self._client is not None and not self._dry_run:
+            response = self._client.post(IMPORT_SEAL_PATH, json={"until": summary.hours[-1] + 3600})
+            _check(response)
+            summary.sealed_until = response.json().get("sealed_until")
+
+
+def _batches(
+    records: list[Record], fingerprint: str, hour: int, visits: VisitsMode
+) -> Iterable[bytes]:
+    """Encoded batches of one hour, split by halving until each fits; the batch id is the
+    content fingerprint, the hour and the records' place, so a rerun repeats it exactly."""
+    pending = [
+        (start, records[start : start + MAX_RECORDS])
+        for start in range(0, len(records), MAX_RECORDS)
+    ]
+    while pending:
+        offset, part = pending.pop(0)
+        batch_id = hashlib.sha256(f"{fingerprint}:{hour}:{offset}:{len(part)}".encode()).hexdigest()
+        batch = Batch(
+            batch_id=batch_id[:32],
+            sender=SENDER_NAME,
+            sender_version=__version__,
+            records=part,
+            visits=visits,
+        )
+        body = _ENCODER.encode(batch)
+        if len(body) > _BODY_LIMIT and len(part) > 1:
+            middle = len(part) // 2
+            pending[:0] = [(offset, part[:middle]), (offset + middle, part[middle:])]
+            continue
+        yield body
+
+
+def _check(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("error", response.text)
+        except ValueError:
+            detail = response.text[:200]
+        raise ImportFailed(f"the collector refused ({response.status_code}): {detail}")

@@ -1,0 +1,198 @@
+"""Route templates for logged paths: the app's own router, or generalized paths.
+
+Each resolver answers ``(template, excluded)`` for a method and path, where the template
+is in the framework's own syntax (the Tracker normalizes it exactly as for live traffic)
+and None means no route matched. Answers are cached per (method, path, host).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, Final, Protocol
+
+from headcount._routes import generalize_path
+
+__all__ = ["RouteResolver", "load_resolver"]
+
+_CACHE_SIZE: Final = 65536
+Resolved = tuple[str | None, bool]
+
+
+class RouteResolver(Protocol):
+    def __call__(self, method: str, path: str, host: str | None) -> Resolved: ...
+
+
+def _cached(resolve: Callable[[str, str, str | None], Resolved]) -> RouteResolver:
+    return lru_cache(maxsize=_CACHE_SIZE)(resolve)
+
+
+def load_resolver(
+    app: str | None, django_settings: str | None, routes_file: str | None
+) -> RouteResolver:
+    """The resolver for ``--app MODULE:ATTR``, ``--django-settings MOD`` or neither."""
+    if app is not None:
+        target = _load_attribute(app)
+        if hasattr(target, "url_map"):
+            return _cached(_FlaskRoutes(target))
+        if hasattr(target, "routes") or hasattr(target, "router"):
+            return _cached(_StarletteRoutes(target))
+        raise ValueError(f"{app} is neither a Flask app nor a Starlette/FastAPI app")
+    if django_settings is not None:
+        return _cached(_DjangoRoutes(django_settings))
+    return _cached(_PathRoutes(_read_routes_file(routes_file) if routes_file else []))
+
+
+def _load_attribute(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError("--app takes MODULE:ATTR, such as myapp.wsgi:app")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class _PathRoutes:
+    """Without a router: the paths's template from the routes file, else
+    ``generalize_path``. A routes file holds one template per line (``/users/{id}``)."""
+
+    def __init__(self, templates: list[list[str]]) -> None:
+        self._templates = templates
+
+    def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        path = path.split("?", 1)[0]
+        segments = path.rstrip("/").split("/") if path != "/" else [""]
+        for template in self._templates:
+            if len(template) == len(segments) and all(
+                part == segment or (part.startswith("{") and part.endswith("}") and segment)
+                for part, segment in zip(template, segments, strict=True)
+            ):
+                return "/".join(template) or "/", False
+        return generalize_path(path), False
+
+
+def _read_routes_file(path: str) -> list[list[str]]:
+    templates = []
+    with open(path, encoding="utf-8") as stream:
+        for raw in stream:
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if not line.startswith("/"):
+                raise ValueError(f"{path}: a route template starts with '/': {line!r}")
+            templates.append(line.rstrip("/").split("/") if line != "/" else [""])
+    # Literal segments first, so /users/new wins over /users/{id}.
+    templates.sort(key=lambda parts: sum(part.startswith("{") for part in parts))
+    return templates
+
+
+class _FlaskRoutes:
+    """Werkzeug's ``url_map`` matching, as Flask does for the live request."""
+
+    def __init__(self, app: Any) -> None:
+        from werkzeug.exceptions import HTTPException
+        from werkzeug.routing import RequestRedirect
+
+        self._url_map = app.url_map
+        self._misses = (HTTPException, RequestRedirect)
+
+    def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        adapter = self._url_map.bind(host or "localhost")
+        try:
+            rule, _ = adapter.match(path.split("?", 1)[0], method=method, return_rule=True)
+        except self._misses:
+            return None, False
+        return str(rule.rule), False
+
+
+class _StarletteRoutes:
+    """Starlette's route matching, through mounts; the template is built by the same
+    code that the ASGI integration uses on a live scope."""
+
+    def __init__(self, app: Any) -> None:
+        from starlette.routing import Match
+
+        from headcount.integrations._starlette import StarletteRoutes
+
+        self._router = getattr(app, "router", app)
+        self._full = Match.FULL
+        self._templates = StarletteRoutes()
+
+    def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": method,
+            "path": path.split("?", 1)[0],
+            "root_path": "",
+            "headers": [],
+            "router": self._router,
+        }
+        routes = self._router.routes
+        while True:
+            for route in routes:
+                match, child = route.matches(scope)
+                if match == self._full:
+                    break
+            else:
+                return None, False
+            scope.update(child)
+            if hasattr(route, "_match") and hasattr(route, "original_router"):
+                return self._included(route, scope)
+            inner = getattr(route, "routes", None)
+            if not inner:
+                scope["route"] = route
+                return self._templates.route(scope, 200), False
+            routes = inner  # a Mount with a router: keep matching inside it
+
+    def _included(self, router: Any, scope: dict[str, Any]) -> Resolved:
+        """A FastAPI router kept nested by ``include_router`` (FastAPI 0.137 and later):
+        its own matching picks the route and the prefixed path, which the integration
+        reads from the same place in the scope as for a live request."""
+        for _ in range(16):
+            match, child, route, context = router._match(scope)
+            if match != self._full or route is None:
+                return None, False
+            scope.update(child)
+            if context is None:  # another included router, one level down
+                router = route
+                continue
+            scope.setdefault("fastapi", {})["effective_route_context"] = context
+            scope["route"] = context.original_route
+            return self._templates.route(scope, 200), False
+        return None, False
+
+
+class _DjangoRoutes:
+    """``django.urls.resolve``, with the Django integration's template and admin rules."""
+
+    def __init__(self, settings_module: str) -> None:
+        os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+        import django
+
+        django.setup()
+        from django.urls import Resolver404, resolve
+
+        from headcount.integrations.django._middleware import _is_admin_view, _route_of
+
+        self._resolve = resolve
+        self._miss = Resolver404
+        self._route_of = _route_of
+        self._is_admin = _is_admin_view
+
+    def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        try:
+            match = self._resolve(path.split("?", 1)[0])
+        except self._miss:
+            return None, False
+        return self._route_of(_Resolved(match)), self._is_admin(match)
+
+
+class _Resolved:
+    """The two request attributes the Django integration reads a route from."""
+
+    def __init__(self, match: Any) -> None:
+        self.resolver_match = match
+        self.META: dict[str, Any] = {}

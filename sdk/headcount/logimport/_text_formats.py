@@ -1,0 +1,199 @@
+"""Text log formats: nginx ``log_format`` strings and Apache ``LogFormat`` strings.
+
+The named formats (combined, common, combined-vhost) are format strings too, so every
+text format goes through one compiler: each variable becomes a regex group and the
+fields the importer needs are read by group number.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from headcount.logimport._line import (
+    LogLine,
+    parse_iso_time,
+    parse_local_time,
+    parse_seconds,
+    parse_unix_time,
+)
+
+__all__ = ["NAMED_TEXT_FORMATS", "TextFormat"]
+
+NAMED_TEXT_FORMATS: Final = {
+    "combined": (
+        '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+        '"$http_referer" "$http_user_agent"'
+    ),
+    "common": '%h %l %u %t "%r" %>s %b',
+    "combined-vhost": '%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i"',
+}
+
+# Variable (nginx name, or Apache directive) -> the field it fills.
+_FIELDS: Final = {
+    "remote_addr": "client",
+    "%h": "client",
+    "%a": "client",
+    "http_x_forwarded_for": "forwarded_for",
+    "%{x-forwarded-for}i": "forwarded_for",
+    "time_local": "time_local",
+    "%t": "time_local",
+    "time_iso8601": "time_iso",
+    "msec": "time_unix",
+    "request": "request",
+    "%r": "request",
+    "request_method": "method",
+    "%m": "method",
+    "request_uri": "target",
+    "uri": "path",
+    "%U": "path",
+    "args": "args",
+    "query_string": "args",
+    "%q": "query",
+    "status": "status",
+    "%>s": "status",
+    "%s": "status",
+    "http_referer": "referer",
+    "%{referer}i": "referer",
+    "http_user_agent": "user_agent",
+    "%{user-agent}i": "user_agent",
+    "sent_http_content_type": "content_type",
+    "%{content-type}o": "content_type",
+    "request_time": "seconds",
+    "%T": "seconds",
+    "%D": "microseconds",
+    "host": "host",
+    "http_host": "host",
+    "server_name": "host",
+    "%v": "host",
+    "%V": "host",
+    "%{host}i": "host",
+}
+_VARIABLE: Final = re.compile(r"\$([a-z_0-9]+)|\$\{([a-z_0-9]+)\}|(%(?:\{[^}]*\})?[<>]?[a-zA-Z])")
+# Unrolled (runs of plain characters, then one escape): no per-character alternation.
+_QUOTED: Final = r'([^"\\]*(?:\\.[^"\\]*)*)'
+_BRACKETED: Final = r"([^\]]*)"
+_BARE: Final = r"(\S*)"
+_ESCAPE: Final = re.compile(r"\\x([0-9A-Fa-f]{2})|\\(.)")
+_TEXT_FIELDS: Final = (
+    "client", "forwarded_for", "referer", "user_agent", "content_type", "host"
+)  # fmt: skip
+_NEEDED_TIME: Final = ("time_local", "time_iso", "time_unix")
+
+
+def _unescape(value: str) -> str:
+    """nginx writes ``"`` and control bytes as ``\\xHH``; Apache as ``\\"`` and ``\\xhh``."""
+    if "\\" not in value:
+        return value
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)) if m.group(1) else m.group(2), value)
+
+
+class TextFormat:
+    """A compiled format string; ``parse`` turns one line into a LogLine or raises
+    ValueError saying what did not fit."""
+
+    def __init__(self, spec: str) -> None:
+        pattern: list[str] = []
+        self._groups: dict[str, int] = {}
+        position = 0
+        for group, match in enumerate(_VARIABLE.finditer(spec), 1):
+            literal = spec[position : match.start()]
+            pattern.append(re.escape(literal))
+            name = match.group(1) or match.group(2) or match.group(3)
+            if name.startswith("%{"):
+                name = name.lower()  # header names are case-insensitive
+            before = spec[match.start() - 1] if match.start() else ""
+            if before == '"':
+                pattern.append(_QUOTED)
+            elif before == "[":
+                pattern.append(_BRACKETED)
+            elif _FIELDS.get(name) == "time_local":
+                # Apache's %t brings its own brackets.
+                pattern.append(r"\[([^\]]*)\]")
+            else:
+                pattern.append(_BARE)
+            field = _FIELDS.get(name)
+            if field is not None:
+                self._groups.setdefault(field, group)
+            position = match.end()
+        pattern.append(re.escape(spec[position:]))
+        self._regex = re.compile("".join(pattern))
+        fields = self._groups
+        self._text_groups = tuple(fields.get(name) for name in _TEXT_FIELDS)
+        if not any(name in fields for name in _NEEDED_TIME):
+            raise ValueError("the format has no time ($time_local, $time_iso8601, $msec or %t)")
+        if "status" not in fields:
+            raise ValueError("the format has no status ($status or %>s)")
+        if "request" not in fields and not (
+            "method" in fields and fields.keys() & {"target", "path"}
+        ):
+            raise ValueError("the format has no request line ($request or %r)")
+
+    def parse(self, line: str) -> LogLine:
+        match = self._regex.match(line)
+        if match is None:
+            raise ValueError("the line does not match the format")
+        values = match.groups()
+        fields = self._groups
+        get = fields.get
+        index = get("request")
+        if index is not None:
+            parts = values[index - 1].split(" ")
+            if len(parts) < 2:
+                raise ValueError("the request line has no method and target")
+            method, target = parts[0], parts[1]
+        else:
+            method = values[fields["method"] - 1]
+            index = get("target")
+            if index is not None:
+                target = values[index - 1]
+            else:
+                target = values[fields["path"] - 1]
+                index = get("args")
+                if index is not None and values[index - 1] not in ("", "-"):
+                    target += "?" + values[index - 1]
+                index = get("query")
+                if index is not None:
+                    target += values[index - 1]
+        status_text = values[fields["status"] - 1]
+        if len(status_text) != 3 or not status_text.isdigit():
+            raise ValueError("the status is not a three-digit code")
+        index = get("time_local")
+        if index is not None:
+            time = parse_local_time(values[index - 1])
+        else:
+            index = get("time_iso")
+            if index is not None:
+                time = parse_iso_time(values[index - 1])
+            else:
+                time = parse_unix_time(values[fields["time_unix"] - 1])
+        elapsed = None
+        index = get("seconds")
+        if index is not None:
+            elapsed = parse_seconds(values[index - 1])
+        else:
+            index = get("microseconds")
+            if index is not None:
+                elapsed = parse_seconds(values[index - 1], 1e-6)
+        texts: list[str | None] = []
+        for index in self._text_groups:
+            if index is None:
+                texts.append(None)
+                continue
+            value = values[index - 1]
+            if "\\" in value:
+                value = _unescape(value)
+            texts.append(None if value == "-" or not value else value)
+        return LogLine(
+            time,
+            method,
+            target,
+            int(status_text),
+            client_addr=texts[0],
+            forwarded_for=texts[1],
+            referer=texts[2],
+            user_agent=texts[3],
+            content_type=texts[4],
+            elapsed=elapsed,
+            host=texts[5],
+        )

@@ -1,0 +1,152 @@
+"""Parsing single lines: fields, time zones, escapes, and clear refusals."""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+from pathlib import Path
+
+import pytest
+
+from headcount.logimport import LineSource, parser_for
+from headcount.logimport._routes import load_resolver
+
+NOON_UTC = calendar.timegm((2026, 11, 30, 12, 0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["30/Nov/2026:14:00:00 +0200", "30/Nov/2026:07:00:00 -0500", "30/Nov/2026:12:00:00 +0000"],
+)
+def test_time_zone_comes_from_the_line(stamp: str) -> None:
+    parse = parser_for("combined")
+    line = parse(f'192.0.2.1 - - [{stamp}] "GET / HTTP/1.1" 200 5 "-" "agent"')
+    assert line.time == NOON_UTC
+
+
+def test_combined_fields_and_escapes() -> None:
+    line = parser_for("combined")(
+        '192.0.2.1 - alice [30/Nov/2026:12:00:00 +0000] "GET /a?b=1 HTTP/2.0" 304 0 '
+        '"https://example.net/\\x22q\\x22" "Agent \\"quoted\\""'
+    )
+    assert (line.client_addr, line.method, line.target, line.status) == (
+        "192.0.2.1",
+        "GET",
+        "/a?b=1",
+        304,
+    )
+    assert line.referer == 'https://example.net/"q"'
+    assert line.user_agent == 'Agent "quoted"'
+    assert line.elapsed is None
+    assert line.content_type is None
+
+
+def test_vhost_host_and_apache_microseconds() -> None:
+    vhost = parser_for("combined-vhost")(
+        'shop.example.org:443 192.0.2.1 - - [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" '
+        '200 5 "-" "agent"'
+    )
+    assert vhost.host == "shop.example.org"
+    apache = parser_for('log:%h %t "%r" %>s %D')(
+        '192.0.2.1 [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 250000'
+    )
+    assert apache.elapsed == pytest.approx(0.25)
+
+
+def test_nginx_json_and_caddy() -> None:
+    nginx = parser_for("nginx-json")(
+        '{"time_iso8601":"2026-11-30T13:00:00+01:00","remote_addr":"192.0.2.1",'
+        '"request_method":"GET","request_uri":"/x","status":"200","request_time":"0.042",'
+        '"http_x_forwarded_for":"198.51.100.1"}'
+    )
+    assert (nginx.time, nginx.target, nginx.elapsed) == (NOON_UTC, "/x", 0.042)
+    assert nginx.forwarded_for == "198.51.100.1"
+    caddy = parser_for("caddy")(
+        f'{{"ts":{NOON_UTC}.5,'
+        '"request":{"client_ip":"192.0.2.1","method":"GET","host":"a.example",'
+        '"uri":"/y","headers":{"User-Agent":["agent"]}},"duration":0.5,"status":201,'
+        '"resp_headers":{"Content-Type":["text/html"]}}'
+    )
+    assert (caddy.time, caddy.status, caddy.user_agent) == (NOON_UTC + 0.5, 201, "agent")
+    assert (caddy.host, caddy.content_type, caddy.elapsed) == ("a.example", "text/html", 0.5)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "reason"),
+    [
+        ("combined", "not a log line", "does not match"),
+        ("combined", '1.2.3.4 - - [30/Foo/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "a"', "month"),
+        ("combined", '1.2.3.4 - - [30/Nov/2026:12:00:00] "GET / HTTP/1.1" 200 1 "-" "a"', "form"),
+        ("combined", '1.2.3.4 - - [30/Nov/2026:12:00:00 +0000] "GARBAGE" 200 1 "-" "a"', "request line"),
+        ("combined", '1.2.3.4 - - [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 2000 1 "-" "a"', "three-digit"),
+        ("nginx-json", "[1, 2]", "JSON object"),
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "status": 200}', "time"),
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "msec": "1", "status": "x"}', "status"),
+        ("caddy", '{"level": "info", "msg": "server running"}', "access-log entry"),
+        ("caddy", '{"ts": 1, "request": {"method": "GET", "uri": "/"}, "status": 0}', "three-digit"),
+    ],
+)  # fmt: skip
+def test_lines_that_do_not_fit_say_why(fmt: str, line: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parser_for(fmt)(line)
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ('log:$remote_addr "$request" $status', "no time"),
+        ("log:$remote_addr [$time_local] $request", "no status"),
+        ("log:[$time_local] $status", "no request"),
+        ("apache", "unknown format"),
+    ],
+)
+def test_format_strings_without_what_is_needed_are_refused(spec: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parser_for(spec)
+
+
+def test_a_misaligned_format_never_quotes_the_line() -> None:
+    # The request time sits where this log has its user agent: the error says what is
+    # wrong without repeating the value, which may be an address or a user agent.
+    parse = parser_for('log:$remote_addr [$time_local] "$request" $status "$request_time"')
+    with pytest.raises(ValueError, match="request time is not a number") as error:
+        parse('192.0.2.1 [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 "Mozilla/5.0 X"')
+    assert "Mozilla" not in str(error.value)
+    for fmt, line in [
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "status": 200, "msec": "192.0.2.1"}'),
+        ("nginx-json", '{"request": "GET / HTTP/1.1", "status": 200, "time_iso8601": "Mozilla"}'),
+    ]:
+        with pytest.raises(ValueError, match="time") as error:
+            parser_for(fmt)(line)
+        assert "192.0.2.1" not in str(error.value)
+        assert "Mozilla" not in str(error.value)
+
+
+def test_gzip_and_plain_give_the_same_fingerprint(tmp_path: Path) -> None:
+    text = b"line one\nline two\n"
+    plain = tmp_path / "a.log"
+    plain.write_bytes(text)
+    packed = tmp_path / "b.log.gz"
+    packed.write_bytes(gzip.compress(text))
+    fingerprints = []
+    for path in (plain, packed):
+        source = LineSource([str(path)])
+        assert [line for _, _, line in source.lines()] == [b"line one\n", b"line two\n"]
+        fingerprints.append(source.fingerprint)
+    assert fingerprints[0] == fingerprints[1]
+    other = LineSource([str(plain)])
+    plain.write_bytes(text + b"three\n")
+    list(other.lines())
+    assert other.fingerprint != fingerprints[0]
+
+
+def test_routes_file_before_generalized_paths(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.txt"
+    routes.write_text("# templates\n/docs/{page}\n/docs/index\n", encoding="utf-8")
+    resolve = load_resolver(None, None, str(routes))
+    assert resolve("GET", "/docs/index", None) == ("/docs/index", False)
+    assert resolve("GET", "/docs/install", None) == ("/docs/{page}", False)
+    assert resolve("GET", "/orders/123456", None) == ("/orders/{id}", False)
+    routes.write_text("docs/{page}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="starts with '/'"):
+        load_resolver(None, None, str(routes))

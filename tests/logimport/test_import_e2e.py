@@ -1,0 +1,267 @@
+"""``headcount import`` as a user runs it: the real command against a real collector,
+the scripted traffic in every format, with the released counts compared to the truth."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pty
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CollectorProcess, start_collector
+from tests.logimport._scenario import (
+    BIN,
+    FORMATS,
+    SCENARIO,
+    VISITS,
+    SiteTokens,
+    expected_bots,
+    expected_pageviews_by_route,
+    render,
+    run_import,
+    sites_toml,
+    start_hour,
+    stats,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+SITES = [f"fmt{index}" for index in range(len(FORMATS))] + [
+    "common",
+    "gzip",
+    "bad",
+    "skip",
+    "again",
+    "stdin",
+    "resume",
+    "append",
+]
+
+
+@pytest.fixture(scope="module")
+def collector(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[CollectorProcess, dict[str, SiteTokens]]]:
+    tmp = tmp_path_factory.mktemp("import-collector")
+    text, tokens = sites_toml(SITES)
+    site_file = tmp / "sites.toml"
+    site_file.write_text(text, encoding="utf-8")
+    server = start_collector(tmp, site_file)
+    try:
+        yield server, tokens
+    finally:
+        server.stop()
+
+
+def _assert_scenario_counted(url: str, site: SiteTokens) -> None:
+    assert stats(url, site, "pageviews", "route") == expected_pageviews_by_route()
+    assert stats(url, site, "pageviews", "referrer") == Counter(
+        hit.pageview[1] for hit in SCENARIO if hit.pageview
+    )
+    assert stats(url, site, "pageviews", "utm_source") == Counter({"newsletter": 1, "(none)": 3})
+    assert stats(url, site, "requests")[""] == len(SCENARIO)
+    assert stats(url, site, "requests", "route")["(unmatched)"] == 1
+    assert stats(url, site, "requests", "status") == Counter(
+        f"{hit.status // 100}xx" for hit in SCENARIO
+    )
+    assert stats(url, site, "bots", "category") == expected_bots()
+    assert stats(url, site, "visits")[""] == VISITS
+    assert stats(url, site, "entries")[""] == VISITS
+
+
+@pytest.mark.parametrize("index", range(len(FORMATS)), ids=[f.split(" ")[0] for f in FORMATS])
+def test_every_format_counts_exactly(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path, index: int
+) -> None:
+    server, tokens = collector
+    site = tokens[f"fmt{index}"]
+    fmt = FORMATS[index]
+    log = tmp_path / "access.log"
+    log.write_text(render(fmt, start_hour()), encoding="utf-8")
+    done = run_import(server.url, site.write, "--format", fmt, str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"lines read: {len(SCENARIO)}" in done.stderr
+    assert "hours covered: 2" in done.stderr
+    assert "lines/s" not in done.stderr  # no progress bar when not on a terminal
+    _assert_scenario_counted(server.url, site)
+
+
+def test_latency_comes_from_the_log_when_it_has_one(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]],
+) -> None:
+    from headcount.wire import latency_label
+
+    server, tokens = collector
+    by_latency = stats(server.url, tokens["fmt2"], "requests", "latency")  # nginx-json
+    assert by_latency == Counter(latency_label(hit.elapsed * 1000) for hit in SCENARIO)
+
+
+def test_latency_is_unknown_when_the_log_has_no_request_time(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]],
+) -> None:
+    server, tokens = collector
+    by_latency = stats(server.url, tokens["fmt0"], "requests", "latency")  # combined
+    assert by_latency == Counter({"unknown": len(SCENARIO)})
+
+
+def test_common_format_has_no_user_agent_so_the_sdk_counts_bots(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    # The SDK counts a request without a user agent as a bot ("other"); the importer
+    # applies the same rule rather than guessing.
+    server, tokens = collector
+    log = tmp_path / "access.log"
+    log.write_text(render("common", start_hour()), encoding="utf-8")
+    done = run_import(server.url, tokens["common"].write, "--format", "common", str(log))
+    assert done.returncode == 0, done.stderr
+    assert stats(server.url, tokens["common"], "bots", "category") == Counter(
+        {"other": len(SCENARIO)}
+    )
+    assert stats(server.url, tokens["common"], "pageviews") == Counter()
+
+
+def test_gzip_and_plain_files_in_one_run(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = collector
+    text = render("combined", start_hour()).splitlines(keepends=True)
+    older = tmp_path / "access.log.2.gz"
+    older.write_bytes(gzip.compress("".join(text[:5]).encode()))
+    newer = tmp_path / "access.log.1"
+    newer.write_text("".join(text[5:]), encoding="utf-8")
+    done = run_import(server.url, tokens["gzip"].write, str(older), str(newer))
+    assert done.returncode == 0, done.stderr
+    _assert_scenario_counted(server.url, tokens["gzip"])
+
+
+def test_standard_input(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]],
+) -> None:
+    server, tokens = collector
+    body = render("combined", start_hour()).encode()
+    done = run_import(server.url, tokens["stdin"].write, "-", stdin=body)
+    assert done.returncode == 0, done.stderr
+    _assert_scenario_counted(server.url, tokens["stdin"])
+
+
+def test_a_bad_line_stops_the_import_with_its_number_and_sends_nothing(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = collector
+    lines = render("combined", start_hour()).splitlines(keepends=True)
+    secret_ua = "Mozilla/5.0 SecretAgent-7f3a"
+    lines.insert(3, f'198.51.100.77 - - [garbage] "GET / HTTP/1.1" 200 1 "-" "{secret_ua}"\n')
+    log = tmp_path / "access.log"
+    log.write_text("".join(lines), encoding="utf-8")
+    done = run_import(server.url, tokens["bad"].write, str(log))
+    assert done.returncode == 1
+    assert f"{log}:4:" in done.stderr
+    # The message names the problem, never the line's address or user agent.
+    assert "198.51.100.77" not in done.stderr
+    assert secret_ua not in done.stderr
+    assert stats(server.url, tokens["bad"], "requests") == Counter()
+
+    skipped = run_import(server.url, tokens["skip"].write, "--skip-bad-lines", str(log))
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped (bad line): 1" in skipped.stderr
+    _assert_scenario_counted(server.url, tokens["skip"])
+
+
+def test_reimport_counts_nothing_twice(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = collector
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", start_hour()), encoding="utf-8")
+    dry = run_import(server.url, tokens["again"].write, "--dry-run", str(log))
+    assert dry.returncode == 0, dry.stderr
+    assert '"batch_id"' in dry.stdout
+    assert "dry run: nothing was sent" in dry.stderr
+    assert stats(server.url, tokens["again"], "requests") == Counter()
+
+    first = run_import(server.url, tokens["again"].write, str(log))
+    assert first.returncode == 0, first.stderr
+    second = run_import(server.url, tokens["again"].write, str(log))
+    assert second.returncode == 0, second.stderr
+    # Its hours now hold data: the default covers only hours before the first stored one.
+    assert f"skipped (live data): {len(SCENARIO)}" in second.stderr
+    _assert_scenario_counted(server.url, tokens["again"])
+
+
+def test_an_import_stopped_part_way_is_completed_by_running_it_again(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    # Hours are sent newest first, so an import that stopped part-way has stored its
+    # newest hours; here the newest hour is stored by a first run over those lines only.
+    server, tokens = collector
+    site = tokens["resume"]
+    base = start_hour()
+    newest = tuple(hit for hit in SCENARIO if hit.offset >= 3600)
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", base, newest), encoding="utf-8")
+    assert run_import(server.url, site.write, str(log)).returncode == 0
+    log.write_text(render("combined", base), encoding="utf-8")
+    done = run_import(server.url, site.write, str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (live data): {len(newest)}" in done.stderr
+    assert stats(server.url, site, "requests")[""] == len(SCENARIO)
+    assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()
+
+
+def test_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    lines = render("combined", start_hour()) * 1000  # 10,000 lines, progress every 8,192
+    log = tmp_path / "access.log"
+    log.write_text(lines, encoding="utf-8")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [str(BIN / "headcount"), "import", "--dry-run", str(log)],
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert done.returncode == 0
+    text = output.decode()
+    assert "8,192 lines" in text
+    assert "lines/s" in text
+    assert "lines read: 10000" in text
+
+
+def test_append_fills_only_hours_after_the_last_stored_one(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    # A site counted from its logs alone: each rotated log is imported after the last.
+    server, tokens = collector
+    site = tokens["append"]
+    base = start_hour()
+    first_day = tuple(hit for hit in SCENARIO if hit.offset < 3600)
+    log = tmp_path / "access.log.1"
+    log.write_text(render("combined", base, first_day), encoding="utf-8")
+    assert run_import(server.url, site.write, "--append", str(log)).returncode == 0
+    # The next rotation repeats the first hour's lines (overlapping rotations happen).
+    log.write_text(render("combined", base), encoding="utf-8")
+    done = run_import(server.url, site.write, "--append", str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (hours with data): {len(first_day)}" in done.stderr
+    assert stats(server.url, site, "requests")[""] == len(SCENARIO)
+    assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()
