@@ -290,3 +290,19 @@ def test_every_widget_and_total_links_to_the_csv_of_its_own_query(client: TestCl
         api = client.get(f"/v1/stats?{query}&format=csv", headers=headers)
         assert mine.status_code == api.status_code == 200
         assert mine.text == api.text
+
+
+def test_the_site_file_alone_cannot_forge_a_session(client: TestClient, clock: Clock) -> None:
+    import hashlib
+    import hmac
+
+    # Whoever reads the site file knows each read token's digest; a grant keyed by the
+    # digest alone (no collector secret) must not open the dashboard.
+    expires = int(clock.now) + 3600
+    message = f"headcount-dashboard-session|blog|{expires}".encode()
+    mac = hmac.new(token_digest(READ_TOKEN), message, hashlib.sha256).hexdigest()
+    client.cookies.clear()
+    client.cookies.set("hc_session", f"{expires}.blog:{mac}")
+    assert client.get("/dashboard/blog").status_code == 401
+    _sign_in(client)
+    assert client.get("/dashboard/blog").status_code == 200

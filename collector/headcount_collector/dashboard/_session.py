@@ -1,8 +1,9 @@
 """The signed, expiring session cookie that holds which sites a browser has signed in to.
 
-Each site's grant is an HMAC keyed by that site's read-token digest, so every worker of a
-collector verifies it without sharing state, and rotating a read token ends its sessions.
-The cookie never carries a token or a digest.
+Each site's grant is an HMAC keyed by the collector's session secret (random, kept in the
+database, so every worker and collector of it verifies the cookie) and that site's
+read-token digest, so rotating a read token ends its sessions, and reading the site file
+is not enough to forge one. The cookie never carries a token or a digest.
 """
 
 from __future__ import annotations
@@ -23,18 +24,20 @@ MAX_SITES = 16
 _GRANT = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63}):([0-9a-f]{64})$")
 
 
-def _mac(site: Site, expires: int) -> str:
+def _mac(site: Site, expires: int, secret: bytes) -> str:
     message = f"headcount-dashboard-session|{site.id}|{expires}".encode()
-    return hmac.new(site.read_token_sha256, message, hashlib.sha256).hexdigest()
+    return hmac.new(secret + site.read_token_sha256, message, hashlib.sha256).hexdigest()
 
 
-def write_session(sites: Iterable[Site], expires: int) -> str:
+def write_session(sites: Iterable[Site], expires: int, secret: bytes) -> str:
     """The cookie value granting ``sites`` until ``expires`` (Unix seconds)."""
-    grants = [f"{site.id}:{_mac(site, expires)}" for site in list(sites)[:MAX_SITES]]
+    grants = [f"{site.id}:{_mac(site, expires, secret)}" for site in list(sites)[:MAX_SITES]]
     return ".".join([str(expires), *grants])
 
 
-def read_session(value: str | None, registry: SiteRegistry, now: float) -> list[Site]:
+def read_session(
+    value: str | None, registry: SiteRegistry, now: float, secret: bytes
+) -> list[Site]:
     """The sites a cookie value still grants: none when it is expired, forged or malformed."""
     if not value or len(value) > 4096:
         return []
@@ -50,6 +53,6 @@ def read_session(value: str | None, registry: SiteRegistry, now: float) -> list[
         site = registry.get(match.group(1)) if match else None
         if match is None or site is None or site in sites:
             continue
-        if hmac.compare_digest(_mac(site, expires), match.group(2)):
+        if hmac.compare_digest(_mac(site, expires, secret), match.group(2)):
             sites.append(site)
     return sites

@@ -29,6 +29,8 @@ from ._widgets import Overview, RouteDetail, overview, route_detail
 
 __all__ = ["CSP", "dashboard_routes"]
 
+SESSION_SECRET = "dashboard_session_secret"  # noqa: S105 - a row name, not a secret
+
 CSP: Final = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -54,6 +56,7 @@ class _Context:
     clock: Callable[[], float]
     templates: jinja2.Environment
     stylesheet: str
+    session_secret: bytes
 
     def page(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
         html = self.templates.get_template(template).render(stylesheet=self.stylesheet, **values)
@@ -68,7 +71,9 @@ class _Context:
         return HTMLResponse(body, status_code=status, headers=headers)
 
     def signed_in(self, request: Request) -> list[Site]:
-        return read_session(request.cookies.get(COOKIE_NAME), self.registry, self.clock())
+        return read_session(
+            request.cookies.get(COOKIE_NAME), self.registry, self.clock(), self.session_secret
+        )
 
     def public(self) -> list[Site]:
         return [site for site in self.registry if site.public_dashboard]
@@ -87,9 +92,14 @@ def _set_session(response: Response, request: Request, value: str, max_age: int)
 
 
 def dashboard_routes(
-    registry: SiteRegistry, store: Store, clock: Callable[[], float] = time.time
+    registry: SiteRegistry,
+    store: Store,
+    clock: Callable[[], float] = time.time,
+    session_secret: bytes | None = None,
 ) -> list[BaseRoute]:
-    """The dashboard's routes, to be mounted on the collector's app."""
+    """The dashboard's routes, to be mounted on the collector's app. ``session_secret``
+    signs session cookies; by default the store's own, shared by its collectors."""
+    secret = session_secret if session_secret is not None else store.meta_secret(SESSION_SECRET)
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=True,
@@ -99,7 +109,7 @@ def dashboard_routes(
     )
     stylesheet_bytes = (_HERE / "static" / "dashboard.css").read_bytes()
     version = hashlib.sha256(stylesheet_bytes).hexdigest()[:12]
-    ctx = _Context(registry, store, clock, templates, f"{STYLESHEET_PATH}?v={version}")
+    ctx = _Context(registry, store, clock, templates, f"{STYLESHEET_PATH}?v={version}", secret)
 
     async def sign_in_page(request: Request) -> Response:
         return ctx.page(
@@ -162,7 +172,9 @@ def dashboard_routes(
         sites = [site, *(other for other in signed_in if other.id != site.id)]
         response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
         expires = int(clock()) + SESSION_SECONDS
-        _set_session(response, request, write_session(sites, expires), SESSION_SECONDS)
+        _set_session(
+            response, request, write_session(sites, expires, ctx.session_secret), SESSION_SECONDS
+        )
         return response
 
     async def sign_out(request: Request) -> Response:

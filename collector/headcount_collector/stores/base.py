@@ -116,6 +116,9 @@ class Store(Protocol):
     def batch_count(self) -> int:
         """How many batch ids are remembered for duplicate detection."""
 
+    def meta_secret(self, name: str) -> bytes:
+        """A random secret kept in the database under ``name``, made on first use."""
+
     def seal_state(self, site: str) -> dict[str, int]:
         """Per resolution ("h", "d"), the bucket start before which everything is sealed."""
 
@@ -277,15 +280,17 @@ class KeyCounts:
 KEY_CAP_SECRET_NAME = "key_cap_secret"  # noqa: S105 - a row name, not a secret
 
 
-def ensure_secret(execute: Callable[..., Any], placeholder: str) -> bytes:
-    """The collector's random secret for key-cap offsets, made once, shared by every
-    worker and collector of the database (inside the caller's transaction)."""
+def ensure_secret(
+    execute: Callable[..., Any], placeholder: str, name: str = KEY_CAP_SECRET_NAME
+) -> bytes:
+    """A random secret of the collector's, made once and shared by every worker and
+    collector of the database (inside the caller's transaction)."""
     ph = placeholder
     execute(
         f"INSERT INTO hc_meta (key, value) VALUES ({ph}, {ph}) ON CONFLICT (key) DO NOTHING",
-        (KEY_CAP_SECRET_NAME, secrets.token_hex(32)),
+        (name, secrets.token_hex(32)),
     )
-    row = execute(f"SELECT value FROM hc_meta WHERE key = {ph}", (KEY_CAP_SECRET_NAME,)).fetchone()
+    row = execute(f"SELECT value FROM hc_meta WHERE key = {ph}", (name,)).fetchone()
     return bytes.fromhex(str(row[0]))
 
 

@@ -313,6 +313,9 @@ class PostgresStore:
         )
         return {str(mode): _int(seen) for mode, seen in rows}
 
+    def meta_secret(self, name: str) -> bytes:
+        return self._run(lambda conn: ensure_secret(conn.execute, "%s", name), "write")
+
     def seal_state(self, site: str) -> dict[str, int]:
         rows = self._run(
             lambda conn: conn.execute(

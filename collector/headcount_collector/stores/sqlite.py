@@ -230,6 +230,10 @@ class SQLiteStore:
         )
         return {str(mode): int(seen) for mode, seen in rows}
 
+    def meta_secret(self, name: str) -> bytes:
+        with self._write() as conn:
+            return ensure_secret(conn.execute, "?", name)
+
     def seal_state(self, site: str) -> dict[str, int]:
         rows = (
             self._connection()
