@@ -112,16 +112,10 @@ class Overview:
 
 
 @dataclass(slots=True)
-class RouteDetail:
-    site: Site
-    route: str
-    period: Period
-    compare: bool
-    privacy: dict[str, object]
-    sealed_hour: str | None
-    traffic: Widget
-    totals: list[Total]
-    widgets: list[Widget]
+class RouteDetail(Overview):
+    """One route's page: the overview's parts, narrowed to ``route``."""
+
+    route: str = ""
 
 
 def _change(value: float | None, previous: float | None) -> float | None:
@@ -454,7 +448,6 @@ def route_detail(
     ]
     return RouteDetail(
         site,
-        route,
         period,
         compare,
         dict(result["privacy"]),  # type: ignore[call-overload]
@@ -462,4 +455,5 @@ def route_detail(
         traffic,
         totals,
         widgets,
+        route=route,
     )
