@@ -29,8 +29,6 @@ import argparse
 import gc
 import random
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from bisect import bisect_left
@@ -41,6 +39,7 @@ from pathlib import Path
 import httpx
 
 import headcount
+from _provenance import print_provenance
 from headcount import RequestInfo
 
 BROWSER = (
@@ -391,10 +390,7 @@ def main() -> None:
     parser.add_argument("--redis", metavar="URL", help="also measure the Redis visit store")
     parser.add_argument("--only-visits", action="store_true", help="skip everything else")
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    print(f"commit {commit or 'unknown'}; {sys.executable}; Python {sys.version.split()[0]}")
+    print_provenance()
     if not args.only_visits:
         compare_with_baselines(args)
     compare_visits(args)
