@@ -1,6 +1,6 @@
 """Hot-path cost: nanoseconds to record one request, Headcount vs. two baselines.
 
-Run: /work/venv/bin/python bench/hotpath.py [--rounds N] [--per-round N]
+Run: .venv/bin/python bench/hotpath.py [--rounds N] [--per-round N]
 
 Baselines, measured in the same run and interleaved round by round so machine noise hits
 all of them alike:
@@ -31,6 +31,7 @@ from collections.abc import Callable
 import httpx
 
 import headcount
+from _provenance import print_provenance
 from headcount import RequestInfo
 
 BROWSER = (
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--redis", metavar="URL", help="also measure the Redis visit store")
     parser.add_argument("--only-visits", action="store_true", help="skip everything else")
     args = parser.parse_args()
+    print_provenance()
     if not args.only_visits:
         compare_with_baselines(args)
     compare_visits(args)
