@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/bots.py [--baseline-rev 56f3aa5] [--rounds 5]
 Candidates, measured in the same run:
 - previous: ``headcount/_bots.py`` as of ``--baseline-rev`` (substring tokens), loaded
   from git history; the baseline of every ratio.
-- crawlerdetect: ``CrawlerDetect().isCrawler`` from the ``headcount[bots]`` extra.
+- crawlerdetect: ``CrawlerDetect().isCrawler`` (in the ``dev`` extra only).
 - headcount: the current ``headcount._bots.bot_category`` (names plus shape, with a
   category).
 
