@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _load import site_file
+from _provenance import print_provenance
 from headcount_collector.config import Site, load_sites
 from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.query import parse_stats_query, run_stats_query
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=7.0)
     parser.add_argument("--per-day", type=int, default=10_000)
     args = parser.parse_args()
+    print_provenance()
     counts = generate(args.per_day, seed=11)
     results = []
     with tempfile.TemporaryDirectory(prefix="hc-bench-noise-") as tmp:
