@@ -3,7 +3,7 @@ with Headcount, with Headcount disabled, and without it, measured in the same ru
 
 Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
 
-    /work/venv/bin/python bench/middleware.py [--duration 4] [--rounds 6]
+    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 6]
 
 Apps and servers (same settings in every variant):
 - Flask example under ``gunicorn --workers=2`` (sync workers, the example's config);
@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+
+from _provenance import print_provenance
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -406,6 +408,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
+    print_provenance()
     if args.rounds < 1 or args.duration <= 0:
         raise SystemExit("--rounds must be >= 1 and --duration > 0")
 

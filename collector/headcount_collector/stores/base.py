@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from headcount_collector.config import Site
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.tables import TABLES, Table
@@ -22,11 +23,9 @@ from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
     "DEFAULT_KEY_CAP",
-    "CounterKey",
     "CounterQuery",
     "Dialect",
     "KeyCounts",
-    "PendingBatch",
     "ReleasedQuery",
     "RetentionResult",
     "SealStep",
@@ -49,27 +48,6 @@ __all__ = [
     "spill_excess_keys",
     "stored_batch_id",
 ]
-
-# (kind, hour, dimension values in the kind's column order)
-CounterKey = tuple[str, int, tuple[str | int, ...]]
-
-
-@dataclass(slots=True)
-class PendingBatch:
-    """A validated batch, already merged by key, waiting for its group commit."""
-
-    site: str
-    batch_id: str
-    counts: dict[CounterKey, int]
-    records: int
-    # The visits mode the sender declared ("off", "memory", "redis"), if any.
-    visits: str | None = None
-    # The site's time zone: each hourly count is also added to the row of its local day.
-    zone: ZoneInfo = field(default=ZoneInfo("UTC"))
-    # Set by the commit: per table, counts moved into (other) by the per-hour key cap.
-    spilled: dict[str, int] = field(default_factory=dict)
-    # Set by the commit: counts for hours already sealed (stored, never released there).
-    late: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +93,6 @@ class Store(Protocol):
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         """Visits modes this site's senders declared, with when each was last seen."""
-
-    def batch_count(self) -> int:
-        """How many batch ids are remembered for duplicate detection."""
 
     def meta_secret(self, name: str) -> bytes:
         """A random secret kept in the database under ``name``, made on first use."""

@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
@@ -29,7 +30,6 @@ from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     KeyCounts,
-    PendingBatch,
     ReleasedQuery,
     RetentionResult,
     SealStep,
@@ -401,12 +401,6 @@ class PostgresStore:
             (*(_cell(value) for value in row[:-2]), _int(row[-2]), float(row[-1]))  # type: ignore[arg-type]
             for row in rows
         ]
-
-    def batch_count(self) -> int:
-        row = self._run(
-            lambda conn: conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone(), "read"
-        )
-        return _int(row[0]) if row else 0
 
     def close(self) -> None:
         self._pool.close()

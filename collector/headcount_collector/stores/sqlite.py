@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
@@ -23,7 +24,6 @@ from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     KeyCounts,
-    PendingBatch,
     ReleasedQuery,
     RetentionResult,
     SealStep,
@@ -297,9 +297,6 @@ class SQLiteStore:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-
-    def batch_count(self) -> int:
-        return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
 
     def close(self) -> None:
         with self._connections_lock:
