@@ -32,6 +32,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from _provenance import print_provenance
+
 CRAWLERS = "crawler-user-agents==1.67.0"
 BROWSERS = "fake-useragent==2.2.0"
 CATEGORY_BY_TAG = {
@@ -103,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("tests/data/user_agents.tsv"))
     args = parser.parse_args()
+    print_provenance()
     with tempfile.TemporaryDirectory() as tmp:
         rows = crawler_rows(download(CRAWLERS, Path(tmp)))
         rows += browser_rows(download(BROWSERS, Path(tmp)))

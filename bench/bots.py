@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/bots.py [--baseline-rev 56f3aa5] [--rounds 5]
 Candidates, measured in the same run:
 - previous: ``headcount/_bots.py`` as of ``--baseline-rev`` (substring tokens), loaded
   from git history; the baseline of every ratio.
-- crawlerdetect: ``CrawlerDetect().isCrawler`` from the ``headcount[bots]`` extra.
+- crawlerdetect: ``CrawlerDetect().isCrawler`` (in the ``dev`` extra only).
 - headcount: the current ``headcount._bots.bot_category`` (names plus shape, with a
   category).
 
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from crawlerdetect import CrawlerDetect
 
+from _provenance import print_provenance
 from headcount import _bots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--baseline-rev", default="56f3aa5")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    print_provenance()
     rows = load_corpus()
     agents = [agent for _, agent in rows]
     rng = random.Random(14)

@@ -1,6 +1,6 @@
 """Dashboard render time and page weight over a year of hourly data for 1,000 routes.
 
-Run: /work/venv/bin/python bench/dashboard.py [--repeats 30] [--density zipf|full]
+Run: .venv/bin/python bench/dashboard.py [--repeats 30] [--density zipf|full]
 
 The data and sealing are those of ``bench/query_latency.py`` (a noised site, SQLite,
 written through the store's own ``commit`` and sealed through the collector's sealing).
@@ -21,6 +21,7 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from _load import READ_TOKEN, site_file
+from _provenance import print_provenance
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import open_store
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--density", choices=["zipf", "full"], default="zipf")
     args = parser.parse_args()
+    print_provenance()
     now = int(time.time())
     with tempfile.TemporaryDirectory(prefix="hc-bench-dashboard-", dir="/var/tmp") as tmp:
         directory = Path(tmp)

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _provenance import print_provenance
+
 BROWSERS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
@@ -170,6 +172,7 @@ def main() -> None:
     if args._import:
         run_import(*args._import)
         return
+    print_provenance()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         (directory / "benchflask.py").write_text(FLASK_APP, encoding="utf-8")

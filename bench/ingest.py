@@ -1,6 +1,6 @@
 """Collector ingest throughput against baselines measured in the same run.
 
-Run: /work/venv/bin/python bench/ingest.py [--rounds 3] [--seconds 10] [--workers 1]
+Run: .venv/bin/python bench/ingest.py [--rounds 3] [--seconds 10] [--workers 1]
      [--threads 2] [--connections 64]        (needs wrk: apt-get install -y wrk)
 
 Every server is a separate process under uvicorn with uvloop and httptools and the same
@@ -63,6 +63,7 @@ from _load import (
     start_collector,
     verdict,
 )
+from _provenance import print_provenance
 from headcount import wire
 from headcount_collector.stores.sqlite import SQLiteStore
 
@@ -329,6 +330,7 @@ def main() -> None:
     if args.serve:
         serve_baseline(args.serve, args.port, args.workers)
         return
+    print_provenance()
     if args.protocols:
         compare_protocols(args)
         return

@@ -1,6 +1,6 @@
 """Ingest throughput of real collectors: SQLite against PostgreSQL, one and three collectors.
 
-Run: /work/venv/bin/python bench/ingest_stores.py [--seconds N] [--connections N]
+Run: .venv/bin/python bench/ingest_stores.py [--seconds N] [--connections N]
      (PostgreSQL server: $HEADCOUNT_BENCH_POSTGRES, default
      postgresql://postgres@127.0.0.1:5432/test; a scratch database is created and dropped)
 
@@ -32,6 +32,7 @@ import msgspec
 import psycopg
 
 from _load import Server, start_collector
+from _provenance import print_provenance
 from headcount_collector.config import token_digest
 
 SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
+    print_provenance()
     configs = [
         Config(store, records, collectors)
         for records in (1, 500)

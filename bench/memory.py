@@ -1,6 +1,6 @@
 """Memory under sustained load: the collector's RSS, and the SDK under a route flood.
 
-Run: /work/venv/bin/python bench/memory.py [--seconds 60] [--rounds 3] [--skip-collector]
+Run: .venv/bin/python bench/memory.py [--seconds 60] [--rounds 3] [--skip-collector]
      (needs wrk: apt-get install -y wrk)
 
 1. Collector: ``headcount-collector serve`` (SQLite, 1 worker) under wrk for
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from _load import Server, current_hour, run_wrk, site_file, start_collector
+from _provenance import print_provenance
 from headcount import wire
 from ingest import one_record_script, start_baseline
 
@@ -205,6 +206,7 @@ def main() -> None:
     if args.sdk_child:
         sdk_child(args.sdk_child)
         return
+    print_provenance()
     if not args.skip_collector:
         collector_part(args.seconds)
     sdk_part(args.rounds)

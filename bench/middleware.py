@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import shutil
 import signal
@@ -55,6 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from _provenance import print_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -378,15 +379,6 @@ def summarize(name: str, results: dict[str, list[Run]], counted: int, sent: int)
     return lines
 
 
-def commit() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    head = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return head + (" (with uncommitted changes)" if git("status", "--porcelain") else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Many short interleaved runs rather than a few long ones: on a shared machine the
@@ -402,13 +394,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 3, 2.0
+    print_provenance()
     if args.rounds < 1 or args.duration <= 0:
         raise SystemExit("--rounds must be >= 1 and --duration > 0")
 
     import gunicorn
     import uvicorn
 
-    print(f"commit {commit()}; interpreter {sys.executable} (Python {platform.python_version()})")
     print(
         f"gunicorn {gunicorn.__version__}, "
         f"uvicorn {uvicorn.__version__}, {os.cpu_count()} CPUs "

@@ -1,6 +1,6 @@
 """Counter upserts into PostgreSQL: psycopg 3 against asyncpg, row-by-row against unnest.
 
-Run: /work/venv/bin/python bench/pg_drivers.py [--rounds N] [--rows-per-round N]
+Run: .venv/bin/python bench/pg_drivers.py [--rounds N] [--rows-per-round N]
      (server: $HEADCOUNT_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test;
      a scratch database is created on it and dropped afterwards)
 
@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import psycopg
 
+from _provenance import print_provenance
 from headcount_collector.stores.postgres import DIALECT, PostgresStore, _upsert_sql
 from headcount_collector.tables import TABLES
 
@@ -161,6 +162,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows-per-round", type=int, default=10_000)
     args = parser.parse_args()
+    print_provenance()
     base = SERVER.rsplit("/", 1)[0]
     name = f"headcount_bench_{os.getpid()}"
     with psycopg.connect(SERVER, autocommit=True) as admin:

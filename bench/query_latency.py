@@ -1,6 +1,6 @@
 """/v1/stats latency over a year of hourly data for 1,000 routes, SQLite and PostgreSQL.
 
-Run: /work/venv/bin/python bench/query_latency.py [--repeats 40] [--density zipf|full]
+Run: .venv/bin/python bench/query_latency.py [--repeats 40] [--density zipf|full]
      [--stores sqlite,postgres]
      (PostgreSQL: $HEADCOUNT_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test;
      a scratch database is created and dropped)
@@ -38,12 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from _load import site_file
+from _provenance import print_provenance
 from headcount_collector.config import Site, load_sites
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.query import parse_stats_query, run_stats_query
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sealing import seal_due
 from headcount_collector.stores import Store, open_store
-from headcount_collector.stores.base import CounterKey, PendingBatch
 
 SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ROUTES = 1000
@@ -191,6 +192,7 @@ def main() -> None:
     parser.add_argument("--density", choices=["zipf", "full"], default="zipf")
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
+    print_provenance()
     now = int(time.time())
     print(
         f"query latency: {ROUTES} routes, {DAYS} days hourly, density {args.density}, {args.repeats} repeats"
