@@ -31,12 +31,12 @@ __all__ = [
     "method_of",
     "parse_utm",
     "slug",
-    "status_class_of",
 ]
 
 # Lookup tables for the hot path, which inlines the lookups and falls back to the
 # functions below only for unusual input.
 METHOD_BY_NAME: Final = {m: m for m in METHODS if m != "OTHER"}
+# A status outside 100-599 is the server misbehaving: the hot path counts it as 5xx.
 STATUS_CLASS_BY_CODE: Final = {code: f"{code // 100}xx" for code in range(100, 600)}
 LATENCY_EDGES_S: Final = tuple(edge / 1000 for edge in LATENCY_EDGES_MS)
 _SLUG: Final = re.compile(SLUG_PATTERN)
@@ -63,13 +63,9 @@ def method_of(method: str) -> str:
     return METHOD_BY_NAME.get(method.upper(), "OTHER")
 
 
-def status_class_of(status: int) -> str:
-    """``2xx`` etc.; a status outside 100-599 is the server misbehaving, so ``5xx``."""
-    return STATUS_CLASS_BY_CODE.get(status, "5xx")
-
-
 def latency_of(elapsed_seconds: float) -> str:
-    """The wire latency label; same ranges as ``wire.latency_label`` without the loop."""
+    """The wire latency label of a request that took ``elapsed_seconds``: each range
+    includes its lower edge; the hot path inlines the bisection for ordinary values."""
     if elapsed_seconds != elapsed_seconds:  # NaN: not measured (an access log without it)
         return LATENCY_UNKNOWN
     if not elapsed_seconds >= 0:  # negative: a broken clock, not a fast request
