@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/bots.py [--baseline-rev 56f3aa5] [--rounds 5]
 Candidates, measured in the same run:
 - previous: ``headcount/_bots.py`` as of ``--baseline-rev`` (substring tokens), loaded
   from git history; the baseline of every ratio.
-- crawlerdetect: ``CrawlerDetect().isCrawler`` from the ``headcount[bots]`` extra.
+- crawlerdetect: ``CrawlerDetect().isCrawler`` (in the ``dev`` extra only).
 - headcount: the current ``headcount._bots.bot_category`` (names plus shape, with a
   category).
 
@@ -112,7 +112,7 @@ def main() -> None:
     candidates: dict[str, tuple[Callable[[str], object], Callable[[str], object], Callable[[], None]]] = {
         "previous": (previous.is_bot, previous.is_bot, previous._classify.cache_clear),
         "crawlerdetect": (detector.isCrawler, crawlerdetect_cached, crawlerdetect_cached.cache_clear),
-        "headcount": (_bots.bot_category, _bots.bot_category, _bots._classify.cache_clear),
+        "headcount": (_bots.bot_category, _bots.bot_category, _bots.CATEGORY_BY_AGENT.clear),
     }  # fmt: skip
 
     uncached: dict[str, list[float]] = {name: [] for name in candidates}

@@ -55,6 +55,7 @@ def capture_sdk_batch() -> dict[str, object]:
         referer="https://www.news.example.org/a?b=c",
         content_type="text/html; charset=utf-8",
         query_string="utm_source=Newsletter&utm_medium=email&ref=alice@example.com",
+        client_addr="203.0.113.7",
     )
     record(
         method="GET",
@@ -64,6 +65,7 @@ def capture_sdk_batch() -> dict[str, object]:
         host="blog.example",
         referer="https://blog.example/",
         content_type="text/html",
+        client_addr="203.0.113.7",
     )
     record(method="POST", route="/contact", status=302, elapsed=0.2, host="blog.example")
     record(method="GET", route=None, status=404, elapsed=0.001, host="blog.example")
@@ -77,8 +79,8 @@ def capture_sdk_batch() -> dict[str, object]:
         content_type="text/html",
     )
     tracker.event("signup", route="/signup", plan="pro")
-    tracker.flush(5)
-    tracker.shutdown(1)
+    # Shutdown, not flush: a flush leaves the open visit open, shutdown ends and sends it.
+    assert tracker.shutdown(5)
     assert len(sent) == 1
     batch = msgspec.json.decode(sent[0])
     return normalise(batch)
@@ -119,7 +121,7 @@ def test_collector_accepts_the_golden_payload(tmp_path: Path, site_file: Path) -
         assert response.status_code == 202, response.text
         assert response.json() == {"accepted": len(golden["records"])}
         kinds = {r["kind"] for r in golden["records"]}
-        assert kinds == {"pageview", "request", "event", "bot"}
+        assert kinds == {"pageview", "request", "event", "bot", "visit"}
     total, batches = sqlite_snapshot(tmp_path / "c.sqlite3")
     assert total == sum(r["n"] for r in golden["records"])
     assert batches == 1

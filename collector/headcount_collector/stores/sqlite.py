@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
@@ -23,7 +24,6 @@ from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     KeyCounts,
-    PendingBatch,
     ReleasedQuery,
     RetentionResult,
     SealStep,
@@ -37,6 +37,9 @@ from headcount_collector.stores.base import (
     raw_rows_sql,
     release_migration,
     seal_bucket,
+    seal_imported_buckets,
+    sealed_data_migration,
+    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -83,7 +86,8 @@ def _migrations() -> list[list[str]]:
         "ALTER TABLE hc_bot_v3 RENAME TO hc_bot",
     ]
     version_4 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
-    return [version_1, version_2, version_3, version_4]
+    version_5 = sealed_data_migration("INTEGER", " WITHOUT ROWID")
+    return [version_1, version_2, version_3, version_4, version_5]
 
 
 SCHEMA_VERSION = len(_migrations())
@@ -266,15 +270,35 @@ class SQLiteStore:
         with self._write() as conn:
             return seal_bucket(conn.execute, conn.executemany, step, policy, draw, "?")
 
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        rows = (
+            self._connection()
+            .execute(sealed_data_sql("?"), (site, resolution, start, end))
+            .fetchall()
+        )
+        return [int(row[0]) for row in rows]
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        with self._write() as conn:
+            return seal_imported_buckets(
+                conn.execute, conn.executemany, site, resolution, candidates, policy, draw, "?"
+            )
+
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         sql, params = DIALECT.released_sql(query)
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-
-    def batch_count(self) -> int:
-        return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
 
     def close(self) -> None:
         with self._connections_lock:

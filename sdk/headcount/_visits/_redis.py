@@ -57,7 +57,7 @@ from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._table import PageviewKey, VisitKey, with_entry
-from headcount._visits import (
+from headcount._visits._link import (
     KEY_LIFETIME,
     Clock,
     CountPageview,
@@ -266,8 +266,10 @@ class RedisVisits:
         host: str | None,
         route: str,
         pageview: PageviewKey | None = None,
+        now: float | None = None,
     ) -> bool | Linked | None:
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         if now < self._paused_until or self._closed:
             return None
         address = self._addresses.resolve(peer, forwarded_for)
