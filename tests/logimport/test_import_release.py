@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres
-from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import SCENARIO, SiteTokens, render, run_import, sites_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

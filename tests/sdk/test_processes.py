@@ -20,7 +20,8 @@ import pytest
 
 from headcount import RequestInfo, Tracker
 from headcount.wire import Batch, Pageview, Request
-from tests.conftest import WRITE_TOKEN, CollectorProcess, free_port
+from tests._servers import CollectorProcess, free_port
+from tests.conftest import WRITE_TOKEN
 
 from .conftest import BROWSER, page
 
