@@ -1,6 +1,6 @@
 """Hot-path cost: nanoseconds to record one request, Headcount vs. two baselines.
 
-Run: .venv/bin/python bench/hotpath.py [--rounds N] [--per-round N]
+Run from the repository root: .venv/bin/python bench/hotpath.py [--rounds N] [--per-round N]
 
 Baselines, measured in the same run and interleaved round by round so machine noise hits
 all of them alike:
@@ -9,8 +9,12 @@ all of them alike:
 - posthog capture(): one event with the same properties, queued in memory. `send=False`
   starts no consumer thread and the host is an unused local port, so nothing is sent.
 
-Headcount is measured per kind of request (an API call, an internal pageview, an external
-pageview with utm_* parameters, a bot) and on a realistic mix of them. Each figure is the
+Headcount is measured on a log-like stream (``log_stream``: new and returning browsers,
+the corpus's user agents, thousands of routes and referring sites, campaign links, bots;
+built before timing and replayed once, in order, so caches miss as they would) and per
+kind of request (an API call, an internal pageview, an external pageview with utm_*
+parameters, a bot, a static asset), each with visits on (the default). prometheus_client
+is measured on the same stream's route/method/status labels too. Each figure is the
 median over rounds of the mean ns/call within a round.
 
 Visits: the same internal pageview with visits off, in memory (one returning browser, and
@@ -23,10 +27,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable
+from itertools import accumulate
+from pathlib import Path
 
 import httpx
 
@@ -66,32 +74,213 @@ REQUESTS = {
         user_agent=BROWSER, content_type="text/css",
     ),
 }  # fmt: skip
-# Rough shape of a server-rendered site's traffic: mostly assets and API calls.
-MIX = (
-    ["api"] * 4 + ["static-asset"] * 3 + ["pageview-internal"] * 2
-    + ["pageview-external-utm"] + ["bot"]
-)  # fmt: skip
+# Paths and domains are invented: nothing here is a real visitor's request.
+SITE = "shop.example"
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "user_agents.tsv"
+# Shares of the requests an app server sees on a server-rendered site whose assets are
+# mostly served by a CDN or the proxy: a third pageviews, a sixth bots (as reported by
+# CDN operators for ordinary sites), the rest API calls, assets, redirects and errors.
+STREAM_SHARES = {"pageview": 34, "api": 26, "asset": 14, "bot": 16, "other": 10}
+NEW_BROWSER = 0.3  # share of browser requests from a browser not seen before
 
 
-def headcount_runner(kind: str, **options: object) -> Callable[[int], None]:
+def load_agents() -> tuple[list[str], list[str]]:
+    """(browser user agents, bot user agents) from the labelled corpus."""
+    browsers: list[str] = []
+    bots: list[str] = []
+    for line in CORPUS.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            label, _source, agent = line.split("\t")
+            (browsers if label == "browser" else bots).append(agent)
+    return browsers, bots
+
+
+class Zipf:
+    """Draws from ``items``, the k-th one with weight 1/k**exponent."""
+
+    def __init__(self, items: list[str], exponent: float = 1.1) -> None:
+        self.items = items
+        self.cumulative = list(accumulate(1 / rank**exponent for rank in range(1, len(items) + 1)))
+
+    def pick(self, rng: random.Random) -> str:
+        return self.items[bisect_left(self.cumulative, rng.random() * self.cumulative[-1])]
+
+
+class _Browser:
+    __slots__ = ("address", "agent", "page")
+
+    def __init__(self, address: str, agent: str, page: str) -> None:
+        self.address = address
+        self.agent = agent
+        self.page = page
+
+
+def log_stream(count: int, seed: int = 18) -> tuple[list[str], list[RequestInfo]]:
+    """``count`` requests shaped like an access log's, in log order, and their kinds (keys
+    of STREAM_SHARES; every "pageview" is a browser's HTML 200 GET).
+
+    Browsers arrive new (a fresh address, a user agent drawn Zipf-like from the corpus's
+    browsers, so common ones repeat) or come back (a recent browser more likely than an
+    old one), and move between pages. 3,000 page routes (a CMS with one route per page,
+    more than the route cache holds) drawn Zipf-like, 40 API routes; referrers from
+    2,000 other sites (search engines most often), from the site itself, or none;
+    campaign links with utm_* parameters; bots from the corpus's 2,100 bot user agents.
+    """
+    rng = random.Random(seed)
+    browser_agents, bot_agents = load_agents()
+    agents, bots = Zipf(browser_agents), Zipf(bot_agents, 0.8)
+    pages = ["/", "/products/<slug>", "/cart", "/search", "/blog/<slug>", "/about"]
+    pages += [f"/docs/section-{n // 40}/page-{n}/" for n in range(3000 - len(pages))]
+    page = Zipf(pages, 1.0)
+    api_routes = [f"/api/v1/resource-{n}/<int:id>" for n in range(40)]
+    sites = [
+        "www.google.com",
+        "www.bing.com",
+        "duckduckgo.com",
+        "news.ycombinator.com",
+        "t.co",
+        "www.facebook.com",
+        "l.instagram.com",
+        "www.reddit.com",
+    ]
+    sites += [f"{prefix}blog-{n}.example.{tld}" for n, (prefix, tld) in enumerate(
+        (rng.choice(("", "www.", "m.")), rng.choice(("com", "org", "net", "co.uk", "de")))
+        for _ in range(2000 - len(sites)))]  # fmt: skip
+    site = Zipf(sites)
+    campaigns = [f"utm_source=news-{n % 7}&utm_medium=email&utm_campaign=spring-{n}"
+                 for n in range(150)]  # fmt: skip
+    campaigns += [f"utm_source=ads&utm_campaign=c{n}&gclid=x{n}" for n in range(50)]
+    kinds = rng.choices(list(STREAM_SHARES), list(STREAM_SHARES.values()), k=count)
+    seen: list[_Browser] = []
+    stream: list[RequestInfo] = []
+
+    def browser() -> _Browser:
+        if not seen or rng.random() < NEW_BROWSER:
+            n = len(seen) + 1
+            address = (
+                f"2001:db8:{n >> 16:x}:{n & 0xFFFF:x}::1" if n % 4 == 0
+                else f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+            )  # fmt: skip
+            agent = agents.pick(rng)
+            seen.append(_Browser(address, agent, ""))
+            return seen[-1]
+        return seen[max(0, len(seen) - 1 - int(rng.expovariate(1 / 200)))]
+
+    for kind in kinds:
+        elapsed = rng.lognormvariate(-3.5, 1.0)
+        if kind == "bot":
+            route = page.pick(rng)
+            stream.append(RequestInfo(
+                "GET", route, rng.choice((200, 200, 200, 404, 301)), elapsed, host=SITE,
+                user_agent=bots.pick(rng), content_type="text/html",
+                client_addr=f"192.0.2.{rng.randrange(256)}",
+            ))  # fmt: skip
+            continue
+        who = browser()
+        if kind == "pageview":
+            route = page.pick(rng)
+            roll = rng.random()
+            query: str | None = None
+            referer: str | None
+            fetch_site: str | None
+            if who.page and roll < 0.6:
+                referer, fetch_site = f"https://{SITE}{who.page}", "same-origin"
+            elif roll < 0.75:
+                referer, fetch_site = None, "none"
+            else:
+                path = rng.choice(("", "search?q=x", "r/python/", "post/1"))
+                referer = f"https://{site.pick(rng)}/{path}"
+                fetch_site = "cross-site"
+                if rng.random() < 0.3:
+                    query = rng.choice(campaigns)
+            if rng.random() < 0.1:
+                fetch_site = None  # browsers without Fetch Metadata
+            who.page = route.replace("<slug>", "x")
+            stream.append(RequestInfo(
+                "GET", route, 200, elapsed, host=SITE, referer=referer,
+                sec_fetch_site=fetch_site, sec_fetch_dest="document" if fetch_site else None,
+                query_string=query, user_agent=who.agent,
+                content_type="text/html; charset=utf-8", client_addr=who.address,
+            ))  # fmt: skip
+        elif kind == "api":
+            stream.append(RequestInfo(
+                rng.choice(("GET", "GET", "POST", "PUT", "DELETE")), rng.choice(api_routes),
+                rng.choice((200, 200, 200, 201, 204, 400, 401, 404, 500)), elapsed, host=SITE,
+                referer=f"https://{SITE}/", sec_fetch_site="same-origin", sec_fetch_dest="empty",
+                user_agent=who.agent, content_type="application/json", client_addr=who.address,
+            ))  # fmt: skip
+        elif kind == "asset":
+            stream.append(RequestInfo(
+                "GET", "/static/<path:filename>", rng.choice((200, 200, 304)), elapsed,
+                host=SITE, referer=f"https://{SITE}/", sec_fetch_site="same-origin",
+                sec_fetch_dest=rng.choice(("style", "script", "image", "font")),
+                user_agent=who.agent, content_type="text/css", client_addr=who.address,
+            ))  # fmt: skip
+        else:  # redirects, not-found pages and unmatched paths
+            status = rng.choice((301, 302, 404, 404))
+            stream.append(RequestInfo(
+                "GET", None if status == 404 else page.pick(rng), status,
+                elapsed, host=SITE, sec_fetch_site="none", sec_fetch_dest="document",
+                user_agent=who.agent, content_type="text/html", client_addr=who.address,
+            ))  # fmt: skip
+    return kinds, stream
+
+
+def new_tracker(**options: object) -> headcount.Tracker:
     # The collector is an in-process mock: nothing leaves the machine, even at exit.
     accept = httpx.MockTransport(lambda request: httpx.Response(202, json={"accepted": 1}))
-    tracker = headcount.Tracker(
+    return headcount.Tracker(
         "http://collector.invalid",
         "bench-token",
         flush_interval=86400,
         transport=accept,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
-    infos = [REQUESTS[k] for k in MIX] if kind == "mix" else [REQUESTS[kind]]
+
+
+def headcount_runner(kind: str, **options: object) -> Callable[[int], None]:
+    tracker = new_tracker(**options)
+    info = REQUESTS[kind]
 
     def run(n: int) -> None:
         record = tracker.record_request
-        count = len(infos)
-        for i in range(n):
-            record(infos[i % count])
+        for _ in range(n):
+            record(info)
 
     return run
+
+
+def replay(
+    stream: list[RequestInfo], record: Callable[[RequestInfo], None]
+) -> Callable[[int], None]:
+    """A runner that records the stream's next ``n`` requests: each one once, in order."""
+    position = 0
+
+    def run(n: int) -> None:
+        nonlocal position
+        end = position + n
+        for info in stream[position:end]:
+            record(info)
+        position = end
+
+    return run
+
+
+def prometheus_stream_runner(stream: list[RequestInfo]) -> Callable[[int], None]:
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    registry = CollectorRegistry()
+    labels = ["route", "method", "status"]
+    requests = Counter("http_requests", "Requests", labels, registry=registry)
+    latency = Histogram("http_request_duration_seconds", "Latency", labels, registry=registry)
+
+    def record(info: RequestInfo) -> None:
+        # What prometheus-flask-exporter does per request: labels from the matched rule.
+        route, method, status = info.route or "unmatched", info.method, str(info.status)
+        requests.labels(route, method, status).inc()
+        latency.labels(route, method, status).observe(info.elapsed)
+
+    return replay(stream, record)
 
 
 def new_browsers(count: int) -> list[RequestInfo]:
@@ -115,12 +304,7 @@ def visit_runners(redis_url: str | None) -> dict[str, Callable[[int], None]]:
     }
     # More browsers than the table holds: the bound (closing the oldest) is exercised too.
     browsers = new_browsers(150_000)
-    tracker = headcount.Tracker(
-        "http://collector.invalid",
-        "bench-token",
-        flush_interval=86400,
-        transport=httpx.MockTransport(lambda request: httpx.Response(202, json={})),
-    )
+    tracker = new_tracker()
     position = 0
 
     def run_new(n: int) -> None:
@@ -213,20 +397,42 @@ def main() -> None:
 
 
 def compare_with_baselines(args: argparse.Namespace) -> None:
+    calls = args.per_round * (args.rounds + 1)
+    # Pageviews are a third of the stream: three times as long a stream gives as many
+    # pageviews as the pageview-only runner replays.
+    kinds, stream = log_stream(calls * 3)
+    pageviews = [info for kind, info in zip(kinds, stream, strict=True) if kind == "pageview"]
+    pageviews = pageviews[:calls]
+    share = kinds.count("pageview") / len(kinds)
     runners: dict[str, Callable[[int], None]] = {
-        f"headcount {kind}": headcount_runner(kind) for kind in [*REQUESTS, "mix"]
+        "headcount stream": replay(stream, new_tracker().record_request),
+        "headcount stream, pageviews only": replay(pageviews, new_tracker().record_request),
     }
+    runners.update({f"headcount {kind}": headcount_runner(kind) for kind in REQUESTS})
     runners["prometheus_client counter+histogram"] = prometheus_runner()
+    runners["prometheus_client on the stream"] = prometheus_stream_runner(stream)
     # Only the posthog run is capped in size: its queue keeps every event.
-    runners["posthog capture()"] = posthog_runner(args.per_round * (args.rounds + 1))
+    runners["posthog capture()"] = posthog_runner(calls)
     medians = measure(runners, args.rounds, args.per_round)
 
     prometheus = medians["prometheus_client counter+histogram"]
+    prometheus_stream = medians["prometheus_client on the stream"]
     posthog = medians["posthog capture()"]
+    print(
+        f"stream: {len(stream)} requests, {share:.0%} pageviews, "
+        f"{len({info.client_addr for info in stream})} client addresses, "
+        f"{len({info.user_agent for info in stream})} user agents, "
+        f"{len({info.route for info in stream})} routes, "
+        f"{len({info.referer for info in stream})} referrers"
+    )
     print(f"median ns per recorded request ({args.rounds} rounds x {args.per_round} calls)")
-    print(f"{'':40} {'ns':>8} {'prometheus/x':>13} {'posthog/x':>10}")
+    print("cost as a share of prometheus_client's (goal: <= 0.50), and posthog's cost / it")
+    print(f"{'':40} {'ns':>8} {'x prom':>8} {'x prom stream':>14} {'posthog/x':>10}")
     for name, ns in medians.items():
-        print(f"{name:40} {ns:8.0f} {prometheus / ns:12.1f}x {posthog / ns:9.1f}x")
+        print(
+            f"{name:40} {ns:8.0f} {ns / prometheus:8.2f} {ns / prometheus_stream:14.2f}"
+            f" {posthog / ns:9.1f}x"
+        )
 
 
 def compare_visits(args: argparse.Namespace) -> None:

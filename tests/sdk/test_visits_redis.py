@@ -25,7 +25,7 @@ from headcount._log import RateLimitedLog
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._table import VisitKey
-from headcount._visits_redis import RedisVisits, day_key, key_prefix
+from headcount._visits._redis import RedisVisits, day_key, key_prefix
 from headcount.wire import Visit
 
 from .conftest import BROWSER, page

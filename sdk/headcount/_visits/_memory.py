@@ -1,119 +1,35 @@
-"""Visits: one browser's pageviews linked in memory, sent only as a finished visit's ranges.
+"""Open visits in this process's memory.
 
-A visit is a run of pageviews from one browser with no gap of ``visit_gap`` seconds or
-more. Pageviews are linked by a keyed hash (BLAKE2b, 128 bits) of the client address,
-the user agent and the host. The key is a random secret that lives only in this
-process's memory and is replaced every 24 hours; replacing it closes every open visit,
-so no link outlives a day. An idle visit is closed by the sender's periodic sweep, a
-full table closes its least recently active visit, and shutdown closes them all.
-
-Nothing about an open visit is sent, logged or written anywhere. A closed visit becomes
-one count-table key, ``("visit", start_hour, entry_route, duration_label, pages_label)``,
-aggregated and sent like every other count.
+The link key is a random secret that lives only in this process's memory and is replaced
+every 24 hours; replacing it closes every open visit, so no link outlives a day. An idle
+visit is closed by the sender's periodic sweep, a full table closes its least recently
+active visit, and shutdown closes them all.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final
 
-from headcount._log import RateLimitedLog
 from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
-from headcount._stats import Counters
 from headcount._table import PageviewKey, VisitKey
-from headcount.wire import duration_label, pages_label
+from headcount._visits._link import (
+    KEY_LIFETIME,
+    Clock,
+    Emit,
+    finished_visit,
+    link_material,
+    new_hasher,
+)
 
-__all__ = [
-    "KEY_LIFETIME",
-    "Clock",
-    "CountPageview",
-    "Emit",
-    "Linked",
-    "MemoryVisits",
-    "VisitStore",
-    "build_visit_store",
-    "finished_visit",
-    "link_material",
-    "new_hasher",
-]
+__all__ = ["MemoryVisits"]
 
-Clock = Callable[[], float]
-# Receives the keys of finished visits; the tracker counts them in its table.
-Emit = Callable[[Sequence[VisitKey]], None]
-# Counts a pageview whose request is already counted, once its link is made.
-CountPageview = Callable[[PageviewKey], None]
-
-
-class Linked(enum.Enum):
-    """The store took the pageview: it counts it, entry or not, once the link is made."""
-
-    PENDING = "pending"
-
-
-KEY_LIFETIME: Final = 24 * 3600.0
-LINK_BYTES: Final = 16
-# Enough to tell browsers apart; a longer header only costs hashing time.
-_MAX_USER_AGENT: Final = 512
 # Visits closed per lock hold while sweeping, so requests never wait behind a sweep.
 _SWEEP_CHUNK: Final = 1024
-
-
-class VisitStore(Protocol):
-    """Where open visits live: this process's memory, or a Redis shared by workers."""
-
-    def record(
-        self,
-        peer: str | None,
-        forwarded_for: str | None,
-        user_agent: str | None,
-        host: str | None,
-        route: str,
-        pageview: PageviewKey | None = None,
-    ) -> bool | Linked | None:
-        """One pageview on ``route``: continue its browser's visit or start one.
-
-        True when this pageview started a visit (it is the visit's entry), False when it
-        continued one, None when it was not linked (no client address, store unavailable);
-        the caller counts its pageview accordingly. ``Linked.PENDING`` when the link is
-        made later on another thread, which then counts ``pageview`` (given by the
-        caller for that case) itself."""
-
-    def sweep(self) -> None:
-        """Close visits idle for ``visit_gap`` (and every visit once the key is due)."""
-
-    def close(self) -> None:
-        """The process is shutting down: emit what this store can still emit."""
-
-
-def link_material(address: str, user_agent: str | None, host: str | None) -> bytes:
-    """The bytes a visit's link key is hashed from. Never stored, never sent."""
-    agent = (user_agent or "")[:_MAX_USER_AGENT]
-    # NUL never occurs in a header value, so the three fields cannot run into each other.
-    text = f"{address}\x00{agent}\x00{host or ''}"
-    return text.encode("utf-8", "surrogatepass")
-
-
-def new_hasher(secret: bytes) -> hashlib.blake2b:
-    """A keyed BLAKE2b, copied per pageview rather than re-keyed: half the cost."""
-    return hashlib.blake2b(key=secret, digest_size=LINK_BYTES)
-
-
-def finished_visit(start_hour: int, route: str, seconds: float, pages: int) -> VisitKey:
-    """The count-table key of a visit that has ended."""
-    return (
-        "visit",
-        start_hour,
-        route,
-        duration_label(max(0.0, seconds), pages),
-        pages_label(pages),
-    )
 
 
 class _OpenVisit:
@@ -238,22 +154,3 @@ class MemoryVisits:
         self._open.clear()
         self._hasher = new_hasher(secrets.token_bytes(32))
         self._rotate_at = now + KEY_LIFETIME
-
-
-def build_visit_store(
-    settings: TrackerSettings,
-    emit: Emit,
-    count_pageview: CountPageview,
-    counters: Counters,
-    log: RateLimitedLog,
-) -> VisitStore | None:
-    """The store ``settings`` ask for, or None when visits are off."""
-    mode = settings.visits_mode
-    if mode == "off":
-        return None
-    if mode == "memory":
-        return MemoryVisits(settings, emit)
-    # Imported only when asked for: redis-py is an optional dependency.
-    from headcount._visits_redis import RedisVisits
-
-    return RedisVisits(settings, emit, counters, log, count_pageview=count_pageview)

@@ -57,7 +57,7 @@ from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._table import PageviewKey, VisitKey, with_entry
-from headcount._visits import (
+from headcount._visits._link import (
     KEY_LIFETIME,
     Clock,
     CountPageview,
