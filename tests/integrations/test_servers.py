@@ -1,23 +1,21 @@
 """The example apps under real servers: gunicorn (2 workers, with and without --preload)
-and uvicorn, on free local ports, sending to a stand-in collector on shutdown."""
+and uvicorn, on free local ports, sending to a recording collector on shutdown."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import sys
-import threading
+from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
-from headcount.wire import INGEST_PATH, Batch, Request
+from headcount.testing import RecordingCollector
+from headcount.wire import Request
 from tests._servers import ServerProcess, answers_http, free_port, spawn
 
 from .conftest import BROWSER, REPO_ROOT
@@ -28,51 +26,22 @@ BIN = Path(sys.executable).parent
 WRITE_TOKEN = "server-test-token"
 
 
+@dataclass
 class Collector:
-    """A stand-in collector that keeps every batch it is sent."""
+    recording: RecordingCollector
+    url: str
 
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.authorizations: set[str] = set()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path == INGEST_PATH:
-                    collector.batches.append(msgspec.json.decode(body, type=Batch))
-                    collector.authorizations.add(self.headers.get("Authorization", ""))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def requests(self) -> dict[tuple[str, str, str], int]:
-        counts: dict[tuple[str, str, str], int] = {}
-        for batch in self.batches:
-            for record in batch.records:
-                if isinstance(record, Request):
-                    key = (record.route, record.method, record.status)
-                    counts[key] = counts.get(key, 0) + record.n
-        return counts
+    def requests(self) -> Counter[tuple[object, ...]]:
+        return self.recording.counts(Request, "route", "method", "status")
 
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    collector = Collector()
-    collector.thread.start()
-    yield collector
-    collector.server.shutdown()
-    collector.server.server_close()
-    collector.thread.join(5)
+    """A recording collector that accepts only this test's write token."""
+    recording = RecordingCollector(write_token=WRITE_TOKEN)
+    with recording.serve() as url:
+        yield Collector(recording, url)
+    assert recording.rejected == []
 
 
 def start(
@@ -126,7 +95,7 @@ def test_gunicorn_two_workers_serve_the_flask_example_and_flush_on_exit(
     finally:
         stop(server)
 
-    assert collector.authorizations == {f"Bearer {WRITE_TOKEN}"}
+    assert collector.recording.rejected == []  # every batch carried the right token
     counted = collector.requests()
     assert counted[("/users/{id}", "GET", "2xx")] == 3
     assert counted[("/users/{id}", "GET", "4xx")] == 1
