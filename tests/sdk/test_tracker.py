@@ -41,6 +41,7 @@ def test_public_facade_is_exact() -> None:
             "HeadcountError",
             "RequestInfo",
             "Tracker",
+            "TrackerSettings",
             "TrackerStats",
             "__version__",
             "generalize_path",
