@@ -59,7 +59,6 @@ from _load import (
     Samples,
     Server,
     current_hour,
-    free_port,
     lua_string,
     ratio_text,
     run_wrk,
@@ -70,6 +69,7 @@ from _load import (
 )
 from _provenance import print_provenance
 from headcount import wire
+from headcount_collector._processes import free_port
 from headcount_collector.stores.sqlite import SQLiteStore
 
 BIG_BATCH = 500
