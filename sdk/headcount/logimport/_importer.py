@@ -51,10 +51,16 @@ _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
 _TAKE_EVERY: Final = 49_152
 _PROGRESS_EVERY: Final = 8192
+# Distinct (method, target, status, host) remembered with their route; past this many the
+# memory starts over, so it stays bounded on logs full of unique query strings.
+_KNOWN_TARGETS: Final = 65_536
 # Without a content type in the log, a successful GET of a path with no file extension
 # (or .html) is taken to be an HTML page: static assets carry extensions.
 _HTML_EXTENSIONS: Final = frozenset({"", "html", "htm", "xhtml", "php", "asp", "aspx", "jsp"})
 _ENCODER = msgspec.json.Encoder()
+# A target's matched route, whether it is excluded, its query string, and whether it
+# looks like a page.
+_Target = tuple[str | None, bool, str | None, bool]
 
 
 class ImportFailed(HeadcountError):
@@ -154,6 +160,7 @@ class Importer:
         self._tracker._replay_at(lambda: self._now)
         self._max_keys = self._tracker.settings.max_keys
         self._hours: dict[int, dict[Key, int]] = {}
+        self._known: dict[tuple[str, str, int, str | None], _Target] = {}
 
     def site_state(self) -> SiteState:
         if self._client is None:
@@ -180,67 +187,84 @@ class Importer:
         refusals: dict[int, str | None] = {}
         record = self._tracker.record_request
         parse = self._parse
-        resolve = self._resolve
+        request_info = self._request_info
         skipped = summary.skipped
-        for path, number, raw in source.lines():
-            summary.lines += 1
-            try:
-                line = parse(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            except (ValueError, OverflowError) as exc:
-                if not self._skip_bad_lines:
-                    raise BadLogLine(path, number, str(exc)) from None
-                skipped["bad line"] += 1
-                continue
-            hour = int(line.time) // 3600 * 3600
-            if hour in refusals:
-                refusal = refusals[hour]
-            else:
-                refusal = refusals[hour] = state.refusal(hour)
-            if refusal is not None:
-                skipped[refusal] += 1
-                continue
-            self._now = line.time
-            record(self._request_info(line, resolve))
-            del line  # the address and user agent go no further than this
-            if not summary.lines % _PROGRESS_EVERY:
-                if progress is not None:
-                    progress(summary)
-                if not summary.lines % _TAKE_EVERY:
-                    self._take(finish=False)
+        lines = 0
+        for path, first, block in source.blocks():
+            for number, text in enumerate(block, first):
+                lines += 1
+                try:
+                    line = parse(text)
+                except (ValueError, OverflowError) as exc:
+                    if not self._skip_bad_lines:
+                        summary.lines = lines
+                        raise BadLogLine(path, number, str(exc)) from None
+                    skipped["bad line"] += 1
+                    continue
+                hour = int(line.time) // 3600 * 3600
+                if hour in refusals:
+                    refusal = refusals[hour]
+                else:
+                    refusal = refusals[hour] = state.refusal(hour)
+                if refusal is not None:
+                    skipped[refusal] += 1
+                    continue
+                self._now = line.time
+                record(request_info(line))
+                del line  # the address and user agent go no further than this
+                if not lines % _PROGRESS_EVERY:
+                    summary.lines = lines
+                    if progress is not None:
+                        progress(summary)
+                    if not lines % _TAKE_EVERY:
+                        self._take(finish=False)
+        summary.lines = lines
         self._take(finish=True)
         self._summarize(summary)
         self._send(summary, source.fingerprint)
         return summary
 
-    def _request_info(self, line: LogLine, resolve: RouteResolver) -> RequestInfo:
-        target = line.target
-        path, _, query = target.partition("?")
+    def _request_info(self, line: LogLine) -> RequestInfo:
         method = line.method
+        target = line.target
         status = line.status
-        if status == 404:
-            route = None
-            excluded = False
-        else:
-            route, excluded = resolve(method, path, line.host)
+        # What a line's method, target, status and host decide (its route, whether it is
+        # excluded, its query string, whether it looks like a page) is the same for every
+        # line that repeats them: resolved once.
+        key = (method, target, status, line.host)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _KNOWN_TARGETS:
+                self._known.clear()
+            known = self._known[key] = self._resolve_target(method, target, status, line.host)
+        route, excluded, query, page_like = known
         content_type = line.content_type
-        if content_type is None and _is_page_like(path):
+        if content_type is None and page_like:
             content_type = "text/html"
-        # NaN: not measured; the SDK counts it in the "unknown" latency label.
-        elapsed = math.nan if line.elapsed is None else line.elapsed
+        elapsed = line.elapsed
         return RequestInfo(
             method,
-            matched_route(route, status),
+            route,
             status,
-            elapsed,
+            # NaN: not measured; the SDK counts it in the "unknown" latency label.
+            math.nan if elapsed is None else elapsed,
             host=line.host or self._host,
             referer=line.referer,
-            query_string=query or None,
+            query_string=query,
             user_agent=line.user_agent,
             content_type=content_type,
             client_addr=line.client_addr,
             forwarded_for=line.forwarded_for,
             excluded=excluded,
         )
+
+    def _resolve_target(self, method: str, target: str, status: int, host: str | None) -> _Target:
+        path, _, query = target.partition("?")
+        if status == 404:
+            route, excluded = None, False
+        else:
+            route, excluded = self._resolve(method, path, host)
+        return matched_route(route, status), excluded, query or None, _is_page_like(path)
 
     def _take(self, finish: bool) -> None:
         counts = self._tracker._take_replayed(finish)
