@@ -52,7 +52,8 @@ class LineSource:
         for path in self._paths:
             self.current = path
             if self._follow and path != "-":
-                yield from self._follow_file(path)
+                # Without the quiet-time ticks (empty lines), which only ``blocks`` passes on.
+                yield from (item for item in self._follow_file(path) if item[2])
             else:
                 with _open(path) as stream:
                     yield from self._read(path, stream)
@@ -64,7 +65,9 @@ class LineSource:
             self.current = path
             if self._follow and path != "-":
                 for _, number, line in self._follow_file(path):
-                    yield path, number, [line.decode("utf-8", "replace").rstrip("\r\n")]
+                    # A tick while the log is quiet is an empty block.
+                    text = line.decode("utf-8", "replace").rstrip("\r\n")
+                    yield path, number, [text] if line else []
             else:
                 with _open(path) as stream:
                     yield from self._read_blocks(path, stream)
@@ -103,7 +106,8 @@ class LineSource:
             yield path, number, line
 
     def _follow_file(self, path: str) -> Iterator[tuple[str, int, bytes]]:
-        """Read to the end, then wait for more. A rotated file (a new inode at ``path``)
+        """Read to the end, then wait for more, yielding an empty line each time it waits.
+        A rotated file (a new inode at ``path``)
         is read to its end before the new one is opened; a truncated one (copytruncate)
         is read again from the start."""
         stream: IO[bytes] = open(path, "rb")  # noqa: SIM115 - reopened across rotations
@@ -132,6 +136,7 @@ class LineSource:
                     continue
                 if self._idle_exit is not None and time.monotonic() - idle_since >= self._idle_exit:
                     return
+                yield path, number, b""
                 try:
                     self._sleep(_POLL_SECONDS)
                 except KeyboardInterrupt:
