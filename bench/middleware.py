@@ -43,8 +43,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from pathlib import Path
 import httpx
 
 from _provenance import print_provenance
+from headcount_collector._processes import answers_http, free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -88,35 +87,6 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
 
 
 # --- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited early with code {process.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            httpx.get(url, timeout=2)
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not start within 30 s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass(frozen=True)
@@ -152,14 +122,13 @@ def collector(workdir: Path) -> Iterator[Collector]:
         "--db", f"sqlite:///{workdir / 'bench.sqlite3'}", "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    with (workdir / "collector.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = spawn("the collector", command, workdir / "collector.log")
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_serving(f"{url}/healthz", process, "the collector")
+        server.wait_until(answers_http(f"{url}/healthz"))
         yield Collector(url, write_token, read_token)
     finally:
-        stop(process)
+        server.stop(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -246,20 +215,14 @@ def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> I
     else:
         env["HEADCOUNT_ENABLED"] = "false"
     log_path = workdir / f"{spec.name.split()[0]}-{variant}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            pinned(SERVER_CPU, spec.command(port, variant)),
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    argv = pinned(SERVER_CPU, spec.command(port, variant))
+    server = spawn(f"{spec.name} ({variant})", argv, log_path, cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_serving(url + "/about", process, f"{spec.name} ({variant})")
-        yield Server(url, process.pid)
+        server.wait_until(answers_http(url + "/about"))
+        yield Server(url, server.pid)
     finally:
-        stop(process)
+        server.stop(timeout=30)
 
 
 # --- load -------------------------------------------------------------------------------

@@ -21,13 +21,8 @@ from headcount_collector.stores import Store, open_store
 from headcount_collector.stores.base import release_table
 from headcount_collector.stores.sqlite import SQLiteStore
 from headcount_collector.tables import TABLES
-from tests.conftest import (
-    READ_TOKEN,
-    WRITE_TOKEN,
-    CollectorProcess,
-    site_file_text,
-    start_collector,
-)
+from tests._servers import CollectorProcess, start_collector
+from tests.conftest import READ_TOKEN, WRITE_TOKEN, site_file_text
 
 STORE_KINDS = ["sqlite", "postgres"]
 

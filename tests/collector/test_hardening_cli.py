@@ -7,8 +7,8 @@ import time
 
 import httpx
 
+from tests._servers import CollectorProcess
 from tests.collector.conftest import auth, batch_body, current_hour, pageview, read_auth
-from tests.conftest import CollectorProcess
 
 
 def test_a_thousand_filters_are_a_400_not_a_storage_error(

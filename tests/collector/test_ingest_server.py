@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from headcount import wire
+from tests._servers import CollectorProcess
 from tests.collector.conftest import (
     auth,
     batch_body,
@@ -22,7 +23,7 @@ from tests.collector.conftest import (
     request_record,
     sqlite_snapshot,
 )
-from tests.conftest import READ_TOKEN, CollectorProcess
+from tests.conftest import READ_TOKEN
 
 pytestmark = pytest.mark.slow
 
