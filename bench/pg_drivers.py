@@ -44,7 +44,7 @@ ROW_SQL = DIALECT.upsert_sql(TABLE)
 UNNEST_BINARY_SQL = _upsert_sql(TABLE)
 UNNEST_SQL = UNNEST_BINARY_SQL.replace("%b", "%s")
 
-Row = tuple[str, int, str, str, str, str, str, int, int]
+Row = tuple[str, str, int, str, str, str, str, str, int, int]
 
 
 def numbered(sql: str) -> str:
@@ -53,10 +53,10 @@ def numbered(sql: str) -> str:
     return re.sub(r"%[sb]", lambda _: f"${next(counter)}", sql)
 
 
-def key_pool() -> list[tuple[str, int, str, str, str, str, str, int]]:
+def key_pool() -> list[tuple[str, str, int, str, str, str, str, str, int]]:
     hour = int(time.time()) // 3600 * 3600
     return [
-        ("bench", hour - h * 3600, f"/page/{r}", ref, "", "", "", entry)
+        ("bench", "h", hour - h * 3600, f"/page/{r}", ref, "", "", "", entry)
         for h in range(24)
         for r in range(50)
         for ref in ("(direct)", "(internal)", "news.example", "search.example")
@@ -74,9 +74,10 @@ def make_groups(rows_per_round: int, per_txn: int, seed: int) -> list[list[Row]]
 
 
 def columns(group: list[Row]) -> list[list[object]]:
-    site, bucket, route, ref, src, med, camp, entry, n = zip(*group, strict=True)
+    site, res, bucket, route, ref, src, med, camp, entry, n = zip(*group, strict=True)
     return [
         list(site),
+        list(res),
         list(bucket),
         list(route),
         list(ref),

@@ -34,6 +34,7 @@ class Job:
 JOBS = (
     Job("hotpath", "hotpath.py", ("--rounds", "10", "--per-round", "1000"), ()),
     Job("middleware", "middleware.py", ("--quick",), ()),
+    Job("middleware_profile", "middleware_profile.py", ("--seconds", "5"), ()),  # needs py-spy
     Job("middleware_layers", "middleware_layers.py", ("--rounds", "3", "--per-round", "3000"), ()),
     Job("bots", "bots.py", ("--rounds", "2"), ()),
     Job("ingest", "ingest.py", ("--rounds", "1", "--seconds", "4"), ("--rounds", "3", "--seconds", "8")),
