@@ -207,7 +207,7 @@ class Tracker:
                 source, medium, campaign = parse_utm(info.query_string)
                 entry = referrer != INTERNAL
                 pageview: PageviewKey = (
-                    "pageview", hour, route, referrer, entry, source, medium, campaign
+                    "pageview", hour, route, referrer, source, medium, campaign, entry
                 )  # fmt: skip
                 state = self._state
                 if state.visits is not None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
 from headcount_collector.release.policy import ReleasePolicy
-from headcount_collector.tables import TABLES, Table
+from headcount_collector.tables import TABLES, Table, spilled_key
 from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "RetentionResult",
     "SealStep",
     "Store",
-    "apply_migrations",
     "data_buckets_sql",
     "declared_modes",
     "delete_expired",
@@ -38,7 +38,6 @@ __all__ = [
     "mark_late",
     "merge_applied",
     "raw_rows_sql",
-    "release_migration",
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
@@ -117,35 +116,6 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def apply_migrations(
-    execute: Callable[..., Any], migrations: Sequence[Sequence[str]], placeholder: str
-) -> None:
-    """Bring the schema up to ``len(migrations)``, inside the caller's transaction.
-
-    ``execute`` is the connection's own; the caller holds whatever lock keeps two
-    collectors from migrating at once (SQLite's write lock, a PostgreSQL advisory lock).
-    """
-    latest = len(migrations)
-    execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
-    row = execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
-    current = int(str(row[0])) if row else 0
-    if current > latest:
-        raise RuntimeError(
-            f"database schema version {current} is newer than this collector "
-            f"({latest}); upgrade headcount"
-        )
-    for version, statements in enumerate(migrations, start=1):
-        if version <= current:
-            continue
-        for statement in statements:
-            execute(statement)
-        execute(
-            "INSERT INTO hc_meta (key, value) VALUES ('schema_version', "
-            f"{placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(version),),
-        )
-
-
 def retention_cutoffs(site: Site, now: int) -> tuple[int, int]:
     """(hourly rows before this go, daily rows before this go): local midnights."""
     zone = site.timezone
@@ -200,28 +170,7 @@ def delete_expired(
     return RetentionResult(rolled, deleted, forgotten)
 
 
-# The dimensions whose values are open-ended and so can be flooded; the others are
-# declared (event names and properties) or a fixed set of labels.
-_OPEN_DIMENSIONS: dict[str, frozenset[str]] = {
-    "pageview": frozenset({"route", "referrer", "utm_source", "utm_medium", "utm_campaign"}),
-    "request": frozenset({"route"}),
-    "event": frozenset({"route"}),
-    "visit": frozenset({"route"}),
-    "bot": frozenset(),
-}
 DEFAULT_KEY_CAP = 10_000
-
-
-def _spilled_key(kind: str, dims: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    table = TABLES[kind]
-    open_dims = _OPEN_DIMENSIONS[kind]
-    return tuple(
-        OTHER if column in open_dims else value
-        for column, value in zip(table.dimensions, dims, strict=True)
-    )
-
-
-OTHER = "(other)"
 
 
 class KeyCounts:
@@ -290,7 +239,7 @@ def spill_excess_keys(
         if not ok:
             continue
         for kind, hour, dims in batch.counts:
-            if _OPEN_DIMENSIONS[kind]:
+            if wire.KINDS[kind].folds:
                 wanted.setdefault((batch.site, kind, hour), set()).add(dims)
     moves: dict[tuple[str, str, int, tuple[str | int, ...]], tuple[str | int, ...]] = {}
     for bucket, keys in wanted.items():
@@ -320,7 +269,7 @@ def spill_excess_keys(
         fresh = sorted((k for k in keys if k not in existing), key=repr)
         room = max(0, bucket_cap - len(existing) - 1)  # one row is kept for (other) itself
         for dims in fresh[room:]:
-            moves[(site, kind, hour, dims)] = _spilled_key(kind, dims)
+            moves[(site, kind, hour, dims)] = spilled_key(kind, dims) or dims
         known.set(bucket, len(existing) + min(len(fresh), room) + 1)
     if not moves:
         return
@@ -425,22 +374,6 @@ class Dialect:
             f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
         )
 
-    def create_table_sql(self, table: Table, integer: str = "INTEGER") -> str:
-        dims = "".join(
-            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
-        )
-        key = ", ".join(("site", "res", "bucket", *table.dimensions))
-        return (
-            f"CREATE TABLE IF NOT EXISTS {table.name} (\n"
-            "    site TEXT NOT NULL,\n"
-            "    res TEXT NOT NULL,\n"
-            f"    bucket {integer} NOT NULL,\n"
-            f"{dims}"
-            f"    n {integer} NOT NULL,\n"
-            f"    PRIMARY KEY ({key})\n"
-            ")"
-        )
-
     def _column(self, column: str | tuple[str, str], params: list[object]) -> str:
         if isinstance(column, tuple):
             params.append(column[1])
@@ -528,41 +461,6 @@ def stored_batch_id(site: str, batch_id: str) -> str:
 
 def release_table(kind: str) -> str:
     return f"hc_rel_{kind}"
-
-
-def release_migration(integer: str, real: str, suffix: str = "") -> list[str]:
-    """Released (sealed, noisy) cells, one table per record kind, and the seal watermarks.
-
-    A released cell's dimension columns outside its marginal hold '' (or 0), which the
-    marginal code in the key keeps apart from real values.
-    """
-    statements = []
-    for table in TABLES.values():
-        dims = "".join(
-            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
-        )
-        # The marginal leads the bucket so that a query's range scan reads only its cells.
-        key = ", ".join(("site", "res", "marginal", "bucket", *table.dimensions))
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {release_table(table.kind)} (\n"
-            "    site TEXT NOT NULL,\n"
-            "    res TEXT NOT NULL,\n"
-            f"    bucket {integer} NOT NULL,\n"
-            "    marginal TEXT NOT NULL,\n"
-            f"{dims}"
-            f"    n {integer} NOT NULL,\n"
-            f"    var {real} NOT NULL,\n"
-            f"    PRIMARY KEY ({key})\n"
-            f"){suffix}"
-        )
-    statements.append(
-        "CREATE TABLE IF NOT EXISTS hc_seal ("
-        f" site TEXT NOT NULL, res TEXT NOT NULL, sealed_until {integer} NOT NULL,"
-        f" PRIMARY KEY (site, res)){suffix}"
-    )
-    # Nothing at rest finer than an hour: batch arrival times are kept to the hour.
-    statements.append("UPDATE hc_batch SET received = received - received % 3600")
-    return statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -709,7 +607,8 @@ def _seal_one(
                     continue
                 values = dict(zip(marginal.dims, found[:-1], strict=True))
                 dims = tuple(
-                    values.get(c, fixed.get(c, 0 if c == "entry" else "")) for c in table.dimensions
+                    values.get(c, fixed.get(c, 0 if c in table.integer else ""))
+                    for c in table.dimensions
                 )
                 rows.append((site, resolution, bucket, marginal.code, *dims, noisy, variance))
         if rows:
