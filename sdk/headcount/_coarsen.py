@@ -20,6 +20,7 @@ from headcount.wire import (
 )
 
 __all__ = [
+    "HTML_BY_CONTENT_TYPE",
     "LATENCY_EDGES_S",
     "METHOD_BY_NAME",
     "STATUS_CLASS_BY_CODE",
@@ -72,15 +73,21 @@ def latency_of(elapsed_seconds: float) -> str:
     return LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed_seconds)]
 
 
-@lru_cache(maxsize=256)
-def _is_html_type(content_type: str) -> bool:
-    return content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
+# Content type -> whether it is HTML, for the first 256 types seen (the app chooses them,
+# so there are few). The hot path reads it inline and calls is_html on a miss.
+HTML_BY_CONTENT_TYPE: Final[dict[str | None, bool]] = {}
+_MAX_CONTENT_TYPES: Final = 256
 
 
 def is_html(content_type: str | None) -> bool:
     """True for an HTML document response (``text/html``, ``application/xhtml+xml``)."""
+    if content_type is None:
+        return False
+    html = content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
     # Cached: an app answers with a handful of distinct content types.
-    return content_type is not None and _is_html_type(content_type)
+    if len(HTML_BY_CONTENT_TYPE) < _MAX_CONTENT_TYPES:
+        HTML_BY_CONTENT_TYPE[content_type] = html
+    return html
 
 
 def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:

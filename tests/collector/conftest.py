@@ -102,6 +102,7 @@ def _wipe_postgres(url: str) -> None:
             *(t.name for t in TABLES.values()),
             *released,
             "hc_seal",
+            "hc_sealed_data",
             "hc_batch",
             "hc_sender",
         ]:

@@ -125,6 +125,7 @@ def test_collectors_starting_together_migrate_once(
         *(t.name for t in TABLES.values()),
         *(release_table(kind) for kind in TABLES),
         "hc_seal",
+        "hc_sealed_data",
         "hc_batch",
         "hc_meta",
         "hc_sender",

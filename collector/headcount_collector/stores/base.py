@@ -41,6 +41,8 @@ __all__ = [
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
+    "seal_imported_buckets",
+    "sealed_data_sql",
     "spill_excess_keys",
     "stored_batch_id",
 ]
@@ -110,6 +112,23 @@ class Store(Protocol):
         ``step.expected`` to ``step.sealed_until``, in one transaction; None when another
         writer moved it first."""
 
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        """Bucket starts in [start, end) that were released holding counts, ascending."""
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        """Release, in one transaction, each (bucket, its local day) of ``candidates``
+        that lies below the watermark, holds counts and was never released with counts,
+        nor (hours) was its day; returns how many cells were released."""
+
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         """Rows of (target bucket, *group values, sum of noisy values, sum of variances)."""
 
@@ -163,6 +182,16 @@ def delete_expired(
             f"DELETE FROM {released} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
             (site.id, daily_cutoff),
         )
+    # Imports never reach past retention (ingest refuses those hours), so what was sealed
+    # there can be forgotten with the cells.
+    execute(
+        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
+        (site.id, hourly_cutoff),
+    )
+    execute(
+        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
+        (site.id, daily_cutoff),
+    )
     forgotten = execute(
         f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
         (site.id, now - dedupe_seconds),
@@ -568,7 +597,87 @@ def seal_bucket(
     ]
     released = 0
     for bucket in buckets:
-        released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
+        if _claim(execute, site, resolution, bucket, ph):
+            released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
+    return released
+
+
+def _claim(
+    execute: Callable[..., Any], site: str, resolution: Resolution, bucket: int, ph: str
+) -> bool:
+    """Record that ``bucket`` is released with counts; False when it already was. Only
+    the transaction whose row this is writes the bucket's cells, whichever path (the
+    clock's sealing or an import's) and whichever collector gets there first: a
+    concurrent claim of the same row waits on its key and then finds it taken."""
+    return bool(
+        execute(
+            f"INSERT INTO hc_sealed_data (site, res, bucket) VALUES ({ph}, {ph}, {ph}) "
+            "ON CONFLICT DO NOTHING",
+            (site, resolution, bucket),
+        ).rowcount
+        == 1
+    )
+
+
+def sealed_data_sql(placeholder: str) -> str:
+    """Buckets of one site and resolution in [start, end) released with counts;
+    parameters (site, res, start, end)."""
+    ph = placeholder
+    return (
+        f"SELECT bucket FROM hc_sealed_data WHERE site = {ph} AND res = {ph} "
+        f"AND bucket >= {ph} AND bucket < {ph} ORDER BY bucket"
+    )
+
+
+def seal_imported_buckets(
+    execute: Callable[..., Any],
+    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
+    site: str,
+    resolution: Resolution,
+    candidates: Sequence[tuple[int, int]],
+    policy: ReleasePolicy,
+    draw: Callable[[str], int],
+    placeholder: str,
+) -> int:
+    """The import seal, inside the caller's write transaction: release each candidate
+    (bucket, local day) that the clock's sealing already passed (below the watermark,
+    read here), that holds counts, and that no release has claimed, nor its day.
+
+    Such a bucket was sealed empty: it released nothing, so releasing it now, once,
+    releases nothing twice. The claim makes "once" hold across imports and collectors.
+    """
+    if not candidates:
+        return 0
+    ph = placeholder
+    row = execute(
+        f"SELECT sealed_until FROM hc_seal WHERE site = {ph} AND res = {ph}", (site, resolution)
+    ).fetchone()
+    if row is None:
+        return 0
+    watermark = int(row[0])
+    low = min(bucket for bucket, _ in candidates)
+    high = max(bucket for bucket, _ in candidates) + 1
+    holding = {
+        int(found[0])
+        for found in execute(
+            data_buckets_sql(ph), [x for _ in TABLES for x in (site, resolution, low, high)]
+        ).fetchall()
+    }
+    closed_days: set[int] = set()
+    if resolution == "h":
+        days = [day for _, day in candidates]
+        closed_days = {
+            int(found[0])
+            for found in execute(
+                sealed_data_sql(ph), (site, "d", min(days), max(days) + 1)
+            ).fetchall()
+        }
+    released = 0
+    for bucket, day in sorted(set(candidates)):
+        if bucket >= watermark or bucket not in holding or day in closed_days:
+            continue
+        if _claim(execute, site, resolution, bucket, ph):
+            released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
     return released
 
 

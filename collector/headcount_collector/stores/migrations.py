@@ -205,6 +205,31 @@ _V4: Final = (
     "UPDATE hc_batch SET received = received - received % 3600",
 )
 
+# Version 5: the buckets released with counts, so that a bucket sealed while it held
+# nothing (it released nothing about anyone) can take an import once, and no other can.
+# Buckets sealed before this version are taken to have held counts if anything is stored
+# for them now, late records included: that refuses more imports, never fewer.
+_V5: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_sealed_data ("
+    " site TEXT NOT NULL, res TEXT NOT NULL, bucket {bigint} NOT NULL,"
+    " PRIMARY KEY (site, res, bucket)){table}",
+    """INSERT INTO hc_sealed_data (site, res, bucket)
+SELECT c.site, c.res, c.bucket FROM (
+    SELECT site, res, bucket FROM hc_pageview
+    UNION SELECT site, res, bucket FROM hc_rel_pageview
+    UNION SELECT site, res, bucket FROM hc_request
+    UNION SELECT site, res, bucket FROM hc_rel_request
+    UNION SELECT site, res, bucket FROM hc_event
+    UNION SELECT site, res, bucket FROM hc_rel_event
+    UNION SELECT site, res, bucket FROM hc_bot
+    UNION SELECT site, res, bucket FROM hc_rel_bot
+    UNION SELECT site, res, bucket FROM hc_visit
+    UNION SELECT site, res, bucket FROM hc_rel_visit
+) c
+JOIN hc_seal s ON s.site = c.site AND s.res = c.res
+WHERE c.bucket < s.sealed_until""",
+)
+
 
 def _format(statements: Sequence[str], dialect: SchemaDialect) -> list[str]:
     return [
@@ -217,6 +242,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: _format(_V2, d),
     lambda d: list(_V3[d.backend]),
     lambda d: _format(_V4, d),
+    lambda d: _format(_V5, d),
 )
 
 

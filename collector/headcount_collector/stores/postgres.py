@@ -41,6 +41,8 @@ from headcount_collector.stores.base import (
     merge_applied,
     raw_rows_sql,
     seal_bucket,
+    seal_imported_buckets,
+    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -320,6 +322,38 @@ class PostgresStore:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
             with conn.cursor() as cursor:
                 return seal_bucket(conn.execute, cursor.executemany, step, policy, draw, "%s")
+
+        return self._run(seal_in, "seal")
+
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        sql = sealed_data_sql("%s")
+        rows = self._run(
+            lambda conn: conn.execute(sql, (site, resolution, start, end)).fetchall(), "read"
+        )
+        return [_int(row[0]) for row in rows]
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+            with conn.cursor() as cursor:
+                return seal_imported_buckets(
+                    conn.execute,
+                    cursor.executemany,
+                    site,
+                    resolution,
+                    candidates,
+                    policy,
+                    draw,
+                    "%s",
+                )
 
         return self._run(seal_in, "seal")
 

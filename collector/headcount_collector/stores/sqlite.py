@@ -35,6 +35,8 @@ from headcount_collector.stores.base import (
     merge_applied,
     raw_rows_sql,
     seal_bucket,
+    seal_imported_buckets,
+    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -232,6 +234,29 @@ class SQLiteStore:
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         with self._write() as conn:
             return seal_bucket(conn.execute, conn.executemany, step, policy, draw, "?")
+
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        rows = (
+            self._connection()
+            .execute(sealed_data_sql("?"), (site, resolution, start, end))
+            .fetchall()
+        )
+        return [int(row[0]) for row in rows]
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        with self._write() as conn:
+            return seal_imported_buckets(
+                conn.execute, conn.executemany, site, resolution, candidates, policy, draw, "?"
+            )
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         sql, params = DIALECT.released_sql(query)

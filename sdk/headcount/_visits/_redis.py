@@ -266,8 +266,10 @@ class RedisVisits:
         host: str | None,
         route: str,
         pageview: PageviewKey | None = None,
+        now: float | None = None,
     ) -> bool | Linked | None:
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         if now < self._paused_until or self._closed:
             return None
         address = self._addresses.resolve(peer, forwarded_for)
