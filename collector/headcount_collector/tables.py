@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any, cast
 
 from headcount import wire
@@ -49,22 +48,21 @@ KeyFunction = Callable[[wire.Record], tuple[str | int, ...]]
 def _key_function(kind: wire.RecordKind) -> KeyFunction:
     """The storage values of a record of ``kind``, in column order.
 
-    Ingest's hot loop: attrgetter reads every dimension in one C call; only the few
-    values the registry normalises go through Python."""
-    getter: Callable[[wire.Record], Any] = attrgetter(*kind.dimension_names)
-    # attrgetter of a single name gives the value itself, not a tuple of one.
-    read: KeyFunction = (lambda record: (getter(record),)) if len(kind.dimensions) == 1 else getter
-    normalise = [(i, d.store) for i, d in enumerate(kind.dimensions) if d.store is not None]
-    if not normalise:
-        return read
-
-    def key(record: wire.Record) -> tuple[str | int, ...]:
-        values = list(read(record))
-        for index, store in normalise:
-            values[index] = cast("str | int", store(values[index]))
-        return tuple(values)
-
-    return key
+    Generated from the registry, the way dataclasses generates ``__init__``: ingest calls
+    it for every record, and a loop over the dimensions costs several times the direct
+    tuple (bench/registry_keys.py)."""
+    namespace: dict[str, Any] = {}
+    values = []
+    for index, dimension in enumerate(kind.dimensions):
+        value = f"record.{dimension.name}"
+        if dimension.store is not None:
+            namespace[f"store_{index}"] = dimension.store
+            value = f"store_{index}({value})"
+        values.append(value)
+    source = f"def key(record):\n    return ({', '.join(values)},)\n"
+    # The source holds only the registry's field names, which are Python identifiers.
+    exec(source, namespace)  # noqa: S102
+    return cast("KeyFunction", namespace["key"])
 
 
 # Per record type, its kind and its key function.

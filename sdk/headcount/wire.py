@@ -2,7 +2,9 @@
 
 Declared once, here. The SDK encodes with it and the collector decodes with it, so the
 two cannot drift apart; ``/v1/schema``, ``/openapi.json`` and the privacy page are
-generated from these same declarations.
+generated from these same declarations. ``KINDS`` registers each record kind with its
+dimensions in order, how they fold into (other) and how they are stored: the SDK's count
+keys and records, and the collector's tables, key functions and metrics derive from it.
 
 Every field is already coarse: an hour rather than a timestamp, a range label rather
 than a duration, a route template rather than a path, a domain rather than a URL.
