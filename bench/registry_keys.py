@@ -58,7 +58,11 @@ def hand_records(counts: Sequence[tuple[Key, int]]) -> list[wire.Record]:
         kind = key[0]
         if kind == "request":
             _, hour, route, method, status, latency = key  # type: ignore[misc]
-            out.append(wire.Request(hour=hour, route=route, method=method, status=status, latency=latency, n=n))  # type: ignore[arg-type]  # noqa: E501
+            out.append(
+                wire.Request(
+                    hour=hour, route=route, method=method, status=status, latency=latency, n=n
+                )
+            )  # type: ignore[arg-type]
         elif kind == "pageview":
             _, hour, route, referrer, source, medium, campaign, entry = key  # type: ignore[misc]
             out.append(
@@ -99,13 +103,28 @@ def window(size: int, seed: int = 7) -> list[tuple[Key, int]]:
         elif roll < 0.8:
             utm = rng.choice([None, "mail", "news"])
             referrer = rng.choice(["(direct)", "(internal)", "example.org", "google.com"])
-            key = ("pageview", HOUR, route, referrer, utm, utm and "email", None, rng.random() < 0.5)
+            key = (
+                "pageview",
+                HOUR,
+                route,
+                referrer,
+                utm,
+                utm and "email",
+                None,
+                rng.random() < 0.5,
+            )
         elif roll < 0.88:
             key = ("bot", HOUR, rng.choice(wire.BOT_CATEGORIES))
         elif roll < 0.94:
             key = ("event", HOUR, "signup", route, (("plan", rng.choice(["free", "pro"])),))
         else:
-            key = ("visit", HOUR, route, rng.choice(wire.DURATION_LABELS), rng.choice(wire.PAGES_LABELS))
+            key = (
+                "visit",
+                HOUR,
+                route,
+                rng.choice(wire.DURATION_LABELS),
+                rng.choice(wire.PAGES_LABELS),
+            )
         keys[key] = keys.get(key, 0) + 1
     return list(keys.items())
 
@@ -142,9 +161,7 @@ def main() -> None:
     counts = window(2000)
     records = to_records(counts)
     assert hand_records(counts) == records  # the baseline computes the same thing
-    assert [HAND_KEYS[type(r)](r) for r in records] == [
-        RECORD_KEYS[type(r)][1](r) for r in records
-    ]
+    assert [HAND_KEYS[type(r)](r) for r in records] == [RECORD_KEYS[type(r)][1](r) for r in records]
 
     def derived_keys() -> None:
         for record in records:

@@ -31,12 +31,12 @@ __all__ = [
     "RetentionResult",
     "SealStep",
     "Store",
+    "counter_rows",
     "data_buckets_sql",
     "declared_modes",
     "delete_expired",
     "ensure_secret",
     "mark_late",
-    "merge_applied",
     "raw_rows_sql",
     "release_table",
     "retention_cutoffs",
@@ -200,6 +200,8 @@ def delete_expired(
 
 
 DEFAULT_KEY_CAP = 10_000
+# The kinds with open-ended dimensions, which a flood of new keys can fold into (other).
+_FOLDING_KINDS = frozenset(name for name, kind in wire.KINDS.items() if kind.folds)
 
 
 class KeyCounts:
@@ -263,15 +265,20 @@ def spill_excess_keys(
     many counts moved.
     """
     ph = placeholder
-    wanted: dict[tuple[str, str, int], set[tuple[str | int, ...]]] = {}
+    # How many keys each bucket gets, counted without building the key sets: an upper
+    # bound (a key in two batches of the group counts twice), which is all the estimate
+    # needs; the exact sets are built only for a bucket near its cap.
+    sizes: dict[tuple[str, str, int], int] = {}
     for batch, ok in zip(batches, applied, strict=True):
         if not ok:
             continue
-        for kind, hour, dims in batch.counts:
-            if wire.KINDS[kind].folds:
-                wanted.setdefault((batch.site, kind, hour), set()).add(dims)
+        site = batch.site
+        for kind, hour, _ in batch.counts:
+            if kind in _FOLDING_KINDS:
+                bucket = (site, kind, hour)
+                sizes[bucket] = sizes.get(bucket, 0) + 1
     moves: dict[tuple[str, str, int, tuple[str | int, ...]], tuple[str | int, ...]] = {}
-    for bucket, keys in wanted.items():
+    for bucket, size in sizes.items():
         site, kind, hour = bucket
         table = TABLES[kind]
         estimate = known.get(bucket)
@@ -283,9 +290,16 @@ def spill_excess_keys(
             ).fetchone()
             estimate = int(row[0])
         bucket_cap = known.cap_for(cap, bucket)
-        if estimate + len(keys) + 1 <= bucket_cap:
-            known.set(bucket, estimate + len(keys))
+        if estimate + size + 1 <= bucket_cap:
+            known.set(bucket, estimate + size)
             continue
+        keys = {
+            dims
+            for batch, ok in zip(batches, applied, strict=True)
+            if ok and batch.site == site
+            for key_kind, key_hour, dims in batch.counts
+            if key_kind == kind and key_hour == hour
+        }
         # Near the cap: find out exactly which keys are new.
         existing = {
             tuple(found)
@@ -350,41 +364,65 @@ def declared_modes(
     )
 
 
-def merge_applied(
+Row = tuple[str | int, ...]
+
+
+def counter_rows(
     batches: Sequence[PendingBatch], applied: Sequence[bool]
-) -> dict[Table, dict[tuple[str | int, ...], int]]:
-    """Sum the counts of applied batches by table and full row key (site, res, bucket,
-    dims): every count goes to its hourly row and to its local day's row."""
-    # First merge on the batches' own keys (cheap: the tuples exist already), so the
-    # row keys below are built once per distinct counter, not once per record.
+) -> dict[Table, list[Row]]:
+    """Per table, the rows (site, res, bucket, *dims, n) that the applied batches add:
+    every count goes to its hourly row and to its local day's row.
+
+    Batches of one site are merged on their own keys first (cheap: the tuples exist
+    already), so hourly rows come out unique; daily rows (of different hours of one day)
+    are merged too, since PostgreSQL's ON CONFLICT cannot touch a row twice in one
+    statement and a SQLite upsert costs more than a dict update.
+    """
     by_site: dict[tuple[str, str], dict[CounterKey, int]] = {}
+    borrowed: set[tuple[str, str]] = set()
     zones: dict[str, ZoneInfo] = {}
     for batch, ok in zip(batches, applied, strict=True):
         if not ok:
             continue
-        acc = by_site.get((batch.site, batch.zone.key))
+        group = (batch.site, batch.zone.key)
+        acc = by_site.get(group)
         if acc is None:
-            acc = by_site[(batch.site, batch.zone.key)] = {}
+            # The common case, one batch per site: its counts are used as they are.
+            by_site[group] = batch.counts
+            borrowed.add(group)
             zones[batch.zone.key] = batch.zone
+            continue
+        if group in borrowed:
+            # A second batch of the site: merge into a copy, never into a batch's counts.
+            borrowed.discard(group)
+            acc = by_site[group] = dict(acc)
         get = acc.get
         for key, n in batch.counts.items():
             acc[key] = get(key, 0) + n
-    merged: dict[Table, dict[tuple[str | int, ...], int]] = {}
+    hourly: dict[str, list[Row]] = {}
+    # Daily rows go after the hourly ones: each kind of row then lands in one region of
+    # the table's B-tree (res leads the key after site), which costs less than sorting.
+    daily: dict[str, dict[Row, int]] = {}
     for (site, zone_key), acc in by_site.items():
         zone = zones[zone_key]
         day_of: dict[int, int] = {}
         for (kind, hour, dims), n in acc.items():
-            rows = merged.get(TABLES[kind])
-            if rows is None:
-                rows = merged[TABLES[kind]] = {}
-            hourly = (site, "h", hour, *dims)
-            rows[hourly] = rows.get(hourly, 0) + n
+            table_hourly = hourly.get(kind)
+            if table_hourly is None:
+                table_hourly = hourly[kind] = []
+                daily[kind] = {}
             day = day_of.get(hour)
             if day is None:
                 day = day_of[hour] = local_day_start(hour, zone)
-            daily = (site, "d", day, *dims)
-            rows[daily] = rows.get(daily, 0) + n
-    return merged
+            table_hourly.append((site, "h", hour, *dims, n))
+            table_daily = daily[kind]
+            day_key = (site, "d", day, *dims)
+            table_daily[day_key] = table_daily.get(day_key, 0) + n
+    rows = {}
+    for kind, table_hourly in hourly.items():
+        table_hourly.extend((*key, n) for key, n in daily[kind].items())
+        rows[TABLES[kind]] = table_hourly
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

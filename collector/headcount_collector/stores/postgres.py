@@ -33,12 +33,12 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
+    counter_rows,
     data_buckets_sql,
     declared_modes,
     delete_expired,
     ensure_secret,
     mark_late,
-    merge_applied,
     raw_rows_sql,
     seal_bucket,
     seal_imported_buckets,
@@ -224,13 +224,10 @@ class PostgresStore:
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
-            for table, rows in merge_applied(batches, applied).items():
-                ordered = sorted(rows.items())
-                columns = list(zip(*(key for key, _ in ordered), strict=True))
-                conn.execute(
-                    _UPSERT_SQL[table.name],
-                    [list(column) for column in columns] + [[n for _, n in ordered]],
-                )
+            for table, rows in counter_rows(batches, applied).items():
+                rows.sort()  # one global lock order: concurrent writers never deadlock
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                conn.execute(_UPSERT_SQL[table.name], columns)
             for site, mode in declared_modes(batches, applied):
                 conn.execute(
                     "INSERT INTO hc_sender (site, visits, seen) VALUES (%s, %s, %s) "

@@ -27,12 +27,12 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
+    counter_rows,
     data_buckets_sql,
     declared_modes,
     delete_expired,
     ensure_secret,
     mark_late,
-    merge_applied,
     raw_rows_sql,
     seal_bucket,
     seal_imported_buckets,
@@ -47,6 +47,8 @@ from headcount_collector.timeutil import floor_hour
 __all__ = ["SQLiteStore"]
 
 DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.\"' || {ph} || '\"')")
+
+_UPSERT_SQL = {table.name: DIALECT.upsert_sql(table) for table in TABLES.values()}
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -168,8 +170,8 @@ class SQLiteStore:
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
-            for table, rows in merge_applied(batches, applied).items():
-                conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
+            for table, rows in counter_rows(batches, applied).items():
+                conn.executemany(_UPSERT_SQL[table.name], rows)
             conn.executemany(
                 "INSERT INTO hc_sender (site, visits, seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
