@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import tracemalloc
 
 import msgspec
@@ -13,7 +12,7 @@ import headcount
 from headcount import RequestInfo, Tracker
 from headcount.wire import Batch, Bot, Event, Pageview, Record, Request
 
-from .conftest import BROWSER, accepting_transport, page
+from .conftest import BROWSER, HOUR, accepting_transport, page
 
 
 def kinds(records: list[Record], kind: type) -> list[Record]:
@@ -56,14 +55,13 @@ def test_public_facade_is_exact() -> None:
 def test_a_pageview_counts_as_request_and_pageview(tracker: Tracker) -> None:
     tracker.record_request(page(referer="https://www.google.com/search?q=x"))
     records = tracker.peek()
-    now_hour = int(time.time()) // 3600 * 3600
     (request,) = kinds(records, Request)
     (pageview,) = kinds(records, Pageview)
     assert request == Request(
-        hour=now_hour, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
+        hour=HOUR, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
     )
     assert pageview == Pageview(
-        hour=now_hour, route="/articles/{id}", referrer="google.com", entry=True, n=1
+        hour=HOUR, route="/articles/{id}", referrer="google.com", entry=True, n=1
     )
     assert tracker.stats().recorded == 1
 
@@ -131,7 +129,7 @@ def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
 def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
     tracker.record_request(page(user_agent="curl/8.5.0"))
     records = tracker.peek()
-    assert kinds(records, Bot) == [Bot(hour=int(time.time()) // 3600 * 3600, n=1, category="other")]
+    assert kinds(records, Bot) == [Bot(hour=HOUR, n=1, category="other")]
     assert total(records, Request) == 1
     assert total(records, Pageview) == 0
 

@@ -29,15 +29,16 @@ claimed and its link keys deleted, so no link survives the rotation. Whether an 
 is still current is decided inside the claiming script, so a sweeper that raced a
 rotation can never end the new key's visits.
 
-Recording costs one round trip per pageview, made from the request thread with a short
-socket timeout (``visits_redis_timeout``). Any Redis error fails open: it is counted in
+Recording costs one round trip per pageview, made on this store's link thread with a
+short socket timeout (``visits_redis_timeout``), never on the request's thread or event
+loop: the request hands the link material to a bounded queue, and the link thread counts
+the pageview (an entry or not) once the link is made. Any Redis error fails open: it is counted in
 ``stats().errors``, logged (rate-limited, no data), and Redis is left alone for a few
 seconds, during which pageviews are not linked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -72,14 +73,6 @@ from headcount.wire import route_problem
 __all__ = ["RedisVisits", "SecretMismatch", "day_key", "key_prefix", "time_unit_ms"]
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 # After a failure, requests leave Redis alone this long: a dead Redis then costs at most
 # one timeout per worker per pause, not one per pageview.
 PAUSE_AFTER_ERROR: Final = 2.0
@@ -88,7 +81,8 @@ PAUSE_AFTER_ERROR: Final = 2.0
 _DATA_GRACE_MS: Final = 3600 * 1000
 _CLAIM_CHUNK: Final = 500
 _SWEEP_TIMEOUT: Final = 2.0
-# Links waiting for the worker thread in an asyncio app; beyond this they are skipped.
+_SETTLE_TIMEOUT: Final = 2.0
+# Links waiting for the link thread; beyond this they are skipped (the pageview is not).
 _QUEUE_LIMIT: Final = 10_000
 
 # KEYS: key. ARGV: "{epoch}:{day}", day, TTL ms. Moves the key forward to `day` unless it
@@ -221,8 +215,8 @@ class RedisVisits:
     ) -> None:
         self._settings = settings
         self._emit = emit
-        # Where a pageview linked on the worker thread is counted (asyncio apps); without
-        # it such pageviews are left to the caller and keep the referrer rule for entries.
+        # Where a pageview is counted once the link thread made its link; without it (a
+        # store used on its own) the caller counts pageviews under the referrer rule.
         self._count_pageview = count_pageview
         self._counters = counters
         self._log = log
@@ -255,6 +249,9 @@ class RedisVisits:
             _QUEUE_LIMIT
         )
         self._worker: threading.Thread | None = None
+        # Links queued and not yet made: settle() waits for them.
+        self._pending = 0
+        self._settled = threading.Condition(threading.Lock())
 
     # --- the request path ---------------------------------------------------------
 
@@ -274,18 +271,26 @@ class RedisVisits:
         if address is None:
             return None
         material = link_material(address, user_agent, host)
-        if _in_event_loop():
-            # An asyncio app: a Redis round trip here would stall every request of this
-            # event loop, so a worker thread makes it, and then counts the pageview as
-            # an entry or not. The material waits in memory for a moment, as it would in
-            # this call; a full queue drops the link, never the pageview (the caller
-            # counts it).
-            if self._count_pageview is None:
-                pageview = None
-            if self._enqueue(now, material, route, pageview) and pageview is not None:
-                return Linked.PENDING
-            return None
-        return self._record_now(now, material, route)
+        # A round trip here would hold the request's thread (WSGI) or stall every request
+        # of its event loop (asyncio) for up to visits_redis_timeout: the link thread makes
+        # it, then counts the pageview. The material waits in memory for a moment, as it
+        # would in this call; a full queue drops the link, never the pageview (the caller
+        # counts it).
+        if self._count_pageview is None:
+            pageview = None
+        if self._enqueue(now, material, route, pageview) and pageview is not None:
+            return Linked.PENDING
+        return None
+
+    def settle(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the links handed to the link thread so far."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._settled.wait(left)
 
     def _enqueue(
         self, now: float, material: bytes, route: str, pageview: PageviewKey | None
@@ -298,9 +303,12 @@ class RedisVisits:
                         target=self._drain, name="headcount-visits-redis", daemon=True
                     )
                     self._worker.start()
+        with self._settled:
+            self._pending += 1
         try:
             self._queue.put_nowait((now, material, route, pageview))
         except queue.Full:
+            self._done()
             self._counters.add(errors=1)
             self._log.warning("visits-queue", "headcount visit queue full: a link was skipped")
             return False
@@ -315,9 +323,24 @@ class RedisVisits:
             # After a failure the queue empties without Redis: links are skipped, and
             # the pageviews counted under the referrer rule.
             paused = self._clock() < self._paused_until
-            started = None if paused else self._record_now(now, material, route)
-            if pageview is not None and self._count_pageview is not None:
-                self._count_pageview(pageview if started is None else with_entry(pageview, started))
+            try:
+                started = None if paused else self._record_now(now, material, route)
+                if pageview is not None and self._count_pageview is not None:
+                    counted = pageview if started is None else with_entry(pageview, started)
+                    self._count_pageview(counted)
+            except Exception as exc:  # the thread must outlive any one link
+                self._counters.add(errors=1)
+                self._log.warning(
+                    "visits-link", "headcount visit link failed: %s", type(exc).__name__
+                )
+            finally:
+                self._done()
+
+    def _done(self) -> None:
+        with self._settled:
+            self._pending -= 1
+            if not self._pending:
+                self._settled.notify_all()
 
     def _record_now(self, now: float, material: bytes, route: str) -> bool | None:
         """Link one pageview: True if it started a visit, False if it continued one."""
@@ -358,6 +381,9 @@ class RedisVisits:
     # --- the sender thread --------------------------------------------------------
 
     def sweep(self) -> None:
+        # Links of pageviews that came before this sweep are made first: a visit the
+        # sweep would otherwise end as idle may have just been continued.
+        self.settle(_SETTLE_TIMEOUT)
         if self._closed or self._clock() < self._paused_until:
             return
         try:
@@ -376,7 +402,7 @@ class RedisVisits:
             self._failed(exc)
 
     def close(self) -> None:
-        # Links still queued by an asyncio app go to Redis first, so they are not lost.
+        # Links still queued go to Redis first, so they are not lost.
         worker = self._worker
         if worker is not None:
             with contextlib.suppress(queue.Full):
