@@ -128,13 +128,18 @@ def spawn(name: str, argv: Sequence[str], directory: Path, health_path: str) -> 
 
 
 def start_collector(
-    name: str, directory: Path, config: Path, db_url: str, workers: int = 1
+    name: str,
+    directory: Path,
+    config: Path,
+    db_url: str,
+    workers: int = 1,
+    extra: Sequence[str] = (),
 ) -> Server:
-    """``headcount-collector serve`` exactly as an operator runs it."""
+    """``headcount-collector serve`` exactly as an operator runs it (``extra``: more options)."""
     argv = [
         sys.executable, "-m", "headcount_collector", "serve", "--config", str(config),
         "--db", db_url, "--port", str(free_port()), "--workers", str(workers),
-        "--log-level", "warning",
+        "--log-level", "warning", *extra,
     ]  # fmt: skip
     return spawn(name, argv, directory, "/healthz")
 

@@ -112,7 +112,7 @@ def main() -> None:
     candidates: dict[str, tuple[Callable[[str], object], Callable[[str], object], Callable[[], None]]] = {
         "previous": (previous.is_bot, previous.is_bot, previous._classify.cache_clear),
         "crawlerdetect": (detector.isCrawler, crawlerdetect_cached, crawlerdetect_cached.cache_clear),
-        "headcount": (_bots.bot_category, _bots.bot_category, _bots._classify.cache_clear),
+        "headcount": (_bots.bot_category, _bots.bot_category, _bots.CATEGORY_BY_AGENT.clear),
     }  # fmt: skip
 
     uncached: dict[str, list[float]] = {name: [] for name in candidates}

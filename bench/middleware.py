@@ -1,21 +1,28 @@
-"""Middleware overhead: requests per second of the example apps under their real servers,
-with Headcount, with Headcount disabled, and without it, measured in the same run.
+"""Middleware overhead: requests per second and server CPU per request of the example
+apps under their real servers, with Headcount, with its peers, and without either,
+measured in the same run.
 
 Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
 
-    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 6]
+    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 6] [--quick] [--apps flask]
+
+About 7 minutes with the defaults, 1.5 minutes with ``--quick`` (3 rounds of 2 s).
 
 Apps and servers (same settings in every variant):
 - Flask example under ``gunicorn --workers=2`` (sync workers, the example's config);
 - FastAPI example under ``uvicorn`` (one process, access log off).
 
-Variants:
+Variants (the peers' apps are in ``bench/_peer_apps.py``):
 - ``without``: the example app with the Headcount middleware (and Flask's teardown hook)
   taken out again, so no Headcount code runs per request: the baseline;
 - ``disabled``: the example app as shipped with ``HEADCOUNT_ENABLED=false``;
 - ``with``: the example app as shipped, counting and sending every second
   (``HEADCOUNT_FLUSH_INTERVAL=1``, far more often than the default 60 s) to a real
-  collector on a local SQLite database.
+  collector on a local SQLite database;
+- ``prometheus``: ``without`` plus a prometheus_client Counter and Histogram labelled
+  route/method/status, as prometheus-flask-exporter and starlette-exporter do;
+- ``posthog``: ``without`` plus posthog's server-side ``capture()`` of one event per
+  request, with sending disabled.
 
 Load comes from ``wrk`` in a separate process (one thread, 16 connections) cycling over
 four HTML pages with a browser user agent and an external referrer, i.e. every request
@@ -33,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import shutil
 import signal
@@ -46,19 +52,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
 from _provenance import print_provenance
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from flask import Flask
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-VARIANTS = ("without", "disabled", "with")
+VARIANTS = ("without", "disabled", "with", "prometheus", "posthog")
+FLASK_FACTORIES = {
+    "without": "flask_without_headcount",
+    "prometheus": "flask_with_prometheus",
+    "posthog": "flask_with_posthog",
+}
+FASTAPI_FACTORIES = {
+    "without": "fastapi_without_headcount",
+    "prometheus": "fastapi_with_prometheus",
+    "posthog": "fastapi_with_posthog",
+}
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 PAGES = ("/", "/about", "/users/1", "/users/")
 WRK_THREADS = 1
@@ -73,44 +84,6 @@ SERVER_CPU, WRK_CPU = "0", "1"
 def pinned(cpu: str, command: list[str]) -> list[str]:
     # taskset execs the command, so the process id (and SIGTERM) stay the server's.
     return ["taskset", "-c", cpu, *command] if PIN else command
-
-
-# --- the baseline apps: the examples with Headcount taken out again -------------------
-
-
-def flask_without_headcount() -> Flask:
-    """gunicorn factory: the Flask example with no Headcount code on the request path."""
-    from examples.flask_app.app import create_app
-
-    from headcount.integrations.wsgi import HeadcountMiddleware
-
-    app = create_app({"HEADCOUNT_ENABLED": False})
-    middleware = app.wsgi_app
-    if not isinstance(middleware, HeadcountMiddleware):
-        raise TypeError("the Flask example is no longer wrapped the way this bench expects")
-    app.wsgi_app = middleware.app  # type: ignore[method-assign,assignment]
-    teardowns = app.teardown_request_funcs.get(None, [])
-    app.teardown_request_funcs[None] = [
-        f for f in teardowns if not f.__module__.startswith("headcount.")
-    ]
-    return app
-
-
-def fastapi_without_headcount() -> FastAPI:
-    """uvicorn factory: the FastAPI example without the Headcount ASGI middleware."""
-    from examples.fastapi_app.app import create_app
-
-    from headcount import Tracker
-    from headcount.integrations.asgi import HeadcountMiddleware
-
-    app = create_app(Tracker(enabled=False))
-    before = len(app.user_middleware)
-    # Starlette builds the middleware stack on the first request, so removing the entry
-    # now means the stack is built without it.
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not HeadcountMiddleware]  # type: ignore[comparison-overlap]
-    if len(app.user_middleware) != before - 1:
-        raise TypeError("the FastAPI example is no longer wrapped the way this bench expects")
-    return app
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -196,9 +169,9 @@ class AppSpec:
 
 def _gunicorn_flask(port: int, variant: str) -> list[str]:
     target = (
-        "bench.middleware:flask_without_headcount()"
-        if variant == "without"
-        else "examples.flask_app.app:app"
+        "examples.flask_app.app:app"
+        if variant in ("with", "disabled")
+        else f"bench._peer_apps:{FLASK_FACTORIES[variant]}()"
     )
     return [
         str(BIN / "gunicorn"), "--workers=2", f"--bind=127.0.0.1:{port}",
@@ -208,9 +181,9 @@ def _gunicorn_flask(port: int, variant: str) -> list[str]:
 
 def _uvicorn_fastapi(port: int, variant: str) -> list[str]:
     target = (
-        ["--factory", "bench.middleware:fastapi_without_headcount"]
-        if variant == "without"
-        else ["examples.fastapi_app.app:app"]
+        ["examples.fastapi_app.app:app"]
+        if variant in ("with", "disabled")
+        else ["--factory", f"bench._peer_apps:{FASTAPI_FACTORIES[variant]}"]
     )
     return [
         sys.executable, "-m", "uvicorn", "--host=127.0.0.1", f"--port={port}",
@@ -349,12 +322,13 @@ def bench_app(
             if variant == "with":
                 warmup_completed = warmup.completed
         for round_index in range(rounds):
-            order = VARIANTS[round_index % 3 :] + VARIANTS[: round_index % 3]
+            shift = round_index % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
             for variant in order:
                 run = run_wrk(servers_by_variant[variant], seconds, script)
                 results[variant].append(run)
                 print(
-                    f"  {spec.name:<22} round {round_index + 1}  {variant:<8} "
+                    f"  {spec.name:<22} round {round_index + 1}  {variant:<10} "
                     f"{run.requests_per_second:9.1f} req/s {run.cpu_us_per_request:7.1f} µs CPU/req"
                     + (f"  ({run.errors} errors)" if run.errors else ""),
                     flush=True,
@@ -370,29 +344,33 @@ def summarize(name: str, results: dict[str, list[Run]], counted: int, sent: int)
         pairs = zip(results[variant], results["without"], strict=True)
         return statistics.median(value(run) / value(base) for run, base in pairs)
 
-    rate = median("without", lambda r: r.requests_per_second)
-    cpu = median("without", lambda r: r.cpu_us_per_request)
-    lines = [f"{name}"]
-    lines.append(f"  req/s, median:           without {rate:8.1f}")
-    lines.append(f"  server CPU µs/request:   without {cpu:8.1f}")
-    for variant in ("disabled", "with"):
-        v_rate = median(variant, lambda r: r.requests_per_second)
-        v_cpu = median(variant, lambda r: r.cpu_us_per_request)
-        lines[1] += f" | {variant} {v_rate:8.1f} ({v_rate / rate:6.1%})"
-        lines[2] += f" | {variant} {v_cpu:8.1f} ({v_cpu - cpu:+.1f} µs)"
-    lines.append(
-        "  per-round req/s ratios, median: "
-        + " | ".join(
-            f"{v} {paired(v, lambda r: r.requests_per_second):6.1%}" for v in ("disabled", "with")
+    def rate(run: Run) -> float:
+        return run.requests_per_second
+
+    def cpu(run: Run) -> float:
+        return run.cpu_us_per_request
+
+    lines = [
+        name,
+        f"  {'variant':<11}{'req/s':>9}{'ratio':>8}{'per round':>10}"
+        f"{'CPU µs/req':>12}{'added':>9}{'ratio':>8}{'per round':>10}",
+    ]
+    base_rate, base_cpu = median("without", rate), median("without", cpu)
+    for variant in VARIANTS:
+        v_rate, v_cpu = median(variant, rate), median(variant, cpu)
+        lines.append(
+            f"  {variant:<11}{v_rate:9.1f}{v_rate / base_rate:8.1%}{paired(variant, rate):10.1%}"
+            f"{v_cpu:12.1f}{v_cpu - base_cpu:+9.1f}{v_cpu / base_cpu:8.1%}"
+            f"{paired(variant, cpu):10.1%}"
         )
-    )
-    # What the throughput ratio would be if the server were the only thing on its CPU.
+    # The goal compares Headcount's added server CPU with prometheus' in the same run.
+    added = {v: median(v, cpu) - base_cpu for v in ("with", "prometheus", "posthog")}
     lines.append(
-        "  req/s ratio implied by server CPU per request, median of rounds: "
-        + " | ".join(
-            f"{v} {1 / paired(v, lambda r: r.cpu_us_per_request):6.1%}"
-            for v in ("disabled", "with")
-        )
+        "  added CPU per request, Headcount against the peers: "
+        f"{added['with']:+.1f} µs vs prometheus {added['prometheus']:+.1f} µs "
+        f"(with/prometheus in CPU per request, median of rounds: "
+        f"{statistics.median(a.cpu_us_per_request / b.cpu_us_per_request for a, b in zip(results['with'], results['prometheus'], strict=True)):.1%}), "
+        f"posthog {added['posthog']:+.1f} µs"
     )
     lines.append(
         f"  collector counted {counted} requests from the 'with' server; wrk completed "
@@ -407,7 +385,15 @@ def main() -> None:
     # noise comes in bursts, and medians over more pairs shrug it off.
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--quick", action="store_true", help="3 rounds of 2 s: a check in about 1.5 min"
+    )
+    parser.add_argument(
+        "--apps", choices=("both", "flask", "fastapi"), default="both", help="which app server"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration = 3, 2.0
     print_provenance()
     if args.rounds < 1 or args.duration <= 0:
         raise SystemExit("--rounds must be >= 1 and --duration > 0")
@@ -416,7 +402,7 @@ def main() -> None:
     import uvicorn
 
     print(
-        f"Python {platform.python_version()}, gunicorn {gunicorn.__version__}, "
+        f"gunicorn {gunicorn.__version__}, "
         f"uvicorn {uvicorn.__version__}, {os.cpu_count()} CPUs "
         f"(load average {os.getloadavg()[0]:.2f} at start); wrk -t{WRK_THREADS} "
         f"-c{WRK_CONNECTIONS}, {args.duration:g} s per run, {args.rounds} rounds, "
@@ -430,6 +416,8 @@ def main() -> None:
         script.write_text(_WRK_SCRIPT % ", ".join(f'"{p}"' for p in PAGES), encoding="utf-8")
         with collector(workdir) as sink:
             for spec in APPS:
+                if args.apps != "both" and not spec.name.startswith(args.apps):
+                    continue
                 before = sink.requests_counted()
                 results, warmup = bench_app(spec, sink, workdir, args.rounds, args.duration, script)
                 # The servers are stopped now, so the 'with' server has flushed at exit.
@@ -438,7 +426,10 @@ def main() -> None:
                 sent = warmup + sum(r.completed for r in results["with"])
                 summary += summarize(spec.name, results, counted, sent)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-    print("Summary (ratios against 'without' from the same run; goal: with >= 97%)")
+    print(
+        "Summary (ratios against 'without' from the same run, of medians and per round; "
+        "goal: 'with' adds no more server CPU per request than 'prometheus')"
+    )
     for line in summary:
         print(line)
 

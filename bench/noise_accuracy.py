@@ -31,10 +31,11 @@ from typing import Any
 from _load import site_file
 from _provenance import print_provenance
 from headcount_collector.config import Site, load_sites
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.query import parse_stats_query, run_stats_query
 from headcount_collector.release.catalogue import MARGINALS, RESOLUTIONS
 from headcount_collector.release.sealing import NoisePool, seal_due
-from headcount_collector.stores.base import CounterKey, PendingBatch, release_table
+from headcount_collector.stores.base import release_table
 from headcount_collector.stores.sqlite import SQLiteStore
 from headcount_collector.tables import TABLES
 

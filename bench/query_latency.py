@@ -40,11 +40,11 @@ from typing import Any
 from _load import site_file
 from _provenance import print_provenance
 from headcount_collector.config import Site, load_sites
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.query import parse_stats_query, run_stats_query
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sealing import seal_due
 from headcount_collector.stores import Store, open_store
-from headcount_collector.stores.base import CounterKey, PendingBatch
 
 SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 ROUTES = 1000

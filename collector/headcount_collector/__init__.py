@@ -10,7 +10,8 @@ decoding, validation), ``groupcommit``, ``stores`` (one module per backend), ``q
 and ``suppression``, ``privacy``, ``cli``.
 """
 
-from headcount_collector.app import create_app
+from typing import TYPE_CHECKING
+
 from headcount_collector.config import Settings, SiteRegistry, load_sites
 from headcount_collector.errors import (
     CollectorError,
@@ -20,6 +21,9 @@ from headcount_collector.errors import (
     StoreUnavailable,
 )
 from headcount_collector.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from headcount_collector.app import create_app
 
 __version__ = "0.1.0"
 
@@ -37,3 +41,13 @@ __all__ = [
     "load_sites",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The web app (and Starlette) load on first use only: the CLI's maintenance commands
+    # (purge, export, backup) never need them.
+    if name == "create_app":
+        from headcount_collector.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'headcount_collector' has no attribute {name!r}")

@@ -39,7 +39,8 @@ from headcount_collector.ingest import (
 from headcount_collector.metrics import Metrics, NoMetrics, PrometheusMetrics
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
 from headcount_collector.release.sealing import NoisePool, seal_due
-from headcount_collector.stores.base import RetentionResult, Store
+from headcount_collector.retention import run_retention
+from headcount_collector.stores.base import Store
 
 __all__ = ["create_app"]
 
@@ -375,32 +376,3 @@ async def _answer(
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def run_retention(
-    store: Store,
-    sites: list[Site],
-    settings: Settings,
-    now: float,
-    metrics: Metrics | None = None,
-) -> dict[str, RetentionResult | None]:
-    """Roll up and delete old rows for each site; logs one line per run, even an idle one,
-    so an operator can see that retention runs. None for a site whose run failed."""
-    results: dict[str, RetentionResult | None] = {}
-    for site in sites:
-        try:
-            results[site.id] = store.apply_retention(site, int(now), settings.dedupe_seconds)
-        except StoreUnavailable as exc:
-            logger.warning("retention for site %s failed, will retry: %s", site.id, exc)
-            results[site.id] = None
-    done = [r for r in results.values() if r is not None]
-    if metrics is not None:
-        metrics.retention_run(len(done) == len(results))
-    logger.info(
-        "retention run: %d of %d sites done, %d hourly rows rolled up, %d daily rows deleted",
-        len(done),
-        len(results),
-        sum(r.hourly_rolled_up for r in done),
-        sum(r.daily_deleted for r in done),
-    )
-    return results

@@ -186,7 +186,7 @@ def _init(args: argparse.Namespace) -> int:
 
 def _purge(args: argparse.Namespace) -> int:
     from headcount_collector import logsetup
-    from headcount_collector.app import run_retention
+    from headcount_collector.retention import run_retention
 
     logsetup.configure("warning")
     settings = Settings(config_path=str(config_path(args.config)), db_url=resolve_db_url(args.db))

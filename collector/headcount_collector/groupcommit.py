@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 from headcount_collector.errors import StoreUnavailable
 from headcount_collector.metrics import Metrics, NoMetrics
-from headcount_collector.stores.base import PendingBatch, Store
+from headcount_collector.pending import PendingBatch
+from headcount_collector.stores.base import Store
 
 __all__ = ["GroupCommitter"]
 

@@ -1,11 +1,14 @@
 """What an access-log import needs from the collector, behind the site's write token.
 
 ``GET /v1/import/state`` tells the importer which hours it may fill: those before the
-site's first stored hour, not yet sealed, and no older than ingest accepts.
-``POST /v1/import/seal`` with ``{"until": hour}`` runs the collector's own sealing for the
-site's buckets that end by ``until`` (never past the current hour), so imported history
-is released at once instead of waiting for the grace window. Neither changes how a
-bucket is sealed: same watermark, same noise, same thresholds.
+site's first stored hour, no older than ingest accepts, and (noised sites) outside
+``closed``: the hours whose hour or local day was released holding counts.
+``POST /v1/import/seal`` with ``{"from": hour, "until": hour}`` runs the collector's own
+sealing for the site's buckets that end by ``until`` (never past the current hour), so
+imported history is released at once instead of waiting for the grace window, and then
+the import seal (``sealing.seal_imported``) for the buckets in [from, until) that the
+watermark passed while they were empty. Neither changes how a bucket is sealed: same
+noise, same thresholds, and no bucket is ever released twice.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from starlette.routing import Route
 
 from headcount_collector.config import Site, SiteRegistry
 from headcount_collector.errors import StoreUnavailable
-from headcount_collector.release.sealing import NoisePool, seal_due
+from headcount_collector.release.sealing import NoisePool, seal_due, seal_imported
 from headcount_collector.stores.base import Store
-from headcount_collector.timeutil import floor_hour
+from headcount_collector.timeutil import floor_hour, local_day_start
 
 __all__ = ["import_routes"]
 
@@ -35,8 +38,9 @@ _MAX_SEAL_ROUNDS: Final = 10_000
 _encode = msgspec.json.Encoder().encode
 
 
-class _SealRequest(msgspec.Struct, forbid_unknown_fields=True):
+class _SealRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from"}):
     until: int
+    start: int | None = None
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -62,18 +66,36 @@ def import_routes(
     def unauthorized() -> Response:
         return _json({"error": "missing or wrong write token"}, 401)
 
-    def state_of(site: Site) -> dict[str, int | None]:
+    def closed_hours(site: Site, oldest: int, newest: int) -> list[list[int]]:
+        """[start, end) ranges of hours, merged, whose hour or local day was released
+        holding counts: an import there would change what is already published."""
+        end = newest + 3600
+        spans = [(hour, hour + 3600) for hour in store.sealed_with_data(site.id, "h", oldest, end)]
+        zone = site.timezone
+        for day in store.sealed_with_data(site.id, "d", local_day_start(oldest, zone), end):
+            spans.append((day, local_day_start(day + 26 * 3600, zone)))
+        merged: list[list[int]] = []
+        for lo, hi in sorted(spans):
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return merged
+
+    def state_of(site: Site) -> dict[str, int | list[list[int]] | None]:
         now = clock()
         stored = store.data_buckets(site.id, "h", 0, _LAST_BUCKET)
         sealed = store.seal_state(site.id).get("h") if site.policy.noise else None
         # The oldest hour ingest accepts (see ingest.validate_batch).
-        oldest = now - min(site.hourly_seconds, dedupe_seconds - 3600)
+        oldest = -(-int(now - min(site.hourly_seconds, dedupe_seconds - 3600)) // 3600) * 3600
+        newest = floor_hour(now)
         return {
             "first_hour": stored[0] if stored else None,
             "last_hour": stored[-1] if stored else None,
             "sealed_until": sealed,
-            "oldest_hour": -(-int(oldest) // 3600) * 3600,
-            "newest_hour": floor_hour(now),
+            "closed": closed_hours(site, oldest, newest) if site.policy.noise else [],
+            "oldest_hour": oldest,
+            "newest_hour": newest,
         }
 
     async def state(request: Request) -> Response:
@@ -85,7 +107,7 @@ def import_routes(
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
 
-    def seal_until(site: Site, until: int) -> int | None:
+    def seal_until(site: Site, start: int | None, until: int) -> int | None:
         if not site.policy.noise:
             return None
         # seal_due seals what has ended `grace` seconds before the instant it is given.
@@ -94,6 +116,8 @@ def import_routes(
             report = seal_due(store, site, instant, pool)
             if not report.behind:
                 break
+        if start is not None:
+            seal_imported(store, site, start, until, pool)
         return store.seal_state(site.id).get("h")
 
     async def seal(request: Request) -> Response:
@@ -106,9 +130,11 @@ def import_routes(
             return _json({"error": f"expected {{'until': hour}}: {exc}"}, 422)
         if wanted.until % 3600 or wanted.until < 0:
             return _json({"error": "until must be the start of an hour, in Unix seconds"}, 422)
+        if wanted.start is not None and (wanted.start % 3600 or wanted.start < 0):
+            return _json({"error": "from must be the start of an hour, in Unix seconds"}, 422)
         until = min(wanted.until, floor_hour(clock()))
         try:
-            sealed = await asyncio.to_thread(seal_until, site, until)
+            sealed = await asyncio.to_thread(seal_until, site, wanted.start, until)
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
         return _json({"sealed_until": sealed})

@@ -15,7 +15,7 @@ from starlette.types import Receive
 from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import IngestRejected, split_validation_error
-from headcount_collector.stores.base import CounterKey, PendingBatch
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.tables import RECORD_KEYS
 
 __all__ = ["ClientDisconnected", "decode_batch", "read_body", "validate_batch"]

@@ -18,19 +18,19 @@ docs/benchmarks.md):
 Nothing that only sees a user agent catches bots that impersonate a browser exactly.
 
 The tokens are compiled into one prefix-trie regex (a plain alternation of ~350 words
-costs ``re`` far more per call), scanned over the first 512 characters; a bounded LRU
-cache keyed by the exact string makes the common case a dictionary hit, since a site
-sees the same few hundred user agents over and over.
+costs ``re`` far more per call), scanned over the first 512 characters; a bounded cache
+keyed by the exact string (``CATEGORY_BY_AGENT``, 4,096 entries, oldest out first) makes
+the common case one dictionary lookup, which the tracker's request path does inline,
+since a site sees the same few hundred user agents over and over.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Final
 
-__all__ = ["BOT_TOKENS", "SPECIFICITY", "bot_category", "is_bot"]
+__all__ = ["BOT_TOKENS", "CATEGORY_BY_AGENT", "SPECIFICITY", "UNSEEN", "bot_category", "is_bot"]
 
 # The categories of wire.BOT_CATEGORIES, most specific first: when a user agent names
 # several, the first listed wins.
@@ -170,7 +170,15 @@ _TOKENS: Final = re.compile(_trie_pattern(_RANK_OF))
 _UNRANKED: Final = len(SPECIFICITY)
 
 
-@lru_cache(maxsize=4096)
+# User agent -> bot category (None: a browser), for at most _CACHE_SIZE user agents of at
+# most _SCAN_CHARS characters: the user agent is held only here, in this process's
+# memory, and only with its category. Callers on the request path read it with
+# ``CATEGORY_BY_AGENT.get(user_agent, UNSEEN)`` and call bot_category on UNSEEN.
+CATEGORY_BY_AGENT: Final[dict[str | None, str | None]] = {}
+UNSEEN: Final = "(unseen)"
+_CACHE_SIZE: Final = 4096
+
+
 def _classify(user_agent: str) -> str | None:
     text = user_agent.lower()
     best = _UNRANKED
@@ -196,10 +204,26 @@ def bot_category(user_agent: str | None) -> str | None:
     """
     if not user_agent:
         return "other"
+    cached = CATEGORY_BY_AGENT.get(user_agent, UNSEEN)
+    if cached != UNSEEN:
+        return cached
     if len(user_agent) > _SCAN_CHARS:
-        # Bounds the cache's memory whatever clients send.
+        # Bounds the cache's memory whatever clients send (the tracker's inline lookup
+        # misses on such a user agent and lands here, on the truncated entry).
         user_agent = user_agent[:_SCAN_CHARS]
-    return _classify(user_agent)
+        cached = CATEGORY_BY_AGENT.get(user_agent, UNSEEN)
+        if cached != UNSEEN:
+            return cached
+    category = _classify(user_agent)
+    while len(CATEGORY_BY_AGENT) >= _CACHE_SIZE:
+        # Oldest first out. Another thread evicting at the same moment makes this fail:
+        # the cache is then one over its bound until the next insertion.
+        try:
+            del CATEGORY_BY_AGENT[next(iter(CATEGORY_BY_AGENT))]
+        except (KeyError, RuntimeError, StopIteration):
+            break
+    CATEGORY_BY_AGENT[user_agent] = category
+    return category
 
 
 def is_bot(user_agent: str | None) -> bool:

@@ -20,6 +20,7 @@ from headcount.wire import (
 )
 
 __all__ = [
+    "HTML_BY_CONTENT_TYPE",
     "LATENCY_EDGES_S",
     "METHOD_BY_NAME",
     "STATUS_CLASS_BY_CODE",
@@ -30,12 +31,12 @@ __all__ = [
     "method_of",
     "parse_utm",
     "slug",
-    "status_class_of",
 ]
 
 # Lookup tables for the hot path, which inlines the lookups and falls back to the
 # functions below only for unusual input.
 METHOD_BY_NAME: Final = {m: m for m in METHODS if m != "OTHER"}
+# A status outside 100-599 is the server misbehaving: the hot path counts it as 5xx.
 STATUS_CLASS_BY_CODE: Final = {code: f"{code // 100}xx" for code in range(100, 600)}
 LATENCY_EDGES_S: Final = tuple(edge / 1000 for edge in LATENCY_EDGES_MS)
 _SLUG: Final = re.compile(SLUG_PATTERN)
@@ -62,13 +63,9 @@ def method_of(method: str) -> str:
     return METHOD_BY_NAME.get(method.upper(), "OTHER")
 
 
-def status_class_of(status: int) -> str:
-    """``2xx`` etc.; a status outside 100-599 is the server misbehaving, so ``5xx``."""
-    return STATUS_CLASS_BY_CODE.get(status, "5xx")
-
-
 def latency_of(elapsed_seconds: float) -> str:
-    """The wire latency label; same ranges as ``wire.latency_label`` without the loop."""
+    """The wire latency label of a request that took ``elapsed_seconds``: each range
+    includes its lower edge; the hot path inlines the bisection for ordinary values."""
     if elapsed_seconds != elapsed_seconds:  # NaN: not measured (an access log without it)
         return LATENCY_UNKNOWN
     if not elapsed_seconds >= 0:  # negative: a broken clock, not a fast request
@@ -76,15 +73,21 @@ def latency_of(elapsed_seconds: float) -> str:
     return LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed_seconds)]
 
 
-@lru_cache(maxsize=256)
-def _is_html_type(content_type: str) -> bool:
-    return content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
+# Content type -> whether it is HTML, for the first 256 types seen (the app chooses them,
+# so there are few). The hot path reads it inline and calls is_html on a miss.
+HTML_BY_CONTENT_TYPE: Final[dict[str | None, bool]] = {}
+_MAX_CONTENT_TYPES: Final = 256
 
 
 def is_html(content_type: str | None) -> bool:
     """True for an HTML document response (``text/html``, ``application/xhtml+xml``)."""
+    if content_type is None:
+        return False
+    html = content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
     # Cached: an app answers with a handful of distinct content types.
-    return content_type is not None and _is_html_type(content_type)
+    if len(HTML_BY_CONTENT_TYPE) < _MAX_CONTENT_TYPES:
+        HTML_BY_CONTENT_TYPE[content_type] = html
+    return html
 
 
 def is_prefetch(purpose: str | None, sec_fetch_dest: str | None) -> bool:

@@ -18,11 +18,13 @@ from typing import Final, Literal
 
 import httpx
 
-from headcount._bots import bot_category
+from headcount._bots import CATEGORY_BY_AGENT, UNSEEN, bot_category
 from headcount._coarsen import (
+    HTML_BY_CONTENT_TYPE,
     LATENCY_EDGES_S,
     METHOD_BY_NAME,
     STATUS_CLASS_BY_CODE,
+    UTM_NONE,
     is_html,
     is_prefetch,
     latency_of,
@@ -55,6 +57,9 @@ _NAME = re.compile(NAME_PATTERN)
 _PENDING: Final = Linked.PENDING  # a global name: cheaper on the hot path than the attribute
 _CHILD_WAIT = 1.0
 _SETTLE_TIMEOUT = 5.0
+# Sec-Fetch-Dest values of a top-level navigation, as browsers send them (or none):
+# anything else goes through is_prefetch.
+_NAVIGATION: Final = frozenset({"document", None})
 # Tracker's parameters that are not options of TrackerSettings.
 _NOT_OPTIONS: Final = frozenset({"self", "clock"})
 
@@ -208,7 +213,10 @@ class Tracker:
         self._atexit_registered = False
         self._split_visits_warned = False
         self._hour_window = (0, 0)
-        self._route_info = functools.lru_cache(maxsize=2048)(self._compute_route_info)
+        # Bounded; larger than normalize_route's own cache, which it bypasses: a CMS that
+        # gives each page its own route (Wagtail) has thousands, and a miss costs tens of
+        # microseconds of template checks.
+        self._route_info = functools.lru_cache(maxsize=8192)(self._compute_route_info)
         excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
         self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
@@ -246,18 +254,37 @@ class Tracker:
                 else latency_of(elapsed)
             )
             request: Key = ("request", hour, route, method, status, latency)
-            category = bot_category(info.user_agent)
+            # Inlined cache lookups, as above; the functions fill the caches on a miss.
+            user_agent = info.user_agent
+            category = CATEGORY_BY_AGENT.get(user_agent, UNSEEN)
+            if category == UNSEEN:
+                category = bot_category(user_agent)
             if category is not None:
                 self._state.table.add(request, ("bot", hour, category))
             elif (
                 method == "GET"
                 and status == "2xx"
                 and not (excluded or info.excluded)
-                and is_html(info.content_type)
-                and not is_prefetch(info.purpose, info.sec_fetch_dest)
+                and (
+                    is_html(info.content_type)
+                    if (html := HTML_BY_CONTENT_TYPE.get(info.content_type)) is None
+                    else html
+                )
+                and not (
+                    (info.purpose is not None or info.sec_fetch_dest not in _NAVIGATION)
+                    and is_prefetch(info.purpose, info.sec_fetch_dest)
+                )
             ):
-                referrer = coarsen_referrer(info.referer, info.host, info.sec_fetch_site)
-                source, medium, campaign = parse_utm(info.query_string)
+                site = info.sec_fetch_site
+                referrer = (
+                    INTERNAL
+                    if site == "same-origin"
+                    else coarsen_referrer(info.referer, info.host, site)
+                )
+                query = info.query_string
+                source, medium, campaign = (
+                    parse_utm(query) if query and "utm_" in query else UTM_NONE
+                )
                 entry = referrer != INTERNAL
                 pageview: PageviewKey = (
                     "pageview", hour, route, referrer, entry, source, medium, campaign
@@ -267,8 +294,8 @@ class Tracker:
                     # With visits on, an entry is the pageview that starts a visit; the
                     # referrer rule stays only where the store cannot tell.
                     started = state.visits.record(
-                        info.client_addr, info.forwarded_for, info.user_agent, info.host,
-                        route, pageview,
+                        info.client_addr, info.forwarded_for, user_agent, info.host,
+                        route, pageview, now,
                     )  # fmt: skip
                     if started is _PENDING:
                         state.table.add(request)  # the store counts the pageview
@@ -311,7 +338,7 @@ class Tracker:
         return hour
 
     def _compute_route_info(self, template: str | None) -> tuple[str, bool]:
-        route = normalize_route(template)
+        route = normalize_route.__wrapped__(template)
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
         return route, excluded
 

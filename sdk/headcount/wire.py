@@ -51,7 +51,6 @@ __all__ = [
     "Request",
     "Visit",
     "duration_label",
-    "latency_label",
     "looks_like_identifier",
     "pages_label",
     "referrer_problem",
@@ -125,14 +124,6 @@ DURATION_LABELS: Final = ("0s", *_range_labels(VISIT_DURATION_EDGES_S, _format_s
 PAGES_LABELS: Final = tuple(
     str(lo) if hi == lo else (f"{lo}+" if hi is None else f"{lo}-{hi}") for lo, hi in PAGES_RANGES
 )
-
-
-def latency_label(elapsed_ms: float) -> str:
-    """The latency range that ``elapsed_ms`` falls in (lower edge inclusive)."""
-    for edge, label in zip(LATENCY_EDGES_MS, LATENCY_LABELS, strict=False):
-        if elapsed_ms < edge:
-            return label
-    return LATENCY_LABELS[len(LATENCY_EDGES_MS)]
 
 
 def duration_label(seconds: float, pages: int) -> str:

@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
+from headcount_collector.pending import PendingBatch
 from headcount_collector.stores import open_store
-from headcount_collector.stores.base import CounterQuery, PendingBatch
+from headcount_collector.stores.base import CounterQuery
 from headcount_collector.tables import TABLES
 
 # The schema version that adds the category (renumber here if migrations are reordered).

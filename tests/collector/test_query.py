@@ -13,7 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from headcount import wire
-from headcount_collector.stores import PendingBatch, Store
+from headcount_collector.pending import PendingBatch
+from headcount_collector.stores import Store
 from tests.collector.conftest import read_auth
 from tests.conftest import SHOP_READ_TOKEN, WRITE_TOKEN
 

@@ -18,7 +18,6 @@ import pytest
 
 from headcount import Tracker
 from headcount._visits import MemoryVisits
-from headcount.wire import latency_label
 from headcount_collector.release.catalogue import MARGINALS, UNITS, Marginal
 from headcount_collector.tables import TABLES
 
@@ -57,7 +56,7 @@ def records(loads: Sequence[PageLoad], gap: float) -> list[tuple[str, int, tuple
         hour = int(load.at) // 3600 * 3600
         started = visits.record(f"198.51.100.{load.browser}", None, "Firefox", "a.test", load.route)
         entry = load.referrer != "(internal)" if started is None else bool(started)
-        out.append(("request", hour, (load.route, "GET", "2xx", latency_label(20))))
+        out.append(("request", hour, (load.route, "GET", "2xx", "10ms-25ms")))
         out.append(("pageview", hour, (load.route, load.referrer, "", "", "", int(entry))))
     clock.now = loads[-1].at + 10 * gap if loads else 0.0
     visits.sweep()

@@ -94,11 +94,11 @@ def test_every_format_counts_exactly(
 def test_latency_comes_from_the_log_when_it_has_one(
     collector: tuple[CollectorProcess, dict[str, SiteTokens]],
 ) -> None:
-    from headcount.wire import latency_label
+    from headcount._coarsen import latency_of
 
     server, tokens = collector
     by_latency = stats(server.url, tokens["fmt2"], "requests", "latency")  # nginx-json
-    assert by_latency == Counter(latency_label(hit.elapsed * 1000) for hit in SCENARIO)
+    assert by_latency == Counter(latency_of(hit.elapsed) for hit in SCENARIO)
 
 
 def test_latency_is_unknown_when_the_log_has_no_request_time(

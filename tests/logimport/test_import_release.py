@@ -3,14 +3,29 @@ sealed hours, and the hours they fill are sealed when the import ends."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.collector.conftest import _wipe_postgres
+from headcount_collector.config import load_sites
+from headcount_collector.release.catalogue import MARGINALS
+from headcount_collector.release.sealing import NoisePool, seal_imported
+from headcount_collector.stores import Store, open_store
+from headcount_collector.stores.base import ReleasedQuery
+from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
+from tests.collector.noise_harness import (
+    FIRST_DAY,
+    NoisedCollector,
+    day_params,
+    local_ts,
+    noised_collector,
+)
 from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import SCENARIO, SiteTokens, render, run_import, sites_toml
 
@@ -72,7 +87,7 @@ def test_import_endpoints_need_the_write_token(
     assert state["oldest_hour"] <= now_hour - 24 * 3600
 
 
-def test_sealed_hours_are_never_filled(
+def test_hours_sealed_empty_take_history_once(
     noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:
     server, tokens = noised
@@ -84,8 +99,14 @@ def test_sealed_hours_are_never_filled(
     log.write_text(render("combined", base), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert f"skipped (already sealed): {len(SCENARIO)}" in done.stderr
-    assert _state(server.url, site.write).json()["first_hour"] is None
+    assert "skipped" not in done.stderr
+    state = _state(server.url, site.write).json()
+    assert state["first_hour"] == base
+    # Released by the import seal: its hours (and days) are closed to any later import.
+    closed = state["closed"]
+    assert any(lo <= base < hi for lo, hi in closed)
+    again = run_import(server.url, site.write, "--append", str(log))
+    assert f"skipped (hours with data): {len(SCENARIO)}" in again.stderr
 
 
 def test_imported_hours_are_sealed_when_the_import_ends(
@@ -111,3 +132,180 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     # Sealed now: the same records again would be stored as late, never change a cell.
     again = run_import(server.url, site.write, str(log))
     assert f"skipped (live data): {len(lines)}" in again.stderr
+
+
+# Backfill into a noised site, on a clock the test moves: what a write-token holder can
+# and cannot get released. A bucket sealed while it held nothing may be released once
+# with imported counts; a bucket that held counts when it was sealed, never again.
+
+BACKFILL_DAY = FIRST_DAY + timedelta(days=3)
+NOW = local_ts(FIRST_DAY + timedelta(days=5), 12)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backfill_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'backfill.sqlite3'}"
+        return
+    db_url: str = request.getfixturevalue("postgres_database")
+    _wipe_postgres(db_url)
+    yield db_url
+    _wipe_postgres(db_url)
+
+
+@pytest.fixture
+def backfill(backfill_url: str, tmp_path: Path) -> Iterator[NoisedCollector]:
+    with noised_collector(tmp_path, store_url=backfill_url) as collector:
+        yield collector
+
+
+def _import(
+    collector: NoisedCollector, records: list[dict[str, Any]], start: int, until: int
+) -> dict[str, Any]:
+    """What ``headcount import`` does: send the hours, then ask for the import seal."""
+    answer = collector.send(records, NOW)
+    seal = collector.client.post(
+        "/v1/import/seal", json={"from": start, "until": until}, headers=auth()
+    )
+    assert seal.status_code == 200, seal.text
+    return answer
+
+
+def _closed(collector: NoisedCollector) -> list[list[int]]:
+    response = collector.client.get("/v1/import/state", headers=auth())
+    assert response.status_code == 200, response.text
+    closed: list[list[int]] = response.json()["closed"]
+    return closed
+
+
+def _hourly(collector: NoisedCollector, day: date) -> dict[str, int]:
+    rows = collector.stats(interval="hour", **day_params(day))["totals"]
+    return {row["time"][11:13]: row["count"] for row in rows}
+
+
+def _daily(collector: NoisedCollector, day: date) -> list[int]:
+    return [row["count"] for row in collector.stats(interval="day", **day_params(day))["totals"]]
+
+
+def _released_cells(collector: NoisedCollector) -> list[tuple[Any, ...]]:
+    total = next(marginal for marginal in MARGINALS["pageview"] if not marginal.dims)
+    query = ReleasedQuery(total, "blog", "h", ((0, 2**62, 0),), per_bucket=True)
+    return sorted(collector.store.query_released(query), key=repr)
+
+
+def test_a_new_site_takes_its_history_once_and_releases_it(backfill: NoisedCollector) -> None:
+    backfill.seal_everything(NOW)  # sealed through every empty hour up to now
+    assert _closed(backfill) == []
+    nine, two = local_ts(BACKFILL_DAY, 9), local_ts(BACKFILL_DAY, 14)
+    records = [pageview(route="/", n=300, hour=nine), pageview(route="/a", n=200, hour=two)]
+    answer = _import(backfill, records, nine, two + 3600)
+    assert answer["accepted"] == 2  # below the watermark, so "late" until the import seal
+    hours = _hourly(backfill, BACKFILL_DAY)
+    assert set(hours) == {"09", "14"}
+    assert abs(hours["09"] - 300) < 40
+    assert abs(hours["14"] - 200) < 40
+    (day_total,) = _daily(backfill, BACKFILL_DAY)
+    assert abs(day_total - 500) < 40
+    day = local_ts(BACKFILL_DAY)
+    assert _closed(backfill) == [[day, local_ts(BACKFILL_DAY + timedelta(days=1))]]
+    # Later imports of the same hours (a new batch id: another file) change nothing a
+    # reader sees, and neither does asking for the import seal again.
+    before = (_released_cells(backfill), _daily(backfill, BACKFILL_DAY))
+    _import(backfill, [pageview(route="/", n=1000, hour=nine)], nine, two + 3600)
+    backfill.seal_everything(NOW + 7200)
+    assert (_released_cells(backfill), _daily(backfill, BACKFILL_DAY)) == before
+    assert _hourly(backfill, BACKFILL_DAY) == hours
+
+
+def test_one_imported_line_cannot_reopen_a_day_that_held_live_counts(
+    backfill: NoisedCollector,
+) -> None:
+    ten = local_ts(BACKFILL_DAY, 10)
+    backfill.send([pageview(route="/", n=300, hour=ten)], ten + 600)
+    backfill.seal_everything(NOW)
+    hours, days, cells = (
+        _hourly(backfill, BACKFILL_DAY),
+        _daily(backfill, BACKFILL_DAY),
+        _released_cells(backfill),
+    )
+    assert set(hours) == {"10"}
+    day = local_ts(BACKFILL_DAY)
+    assert [day, local_ts(BACKFILL_DAY + timedelta(days=1))] in _closed(backfill)
+    # The attacker's single line in 03:00 (sealed empty) of that day, and one in 10:00.
+    three = local_ts(BACKFILL_DAY, 3)
+    _import(backfill, [pageview(route="/", n=1, hour=three)], three, three + 3600)
+    _import(backfill, [pageview(route="/", n=1, hour=ten)], ten, ten + 3600)
+    _import(backfill, [pageview(route="/", n=500, hour=three)], day, day + 86400)
+    assert _hourly(backfill, BACKFILL_DAY) == hours
+    assert _daily(backfill, BACKFILL_DAY) == days
+    assert _released_cells(backfill) == cells
+
+
+def test_a_live_hour_is_never_released_twice_while_its_day_is_open(
+    backfill: NoisedCollector,
+) -> None:
+    # The hour is released by the clock, its day not yet; an import asks for the hour.
+    ten = local_ts(BACKFILL_DAY, 10)
+    backfill.send([pageview(route="/", n=300, hour=ten)], ten + 600)
+    backfill.seal_everything(ten + 3 * 3600)
+    cells = _released_cells(backfill)
+    assert len(cells) == 1
+    assert _closed(backfill) == [[ten, ten + 3600]]
+    _import(backfill, [pageview(route="/", n=1, hour=ten)], ten, ten + 3600)
+    assert _released_cells(backfill) == cells
+
+
+def test_two_collectors_sealing_one_import_release_it_once(
+    backfill: NoisedCollector, backfill_url: str, tmp_path: Path
+) -> None:
+    backfill.seal_everything(NOW)
+    nine = local_ts(BACKFILL_DAY, 9)
+    backfill.send([pageview(route="/", n=300, hour=nine)], NOW)
+    site = load_sites(tmp_path / "sites.toml").get("blog")
+    assert site is not None
+    other = open_store(backfill_url)
+    stores = [backfill.store, other]
+    barrier = threading.Barrier(2)
+    results: list[int] = []
+
+    def seal(store: Store) -> None:
+        pool = NoisePool()
+        pool.prepare(site.policy, {"pageview": 1})
+        day = local_ts(BACKFILL_DAY)
+        barrier.wait()
+        results.append(
+            store.seal_imported("blog", "h", [(nine, day)], site.policy, pool.drawer(site.policy))
+        )
+
+    threads = [threading.Thread(target=seal, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+    assert sorted(results)[0] == 0
+    assert sorted(results)[1] > 0
+    assert len(_released_cells(backfill)) == 1
+    # The import seal through the collector's own path finds nothing left to release.
+    assert seal_imported(backfill.store, site, nine, nine + 3600, NoisePool()) > 0  # the day
+    assert seal_imported(backfill.store, site, nine, nine + 3600, NoisePool()) == 0
+
+
+def test_an_exact_counts_site_imports_as_before(tmp_path: Path) -> None:
+    with noised_collector(tmp_path, noise=False) as exact:
+        nine = local_ts(BACKFILL_DAY, 9)
+        exact.clock.now = NOW
+        assert _closed(exact) == []
+        _import(exact, [pageview(route="/", n=50, hour=nine)], nine, nine + 3600)
+        assert _hourly(exact, BACKFILL_DAY) == {"09": 50}
+
+
+def test_hours_older_than_retention_are_refused(backfill: NoisedCollector) -> None:
+    backfill.seal_everything(NOW)
+    state = backfill.client.get("/v1/import/state", headers=auth()).json()
+    too_old = state["oldest_hour"] - 3600
+    backfill.clock.now = NOW
+    refused = backfill.client.post(
+        "/v1/ingest", content=batch_body([pageview(hour=too_old)]), headers=auth()
+    )
+    assert refused.status_code == 422

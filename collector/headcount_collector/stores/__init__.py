@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from headcount_collector.stores.base import (
     CounterQuery,
-    PendingBatch,
     RetentionResult,
     Store,
 )
 
-__all__ = ["CounterQuery", "PendingBatch", "RetentionResult", "Store", "open_store"]
+__all__ = ["CounterQuery", "RetentionResult", "Store", "open_store"]
 
 
 def open_store(db_url: str) -> Store:

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from headcount_collector.config import Site
+from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.tables import TABLES, Table
@@ -22,51 +23,31 @@ from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
     "DEFAULT_KEY_CAP",
-    "CounterKey",
     "CounterQuery",
     "Dialect",
     "KeyCounts",
-    "PendingBatch",
     "ReleasedQuery",
     "RetentionResult",
     "SealStep",
     "Store",
     "apply_migrations",
+    "counter_rows",
     "data_buckets_sql",
     "declared_modes",
     "delete_expired",
     "ensure_secret",
     "mark_late",
-    "merge_applied",
     "raw_rows_sql",
     "release_migration",
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
+    "seal_imported_buckets",
+    "sealed_data_migration",
+    "sealed_data_sql",
     "spill_excess_keys",
     "stored_batch_id",
 ]
-
-# (kind, hour, dimension values in the kind's column order)
-CounterKey = tuple[str, int, tuple[str | int, ...]]
-
-
-@dataclass(slots=True)
-class PendingBatch:
-    """A validated batch, already merged by key, waiting for its group commit."""
-
-    site: str
-    batch_id: str
-    counts: dict[CounterKey, int]
-    records: int
-    # The visits mode the sender declared ("off", "memory", "redis"), if any.
-    visits: str | None = None
-    # The site's time zone: each hourly count is also added to the row of its local day.
-    zone: ZoneInfo = field(default=ZoneInfo("UTC"))
-    # Set by the commit: per table, counts moved into (other) by the per-hour key cap.
-    spilled: dict[str, int] = field(default_factory=dict)
-    # Set by the commit: counts for hours already sealed (stored, never released there).
-    late: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +94,6 @@ class Store(Protocol):
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         """Visits modes this site's senders declared, with when each was last seen."""
 
-    def batch_count(self) -> int:
-        """How many batch ids are remembered for duplicate detection."""
-
     def meta_secret(self, name: str) -> bytes:
         """A random secret kept in the database under ``name``, made on first use."""
 
@@ -135,6 +113,23 @@ class Store(Protocol):
         """Release ``step.bucket``'s noisy cells and move the watermark from
         ``step.expected`` to ``step.sealed_until``, in one transaction; None when another
         writer moved it first."""
+
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        """Bucket starts in [start, end) that were released holding counts, ascending."""
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        """Release, in one transaction, each (bucket, its local day) of ``candidates``
+        that lies below the watermark, holds counts and was never released with counts,
+        nor (hours) was its day; returns how many cells were released."""
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         """Rows of (target bucket, *group values, sum of noisy values, sum of variances)."""
@@ -218,6 +213,16 @@ def delete_expired(
             f"DELETE FROM {released} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
             (site.id, daily_cutoff),
         )
+    # Imports never reach past retention (ingest refuses those hours), so what was sealed
+    # there can be forgotten with the cells.
+    execute(
+        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
+        (site.id, hourly_cutoff),
+    )
+    execute(
+        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
+        (site.id, daily_cutoff),
+    )
     forgotten = execute(
         f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
         (site.id, now - dedupe_seconds),
@@ -310,15 +315,20 @@ def spill_excess_keys(
     many counts moved.
     """
     ph = placeholder
-    wanted: dict[tuple[str, str, int], set[tuple[str | int, ...]]] = {}
+    # How many keys each bucket gets, counted without building the key sets: an upper
+    # bound (a key in two batches of the group counts twice), which is all the estimate
+    # needs; the exact sets are built only for a bucket near its cap.
+    sizes: dict[tuple[str, str, int], int] = {}
     for batch, ok in zip(batches, applied, strict=True):
         if not ok:
             continue
-        for kind, hour, dims in batch.counts:
+        site = batch.site
+        for kind, hour, _ in batch.counts:
             if _OPEN_DIMENSIONS[kind]:
-                wanted.setdefault((batch.site, kind, hour), set()).add(dims)
+                bucket = (site, kind, hour)
+                sizes[bucket] = sizes.get(bucket, 0) + 1
     moves: dict[tuple[str, str, int, tuple[str | int, ...]], tuple[str | int, ...]] = {}
-    for bucket, keys in wanted.items():
+    for bucket, size in sizes.items():
         site, kind, hour = bucket
         table = TABLES[kind]
         estimate = known.get(bucket)
@@ -330,9 +340,16 @@ def spill_excess_keys(
             ).fetchone()
             estimate = int(row[0])
         bucket_cap = known.cap_for(cap, bucket)
-        if estimate + len(keys) + 1 <= bucket_cap:
-            known.set(bucket, estimate + len(keys))
+        if estimate + size + 1 <= bucket_cap:
+            known.set(bucket, estimate + size)
             continue
+        keys = {
+            dims
+            for batch, ok in zip(batches, applied, strict=True)
+            if ok and batch.site == site
+            for key_kind, key_hour, dims in batch.counts
+            if key_kind == kind and key_hour == hour
+        }
         # Near the cap: find out exactly which keys are new.
         existing = {
             tuple(found)
@@ -397,41 +414,65 @@ def declared_modes(
     )
 
 
-def merge_applied(
+Row = tuple[str | int, ...]
+
+
+def counter_rows(
     batches: Sequence[PendingBatch], applied: Sequence[bool]
-) -> dict[Table, dict[tuple[str | int, ...], int]]:
-    """Sum the counts of applied batches by table and full row key (site, res, bucket,
-    dims): every count goes to its hourly row and to its local day's row."""
-    # First merge on the batches' own keys (cheap: the tuples exist already), so the
-    # row keys below are built once per distinct counter, not once per record.
+) -> dict[Table, list[Row]]:
+    """Per table, the rows (site, res, bucket, *dims, n) that the applied batches add:
+    every count goes to its hourly row and to its local day's row.
+
+    Batches of one site are merged on their own keys first (cheap: the tuples exist
+    already), so hourly rows come out unique; daily rows (of different hours of one day)
+    are merged too, since PostgreSQL's ON CONFLICT cannot touch a row twice in one
+    statement and a SQLite upsert costs more than a dict update.
+    """
     by_site: dict[tuple[str, str], dict[CounterKey, int]] = {}
+    borrowed: set[tuple[str, str]] = set()
     zones: dict[str, ZoneInfo] = {}
     for batch, ok in zip(batches, applied, strict=True):
         if not ok:
             continue
-        acc = by_site.get((batch.site, batch.zone.key))
+        group = (batch.site, batch.zone.key)
+        acc = by_site.get(group)
         if acc is None:
-            acc = by_site[(batch.site, batch.zone.key)] = {}
+            # The common case, one batch per site: its counts are used as they are.
+            by_site[group] = batch.counts
+            borrowed.add(group)
             zones[batch.zone.key] = batch.zone
+            continue
+        if group in borrowed:
+            # A second batch of the site: merge into a copy, never into a batch's counts.
+            borrowed.discard(group)
+            acc = by_site[group] = dict(acc)
         get = acc.get
         for key, n in batch.counts.items():
             acc[key] = get(key, 0) + n
-    merged: dict[Table, dict[tuple[str | int, ...], int]] = {}
+    hourly: dict[str, list[Row]] = {}
+    # Daily rows go after the hourly ones: each kind of row then lands in one region of
+    # the table's B-tree (res leads the key after site), which costs less than sorting.
+    daily: dict[str, dict[Row, int]] = {}
     for (site, zone_key), acc in by_site.items():
         zone = zones[zone_key]
         day_of: dict[int, int] = {}
         for (kind, hour, dims), n in acc.items():
-            rows = merged.get(TABLES[kind])
-            if rows is None:
-                rows = merged[TABLES[kind]] = {}
-            hourly = (site, "h", hour, *dims)
-            rows[hourly] = rows.get(hourly, 0) + n
+            table_hourly = hourly.get(kind)
+            if table_hourly is None:
+                table_hourly = hourly[kind] = []
+                daily[kind] = {}
             day = day_of.get(hour)
             if day is None:
                 day = day_of[hour] = local_day_start(hour, zone)
-            daily = (site, "d", day, *dims)
-            rows[daily] = rows.get(daily, 0) + n
-    return merged
+            table_hourly.append((site, "h", hour, *dims, n))
+            table_daily = daily[kind]
+            day_key = (site, "d", day, *dims)
+            table_daily[day_key] = table_daily.get(day_key, 0) + n
+    rows = {}
+    for kind, table_hourly in hourly.items():
+        table_hourly.extend((*key, n) for key, n in daily[kind].items())
+        rows[TABLES[kind]] = table_hourly
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,7 +736,112 @@ def seal_bucket(
     ]
     released = 0
     for bucket in buckets:
-        released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
+        if _claim(execute, site, resolution, bucket, ph):
+            released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
+    return released
+
+
+def _claim(
+    execute: Callable[..., Any], site: str, resolution: Resolution, bucket: int, ph: str
+) -> bool:
+    """Record that ``bucket`` is released with counts; False when it already was. Only
+    the transaction whose row this is writes the bucket's cells, whichever path (the
+    clock's sealing or an import's) and whichever collector gets there first: a
+    concurrent claim of the same row waits on its key and then finds it taken."""
+    return bool(
+        execute(
+            f"INSERT INTO hc_sealed_data (site, res, bucket) VALUES ({ph}, {ph}, {ph}) "
+            "ON CONFLICT DO NOTHING",
+            (site, resolution, bucket),
+        ).rowcount
+        == 1
+    )
+
+
+def sealed_data_sql(placeholder: str) -> str:
+    """Buckets of one site and resolution in [start, end) released with counts;
+    parameters (site, res, start, end)."""
+    ph = placeholder
+    return (
+        f"SELECT bucket FROM hc_sealed_data WHERE site = {ph} AND res = {ph} "
+        f"AND bucket >= {ph} AND bucket < {ph} ORDER BY bucket"
+    )
+
+
+def sealed_data_migration(integer: str, suffix: str = "") -> list[str]:
+    """The buckets released with counts, so that a bucket sealed while it held nothing
+    (it released nothing about anyone) can take an import once, and no other can.
+
+    Frozen text: counter and release tables are named here, not taken from the registry.
+    Buckets sealed before this version are taken to have held counts if anything is
+    stored for them now, late records included: that refuses more imports, never fewer.
+    """
+    kinds = ("pageview", "request", "event", "bot", "visit")
+    sources = " UNION ".join(
+        f"SELECT site, res, bucket FROM {table}"
+        for kind in kinds
+        for table in (f"hc_{kind}", f"hc_rel_{kind}")
+    )
+    return [
+        "CREATE TABLE IF NOT EXISTS hc_sealed_data ("
+        f" site TEXT NOT NULL, res TEXT NOT NULL, bucket {integer} NOT NULL,"
+        f" PRIMARY KEY (site, res, bucket)){suffix}",
+        "INSERT INTO hc_sealed_data (site, res, bucket)"
+        f" SELECT c.site, c.res, c.bucket FROM ({sources}) c"
+        " JOIN hc_seal s ON s.site = c.site AND s.res = c.res"
+        " WHERE c.bucket < s.sealed_until",
+    ]
+
+
+def seal_imported_buckets(
+    execute: Callable[..., Any],
+    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
+    site: str,
+    resolution: Resolution,
+    candidates: Sequence[tuple[int, int]],
+    policy: ReleasePolicy,
+    draw: Callable[[str], int],
+    placeholder: str,
+) -> int:
+    """The import seal, inside the caller's write transaction: release each candidate
+    (bucket, local day) that the clock's sealing already passed (below the watermark,
+    read here), that holds counts, and that no release has claimed, nor its day.
+
+    Such a bucket was sealed empty: it released nothing, so releasing it now, once,
+    releases nothing twice. The claim makes "once" hold across imports and collectors.
+    """
+    if not candidates:
+        return 0
+    ph = placeholder
+    row = execute(
+        f"SELECT sealed_until FROM hc_seal WHERE site = {ph} AND res = {ph}", (site, resolution)
+    ).fetchone()
+    if row is None:
+        return 0
+    watermark = int(row[0])
+    low = min(bucket for bucket, _ in candidates)
+    high = max(bucket for bucket, _ in candidates) + 1
+    holding = {
+        int(found[0])
+        for found in execute(
+            data_buckets_sql(ph), [x for _ in TABLES for x in (site, resolution, low, high)]
+        ).fetchall()
+    }
+    closed_days: set[int] = set()
+    if resolution == "h":
+        days = [day for _, day in candidates]
+        closed_days = {
+            int(found[0])
+            for found in execute(
+                sealed_data_sql(ph), (site, "d", min(days), max(days) + 1)
+            ).fetchall()
+        }
+    released = 0
+    for bucket, day in sorted(set(candidates)):
+        if bucket >= watermark or bucket not in holding or day in closed_days:
+            continue
+        if _claim(execute, site, resolution, bucket, ph):
+            released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
     return released
 
 

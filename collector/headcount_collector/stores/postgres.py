@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
@@ -29,20 +30,22 @@ from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     KeyCounts,
-    PendingBatch,
     ReleasedQuery,
     RetentionResult,
     SealStep,
     apply_migrations,
+    counter_rows,
     data_buckets_sql,
     declared_modes,
     delete_expired,
     ensure_secret,
     mark_late,
-    merge_applied,
     raw_rows_sql,
     release_migration,
     seal_bucket,
+    seal_imported_buckets,
+    sealed_data_migration,
+    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -131,7 +134,8 @@ def _migrations() -> list[list[str]]:
         "ALTER TABLE hc_bot ADD PRIMARY KEY (site, res, bucket, category)",
     ]
     version_4 = release_migration("BIGINT", "DOUBLE PRECISION")
-    return [version_1, version_2, version_3, version_4]
+    version_5 = sealed_data_migration("BIGINT")
+    return [version_1, version_2, version_3, version_4, version_5]
 
 
 SCHEMA_VERSION = len(_migrations())
@@ -253,13 +257,10 @@ class PostgresStore:
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
-            for table, rows in merge_applied(batches, applied).items():
-                ordered = sorted(rows.items())
-                columns = list(zip(*(key for key, _ in ordered), strict=True))
-                conn.execute(
-                    _UPSERT_SQL[table.name],
-                    [list(column) for column in columns] + [[n for _, n in ordered]],
-                )
+            for table, rows in counter_rows(batches, applied).items():
+                rows.sort()  # one global lock order: concurrent writers never deadlock
+                columns = [list(column) for column in zip(*rows, strict=True)]
+                conn.execute(_UPSERT_SQL[table.name], columns)
             for site, mode in declared_modes(batches, applied):
                 conn.execute(
                     "INSERT INTO hc_sender (site, visits, seen) VALUES (%s, %s, %s) "
@@ -354,6 +355,38 @@ class PostgresStore:
 
         return self._run(seal_in, "seal")
 
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        sql = sealed_data_sql("%s")
+        rows = self._run(
+            lambda conn: conn.execute(sql, (site, resolution, start, end)).fetchall(), "read"
+        )
+        return [_int(row[0]) for row in rows]
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+            with conn.cursor() as cursor:
+                return seal_imported_buckets(
+                    conn.execute,
+                    cursor.executemany,
+                    site,
+                    resolution,
+                    candidates,
+                    policy,
+                    draw,
+                    "%s",
+                )
+
+        return self._run(seal_in, "seal")
+
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         sql, params = DIALECT.released_sql(query)
 
@@ -365,12 +398,6 @@ class PostgresStore:
             (*(_cell(value) for value in row[:-2]), _int(row[-2]), float(row[-1]))  # type: ignore[arg-type]
             for row in rows
         ]
-
-    def batch_count(self) -> int:
-        row = self._run(
-            lambda conn: conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone(), "read"
-        )
-        return _int(row[0]) if row else 0
 
     def close(self) -> None:
         self._pool.close()

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
 from headcount_collector.errors import StoreUnavailable
+from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
@@ -23,20 +24,22 @@ from headcount_collector.stores.base import (
     CounterQuery,
     Dialect,
     KeyCounts,
-    PendingBatch,
     ReleasedQuery,
     RetentionResult,
     SealStep,
     apply_migrations,
+    counter_rows,
     data_buckets_sql,
     declared_modes,
     delete_expired,
     ensure_secret,
     mark_late,
-    merge_applied,
     raw_rows_sql,
     release_migration,
     seal_bucket,
+    seal_imported_buckets,
+    sealed_data_migration,
+    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -46,6 +49,8 @@ from headcount_collector.timeutil import floor_hour
 __all__ = ["SQLiteStore"]
 
 DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.\"' || {ph} || '\"')")
+
+_UPSERT_SQL = {table.name: DIALECT.upsert_sql(table) for table in TABLES.values()}
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -81,7 +86,8 @@ def _migrations() -> list[list[str]]:
         "ALTER TABLE hc_bot_v3 RENAME TO hc_bot",
     ]
     version_4 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
-    return [version_1, version_2, version_3, version_4]
+    version_5 = sealed_data_migration("INTEGER", " WITHOUT ROWID")
+    return [version_1, version_2, version_3, version_4, version_5]
 
 
 SCHEMA_VERSION = len(_migrations())
@@ -197,8 +203,8 @@ class SQLiteStore:
                 fresh.discard(key)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
-            for table, rows in merge_applied(batches, applied).items():
-                conn.executemany(DIALECT.upsert_sql(table), [(*key, n) for key, n in rows.items()])
+            for table, rows in counter_rows(batches, applied).items():
+                conn.executemany(_UPSERT_SQL[table.name], rows)
             conn.executemany(
                 "INSERT INTO hc_sender (site, visits, seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
@@ -264,15 +270,35 @@ class SQLiteStore:
         with self._write() as conn:
             return seal_bucket(conn.execute, conn.executemany, step, policy, draw, "?")
 
+    def sealed_with_data(
+        self, site: str, resolution: Resolution, start: int, end: int
+    ) -> list[int]:
+        rows = (
+            self._connection()
+            .execute(sealed_data_sql("?"), (site, resolution, start, end))
+            .fetchall()
+        )
+        return [int(row[0]) for row in rows]
+
+    def seal_imported(
+        self,
+        site: str,
+        resolution: Resolution,
+        candidates: Sequence[tuple[int, int]],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        with self._write() as conn:
+            return seal_imported_buckets(
+                conn.execute, conn.executemany, site, resolution, candidates, policy, draw, "?"
+            )
+
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         sql, params = DIALECT.released_sql(query)
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
-
-    def batch_count(self) -> int:
-        return int(self._connection().execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
 
     def close(self) -> None:
         with self._connections_lock:

@@ -58,8 +58,12 @@ class VisitStore(Protocol):
         host: str | None,
         route: str,
         pageview: PageviewKey | None = None,
+        now: float | None = None,
     ) -> bool | Linked | None:
         """One pageview on ``route``: continue its browser's visit or start one.
+
+        ``now`` is the caller's reading of the store's clock, when it has just taken one
+        (the tracker has, for the hour): one clock call fewer per pageview.
 
         True when this pageview started a visit (it is the visit's entry), False when it
         continued one, None when it was not linked (no client address, store unavailable);
@@ -83,7 +87,12 @@ def link_material(address: str, user_agent: str | None, host: str | None) -> byt
     agent = (user_agent or "")[:_MAX_USER_AGENT]
     # NUL never occurs in a header value, so the three fields cannot run into each other.
     text = f"{address}\x00{agent}\x00{host or ''}"
-    return text.encode("utf-8", "surrogatepass")
+    try:
+        # Without an error handler, str.encode takes CPython's fast path; headers
+        # almost never hold a lone surrogate (a server's surrogateescape decoding).
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def new_hasher(secret: bytes) -> hashlib.blake2b:

@@ -67,6 +67,7 @@ class MemoryVisits:
         self._gap = settings.visit_gap
         self._max_visits = settings.max_visits
         self._addresses = addresses or ClientAddress(settings.trusted_proxies)
+        self._trusts_proxies = self._addresses.trusts_proxies
         self._lock = threading.Lock()
         self._open: OrderedDict[bytes, _OpenVisit] = OrderedDict()
         self._hasher = new_hasher(secrets.token_bytes(32))
@@ -83,20 +84,23 @@ class MemoryVisits:
         host: str | None,
         route: str,
         pageview: PageviewKey | None = None,
+        now: float | None = None,
     ) -> bool | None:
-        addresses = self._addresses
         # The common case (no proxies to trust) skips a call: this is the request path.
-        address = addresses.resolve(peer, forwarded_for) if addresses.trusts_proxies else peer
+        address = self._addresses.resolve(peer, forwarded_for) if self._trusts_proxies else peer
         if not address:
             return None
         material = link_material(address, user_agent, host)
-        finished: list[VisitKey] = []
-        now = self._clock()
+        if now is None:
+            now = self._clock()
+        # Allocated only when a visit ends: most pageviews end none.
+        finished: list[VisitKey] | None = None
         # acquire/release rather than `with`: this runs on the request path.
         self._lock.acquire()
         try:
             if now >= self._rotate_at:
-                self._rotate(now, finished)
+                # Every visit ends with the old key: the table is empty from here on.
+                finished = self._rotate(now)
             # Hashed under the lock, so a rotation can never let an old key's link in.
             hasher = self._hasher.copy()
             hasher.update(material)
@@ -105,15 +109,16 @@ class MemoryVisits:
             visit = visits.get(link)
             if visit is not None:
                 if now - visit.last < self._gap:
-                    visit.last = max(visit.last, now)
+                    if now > visit.last:
+                        visit.last = now
                     visit.pages += 1
                     visits.move_to_end(link)
                     return False
                 # Idle too long, and not swept yet: that visit is over.
                 del visits[link]
-                finished.append(visit.finished())
+                finished = [visit.finished()]
             elif len(visits) >= self._max_visits:
-                finished.append(visits.popitem(last=False)[1].finished())
+                finished = [visits.popitem(last=False)[1].finished()]
             visits[link] = _OpenVisit(now, route)
         finally:
             self._lock.release()
@@ -131,7 +136,7 @@ class MemoryVisits:
             finished: list[VisitKey] = []
             with self._lock:
                 if now >= self._rotate_at:
-                    self._rotate(now, finished)
+                    finished = self._rotate(now)
                 visits = self._open
                 while visits and len(finished) < _SWEEP_CHUNK:
                     link, visit = next(iter(visits.items()))
@@ -151,9 +156,11 @@ class MemoryVisits:
         if finished:
             self._emit(finished)
 
-    def _rotate(self, now: float, finished: list[VisitKey]) -> None:
-        """A new key; every visit linked with the old one ends now (lock held)."""
-        finished.extend(visit.finished() for visit in self._open.values())
+    def _rotate(self, now: float) -> list[VisitKey]:
+        """A new key; every visit linked with the old one ends now (lock held): their
+        keys, for the caller to emit once the lock is released."""
+        finished = [visit.finished() for visit in self._open.values()]
         self._open.clear()
         self._hasher = new_hasher(secrets.token_bytes(32))
         self._rotate_at = now + KEY_LIFETIME
+        return finished

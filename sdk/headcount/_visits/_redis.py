@@ -263,7 +263,10 @@ class RedisVisits:
         host: str | None,
         route: str,
         pageview: PageviewKey | None = None,
+        now: float | None = None,
     ) -> bool | Linked | None:
+        # Its own clock, always: the pause is on the monotonic clock, while the caller's
+        # ``now`` is the tracker's wall clock (what the memory store runs on).
         now = self._clock()
         if now < self._paused_until or self._closed:
             return None

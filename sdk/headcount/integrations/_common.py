@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from headcount._page_route import ROUTE_KEY
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ROUTE_KEY",
     "asgi_request_info",
-    "content_type_of",
     "environ_request_info",
     "matched_route",
     "status_code",
@@ -33,7 +32,6 @@ _ASGI_FIELDS: Final[Mapping[bytes, tuple[str, int]]] = {
     b"x-purpose": ("purpose", 2),
     b"user-agent": ("user_agent", 0),
 }
-_PURPOSE_ENVIRON_KEYS: Final = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE")
 
 
 def status_code(status_line: str) -> int:
@@ -53,13 +51,6 @@ def matched_route(route: str | None, status: int) -> str | None:
     return None if status == 405 else route
 
 
-def content_type_of(headers: Iterable[tuple[str, str]]) -> str | None:
-    for name, value in headers:
-        if name.lower() == "content-type":
-            return value
-    return None
-
-
 def environ_request_info(
     environ: Mapping[str, Any],
     route: str | None,
@@ -69,15 +60,15 @@ def environ_request_info(
 ) -> RequestInfo:
     """Describe a request from a WSGI environ (or Django's ``request.META``)."""
     get = environ.get
-    route = matched_route(route, status)
-    purpose = None
-    for key in _PURPOSE_ENVIRON_KEYS:
-        purpose = get(key)
-        if purpose is not None:
-            break
+    # The first of the purpose headers present, without a loop: this runs per request.
+    purpose = get("HTTP_SEC_PURPOSE")
+    if purpose is None:
+        purpose = get("HTTP_PURPOSE")
+        if purpose is None:
+            purpose = get("HTTP_X_PURPOSE")
     return RequestInfo(
         get("REQUEST_METHOD", "GET"),
-        route,
+        None if status == 405 else route,  # as matched_route()
         status,
         elapsed,
         host=get("HTTP_HOST") or get("SERVER_NAME"),

@@ -16,12 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import (
-    ROUTE_KEY,
-    content_type_of,
-    environ_request_info,
-    status_code,
-)
+from headcount.integrations._common import ROUTE_KEY, environ_request_info, status_code
 
 if TYPE_CHECKING:
     from headcount import Tracker
@@ -62,51 +57,94 @@ class HeadcountMiddleware:
             self._checked_servers = True
             if environ.get("wsgi.multiprocess"):
                 self.tracker.served_by_several_processes()
-        request = _Request(self, environ, perf_counter())
-
-        def capture(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            request.status = status_code(status)
-            request.content_type = content_type_of(headers)
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
+        # One object per request: it captures the status, passes the body through and
+        # records the request when the server closes it.
+        response = _Response(self, environ, start_response)
         try:
-            body = self.app(environ, capture)
+            body = self.app(environ, response.start_response)
         except Exception:
-            request.finish(failed=True)
+            response.finish(failed=True)
             raise
         if isinstance(body, (list, tuple)):
             # Already complete in memory: nothing left to time.
-            request.finish()
+            response.finish()
             return body
         file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            return _hook_file_wrapper(body, request)
-        # uWSGI's file_wrapper is a function that hands back the file itself, and the
-        # server recognises it by identity: pass such a body through untouched.
-        if (
-            file_wrapper is not None
-            and not isinstance(file_wrapper, type)
-            and hasattr(body, "fileno")
-            and hasattr(body, "read")
-        ):
-            return _hook_file_wrapper(body, request)
-        return _ClosingBody(body, request)
+        if file_wrapper is not None:
+            if isinstance(file_wrapper, type):
+                if isinstance(body, file_wrapper):
+                    return _hook_file_wrapper(body, response)
+            # uWSGI's file_wrapper is a function that hands back the file itself, and the
+            # server recognises it by identity: pass such a body through untouched.
+            elif hasattr(body, "fileno") and hasattr(body, "read"):
+                return _hook_file_wrapper(body, response)
+        response.body = body
+        return response
 
 
-class _Request:
-    __slots__ = ("content_type", "environ", "finished", "middleware", "started", "status")
+class _Response:
+    """One request: its status as the app started it, and its body, passed through chunk
+    by chunk; the request is recorded when the server closes the body."""
 
-    def __init__(self, middleware: HeadcountMiddleware, environ: Environ, started: float) -> None:
+    __slots__ = (
+        "body",
+        "content_type",
+        "environ",
+        "finished",
+        "iterated",
+        "middleware",
+        "server_start_response",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self, middleware: HeadcountMiddleware, environ: Environ, start_response: StartResponse
+    ) -> None:
         self.middleware = middleware
         self.environ = environ
-        self.started = started
+        self.server_start_response = start_response
         self.status = 0
         self.content_type: str | None = None
         self.finished = False
+        self.iterated = False
+        self.body: Iterable[bytes] = ()
+        self.started = perf_counter()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], object]:
+        self.status = status_code(status)
+        for name, value in headers:
+            if name.lower() == "content-type":
+                self.content_type = value
+                break
+        if exc_info is None:
+            return self.server_start_response(status, headers)
+        return self.server_start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.iterated = True
+        try:
+            yield from self.body
+        except Exception:
+            self.finish(failed=True)
+            raise
+
+    def close(self) -> None:
+        if not self.iterated and not self.status:
+            # Closed before the server asked for any of it: the client went away and
+            # no response was sent, so there is nothing to count (not a 5xx).
+            self.finished = True
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            self.finish(failed=True)
+            raise
+        finally:
+            self.finish()
 
     def finish(self, *, failed: bool = False) -> None:
         if self.finished:
@@ -116,53 +154,18 @@ class _Request:
         # No status means the app never called start_response: the server will
         # answer 500 for it.
         status = 500 if failed or not self.status else self.status
+        middleware = self.middleware
         try:
-            route = self.middleware.route(self.environ)
+            route = middleware.route(self.environ)
             info = environ_request_info(self.environ, route, status, elapsed, self.content_type)
         except Exception:
             # Describing the request must never break serving it.
-            self.middleware.log.exception(
-                "describe-wsgi", "headcount could not describe a WSGI request"
-            )
+            middleware.log.exception("describe-wsgi", "headcount could not describe a WSGI request")
             return
-        self.middleware.tracker.record_request(info)
+        middleware.tracker.record_request(info)
 
 
-class _ClosingBody:
-    """The app's body, passed through chunk by chunk; the request ends when it closes."""
-
-    __slots__ = ("_body", "_request", "_started")
-
-    def __init__(self, body: Iterable[bytes], request: _Request) -> None:
-        self._body = body
-        self._request = request
-        self._started = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        self._started = True
-        try:
-            yield from self._body
-        except Exception:
-            self._request.finish(failed=True)
-            raise
-
-    def close(self) -> None:
-        if not self._started and not self._request.status:
-            # Closed before the server asked for any of it: the client went away and
-            # no response was sent, so there is nothing to count (not a 5xx).
-            self._request.finished = True
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        except Exception:
-            self._request.finish(failed=True)
-            raise
-        finally:
-            self._request.finish()
-
-
-def _hook_file_wrapper(body: Any, request: _Request) -> Iterable[bytes]:
+def _hook_file_wrapper(body: Any, request: _Response) -> Iterable[bytes]:
     """Return the server's own file wrapper, so it can still send the file efficiently
     (sendfile), with our finish added to its close()."""
     original_close = getattr(body, "close", None)

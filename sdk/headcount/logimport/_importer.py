@@ -9,6 +9,7 @@ same import again is recognised by the collector as a retry.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import math
@@ -93,6 +94,9 @@ class SiteState:
     newest_hour: int | None = None
     last_hour: int | None = None
     append: bool = False
+    # Sorted [start, end) hour ranges released holding counts (their hour or their local
+    # day); None from a collector that predates import seals: then nothing sealed is open.
+    closed: list[tuple[int, int]] | None = None
 
     def refusal(self, hour: int) -> str | None:
         if self.append:
@@ -100,7 +104,11 @@ class SiteState:
                 return "hours with data"
         elif self.first_hour is not None and hour >= self.first_hour:
             return "live data"
-        if self.sealed_until is not None and hour < self.sealed_until:
+        if self.closed is not None:
+            at = bisect.bisect_right(self.closed, (hour, math.inf)) - 1
+            if at >= 0 and self.closed[at][0] <= hour < self.closed[at][1]:
+                return "already sealed"
+        elif self.sealed_until is not None and hour < self.sealed_until:
             return "already sealed"
         if self.oldest_hour is not None and hour < self.oldest_hour:
             return "older than retention"
@@ -153,6 +161,7 @@ class Importer:
         response = self._client.get(IMPORT_STATE_PATH)
         _check(response)
         data = response.json()
+        closed = data.get("closed")
         return SiteState(
             data.get("first_hour"),
             data.get("sealed_until"),
@@ -160,6 +169,7 @@ class Importer:
             data.get("newest_hour"),
             data.get("last_hour"),
             self._append,
+            None if closed is None else [(int(lo), int(hi)) for lo, hi in closed],
         )
 
     def run(
@@ -277,7 +287,10 @@ class Importer:
                 summary.late += int(answer.get("late", 0))
                 logger.debug("hour %d batch %d sent", hour, index)
         if summary.hours and self._client is not None and not self._dry_run:
-            response = self._client.post(IMPORT_SEAL_PATH, json={"until": summary.hours[-1] + 3600})
+            response = self._client.post(
+                IMPORT_SEAL_PATH,
+                json={"from": summary.hours[0], "until": summary.hours[-1] + 3600},
+            )
             _check(response)
             summary.sealed_until = response.json().get("sealed_until")
 
