@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import msgspec
@@ -77,8 +78,8 @@ def alpha(i: int) -> str:
             return letters
 
 
-def make_tracker(collector: FakeCollector, **options: object) -> Tracker:
-    settings: dict[str, object] = {
+def make_tracker(collector: FakeCollector, **options: Any) -> Tracker:
+    settings: dict[str, Any] = {
         "flush_interval": 86400,  # only explicit flushes, unless a test says otherwise
         "backoff_initial": 0.01,
         "backoff_max": 0.05,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import tracemalloc
+from typing import Any
 
 import msgspec
 import pytest
@@ -134,7 +135,7 @@ def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
     assert total(records, Pageview) == 0
 
 
-def pageview_routes(routes: list[str], **options: object) -> list[str]:
+def pageview_routes(routes: list[str], **options: Any) -> list[str]:
     t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
                 transport=accepting_transport(), **options)  # fmt: skip
     try:
