@@ -19,7 +19,14 @@ from msgspec.structs import force_setattr
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
 from headcount.wire import INGEST_PATH
 
-__all__ = ["DEFAULT_EXCLUDE_ROUTES", "ENV_PREFIX", "TrackerSettings", "VisitsMode", "option_names"]
+__all__ = [
+    "DEFAULT_EXCLUDE_ROUTES",
+    "ENV_PREFIX",
+    "SendSchedule",
+    "TrackerSettings",
+    "VisitsMode",
+    "option_names",
+]
 
 ENV_PREFIX: Final = "HEADCOUNT_"
 

@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from os import getpid
 from time import time as wall_time
-from typing import Final, Literal
+from typing import Final
 
 import httpx
 
@@ -38,7 +38,7 @@ from headcount._request import RequestInfo
 from headcount._routes import normalize_route
 from headcount._schedule import HourlyHold
 from headcount._sender import Sender
-from headcount._settings import TrackerSettings
+from headcount._settings import SendSchedule, TrackerSettings
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
 from headcount._visits import Linked, MemoryVisits, VisitStore, build_visit_store
@@ -164,7 +164,7 @@ class Tracker:
         enabled: bool | None = None,
         # sending
         flush_interval: float | None = None,
-        send_schedule: Literal["immediate", "hourly"] | None = None,
+        send_schedule: SendSchedule | None = None,
         shutdown_timeout: float | None = None,
         request_timeout: float | None = None,
         backoff_initial: float | None = None,

@@ -11,9 +11,10 @@ sharing a database never mix), ``{e}`` being the current key's random epoch id:
   address and user agent.
 - ``link:{e}:{hash}``: keyed hash of (client address, user agent, host) -> visit id.
   Its TTL is the idle gap: a link lives no longer than the visit could.
-- ``visit:{id}``: first/last seen, pages, entry route. No link. Times are Redis server
-  time in whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests):
-  what the gap and the duration ranges need, and no finer.
+- ``visit:{id}``: first/last seen, pages, entry route, and the app's time of the entry
+  pageview (it orders pageviews that reach Redis out of order). No link. Times are in
+  whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests), Redis server
+  time but for the entry's: what the gap and the duration ranges need, and no finer.
 - ``open:{e}``: sorted set of visit ids by last-seen time; ``epochs``: the set of ``{e}``.
 
 Visit data and the open index outlive a day's key by the gap and an hour, so visits left
@@ -100,8 +101,11 @@ return {ARGV[1], tonumber(ARGV[3])}
 """
 
 # KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap (units), data TTL
-# ms, visit key prefix, index TTL ms, link TTL ms, time unit ms. Returns 0 (the epoch is
-# stale), 1 (new), 2 (continued). Times are kept in whole units of Redis server time.
+# ms, visit key prefix, index TTL ms, link TTL ms, time unit ms, the request's own time
+# (units). Returns 0 (the epoch is stale), 1 (new), 2 (continued). Times are kept in
+# whole units of Redis server time. Each worker links on its own thread, so a browser's
+# next page, served by another worker, may reach Redis first: the entry route is that of
+# the pageview the app saw first ("at"), whichever arrived first.
 _RECORD_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current or string.sub(current, 1, 16) ~= ARGV[1] then return 0 end
@@ -116,6 +120,10 @@ if vid then
     local data = ARGV[6] .. vid
     redis.call('HINCRBY', data, 'pages', 1)
     redis.call('HSET', data, 'last', now)
+    local entry_at = tonumber(redis.call('HGET', data, 'at'))
+    if entry_at and tonumber(ARGV[10]) < entry_at then
+      redis.call('HSET', data, 'route', ARGV[3], 'at', ARGV[10])
+    end
     redis.call('PEXPIRE', data, ARGV[5])
     redis.call('ZADD', KEYS[3], now, vid)
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
@@ -125,7 +133,7 @@ end
 vid = ARGV[2]
 local data = ARGV[6] .. vid
 redis.call('SET', KEYS[2], vid, 'PX', ARGV[8])
-redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3])
+redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3], 'at', ARGV[10])
 redis.call('PEXPIRE', data, ARGV[5])
 redis.call('ZADD', KEYS[3], now, vid)
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
@@ -195,6 +203,11 @@ class _LinkKey:
         self.valid_until = valid_until
 
 
+# A pageview waiting for its link: monotonic time, wall time of the request, link
+# material, route, and the pageview to count once linked (None: the caller counts it).
+_Queued = tuple[float, float, bytes, str, PageviewKey | None]
+
+
 class SecretMismatch(redis.DataError):
     """The day's key in Redis was made from another ``visits_secret``."""
 
@@ -245,9 +258,7 @@ class RedisVisits:
         self._checked_persistence = False
         self._swept = False
         self._closed = False
-        self._queue: queue.Queue[tuple[float, bytes, str, PageviewKey | None] | None] = queue.Queue(
-            _QUEUE_LIMIT
-        )
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(_QUEUE_LIMIT)
         self._worker: threading.Thread | None = None
         # Links queued and not yet made: settle() waits for them.
         self._pending = 0
@@ -265,8 +276,9 @@ class RedisVisits:
         pageview: PageviewKey | None = None,
         now: float | None = None,
     ) -> bool | Linked | None:
-        # Its own clock, always: the pause is on the monotonic clock, while the caller's
-        # ``now`` is the tracker's wall clock (what the memory store runs on).
+        # The wall time of the request orders a visit's pageviews (below); the pause is on
+        # this store's own (monotonic) clock.
+        at = time.time() if now is None else now
         now = self._clock()
         if now < self._paused_until or self._closed:
             return None
@@ -281,7 +293,7 @@ class RedisVisits:
         # counts it).
         if self._count_pageview is None:
             pageview = None
-        if self._enqueue(now, material, route, pageview) and pageview is not None:
+        if self._enqueue((now, at, material, route, pageview)) and pageview is not None:
             return Linked.PENDING
         return None
 
@@ -295,9 +307,7 @@ class RedisVisits:
                     return
                 self._settled.wait(left)
 
-    def _enqueue(
-        self, now: float, material: bytes, route: str, pageview: PageviewKey | None
-    ) -> bool:
+    def _enqueue(self, item: _Queued) -> bool:
         worker = self._worker
         if worker is None:
             with self._clients_lock:
@@ -309,7 +319,7 @@ class RedisVisits:
         with self._settled:
             self._pending += 1
         try:
-            self._queue.put_nowait((now, material, route, pageview))
+            self._queue.put_nowait(item)
         except queue.Full:
             self._done()
             self._counters.add(errors=1)
@@ -322,12 +332,12 @@ class RedisVisits:
             item = self._queue.get()
             if item is None:
                 return
-            now, material, route, pageview = item
+            now, at, material, route, pageview = item
             # After a failure the queue empties without Redis: links are skipped, and
             # the pageviews counted under the referrer rule.
             paused = self._clock() < self._paused_until
             try:
-                started = None if paused else self._record_now(now, material, route)
+                started = None if paused else self._record_now(now, at, material, route)
                 if pageview is not None and self._count_pageview is not None:
                     counted = pageview if started is None else with_entry(pageview, started)
                     self._count_pageview(counted)
@@ -345,7 +355,7 @@ class RedisVisits:
             if not self._pending:
                 self._settled.notify_all()
 
-    def _record_now(self, now: float, material: bytes, route: str) -> bool | None:
+    def _record_now(self, now: float, at: float, material: bytes, route: str) -> bool | None:
         """Link one pageview: True if it started a visit, False if it continued one."""
         try:
             client = self._client(fast=True)
@@ -370,6 +380,7 @@ class RedisVisits:
                         self._index_ttl_ms,
                         self._link_ttl_ms,
                         self._unit_ms,
+                        int(at * 1000) // self._unit_ms,
                     ],
                     client=client,
                 )
