@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from headcount_collector._processes import ServerProcess, answers_http, free_port
+from headcount_collector._processes import spawn as spawn_process
 from headcount_collector.config import token_digest
 
 WRITE_TOKEN = "hcw_bench-write-token-0001"
@@ -49,24 +48,15 @@ keep_days = {max(760, hourly_days)}
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def current_hour() -> int:
     return int(time.time()) // 3600 * 3600
 
 
 @dataclass
-class Server:
+class Server(ServerProcess):
     """A server process tree (uvicorn master and workers) answering on ``port``."""
 
-    name: str
     port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
 
     @property
     def url(self) -> str:
@@ -95,36 +85,13 @@ class Server:
                 continue
         return total
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def wait_until_up(server: Server, path: str, timeout: float = 30.0) -> Server:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited early:\n{server.log_path.read_text()}")
-        try:
-            httpx.get(server.url + path, timeout=0.5)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"{server.name} did not start:\n{server.log_path.read_text()}")
-
 
 def spawn(name: str, argv: Sequence[str], directory: Path, health_path: str) -> Server:
     port = int(argv[argv.index("--port") + 1])
-    log_path = directory / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT)
-    return wait_until_up(Server(name, port, process, log_path), health_path)
+    started = spawn_process(name, argv, directory / f"{name}.log")
+    server = Server(started.name, started.process, started.log_path, port)
+    server.wait_until(answers_http(server.url + health_path))
+    return server
 
 
 def start_collector(

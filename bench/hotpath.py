@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import hmac
 import random
+import secrets
 import statistics
 import time
 import uuid
@@ -42,6 +45,7 @@ import httpx
 import headcount
 from _provenance import print_provenance
 from headcount import RequestInfo
+from headcount._visits._link import LINK_BYTES, link_material
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -422,6 +426,7 @@ def main() -> None:
     if not args.only_visits:
         compare_with_baselines(args)
     compare_visits(args)
+    compare_link_hashes(args)
 
 
 def compare_with_baselines(args: argparse.Namespace) -> None:
@@ -488,6 +493,50 @@ def compare_visits(args: argparse.Namespace) -> None:
     print(f"{'':40} {'ns':>10} {'x/visits off':>13} {'+ns':>9}")
     for name, ns in medians.items():
         print(f"{name:40} {ns:10.0f} {ns / off:12.2f}x {ns - off:9.0f}")
+
+
+def link_hash_runners() -> dict[str, Callable[[int], None]]:
+    """Keyed PRFs the standard library offers for the visit link, on one pageview's link
+    material (a browser's address, user agent and host: 136 bytes)."""
+    info = REQUESTS["pageview-internal"]
+    material = link_material(info.client_addr or "", info.user_agent, info.host)
+    secret = secrets.token_bytes(32)
+    keyed_b = hashlib.blake2b(key=secret, digest_size=LINK_BYTES)
+    keyed_s = hashlib.blake2s(key=secret, digest_size=LINK_BYTES)
+
+    def copy_of(keyed: hashlib.blake2b | hashlib.blake2s) -> Callable[[int], None]:
+        def run(n: int) -> None:
+            for _ in range(n):
+                hasher = keyed.copy()
+                hasher.update(material)
+                hasher.digest()
+
+        return run
+
+    def keyed_per_call(n: int) -> None:
+        for _ in range(n):
+            hashlib.blake2b(material, key=secret, digest_size=LINK_BYTES).digest()
+
+    def hmac_sha256(n: int) -> None:
+        for _ in range(n):
+            hmac.digest(secret, material, "sha256")
+
+    return {
+        "blake2b, keyed once, copied (used)": copy_of(keyed_b),
+        "blake2b, keyed per call": keyed_per_call,
+        "blake2s, keyed once, copied": copy_of(keyed_s),
+        "hmac-sha256": hmac_sha256,
+    }
+
+
+def compare_link_hashes(args: argparse.Namespace) -> None:
+    medians = measure(link_hash_runners(), args.rounds, args.per_round)
+    used = medians["blake2b, keyed once, copied (used)"]
+    print()
+    print(f"visit link hash: median ns per link ({args.rounds} rounds x {args.per_round})")
+    print(f"{'':40} {'ns':>8} {'x used':>7}")
+    for name, ns in medians.items():
+        print(f"{name:40} {ns:8.0f} {ns / used:7.2f}")
 
 
 if __name__ == "__main__":

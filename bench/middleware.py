@@ -4,9 +4,10 @@ measured in the same run.
 
 Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
 
-    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 6] [--quick] [--apps flask]
+    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 5] [--quick] [--apps flask]
 
-About 7 minutes with the defaults, 1.5 minutes with ``--quick`` (3 rounds of 2 s).
+About 5 minutes with the defaults on an idle machine (9 on a busy one), 2 with ``--quick``
+(3 rounds of 2 s).
 
 Apps and servers (same settings in every variant):
 - Flask example under ``gunicorn --workers=2`` (sync workers, the example's config);
@@ -42,8 +43,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from pathlib import Path
 import httpx
 
 from _provenance import print_provenance
+from headcount_collector._processes import answers_http, free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -87,35 +87,6 @@ def pinned(cpu: str, command: list[str]) -> list[str]:
 
 
 # --- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited early with code {process.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            httpx.get(url, timeout=2)
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not start within 30 s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass(frozen=True)
@@ -151,14 +122,13 @@ def collector(workdir: Path) -> Iterator[Collector]:
         "--db", f"sqlite:///{workdir / 'bench.sqlite3'}", "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    with (workdir / "collector.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    server = spawn("the collector", command, workdir / "collector.log")
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_serving(f"{url}/healthz", process, "the collector")
+        server.wait_until(answers_http(f"{url}/healthz"))
         yield Collector(url, write_token, read_token)
     finally:
-        stop(process)
+        server.stop(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -245,20 +215,14 @@ def app_server(spec: AppSpec, variant: str, sink: Collector, workdir: Path) -> I
     else:
         env["HEADCOUNT_ENABLED"] = "false"
     log_path = workdir / f"{spec.name.split()[0]}-{variant}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            pinned(SERVER_CPU, spec.command(port, variant)),
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    argv = pinned(SERVER_CPU, spec.command(port, variant))
+    server = spawn(f"{spec.name} ({variant})", argv, log_path, cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until_serving(url + "/about", process, f"{spec.name} ({variant})")
-        yield Server(url, process.pid)
+        server.wait_until(answers_http(url + "/about"))
+        yield Server(url, server.pid)
     finally:
-        stop(process)
+        server.stop(timeout=30)
 
 
 # --- load -------------------------------------------------------------------------------
@@ -384,7 +348,8 @@ def main() -> None:
     # Many short interleaved runs rather than a few long ones: on a shared machine the
     # noise comes in bursts, and medians over more pairs shrug it off.
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=6)
+    # Five rounds of five variants in rotation: each variant runs once in each position.
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--quick", action="store_true", help="3 rounds of 2 s: a check in about 1.5 min"
     )

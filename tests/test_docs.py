@@ -22,18 +22,17 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from headcount._bots import is_bot
 from headcount_collector.cli import build_parser
 from headcount_collector.config import parse_sites, token_digest
-from tests.conftest import free_port, site_file_text
+from tests._servers import answers_http, free_port, spawn
+from tests.conftest import site_file_text
 
 pytestmark = pytest.mark.slow
 
@@ -221,29 +220,19 @@ class Sandbox:
         command = re.sub(r"--port \d+", f"--port {port}", command)
         if "--port" not in command:
             command += f" --port {port}"
-        log = self.root / f"serve-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                ["bash", "-c", "exec " + self.localise(command)],
-                cwd=self.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
+        server = spawn(
+            where,
+            ["bash", "-c", "exec " + self.localise(command)],
+            self.root / f"serve-{port}.log",
+            cwd=self.root,
+            env=self.env,
+        )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, f"{where}: {command}\n{log.read_text()}"
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"{where}: {command} never answered"
-                time.sleep(0.2)
+            server.wait_until(
+                answers_http(f"http://127.0.0.1:{port}/healthz", lambda r: r.is_success)
+            )
         finally:
-            process.terminate()
-            process.wait(timeout=20)
+            server.stop(timeout=20)
 
 
 def handle(command: str, sandbox: Sandbox, where: str) -> str | None:

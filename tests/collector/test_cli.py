@@ -14,8 +14,16 @@ import httpx
 import pytest
 
 from headcount_collector.config import token_digest
+from tests._servers import (
+    CollectorProcess,
+    ServerProcess,
+    answers_http,
+    free_port,
+    spawn,
+    start_collector,
+)
 from tests.collector.conftest import auth, batch_body, current_hour, pageview
-from tests.conftest import CollectorProcess, free_port, site_file_text, start_collector
+from tests.conftest import site_file_text
 
 pytestmark = pytest.mark.slow
 
@@ -37,39 +45,19 @@ def cli(
     )
 
 
-def serve_in(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def serve_in(cwd: Path, *args: str) -> tuple[ServerProcess, str]:
     """``serve`` started from ``cwd`` as a user would, waiting until it answers."""
     port = free_port()
-    log = cwd / "serve.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "headcount_collector", "serve", "--port", str(port), *args],
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k != "HEADCOUNT_CONFIG"},
-        )
+    server = spawn(
+        "serve",
+        [sys.executable, "-m", "headcount_collector", "serve", "--port", str(port), *args],
+        cwd / "serve.log",
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if k != "HEADCOUNT_CONFIG"},
+    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early:\n{log.read_text()}")
-        try:
-            httpx.get(f"{url}/healthz", timeout=0.5)
-            return process, url, log
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"serve did not start:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    server.wait_until(answers_http(f"{url}/healthz"))
+    return server, url
 
 
 @pytest.fixture
@@ -122,15 +110,15 @@ def test_a_relative_sqlite_url_is_resolved_printed_and_serve_finds_headcount_tom
     app_dir.mkdir()
     (app_dir / "headcount.toml").write_text(site_file_text(), encoding="utf-8")
     # No --config: serve finds ./headcount.toml, as `init` writes it by default.
-    process, url, log = serve_in(app_dir, "--db", "sqlite:///data.sqlite3")
+    server, url = serve_in(app_dir, "--db", "sqlite:///data.sqlite3")
     try:
         response = httpx.post(
             f"{url}/v1/ingest", content=batch_body([pageview(n=3)]), headers=auth()
         )
         assert response.status_code == 202
     finally:
-        stop(process)
-    text = log.read_text()
+        server.stop()
+    text = server.log_text()
     assert f"sites from {app_dir / 'headcount.toml'}: blog, shop" in text
     assert f"SQLite database {app_dir / 'data.sqlite3'} (new file, created now)" in text
     assert (app_dir / "data.sqlite3").exists()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from headcount import wire
+from tests._servers import CollectorProcess
 from tests.collector.conftest import (
     auth,
     batch_body,
@@ -23,7 +24,6 @@ from tests.collector.conftest import (
     request_record,
     sqlite_snapshot,
 )
-from tests.conftest import CollectorProcess
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._servers import start_collector
 from tests.collector.conftest import auth, batch_body, current_hour, pageview, read_auth
-from tests.conftest import start_collector
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from headcount_collector.metrics import NoMetrics, PrometheusMetrics
+from tests._servers import free_port, start_collector
 from tests.collector.conftest import auth, batch_body, pageview
-from tests.conftest import free_port, start_collector
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "hcm_metrics-token-for-tests-0001"

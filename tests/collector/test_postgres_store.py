@@ -25,9 +25,10 @@ from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.stores.base import CounterQuery, release_table
 from headcount_collector.stores.postgres import SCHEMA_VERSION, PoolSettings, PostgresStore
 from headcount_collector.tables import TABLES
+from tests._servers import free_port
 from tests.collector.conftest import auth, batch_body, pageview, read_auth
 from tests.collector.test_query import NOW, pv
-from tests.conftest import POSTGRES_URL, free_port, site_file_text
+from tests.conftest import POSTGRES_URL, site_file_text
 
 pytestmark = pytest.mark.postgres
 
@@ -138,7 +139,7 @@ def test_counter_columns_are_bigint_and_lead_with_site(
     open_stores().migrate()
     with psycopg.connect(pg_url) as conn:
         for table in TABLES.values():
-            types = dict(
+            types: dict[str, str] = dict(
                 conn.execute(
                     "SELECT column_name, data_type FROM information_schema.columns"
                     " WHERE table_name = %s",

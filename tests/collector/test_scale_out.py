@@ -24,14 +24,10 @@ import psycopg
 import pytest
 
 from headcount_collector.stores.base import stored_batch_id
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import auth, batch_body, pageview, read_auth
 from tests.collector.test_postgres_store import drop_schema
-from tests.conftest import (
-    SHOP_READ_TOKEN,
-    SHOP_WRITE_TOKEN,
-    CollectorProcess,
-    start_collector,
-)
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(60)]
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from headcount_collector.stores.base import stored_batch_id
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import auth, batch_body, pageview, read_auth, sqlite_snapshot
-from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN, CollectorProcess, start_collector
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = pytest.mark.slow
 

@@ -7,13 +7,14 @@ import contextlib
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
+
+from tests._servers import log_mentions, spawn
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -42,17 +43,16 @@ class Browser:
         self._profile = tempfile.mkdtemp(prefix="hc-chromium-")
         # A file, not a pipe: Chromium's chatter must never fill a pipe nobody drains.
         self._log = Path(self._profile) / "chromium.log"
-        with self._log.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    chromium_path(),
-                    *CHROMIUM_FLAGS,
-                    f"--user-data-dir={self._profile}/profile",
-                    "about:blank",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
+        self._process = spawn(
+            "Chromium",
+            [
+                chromium_path(),
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={self._profile}/profile",
+                "about:blank",
+            ],
+            self._log,
+        )
         self._stack = contextlib.ExitStack()
         self._next_id = 0
         self._events: list[dict[str, Any]] = []
@@ -75,16 +75,10 @@ class Browser:
             self.call(f"{domain}.enable")
 
     def _devtools_url(self) -> str:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = self._log.read_text(errors="replace")
-            match = re.search(r"DevTools listening on (ws://\S+)", text)
-            if match:
-                return match.group(1)
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("Chromium did not start its DevTools endpoint:\n" + text[-2000:])
+        self._process.wait_until(log_mentions(self._log, b"DevTools listening on"), interval=0.05)
+        match = re.search(r"DevTools listening on (ws://\S+)", self._process.log_text())
+        assert match is not None
+        return match.group(1)
 
     def _call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
         self._next_id += 1
@@ -181,10 +175,5 @@ class Browser:
         try:
             self._stack.close()
         finally:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            self._process.stop(timeout=10)
             shutil.rmtree(self._profile, ignore_errors=True)

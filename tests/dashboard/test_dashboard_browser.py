@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._servers import CollectorProcess, start_collector
 from tests.conftest import (
     READ_TOKEN,
     SHOP_READ_TOKEN,
     SHOP_WRITE_TOKEN,
     WRITE_TOKEN,
-    CollectorProcess,
     site_file_text,
-    start_collector,
 )
 from tests.dashboard._browser import Browser
 from tests.dashboard._data import send, week_of_records

@@ -7,8 +7,6 @@ import hashlib
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -20,14 +18,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import (
-    SHOP_READ_TOKEN,
-    SHOP_WRITE_TOKEN,
+from tests._servers import (
     CollectorProcess,
+    accepts_connections,
     free_port,
-    site_file_text,
+    spawn,
     start_collector,
 )
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN, site_file_text
 
 from ._capture import CapturingProxy
 
@@ -169,56 +167,25 @@ class AppServer:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("HEADCOUNT_ENABLED", None)
-        with log_path.open("wb") as output:
-            self.process = subprocess.Popen(
-                app.command(self.port),
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_until_serving()
+        self.server = spawn(app.name, app.command(self.port), log_path, cwd=REPO_ROOT, env=env)
+        # A TCP connect, not an HTTP request: a readiness probe must never be counted.
+        self.server.wait_until(accepts_connections(self.port))
 
     def log_bytes(self) -> bytes:
         return self.log_path.read_bytes()
 
-    def _wait_until_serving(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.app.name} server exited early:\n{self.log_bytes()!r}")
-            if _accepts_connections(self.port):
-                return
-            time.sleep(0.1)
-        pytest.fail(f"{self.app.name} server did not start:\n{self.log_bytes()!r}")
-
     def terminate(self) -> float:
         """SIGTERM the server (the gunicorn master or uvicorn); returns when it was sent."""
         sent = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
+        self.server.process.send_signal(signal.SIGTERM)
         return sent
 
     def wait_for_exit(self) -> int:
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"{self.app.name} did not stop on SIGTERM:\n{self.log_bytes()!r}")
+        """The exit code after ``terminate()``; ``-SIGKILL`` if it did not stop in 30 s."""
+        return self.server.wait(timeout=30)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def _accepts_connections(port: int) -> bool:
-    """A TCP connect, not an HTTP request: a readiness probe must never be counted."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+        self.server.kill()
 
 
 @pytest.fixture

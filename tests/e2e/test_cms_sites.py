@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SHOP_WRITE_TOKEN, CollectorProcess, free_port
+from tests._servers import CollectorProcess, ServerProcess, free_port, log_mentions, spawn
+from tests.conftest import SHOP_WRITE_TOKEN
 
 from .conftest import BROWSER, Stats
 
@@ -86,18 +85,11 @@ class Site:
 
 @dataclass
 class Gunicorn:
-    process: subprocess.Popen[bytes]
+    server: ServerProcess
     url: str
-    log: Path
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            assert self.process.wait(timeout=30) == 0, self.log.read_text()
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            pytest.fail(f"gunicorn did not stop:\n{self.log.read_text()}")
+        assert self.server.stop(timeout=30) == 0, self.server.log_text()
 
 
 def start_gunicorn(
@@ -115,22 +107,14 @@ def start_gunicorn(
         **env,
     }
     environment.pop("HEADCOUNT_ENABLED", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--workers=2", f"--bind=127.0.0.1:{port}", app],
-            cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    argv = [str(BIN / "gunicorn"), "--workers=2", f"--bind=127.0.0.1:{port}", app]
+    server = spawn("gunicorn", argv, log, cwd=cwd, env=environment)
+    server.wait_until(log_mentions(log, b"Booting worker", times=2), timeout=60)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while log.read_bytes().count(b"Booting worker") < 2:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
-        time.sleep(0.1)
     # Exactly one probe, given all the time a worker's first request needs: a program's
     # user agent, counted as a bot ("other") and a request, which the tests expect.
     httpx.get(url + "/robots.txt", headers={"User-Agent": "readiness-probe"}, timeout=60)
-    return Gunicorn(process, url, log)
+    return Gunicorn(server, url)
 
 
 # --- the Wagtail site -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests._servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 from headcount.wire import INGEST_PATH, Batch, Request
-from tests.conftest import CollectorProcess
+from tests._servers import CollectorProcess
 
 from ._capture import CapturingProxy
 from .conftest import (

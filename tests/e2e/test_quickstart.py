@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests._servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

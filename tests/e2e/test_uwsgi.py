@@ -8,8 +8,6 @@ from reusing its parent's table, lock and sender. Counts must arrive exactly onc
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,12 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
-    SHOP_READ_TOKEN,
-    SHOP_WRITE_TOKEN,
-    CollectorProcess,
-    free_port,
-)
+from tests._servers import CollectorProcess, answers_http, free_port, spawn
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = pytest.mark.slow
 
@@ -55,28 +49,16 @@ def test_flask_example_under_uwsgi_counts_each_request_once(
         # Counts while the app runs, not an hour later.
         "HEADCOUNT_SEND_SCHEDULE": "immediate",
     }
-    log = tmp_path / "uwsgi.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [
-                uwsgi, "--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "2",
-                "--enable-threads", "--need-app", "--die-on-term", "--disable-logging",
-                "--pythonpath", str(ROOT), "--module", "examples.flask_app.app:app",
-            ],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    argv = [
+        uwsgi, "--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "2",
+        "--enable-threads", "--need-app", "--die-on-term", "--disable-logging",
+        "--pythonpath", str(ROOT), "--module", "examples.flask_app.app:app",
+    ]  # fmt: skip
+    server = spawn("uwsgi", argv, tmp_path / "uwsgi.log", cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                # The default httpx user agent is a bot: never a pageview.
-                if httpx.get(f"{url}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
+        # The default httpx user agent is a bot: never a pageview.
+        server.wait_until(answers_http(f"{url}/", lambda response: response.is_success))
         headers = {"User-Agent": BROWSER, "Accept": "text/html"}
         # uWSGI's http-socket closes each connection after its response.
         no_reuse = httpx.Limits(max_keepalive_connections=0)
@@ -90,16 +72,11 @@ def test_flask_example_under_uwsgi_counts_each_request_once(
         while pageviews_by_route(collector_server) != expected:
             assert time.monotonic() < deadline, (
                 pageviews_by_route(collector_server),
-                log.read_text(errors="replace"),
+                server.log_text(),
             )
             time.sleep(0.3)
         # Settled: nothing arrives twice from a worker that inherited its master's state.
         time.sleep(2.5)
         assert pageviews_by_route(collector_server) == expected
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop(timeout=20)

@@ -21,8 +21,6 @@ import os
 import random
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -41,12 +39,8 @@ import redis
 
 from headcount._bots import is_bot
 from headcount.wire import DURATION_LABELS, Batch, pages_label
-from tests.conftest import (
-    SHOP_READ_TOKEN,
-    SHOP_WRITE_TOKEN,
-    CollectorProcess,
-    free_port,
-)
+from tests._servers import CollectorProcess, ServerProcess, free_port, log_mentions, spawn
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -251,9 +245,7 @@ def forwarder(collector: CollectorProcess) -> Iterator[CapturingForwarder]:
 # --- the app under gunicorn ---------------------------------------------------------
 
 
-def run_gunicorn(
-    endpoint: str, log: Path, extra_env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str]:
+def run_gunicorn(endpoint: str, log: Path, extra_env: dict[str, str]) -> tuple[ServerProcess, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -267,40 +259,14 @@ def run_gunicorn(
         **extra_env,
     }
     env.pop("HEADCOUNT_ENABLED", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "--workers=4",
-                f"--bind=127.0.0.1:{port}",
-                "--config=examples/flask_app/gunicorn.conf.py",
-                "--graceful-timeout=10",
-                "examples.flask_app.app:app",
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited early:\n{log.read_text()}")
-        if log.read_bytes().count(b"Booting worker") >= 4:
-            return process, f"http://127.0.0.1:{port}"
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
-
-
-def stop_gunicorn(process: subprocess.Popen[bytes], log: Path) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        assert process.wait(timeout=30) == 0, log.read_text()
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"gunicorn did not stop:\n{log.read_text()}")
+    argv = [
+        str(BIN / "gunicorn"), "--workers=4", f"--bind=127.0.0.1:{port}",
+        "--config=examples/flask_app/gunicorn.conf.py", "--graceful-timeout=10",
+        "examples.flask_app.app:app",
+    ]  # fmt: skip
+    server = spawn("gunicorn", argv, log, cwd=REPO_ROOT, env=env)
+    server.wait_until(log_mentions(log, b"Booting worker", times=4))
+    return server, f"http://127.0.0.1:{port}"
 
 
 # --- reading and comparing ------------------------------------------------------------
@@ -447,7 +413,7 @@ def run_visitors(
         truth.update(case.truth)
         linkable.update(case.linked)
     log = tmp_path / "gunicorn.log"
-    process, base = run_gunicorn(forwarder.url, log, extra_env)
+    server, base = run_gunicorn(forwarder.url, log, extra_env)
     try:
         errors: list[str] = []
         threads = [threading.Thread(target=browse, args=(base, v, errors)) for v in visitors]
@@ -462,7 +428,7 @@ def run_visitors(
         # Every visit is idle now; the workers' sweeps (and their exit) end them all.
         time.sleep(VISIT_GAP + 0.5)
     finally:
-        stop_gunicorn(process, log)
+        assert server.stop(timeout=30) == 0, server.log_text()
     pageviews = sum(len(paths) for visitor in visitors for _, paths, _ in visitor.visits)
     pageviews += sum(len(case.views) for case in biases)
     assert sum(released(collector.url, "pageviews", "").values()) == pageviews

@@ -24,8 +24,9 @@ import httpx
 import pytest
 
 from headcount import wire
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import batch_body, pageview
-from tests.conftest import SHOP_WRITE_TOKEN, CollectorProcess, site_file_text, start_collector
+from tests.conftest import SHOP_WRITE_TOKEN, site_file_text
 from tests.faults.conftest import read_response, rss_kib, status_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -19,8 +19,9 @@ import pytest
 
 import headcount
 from headcount import RequestInfo
+from tests._servers import CollectorProcess, free_port, start_collector
 from tests.collector.conftest import batch_body, request_record
-from tests.conftest import SHOP_WRITE_TOKEN, CollectorProcess, free_port, start_collector
+from tests.conftest import SHOP_WRITE_TOKEN
 from tests.faults.conftest import stored_total
 
 pytestmark = pytest.mark.slow

@@ -19,15 +19,9 @@ import httpx
 import pytest
 
 from headcount import wire
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import batch_body, pageview
-from tests.conftest import (
-    READ_TOKEN,
-    SHOP_READ_TOKEN,
-    SHOP_WRITE_TOKEN,
-    WRITE_TOKEN,
-    CollectorProcess,
-    start_collector,
-)
+from tests.conftest import READ_TOKEN, SHOP_READ_TOKEN, SHOP_WRITE_TOKEN, WRITE_TOKEN
 from tests.faults.conftest import read_response, rss_kib, status_of, stored_everything
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ import pytest
 
 import headcount
 from headcount import RequestInfo
-from tests.conftest import SHOP_WRITE_TOKEN, free_port, start_collector
+from tests._servers import free_port, start_collector
+from tests.conftest import SHOP_WRITE_TOKEN
 from tests.faults.conftest import stored_total
 
 pytestmark = pytest.mark.slow

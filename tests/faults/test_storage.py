@@ -20,8 +20,9 @@ import pytest
 
 import headcount
 from headcount import RequestInfo, wire
+from tests._servers import start_collector
 from tests.collector.conftest import batch_body, request_record
-from tests.conftest import SHOP_WRITE_TOKEN, start_collector
+from tests.conftest import SHOP_WRITE_TOKEN
 from tests.faults.conftest import stored_total
 
 pytestmark = pytest.mark.slow

@@ -1,26 +1,22 @@
 """The example apps under real servers: gunicorn (2 workers, with and without --preload)
-and uvicorn, on free local ports, sending to a stand-in collector on shutdown."""
+and uvicorn, on free local ports, sending to a recording collector on shutdown."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
-import socket
-import subprocess
 import sys
-import threading
-import time
+from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
-from headcount.wire import INGEST_PATH, Batch, Request
+from headcount.testing import RecordingCollector
+from headcount.wire import Request
+from tests._servers import ServerProcess, answers_http, free_port, spawn
 
 from .conftest import BROWSER, REPO_ROOT
 
@@ -30,61 +26,27 @@ BIN = Path(sys.executable).parent
 WRITE_TOKEN = "server-test-token"
 
 
+@dataclass
 class Collector:
-    """A stand-in collector that keeps every batch it is sent."""
+    recording: RecordingCollector
+    url: str
 
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.authorizations: set[str] = set()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                if self.path == INGEST_PATH:
-                    collector.batches.append(msgspec.json.decode(body, type=Batch))
-                    collector.authorizations.add(self.headers.get("Authorization", ""))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def requests(self) -> dict[tuple[str, str, str], int]:
-        counts: dict[tuple[str, str, str], int] = {}
-        for batch in self.batches:
-            for record in batch.records:
-                if isinstance(record, Request):
-                    key = (record.route, record.method, record.status)
-                    counts[key] = counts.get(key, 0) + record.n
-        return counts
+    def requests(self) -> Counter[tuple[object, ...]]:
+        return self.recording.counts(Request, "route", "method", "status")
 
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    collector = Collector()
-    collector.thread.start()
-    yield collector
-    collector.server.shutdown()
-    collector.server.server_close()
-    collector.thread.join(5)
+    """A recording collector that accepts only this test's write token."""
+    recording = RecordingCollector(write_token=WRITE_TOKEN)
+    with recording.serve() as url:
+        yield Collector(recording, url)
+    assert recording.rejected == []
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start(command: list[str], collector: Collector, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    name: str, command: list[str], collector: Collector, log: Path, base: str
+) -> ServerProcess:
     env = {
         **os.environ,
         "HEADCOUNT_ENDPOINT": collector.url,
@@ -92,35 +54,13 @@ def start(command: list[str], collector: Collector, log: Path) -> subprocess.Pop
         "HEADCOUNT_FLUSH_INTERVAL": "3600",
     }
     env.pop("HEADCOUNT_ENABLED", None)
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
+    server = spawn(name, command, log, cwd=REPO_ROOT, env=env)
+    server.wait_until(answers_http(base + "/about"))
+    return server
 
 
-def wait_until_serving(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited early:\n{log.read_text()}")
-        try:
-            httpx.get(base + "/about", timeout=1)
-        except httpx.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    pytest.fail(f"server did not start:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes], log: Path, clean_exit: tuple[int, ...] = (0,)) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        returncode = process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        pytest.fail(f"server did not stop on SIGTERM:\n{log.read_text()}")
-    assert returncode in clean_exit, log.read_text()
+def stop(server: ServerProcess, clean_exit: tuple[int, ...] = (0,)) -> None:
+    assert server.stop(timeout=30) in clean_exit, server.log_text()
 
 
 def browse(base: str) -> None:
@@ -148,16 +88,14 @@ def test_gunicorn_two_workers_serve_the_flask_example_and_flush_on_exit(
         *(["--preload"] if preload else []),
         "examples.flask_app.app:app",
     ]
-    log = tmp_path / "gunicorn.log"
-    process = start(command, collector, log)
+    base = f"http://127.0.0.1:{port}"
+    server = start("gunicorn", command, collector, tmp_path / "gunicorn.log", base)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(process, base, log)
         browse(base)
     finally:
-        stop(process, log)
+        stop(server)
 
-    assert collector.authorizations == {f"Bearer {WRITE_TOKEN}"}
+    assert collector.recording.rejected == []  # every batch carried the right token
     counted = collector.requests()
     assert counted[("/users/{id}", "GET", "2xx")] == 3
     assert counted[("/users/{id}", "GET", "4xx")] == 1
@@ -179,19 +117,17 @@ def test_uvicorn_serves_the_fastapi_example_and_flushes_on_lifespan_shutdown(
         "--no-access-log",
         "examples.fastapi_app.app:app",
     ]
-    log = tmp_path / "uvicorn.log"
-    process = start(command, collector, log)
+    base = f"http://127.0.0.1:{port}"
+    server = start("uvicorn", command, collector, tmp_path / "uvicorn.log", base)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(process, base, log)
         browse(base)
         with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}) as client:
             assert client.get("/help/articles/privacy").status_code == 200
     finally:
         # uvicorn re-raises the signal it stopped on once it has shut down cleanly.
-        stop(process, log, clean_exit=(0, -signal.SIGTERM))
+        stop(server, clean_exit=(0, -signal.SIGTERM))
 
-    assert "Application shutdown complete" in log.read_text()
+    assert "Application shutdown complete" in server.log_text()
     counted = collector.requests()
     assert counted[("/users/{id}", "GET", "2xx")] == 3
     assert counted[("/users/{id}", "GET", "4xx")] == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CollectorProcess, start_collector
+from tests._servers import CollectorProcess, start_collector
 from tests.logimport._scenario import (
     BIN,
     FORMATS,

@@ -18,6 +18,7 @@ from headcount_collector.release.catalogue import MARGINALS
 from headcount_collector.release.sealing import NoisePool, seal_imported
 from headcount_collector.stores import Store, open_store
 from headcount_collector.stores.base import ReleasedQuery
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
 from tests.collector.noise_harness import (
     FIRST_DAY,
@@ -26,7 +27,6 @@ from tests.collector.noise_harness import (
     local_ts,
     noised_collector,
 )
-from tests.conftest import CollectorProcess, start_collector
 from tests.logimport._scenario import SCENARIO, SiteTokens, render, run_import, sites_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

@@ -3,17 +3,18 @@ a logrotate-style rotation, each against a real collector."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CollectorProcess, start_collector
+from tests._servers import CollectorProcess, start_collector
 from tests.logimport._scenario import (
     BIN,
     CHROME,
@@ -30,7 +31,7 @@ from tests.logimport._scenario import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-SITES = ["flask", "django", "starlette", "fastapi", "follow", "interrupt"]
+SITES = ["flask", "django", "starlette", "fastapi", "follow", "interrupt", "periodic"]
 
 FLASK_APP = """
 from flask import Flask
@@ -250,7 +251,7 @@ def test_follow_reads_across_a_rotation(
         text=True,
     )  # fmt: skip
     try:
-        time.sleep(0.8)
+        _wait_until_reading(process, log)
         with log.open("a", encoding="utf-8") as stream:
             stream.write("".join(lines[4:6]))
         time.sleep(0.8)
@@ -294,7 +295,8 @@ def test_ctrl_c_ends_follow_and_still_sends(
         text=True,
     )  # fmt: skip
     try:
-        time.sleep(1.5)
+        _wait_until_reading(process, log)
+        time.sleep(0.5)  # a few lines: read at once, then it waits for more
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -303,3 +305,62 @@ def test_ctrl_c_ends_follow_and_still_sends(
             process.wait()
     assert process.returncode == 0, stderr
     assert stats(server.url, site, "requests")[""] == len(SCENARIO)
+
+
+def test_follow_sends_hours_as_they_end_across_a_rotation(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = collector
+    site = tokens["periodic"]
+    base = start_hour()
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", base), encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            str(BIN / "headcount"), "import", "--host", HOST, "--endpoint", server.url,
+            "--write-token", site.write, "--follow", "--send-every", "0.3",
+            "--idle-exit", "60", str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        _wait_until_reading(process, log)
+        # The scenario's hours ended long ago: they arrive while the importer still runs.
+        _wait_for(lambda: stats(server.url, site, "requests")[""] == len(SCENARIO), process)
+        log.rename(tmp_path / "access.log.1")
+        log.write_text(render("combined", base + 2 * 3600), encoding="utf-8")
+        _wait_for(lambda: stats(server.url, site, "requests")[""] == 2 * len(SCENARIO), process)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert f"lines read: {2 * len(SCENARIO)}" in stderr
+    assert "hours covered: 4" in stderr
+    assert stats(server.url, site, "requests")[""] == 2 * len(SCENARIO)
+    assert stats(server.url, site, "pageviews")[""] == 2 * sum(1 for h in SCENARIO if h.pageview)
+
+
+def _wait_until_reading(process: subprocess.Popen[str], log: Path) -> None:
+    """Until the importer holds ``log`` open (it starts slowly on a busy machine)."""
+    wanted = str(log.resolve())
+    fds = Path(f"/proc/{process.pid}/fd")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == wanted for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the importer never opened the log")
+
+
+def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, "the importer stopped before sending"
+        assert time.monotonic() < deadline, "nothing arrived in time"
+        time.sleep(0.2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CollectorProcess, free_port, start_collector
+from tests._servers import (
+    CollectorProcess,
+    ServerFailed,
+    answers_http,
+    free_port,
+    spawn,
+    start_collector,
+)
 from tests.logimport._scenario import (
     CHROME,
     FIREFOX,
@@ -77,27 +83,21 @@ def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     user = "user root;\n" if os.geteuid() == 0 else ""
     config = root / "nginx.conf"
     config.write_text(CONFIG.format(user=user, root=root, port=port), encoding="utf-8")
-    process = subprocess.Popen(
+    server = spawn(
+        "nginx",
         [NGINX, "-c", str(config), "-p", str(root), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        root / "nginx.out",
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(url + "/style.css", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("nginx did not start: " + (root / "error.log").read_text())
-                time.sleep(0.1)
+        try:
+            server.wait_until(answers_http(url + "/style.css"), timeout=15)
+        except ServerFailed as failed:
+            pytest.fail(f"{failed}\nerror.log:\n{(root / 'error.log').read_text()}")
         (root / "access.log").write_bytes(b"")  # the readiness probe is not traffic
         yield url, root / "access.log"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from headcount import RequestInfo, Tracker
-from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN, CollectorProcess
+from tests._servers import CollectorProcess
+from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = pytest.mark.slow
 

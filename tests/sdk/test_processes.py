@@ -2,81 +2,35 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from headcount import RequestInfo, Tracker
-from headcount.wire import Batch, Pageview, Request
-from tests.conftest import WRITE_TOKEN, CollectorProcess, free_port
+from headcount.testing import RecordingCollector
+from headcount.wire import Pageview, Request
+from tests._servers import CollectorProcess, free_port
+from tests.conftest import WRITE_TOKEN
 
 from .conftest import BROWSER, ClientTransport, page
 
 pytestmark = pytest.mark.slow
 
 
-class RecordingServer:
-    """A real HTTP collector stand-in: stores every batch it receives, answers 202."""
-
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.lock = threading.Lock()
-        received = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                batch = msgspec.json.decode(raw, type=Batch)
-                with received.lock:
-                    received.batches.append(batch)
-                body = json.dumps({"accepted": len(batch.records)}).encode()
-                self.send_response(202)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def requests_by_route(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        with self.lock:
-            for batch in self.batches:
-                for record in batch.records:
-                    if isinstance(record, Request):
-                        totals[record.route] = totals.get(record.route, 0) + record.n
-        return totals
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def recording_server() -> Iterator[RecordingServer]:
-    server = RecordingServer()
-    yield server
-    server.close()
+def served() -> Iterator[tuple[RecordingCollector, str]]:
+    """A recording collector over real HTTP (forked and fresh processes send to it)."""
+    collector = RecordingCollector()
+    with collector.serve() as url:
+        yield collector, url
+    assert collector.rejected == []
 
 
 def run_python(code: str) -> float:
@@ -117,8 +71,11 @@ def test_exit_is_bounded_by_shutdown_timeout(target: str, black_hole: str) -> No
     assert elapsed < startup + deadline + 1.0, (elapsed, startup)
 
 
-def test_forked_child_sends_only_its_own_counts(recording_server: RecordingServer) -> None:
-    tracker = Tracker(recording_server.url, "tok", flush_interval=86400)
+def test_forked_child_sends_only_its_own_counts(
+    served: tuple[RecordingCollector, str],
+) -> None:
+    collector, url = served
+    tracker = Tracker(url, "tok", flush_interval=86400)
     for _ in range(5):
         tracker.record_request(RequestInfo("GET", "/parent", 200, 0.01, user_agent=BROWSER))
     assert tracker.peek()  # the parent holds counts (and a running sender) at fork time
@@ -139,9 +96,9 @@ def test_forked_child_sends_only_its_own_counts(recording_server: RecordingServe
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
-    assert recording_server.requests_by_route() == {"/child": 3}
+    assert collector.counts(Request, "route") == {("/child",): 3}
     assert tracker.flush(5) is True
-    assert recording_server.requests_by_route() == {"/child": 3, "/parent": 5}
+    assert collector.counts(Request, "route") == {("/child",): 3, ("/parent",): 5}
     assert tracker.stats().recorded == 5
     tracker.shutdown(1)
 
@@ -171,13 +128,15 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_fork_without_hooks_is_caught_by_the_pid_check(recording_server: RecordingServer) -> None:
-    run_python(RAW_FORK_SCRIPT.format(url=recording_server.url))
+def test_fork_without_hooks_is_caught_by_the_pid_check(
+    served: tuple[RecordingCollector, str],
+) -> None:
+    collector, url = served
+    run_python(RAW_FORK_SCRIPT.format(url=url))
     # The child's two requests, then the parent's one, sent at its exit: never the
     # parent's count inside the child's batch.
     per_batch = sorted(
-        sum(r.n for r in batch.records if isinstance(r, Request))
-        for batch in recording_server.batches
+        sum(r.n for r in batch.records if isinstance(r, Request)) for batch in collector.batches
     )
     assert per_batch == [1, 2]
 

@@ -14,7 +14,8 @@ import pytest
 from headcount import ConfigurationError, Tracker
 from headcount_collector.config import token_digest
 from headcount_collector.tables import TABLES
-from tests.conftest import WRITE_TOKEN, site_file_text, start_collector
+from tests._servers import start_collector
+from tests.conftest import WRITE_TOKEN, site_file_text
 from tests.sdk.conftest import page
 from tests.sdk.test_processes import stored_total
 from tests.sdk.test_sender import FakeCollector, make_tracker, record

@@ -6,21 +6,20 @@ few that prove the real sender thread sweeps on its own.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
-import httpx
-import msgspec
 import pytest
 
 from headcount import ConfigurationError, Tracker
 from headcount._settings import TrackerSettings
 from headcount._table import VisitKey
 from headcount._visits import KEY_LIFETIME, MemoryVisits
-from headcount.wire import Batch, Visit
+from headcount.testing import RecordingCollector
+from headcount.wire import Visit
 
 from .conftest import BROWSER, page
 
@@ -356,40 +355,19 @@ def test_concurrent_pageviews_are_all_counted(
 # --- through the Tracker -------------------------------------------------------------
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.batches: list[Batch] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = request.content
-        if request.headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        with self.lock:
-            self.batches.append(msgspec.json.decode(body, type=Batch))
-        return httpx.Response(202, json={"accepted": 1})
-
-    def visits(self) -> Counter[tuple[str, str, str]]:
-        with self.lock:
-            found: Counter[tuple[str, str, str]] = Counter()
-            for batch in self.batches:
-                for record in batch.records:
-                    if isinstance(record, Visit):
-                        found[(record.route, record.duration, record.pages)] += record.n
-            return found
+def visits_of(collector: RecordingCollector) -> Counter[tuple[object, ...]]:
+    return collector.counts(Visit, "route", "duration", "pages")
 
 
-def make_tracker(collector: Collector, **options: object) -> Tracker:
+def make_tracker(collector: RecordingCollector, **options: Any) -> Tracker:
+    settings: dict[str, Any] = {"flush_interval": 86400, **options}
     return Tracker(
-        "http://collector.test",
-        "test-token",
-        transport=httpx.MockTransport(collector),
-        **{"flush_interval": 86400, **options},  # type: ignore[arg-type]
+        "http://collector.test", "test-token", transport=collector.transport(), **settings
     )
 
 
 def test_the_tracker_sends_finished_visits_at_shutdown_and_declares_the_mode() -> None:
-    collector = Collector()
+    collector = RecordingCollector()
     tracker = make_tracker(collector)
     for route in ("/blog", "/about"):
         tracker.record_request(page(route=route, client_addr="203.0.113.7"))
@@ -403,9 +381,9 @@ def test_the_tracker_sends_finished_visits_at_shutdown_and_declares_the_mode() -
     tracker.record_request(page(route="/x", status=404, client_addr="203.0.113.9"))
     tracker.record_request(page(user_agent="Googlebot/2.1", client_addr="203.0.113.9"))
     assert tracker.flush(5)
-    assert collector.visits() == {}  # a flush leaves open visits open
+    assert visits_of(collector) == {}  # a flush leaves open visits open
     assert tracker.shutdown(5)
-    assert collector.visits() == {
+    assert visits_of(collector) == {
         ("/blog", "<10s", "2"): 1,
         ("/pricing", "0s", "1"): 1,
     }
@@ -413,41 +391,41 @@ def test_the_tracker_sends_finished_visits_at_shutdown_and_declares_the_mode() -
 
 
 def test_visits_off_links_nothing_and_says_so() -> None:
-    collector = Collector()
+    collector = RecordingCollector()
     tracker = make_tracker(collector, visits=False)
     for _ in range(3):
         tracker.record_request(page(client_addr="203.0.113.7"))
     assert tracker.shutdown(5)
-    assert collector.visits() == {}
+    assert visits_of(collector) == {}
     assert {batch.visits for batch in collector.batches} == {"off"}
     assert sum(batch.records[0].n for batch in collector.batches if batch.records) > 0
 
 
 def test_the_sender_thread_ends_idle_visits_without_any_request() -> None:
-    collector = Collector()
+    collector = RecordingCollector()
     tracker = make_tracker(
         collector, flush_interval=0.05, visit_gap=0.05, send_schedule="immediate"
     )
     try:
         tracker.record_request(page(route="/alone", client_addr="203.0.113.7"))
         deadline = time.monotonic() + 10
-        while not collector.visits() and time.monotonic() < deadline:
+        while not visits_of(collector) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert collector.visits() == {("/alone", "0s", "1"): 1}
+        assert visits_of(collector) == {("/alone", "0s", "1"): 1}
     finally:
         tracker.shutdown(2)
-    assert collector.visits() == {("/alone", "0s", "1"): 1}
+    assert visits_of(collector) == {("/alone", "0s", "1"): 1}
 
 
 def test_trusted_proxies_attribute_pageviews_to_the_forwarded_client() -> None:
-    collector = Collector()
+    collector = RecordingCollector()
     tracker = make_tracker(collector, trusted_proxies=["127.0.0.1"])
     # Two clients behind the same proxy; one of them forges an extra address on the left.
     tracker.record_request(page(client_addr="127.0.0.1", forwarded_for="198.51.100.1"))
     tracker.record_request(page(client_addr="127.0.0.1", forwarded_for="10.9.9.9, 198.51.100.1"))
     tracker.record_request(page(client_addr="127.0.0.1", forwarded_for="198.51.100.2"))
     assert tracker.shutdown(5)
-    assert sorted(collector.visits().items()) == [
+    assert sorted(visits_of(collector).items()) == [
         (("/articles/{id}", "0s", "1"), 1),
         (("/articles/{id}", "<10s", "2"), 1),
     ]
@@ -470,7 +448,7 @@ def test_visit_settings_defaults_and_modes() -> None:
         100_000,
     )
     assert build({"visits": False}).visits_mode == "off"
-    redis_options = {
+    redis_options: dict[str, object] = {
         "visits_store": "redis://127.0.0.1:6379/0",
         "visits_secret": "s" * 24 + "0123456789",
     }

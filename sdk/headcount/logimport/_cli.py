@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="with --follow: finish once nothing was written for this long",
     )
     cmd.add_argument(
+        "--send-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --follow: send the hours that have ended this often (default: 60)",
+    )
+    cmd.add_argument(
         "--append",
         action="store_true",
         help="fill only hours after the site's last stored hour (a site counted from its "
@@ -116,6 +123,8 @@ def _import(args: argparse.Namespace) -> int:
             skip_bad_lines=args.skip_bad_lines,
             host=args.host,
             append=args.append,
+            follow=args.follow,
+            send_every=args.send_every,
         )
         bar = _Progress(source, sys.stderr) if sys.stderr.isatty() else None
         summary = importer.run(source, bar.show if bar else None)

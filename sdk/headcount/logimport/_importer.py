@@ -13,10 +13,12 @@ import bisect
 import hashlib
 import logging
 import math
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import httpx
 import msgspec
@@ -51,10 +53,19 @@ _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
 _TAKE_EVERY: Final = 49_152
 _PROGRESS_EVERY: Final = 8192
+# How far out of time order a log's lines may be: an hour is finished once lines this far
+# into the next one were read (nginx writes a line when the request ends).
+_REORDER_SECONDS: Final = 600
+# Distinct (method, target, status, host) remembered with their route; past this many the
+# memory starts over, so it stays bounded on logs full of unique query strings.
+_KNOWN_TARGETS: Final = 65_536
 # Without a content type in the log, a successful GET of a path with no file extension
 # (or .html) is taken to be an HTML page: static assets carry extensions.
 _HTML_EXTENSIONS: Final = frozenset({"", "html", "htm", "xhtml", "php", "asp", "aspx", "jsp"})
 _ENCODER = msgspec.json.Encoder()
+# A target's matched route, whether it is excluded, its query string, and whether it
+# looks like a page.
+_Target = tuple[str | None, bool, str | None, bool]
 
 
 class ImportFailed(HeadcountError):
@@ -137,6 +148,9 @@ class Importer:
         skip_bad_lines: bool = False,
         host: str | None = None,
         append: bool = False,
+        follow: bool = False,
+        send_every: float = 60.0,
+        wall_clock: Callable[[], float] = time.time,
         output: Callable[[str], None] = print,
     ) -> None:
         self._parse = parser
@@ -154,6 +168,15 @@ class Importer:
         self._tracker._replay_at(lambda: self._now)
         self._max_keys = self._tracker.settings.max_keys
         self._hours: dict[int, dict[Key, int]] = {}
+        self._known: dict[tuple[str, str, int, str | None], _Target] = {}
+        self._follow = follow
+        self._send_every = send_every
+        self._wall = wall_clock
+        self._sent_at = wall_clock()
+        self._parts: dict[int, int] = {}  # hour -> parts emitted
+        self._spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _send
+        self._spooled: dict[int, list[tuple[int, int]]] = {}
+        self._fingerprint: Callable[[], str] = lambda: ""
 
     def site_state(self) -> SiteState:
         if self._client is None:
@@ -180,67 +203,106 @@ class Importer:
         refusals: dict[int, str | None] = {}
         record = self._tracker.record_request
         parse = self._parse
-        resolve = self._resolve
+        request_info = self._request_info
         skipped = summary.skipped
-        for path, number, raw in source.lines():
-            summary.lines += 1
-            try:
-                line = parse(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            except (ValueError, OverflowError) as exc:
-                if not self._skip_bad_lines:
-                    raise BadLogLine(path, number, str(exc)) from None
-                skipped["bad line"] += 1
+        lines = 0
+        newest = 0.0
+        self._fingerprint = lambda: source.fingerprint
+        for path, first, block in source.blocks():
+            if not block:
+                # Following a log that is quiet: its hours end on the wall clock.
+                self._send_finished(summary, max(newest, self._wall()))
                 continue
-            hour = int(line.time) // 3600 * 3600
-            if hour in refusals:
-                refusal = refusals[hour]
-            else:
-                refusal = refusals[hour] = state.refusal(hour)
-            if refusal is not None:
-                skipped[refusal] += 1
-                continue
-            self._now = line.time
-            record(self._request_info(line, resolve))
-            del line  # the address and user agent go no further than this
-            if not summary.lines % _PROGRESS_EVERY:
-                if progress is not None:
-                    progress(summary)
-                if not summary.lines % _TAKE_EVERY:
-                    self._take(finish=False)
+            for number, text in enumerate(block, first):
+                lines += 1
+                try:
+                    line = parse(text)
+                except (ValueError, OverflowError) as exc:
+                    if not self._skip_bad_lines:
+                        summary.lines = lines
+                        raise BadLogLine(path, number, str(exc)) from None
+                    skipped["bad line"] += 1
+                    continue
+                hour = int(line.time) // 3600 * 3600
+                if hour in refusals:
+                    refusal = refusals[hour]
+                else:
+                    refusal = refusals[hour] = state.refusal(hour)
+                if refusal is not None:
+                    skipped[refusal] += 1
+                    continue
+                now = self._now = line.time
+                if now > newest:
+                    newest = now
+                record(request_info(line))
+                del line  # the address and user agent go no further than this
+                if not lines % _PROGRESS_EVERY:
+                    summary.lines = lines
+                    if progress is not None:
+                        progress(summary)
+                    if not lines % _TAKE_EVERY:
+                        self._finish_hours(summary, newest)
+            if self._follow:
+                self._send_finished(summary, newest)
+        summary.lines = lines
         self._take(finish=True)
-        self._summarize(summary)
-        self._send(summary, source.fingerprint)
+        self._emit(summary, lambda hour: True)
+        self._send(summary)
         return summary
 
-    def _request_info(self, line: LogLine, resolve: RouteResolver) -> RequestInfo:
-        target = line.target
-        path, _, query = target.partition("?")
+    def _finish_hours(self, summary: ImportSummary, newest: float) -> None:
+        """Move the hours the log has left behind (lines are time-ordered, give or take
+        ``_REORDER_SECONDS``) out of memory: sent now when following, else spooled."""
+        self._take(finish=False)
+        self._emit(summary, lambda hour: hour + 3600 + _REORDER_SECONDS <= newest)
+
+    def _send_finished(self, summary: ImportSummary, newest: float) -> None:
+        wall = self._wall()
+        if wall - self._sent_at >= self._send_every:
+            self._sent_at = wall
+            self._finish_hours(summary, newest)
+
+    def _request_info(self, line: LogLine) -> RequestInfo:
         method = line.method
+        target = line.target
         status = line.status
-        if status == 404:
-            route = None
-            excluded = False
-        else:
-            route, excluded = resolve(method, path, line.host)
+        # What a line's method, target, status and host decide (its route, whether it is
+        # excluded, its query string, whether it looks like a page) is the same for every
+        # line that repeats them: resolved once.
+        key = (method, target, status, line.host)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _KNOWN_TARGETS:
+                self._known.clear()
+            known = self._known[key] = self._resolve_target(method, target, status, line.host)
+        route, excluded, query, page_like = known
         content_type = line.content_type
-        if content_type is None and _is_page_like(path):
+        if content_type is None and page_like:
             content_type = "text/html"
-        # NaN: not measured; the SDK counts it in the "unknown" latency label.
-        elapsed = math.nan if line.elapsed is None else line.elapsed
+        elapsed = line.elapsed
         return RequestInfo(
             method,
-            matched_route(route, status),
+            route,
             status,
-            elapsed,
+            # NaN: not measured; the SDK counts it in the "unknown" latency label.
+            math.nan if elapsed is None else elapsed,
             host=line.host or self._host,
             referer=line.referer,
-            query_string=query or None,
+            query_string=query,
             user_agent=line.user_agent,
             content_type=content_type,
             client_addr=line.client_addr,
             forwarded_for=line.forwarded_for,
             excluded=excluded,
         )
+
+    def _resolve_target(self, method: str, target: str, status: int, host: str | None) -> _Target:
+        path, _, query = target.partition("?")
+        if status == 404:
+            route, excluded = None, False
+        else:
+            route, excluded = self._resolve(method, path, host)
+        return matched_route(route, status), excluded, query or None, _is_page_like(path)
 
     def _take(self, finish: bool) -> None:
         counts = self._tracker._take_replayed(finish)
@@ -251,41 +313,41 @@ class Importer:
         for hour, part in by_hour.items():
             merge_counts(self._hours.setdefault(hour, {}), part, self._max_keys)
 
-    def _summarize(self, summary: ImportSummary) -> None:
-        for counts in self._hours.values():
-            for key, n in counts.items():
-                kind = key[0]
-                if kind == "pageview":
-                    summary.pageviews += n
-                elif kind == "request":
-                    summary.requests += n
-                elif kind == "bot":
-                    summary.bots += n
-                elif kind == "visit":
-                    summary.visits += n
-        summary.hours = sorted(self._hours)
+    def _emit(self, summary: ImportSummary, finished: Callable[[int], bool]) -> None:
+        """Encode the finished hours' counts as batches and drop them from memory. A
+        later part of an hour already emitted (visits that closed after it, lines out
+        of order) becomes a batch of its own."""
+        visits = self._tracker.settings.visits_mode
+        fingerprint = self._fingerprint()
+        for hour in sorted(h for h in self._hours if finished(h)):
+            counts = self._hours.pop(hour)
+            _tally(summary, counts)
+            part = self._parts.get(hour, 0)
+            self._parts[hour] = part + 1
+            records = to_records(sorted(counts.items(), key=repr))
+            bodies = list(_batches(records, f"{fingerprint}:{part}", hour, visits))
+            if self._follow:
+                for body in bodies:
+                    self._post(summary, hour, body)
+                continue
+            # Hours go out newest first at the end (see _send): held on disk until then,
+            # so memory does not grow with the log.
+            spans = self._spooled.setdefault(hour, [])
+            for body in bodies:
+                spans.append((self._spool.tell(), len(body)))
+                self._spool.write(body)
 
-    def _send(self, summary: ImportSummary, fingerprint: str) -> None:
+    def _send(self, summary: ImportSummary) -> None:
         # If the import stops part-way, a rerun must find the missing hours on the side it
         # fills: before the first stored hour (history: send newest first) or after the
-        # last one (--append: oldest first).
-        for hour in summary.hours if self._append else reversed(summary.hours):
-            records = to_records(sorted(self._hours[hour].items(), key=repr))
-            visits = self._tracker.settings.visits_mode
-            for index, body in enumerate(_batches(records, fingerprint, hour, visits)):
-                if self._dry_run or self._client is None:
-                    self._output(body.decode())
-                    continue
-                response = self._client.post(
-                    INGEST_PATH, content=body, headers={"content-type": "application/json"}
-                )
-                _check(response)
-                answer = response.json()
-                if answer.get("duplicate"):
-                    summary.duplicate_batches += 1
-                summary.accepted += int(answer.get("accepted", 0))
-                summary.late += int(answer.get("late", 0))
-                logger.debug("hour %d batch %d sent", hour, index)
+        # last one (--append: oldest first). Following, hours went out as they ended.
+        summary.hours = sorted(self._parts)
+        spooled = sorted(self._spooled)
+        for hour in spooled if self._append else reversed(spooled):
+            for offset, length in self._spooled[hour]:
+                self._spool.seek(offset)
+                self._post(summary, hour, self._spool.read(length))
+        self._spool.close()
         if summary.hours and self._client is not None and not self._dry_run:
             response = self._client.post(
                 IMPORT_SEAL_PATH,
@@ -293,6 +355,34 @@ class Importer:
             )
             _check(response)
             summary.sealed_until = response.json().get("sealed_until")
+
+    def _post(self, summary: ImportSummary, hour: int, body: bytes) -> None:
+        if self._dry_run or self._client is None:
+            self._output(body.decode())
+            return
+        response = self._client.post(
+            INGEST_PATH, content=body, headers={"content-type": "application/json"}
+        )
+        _check(response)
+        answer = response.json()
+        if answer.get("duplicate"):
+            summary.duplicate_batches += 1
+        summary.accepted += int(answer.get("accepted", 0))
+        summary.late += int(answer.get("late", 0))
+        logger.debug("hour %d batch sent", hour)
+
+
+def _tally(summary: ImportSummary, counts: dict[Key, int]) -> None:
+    for key, n in counts.items():
+        kind = key[0]
+        if kind == "pageview":
+            summary.pageviews += n
+        elif kind == "request":
+            summary.requests += n
+        elif kind == "bot":
+            summary.bots += n
+        elif kind == "visit":
+            summary.visits += n
 
 
 def _batches(

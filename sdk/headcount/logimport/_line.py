@@ -34,7 +34,6 @@ class LogLine:
         method: str,
         target: str,
         status: int,
-        *,
         client_addr: str | None = None,
         forwarded_for: str | None = None,
         referer: str | None = None,
@@ -116,6 +115,14 @@ def parse_seconds(text: str, scale: float = 1.0) -> float | None:
     ``-`` (nginx for "not measured") gives None."""
     if not text or text == "-":
         return None
+    if "," not in text:
+        try:
+            total = float(text)
+        except ValueError:
+            raise ValueError("the request time is not a number") from None
+        if not total >= 0:
+            raise ValueError("negative request time")
+        return total * scale
     # Behind an upstream chain nginx writes "0.010, 0.020": the request took the sum.
     try:
         total = sum(float(part) for part in text.split(","))

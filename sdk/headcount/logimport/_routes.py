@@ -98,9 +98,16 @@ class _FlaskRoutes:
 
         self._url_map = app.url_map
         self._misses = (HTTPException, RequestRedirect)
+        self._adapters: dict[str, Any] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
-        adapter = self._url_map.bind(host or "localhost")
+        server = host or "localhost"
+        adapter = self._adapters.get(server)
+        if adapter is None:
+            # Binding is per host, not per path; a log names few hosts (bounded anyway).
+            if len(self._adapters) >= 256:
+                self._adapters.clear()
+            adapter = self._adapters[server] = self._url_map.bind(server)
         try:
             rule, _ = adapter.match(path.split("?", 1)[0], method=method, return_rule=True)
         except self._misses:

@@ -79,6 +79,10 @@ _TEXT_FIELDS: Final = (
     "client", "forwarded_for", "referer", "user_agent", "content_type", "host"
 )  # fmt: skip
 _NEEDED_TIME: Final = ("time_local", "time_iso", "time_unix")
+_POSITIONAL: Final = (
+    "request", "method", "target", "path", "args", "query", "status",
+    "time_local", "time_iso", "time_unix", "seconds", "microseconds",
+)  # fmt: skip
 
 
 def _unescape(value: str) -> str:
@@ -129,71 +133,76 @@ class TextFormat:
         ):
             raise ValueError("the format has no request line ($request or %r)")
 
+        # Positions in the match's groups, -1 where the format has no such field: read
+        # once here so that a line costs one regex match and a few index lookups.
+        self._match = self._regex.match
+        self._at = {name: fields.get(name, 0) - 1 for name in _POSITIONAL}
+        self._text_at = tuple(fields.get(name, 0) - 1 for name in _TEXT_FIELDS)
+
     def parse(self, line: str) -> LogLine:
-        match = self._regex.match(line)
+        match = self._match(line)
         if match is None:
             raise ValueError("the line does not match the format")
         values = match.groups()
-        fields = self._groups
-        get = fields.get
-        index = get("request")
-        if index is not None:
-            parts = values[index - 1].split(" ")
+        at = self._at
+        index = at["request"]
+        if index >= 0:
+            parts = values[index].split(" ", 2)
             if len(parts) < 2:
                 raise ValueError("the request line has no method and target")
             method, target = parts[0], parts[1]
         else:
-            method = values[fields["method"] - 1]
-            index = get("target")
-            if index is not None:
-                target = values[index - 1]
+            method = values[at["method"]]
+            index = at["target"]
+            if index >= 0:
+                target = values[index]
             else:
-                target = values[fields["path"] - 1]
-                index = get("args")
-                if index is not None and values[index - 1] not in ("", "-"):
-                    target += "?" + values[index - 1]
-                index = get("query")
-                if index is not None:
-                    target += values[index - 1]
-        status_text = values[fields["status"] - 1]
+                target = values[at["path"]]
+                index = at["args"]
+                if index >= 0 and values[index] not in ("", "-"):
+                    target += "?" + values[index]
+                index = at["query"]
+                if index >= 0:
+                    target += values[index]
+        status_text = values[at["status"]]
         if len(status_text) != 3 or not status_text.isdigit():
             raise ValueError("the status is not a three-digit code")
-        index = get("time_local")
-        if index is not None:
-            time = parse_local_time(values[index - 1])
+        index = at["time_local"]
+        if index >= 0:
+            time = parse_local_time(values[index])
         else:
-            index = get("time_iso")
-            if index is not None:
-                time = parse_iso_time(values[index - 1])
+            index = at["time_iso"]
+            if index >= 0:
+                time = parse_iso_time(values[index])
             else:
-                time = parse_unix_time(values[fields["time_unix"] - 1])
+                time = parse_unix_time(values[at["time_unix"]])
         elapsed = None
-        index = get("seconds")
-        if index is not None:
-            elapsed = parse_seconds(values[index - 1])
+        index = at["seconds"]
+        if index >= 0:
+            elapsed = parse_seconds(values[index])
         else:
-            index = get("microseconds")
-            if index is not None:
-                elapsed = parse_seconds(values[index - 1], 1e-6)
-        texts: list[str | None] = []
-        for index in self._text_groups:
-            if index is None:
-                texts.append(None)
-                continue
-            value = values[index - 1]
-            if "\\" in value:
-                value = _unescape(value)
-            texts.append(None if value == "-" or not value else value)
+            index = at["microseconds"]
+            if index >= 0:
+                elapsed = parse_seconds(values[index], 1e-6)
+        client, forwarded, referer, agent, content_type, host = [
+            None if index < 0 else _text(values[index]) for index in self._text_at
+        ]
         return LogLine(
             time,
             method,
             target,
             int(status_text),
-            client_addr=texts[0],
-            forwarded_for=texts[1],
-            referer=texts[2],
-            user_agent=texts[3],
-            content_type=texts[4],
-            elapsed=elapsed,
-            host=texts[5],
+            client,
+            forwarded,
+            referer,
+            agent,
+            content_type,
+            elapsed,
+            host,
         )
+
+
+def _text(value: str) -> str | None:
+    if "\\" in value:
+        value = _unescape(value)
+    return None if value == "-" or not value else value

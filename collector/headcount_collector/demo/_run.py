@@ -1,20 +1,19 @@
-"""``headcount-collector demo``: a collector, the instrumented Flask example, and traffic.
+"""The demo's run: start a collector and the demo site, browse the site, print counts.
 
-Quickstart command one. Everything runs from a temporary folder, which is removed at the
-end, and stops on Ctrl-C: the collector and the app run in process groups of their own,
-so a terminal's Ctrl-C reaches only the demo, which then stops the app first (its last
-send reaches the collector) and the collector after it.
+Everything runs from a temporary folder, which is removed at the end, and stops on
+Ctrl-C: the collector and the site run in process groups of their own, so a terminal's
+Ctrl-C reaches only the demo, which then stops the site first (its last send reaches the
+collector) and the collector after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
-import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,42 +23,17 @@ from pathlib import Path
 
 import httpx
 
+from headcount_collector._processes import ServerFailed, ServerProcess, spawn
 from headcount_collector.config import starter_config
-
-__all__ = ["drive_traffic", "run_demo"]
-
-_REFERRERS = (
-    None,
-    None,
-    "https://www.google.com/search?q=headcount+analytics",
-    "https://news.ycombinator.com/item?id=4242",
-    "https://duckduckgo.com/",
-    "https://mastodon.social/@someone/1234567",
-    "https://newsletter.example.org/issues/42?subscriber=ann@example.com",
-)
-_CAMPAIGNS = (
-    "",
-    "",
-    "?utm_source=newsletter&utm_medium=email&utm_campaign=winter-launch",
-    "?utm_source=mastodon&utm_medium=social",
-    "?utm_campaign=Black%20Friday!&email=bob@example.com",  # not a slug: dropped
-)
-_BROWSERS = (
-    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5",
-)
-_BOTS = ("Googlebot/2.1 (+http://www.google.com/bot.html)", "curl/8.5.0")
+from headcount_collector.demo._traffic import drive_traffic
 
 
-def _find_examples() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "examples" / "flask_app" / "app.py").exists():
-            return parent
-    raise SystemExit(
-        "headcount-collector demo needs the repository checkout (examples/flask_app); "
-        "run it from a clone installed with pip install -e"
-    )
+def _check_flask_installed() -> None:
+    if importlib.util.find_spec("flask") is None:
+        raise SystemExit(
+            "headcount-collector demo: the demo site is a Flask app, and Flask is not "
+            "installed; pip install 'headcount[collector,flask]'"
+        )
 
 
 class PortInUse(SystemExit):
@@ -78,97 +52,25 @@ def _check_port_free(port: int, option: str) -> None:
 
 
 def _wait_until_up(
-    url: str,
-    process: subprocess.Popen[bytes],
-    what: str,
-    is_ours: Callable[[httpx.Response], bool] = lambda response: True,
+    server: ServerProcess, url: str, is_ours: Callable[[httpx.Response], bool]
 ) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited early with code {process.returncode}")
+    def answered_by_ours() -> bool:
         try:
             response = httpx.get(url, timeout=1)
         except httpx.HTTPError:
-            time.sleep(0.2)
-            continue
+            return False
         if is_ours(response):
-            return
+            return True
         # Something answers, but not what the demo started (a port taken meanwhile).
         raise SystemExit(
             f"headcount-collector demo: {url} is answered by something other than "
-            f"{what} the demo started; is the port taken? Pick another one."
+            f"{server.name} the demo started; is the port taken? Pick another one."
         )
-    raise SystemExit(f"{what} did not start within 30 s")
 
-
-def _browser_headers(agent: str, address: str) -> dict[str, str]:
-    """What a browser sends with a top-level navigation (the app sees these headers)."""
-    return {
-        "User-Agent": agent,
-        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        "Accept-Language": "en-GB,en;q=0.7",
-        "Sec-Fetch-Dest": "document",
-        "Sec-Fetch-Mode": "navigate",
-        "Sec-Fetch-User": "?1",
-        "Upgrade-Insecure-Requests": "1",
-        "X-Forwarded-For": address,
-    }
-
-
-def _one_visit(client: httpx.Client, rng: random.Random) -> None:
-    agent = rng.choice(_BOTS) if rng.random() < 0.1 else rng.choice(_BROWSERS)
-    # Each simulated visitor comes through the (trusted) local proxy from its own address
-    # in a documentation range; the app links its pageviews into a visit in memory only.
-    address = f"198.51.100.{rng.randint(1, 254)}"
-    headers = _browser_headers(agent, address)
-    referrer = rng.choice(_REFERRERS)
-    if referrer:
-        headers["Referer"] = referrer
-        headers["Sec-Fetch-Site"] = "cross-site"
-    else:
-        headers["Sec-Fetch-Site"] = "none"  # typed or bookmarked
-    path = rng.choice(("/", "/", "/about", "/users/", f"/users/{rng.randint(1, 3)}"))
-    current = str(client.base_url).rstrip("/") + path
-    client.get(path + rng.choice(_CAMPAIGNS), headers=headers)
-    for _ in range(rng.randint(0, 3)):
-        # A click on a link of the page just seen: same origin, that page as referrer
-        # (browsers send the path but no query by default: strict-origin-when-cross-origin
-        # keeps the full URL for same-origin requests).
-        headers["Referer"] = current
-        headers["Sec-Fetch-Site"] = "same-origin"
-        next_path = rng.choice(
-            (
-                "/about",
-                "/users/",
-                f"/users/{rng.randint(1, 3)}",
-                "/contact",
-                "/nope/x",
-                f"/users/{rng.randint(100, 999999)}",
-            )
-        )
-        client.get(next_path, headers=headers)
-        current = str(client.base_url).rstrip("/") + next_path
-    headers["Referer"] = current
-    headers["Sec-Fetch-Site"] = "same-origin"
-    roll = rng.random()
-    if roll < 0.15:
-        client.post("/contact", data={"name": "Ann"}, headers=headers)
-    elif roll < 0.2:
-        client.get("/boom", headers=headers)
-
-
-def drive_traffic(app_url: str, stop: threading.Event, rate: float = 20.0, seed: int = 7) -> int:
-    """Browse the example like a crowd of visitors until ``stop`` is set; returns visits."""
-    rng = random.Random(seed)
-    visits = 0
-    with httpx.Client(base_url=app_url, timeout=5, follow_redirects=True) as client:
-        while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError):
-                _one_visit(client, rng)
-                visits += 1
-            stop.wait(1 / rate)
-    return visits
+    try:
+        server.wait_until(answered_by_ours, interval=0.2)
+    except ServerFailed as failed:
+        raise SystemExit(f"headcount-collector demo: {failed}") from None
 
 
 def _summary(collector: str, read_token: str, metric: str = "pageviews", by: str = "route") -> str:
@@ -189,36 +91,27 @@ def _summary(collector: str, read_token: str, metric: str = "pageviews", by: str
 
 @contextlib.contextmanager
 def _process(
-    args: list[str], env: dict[str, str], cwd: Path, log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        # A session of its own: a terminal's Ctrl-C goes to the demo only, and the demo
-        # stops each child exactly once, in order.
-        process = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    name: str, args: list[str], env: dict[str, str], cwd: Path, log: Path
+) -> Iterator[ServerProcess]:
+    # A session of its own: a terminal's Ctrl-C goes to the demo only, and the demo
+    # stops each child exactly once, in order.
+    server = spawn(name, args, log, cwd=cwd, env=env, new_session=True)
     try:
-        yield process
+        yield server
     finally:
-        if process.poll() is None:
-            # One SIGINT lets Python run its exit hooks, so the SDK sends its last counts.
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # One SIGINT lets Python run its exit hooks, so the SDK sends its last counts.
+        server.stop(signal.SIGINT, timeout=15)
 
 
 def run_demo(
     port: int = 8787, app_port: int = 8000, duration: float = 0, keep: bool = False
 ) -> int:
-    root = _find_examples()
+    _check_flask_installed()
     _check_port_free(port, "--port")
     _check_port_free(app_port, "--app-port")
     work = Path(tempfile.mkdtemp(prefix="headcount-demo-"))
     try:
-        return _run_in(work, root, port, app_port, duration)
+        return _run_in(work, port, app_port, duration)
     finally:
         if keep:
             print(f"files kept in {work}", flush=True)
@@ -226,7 +119,7 @@ def run_demo(
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -> int:
+def _run_in(work: Path, port: int, app_port: int, duration: float) -> int:
     config_text, write_token, read_token = starter_config("demo", "UTC")
     # Sealed noise releases an hour only hours after it ends; the demo shows counts as
     # they arrive, so its site opts out, and says so (production sites keep the default).
@@ -247,7 +140,6 @@ def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -
         # Short visits so finished visits show up within the demo, not after 30 minutes.
         "HEADCOUNT_VISIT_GAP": "8",
         "HEADCOUNT_TRUSTED_PROXIES": "127.0.0.1",
-        "PYTHONPATH": str(root),
     }
     serve = [
         sys.executable,
@@ -261,22 +153,16 @@ def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -
         "--port",
         str(port),
     ]
-    run_app = [
-        sys.executable,
-        "-c",
-        "from examples.flask_app.app import create_app; "
-        f"create_app().run(host='127.0.0.1', port={app_port}, threaded=True)",
-    ]
+    run_site = [sys.executable, "-m", "headcount_collector.demo._site", str(app_port)]
     stop = threading.Event()
     with (
-        _process(serve, env, work, work / "collector.log") as collector_process,
-        _process(run_app, app_env, root, work / "app.log") as app_process,
+        _process("the collector", serve, env, work, work / "collector.log") as collector_process,
+        _process("the demo site", run_site, app_env, work, work / "app.log") as site_process,
     ):
         # Only the collector the demo started knows this fresh read token.
         _wait_until_up(
-            f"{collector}/v1/schema",
             collector_process,
-            "the collector",
+            f"{collector}/v1/schema",
             lambda response: response.status_code == 200 and '"wire"' in response.text,
         )
         own = httpx.get(
@@ -291,13 +177,15 @@ def _run_in(work: Path, root: Path, port: int, app_port: int, duration: float) -
             )
         # The port was free a moment ago and the app holds it now, or it would have
         # exited (and _wait_until_up said so).
-        _wait_until_up(app_url + "/", app_process, "the Flask example")
+        _wait_until_up(
+            site_process, app_url + "/", lambda response: "Headcount demo" in response.text
+        )
         traffic = threading.Thread(target=drive_traffic, args=(app_url, stop), daemon=True)
         traffic.start()
         print(
             f"""
 Headcount demo is running (files in {work}, removed when it stops).
-  Example app (Flask, instrumented):  {app_url}/
+  Demo site (Flask, instrumented):    {app_url}/
   Collector:                          {collector}/healthz
   Dashboard (sign in with the read token): {collector}/
   Privacy page:                       {collector}/privacy/demo
