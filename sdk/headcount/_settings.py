@@ -17,7 +17,7 @@ from msgspec import Meta
 from msgspec.structs import force_setattr
 
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
-from headcount.wire import INGEST_PATH
+from headcount.wire import INGEST_PATH, VisitsMode
 
 __all__ = [
     "DEFAULT_EXCLUDE_ROUTES",
@@ -46,7 +46,6 @@ DEFAULT_EXCLUDE_ROUTES: tuple[str, ...] = (
 )
 
 SendSchedule = Literal["immediate", "hourly"]
-VisitsMode = Literal["off", "memory", "redis"]
 
 MEMORY_STORE: Final = "memory"
 _MIN_SECRET: Final = 32

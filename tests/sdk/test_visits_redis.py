@@ -366,6 +366,27 @@ def test_an_unreachable_redis_fails_open_quickly(prefix: str) -> None:
     assert emitted.summary() == {}
 
 
+def test_a_pause_holds_whatever_clock_the_caller_read(prefix: str) -> None:
+    # The tracker hands the store its wall-clock reading of the request; the pause after
+    # a failure runs on the store's own clock and must not end early because of it.
+    settings = TrackerSettings.build(
+        {
+            "endpoint": "http://collector.test",
+            "write_token": "t",
+            "visits_store": "redis://127.0.0.1:1/0",  # refuses at once
+            "visits_redis_prefix": prefix,
+            "visits_secret": SECRET,
+        }
+    )
+    counters = Counters()
+    store = RedisVisits(settings, Emitted(), counters, RateLimitedLog())
+    for _ in range(50):
+        linked = store.record(ADDRESS, None, BROWSER, "shop.example", "/", None, time.time())
+        assert linked is None  # not linked: the caller counts the pageview itself
+    store.close()
+    assert 1 <= counters.errors <= 3
+
+
 def test_a_tracker_keeps_counting_pageviews_when_redis_is_down(prefix: str) -> None:
     sent: list[bytes] = []
 
