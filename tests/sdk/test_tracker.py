@@ -409,7 +409,7 @@ def test_hand_built_keys_put_each_value_where_the_registry_says(tracker: Tracker
     tracker.record_request(page(method="POST", status=404, elapsed=2.0, content_type=None))
     tracker.record_request(page(user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)"))
     tracker.event("signup", route="/join", plan="pro")
-    hour = int(time.time()) // 3600 * 3600
+    hour = HOUR  # the fixture's clock
     records = tracker.peek()
     assert kinds(records, Pageview) == [
         Pageview(
