@@ -73,7 +73,7 @@ def crawler_rows(wheel: Path) -> list[tuple[str, str, str]]:
     with zipfile.ZipFile(wheel) as archive:
         (member,) = [n for n in archive.namelist() if n.endswith("crawler-user-agents.json")]
         entries = json.loads(archive.read(member))
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for entry in entries:
         categories = {CATEGORY_BY_TAG.get(tag, "other") for tag in entry.get("tags", ())}
         label = next((c for c in CATEGORY_ORDER if c in categories), "other")

@@ -97,7 +97,8 @@ def run_sdk_child(distinct: int) -> dict[str, float]:
         text=True,
         check=True,
     ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
 
 
 def sample_rss(server: Server, seconds: float, samples: list[int], stop: threading.Event) -> None:

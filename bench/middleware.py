@@ -4,9 +4,10 @@ measured in the same run.
 
 Run from the repository root (needs ``wrk``: ``apt-get install wrk``):
 
-    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 6] [--quick] [--apps flask]
+    .venv/bin/python bench/middleware.py [--duration 4] [--rounds 5] [--quick] [--apps flask]
 
-About 7 minutes with the defaults, 1.5 minutes with ``--quick`` (3 rounds of 2 s).
+About 5 minutes with the defaults on an idle machine (9 on a busy one), 2 with ``--quick``
+(3 rounds of 2 s).
 
 Apps and servers (same settings in every variant):
 - Flask example under ``gunicorn --workers=2`` (sync workers, the example's config);
@@ -347,7 +348,8 @@ def main() -> None:
     # Many short interleaved runs rather than a few long ones: on a shared machine the
     # noise comes in bursts, and medians over more pairs shrug it off.
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=6)
+    # Five rounds of five variants in rotation: each variant runs once in each position.
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
         "--quick", action="store_true", help="3 rounds of 2 s: a check in about 1.5 min"
     )

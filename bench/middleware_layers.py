@@ -161,7 +161,7 @@ def prometheus_wsgi(app: Any, observe: Observe) -> Any:
             status[0] = int(code[:3])
             return start_response(code, headers)
 
-        body = app(environ, capture)
+        body: Iterable[bytes] = app(environ, capture)
         observe(
             environ.get("headcount.route", "(unmatched)"),
             environ["REQUEST_METHOD"],

@@ -26,6 +26,7 @@ of n GROUP BY route / by day over the hourly rows). Figures: p50 and p95 over
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import secrets
@@ -106,10 +107,10 @@ def timed(run: Callable[[], object]) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     return (
-        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
         if len(values) > 1
         else values[0]
-    )  # type: ignore[call-overload]
+    )
 
 
 def raw_sql(store: Store, sql: str, params: list[Any]) -> Callable[[], object]:
@@ -154,14 +155,14 @@ def measure(
                 "SELECT bucket / 86400, SUM(n) FROM hc_pageview WHERE site = ? AND res = 'h' "
                 "AND bucket >= ? AND bucket < ? GROUP BY 1"
             )
-        mine = lambda q=query: run_stats_query(store, site, q, now)  # noqa: E731
+        mine = functools.partial(run_stats_query, store, site, query, now)
         base = raw_sql(store, sql, [site.id, query.start, query.end])
         cases.append((name, mine, base))
     # One warm-up each: the first run pays for cold pages and plan caches.
     for _, mine, base in cases:
         mine()
         base()
-    results = {name: ([], []) for name, _, _ in cases}
+    results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name, _, _ in cases}
     for round_no in range(repeats):
         for name, mine, base in cases:
             first, second = (mine, base) if round_no % 2 == 0 else (base, mine)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 
 from flask import Flask, Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from headcount.integrations.flask import Headcount
 
@@ -47,7 +48,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         return render_template("user.html", id=id, name=USERS[id])
 
     @app.route("/contact", methods=["GET", "POST"])
-    def contact() -> str | Response:
+    def contact() -> ResponseReturnValue:
         if request.method == "POST":
             return redirect(url_for("thanks", name=request.form.get("name", "")[:40]))
         return render_template("contact.html")

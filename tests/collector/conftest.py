@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import pytest
@@ -25,6 +25,28 @@ from tests._servers import CollectorProcess, start_collector
 from tests.conftest import READ_TOKEN, WRITE_TOKEN, site_file_text
 
 STORE_KINDS = ["sqlite", "postgres"]
+
+# The JSON body of ``GET /v1/stats`` as tests read it (README, "GET /v1/stats"); a row
+# holds its time fields, its ``by`` dimensions and a count.
+StatsBody = TypedDict(
+    "StatsBody",
+    {
+        "site": str,
+        "metric": str,
+        "from": str,
+        "to": str,
+        "interval": str,
+        "by": list[str],
+        "privacy": dict[str, Any],
+        "k": int,
+        "withheld": int,
+        "rows": list[dict[str, Any]],
+        "totals": list[dict[str, Any]],
+        "derived": dict[str, float | None],
+        "notes": list[str],
+    },
+    total=False,
+)
 
 
 def current_hour() -> int:
@@ -123,7 +145,7 @@ def stored_snapshot(store: SQLiteStore) -> tuple[int, int]:
             rows = store.query(
                 CounterQuery(table=table, site=site, start=0, end=2**40, interval="total")
             )
-            total += sum(int(r[-1] or 0) for r in rows)  # type: ignore[arg-type]
+            total += sum(int(r[-1] or 0) for r in rows)
     with closing(sqlite3.connect(store.path)) as conn:
         (batches,) = conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()
     return total, int(batches)

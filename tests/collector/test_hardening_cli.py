@@ -14,7 +14,9 @@ from tests.collector.conftest import auth, batch_body, current_hour, pageview, r
 def test_a_thousand_filters_are_a_400_not_a_storage_error(
     collector_server: CollectorProcess,
 ) -> None:
-    params = [("filter", f"route:/p{i}") for i in range(1000)]
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("filter", f"route:/p{i}") for i in range(1000)
+    ]
     response = httpx.get(f"{collector_server.url}/v1/stats", params=params, headers=read_auth())
     assert response.status_code == 400
     assert response.json()["parameter"] == "filter"

@@ -139,7 +139,7 @@ def test_counter_columns_are_bigint_and_lead_with_site(
     open_stores().migrate()
     with psycopg.connect(pg_url) as conn:
         for table in TABLES.values():
-            types = dict(
+            types: dict[str, str] = dict(
                 conn.execute(
                     "SELECT column_name, data_type FROM information_schema.columns"
                     " WHERE table_name = %s",

@@ -61,7 +61,7 @@ def test_roll_up_and_expiry(
     ]
     hours = stats(client, interval="hour", **{"from": "2026-10-16", "to": "2026-10-18"})
     assert hours["rows"] == []
-    assert "rolled up" in hours["notes"][0]  # type: ignore[index]
+    assert "rolled up" in hours["notes"][0]
     recent = stats(
         client, interval="total", by="route", **{"from": "2026-11-24", "to": "2026-11-25"}
     )

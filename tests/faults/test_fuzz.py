@@ -172,7 +172,11 @@ def records(draw: st.DrawFn, clean: bool) -> dict[str, Any]:
         record["name"] = pick(
             st.sampled_from(["signup", "download"]), st.sampled_from(["undeclared", "Bad"])
         )
-        props = {"signup": [{}, {"plan": "pro"}], "download": [{}]}.get(record["name"], [{}])
+        declared: dict[object, list[dict[str, str]]] = {
+            "signup": [{}, {"plan": "pro"}],
+            "download": [{}],
+        }
+        props = declared.get(record["name"], [{}])
         record["props"] = pick(
             st.sampled_from(props), st.sampled_from([{"plan": "enterprise"}, {"other": "x"}])
         )

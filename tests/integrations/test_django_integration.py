@@ -30,7 +30,7 @@ from .conftest import (  # noqa: E402
 )
 
 
-@require_safe
+@require_safe  # type: ignore[untyped-decorator]  # Django ships no type hints
 def page(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
     return HttpResponse("<h1>page</h1>")
 

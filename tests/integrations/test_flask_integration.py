@@ -119,7 +119,7 @@ def test_streamed_response_counted_after_the_body_closes(tracker: Tracker) -> No
     client = build_app(tracker).test_client()
     response = client.get("/feed", buffered=False)
     assert tracker.peek() == []
-    assert b"".join(response.response) == b"<p>one</p><p>two</p>"
+    assert b"".join(response.iter_encoded()) == b"<p>one</p><p>two</p>"
     response.close()
     assert requests_of(tracker) == {("/feed", "GET", "2xx"): 1}
 

@@ -224,7 +224,7 @@ def test_a_lazy_app_closed_before_it_started_is_not_counted(tracker: Tracker) ->
         yield b"<p>hi</p>"
 
     middleware = HeadcountMiddleware(lazy_app, tracker)
-    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, lambda *a: None)
+    body = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, collect([]))
     assert hasattr(body, "close")
     body.close()  # the client went away before the first chunk
     assert tracker.peek() == []
@@ -241,7 +241,7 @@ def test_several_server_processes_with_memory_visits_warn_once(
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.multiprocess": True}
     with caplog.at_level("WARNING", logger="headcount"):
         for _ in range(3):
-            middleware(dict(environ), lambda *a: None)
+            middleware(dict(environ), collect([]))
     warnings = [r for r in caplog.records if "several processes" in r.getMessage()]
     assert len(warnings) == 1
     assert "Redis" in warnings[0].getMessage()

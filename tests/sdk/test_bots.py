@@ -36,7 +36,7 @@ def test_the_corpus_covers_browsers_and_every_category() -> None:
 
 
 def test_precision_and_recall_on_the_corpus() -> None:
-    found = Counter()
+    found: Counter[tuple[bool, bool]] = Counter()
     for label, agent in corpus():
         found[(label != "browser", is_bot(agent))] += 1
     true_positive = found[(True, True)]

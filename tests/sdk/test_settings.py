@@ -80,7 +80,7 @@ def test_bad_arguments_raise_configuration_error(
 ) -> None:
     base: dict[str, object] = {"endpoint": "http://c.test", "write_token": "tok"}
     with pytest.raises(ConfigurationError) as info:
-        Tracker(**{**base, **options})
+        Tracker(**{**base, **options})  # type: ignore[arg-type]  # wrong on purpose
     assert isinstance(info.value, error)
     assert isinstance(info.value, HeadcountError)
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -358,12 +359,10 @@ def visits_of(collector: RecordingCollector) -> Counter[tuple[object, ...]]:
     return collector.counts(Visit, "route", "duration", "pages")
 
 
-def make_tracker(collector: RecordingCollector, **options: object) -> Tracker:
+def make_tracker(collector: RecordingCollector, **options: Any) -> Tracker:
+    settings: dict[str, Any] = {"flush_interval": 86400, **options}
     return Tracker(
-        "http://collector.test",
-        "test-token",
-        transport=collector.transport(),
-        **{"flush_interval": 86400, **options},  # type: ignore[arg-type]
+        "http://collector.test", "test-token", transport=collector.transport(), **settings
     )
 
 
@@ -449,7 +448,7 @@ def test_visit_settings_defaults_and_modes() -> None:
         100_000,
     )
     assert build({"visits": False}).visits_mode == "off"
-    redis_options = {
+    redis_options: dict[str, object] = {
         "visits_store": "redis://127.0.0.1:6379/0",
         "visits_secret": "s" * 24 + "0123456789",
     }

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,11 @@ REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GAP = 0.4
 ADDRESS = "203.0.113.77"
 SECRET = "test-visits-secret-0123456789abcdefghij"
+
+
+def as_bytes(value: object) -> bytes:
+    """This client (no decode_responses) returns bytes; redis-py's types allow more."""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 @pytest.fixture
@@ -177,13 +183,13 @@ def test_redis_holds_only_keyed_hashes_that_expire_with_the_gap(
     for name in names:
         kind = redis_client.type(name)
         if kind == b"string":
-            dump += redis_client.get(name) or b""
+            dump += as_bytes(redis_client.get(name) or b"")
         elif kind == b"hash":
-            dump += b" ".join(b for kv in redis_client.hgetall(name).items() for b in kv)
+            dump += b" ".join(as_bytes(b) for kv in redis_client.hgetall(name).items() for b in kv)
         elif kind == b"zset":
-            dump += b" ".join(redis_client.zrange(name, 0, -1))
+            dump += b" ".join(as_bytes(member) for member in redis_client.zrange(name, 0, -1))
         elif kind == b"set":
-            dump += b" ".join(redis_client.smembers(name))
+            dump += b" ".join(as_bytes(member) for member in redis_client.smembers(name))
     lowered = dump.lower()
     for secret in (ADDRESS, BROWSER, "shop.example"):
         raw = secret.encode()
@@ -346,6 +352,27 @@ def test_an_unreachable_redis_fails_open_quickly(prefix: str) -> None:
     assert emitted.summary() == {}
 
 
+def test_a_pause_holds_whatever_clock_the_caller_read(prefix: str) -> None:
+    # The tracker hands the store its wall-clock reading of the request; the pause after
+    # a failure runs on the store's own clock and must not end early because of it.
+    settings = TrackerSettings.build(
+        {
+            "endpoint": "http://collector.test",
+            "write_token": "t",
+            "visits_store": "redis://127.0.0.1:1/0",  # refuses at once
+            "visits_redis_prefix": prefix,
+            "visits_secret": SECRET,
+        }
+    )
+    counters = Counters()
+    store = RedisVisits(settings, Emitted(), counters, RateLimitedLog())
+    for _ in range(50):
+        linked = store.record(ADDRESS, None, BROWSER, "shop.example", "/", None, time.time())
+        assert linked is None  # not linked: the caller counts the pageview itself
+    store.close()
+    assert 1 <= counters.errors <= 3
+
+
 def test_a_tracker_keeps_counting_pageviews_when_redis_is_down(prefix: str) -> None:
     sent: list[bytes] = []
 
@@ -381,7 +408,7 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
         sent.append(request.content)
         return httpx.Response(202, json={"accepted": 1})
 
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "transport": httpx.MockTransport(collect),
         "flush_interval": 86400,
         "visits_store": REDIS_URL,
@@ -389,7 +416,7 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
         "visit_gap": GAP,
         "visits_secret": SECRET,
     }
-    workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]  # type: ignore[arg-type]
+    workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]
     workers[0].record_request(page(route="/in", client_addr=ADDRESS))
     workers[1].record_request(page(route="/on", client_addr=ADDRESS))
     time.sleep(GAP + 0.1)
@@ -458,7 +485,7 @@ def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
         sent.append(request.content)
         return httpx.Response(202, json={"accepted": 1})
 
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "transport": httpx.MockTransport(collect),
         "flush_interval": 86400,
         "visits_store": REDIS_URL,
@@ -466,7 +493,7 @@ def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
         "visit_gap": GAP,
         "visits_secret": SECRET,
     }
-    before = Tracker("http://collector.test", "t", **options)  # type: ignore[arg-type]
+    before = Tracker("http://collector.test", "t", **options)
     before.record_request(page(route="/in", client_addr=ADDRESS))
     before.record_request(page(route="/on", client_addr=ADDRESS))
     assert before.shutdown(5)  # the deploy stops every worker; the visit is still open
@@ -476,7 +503,7 @@ def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
     assert redis_client.pttl(data) > 24 * 3600 * 1000
     time.sleep(GAP + 0.1)
     # The new worker sweeps as it starts and sends without waiting for a request.
-    after = Tracker("http://collector.test", "t", **options)  # type: ignore[arg-type]
+    after = Tracker("http://collector.test", "t", **options)
     claimed = [r for r in after.peek() if isinstance(r, Visit)]
     assert [(r.route, r.duration, r.pages) for r in claimed] == [("/in", "<10s", "2")]
     assert after.stats().recorded == 0  # no request was needed

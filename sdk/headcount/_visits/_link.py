@@ -62,8 +62,9 @@ class VisitStore(Protocol):
     ) -> bool | Linked | None:
         """One pageview on ``route``: continue its browser's visit or start one.
 
-        ``now`` is the caller's reading of the store's clock, when it has just taken one
-        (the tracker has, for the hour): one clock call fewer per pageview.
+        ``now`` is the caller's reading of the wall clock (``time.time``, or the replay
+        clock the store was built with), when it has just taken one (the tracker has, for
+        the hour): one clock call fewer per pageview. A store on another clock ignores it.
 
         True when this pageview started a visit (it is the visit's entry), False when it
         continued one, None when it was not linked (no client address, store unavailable);

@@ -268,8 +268,9 @@ class RedisVisits:
         pageview: PageviewKey | None = None,
         now: float | None = None,
     ) -> bool | Linked | None:
-        if now is None:
-            now = self._clock()
+        # The caller's `now` is wall-clock time; pauses are on this store's own clock
+        # (monotonic), and the visit's times on Redis's.
+        now = self._clock()
         if now < self._paused_until or self._closed:
             return None
         address = self._addresses.resolve(peer, forwarded_for)

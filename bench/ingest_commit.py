@@ -1,0 +1,235 @@
+"""The new-key write path in one process, SQLite and PostgreSQL, against plain upserts.
+
+Run: .venv/bin/python bench/ingest_commit.py [--rounds 5] [--batches 24] [--stores sqlite,postgres]
+     (PostgreSQL server: $HEADCOUNT_BENCH_POSTGRES, default
+     postgresql://postgres@127.0.0.1:5432/test; a scratch database is created and dropped)
+
+No HTTP: what ``bench/ingest.py`` cannot separate. Each round decodes, validates and
+commits (groups of 4, as the group commit would) 500-record batches where every record
+is a new key of the current hour (route templates repeat, keys do not: an hour's
+rollover), through the store's own ``commit`` with its key cap, late marks and daily
+rows; and, interleaved, a plain loop upserting new keys into the same table, 1,000 rows
+per transaction (sqlite3 ``executemany``; psycopg ``executemany``). Figures: records/s
+against the plain loop's rows/s, medians over rounds, and where a batch's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import statistics
+import string
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import msgspec
+import psycopg
+
+from _provenance import print_provenance
+from headcount import wire
+from headcount_collector.config import Site
+from headcount_collector.ingest import decode_batch, validate_batch
+from headcount_collector.stores.base import PendingBatch
+from headcount_collector.stores.postgres import PostgresStore
+from headcount_collector.stores.sqlite import SQLiteStore
+
+SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+BATCH = 500
+GROUP = 4
+ROUTES = 4000
+COMBOS = [
+    (method, status, latency)
+    for latency in wire.LATENCY_LABELS
+    for status in wire.STATUS_CLASSES
+    for method in wire.METHODS
+]
+PLAIN_SQL = (
+    "INSERT INTO hc_request (site, res, bucket, route, method, status, latency, n) "
+    "VALUES ({ph}, 'h', {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT "
+    "(site, res, bucket, route, method, status, latency) DO UPDATE SET n = hc_request.n + excluded.n"
+)
+
+
+def _word(n: int) -> str:
+    letters = []
+    for _ in range(6):
+        letters.append(string.ascii_lowercase[n % 26])
+        n //= 26
+    return "".join(letters)
+
+
+class Bodies:
+    """Request bodies of keys never sent before. The route templates (ROUTES of them, under
+    a run word of letters g-v, never hex) repeat as a site's do, so after the warm-up they
+    are known; what is new is the route x method x status x latency combination."""
+
+    def __init__(self, hour: int) -> None:
+        self.hour = hour
+        self.run = "".join("ghijklmnopqrstuv"[int(c, 16)] for c in uuid.uuid4().hex[:6])
+        self.sent = 0
+
+    def make(self, batches: int) -> list[bytes]:
+        bodies = []
+        for _ in range(batches):
+            records = []
+            for k in range(self.sent, self.sent + BATCH):
+                method, status, latency = COMBOS[k // ROUTES % len(COMBOS)]
+                records.append(
+                    {"kind": "request", "hour": self.hour, "route": f"/n/{self.run}/{_word(k % ROUTES)}",
+                     "method": method, "status": status, "latency": latency, "n": 1}
+                )  # fmt: skip
+            self.sent += BATCH
+            bodies.append(
+                msgspec.json.encode(
+                    {"batch_id": uuid.uuid4().hex, "sender": "bench", "sender_version": "1",
+                     "records": records}
+                )
+            )  # fmt: skip
+        return bodies
+
+
+def collector_round(
+    store: SQLiteStore | PostgresStore, site: Site, bodies: list[bytes], now: int
+) -> tuple[float, dict[str, float]]:
+    """Records/s through decode, validate and commit; seconds per batch of each step."""
+    steps = {"decode": 0.0, "validate": 0.0, "commit": 0.0}
+    pending: list[PendingBatch] = []
+    started = time.perf_counter()
+    for body in bodies:
+        a = time.perf_counter()
+        batch = decode_batch(body)
+        b = time.perf_counter()
+        pending.append(validate_batch(batch, site, now))
+        c = time.perf_counter()
+        steps["decode"] += b - a
+        steps["validate"] += c - b
+        if len(pending) == GROUP:
+            store.commit(pending, now)
+            pending = []
+            steps["commit"] += time.perf_counter() - c
+    elapsed = time.perf_counter() - started
+    return len(bodies) * BATCH / elapsed, {k: v / len(bodies) for k, v in steps.items()}
+
+
+def plain_round(upsert: Callable[[list[tuple[object, ...]]], None], hour: int, rows: int) -> float:
+    """Rows/s of a plain loop upserting new keys, 1,000 per transaction."""
+    run = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    for start in range(0, rows, 1000):
+        upsert(
+            [
+                ("bench", hour, f"/plain/{run}/{i}", "GET", "2xx", "<10ms", 1)
+                for i in range(start, start + 1000)
+            ]
+        )
+    return rows / (time.perf_counter() - started)
+
+
+def measure(kind: str, args: argparse.Namespace, workdir: Path) -> str:
+    now = int(time.time())
+    hour = now // 3600 * 3600
+    site = Site("bench", ZoneInfo("UTC"), b"", b"")
+    store: SQLiteStore | PostgresStore
+    if kind == "sqlite":
+        path = workdir / "bench.sqlite3"
+        store = SQLiteStore(path)
+        store.migrate()
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        sql = PLAIN_SQL.format(ph="?")
+
+        def upsert(rows: list[tuple[object, ...]]) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+
+        close = conn.close
+    else:
+        name = f"headcount_bench_commit_{os.getpid()}"
+        url = f"{SERVER.rsplit('/', 1)[0]}/{name}"
+        with psycopg.connect(SERVER, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        store = PostgresStore(url)
+        store.migrate()
+        pg = psycopg.connect(url, autocommit=True)
+        sql = PLAIN_SQL.format(ph="%s")
+
+        def upsert(rows: list[tuple[object, ...]]) -> None:
+            with pg.transaction(), pg.cursor() as cursor:
+                cursor.executemany(sql, rows)
+
+        def close() -> None:
+            pg.close()
+            with psycopg.connect(SERVER, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    # So that the cap's fold into (other) stays out of the way: this measures new keys.
+    store.key_cap = 100_000_000
+    bodies = Bodies(hour)
+    try:
+        collector_round(store, site, bodies.make(ROUTES // BATCH), now)  # warm-up: every route
+        plain_round(upsert, hour, 2000)
+        mine: list[float] = []
+        base: list[float] = []
+        steps: list[dict[str, float]] = []
+        for round_no in range(args.rounds):
+            work = bodies.make(args.batches)
+            order = ["mine", "base"] if round_no % 2 == 0 else ["base", "mine"]
+            for which in order:
+                if which == "mine":
+                    rate, step = collector_round(store, site, work, now)
+                    mine.append(rate)
+                    steps.append(step)
+                else:
+                    base.append(plain_round(upsert, hour, args.batches * BATCH))
+            print(
+                f"  {kind} round {round_no + 1}: {mine[-1]:,.0f} records/s vs {base[-1]:,.0f} rows/s",
+                flush=True,
+            )
+    finally:
+        store.close()
+        close()
+    m, b = statistics.median(mine), statistics.median(base)
+    per = {
+        k: statistics.median(s[k] for s in steps) * 1e3 for k in ("decode", "validate", "commit")
+    }
+    return (
+        f"| {kind} | {m:,.0f} records/s | {b:,.0f} rows/s | {m / b:.0%} | "
+        f"decode {per['decode']:.2f} ms, validate {per['validate']:.2f} ms, "
+        f"commit {per['commit']:.2f} ms (1,000 rows: hourly and daily) |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=24, help="500-record batches per round")
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+    print_provenance()
+    print(
+        f"{args.rounds} rounds x {args.batches} batches of {BATCH} new keys, groups of {GROUP}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hc-bench-commit-", dir="/var/tmp") as tmp:
+        for kind in args.stores.split(","):
+            rows.append(measure(kind, args, Path(tmp)))
+    print()
+    print(
+        "| store | collector: decode, validate, commit | plain upserts, 1,000 rows/txn "
+        "| ratio | per 500-record batch (medians) |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
