@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import httpx
 
 from headcount._errors import ConfigurationError, ConfigurationTypeError, ConfigurationWarning
-from headcount.wire import INGEST_PATH
+from headcount.wire import INGEST_PATH, VisitsMode
 
 __all__ = [
     "DEFAULT_EXCLUDE_ROUTES",
@@ -44,7 +44,6 @@ DEFAULT_EXCLUDE_ROUTES: tuple[str, ...] = (
 )
 
 SendSchedule = Literal["immediate", "hourly"]
-VisitsMode = Literal["off", "memory", "redis"]
 
 MEMORY_STORE = "memory"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

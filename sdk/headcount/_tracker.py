@@ -234,7 +234,7 @@ class Tracker:
                 )
                 entry = referrer != INTERNAL
                 pageview: PageviewKey = (
-                    "pageview", hour, route, referrer, entry, source, medium, campaign
+                    "pageview", hour, route, referrer, source, medium, campaign, entry
                 )  # fmt: skip
                 state = self._state
                 if state.visits is not None:
