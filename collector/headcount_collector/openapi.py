@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import get_args
 
 import msgspec
 
 from headcount import wire
-from headcount_collector.query import METRICS
+from headcount_collector.query import METRICS, Format, Interval
 
 __all__ = ["document"]
 
@@ -32,6 +33,15 @@ def _ref(name: str) -> dict[str, str]:
 
 def _json_response(description: str, schema: str) -> dict[str, object]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _by_item() -> dict[str, object]:
+    """A dimension some metric groups by, or ``prop:NAME`` (an event property)."""
+    names = dict.fromkeys(d for _, _, dims in METRICS.values() for d in dims if d != "prop")
+    return {
+        "type": "string",
+        "anyOf": [{"enum": list(names)}, {"pattern": "^prop:" + wire.NAME_PATTERN[1:]}],
+    }
 
 
 @cache
@@ -92,12 +102,12 @@ def document() -> dict[str, object]:
                         _param("to", {"type": "string"}),
                         _param(
                             "interval",
-                            {"type": "string", "enum": ["hour", "day", "week", "month", "total"]},
+                            {"type": "string", "enum": list(get_args(Interval))},
                         ),
-                        _param("by", {"type": "array", "items": {"type": "string"}}),
+                        _param("by", {"type": "array", "items": _by_item()}),
                         _param("filter", {"type": "array", "items": {"type": "string"}}),
                         _param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                        _param("format", {"type": "string", "enum": ["json", "csv"]}),
+                        _param("format", {"type": "string", "enum": list(get_args(Format))}),
                     ],
                     "responses": _responses(
                         {

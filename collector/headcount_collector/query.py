@@ -35,25 +35,28 @@ __all__ = ["METRICS", "StatsQuery", "parse_stats_query", "render_csv", "run_stat
 Interval = Literal["hour", "day", "week", "month", "total"]
 Format = Literal["json", "csv"]
 
-# metric -> (table, implicit filters, dimensions a user may group or filter by)
-METRICS: Final[dict[str, tuple[Table, tuple[tuple[str, int], ...], tuple[str, ...]]]] = {
-    "pageviews": (
-        TABLES["pageview"],
-        (),
-        ("route", "referrer", "utm_source", "utm_medium", "utm_campaign", "entry"),
-    ),
-    "entries": (
-        TABLES["pageview"],
-        (("entry", 1),),
-        ("route", "referrer", "utm_source", "utm_medium", "utm_campaign"),
-    ),
-    "requests": (TABLES["request"], (), ("route", "method", "status", "latency")),
-    "events": (TABLES["event"], (), ("event", "route", "prop")),
-    "bots": (TABLES["bot"], (), ("category",)),
-    "visits": (TABLES["visit"], (), ("route", "duration", "pages")),
-}
+Metric = tuple[Table, tuple[tuple[str, int], ...], tuple[str, ...]]
+
+
+def _metrics() -> dict[str, Metric]:
+    """metric -> (table, implicit filters, dimensions a user may group or filter by):
+    one metric per record kind in ``wire.KINDS``, and entries: the pageviews that began a
+    visit (or came from outside, where visits are off)."""
+    metrics: dict[str, Metric] = {}
+    for name, kind in wire.KINDS.items():
+        dimensions = tuple(d.query for d in kind.dimensions)
+        metrics[kind.metric] = (TABLES[name], (), dimensions)
+        if name == "pageview":
+            others = tuple(d for d in dimensions if d != "entry")
+            metrics["entries"] = (TABLES[name], (("entry", 1),), others)
+    return metrics
+
+
+METRICS: Final = _metrics()
 # Query-facing dimension names that differ from the column they read.
-_COLUMN: Final = {"event": "name"}
+_COLUMN: Final = {
+    d.query: d.name for kind in wire.KINDS.values() for d in kind.dimensions if d.query_name
+}
 MAX_BUCKETS: Final = 10_000
 MAX_LIMIT: Final = 1000
 # Each filter narrows one dimension; more than every dimension a metric has is a mistake

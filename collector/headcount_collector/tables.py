@@ -1,19 +1,21 @@
-"""How each record kind is stored: one counter table per kind, columns derived from the wire.
+"""How each record kind is stored: one counter table per kind, derived from ``wire.KINDS``.
 
 Every table leads with ``site`` (so it partitions or distributes by site), then the
 resolution (``h`` hourly, ``d`` daily roll-up), then the bucket start in UTC seconds,
-then the kind's dimensions. Absent optional values are stored as '' so they take part in
-the primary key.
+then the kind's dimensions in the registry's order. Values are stored as the registry's
+normalisers make them: an absent optional value as '' (so it takes part in the primary
+key), a flag as 0 or 1, event properties as canonical JSON.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from headcount import wire
 
-__all__ = ["RECORD_KEYS", "TABLES", "Table", "encode_props", "table_for"]
+__all__ = ["RECORD_KEYS", "TABLES", "KeyFunction", "Table", "spilled_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,92 +23,75 @@ class Table:
     kind: str
     name: str
     dimensions: tuple[str, ...]
+    # Dimensions kept in an integer column; the others are text.
+    integer: frozenset[str] = frozenset()
 
-    def key_of(self, record: wire.Record) -> tuple[str | int, ...]:
-        """The dimension values of ``record`` in column order, ready for storage.
-
-        The reference definition; ingest uses the equivalent ``RECORD_KEYS`` functions,
-        which a test holds equal to this."""
-        values: list[str | int] = []
-        for column in self.dimensions:
-            value = getattr(record, column)
-            if value is None:
-                values.append("")
-            elif isinstance(value, bool):
-                values.append(int(value))
-            elif isinstance(value, dict):
-                values.append(encode_props(value))
-            else:
-                values.append(value)
-        return tuple(values)
-
-
-def encode_props(props: dict[str, str]) -> str:
-    # Canonical (sorted, compact) so equal property sets always share one counter row.
-    return "{" + ",".join(f'"{k}":"{props[k]}"' for k in sorted(props)) + "}"
+    def column_type(self, column: str) -> str:
+        """The SQL type of a dimension column: ``integer`` or ``text``."""
+        return "integer" if column in self.integer else "text"
 
 
 TABLES: dict[str, Table] = {
-    "pageview": Table(
-        "pageview",
-        "hc_pageview",
-        ("route", "referrer", "utm_source", "utm_medium", "utm_campaign", "entry"),
-    ),
-    "request": Table("request", "hc_request", ("route", "method", "status", "latency")),
-    "event": Table("event", "hc_event", ("name", "route", "props")),
-    "bot": Table("bot", "hc_bot", ("category",)),
-    "visit": Table("visit", "hc_visit", ("route", "duration", "pages")),
+    name: Table(
+        name,
+        f"hc_{name}",
+        kind.dimension_names,
+        frozenset(d.name for d in kind.dimensions if d.integer),
+    )
+    for name, kind in wire.KINDS.items()
 }
 
-_TABLE_BY_TYPE = {
-    wire.Pageview: TABLES["pageview"],
-    wire.Request: TABLES["request"],
-    wire.Event: TABLES["event"],
-    wire.Bot: TABLES["bot"],
-    wire.Visit: TABLES["visit"],
-}
-
-
-def table_for(record: wire.Record) -> Table:
-    return _TABLE_BY_TYPE[type(record)]
-
-
+# Storage values are text or integers (the registry's normalisers make them so).
 KeyFunction = Callable[[wire.Record], tuple[str | int, ...]]
 
 
-def _pageview_key(r: wire.Pageview) -> tuple[str | int, ...]:
-    return (
-        r.route,
-        r.referrer,
-        r.utm_source or "",
-        r.utm_medium or "",
-        r.utm_campaign or "",
-        1 if r.entry else 0,
-    )
+def _key_function(kind: wire.RecordKind) -> KeyFunction:
+    """The storage values of a record of ``kind``, in column order.
+
+    Generated from the registry, the way dataclasses generates ``__init__``: ingest calls
+    it for every record, and a loop over the dimensions costs several times the direct
+    tuple (bench/registry_keys.py)."""
+    namespace: dict[str, Any] = {}
+    values = []
+    for index, dimension in enumerate(kind.dimensions):
+        value = f"record.{dimension.name}"
+        if dimension.store is not None:
+            namespace[f"store_{index}"] = dimension.store
+            value = f"store_{index}({value})"
+        values.append(value)
+    source = f"def key(record):\n    return ({', '.join(values)},)\n"
+    # The source holds only the registry's field names, which are Python identifiers.
+    exec(source, namespace)  # noqa: S102
+    return cast("KeyFunction", namespace["key"])
 
 
-def _request_key(r: wire.Request) -> tuple[str | int, ...]:
-    return (r.route, r.method, r.status, r.latency)
-
-
-def _event_key(r: wire.Event) -> tuple[str | int, ...]:
-    return (r.name, r.route, encode_props(r.props))
-
-
-def _bot_key(r: wire.Bot) -> tuple[str | int, ...]:
-    return (r.category,)
-
-
-def _visit_key(r: wire.Visit) -> tuple[str | int, ...]:
-    return (r.route, r.duration, r.pages)
-
-
-# The hot loop of ingest: per record type, its table's kind and a direct key function
-# (a per-column getattr loop costs more than decoding the record did).
+# Per record type, its kind and its key function.
 RECORD_KEYS: dict[type, tuple[str, KeyFunction]] = {
-    wire.Pageview: ("pageview", _pageview_key),  # type: ignore[dict-item]
-    wire.Request: ("request", _request_key),  # type: ignore[dict-item]
-    wire.Event: ("event", _event_key),  # type: ignore[dict-item]
-    wire.Bot: ("bot", _bot_key),  # type: ignore[dict-item]
-    wire.Visit: ("visit", _visit_key),  # type: ignore[dict-item]
+    kind.struct: (name, _key_function(kind)) for name, kind in wire.KINDS.items()
 }
+
+
+def _as_is(value: object) -> object:
+    return value
+
+
+_SPILLS = {
+    name: tuple(
+        (fold, store if store is not None else _as_is)
+        for fold, store in ((d.fold, d.store) for d in kind.dimensions)
+    )
+    for name, kind in wire.KINDS.items()
+    if kind.folds
+}
+
+
+def spilled_key(kind: str, dims: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """The stored key that ``dims`` folds into once its hour's key cap is reached, or None
+    for a kind with nothing open-ended to fold."""
+    spills = _SPILLS.get(kind)
+    if spills is None:
+        return None
+    return tuple(
+        value if fold is None else cast("str | int", store(fold(value)))
+        for (fold, store), value in zip(spills, dims, strict=True)
+    )

@@ -73,9 +73,10 @@ def latency_of(elapsed_seconds: float) -> str:
     return LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed_seconds)]
 
 
-# Content type -> whether it is HTML, for the first 256 types seen (the app chooses them,
-# so there are few). The hot path reads it inline and calls is_html on a miss.
-HTML_BY_CONTENT_TYPE: Final[dict[str | None, bool]] = {}
+# Content type -> whether it is HTML. The app chooses its content types, so there are
+# few; a full cache starts over (random multipart boundaries must not keep the common
+# types out for good). The hot path reads it inline and calls is_html on a miss.
+HTML_BY_CONTENT_TYPE: Final[dict[str | None, bool]] = {None: False}
 _MAX_CONTENT_TYPES: Final = 256
 
 
@@ -85,8 +86,10 @@ def is_html(content_type: str | None) -> bool:
         return False
     html = content_type[:64].lstrip().lower().startswith(_HTML_TYPES)
     # Cached: an app answers with a handful of distinct content types.
-    if len(HTML_BY_CONTENT_TYPE) < _MAX_CONTENT_TYPES:
-        HTML_BY_CONTENT_TYPE[content_type] = html
+    if len(HTML_BY_CONTENT_TYPE) >= _MAX_CONTENT_TYPES:
+        HTML_BY_CONTENT_TYPE.clear()
+        HTML_BY_CONTENT_TYPE[None] = False
+    HTML_BY_CONTENT_TYPE[content_type] = html
     return html
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from urllib.parse import unquote
 
 from headcount._shapes import bad_route_segments, normalize_text
-from headcount.wire import OTHER, UNMATCHED, route_problem
+from headcount.wire import FORBIDDEN_ROUTE_CHARS, OTHER, UNMATCHED, route_problem
 
 __all__ = ["generalize_path", "normalize_route"]
 
@@ -26,7 +26,6 @@ _REGEX_CLASS = re.compile(r"\\[A-Za-z0-9]")
 # A dot between word characters (`robots.txt`) is meant literally, however it is written.
 _WORD_DOT = re.compile(r"(?<=\w)\.(?=\w)")
 _GROUP_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
-_FORBIDDEN = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
 
 
 def _placeholder(name: str) -> str:
@@ -105,7 +104,7 @@ def _template(segments: list[str]) -> str:
     normalized = []
     for segment in segments:
         text = normalize_text(segment)
-        normalized.append(_ID if text is None or _FORBIDDEN.search(text) else text)
+        normalized.append(_ID if text is None or FORBIDDEN_ROUTE_CHARS.search(text) else text)
     bad = bad_route_segments(normalized)
     return "/".join(_ID if index in bad else s for index, s in enumerate(normalized))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
-from typing import cast
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
+from typing import Final
 
-from headcount.wire import OTHER, REFERRER_SPECIAL, Bot, Event, Pageview, Record, Request, Visit
+from headcount.wire import KINDS, Record, RecordKind
 
 __all__ = [
     "CountTable",
@@ -21,14 +22,16 @@ __all__ = [
 ]
 
 # Keys are plain tuples, tagged by record kind, because hashing a tuple of interned
-# strings is the cheapest thing Python can count by:
+# strings is the cheapest thing Python can count by: ``(kind, hour, *values)``, the values
+# in the order ``wire.KINDS`` declares the kind's dimensions:
 #   ("request", hour, route, method, status_class, latency)
-#   ("pageview", hour, route, referrer, entry, utm_source, utm_medium, utm_campaign)
+#   ("pageview", hour, route, referrer, utm_source, utm_medium, utm_campaign, entry)
 #   ("bot", hour, category)
 #   ("event", hour, name, route, ((prop, value), ...))
 #   ("visit", start_hour, entry_route, duration_label, pages_label)
+# The hot path builds them by hand for speed; a test holds them to the registry.
 RequestKey = tuple[str, int, str, str, str, str]
-PageviewKey = tuple[str, int, str, str, bool, str | None, str | None, str | None]
+PageviewKey = tuple[str, int, str, str, str | None, str | None, str | None, bool]
 EventKey = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
 BotKey = tuple[str, int, str]
 VisitKey = tuple[str, int, str, str, str]
@@ -37,8 +40,7 @@ Key = RequestKey | PageviewKey | EventKey | BotKey | VisitKey
 
 def with_entry(key: PageviewKey, entry: bool) -> PageviewKey:
     """The same pageview key, counted as an entry or not."""
-    kind, hour, route, referrer, _, source, medium, campaign = key
-    return (kind, hour, route, referrer, entry, source, medium, campaign)
+    return (*key[:-1], entry)
 
 
 # Room above max_keys for overflow keys. Request, pageview and bot overflow keys are
@@ -46,23 +48,21 @@ def with_entry(key: PageviewKey, entry: bool) -> PageviewKey:
 OVERFLOW_HEADROOM = 1024
 
 
+# Per kind, the fold of each dimension (None: kept).
+_FOLDS: Final = {
+    name: tuple(d.fold for d in kind.dimensions) for name, kind in KINDS.items() if kind.folds
+}
+
+
 def overflow_key(key: Key) -> Key:
-    """The key a new key is counted under once the table is full: route (other)."""
-    kind = key[0]
-    if kind == "request":
-        _, hour, _, method, status, latency = cast(RequestKey, key)
-        return (kind, hour, OTHER, method, status, latency)
-    if kind == "pageview":
-        _, hour, _, referrer, entry, *_ = cast(PageviewKey, key)
-        referrer = referrer if referrer in REFERRER_SPECIAL else OTHER
-        return (kind, hour, OTHER, referrer, entry, None, None, None)
-    if kind == "event":
-        _, hour, name, *_ = cast(EventKey, key)
-        return (kind, hour, name, OTHER, ())
-    if kind == "visit":
-        _, hour, _, duration, pages = cast(VisitKey, key)
-        return (kind, hour, OTHER, duration, pages)
-    return key
+    """The key a new key is counted under once the table is full: its open-ended values
+    folded as ``wire.KINDS`` declares (the route becomes (other))."""
+    folds = _FOLDS.get(key[0])
+    if folds is None:
+        return key
+    values = key[2:]
+    folded = (v if fold is None else fold(v) for fold, v in zip(folds, values, strict=True))
+    return (key[0], key[1], *folded)  # type: ignore[return-value]
 
 
 class CountTable:
@@ -187,33 +187,34 @@ def merge_counts(into: dict[Key, int], counts: Mapping[Key, int], max_keys: int)
         into[key] = into.get(key, 0) + n
 
 
-def _record(key: Key, n: int) -> Record:
-    kind = key[0]
-    if kind == "request":
-        _, hour, route, method, status, latency = cast(RequestKey, key)
-        return Request(hour=hour, route=route, method=method, status=status, latency=latency, n=n)
-    if kind == "pageview":
-        _, hour, route, referrer, entry, source, medium, campaign = cast(PageviewKey, key)
-        return Pageview(
-            hour=hour,
-            route=route,
-            referrer=referrer,
-            entry=entry,
-            n=n,
-            utm_source=source,
-            utm_medium=medium,
-            utm_campaign=campaign,
-        )
-    if kind == "event":
-        _, hour, name, route, props = cast(EventKey, key)
-        return Event(hour=hour, name=name, route=route, props=dict(props), n=n)
-    if kind == "visit":
-        _, hour, route, duration, pages = cast(VisitKey, key)
-        return Visit(hour=hour, route=route, duration=duration, pages=pages, n=n)
-    _, hour, category = cast(BotKey, key)
-    return Bot(hour=hour, category=category, n=n)
+Builder = Callable[[Key, int], Record]
+
+
+def _builder(kind: RecordKind) -> Builder:
+    """Makes a record of ``kind`` from a key and its count: the struct's fields, in the
+    struct's own order, picked out of ``(*key, n)`` in one C call."""
+    struct: Callable[..., Record] = kind.struct  # type: ignore[assignment]
+    fields = kind.struct.__struct_fields__
+    position = {"hour": 1, **{d.name: 2 + i for i, d in enumerate(kind.dimensions)}}
+    position["n"] = 2 + len(kind.dimensions)
+    pick = itemgetter(*(position[name] for name in fields))
+    converts = [(fields.index(d.name), d.to_wire) for d in kind.dimensions if d.to_wire is not None]
+    if not converts:
+        return lambda key, n: struct(*pick((*key, n)))
+
+    def build(key: Key, n: int) -> Record:
+        values = list(pick((*key, n)))
+        for index, to_wire in converts:
+            values[index] = to_wire(values[index])
+        return struct(*values)
+
+    return build
+
+
+_BUILDERS: Final = {name: _builder(kind) for name, kind in KINDS.items()}
 
 
 def to_records(counts: Iterable[tuple[Key, int]]) -> list[Record]:
     """Wire records for ``(key, count)`` pairs."""
-    return [_record(key, n) for key, n in counts]
+    builders = _BUILDERS
+    return [builders[key[0]](key, n) for key, n in counts]

@@ -2,7 +2,9 @@
 
 Declared once, here. The SDK encodes with it and the collector decodes with it, so the
 two cannot drift apart; ``/v1/schema``, ``/openapi.json`` and the privacy page are
-generated from these same declarations.
+generated from these same declarations. ``KINDS`` registers each record kind with its
+dimensions in order, how they fold into (other) and how they are stored: the SDK's count
+keys and records, and the collector's tables, key functions and metrics derive from it.
 
 Every field is already coarse: an hour rather than a timestamp, a range label rather
 than a duration, a route template rather than a path, a domain rather than a URL.
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal, cast
 
 import msgspec
 
@@ -23,7 +26,10 @@ from headcount import _shapes
 __all__ = [
     "BOT_CATEGORIES",
     "DURATION_LABELS",
+    "FORBIDDEN_ROUTE_CHARS",
     "INGEST_PATH",
+    "KINDS",
+    "KIND_OF_TYPE",
     "LATENCY_EDGES_MS",
     "LATENCY_LABELS",
     "LATENCY_UNKNOWN",
@@ -45,12 +51,15 @@ __all__ = [
     "VISIT_DURATION_EDGES_S",
     "Batch",
     "Bot",
+    "Dimension",
     "Event",
     "Pageview",
     "Record",
+    "RecordKind",
     "Request",
     "Visit",
     "duration_label",
+    "encode_props",
     "looks_like_identifier",
     "pages_label",
     "referrer_problem",
@@ -261,7 +270,142 @@ class Visit(_Record, tag="visit", frozen=True):
 
 
 Record = Pageview | Request | Event | Bot | Visit
-RECORD_TYPES: Final[tuple[type[_Record], ...]] = (Pageview, Request, Event, Bot, Visit)
+
+
+# --- the record-kind registry ------------------------------------------------------------
+# Each kind's dimensions, their order, how a key folds into (other) and how a value is
+# stored, declared once. The SDK's count-table keys are ``(kind, hour, *values)`` in this
+# order; the collector's tables, key functions, metrics, ``by`` dimensions and OpenAPI
+# enums are derived from it.
+
+
+def _fold_to_other(value: object) -> str:
+    return OTHER
+
+
+def _fold_referrer(value: object) -> object:
+    # The markers say something true about every pageview folded under them; a domain
+    # is one of many that no longer fit.
+    return value if value in REFERRER_SPECIAL else OTHER
+
+
+def _fold_to_absent(value: object) -> None:
+    # A campaign slug cannot be "(other)" on the wire: a folded key has no campaign.
+    return None
+
+
+def _fold_to_no_props(value: object) -> tuple[tuple[str, str], ...]:
+    return ()
+
+
+def _store_absent_as_empty(value: object) -> object:
+    # '' rather than NULL, so that an absent value takes part in the primary key.
+    return "" if value is None else value
+
+
+def _store_flag(value: object) -> int:
+    return 1 if value else 0
+
+
+def encode_props(props: object) -> str:
+    """Event properties as stored: canonical (sorted, compact) JSON, so that equal
+    property sets always share one counter row. ``props`` is a mapping or the SDK's
+    tuple of (name, value) pairs."""
+    pairs: dict[str, str] = dict(cast("Iterable[tuple[str, str]]", props))
+    return "{" + ",".join(f'"{k}":"{pairs[k]}"' for k in sorted(pairs)) + "}"
+
+
+def _props_on_the_wire(value: object) -> dict[str, str]:
+    return dict(cast("Iterable[tuple[str, str]]", value))
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """One field a record kind's counts are kept apart by (besides the hour)."""
+
+    name: str  # the wire field, and the storage column
+    # The name ``/v1/stats`` groups and filters by, when it is not ``name``.
+    query_name: str | None = None
+    # The value this dimension takes when a key folds into (other): the SDK's table is
+    # full, or the collector's per-hour key cap is reached. None: declared or a fixed set
+    # of labels, never folded.
+    fold: Callable[[object], object] | None = None
+    # The storage value of a wire value (and of an already stored one); None: as is.
+    store: Callable[[object], object] | None = None
+    # The SDK's key holds a hashable stand-in; this makes the wire value of it.
+    to_wire: Callable[[object], object] | None = None
+    integer: bool = False  # stored in an integer column rather than a text one
+
+    @property
+    def query(self) -> str:
+        return self.query_name or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class RecordKind:
+    """One kind of record: its struct, the metric it answers and its dimensions in order."""
+
+    name: str  # the record's "kind" tag, and the table's suffix
+    struct: type[_Record]
+    metric: str  # the ``/v1/stats`` metric counting it
+    dimensions: tuple[Dimension, ...]
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+    @property
+    def folds(self) -> bool:
+        """Whether any dimension is open-ended, so that a flood of keys can fold."""
+        return any(d.fold is not None for d in self.dimensions)
+
+
+_ROUTE = Dimension("route", fold=_fold_to_other)
+
+KINDS: Final[dict[str, RecordKind]] = {
+    kind.name: kind
+    for kind in (
+        RecordKind(
+            "pageview",
+            Pageview,
+            "pageviews",
+            (
+                _ROUTE,
+                Dimension("referrer", fold=_fold_referrer),
+                Dimension("utm_source", fold=_fold_to_absent, store=_store_absent_as_empty),
+                Dimension("utm_medium", fold=_fold_to_absent, store=_store_absent_as_empty),
+                Dimension("utm_campaign", fold=_fold_to_absent, store=_store_absent_as_empty),
+                Dimension("entry", store=_store_flag, integer=True),
+            ),
+        ),
+        RecordKind(
+            "request",
+            Request,
+            "requests",
+            (_ROUTE, Dimension("method"), Dimension("status"), Dimension("latency")),
+        ),
+        RecordKind(
+            "event",
+            Event,
+            "events",
+            (
+                Dimension("name", query_name="event"),
+                _ROUTE,
+                Dimension(
+                    "props",
+                    query_name="prop",
+                    fold=_fold_to_no_props,
+                    store=encode_props,
+                    to_wire=_props_on_the_wire,
+                ),
+            ),
+        ),
+        RecordKind("bot", Bot, "bots", (Dimension("category"),)),
+        RecordKind("visit", Visit, "visits", (_ROUTE, Dimension("duration"), Dimension("pages"))),
+    )
+}
+RECORD_TYPES: Final[tuple[type[_Record], ...]] = tuple(kind.struct for kind in KINDS.values())
+KIND_OF_TYPE: Final[dict[type[_Record], RecordKind]] = {k.struct: k for k in KINDS.values()}
 
 VisitsMode = Literal["off", "memory", "redis"]
 
@@ -280,7 +424,9 @@ class Batch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # Defined once in headcount._shapes; the SDK rewrites into these shapes and the collector
 # refuses anything not already in them.
 
-_FORBIDDEN_CHARS = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
+# What a route template never holds: a query string, a fragment, whitespace, a control
+# character or a backslash. The SDK replaces a segment holding one; ingest refuses it.
+FORBIDDEN_ROUTE_CHARS: Final = re.compile(r"[?#\s\x00-\x1f\x7f\\]")
 
 
 def looks_like_identifier(segment: str) -> bool:
@@ -303,7 +449,7 @@ def route_problem(route: str) -> str | None:
         return "must start with '/' or be (unmatched) or (other)"
     if _shapes.normalize_text(route) != route:
         return "is not NFKC-normalised text, or holds an invisible or bidi control character"
-    if _FORBIDDEN_CHARS.search(route):
+    if FORBIDDEN_ROUTE_CHARS.search(route):
         return "contains a query string, fragment, whitespace or control character"
     bad = _shapes.bad_route_segments(route.split("/"))
     if bad:
@@ -331,15 +477,19 @@ def slug_problem(value: str) -> str | None:
 def schema_document() -> dict[str, object]:
     """A machine-readable description of every record kind, field and range label."""
     kinds: dict[str, object] = {}
-    for record_type in RECORD_TYPES:
-        info = msgspec.inspect.type_info(record_type)
+    for name, kind in KINDS.items():
+        info = msgspec.inspect.type_info(kind.struct)
         assert isinstance(info, msgspec.inspect.StructType)
-        kinds[str(info.tag)] = {
-            "description": (record_type.__doc__ or "").strip(),
+        kinds[name] = {
+            "description": (kind.struct.__doc__ or "").strip(),
             "fields": [
                 {"name": f.encode_name, "required": f.required, "type": _describe(f.type)}
                 for f in info.fields
             ],
+            # What the counts are kept apart by (besides the hour), in key order, and the
+            # ``/v1/stats`` metric that answers them.
+            "dimensions": [d.name for d in kind.dimensions],
+            "metric": kind.metric,
         }
     return {
         "version": SCHEMA_VERSION,

@@ -264,13 +264,16 @@ def test_a_database_from_before_sealed_noise_upgrades_in_place_and_releases_its_
 ) -> None:
     import sqlite3
 
-    from headcount_collector.stores import sqlite as sqlite_store
-    from headcount_collector.stores.base import apply_migrations
+    from headcount_collector.stores.migrations import SQLITE, latest_version, migrations
 
     path = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(path, isolation_level=None)
     # Schema version 2, as the previous release created it, with counts and a batch id.
-    apply_migrations(conn.execute, sqlite_store._migrations()[:2], "?")
+    conn.execute("CREATE TABLE hc_meta (key TEXT PRIMARY KEY, value TEXT)")
+    for statements in migrations(SQLITE)[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("INSERT INTO hc_meta VALUES ('schema_version', '2')")
     hour = local_ts(FIRST_DAY, 10)
     day = local_ts(FIRST_DAY)
     for res, bucket in (("h", hour), ("d", day)):
@@ -296,7 +299,7 @@ def test_a_database_from_before_sealed_noise_upgrades_in_place_and_releases_its_
     finally:
         conn.close()
     assert received == [(hour,)]  # arrival kept to the hour only
-    assert int(version) == sqlite_store.SCHEMA_VERSION
+    assert int(version) == latest_version()
 
 
 def test_retention_drops_released_cells_with_their_counts(tmp_path: Path) -> None:

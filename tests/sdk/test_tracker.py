@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 import tracemalloc
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -14,7 +13,7 @@ import headcount
 from headcount import RequestInfo, Tracker
 from headcount.wire import Batch, Bot, Event, Pageview, Record, Request, Visit
 
-from .conftest import BROWSER, accepting_transport, page
+from .conftest import BROWSER, HOUR, accepting_transport, page
 
 KindT = TypeVar("KindT", Pageview, Request, Event, Bot, Visit)
 
@@ -59,14 +58,13 @@ def test_public_facade_is_exact() -> None:
 def test_a_pageview_counts_as_request_and_pageview(tracker: Tracker) -> None:
     tracker.record_request(page(referer="https://www.google.com/search?q=x"))
     records = tracker.peek()
-    now_hour = int(time.time()) // 3600 * 3600
     (request,) = kinds(records, Request)
     (pageview,) = kinds(records, Pageview)
     assert request == Request(
-        hour=now_hour, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
+        hour=HOUR, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
     )
     assert pageview == Pageview(
-        hour=now_hour, route="/articles/{id}", referrer="google.com", entry=True, n=1
+        hour=HOUR, route="/articles/{id}", referrer="google.com", entry=True, n=1
     )
     assert tracker.stats().recorded == 1
 
@@ -134,12 +132,12 @@ def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
 def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
     tracker.record_request(page(user_agent="curl/8.5.0"))
     records = tracker.peek()
-    assert kinds(records, Bot) == [Bot(hour=int(time.time()) // 3600 * 3600, n=1, category="other")]
+    assert kinds(records, Bot) == [Bot(hour=HOUR, n=1, category="other")]
     assert total(records, Request) == 1
     assert total(records, Pageview) == 0
 
 
-def pageview_routes(routes: list[str], **options: object) -> list[str]:
+def pageview_routes(routes: list[str], **options: Any) -> list[str]:
     t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
                 transport=accepting_transport(), **options)  # fmt: skip
     try:
@@ -396,3 +394,49 @@ def test_hourly_hold_releases_each_hour_at_a_random_moment_of_the_next() -> None
         assert hold.take_due(everything=True) == {("bot", hour + 3600, "search"): 1}
     assert all(hour + 3600 <= r <= hour + 7200 for r in releases)
     assert len(set(releases)) > 10  # spread over the hour, not a fixed offset
+
+
+def test_hand_built_keys_put_each_value_where_the_registry_says(tracker: Tracker) -> None:
+    # The hot path builds its count-table keys as tuples; the records are made from them
+    # by the registry's order, so a value out of place shows up in the wrong field.
+    tracker.record_request(
+        page(
+            referer="https://news.example.org/story",
+            query_string="utm_source=mail&utm_medium=email&utm_campaign=launch",
+            elapsed=0.3,
+        )
+    )
+    tracker.record_request(page(method="POST", status=404, elapsed=2.0, content_type=None))
+    tracker.record_request(page(user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)"))
+    tracker.event("signup", route="/join", plan="pro")
+    hour = HOUR  # the fixture's clock
+    records = tracker.peek()
+    assert kinds(records, Pageview) == [
+        Pageview(
+            hour=hour,
+            route="/articles/{id}",
+            referrer="example.org",
+            entry=True,
+            n=1,
+            utm_source="mail",
+            utm_medium="email",
+            utm_campaign="launch",
+        )
+    ]
+    assert Request(
+        hour=hour, route="/articles/{id}", method="POST", status="4xx", latency="1s-2.5s", n=1
+    ) in kinds(records, Request)
+    assert kinds(records, Bot) == [Bot(hour=hour, category="search", n=1)]
+    assert kinds(records, Event) == [
+        Event(hour=hour, name="signup", route="/join", props={"plan": "pro"}, n=1)
+    ]
+
+
+def test_a_finished_visit_key_follows_the_registry() -> None:
+    from headcount._table import to_records
+    from headcount._visits._link import finished_visit
+    from headcount.wire import Visit, duration_label, pages_label
+
+    assert to_records([(finished_visit(7200, "/docs", 95.0, 3), 2)]) == [
+        Visit(hour=7200, route="/docs", duration=duration_label(95.0, 3), pages=pages_label(3), n=2)
+    ]

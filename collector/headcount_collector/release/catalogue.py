@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from headcount_collector.tables import TABLES
+from headcount import wire
 
 __all__ = [
     "MARGINALS",
@@ -46,6 +46,14 @@ class Marginal:
     dims: tuple[str, ...]
     where: tuple[tuple[str, int], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Released cells are stored under these names: each must be a dimension of the
+        # kind as wire.KINDS declares it.
+        declared = wire.KINDS[self.kind].dimension_names
+        unknown = [d for d in (*self.dims, *(c for c, _ in self.where)) if d not in declared]
+        if unknown:
+            raise ValueError(f"{self.kind} has no dimension {', '.join(unknown)}")
+
     @property
     def code(self) -> str:
         """The stable name stored with each released cell."""
@@ -63,7 +71,7 @@ class Marginal:
 
 
 def _full(kind: str) -> Marginal:
-    return Marginal(kind, TABLES[kind].dimensions)
+    return Marginal(kind, wire.KINDS[kind].dimension_names)
 
 
 def _unique(marginals: tuple[Marginal, ...]) -> tuple[Marginal, ...]:

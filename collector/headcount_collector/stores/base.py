@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
 from headcount_collector.release.policy import ReleasePolicy
-from headcount_collector.tables import TABLES, Table
+from headcount_collector.tables import TABLES, Table, spilled_key
 from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "RetentionResult",
     "SealStep",
     "Store",
-    "apply_migrations",
     "counter_rows",
     "data_buckets_sql",
     "declared_modes",
@@ -38,12 +38,10 @@ __all__ = [
     "ensure_secret",
     "mark_late",
     "raw_rows_sql",
-    "release_migration",
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
     "seal_imported_buckets",
-    "sealed_data_migration",
     "sealed_data_sql",
     "spill_excess_keys",
     "stored_batch_id",
@@ -137,35 +135,6 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def apply_migrations(
-    execute: Callable[..., Any], migrations: Sequence[Sequence[str]], placeholder: str
-) -> None:
-    """Bring the schema up to ``len(migrations)``, inside the caller's transaction.
-
-    ``execute`` is the connection's own; the caller holds whatever lock keeps two
-    collectors from migrating at once (SQLite's write lock, a PostgreSQL advisory lock).
-    """
-    latest = len(migrations)
-    execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
-    row = execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
-    current = int(str(row[0])) if row else 0
-    if current > latest:
-        raise RuntimeError(
-            f"database schema version {current} is newer than this collector "
-            f"({latest}); upgrade headcount"
-        )
-    for version, statements in enumerate(migrations, start=1):
-        if version <= current:
-            continue
-        for statement in statements:
-            execute(statement)
-        execute(
-            "INSERT INTO hc_meta (key, value) VALUES ('schema_version', "
-            f"{placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(version),),
-        )
-
-
 def retention_cutoffs(site: Site, now: int) -> tuple[int, int]:
     """(hourly rows before this go, daily rows before this go): local midnights."""
     zone = site.timezone
@@ -230,28 +199,9 @@ def delete_expired(
     return RetentionResult(rolled, deleted, forgotten)
 
 
-# The dimensions whose values are open-ended and so can be flooded; the others are
-# declared (event names and properties) or a fixed set of labels.
-_OPEN_DIMENSIONS: dict[str, frozenset[str]] = {
-    "pageview": frozenset({"route", "referrer", "utm_source", "utm_medium", "utm_campaign"}),
-    "request": frozenset({"route"}),
-    "event": frozenset({"route"}),
-    "visit": frozenset({"route"}),
-    "bot": frozenset(),
-}
 DEFAULT_KEY_CAP = 10_000
-
-
-def _spilled_key(kind: str, dims: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    table = TABLES[kind]
-    open_dims = _OPEN_DIMENSIONS[kind]
-    return tuple(
-        OTHER if column in open_dims else value
-        for column, value in zip(table.dimensions, dims, strict=True)
-    )
-
-
-OTHER = "(other)"
+# The kinds with open-ended dimensions, which a flood of new keys can fold into (other).
+_FOLDING_KINDS = frozenset(name for name, kind in wire.KINDS.items() if kind.folds)
 
 
 class KeyCounts:
@@ -324,7 +274,7 @@ def spill_excess_keys(
             continue
         site = batch.site
         for kind, hour, _ in batch.counts:
-            if _OPEN_DIMENSIONS[kind]:
+            if kind in _FOLDING_KINDS:
                 bucket = (site, kind, hour)
                 sizes[bucket] = sizes.get(bucket, 0) + 1
     moves: dict[tuple[str, str, int, tuple[str | int, ...]], tuple[str | int, ...]] = {}
@@ -362,7 +312,7 @@ def spill_excess_keys(
         fresh = sorted((k for k in keys if k not in existing), key=repr)
         room = max(0, bucket_cap - len(existing) - 1)  # one row is kept for (other) itself
         for dims in fresh[room:]:
-            moves[(site, kind, hour, dims)] = _spilled_key(kind, dims)
+            moves[(site, kind, hour, dims)] = spilled_key(kind, dims) or dims
         known.set(bucket, len(existing) + min(len(fresh), room) + 1)
     if not moves:
         return
@@ -491,22 +441,6 @@ class Dialect:
             f"ON CONFLICT ({key}) DO UPDATE SET n = {table.name}.n + excluded.n"
         )
 
-    def create_table_sql(self, table: Table, integer: str = "INTEGER") -> str:
-        dims = "".join(
-            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
-        )
-        key = ", ".join(("site", "res", "bucket", *table.dimensions))
-        return (
-            f"CREATE TABLE IF NOT EXISTS {table.name} (\n"
-            "    site TEXT NOT NULL,\n"
-            "    res TEXT NOT NULL,\n"
-            f"    bucket {integer} NOT NULL,\n"
-            f"{dims}"
-            f"    n {integer} NOT NULL,\n"
-            f"    PRIMARY KEY ({key})\n"
-            ")"
-        )
-
     def _column(self, column: str | tuple[str, str], params: list[object]) -> str:
         if isinstance(column, tuple):
             params.append(column[1])
@@ -594,41 +528,6 @@ def stored_batch_id(site: str, batch_id: str) -> str:
 
 def release_table(kind: str) -> str:
     return f"hc_rel_{kind}"
-
-
-def release_migration(integer: str, real: str, suffix: str = "") -> list[str]:
-    """Released (sealed, noisy) cells, one table per record kind, and the seal watermarks.
-
-    A released cell's dimension columns outside its marginal hold '' (or 0), which the
-    marginal code in the key keeps apart from real values.
-    """
-    statements = []
-    for table in TABLES.values():
-        dims = "".join(
-            f"    {c} {'INTEGER' if c == 'entry' else 'TEXT'} NOT NULL,\n" for c in table.dimensions
-        )
-        # The marginal leads the bucket so that a query's range scan reads only its cells.
-        key = ", ".join(("site", "res", "marginal", "bucket", *table.dimensions))
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {release_table(table.kind)} (\n"
-            "    site TEXT NOT NULL,\n"
-            "    res TEXT NOT NULL,\n"
-            f"    bucket {integer} NOT NULL,\n"
-            "    marginal TEXT NOT NULL,\n"
-            f"{dims}"
-            f"    n {integer} NOT NULL,\n"
-            f"    var {real} NOT NULL,\n"
-            f"    PRIMARY KEY ({key})\n"
-            f"){suffix}"
-        )
-    statements.append(
-        "CREATE TABLE IF NOT EXISTS hc_seal ("
-        f" site TEXT NOT NULL, res TEXT NOT NULL, sealed_until {integer} NOT NULL,"
-        f" PRIMARY KEY (site, res)){suffix}"
-    )
-    # Nothing at rest finer than an hour: batch arrival times are kept to the hour.
-    statements.append("UPDATE hc_batch SET received = received - received % 3600")
-    return statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -768,31 +667,6 @@ def sealed_data_sql(placeholder: str) -> str:
     )
 
 
-def sealed_data_migration(integer: str, suffix: str = "") -> list[str]:
-    """The buckets released with counts, so that a bucket sealed while it held nothing
-    (it released nothing about anyone) can take an import once, and no other can.
-
-    Frozen text: counter and release tables are named here, not taken from the registry.
-    Buckets sealed before this version are taken to have held counts if anything is
-    stored for them now, late records included: that refuses more imports, never fewer.
-    """
-    kinds = ("pageview", "request", "event", "bot", "visit")
-    sources = " UNION ".join(
-        f"SELECT site, res, bucket FROM {table}"
-        for kind in kinds
-        for table in (f"hc_{kind}", f"hc_rel_{kind}")
-    )
-    return [
-        "CREATE TABLE IF NOT EXISTS hc_sealed_data ("
-        f" site TEXT NOT NULL, res TEXT NOT NULL, bucket {integer} NOT NULL,"
-        f" PRIMARY KEY (site, res, bucket)){suffix}",
-        "INSERT INTO hc_sealed_data (site, res, bucket)"
-        f" SELECT c.site, c.res, c.bucket FROM ({sources}) c"
-        " JOIN hc_seal s ON s.site = c.site AND s.res = c.res"
-        " WHERE c.bucket < s.sealed_until",
-    ]
-
-
 def seal_imported_buckets(
     execute: Callable[..., Any],
     execute_many: Callable[[str, list[tuple[object, ...]]], Any],
@@ -880,7 +754,8 @@ def _seal_one(
                     continue
                 values = dict(zip(marginal.dims, found[:-1], strict=True))
                 dims = tuple(
-                    values.get(c, fixed.get(c, 0 if c == "entry" else "")) for c in table.dimensions
+                    values.get(c, fixed.get(c, 0 if c in table.integer else ""))
+                    for c in table.dimensions
                 )
                 rows.append((site, resolution, bucket, marginal.code, *dims, noisy, variance))
         if rows:

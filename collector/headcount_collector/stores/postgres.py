@@ -33,7 +33,6 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
-    apply_migrations,
     counter_rows,
     data_buckets_sql,
     declared_modes,
@@ -41,14 +40,13 @@ from headcount_collector.stores.base import (
     ensure_secret,
     mark_late,
     raw_rows_sql,
-    release_migration,
     seal_bucket,
     seal_imported_buckets,
-    sealed_data_migration,
     sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
+from headcount_collector.stores.migrations import POSTGRESQL, apply_migrations, latest_version
 from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import floor_hour
 
@@ -90,10 +88,6 @@ class PoolSettings:
             raise ValueError("timeout and reconnect_timeout must be positive")
 
 
-def _column_type(column: str) -> str:
-    return "integer" if column == "entry" else "text"
-
-
 def _int(value: object) -> int:
     # Counts come back as int or, from SUM/COUNT, as Decimal/int; anything else is a bug.
     if isinstance(value, int):
@@ -111,34 +105,7 @@ def _cell(value: object) -> int | str | None:
     raise TypeError(f"unexpected {type(value).__name__} in a counter row")
 
 
-def _migrations() -> list[list[str]]:
-    version_1 = [DIALECT.create_table_sql(table, integer="BIGINT") for table in TABLES.values()]
-    version_1.append(
-        "CREATE TABLE IF NOT EXISTS hc_batch ("
-        " site TEXT NOT NULL, batch_id TEXT NOT NULL, received BIGINT NOT NULL,"
-        " PRIMARY KEY (site, batch_id))"
-    )
-    # Leads with site like everything else, so it stays local to a shard on Citus.
-    version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (site, received)")
-    version_2 = [
-        "CREATE TABLE IF NOT EXISTS hc_sender ("
-        " site TEXT NOT NULL, visits TEXT NOT NULL, seen BIGINT NOT NULL,"
-        " PRIMARY KEY (site, visits))"
-    ]
-    # Bots by category: older rows become 'other'. On a new database version 1 already
-    # made the column and key, and this leaves them as they are.
-    version_3 = [
-        "ALTER TABLE hc_bot ADD COLUMN IF NOT EXISTS category TEXT NOT NULL DEFAULT 'other'",
-        "ALTER TABLE hc_bot ALTER COLUMN category DROP DEFAULT",
-        "ALTER TABLE hc_bot DROP CONSTRAINT hc_bot_pkey",
-        "ALTER TABLE hc_bot ADD PRIMARY KEY (site, res, bucket, category)",
-    ]
-    version_4 = release_migration("BIGINT", "DOUBLE PRECISION")
-    version_5 = sealed_data_migration("BIGINT")
-    return [version_1, version_2, version_3, version_4, version_5]
-
-
-SCHEMA_VERSION = len(_migrations())
+SCHEMA_VERSION = latest_version()
 
 
 def _upsert_sql(table: Table) -> str:
@@ -146,7 +113,7 @@ def _upsert_sql(table: Table) -> str:
     # in binary (%b), which PostgreSQL decodes faster than array text (bench/pg_drivers.py).
     # The statement text never changes with the row count, so psycopg prepares it once.
     columns = ("site", "res", "bucket", *table.dimensions, "n")
-    types = ("text", "text", "bigint", *(_column_type(c) for c in table.dimensions), "bigint")
+    types = ("text", "text", "bigint", *(table.column_type(c) for c in table.dimensions), "bigint")
     arrays = ", ".join(f"%b::{t}[]" for t in types)
     key = ", ".join(("site", "res", "bucket", *table.dimensions))
     dims = "".join(f", u.{c}" for c in table.dimensions)
@@ -217,7 +184,7 @@ class PostgresStore:
     def migrate(self) -> None:
         def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            apply_migrations(conn.execute, _migrations(), "%s")
+            apply_migrations(conn.execute, POSTGRESQL)
             self._key_counts.secret = ensure_secret(conn.execute, "%s")
 
         self._run(migrate_in, "migration")

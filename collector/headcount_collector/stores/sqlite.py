@@ -27,7 +27,6 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
-    apply_migrations,
     counter_rows,
     data_buckets_sql,
     declared_modes,
@@ -35,14 +34,13 @@ from headcount_collector.stores.base import (
     ensure_secret,
     mark_late,
     raw_rows_sql,
-    release_migration,
     seal_bucket,
     seal_imported_buckets,
-    sealed_data_migration,
     sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
+from headcount_collector.stores.migrations import SQLITE, apply_migrations, latest_version
 from headcount_collector.tables import TABLES
 from headcount_collector.timeutil import floor_hour
 
@@ -59,38 +57,7 @@ _PRAGMAS = (
 )
 
 
-def _migrations() -> list[list[str]]:
-    version_1 = [DIALECT.create_table_sql(table) + " WITHOUT ROWID" for table in TABLES.values()]
-    version_1.append(
-        "CREATE TABLE IF NOT EXISTS hc_batch ("
-        " site TEXT NOT NULL, batch_id TEXT NOT NULL, received INTEGER NOT NULL,"
-        " PRIMARY KEY (site, batch_id)) WITHOUT ROWID"
-    )
-    version_1.append("CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (received)")
-    version_2 = [
-        "CREATE TABLE IF NOT EXISTS hc_sender ("
-        " site TEXT NOT NULL, visits TEXT NOT NULL, seen INTEGER NOT NULL,"
-        " PRIMARY KEY (site, visits)) WITHOUT ROWID"
-    ]
-    # Bots by category. A WITHOUT ROWID table cannot change its primary key in place:
-    # build the new table, copy (older rows become 'other'), swap. On a new database
-    # version 1 already made the column, and the table is empty.
-    version_3 = [
-        "CREATE TABLE hc_bot_v3 ("
-        " site TEXT NOT NULL, res TEXT NOT NULL, bucket INTEGER NOT NULL,"
-        " category TEXT NOT NULL, n INTEGER NOT NULL,"
-        " PRIMARY KEY (site, res, bucket, category)) WITHOUT ROWID",
-        "INSERT INTO hc_bot_v3 (site, res, bucket, category, n)"
-        " SELECT site, res, bucket, 'other', n FROM hc_bot",
-        "DROP TABLE hc_bot",
-        "ALTER TABLE hc_bot_v3 RENAME TO hc_bot",
-    ]
-    version_4 = release_migration("INTEGER", "REAL", " WITHOUT ROWID")
-    version_5 = sealed_data_migration("INTEGER", " WITHOUT ROWID")
-    return [version_1, version_2, version_3, version_4, version_5]
-
-
-SCHEMA_VERSION = len(_migrations())
+SCHEMA_VERSION = latest_version()
 
 
 class SQLiteStore:
@@ -168,7 +135,7 @@ class SQLiteStore:
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as conn:
-            apply_migrations(conn.execute, _migrations(), "?")
+            apply_migrations(conn.execute, SQLITE)
             self._key_counts.secret = ensure_secret(conn.execute, "?")
 
     def schema_version(self) -> int:

@@ -62,14 +62,19 @@ class VisitStore(Protocol):
     ) -> bool | Linked | None:
         """One pageview on ``route``: continue its browser's visit or start one.
 
-        ``now`` is the caller's reading of the store's clock, when it has just taken one
-        (the tracker has, for the hour): one clock call fewer per pageview.
+        ``now`` is the caller's reading of the wall clock (``time.time``, or the replay
+        clock the store was built with), when it has just taken one (the tracker has, for
+        the hour): one clock call fewer per pageview. A store on another clock ignores it.
 
         True when this pageview started a visit (it is the visit's entry), False when it
         continued one, None when it was not linked (no client address, store unavailable);
         the caller counts its pageview accordingly. ``Linked.PENDING`` when the link is
         made later on another thread, which then counts ``pageview`` (given by the
         caller for that case) itself."""
+
+    def settle(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the pageviews this store took
+        (``Linked.PENDING``) to be linked and counted."""
 
     def sweep(self) -> None:
         """Close visits idle for ``visit_gap`` (and every visit once the key is due)."""

@@ -1,0 +1,282 @@
+"""The schema, one frozen version at a time, and the runner both backends share.
+
+Each version is literal SQL, written once and never edited: a database made by version 1
+and upgraded step by step must end where a new database does. A change to the record
+kinds in ``wire.KINDS`` needs a new version here; a test holds the latest schema equal to
+what the registry declares, and another upgrades a version-1 database kept under tests/.
+
+The SQL is the same for SQLite and PostgreSQL but for a few types and table options,
+which each statement names as ``{bigint}``, ``{real}`` and ``{table}``; where a version
+differs in substance (rebuilding a table SQLite cannot alter), it has one list per backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = [
+    "POSTGRESQL",
+    "SQLITE",
+    "SchemaDialect",
+    "apply_migrations",
+    "latest_version",
+    "migrations",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaDialect:
+    backend: Literal["sqlite", "postgresql"]
+    bigint: str  # a 64-bit integer column
+    real: str  # a double-precision column
+    table: str  # written after every CREATE TABLE's closing parenthesis
+    placeholder: str
+
+
+SQLITE: Final = SchemaDialect("sqlite", "INTEGER", "REAL", " WITHOUT ROWID", "?")
+POSTGRESQL: Final = SchemaDialect("postgresql", "BIGINT", "DOUBLE PRECISION", "", "%s")
+
+# Version 1: a counter table per record kind, and the batch ids that make retries
+# idempotent. Bots had no category yet.
+_V1: Final = (
+    """CREATE TABLE IF NOT EXISTS hc_pageview (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    route TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    utm_source TEXT NOT NULL,
+    utm_medium TEXT NOT NULL,
+    utm_campaign TEXT NOT NULL,
+    entry INTEGER NOT NULL,
+    n {bigint} NOT NULL,
+    PRIMARY KEY (site, res, bucket, route, referrer, utm_source, utm_medium, utm_campaign, entry)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_request (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    route TEXT NOT NULL,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL,
+    latency TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    PRIMARY KEY (site, res, bucket, route, method, status, latency)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_event (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    name TEXT NOT NULL,
+    route TEXT NOT NULL,
+    props TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    PRIMARY KEY (site, res, bucket, name, route, props)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_bot (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    n {bigint} NOT NULL,
+    PRIMARY KEY (site, res, bucket)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_visit (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    route TEXT NOT NULL,
+    duration TEXT NOT NULL,
+    pages TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    PRIMARY KEY (site, res, bucket, route, duration, pages)
+){table}""",
+    "CREATE TABLE IF NOT EXISTS hc_batch ("
+    " site TEXT NOT NULL, batch_id TEXT NOT NULL, received {bigint} NOT NULL,"
+    " PRIMARY KEY (site, batch_id)){table}",
+)
+_V1_BATCH_INDEX: Final = {
+    "sqlite": "CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (received)",
+    # Leads with site like everything else, so it stays local to a shard on Citus.
+    "postgresql": "CREATE INDEX IF NOT EXISTS hc_batch_received ON hc_batch (site, received)",
+}
+
+# Version 2: the visits mode each site's senders declared.
+_V2: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_sender ("
+    " site TEXT NOT NULL, visits TEXT NOT NULL, seen {bigint} NOT NULL,"
+    " PRIMARY KEY (site, visits)){table}",
+)
+
+# Version 3: bots by category; the rows counted before it become 'other'.
+_V3: Final = {
+    # A WITHOUT ROWID table cannot change its primary key in place: build, copy, swap.
+    "sqlite": (
+        "CREATE TABLE hc_bot_v3 ("
+        " site TEXT NOT NULL, res TEXT NOT NULL, bucket INTEGER NOT NULL,"
+        " category TEXT NOT NULL, n INTEGER NOT NULL,"
+        " PRIMARY KEY (site, res, bucket, category)) WITHOUT ROWID",
+        "INSERT INTO hc_bot_v3 (site, res, bucket, category, n)"
+        " SELECT site, res, bucket, 'other', n FROM hc_bot",
+        "DROP TABLE hc_bot",
+        "ALTER TABLE hc_bot_v3 RENAME TO hc_bot",
+    ),
+    "postgresql": (
+        "ALTER TABLE hc_bot ADD COLUMN IF NOT EXISTS category TEXT NOT NULL DEFAULT 'other'",
+        "ALTER TABLE hc_bot ALTER COLUMN category DROP DEFAULT",
+        "ALTER TABLE hc_bot DROP CONSTRAINT hc_bot_pkey",
+        "ALTER TABLE hc_bot ADD PRIMARY KEY (site, res, bucket, category)",
+    ),
+}
+
+# Version 4: the release model. Released (sealed, noisy) cells, one table per record
+# kind, and the seal watermarks. A released cell's dimension columns outside its marginal
+# hold '' (or 0), which the marginal code in the key keeps apart from real values; the
+# marginal leads the bucket so that a query's range scan reads only its cells.
+_V4: Final = (
+    """CREATE TABLE IF NOT EXISTS hc_rel_pageview (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    marginal TEXT NOT NULL,
+    route TEXT NOT NULL,
+    referrer TEXT NOT NULL,
+    utm_source TEXT NOT NULL,
+    utm_medium TEXT NOT NULL,
+    utm_campaign TEXT NOT NULL,
+    entry INTEGER NOT NULL,
+    n {bigint} NOT NULL,
+    var {real} NOT NULL,
+    PRIMARY KEY (site, res, marginal, bucket, route, referrer, utm_source, utm_medium,
+        utm_campaign, entry)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_rel_request (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    marginal TEXT NOT NULL,
+    route TEXT NOT NULL,
+    method TEXT NOT NULL,
+    status TEXT NOT NULL,
+    latency TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    var {real} NOT NULL,
+    PRIMARY KEY (site, res, marginal, bucket, route, method, status, latency)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_rel_event (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    marginal TEXT NOT NULL,
+    name TEXT NOT NULL,
+    route TEXT NOT NULL,
+    props TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    var {real} NOT NULL,
+    PRIMARY KEY (site, res, marginal, bucket, name, route, props)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_rel_bot (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    marginal TEXT NOT NULL,
+    category TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    var {real} NOT NULL,
+    PRIMARY KEY (site, res, marginal, bucket, category)
+){table}""",
+    """CREATE TABLE IF NOT EXISTS hc_rel_visit (
+    site TEXT NOT NULL,
+    res TEXT NOT NULL,
+    bucket {bigint} NOT NULL,
+    marginal TEXT NOT NULL,
+    route TEXT NOT NULL,
+    duration TEXT NOT NULL,
+    pages TEXT NOT NULL,
+    n {bigint} NOT NULL,
+    var {real} NOT NULL,
+    PRIMARY KEY (site, res, marginal, bucket, route, duration, pages)
+){table}""",
+    "CREATE TABLE IF NOT EXISTS hc_seal ("
+    " site TEXT NOT NULL, res TEXT NOT NULL, sealed_until {bigint} NOT NULL,"
+    " PRIMARY KEY (site, res)){table}",
+    # Nothing at rest finer than an hour: batch arrival times are kept to the hour.
+    "UPDATE hc_batch SET received = received - received % 3600",
+)
+
+# Version 5: the buckets released with counts, so that a bucket sealed while it held
+# nothing (it released nothing about anyone) can take an import once, and no other can.
+# Buckets sealed before this version are taken to have held counts if anything is stored
+# for them now, late records included: that refuses more imports, never fewer.
+_V5: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_sealed_data ("
+    " site TEXT NOT NULL, res TEXT NOT NULL, bucket {bigint} NOT NULL,"
+    " PRIMARY KEY (site, res, bucket)){table}",
+    """INSERT INTO hc_sealed_data (site, res, bucket)
+SELECT c.site, c.res, c.bucket FROM (
+    SELECT site, res, bucket FROM hc_pageview
+    UNION SELECT site, res, bucket FROM hc_rel_pageview
+    UNION SELECT site, res, bucket FROM hc_request
+    UNION SELECT site, res, bucket FROM hc_rel_request
+    UNION SELECT site, res, bucket FROM hc_event
+    UNION SELECT site, res, bucket FROM hc_rel_event
+    UNION SELECT site, res, bucket FROM hc_bot
+    UNION SELECT site, res, bucket FROM hc_rel_bot
+    UNION SELECT site, res, bucket FROM hc_visit
+    UNION SELECT site, res, bucket FROM hc_rel_visit
+) c
+JOIN hc_seal s ON s.site = c.site AND s.res = c.res
+WHERE c.bucket < s.sealed_until""",
+)
+
+
+def _format(statements: Sequence[str], dialect: SchemaDialect) -> list[str]:
+    return [
+        s.format(bigint=dialect.bigint, real=dialect.real, table=dialect.table) for s in statements
+    ]
+
+
+_VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
+    lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
+    lambda d: _format(_V2, d),
+    lambda d: list(_V3[d.backend]),
+    lambda d: _format(_V4, d),
+    lambda d: _format(_V5, d),
+)
+
+
+def migrations(dialect: SchemaDialect) -> list[list[str]]:
+    """Every version's statements for ``dialect``, version 1 first."""
+    return [version(dialect) for version in _VERSIONS]
+
+
+def latest_version() -> int:
+    return len(_VERSIONS)
+
+
+def apply_migrations(execute: Callable[..., Any], dialect: SchemaDialect) -> None:
+    """Bring the schema up to the latest version, inside the caller's transaction.
+
+    ``execute`` is the connection's own; the caller holds whatever lock keeps two
+    collectors from migrating at once (SQLite's write lock, a PostgreSQL advisory lock).
+    """
+    latest = latest_version()
+    execute("CREATE TABLE IF NOT EXISTS hc_meta (key TEXT PRIMARY KEY, value TEXT)")
+    row = execute("SELECT value FROM hc_meta WHERE key = 'schema_version'").fetchone()
+    current = int(str(row[0])) if row else 0
+    if current > latest:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this collector "
+            f"({latest}); upgrade headcount"
+        )
+    for version, statements in enumerate(migrations(dialect), start=1):
+        if version <= current:
+            continue
+        for statement in statements:
+            execute(statement)
+        execute(
+            "INSERT INTO hc_meta (key, value) VALUES ('schema_version', "
+            f"{dialect.placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
