@@ -10,6 +10,7 @@ links, ids in paths) spread over a day, then in separate processes:
   sent (dry run): parse, route, coarsen and count every line;
 - the same import on a fifth of the log, to show that peak memory does not grow with it.
 
+Times are each process's CPU seconds (one core's work), medians of interleaved rounds.
 Prints lines per second, the ratio to the baseline and peak RSS, and checks the
 importer's pageview, request and bot totals against the generator's truth.
 """
@@ -20,6 +21,7 @@ import argparse
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,16 +155,21 @@ def run_import(path: str, app_dir: str) -> None:
 
 
 def _timed(*args: str) -> tuple[float, dict[str, float]]:
-    started = time.perf_counter()
+    """The child's CPU seconds (user + system: one core's work, whatever else the machine
+    is doing) and its last line of output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True
     )
-    return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--_baseline")
     parser.add_argument("--_import", nargs=2)
     args = parser.parse_args()
@@ -180,13 +187,20 @@ def main() -> None:
         small = directory / "small.log"
         truth = generate(log, args.lines)
         generate(small, args.lines // 5)
-        base_s, _ = _timed("--_baseline", str(log))
-        import_s, result = _timed("--_import", str(log), tmp)
+        # Interleaved rounds, medians: a busy machine slows both alike.
+        base_runs: list[float] = []
+        import_runs: list[float] = []
+        for _ in range(args.rounds):
+            base_runs.append(_timed("--_baseline", str(log))[0])
+            import_cpu, result = _timed("--_import", str(log), tmp)
+            import_runs.append(import_cpu)
+        base_s, import_s = statistics.median(base_runs), statistics.median(import_runs)
         _, small_result = _timed("--_import", str(small), tmp)
     for name in ("pageviews", "requests", "bots"):
         if result[name] != truth[name]:
             raise SystemExit(f"{name}: imported {result[name]}, truth {truth[name]}")
     print(f"lines: {args.lines:,} (truth matched: {truth})")
+    print(f"rounds: {args.rounds}, medians of each process's CPU time (user + system)")
     print(f"baseline read+split: {args.lines / base_s:,.0f} lines/s ({base_s:.2f} s)")
     print(f"import with Flask router: {args.lines / import_s:,.0f} lines/s ({import_s:.2f} s)")
     print(f"ratio import/baseline time: {import_s / base_s:.1f}x")

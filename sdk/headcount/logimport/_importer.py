@@ -58,7 +58,7 @@ _PROGRESS_EVERY: Final = 8192
 _REORDER_SECONDS: Final = 600
 # Distinct (method, target, status, host) remembered with their route; past this many the
 # memory starts over, so it stays bounded on logs full of unique query strings.
-_KNOWN_TARGETS: Final = 65_536
+_KNOWN_TARGETS: Final = 16_384
 # Without a content type in the log, a successful GET of a path with no file extension
 # (or .html) is taken to be an HTML page: static assets carry extensions.
 _HTML_EXTENSIONS: Final = frozenset({"", "html", "htm", "xhtml", "php", "asp", "aspx", "jsp"})

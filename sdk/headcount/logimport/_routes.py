@@ -17,7 +17,7 @@ from headcount._routes import generalize_path
 
 __all__ = ["RouteResolver", "load_resolver"]
 
-_CACHE_SIZE: Final = 65536
+_CACHE_SIZE: Final = 16384
 Resolved = tuple[str | None, bool]
 
 
