@@ -38,6 +38,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -233,7 +234,7 @@ def log_stream(count: int, seed: int = 18) -> tuple[list[str], list[RequestInfo]
 PROMETHEUS = "prometheus_client counter+histogram"
 
 
-def new_tracker(**options: object) -> headcount.Tracker:
+def new_tracker(**options: Any) -> headcount.Tracker:
     # The collector is an in-process mock: nothing leaves the machine, even at exit.
     accept = httpx.MockTransport(lambda request: httpx.Response(202, json={"accepted": 1}))
     return headcount.Tracker(
@@ -245,7 +246,7 @@ def new_tracker(**options: object) -> headcount.Tracker:
     )
 
 
-def headcount_runner(kind: str, **options: object) -> Callable[[int], None]:
+def headcount_runner(kind: str, **options: Any) -> Callable[[int], None]:
     tracker = new_tracker(**options)
     info = REQUESTS[kind]
 

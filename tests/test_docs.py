@@ -271,9 +271,7 @@ def test_shell_snippets_run_in_order(file: Path, tmp_path: Path) -> None:
 
 
 def test_the_options_table_lists_every_tracker_option() -> None:
-    import dataclasses
-
-    from headcount._settings import TrackerSettings
+    from headcount._settings import option_names
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("### Options", 1)[1].split("\n\n", 2)[1]
@@ -283,6 +281,31 @@ def test_the_options_table_lists_every_tracker_option() -> None:
             "\n".join(r.split("|")[1] for r in table.splitlines() if r.startswith("| `")),
         )
     )
-    options = {field.name for field in dataclasses.fields(TrackerSettings)}
+    options = set(option_names())
     assert options - documented == set(), "options missing from README's table"
     assert documented - options == set(), "README's table names options that do not exist"
+
+
+def test_the_options_tables_defaults_are_the_settings_defaults() -> None:
+    import msgspec
+
+    from headcount import TrackerSettings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Options", 1)[1].split("\n\n", 2)[1]
+    defaults = {f.name: f.default for f in msgspec.structs.fields(TrackerSettings)}
+
+    def shown(value: object) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    checked = 0
+    for row in table.splitlines()[2:]:
+        names_cell, default_cell = row.split("|")[1:3]
+        names = re.findall(r"`([a-z_]+)`", names_cell)
+        written = re.findall(r"`([^`]+)`", default_cell)
+        # Rows such as "16 MiB, 24 h" or "none" are prose; literal defaults are in code.
+        if written and len(written) == len(names):
+            for name, text in zip(names, written, strict=True):
+                assert text == shown(defaults[name]), name
+                checked += 1
+    assert checked >= 15

@@ -23,6 +23,11 @@ class RateLimitedLog:
         if self._due(kind):
             logger.warning(message, *args)
 
+    def exception(self, kind: str, message: str, *args: object) -> None:
+        """From an ``except`` block: the message and the traceback, rate-limited."""
+        if self._due(kind):
+            logger.exception(message, *args)
+
     def error(self, kind: str, message: str, *args: object) -> None:
         """For what needs an operator now (a refused token), rate-limited all the same."""
         if self._due(kind):

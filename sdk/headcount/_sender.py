@@ -19,13 +19,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
 
 import httpx
 import msgspec
 
 from headcount._log import RateLimitedLog, logger
-from headcount._settings import HttpClient, HttpResponse, TrackerSettings, is_client_instance
+from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._version import __version__
 from headcount.wire import MAX_BODY_BYTES, MAX_RECORDS, Batch, Record
@@ -95,8 +94,7 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: HttpClient | None = None
-        self._owns_client = False
+        self._client: httpx.Client | None = None
         # Batches (or single records) the collector refused for good; flush() and
         # shutdown() compare it before and after, so a refusal makes them return False.
         self._refusals = 0
@@ -147,7 +145,7 @@ class Sender:
         finally:
             if self._thread is not None:
                 self._thread.join(max(0.0, min(0.1, deadline - time.monotonic())))
-            if self._owns_client and self._client is not None and self._send_lock.acquire(False):
+            if self._client is not None and self._send_lock.acquire(False):
                 try:
                     self._client.close()
                 finally:
@@ -309,21 +307,13 @@ class Sender:
         finally:
             self._send_lock.release()
 
-    def _http_client(self) -> HttpClient:
+    def _http_client(self) -> httpx.Client:
         if self._client is None:
-            option = self._settings.http_client
-            if is_client_instance(option):
-                self._client = cast(HttpClient, option)
-            elif option is not None:
-                self._client = cast(Callable[[], HttpClient], option)()
-                self._owns_client = True
-            else:
-                self._client = httpx.Client(
-                    transport=self._settings.transport,
-                    timeout=self._settings.request_timeout,
-                    headers={"User-Agent": f"{SENDER_NAME}/{__version__}"},
-                )
-                self._owns_client = True
+            self._client = httpx.Client(
+                transport=self._settings.transport,
+                timeout=self._settings.request_timeout,
+                headers={"User-Agent": f"{SENDER_NAME}/{__version__}"},
+            )
         return self._client
 
     def _attempt(self, batch: _PendingBatch, deadline: float) -> _Outcome:
@@ -339,7 +329,7 @@ class Sender:
         try:
             client = self._http_client()
             # build_request + send rather than post(): the per-attempt timeout then goes
-            # into the request itself, which every client (a TestClient too) honours.
+            # into the request itself.
             request = client.build_request(
                 "POST",
                 self._settings.ingest_url,
@@ -414,7 +404,7 @@ class Sender:
         )
         return _Outcome.DONE
 
-    def _salvage(self, batch: _PendingBatch, response: HttpResponse) -> bool:
+    def _salvage(self, batch: _PendingBatch, response: httpx.Response) -> bool:
         """Drop the one record the collector refused and queue the rest as a new batch.
 
         The collector stores nothing of a refused batch, so resending its other records
@@ -465,7 +455,7 @@ class Sender:
 _REFUSED_RECORD = re.compile(r"^\$\.records\[(\d+)\]")
 
 
-def _refused_record(response: HttpResponse) -> int | None:
+def _refused_record(response: httpx.Response) -> int | None:
     """The index of the record a 422 names in its JSON path, if it names one."""
     try:
         path = response.json().get("path")
@@ -491,7 +481,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return min(max(0.0, when.timestamp() - time.time()), _MAX_RETRY_AFTER)
 
 
-def _error_text(response: HttpResponse) -> str:
+def _error_text(response: httpx.Response) -> str:
     """The collector's short error message, printable characters only."""
     try:
         payload = response.json()
@@ -505,7 +495,7 @@ def _error_text(response: HttpResponse) -> str:
     return text.strip() or "(no message)"
 
 
-def _late_counts(response: HttpResponse) -> int:
+def _late_counts(response: httpx.Response) -> int:
     """Counts the collector stored for hours it had already sealed (``{"late": N}``)."""
     if response.status_code != 202:
         return 0

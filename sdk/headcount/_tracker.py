@@ -11,10 +11,12 @@ import threading
 import time
 import weakref
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from os import getpid
 from time import time as wall_time
-from typing import Any, Final
+from typing import Final
+
+import httpx
 
 from headcount._bots import CATEGORY_BY_AGENT, UNSEEN, bot_category
 from headcount._coarsen import (
@@ -36,7 +38,7 @@ from headcount._request import RequestInfo
 from headcount._routes import normalize_route
 from headcount._schedule import HourlyHold
 from headcount._sender import Sender
-from headcount._settings import TrackerSettings
+from headcount._settings import SendSchedule, TrackerSettings
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
 from headcount._visits import Linked, MemoryVisits, VisitStore, build_visit_store
@@ -54,18 +56,26 @@ __all__ = ["Tracker"]
 _NAME = re.compile(NAME_PATTERN)
 _PENDING: Final = Linked.PENDING  # a global name: cheaper on the hot path than the attribute
 _CHILD_WAIT = 1.0
+_SETTLE_TIMEOUT = 5.0
 # Sec-Fetch-Dest values of a top-level navigation, as browsers send them (or none):
 # anything else goes through is_prefetch.
 _NAVIGATION: Final = frozenset({"document", None})
+# Tracker's parameters that are not options of TrackerSettings.
+_NOT_OPTIONS: Final = frozenset({"self", "clock"})
+
+Clock = Callable[[], float]
 
 
 class _ProcessState:
     """Everything that must not cross a fork: the table, its lock, buffer, thread, client."""
 
-    __slots__ = ("counters", "hold", "log", "pid", "sender", "start_lock", "table", "visits")
+    __slots__ = (
+        "clock", "counters", "hold", "log", "pid", "sender", "start_lock", "table", "visits"
+    )  # fmt: skip
 
-    def __init__(self, settings: TrackerSettings, pid: int) -> None:
+    def __init__(self, settings: TrackerSettings, pid: int, clock: Clock) -> None:
         self.pid = pid
+        self.clock = clock
         self.counters = Counters()
         self.log = RateLimitedLog()
         self.table = CountTable(settings.max_keys)
@@ -77,6 +87,7 @@ class _ProcessState:
             self.table.add_linked_pageview,
             self.counters,
             self.log,
+            clock,
         )
         self.sender = Sender(settings, self.counters, self.log, self.collect)
 
@@ -93,7 +104,7 @@ class _ProcessState:
         if self.hold is None:
             return to_records(counts.items())
         self.hold.add(counts)
-        return to_records(self.hold.take_due(everything=everything).items())
+        return to_records(self.hold.take_due(everything=everything, now=self.clock()).items())
 
     def counts(self) -> dict[Key, int]:
         counts = self.table.snapshot()
@@ -106,10 +117,14 @@ class _ProcessState:
 class Tracker:
     """Counts an app's traffic coarsely, in-process, and sends the counts to a collector.
 
-    ``Tracker(endpoint, write_token, **options)``: every option (see ``TrackerSettings``)
-    comes from the argument, else the ``HEADCOUNT_<OPTION>`` environment variable, else
-    its default. Bad arguments raise ``ConfigurationError``; a bad environment value
-    warns with ``ConfigurationWarning`` and the default is used.
+    Every keyword argument but ``clock`` is a field of ``TrackerSettings`` (its comments
+    say what each means) and comes from the argument, else the ``HEADCOUNT_<OPTION>``
+    environment variable, else its default. Bad arguments raise ``ConfigurationError``
+    naming the option; a bad environment value warns with ``ConfigurationWarning`` and
+    the default is used. ``transport`` (an ``httpx.BaseTransport``, such as
+    ``httpx.MockTransport``) is the one way to swap HTTP. ``clock`` (a callable
+    returning epoch seconds, default ``time.time``) sets the hour requests count in, for
+    tests.
 
     Recording (``record_request``, ``event``) never blocks on I/O and never raises: it
     coarsens, then increments an in-memory count under a lock. Internal errors are
@@ -137,23 +152,67 @@ class Tracker:
     apart by a keyed hash of client address, user agent and host, under a secret kept in
     memory and replaced daily; only a finished visit's start hour, entry route, duration
     range and pages range are counted and sent. ``visits_store`` is ``"memory"`` (per
-    process) or a Redis URL shared by all workers (one round trip per pageview).
+    process) or a Redis URL shared by all workers (one round trip per pageview, made on
+    a worker thread, never the request's).
     """
 
     def __init__(
-        self, endpoint: str | None = None, write_token: str | None = None, **options: Any
+        self,
+        endpoint: str | None = None,
+        write_token: str | None = None,
+        *,
+        enabled: bool | None = None,
+        # sending
+        flush_interval: float | None = None,
+        send_schedule: SendSchedule | None = None,
+        shutdown_timeout: float | None = None,
+        request_timeout: float | None = None,
+        backoff_initial: float | None = None,
+        backoff_max: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        # the buffer of unsent batches
+        max_buffer_batches: int | None = None,
+        max_buffer_bytes: int | None = None,
+        max_buffer_age: float | None = None,
+        # counting
+        max_keys: int | None = None,
+        exclude_routes: Sequence[str] | None = None,
+        exclude_default_routes: bool | None = None,
+        # visits
+        visits: bool | None = None,
+        visits_store: str | None = None,
+        visit_gap: float | None = None,
+        max_visits: int | None = None,
+        trusted_proxies: Sequence[str] | None = None,
+        visits_redis_timeout: float | None = None,
+        visits_redis_prefix: str | None = None,
+        visits_secret: str | None = None,
+        # tests
+        clock: Clock | None = None,
     ) -> None:
-        self.settings = TrackerSettings.build(
-            {"endpoint": endpoint, "write_token": write_token, **options}
-        )
+        # Every option is a field of TrackerSettings of the same name; an argument left
+        # at None falls back to its HEADCOUNT_* variable, then to its default.
+        options = {name: value for name, value in locals().items() if name not in _NOT_OPTIONS}
+        self._set_up(TrackerSettings.build(options), clock or wall_time)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> Tracker:
+        """A Tracker from a mapping of option names in any case (framework configuration:
+        Flask's ``HEADCOUNT_*`` config keys, Django's ``HEADCOUNT`` dict)."""
+        tracker = cls.__new__(cls)
+        tracker._set_up(TrackerSettings.build(options), wall_time)
+        return tracker
+
+    def _set_up(self, settings: TrackerSettings, clock: Clock) -> None:
+        self.settings = settings
         self._recording = self.settings.enabled
         self._live_pid = 0  # the process whose sender thread is running; 0: none yet
-        self._state = _ProcessState(self.settings, os.getpid())
+        self._clock = clock
+        self._state = _ProcessState(self.settings, os.getpid(), clock)
         self._child_claims: dict[int, object] = {}
         self._atexit_registered = False
         self._split_visits_warned = False
         self._hour_window = (0, 0)
-        self._clock: Callable[[], float] = wall_time
         # Bounded; larger than normalize_route's own cache, which it bypasses: a CMS that
         # gives each page its own route (Wagtail) has thousands, and a miss costs tens of
         # microseconds of template checks.
@@ -167,12 +226,6 @@ class Tracker:
             )
             if self.settings.visits_mode == "redis":
                 self._sweep_at_start()
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, object]) -> Tracker:
-        """A Tracker from a mapping of option names in any case (framework configuration)."""
-        named: dict[str, Any] = {str(name).lower(): value for name, value in options.items()}
-        return cls(**named)
 
     def __repr__(self) -> str:
         return f"<Tracker endpoint={self.settings.safe_endpoint!r} enabled={self.settings.enabled}>"
@@ -272,7 +325,7 @@ class Tracker:
                 self._state.counters.add(errors=1)
                 self._state.log.warning("event", "headcount dropped an event: %s", values)
                 return
-            hour = int(wall_time()) // 3600 * 3600
+            hour = int(self._clock()) // 3600 * 3600
             route_template = normalize_route(route) if route is not None else UNMATCHED
             self._state.table.add(("event", hour, name, route_template, values))
         except Exception as exc:
@@ -289,9 +342,10 @@ class Tracker:
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
         return route, excluded
 
-    def _served_by_several_processes(self) -> None:
-        """An integration learned that other processes serve this app too (WSGI's
-        ``wsgi.multiprocess``): per-process visits then split one visitor's visit."""
+    def served_by_several_processes(self) -> None:
+        """Tell the tracker that other processes serve this app too. The integrations call
+        it when the server says so (WSGI's ``wsgi.multiprocess``); with visits linked in
+        memory it then warns, once, that one visitor's visit is split between processes."""
         if self._split_visits_warned or self.settings.visits_mode != "memory":
             return
         self._split_visits_warned = True
@@ -376,7 +430,7 @@ class Tracker:
         claim = object()
         if self._child_claims.setdefault(pid, claim) is claim:
             self._child_claims = {pid: claim}
-            self._state = _ProcessState(self.settings, pid)
+            self._state = _ProcessState(self.settings, pid, self._clock)
             return self._state
         give_up = time.monotonic() + _CHILD_WAIT
         while self._state.pid != pid:
@@ -444,7 +498,11 @@ class Tracker:
         """A copy of the coarsened records counted and not yet swapped out for sending."""
         if not self.settings.enabled:
             return []
-        return to_records(self._current_state().counts().items())
+        state = self._current_state()
+        if state.visits is not None:
+            # Pageviews whose visit link is still being made (Redis) are counted first.
+            state.visits.settle(_SETTLE_TIMEOUT)
+        return to_records(state.counts().items())
 
     def stats(self) -> TrackerStats:
         """What this process's tracker has done so far."""

@@ -49,6 +49,9 @@ HOSTILE_PATH_SEGMENTS = (
 )
 
 
+FIXED_NOW = 1_800_001_800.0  # half past a UTC hour
+
+
 def _accept_everything(request: httpx.Request) -> httpx.Response:
     return httpx.Response(204)
 
@@ -60,6 +63,8 @@ def make_tracker(**options: object) -> Tracker:
         "write_token": "test-write-token",
         "flush_interval": 3600.0,
         "transport": httpx.MockTransport(_accept_everything),
+        # A fixed moment: a test's requests all count in one hour, whenever it runs.
+        "clock": lambda: FIXED_NOW,
     }
     settings.update(options)
     return Tracker(**settings)  # type: ignore[arg-type]

@@ -245,3 +245,26 @@ def test_several_server_processes_with_memory_visits_warn_once(
     warnings = [r for r in caplog.records if "several processes" in r.getMessage()]
     assert len(warnings) == 1
     assert "Redis" in warnings[0].getMessage()
+
+
+def test_a_request_that_cannot_be_described_is_served_and_logged_once_a_minute(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenRoutes(HeadcountMiddleware):
+        def route(self, environ: dict[str, Any]) -> str | None:
+            raise LookupError("the router is broken")
+
+    middleware = BrokenRoutes(html_app, tracker)
+    with caplog.at_level("ERROR", logger="headcount"):
+        bodies = [middleware(setup_environ(), collect([])) for _ in range(5)]
+    assert all(body == [b"<h1>hi</h1>"] for body in bodies)  # the app's answer, untouched
+    logged = [r for r in caplog.records if "could not describe" in r.getMessage()]
+    assert len(logged) == 1  # not one line per request
+    assert logged[0].exc_info is not None
+    assert tracker.peek() == []
+
+
+def setup_environ() -> dict[str, Any]:
+    environ: dict[str, Any] = {"HTTP_USER_AGENT": BROWSER}
+    setup_testing_defaults(environ)
+    return environ

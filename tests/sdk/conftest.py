@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 import headcount
 from headcount import RequestInfo
@@ -16,8 +17,30 @@ BROWSER = (
 )
 
 
+# The tracker fixture's clock: a fixed moment, so that every request of a test counts in
+# one hour whenever the test runs (at 10:59:59.9 as well).
+HOUR = 1_800_000_000  # the start of a UTC hour
+NOW = HOUR + 1800.0
+
+
 def accepting_transport() -> httpx.MockTransport:
     return httpx.MockTransport(lambda request: httpx.Response(202, json={"accepted": 1}))
+
+
+class ClientTransport(httpx.BaseTransport):
+    """Hands each request to Starlette's ``TestClient``, which runs the collector app in
+    this process (it may be built on a fork of httpx, so the request is passed as data)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self._client = client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._client.request(
+            request.method, str(request.url), content=request.read(), headers=dict(request.headers)
+        )
+        return httpx.Response(
+            response.status_code, headers=list(response.headers.items()), content=response.content
+        )
 
 
 @pytest.fixture
@@ -28,6 +51,7 @@ def tracker() -> Iterator[headcount.Tracker]:
         "test-token",
         flush_interval=86400,
         transport=accepting_transport(),
+        clock=lambda: NOW,
     )
     yield t
     t.shutdown(1.0)

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -49,7 +50,7 @@ def pageviews_by_entry(tracker: Tracker) -> dict[tuple[str, bool], int]:
     return counts
 
 
-def make_tracker(**options: object) -> Tracker:
+def make_tracker(**options: Any) -> Tracker:
     return Tracker(
         "http://collector.test", "entries-token", flush_interval=86400,
         transport=accepting_transport(),

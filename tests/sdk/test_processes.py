@@ -19,7 +19,7 @@ from headcount.wire import Pageview, Request
 from tests._servers import CollectorProcess, free_port
 from tests.conftest import WRITE_TOKEN
 
-from .conftest import BROWSER, page
+from .conftest import BROWSER, ClientTransport, page
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +168,10 @@ def test_sends_through_the_real_collector_app(tmp_path: Path, site_file: Path) -
     # As a context manager, so the app's lifespan (its group committer) runs.
     with TestClient(app) as client:
         tracker = Tracker(
-            "http://testserver", WRITE_TOKEN, http_client=client, flush_interval=86400
+            "http://testserver",
+            WRITE_TOKEN,
+            transport=ClientTransport(client),
+            flush_interval=86400,
         )
         try:
             for _ in range(7):

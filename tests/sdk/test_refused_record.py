@@ -14,6 +14,8 @@ from headcount_collector.stores.sqlite import SQLiteStore
 from tests.collector.conftest import sqlite_snapshot
 from tests.conftest import SHOP_WRITE_TOKEN, WRITE_TOKEN
 
+from .conftest import ClientTransport
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
@@ -26,7 +28,7 @@ def test_an_undeclared_event_is_dropped_and_the_rest_delivered(
         tracker = Tracker(
             "http://testserver",
             WRITE_TOKEN,
-            http_client=client,
+            transport=ClientTransport(client),
             flush_interval=86400,
             visits=False,
         )
@@ -84,7 +86,11 @@ def test_counts_for_a_sealed_hour_are_stored_and_reported_as_late(tmp_path: Path
                 break
             time.sleep(0.01)
         tracker = Tracker(
-            "http://testserver", WRITE_TOKEN, http_client=client, flush_interval=86400, visits=False
+            "http://testserver",
+            WRITE_TOKEN,
+            transport=ClientTransport(client),
+            flush_interval=86400,
+            visits=False,
         )
         for _ in range(3):
             tracker.record_request(

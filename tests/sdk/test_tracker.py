@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 import tracemalloc
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -14,7 +13,7 @@ import headcount
 from headcount import RequestInfo, Tracker
 from headcount.wire import Batch, Bot, Event, Pageview, Record, Request, Visit
 
-from .conftest import BROWSER, accepting_transport, page
+from .conftest import BROWSER, HOUR, accepting_transport, page
 
 KindT = TypeVar("KindT", Pageview, Request, Event, Bot, Visit)
 
@@ -59,14 +58,13 @@ def test_public_facade_is_exact() -> None:
 def test_a_pageview_counts_as_request_and_pageview(tracker: Tracker) -> None:
     tracker.record_request(page(referer="https://www.google.com/search?q=x"))
     records = tracker.peek()
-    now_hour = int(time.time()) // 3600 * 3600
     (request,) = kinds(records, Request)
     (pageview,) = kinds(records, Pageview)
     assert request == Request(
-        hour=now_hour, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
+        hour=HOUR, route="/articles/{id}", method="GET", status="2xx", latency="25ms-50ms", n=1
     )
     assert pageview == Pageview(
-        hour=now_hour, route="/articles/{id}", referrer="google.com", entry=True, n=1
+        hour=HOUR, route="/articles/{id}", referrer="google.com", entry=True, n=1
     )
     assert tracker.stats().recorded == 1
 
@@ -134,12 +132,12 @@ def test_bots_count_as_bot_and_request_only(tracker: Tracker) -> None:
 def test_a_bot_without_a_category_word_is_other(tracker: Tracker) -> None:
     tracker.record_request(page(user_agent="curl/8.5.0"))
     records = tracker.peek()
-    assert kinds(records, Bot) == [Bot(hour=int(time.time()) // 3600 * 3600, n=1, category="other")]
+    assert kinds(records, Bot) == [Bot(hour=HOUR, n=1, category="other")]
     assert total(records, Request) == 1
     assert total(records, Pageview) == 0
 
 
-def pageview_routes(routes: list[str], **options: object) -> list[str]:
+def pageview_routes(routes: list[str], **options: Any) -> list[str]:
     t = Tracker(enabled=True, endpoint="http://c.test", write_token="t",
                 transport=accepting_transport(), **options)  # fmt: skip
     try:
@@ -411,7 +409,7 @@ def test_hand_built_keys_put_each_value_where_the_registry_says(tracker: Tracker
     tracker.record_request(page(method="POST", status=404, elapsed=2.0, content_type=None))
     tracker.record_request(page(user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)"))
     tracker.event("signup", route="/join", plan="pro")
-    hour = int(time.time()) // 3600 * 3600
+    hour = HOUR  # the fixture's clock
     records = tracker.peek()
     assert kinds(records, Pageview) == [
         Pageview(

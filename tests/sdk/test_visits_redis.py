@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import httpx
 import pytest
@@ -27,7 +29,8 @@ from headcount._settings import TrackerSettings
 from headcount._stats import Counters
 from headcount._table import VisitKey
 from headcount._visits._redis import RedisVisits, day_key, key_prefix
-from headcount.wire import Visit
+from headcount.integrations.wsgi import HeadcountMiddleware
+from headcount.wire import Pageview, Visit
 
 from .conftest import BROWSER, page
 
@@ -112,10 +115,21 @@ def worker(prefix: str) -> Iterator[Callable[..., Worker]]:
         store.close()
 
 
-def view(store: RedisVisits, route: str = "/", address: str = ADDRESS, **kw: str | None) -> None:
+def view(
+    store: RedisVisits,
+    route: str = "/",
+    address: str = ADDRESS,
+    *,
+    settle: bool = True,
+    **kw: str | None,
+) -> None:
+    """One pageview, as the tracker hands it over; by default its link is then made (on
+    the store's link thread) before the test goes on."""
     store.record(
         address, kw.get("forwarded_for"), kw.get("user_agent", BROWSER), "shop.example", route
     )
+    if settle:
+        store.settle(5)
 
 
 def test_workers_share_one_visit_and_exactly_one_emits_it(
@@ -380,25 +394,82 @@ def test_a_tracker_keeps_counting_pageviews_when_redis_is_down(prefix: str) -> N
         sent.append(request.content)
         return httpx.Response(202, json={"accepted": 1})
 
-    tracker = Tracker(
-        "http://collector.test",
-        "t",
-        transport=httpx.MockTransport(collect),
-        flush_interval=86400,
-        visits_store="redis://10.255.255.1:6379/0",  # unroutable: connects time out
-        visits_redis_timeout=0.05,
-        visits_redis_prefix=prefix,
-        visits_secret=SECRET,
-    )
-    started = time.perf_counter()
-    for _ in range(50):
-        tracker.record_request(page(client_addr=ADDRESS))
-    elapsed = time.perf_counter() - started
-    assert tracker.shutdown(5)
+    # A loopback port that takes connections and never answers: every command times out.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        tracker = Tracker(
+            "http://collector.test",
+            "t",
+            transport=httpx.MockTransport(collect),
+            flush_interval=86400,
+            visits_store=f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            visits_redis_timeout=0.05,
+            visits_redis_prefix=prefix,
+            visits_secret=SECRET,
+        )
+        started = time.perf_counter()
+        for _ in range(50):
+            tracker.record_request(page(client_addr=ADDRESS))
+        elapsed = time.perf_counter() - started
+        assert tracker.shutdown(5)
     assert elapsed < 1.0  # one 50 ms timeout, then a pause
     assert tracker.stats().errors >= 1
     assert b'"visits":"redis"' in b"".join(sent)
     assert b'"kind":"pageview"' in b"".join(sent)
+
+
+class ThreadRecordingRedis(redis.Redis):
+    """A real client that notes which thread sends each command."""
+
+    threads: set[str] = set()
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        ThreadRecordingRedis.threads.add(threading.current_thread().name)
+        # redis-py leaves this one method unannotated.
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_under_wsgi_the_request_thread_never_waits_on_redis(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect = redis.Redis.from_url
+
+    def recording_client(url: str, **options: Any) -> redis.Redis:
+        return connect.__func__(ThreadRecordingRedis, url, **options)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(redis.Redis, "from_url", recording_client)
+    tracker = Tracker(
+        "http://collector.test",
+        "t",
+        transport=httpx.MockTransport(lambda request: httpx.Response(202, json={})),
+        flush_interval=86400,
+        visits_store=REDIS_URL,
+        visits_redis_prefix=prefix,
+        visit_gap=GAP,
+        visits_secret=SECRET,
+    )
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<p>hello</p>"]
+
+    served = HeadcountMiddleware(app, tracker)
+    ThreadRecordingRedis.threads.clear()
+    for route, address in [("/in", ADDRESS), ("/on", ADDRESS), ("/in", "198.51.100.9")]:
+        environ: dict[str, Any] = {"headcount.route": route, "REMOTE_ADDR": address,
+                                   "HTTP_USER_AGENT": BROWSER, "HTTP_HOST": "shop.example"}  # fmt: skip
+        setup_testing_defaults(environ)
+        served(environ, lambda status, headers, exc_info=None: lambda data: None)
+    try:
+        pageviews = {(r.route, r.entry): r.n for r in tracker.peek() if isinstance(r, Pageview)}
+    finally:
+        tracker.shutdown(5)
+    # Every pageview counted, the entries decided by the links Redis made...
+    assert pageviews == {("/in", True): 2, ("/on", False): 1}
+    # ...none of them on the thread that served the requests.
+    assert ThreadRecordingRedis.threads
+    assert threading.current_thread().name not in ThreadRecordingRedis.threads
 
 
 def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> None:
@@ -418,6 +489,9 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
     }
     workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]
     workers[0].record_request(page(route="/in", client_addr=ADDRESS))
+    # The browser's next page comes after this one was served and linked (peek waits for
+    # the link); each worker links on its own thread, so back-to-back calls could race.
+    workers[0].peek()
     workers[1].record_request(page(route="/on", client_addr=ADDRESS))
     time.sleep(GAP + 0.1)
     for tracker in workers:
@@ -437,8 +511,8 @@ def test_asyncio_callers_never_wait_on_redis_and_nothing_is_lost(
     async def app_requests() -> float:
         # On an event loop, record() hands the round trip to a worker thread.
         started = time.perf_counter()
-        view(store, "/entry")
-        view(store, "/second")
+        view(store, "/entry", settle=False)
+        view(store, "/second", settle=False)
         return time.perf_counter() - started
 
     assert asyncio.run(app_requests()) < 0.05
@@ -466,7 +540,7 @@ def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
         async def app_requests() -> float:
             started = time.perf_counter()
             for _ in range(5):
-                view(store, "/entry")
+                view(store, "/entry", settle=False)
             return time.perf_counter() - started
 
         # Made on the loop, each would wait out visits_redis_timeout (50 ms) or more.

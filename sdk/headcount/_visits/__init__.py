@@ -21,7 +21,7 @@ from __future__ import annotations
 from headcount._log import RateLimitedLog
 from headcount._settings import TrackerSettings
 from headcount._stats import Counters
-from headcount._visits._link import KEY_LIFETIME, CountPageview, Emit, Linked, VisitStore
+from headcount._visits._link import KEY_LIFETIME, Clock, CountPageview, Emit, Linked, VisitStore
 from headcount._visits._memory import MemoryVisits
 
 __all__ = ["KEY_LIFETIME", "Linked", "MemoryVisits", "VisitStore", "build_visit_store"]
@@ -33,13 +33,14 @@ def build_visit_store(
     count_pageview: CountPageview,
     counters: Counters,
     log: RateLimitedLog,
+    clock: Clock,
 ) -> VisitStore | None:
     """The store ``settings`` ask for, or None when visits are off."""
     mode = settings.visits_mode
     if mode == "off":
         return None
     if mode == "memory":
-        return MemoryVisits(settings, emit)
+        return MemoryVisits(settings, emit, clock=clock)
     # Imported only when asked for: redis-py is an optional dependency.
     from headcount._visits._redis import RedisVisits
 

@@ -72,6 +72,10 @@ class VisitStore(Protocol):
         made later on another thread, which then counts ``pageview`` (given by the
         caller for that case) itself."""
 
+    def settle(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the pageviews this store took
+        (``Linked.PENDING``) to be linked and counted."""
+
     def sweep(self) -> None:
         """Close visits idle for ``visit_gap`` (and every visit once the key is due)."""
 

@@ -126,6 +126,9 @@ class MemoryVisits:
                 self._emit(finished)
         return True
 
+    def settle(self, timeout: float) -> None:
+        """Nothing to wait for: every link is made in ``record``."""
+
     def sweep(self) -> None:
         now = self._clock()
         cutoff = now - self._gap

@@ -11,9 +11,10 @@ sharing a database never mix), ``{e}`` being the current key's random epoch id:
   address and user agent.
 - ``link:{e}:{hash}``: keyed hash of (client address, user agent, host) -> visit id.
   Its TTL is the idle gap: a link lives no longer than the visit could.
-- ``visit:{id}``: first/last seen, pages, entry route. No link. Times are Redis server
-  time in whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests):
-  what the gap and the duration ranges need, and no finer.
+- ``visit:{id}``: first/last seen, pages, entry route, and the app's time of the entry
+  pageview (it orders pageviews that reach Redis out of order). No link. Times are in
+  whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests), Redis server
+  time but for the entry's: what the gap and the duration ranges need, and no finer.
 - ``open:{e}``: sorted set of visit ids by last-seen time; ``epochs``: the set of ``{e}``.
 
 Visit data and the open index outlive a day's key by the gap and an hour, so visits left
@@ -29,15 +30,16 @@ claimed and its link keys deleted, so no link survives the rotation. Whether an 
 is still current is decided inside the claiming script, so a sweeper that raced a
 rotation can never end the new key's visits.
 
-Recording costs one round trip per pageview, made from the request thread with a short
-socket timeout (``visits_redis_timeout``). Any Redis error fails open: it is counted in
+Recording costs one round trip per pageview, made on this store's link thread with a
+short socket timeout (``visits_redis_timeout``), never on the request's thread or event
+loop: the request hands the link material to a bounded queue, and the link thread counts
+the pageview (an entry or not) once the link is made. Any Redis error fails open: it is counted in
 ``stats().errors``, logged (rate-limited, no data), and Redis is left alone for a few
 seconds, during which pageviews are not linked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -72,14 +74,6 @@ from headcount.wire import route_problem
 __all__ = ["RedisVisits", "SecretMismatch", "day_key", "key_prefix", "time_unit_ms"]
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 # After a failure, requests leave Redis alone this long: a dead Redis then costs at most
 # one timeout per worker per pause, not one per pageview.
 PAUSE_AFTER_ERROR: Final = 2.0
@@ -88,7 +82,8 @@ PAUSE_AFTER_ERROR: Final = 2.0
 _DATA_GRACE_MS: Final = 3600 * 1000
 _CLAIM_CHUNK: Final = 500
 _SWEEP_TIMEOUT: Final = 2.0
-# Links waiting for the worker thread in an asyncio app; beyond this they are skipped.
+_SETTLE_TIMEOUT: Final = 2.0
+# Links waiting for the link thread; beyond this they are skipped (the pageview is not).
 _QUEUE_LIMIT: Final = 10_000
 
 # KEYS: key. ARGV: "{epoch}:{day}", day, TTL ms. Moves the key forward to `day` unless it
@@ -106,8 +101,11 @@ return {ARGV[1], tonumber(ARGV[3])}
 """
 
 # KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap (units), data TTL
-# ms, visit key prefix, index TTL ms, link TTL ms, time unit ms. Returns 0 (the epoch is
-# stale), 1 (new), 2 (continued). Times are kept in whole units of Redis server time.
+# ms, visit key prefix, index TTL ms, link TTL ms, time unit ms, the request's own time
+# (units). Returns 0 (the epoch is stale), 1 (new), 2 (continued). Times are kept in
+# whole units of Redis server time. Each worker links on its own thread, so a browser's
+# next page, served by another worker, may reach Redis first: the entry route is that of
+# the pageview the app saw first ("at"), whichever arrived first.
 _RECORD_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current or string.sub(current, 1, 16) ~= ARGV[1] then return 0 end
@@ -122,6 +120,10 @@ if vid then
     local data = ARGV[6] .. vid
     redis.call('HINCRBY', data, 'pages', 1)
     redis.call('HSET', data, 'last', now)
+    local entry_at = tonumber(redis.call('HGET', data, 'at'))
+    if entry_at and tonumber(ARGV[10]) < entry_at then
+      redis.call('HSET', data, 'route', ARGV[3], 'at', ARGV[10])
+    end
     redis.call('PEXPIRE', data, ARGV[5])
     redis.call('ZADD', KEYS[3], now, vid)
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
@@ -131,7 +133,7 @@ end
 vid = ARGV[2]
 local data = ARGV[6] .. vid
 redis.call('SET', KEYS[2], vid, 'PX', ARGV[8])
-redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3])
+redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3], 'at', ARGV[10])
 redis.call('PEXPIRE', data, ARGV[5])
 redis.call('ZADD', KEYS[3], now, vid)
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
@@ -201,6 +203,11 @@ class _LinkKey:
         self.valid_until = valid_until
 
 
+# A pageview waiting for its link: monotonic time, wall time of the request, link
+# material, route, and the pageview to count once linked (None: the caller counts it).
+_Queued = tuple[float, float, bytes, str, PageviewKey | None]
+
+
 class SecretMismatch(redis.DataError):
     """The day's key in Redis was made from another ``visits_secret``."""
 
@@ -221,8 +228,8 @@ class RedisVisits:
     ) -> None:
         self._settings = settings
         self._emit = emit
-        # Where a pageview linked on the worker thread is counted (asyncio apps); without
-        # it such pageviews are left to the caller and keep the referrer rule for entries.
+        # Where a pageview is counted once the link thread made its link; without it (a
+        # store used on its own) the caller counts pageviews under the referrer rule.
         self._count_pageview = count_pageview
         self._counters = counters
         self._log = log
@@ -251,10 +258,11 @@ class RedisVisits:
         self._checked_persistence = False
         self._swept = False
         self._closed = False
-        self._queue: queue.Queue[tuple[float, bytes, str, PageviewKey | None] | None] = queue.Queue(
-            _QUEUE_LIMIT
-        )
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(_QUEUE_LIMIT)
         self._worker: threading.Thread | None = None
+        # Links queued and not yet made: settle() waits for them.
+        self._pending = 0
+        self._settled = threading.Condition(threading.Lock())
 
     # --- the request path ---------------------------------------------------------
 
@@ -268,8 +276,9 @@ class RedisVisits:
         pageview: PageviewKey | None = None,
         now: float | None = None,
     ) -> bool | Linked | None:
-        # The caller's `now` is wall-clock time; pauses are on this store's own clock
-        # (monotonic), and the visit's times on Redis's.
+        # The wall time of the request orders a visit's pageviews (below); the pause is on
+        # this store's own (monotonic) clock.
+        at = time.time() if now is None else now
         now = self._clock()
         if now < self._paused_until or self._closed:
             return None
@@ -277,22 +286,28 @@ class RedisVisits:
         if address is None:
             return None
         material = link_material(address, user_agent, host)
-        if _in_event_loop():
-            # An asyncio app: a Redis round trip here would stall every request of this
-            # event loop, so a worker thread makes it, and then counts the pageview as
-            # an entry or not. The material waits in memory for a moment, as it would in
-            # this call; a full queue drops the link, never the pageview (the caller
-            # counts it).
-            if self._count_pageview is None:
-                pageview = None
-            if self._enqueue(now, material, route, pageview) and pageview is not None:
-                return Linked.PENDING
-            return None
-        return self._record_now(now, material, route)
+        # A round trip here would hold the request's thread (WSGI) or stall every request
+        # of its event loop (asyncio) for up to visits_redis_timeout: the link thread makes
+        # it, then counts the pageview. The material waits in memory for a moment, as it
+        # would in this call; a full queue drops the link, never the pageview (the caller
+        # counts it).
+        if self._count_pageview is None:
+            pageview = None
+        if self._enqueue((now, at, material, route, pageview)) and pageview is not None:
+            return Linked.PENDING
+        return None
 
-    def _enqueue(
-        self, now: float, material: bytes, route: str, pageview: PageviewKey | None
-    ) -> bool:
+    def settle(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds for the links handed to the link thread so far."""
+        deadline = time.monotonic() + timeout
+        with self._settled:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._settled.wait(left)
+
+    def _enqueue(self, item: _Queued) -> bool:
         worker = self._worker
         if worker is None:
             with self._clients_lock:
@@ -301,9 +316,12 @@ class RedisVisits:
                         target=self._drain, name="headcount-visits-redis", daemon=True
                     )
                     self._worker.start()
+        with self._settled:
+            self._pending += 1
         try:
-            self._queue.put_nowait((now, material, route, pageview))
+            self._queue.put_nowait(item)
         except queue.Full:
+            self._done()
             self._counters.add(errors=1)
             self._log.warning("visits-queue", "headcount visit queue full: a link was skipped")
             return False
@@ -314,15 +332,30 @@ class RedisVisits:
             item = self._queue.get()
             if item is None:
                 return
-            now, material, route, pageview = item
+            now, at, material, route, pageview = item
             # After a failure the queue empties without Redis: links are skipped, and
             # the pageviews counted under the referrer rule.
             paused = self._clock() < self._paused_until
-            started = None if paused else self._record_now(now, material, route)
-            if pageview is not None and self._count_pageview is not None:
-                self._count_pageview(pageview if started is None else with_entry(pageview, started))
+            try:
+                started = None if paused else self._record_now(now, at, material, route)
+                if pageview is not None and self._count_pageview is not None:
+                    counted = pageview if started is None else with_entry(pageview, started)
+                    self._count_pageview(counted)
+            except Exception as exc:  # the thread must outlive any one link
+                self._counters.add(errors=1)
+                self._log.warning(
+                    "visits-link", "headcount visit link failed: %s", type(exc).__name__
+                )
+            finally:
+                self._done()
 
-    def _record_now(self, now: float, material: bytes, route: str) -> bool | None:
+    def _done(self) -> None:
+        with self._settled:
+            self._pending -= 1
+            if not self._pending:
+                self._settled.notify_all()
+
+    def _record_now(self, now: float, at: float, material: bytes, route: str) -> bool | None:
         """Link one pageview: True if it started a visit, False if it continued one."""
         try:
             client = self._client(fast=True)
@@ -347,6 +380,7 @@ class RedisVisits:
                         self._index_ttl_ms,
                         self._link_ttl_ms,
                         self._unit_ms,
+                        int(at * 1000) // self._unit_ms,
                     ],
                     client=client,
                 )
@@ -361,6 +395,9 @@ class RedisVisits:
     # --- the sender thread --------------------------------------------------------
 
     def sweep(self) -> None:
+        # Links of pageviews that came before this sweep are made first: a visit the
+        # sweep would otherwise end as idle may have just been continued.
+        self.settle(_SETTLE_TIMEOUT)
         if self._closed or self._clock() < self._paused_until:
             return
         try:
@@ -379,7 +416,7 @@ class RedisVisits:
             self._failed(exc)
 
     def close(self) -> None:
-        # Links still queued by an asyncio app go to Redis first, so they are not lost.
+        # Links still queued go to Redis first, so they are not lost.
         worker = self._worker
         if worker is not None:
             with contextlib.suppress(queue.Full):

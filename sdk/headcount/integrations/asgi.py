@@ -14,11 +14,11 @@ router (mounts and ``include_router`` prefixes included); any other app is count
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from headcount._log import RateLimitedLog
 from headcount.integrations._common import ROUTE_KEY, asgi_request_info
 from headcount.integrations._starlette import StarletteRoutes
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from headcount import Tracker
 
 __all__ = ["HeadcountMiddleware"]
-
-logger = logging.getLogger("headcount.integrations")
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
@@ -47,6 +45,9 @@ class HeadcountMiddleware:
         self.app = app
         self.tracker = tracker
         self._routes = StarletteRoutes()
+        # At most one line a minute per kind of problem: a request shape that always
+        # fails must not flood the app's log.
+        self.log = RateLimitedLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A disabled tracker costs nothing per request: not even the wrapping.
@@ -95,7 +96,7 @@ class HeadcountMiddleware:
             info = asgi_request_info(scope, route, status, elapsed, content_type)
         except Exception:
             # Describing the request must never break serving it.
-            logger.exception("headcount could not describe an ASGI request")
+            self.log.exception("describe-asgi", "headcount could not describe an ASGI request")
             return
         self.tracker.record_request(info)
 

@@ -10,20 +10,18 @@ as ``(unmatched)`` unless the app (or a routing layer) stores the template in
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from headcount._log import RateLimitedLog
 from headcount.integrations._common import ROUTE_KEY, environ_request_info, status_code
 
 if TYPE_CHECKING:
     from headcount import Tracker
 
 __all__ = ["HeadcountMiddleware"]
-
-logger = logging.getLogger("headcount.integrations")
 
 Environ: TypeAlias = dict[str, Any]
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -42,6 +40,9 @@ class HeadcountMiddleware:
         self.app = app
         self.tracker = tracker
         self._checked_servers = False
+        # At most one line a minute per kind of problem: a request shape that always
+        # fails must not flood the app's log.
+        self.log = RateLimitedLog()
 
     def route(self, environ: Environ) -> str | None:
         """The route template of the finished request, in the framework's own syntax."""
@@ -55,7 +56,7 @@ class HeadcountMiddleware:
         if not self._checked_servers:
             self._checked_servers = True
             if environ.get("wsgi.multiprocess"):
-                self.tracker._served_by_several_processes()
+                self.tracker.served_by_several_processes()
         # One object per request: it captures the status, passes the body through and
         # records the request when the server closes it.
         response = _Response(self, environ, start_response)
@@ -159,7 +160,7 @@ class _Response:
             info = environ_request_info(self.environ, route, status, elapsed, self.content_type)
         except Exception:
             # Describing the request must never break serving it.
-            logger.exception("headcount could not describe a WSGI request")
+            middleware.log.exception("describe-wsgi", "headcount could not describe a WSGI request")
             return
         middleware.tracker.record_request(info)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
+from headcount._log import RateLimitedLog
 from headcount.integrations._common import ROUTE_KEY, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from headcount.integrations.django.apps import HeadcountConfig
 
 __all__ = ["HeadcountMiddleware"]
-
-logger = logging.getLogger("headcount.integrations")
 
 # Django's request and response types are left as Any: the project does not type-check
 # against Django stubs, and only a few documented attributes are read.
@@ -45,6 +43,9 @@ class HeadcountMiddleware:
         self._config: HeadcountConfig = apps.get_app_config(LABEL)
         self._is_async = iscoroutinefunction(get_response)
         self._checked_servers = False
+        # At most one line a minute per kind of problem: a request shape that always
+        # fails must not flood the app's log.
+        self.log = RateLimitedLog()
         # Whether a view is an admin's, per (view, route): a URL conf has few of them.
         self._admin_views: dict[tuple[object, str], bool] = {}
         if self._is_async:
@@ -97,13 +98,13 @@ class HeadcountMiddleware:
             info.excluded = match is not None and self._is_admin(match)
         except Exception:
             # Describing the request must never break serving it.
-            logger.exception("headcount could not describe a Django request")
+            self.log.exception("describe-django", "headcount could not describe a Django request")
             return
         tracker = self._config.tracker
         if not self._checked_servers:
             self._checked_servers = True
             if request.META.get("wsgi.multiprocess"):
-                tracker._served_by_several_processes()
+                tracker.served_by_several_processes()
         tracker.record_request(info)
 
     def _is_admin(self, match: Any) -> bool:
