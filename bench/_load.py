@@ -1,7 +1,9 @@
 """Shared pieces of the collector benchmarks: servers in subprocesses, wrk, RSS sampling.
 
-Not a benchmark itself. Servers always run in their own processes and the load comes
-from ``wrk`` (a separate C process), so what is measured is the server, not the client.
+Not a benchmark itself. Servers always run in their own processes (started, awaited and
+stopped by ``headcount_collector._processes``, as the tests and the demo start theirs)
+and the load comes from ``wrk`` (a separate C process), so what is measured is the
+server, not the client.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ class Server(ServerProcess):
 def spawn(name: str, argv: Sequence[str], directory: Path, health_path: str) -> Server:
     port = int(argv[argv.index("--port") + 1])
     started = spawn_process(name, argv, directory / f"{name}.log")
-    server = Server(started.name, started.process, started.log_path, port)
+    server = Server(
+        started.name, started.process, started.log_path, port, log_offset=started.log_offset
+    )
     server.wait_until(answers_http(server.url + health_path))
     return server
 

@@ -34,7 +34,7 @@ from _provenance import print_provenance
 from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.ingest import decode_batch, validate_batch
-from headcount_collector.stores.base import PendingBatch
+from headcount_collector.pending import PendingBatch
 from headcount_collector.stores.postgres import PostgresStore
 from headcount_collector.stores.sqlite import SQLiteStore
 

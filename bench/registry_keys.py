@@ -62,19 +62,19 @@ def hand_records(counts: Sequence[tuple[Key, int]]) -> list[wire.Record]:
                 wire.Request(
                     hour=hour, route=route, method=method, status=status, latency=latency, n=n
                 )
-            )  # type: ignore[arg-type]
+            )
         elif kind == "pageview":
             _, hour, route, referrer, source, medium, campaign, entry = key  # type: ignore[misc]
             out.append(
                 wire.Pageview(
-                    hour=hour,  # type: ignore[arg-type]
-                    route=route,  # type: ignore[arg-type]
-                    referrer=referrer,  # type: ignore[arg-type]
-                    entry=entry,  # type: ignore[arg-type]
+                    hour=hour,
+                    route=route,
+                    referrer=referrer,
+                    entry=entry,
                     n=n,
-                    utm_source=source,  # type: ignore[arg-type]
-                    utm_medium=medium,  # type: ignore[arg-type]
-                    utm_campaign=campaign,  # type: ignore[arg-type]
+                    utm_source=source,
+                    utm_medium=medium,
+                    utm_campaign=campaign,
                 )
             )
         elif kind == "event":
@@ -85,7 +85,7 @@ def hand_records(counts: Sequence[tuple[Key, int]]) -> list[wire.Record]:
             out.append(wire.Visit(hour=hour, route=route, duration=duration, pages=pages, n=n))  # type: ignore[arg-type]
         else:
             _, hour, category = key  # type: ignore[misc]
-            out.append(wire.Bot(hour=hour, category=category, n=n))  # type: ignore[arg-type]
+            out.append(wire.Bot(hour=hour, category=category, n=n))
     return out
 
 

@@ -17,7 +17,6 @@ from headcount_collector._processes import (
     accepts_connections,
     answers_http,
     free_port,
-    log_mentions,
     spawn,
 )
 
@@ -28,7 +27,6 @@ __all__ = [
     "accepts_connections",
     "answers_http",
     "free_port",
-    "log_mentions",
     "spawn",
     "start_collector",
 ]
@@ -64,7 +62,13 @@ def start_collector(
     ]  # fmt: skip
     started = spawn("the collector", argv, tmp_path / log_name)
     server = CollectorProcess(
-        started.name, started.process, started.log_path, url=url, db_path=db_path, db_url=db_url
+        started.name,
+        started.process,
+        started.log_path,
+        log_offset=started.log_offset,
+        url=url,
+        db_path=db_path,
+        db_url=db_url,
     )
     server.wait_until(answers_http(f"{url}/healthz", lambda response: response.is_success))
     return server

@@ -1,7 +1,7 @@
 """Server processes: spawn one with its output in a log file, wait until it is ready, stop it.
 
 The one implementation of "start a server and wait". ``headcount-collector demo`` starts
-its collector and example site with it, ``tests/_servers.py`` builds the test suite's
+its collector and demo site with it, ``tests/_servers.py`` builds the test suite's
 servers on it, and ``bench/_load.py`` the benchmarks'. It lives in the package because
 the demo ships in the wheel; the tests and benchmarks import it from here.
 """
@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,6 @@ __all__ = [
     "accepts_connections",
     "answers_http",
     "free_port",
-    "log_mentions",
     "spawn",
 ]
 
@@ -53,6 +52,8 @@ class ServerProcess:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # Where this server's output starts: a log may be appended to by an earlier run.
+    log_offset: int = field(default=0, kw_only=True)
 
     @property
     def pid(self) -> int:
@@ -60,6 +61,17 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def mentions(self, text: bytes, times: int = 1) -> Probe:
+        """Ready once this server has logged ``text`` ``times`` times (one "Booting
+        worker" per gunicorn worker, say); an earlier run's lines in the file do not count."""
+
+        def probe() -> bool:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().count(text) >= times
+
+        return probe
 
     def failure(self, what: str) -> ServerFailed:
         return ServerFailed(f"{self.name} {what}; its log:\n{self.log_text()}")
@@ -115,6 +127,7 @@ def spawn(
     reaches only its parent, which then stops it once, in its own order.
     """
     with log_path.open("ab") as log:
+        offset = log.tell()
         process = subprocess.Popen(
             list(argv),
             cwd=cwd,
@@ -123,7 +136,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=new_session,
         )
-    return ServerProcess(name, process, log_path)
+    return ServerProcess(name, process, log_path, log_offset=offset)
 
 
 def answers_http(
@@ -153,9 +166,3 @@ def accepts_connections(port: int) -> Probe:
         return True
 
     return probe
-
-
-def log_mentions(server_log: Path, text: bytes, times: int = 1) -> Probe:
-    """Ready once the log holds ``text`` ``times`` times (one "Booting worker" per
-    gunicorn worker, say)."""
-    return lambda: server_log.read_bytes().count(text) >= times

@@ -14,7 +14,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from tests._servers import log_mentions, spawn
+from tests._servers import spawn
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -75,7 +75,7 @@ class Browser:
             self.call(f"{domain}.enable")
 
     def _devtools_url(self) -> str:
-        self._process.wait_until(log_mentions(self._log, b"DevTools listening on"), interval=0.05)
+        self._process.wait_until(self._process.mentions(b"DevTools listening on"), interval=0.05)
         match = re.search(r"DevTools listening on (ws://\S+)", self._process.log_text())
         assert match is not None
         return match.group(1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._servers import CollectorProcess, ServerProcess, free_port, log_mentions, spawn
+from tests._servers import CollectorProcess, ServerProcess, free_port, spawn
 from tests.conftest import SHOP_WRITE_TOKEN
 
 from .conftest import BROWSER, Stats
@@ -109,7 +109,7 @@ def start_gunicorn(
     environment.pop("HEADCOUNT_ENABLED", None)
     argv = [str(BIN / "gunicorn"), "--workers=2", f"--bind=127.0.0.1:{port}", app]
     server = spawn("gunicorn", argv, log, cwd=cwd, env=environment)
-    server.wait_until(log_mentions(log, b"Booting worker", times=2), timeout=60)
+    server.wait_until(server.mentions(b"Booting worker", times=2), timeout=60)
     url = f"http://127.0.0.1:{port}"
     # Exactly one probe, given all the time a worker's first request needs: a program's
     # user agent, counted as a bot ("other") and a request, which the tests expect.

@@ -39,7 +39,7 @@ import redis
 
 from headcount._bots import is_bot
 from headcount.wire import DURATION_LABELS, Batch, pages_label
-from tests._servers import CollectorProcess, ServerProcess, free_port, log_mentions, spawn
+from tests._servers import CollectorProcess, ServerProcess, free_port, spawn
 from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -265,7 +265,7 @@ def run_gunicorn(endpoint: str, log: Path, extra_env: dict[str, str]) -> tuple[S
         "examples.flask_app.app:app",
     ]  # fmt: skip
     server = spawn("gunicorn", argv, log, cwd=REPO_ROOT, env=env)
-    server.wait_until(log_mentions(log, b"Booting worker", times=4))
+    server.wait_until(server.mentions(b"Booting worker", times=4))
     return server, f"http://127.0.0.1:{port}"
 
 

@@ -256,7 +256,7 @@ def test_a_request_that_cannot_be_described_is_served_and_logged_once_a_minute(
 
     middleware = BrokenRoutes(html_app, tracker)
     with caplog.at_level("ERROR", logger="headcount"):
-        bodies = [middleware(setup_environ(), lambda *a: None) for _ in range(5)]
+        bodies = [middleware(setup_environ(), collect([])) for _ in range(5)]
     assert all(body == [b"<h1>hi</h1>"] for body in bodies)  # the app's answer, untouched
     logged = [r for r in caplog.records if "could not describe" in r.getMessage()]
     assert len(logged) == 1  # not one line per request

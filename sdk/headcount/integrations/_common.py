@@ -34,6 +34,10 @@ _ASGI_FIELDS: Final[Mapping[bytes, tuple[str, int]]] = {
 }
 
 
+# Positional construction: the integrations describe every request.
+_positional = RequestInfo._positional
+
+
 def status_code(status_line: str) -> int:
     """The numeric code of a WSGI status line such as ``"404 Not Found"``."""
     try:
@@ -66,21 +70,21 @@ def environ_request_info(
         purpose = get("HTTP_PURPOSE")
         if purpose is None:
             purpose = get("HTTP_X_PURPOSE")
-    return RequestInfo(
+    return _positional(
         get("REQUEST_METHOD", "GET"),
         None if status == 405 else route,  # as matched_route()
         status,
         elapsed,
-        host=get("HTTP_HOST") or get("SERVER_NAME"),
-        referer=get("HTTP_REFERER"),
-        sec_fetch_site=get("HTTP_SEC_FETCH_SITE"),
-        sec_fetch_dest=get("HTTP_SEC_FETCH_DEST"),
-        purpose=purpose,
-        query_string=get("QUERY_STRING"),
-        user_agent=get("HTTP_USER_AGENT"),
-        content_type=content_type,
-        client_addr=get("REMOTE_ADDR"),
-        forwarded_for=get("HTTP_X_FORWARDED_FOR"),
+        get("HTTP_HOST") or get("SERVER_NAME"),  # host
+        get("HTTP_REFERER"),  # referer
+        get("HTTP_SEC_FETCH_SITE"),  # sec_fetch_site
+        get("HTTP_SEC_FETCH_DEST"),  # sec_fetch_dest
+        purpose,
+        get("QUERY_STRING"),  # query_string
+        get("HTTP_USER_AGENT"),  # user_agent
+        content_type,
+        get("REMOTE_ADDR"),  # client_addr
+        get("HTTP_X_FORWARDED_FOR"),  # forwarded_for
     )
 
 
@@ -114,21 +118,22 @@ def asgi_request_info(
         fields[field] = value.decode("latin-1")
     client = scope.get("client")
     query = scope.get("query_string")
-    return RequestInfo(
+    found = fields.get
+    return _positional(
         scope.get("method", "GET"),
         route,
         status,
         elapsed,
-        host=fields.get("host"),
-        referer=fields.get("referer"),
-        sec_fetch_site=fields.get("sec_fetch_site"),
-        sec_fetch_dest=fields.get("sec_fetch_dest"),
-        purpose=fields.get("purpose"),
-        query_string=query.decode("latin-1") if query else None,
-        user_agent=fields.get("user_agent"),
-        content_type=content_type,
-        client_addr=client[0] if client else None,
-        forwarded_for=",".join(forwarded) if forwarded else None,
+        found("host"),
+        found("referer"),
+        found("sec_fetch_site"),
+        found("sec_fetch_dest"),
+        found("purpose"),
+        query.decode("latin-1") if query else None,  # query_string
+        found("user_agent"),
+        content_type,
+        client[0] if client else None,  # client_addr
+        ",".join(forwarded) if forwarded else None,  # forwarded_for
     )
 
 
