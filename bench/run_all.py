@@ -56,6 +56,7 @@ JOBS = (
     Job("noise_accuracy", "noise_accuracy.py", ("--replicates", "1"), ("--replicates", "3")),
     Job("memory", "memory.py", ("--seconds", "15", "--rounds", "1"), ("--seconds", "60", "--rounds", "3")),
     Job("import", "import.py", ("--lines", "200000"), ("--lines", "1000000")),
+    Job("registry_keys", "registry_keys.py", ("--rounds", "9"), ("--rounds", "21")),
 )  # fmt: skip
 
 

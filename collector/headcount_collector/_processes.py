@@ -1,7 +1,7 @@
 """Server processes: spawn one with its output in a log file, wait until it is ready, stop it.
 
 The one implementation of "start a server and wait". ``headcount-collector demo`` starts
-its collector and example site with it, ``tests/_servers.py`` builds the test suite's
+its collector and demo site with it, ``tests/_servers.py`` builds the test suite's
 servers on it, and ``bench/_load.py`` the benchmarks'. It lives in the package because
 the demo ships in the wheel; the tests and benchmarks import it from here.
 """
