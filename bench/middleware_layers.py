@@ -145,7 +145,7 @@ class _NoRecording:
     def record_request(self, info: RequestInfo) -> None:
         return None
 
-    def _served_by_several_processes(self) -> None:
+    def served_by_several_processes(self) -> None:
         return None
 
 

@@ -61,6 +61,7 @@ JOBS = (
     Job("noise_accuracy", "noise_accuracy.py", ("--replicates", "1"), ("--replicates", "3")),
     Job("memory", "memory.py", ("--seconds", "30", "--rounds", "1"), ("--seconds", "60", "--rounds", "3"), limit=600.0),
     Job("import", "import.py", ("--lines", "200000"), ("--lines", "1000000")),
+    Job("registry_keys", "registry_keys.py", ("--rounds", "9"), ("--rounds", "21")),
 )  # fmt: skip
 
 
