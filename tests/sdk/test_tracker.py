@@ -263,13 +263,15 @@ def test_a_flood_of_distinct_routes_leaves_memory_flat() -> None:
             # Fills the table and every bounded cache, all traced.
             flood(0)
             before = tracemalloc.get_traced_memory()[0]
-            flood(100_000)
-            flood(200_000)
+            for start in range(100_000, 500_000, 100_000):
+                flood(start)
             grown = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()
-        assert grown < 50_000, grown
-        assert total(t.peek(), Request) == 60_000
+        # 80,000 more distinct routes held anywhere would take several MB; a bounded
+        # cache that evicts as it goes only moves within its dict's resize steps.
+        assert grown < 400_000, grown
+        assert total(t.peek(), Request) == 100_000
     finally:
         t.shutdown(1)
 
