@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from headcount_collector.config import token_digest
 from tests._servers import CollectorProcess, start_collector
+
+# Speed is the benchmarks' business; a per-example deadline only measures how busy the
+# shared machine is.
+settings.register_profile("headcount", deadline=None)
+settings.load_profile("headcount")
 
 WRITE_TOKEN = "hcw_test-write-token-blog-0001"
 READ_TOKEN = "hcr_test-read-token-blog-0001"
