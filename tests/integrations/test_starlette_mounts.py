@@ -53,11 +53,13 @@ def test_mount_templates_through_middleware_and_literal_first() -> None:
 
 def test_latency_ends_with_the_response_not_its_background_task() -> None:
     async def slow_after(request: Request) -> Response:
-        return PlainTextResponse("ok", background=BackgroundTask(asyncio.sleep, 0.3))
+        return PlainTextResponse("ok", background=BackgroundTask(asyncio.sleep, 2.6))
 
     counted = tracker()
     client = TestClient(HeadcountMiddleware(Starlette(routes=[Route("/", slow_after)]), counted))
     assert client.get("/").status_code == 200
     [request] = [r for r in counted.peek() if isinstance(r, wire.Request)]
-    assert request.latency == "<10ms"  # under 10 ms, not 300 ms
+    # The background task takes 2.6 s; the response itself is ready at once, and even a
+    # busy machine answers well inside a second.
+    assert request.latency in wire.LATENCY_LABELS[:7], request.latency
     counted.shutdown(1)
