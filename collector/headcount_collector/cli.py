@@ -121,8 +121,16 @@ def _start_metrics(settings: Settings, host: str) -> str | None:
 
 
 def _run_uvicorn(settings: Settings, log_config: dict[str, Any], limits: dict[str, Any]) -> None:
+    import inspect
+
     import uvicorn
 
+    startup: dict[str, Any] = {}
+    # A worker opens its database and fills its noise pool before it answers uvicorn's
+    # health check; on a busy host that can take longer than the default 5 s, and the
+    # supervisor then kills and restarts workers in a loop. (Older uvicorn has no check.)
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        startup["timeout_worker_healthcheck"] = 30
     uvicorn.run(
         "headcount_collector.cli:app_from_environment",
         factory=True,
@@ -139,6 +147,7 @@ def _run_uvicorn(settings: Settings, log_config: dict[str, Any], limits: dict[st
         log_config=log_config,
         timeout_graceful_shutdown=10,
         **limits,  # httptools with header, deadline and connection limits
+        **startup,
     )
 
 
