@@ -68,7 +68,9 @@ def test_exit_is_bounded_by_shutdown_timeout(target: str, black_hole: str) -> No
     deadline = 1.0
     startup = run_python(EXIT_SCRIPT.format(url=url, enabled=False, deadline=deadline))
     elapsed = run_python(EXIT_SCRIPT.format(url=url, enabled=True, deadline=deadline))
-    assert elapsed < startup + deadline + 1.0, (elapsed, startup)
+    # Without the deadline the exit waits out the send's own timeout (10 s by default);
+    # the slack is for two interpreter start-ups on a busy machine.
+    assert elapsed < startup + deadline + 2.5, (elapsed, startup)
 
 
 def test_forked_child_sends_only_its_own_counts(
