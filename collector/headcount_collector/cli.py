@@ -22,9 +22,13 @@ import msgspec
 
 from headcount_collector import __version__, serverlimits
 from headcount_collector.commands import register_all
-from headcount_collector.commands._common import DEFAULT_CONFIG, HelpFormatter, config_path
+from headcount_collector.commands._common import (
+    DEFAULT_CONFIG,
+    HelpFormatter,
+    config_path,
+    new_site_problem,
+)
 from headcount_collector.config import (
-    SITE_ID_PATTERN,
     Settings,
     load_sites,
     starter_config,
@@ -152,30 +156,14 @@ def _run_uvicorn(settings: Settings, log_config: dict[str, Any], limits: dict[st
 
 
 def _init(args: argparse.Namespace) -> int:
-    import re
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     path = Path(args.config or os.environ.get("HEADCOUNT_CONFIG") or DEFAULT_CONFIG)
     if path.exists() and not args.force:
         print(f"headcount-collector: {path} exists; pass --force to overwrite", file=sys.stderr)
         return 1
     # Everything is checked before anything is written or any token is shown.
-    if not re.fullmatch(SITE_ID_PATTERN, args.site):
-        print(
-            f"headcount-collector: --site {args.site!r} is not a site id: use lower-case "
-            "letters, digits, '-' and '_' (at most 64), starting with a letter or digit, "
-            "e.g. --site my-blog",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        print(
-            f"headcount-collector: --timezone {args.timezone!r} is not an IANA time zone "
-            "(e.g. Europe/Berlin, America/New_York, UTC)",
-            file=sys.stderr,
-        )
+    problem = new_site_problem(args.site, args.timezone, "--site")
+    if problem is not None:
+        print(f"headcount-collector: {problem}", file=sys.stderr)
         return 2
     text, write_token, read_token = starter_config(args.site, args.timezone)
     from headcount_collector.config import parse_sites

@@ -340,12 +340,7 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
             "the range is answered only where whole days cover it"
         )
     response: dict[str, object] = {
-        "site": site.id,
-        "metric": query.metric,
-        "from": to_local_iso(query.start, site.timezone),
-        "to": to_local_iso(query.end, site.timezone),
-        "interval": query.interval,
-        "by": list(query.by),
+        **_query_echo(site, query),
         "privacy": policy.describe(),
         "sealed_until": {
             "hour": _iso_or_none(sealed.get("h"), site),
@@ -358,6 +353,18 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
     if query.metric == "visits":
         response["derived"] = _noised_visit_figures(store, site, filters, span, sealed, hourly_from)
     return response
+
+
+def _query_echo(site: Site, query: StatsQuery) -> dict[str, object]:
+    """The query as it was understood, in local time: every response starts with it."""
+    return {
+        "site": site.id,
+        "metric": query.metric,
+        "from": to_local_iso(query.start, site.timezone),
+        "to": to_local_iso(query.end, site.timezone),
+        "interval": query.interval,
+        "by": list(query.by),
+    }
 
 
 def _time_fields(bucket: int | None, site: Site) -> dict[str, object]:
@@ -421,12 +428,7 @@ def _run_exact(store: Store, site: Site, query: StatsQuery, now: float) -> dict[
             "for that part of the range"
         )
     response: dict[str, object] = {
-        "site": site.id,
-        "metric": query.metric,
-        "from": to_local_iso(query.start, site.timezone),
-        "to": to_local_iso(query.end, site.timezone),
-        "interval": query.interval,
-        "by": list(query.by),
+        **_query_echo(site, query),
         "privacy": site.policy.describe(),
         "k": site.k,
         "withheld": released.withheld,

@@ -65,51 +65,29 @@ class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return max(1, min(self.max_connections, soft - _FD_RESERVE))
 
 
+# What each limit's flag (its field name, dashed) says of it in --help.
+_LIMIT_HELP = {
+    "max_header_bytes": "request line and headers, in bytes; more is answered 431",
+    "max_headers": "header fields per request; more is answered 431",
+    "header_timeout": "seconds a request may take to send its headers",
+    "body_timeout": "seconds a request may take to send its body",
+    "keep_alive_timeout": "seconds an idle connection is kept between requests",
+    "max_connections": "open connections; past it the longest-idle one is closed",
+    "max_body_buffer": "bytes of unfinished request bodies held; past it the oldest is refused",
+}
+
+
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = ServerLimits()
     group = parser.add_argument_group("client limits (per worker)")
-    group.add_argument(
-        "--max-header-bytes",
-        type=int,
-        default=defaults.max_header_bytes,
-        help="request line and headers, in bytes; more is answered 431",
-    )
-    group.add_argument(
-        "--max-headers",
-        type=int,
-        default=defaults.max_headers,
-        help="header fields per request; more is answered 431",
-    )
-    group.add_argument(
-        "--header-timeout",
-        type=float,
-        default=defaults.header_timeout,
-        help="seconds a request may take to send its headers",
-    )
-    group.add_argument(
-        "--body-timeout",
-        type=float,
-        default=defaults.body_timeout,
-        help="seconds a request may take to send its body",
-    )
-    group.add_argument(
-        "--keep-alive-timeout",
-        type=float,
-        default=defaults.keep_alive_timeout,
-        help="seconds an idle connection is kept between requests",
-    )
-    group.add_argument(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        help="open connections; past it the longest-idle one is closed",
-    )
-    group.add_argument(
-        "--max-body-buffer",
-        type=int,
-        default=defaults.max_body_buffer,
-        help="bytes of unfinished request bodies held; past it the oldest is refused",
-    )
+    for name in ServerLimits.__struct_fields__:
+        default = getattr(defaults, name)
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=_LIMIT_HELP[name],
+        )
 
 
 def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,15 +96,7 @@ def uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     Also hands the limits to the worker processes and raises this process's soft file
     descriptor limit to its hard limit, which the workers inherit.
     """
-    limits = ServerLimits(
-        max_header_bytes=args.max_header_bytes,
-        max_headers=args.max_headers,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        keep_alive_timeout=args.keep_alive_timeout,
-        max_connections=args.max_connections,
-        max_body_buffer=args.max_body_buffer,
-    )
+    limits = ServerLimits(**{name: getattr(args, name) for name in ServerLimits.__struct_fields__})
     for name, value in msgspec.structs.asdict(limits).items():
         if value <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")

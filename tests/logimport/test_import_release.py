@@ -17,7 +17,7 @@ from headcount_collector.config import load_sites
 from headcount_collector.release.catalogue import MARGINALS
 from headcount_collector.release.sealing import NoisePool, seal_imported
 from headcount_collector.stores import Store, open_store
-from headcount_collector.stores.base import ReleasedQuery
+from headcount_collector.stores.base import ImportedBuckets, ReleasedQuery
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
 from tests.collector.noise_harness import (
@@ -274,7 +274,9 @@ def test_two_collectors_sealing_one_import_release_it_once(
         day = local_ts(BACKFILL_DAY)
         barrier.wait()
         results.append(
-            store.seal_imported("blog", "h", [(nine, day)], site.policy, pool.drawer(site.policy))
+            store.seal_imported(
+                ImportedBuckets("blog", "h", [(nine, day)]), site.policy, pool.drawer(site.policy)
+            )
         )
 
     threads = [threading.Thread(target=seal, args=(store,)) for store in stores]

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "Formatter", "HelpFormatter", "config_path"]
+from headcount_collector.config import SITE_ID_PATTERN
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "Formatter",
+    "HelpFormatter",
+    "config_path",
+    "new_site_problem",
+]
 
 CONFIG_ENV = "HEADCOUNT_CONFIG"
 # Where `init` writes by default, and so where every other command looks by default.
@@ -40,3 +51,24 @@ def config_path(value: str | None) -> Path:
         f"headcount-collector: no site file: pass --config, set {CONFIG_ENV}, or create "
         f"./{DEFAULT_CONFIG} with: headcount-collector init"
     )
+
+
+def new_site_problem(site_id: str, timezone: str, id_flag: str = "") -> str | None:
+    """Why a site about to be written cannot have this id or time zone, or None.
+
+    ``id_flag`` is the option the id came from (``--site``), empty when it was positional.
+    """
+    if not re.fullmatch(SITE_ID_PATTERN, site_id):
+        example = f", e.g. {id_flag} my-blog" if id_flag else ""
+        return (
+            f"{id_flag + ' ' if id_flag else ''}{site_id!r} is not a site id: use lower-case "
+            "letters, digits, '-' and '_' (at most 64), starting with a letter or digit" + example
+        )
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return (
+            f"--timezone {timezone!r} is not an IANA time zone "
+            "(e.g. Europe/Berlin, America/New_York, UTC)"
+        )
+    return None

@@ -7,14 +7,12 @@ running collector picks the changes up on SIGHUP (or a restart).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from headcount_collector.commands._common import Formatter, config_path
+from headcount_collector.commands._common import Formatter, config_path, new_site_problem
 from headcount_collector.commands._sitefile import SiteFile
-from headcount_collector.config import SITE_ID_PATTERN, load_sites
+from headcount_collector.config import load_sites
 
 __all__ = ["register"]
 
@@ -41,20 +39,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _add(args: argparse.Namespace) -> int:
     path = config_path(args.config)
-    if not re.fullmatch(SITE_ID_PATTERN, args.id):
-        print(
-            f"headcount-collector: {args.id!r} is not a site id: use lower-case letters, "
-            "digits, '-' and '_' (at most 64), starting with a letter or digit",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        print(
-            f"headcount-collector: --timezone {args.timezone!r} is not an IANA time zone",
-            file=sys.stderr,
-        )
+    problem = new_site_problem(args.id, args.timezone)
+    if problem is not None:
+        print(f"headcount-collector: {problem}", file=sys.stderr)
         return 2
     file = SiteFile(path)
     if any(table.get("id") == args.id for table in file.sites):

@@ -203,6 +203,18 @@ def dashboard_routes(
         )
         return refusal, signed_in
 
+    def unshowable(request: Request, signed_in: list[Site], site: Site, reason: str) -> Response:
+        """The page for a view the request asks for but that cannot be drawn (400)."""
+        return ctx.page(
+            request,
+            "refused.html",
+            400,
+            signed_in=signed_in,
+            current=site,
+            heading="That view cannot be shown",
+            message=reason,
+        )
+
     def state(request: Request) -> dict[str, str]:
         params = dict(request.query_params)
         return {
@@ -253,15 +265,7 @@ def dashboard_routes(
                     route_detail, store, site, route, period, compare, now
                 )
         except QueryRejected as exc:
-            return ctx.page(
-                request,
-                "refused.html",
-                400,
-                signed_in=signed_in,
-                current=site,
-                heading="That view cannot be shown",
-                message=f"{exc.parameter}: {exc.error}",
-            )
+            return unshowable(request, signed_in, site, f"{exc.parameter}: {exc.error}")
         except StoreUnavailable:
             return ctx.page(
                 request,
@@ -295,14 +299,8 @@ def dashboard_routes(
             site, signed_in = allowed(request)
             if isinstance(site, Response):
                 return site
-            return ctx.page(
-                request,
-                "refused.html",
-                400,
-                signed_in=signed_in,
-                current=site,
-                heading="That view cannot be shown",
-                message="route: expected a route template such as /blog/{slug}",
+            return unshowable(
+                request, signed_in, site, "route: expected a route template such as /blog/{slug}"
             )
         return await render(request, route)
 

@@ -361,18 +361,25 @@ def _sealed(result: dict[str, object]) -> str | None:
     return str(sealed["hour"])[:13].replace("T", " ") + ":00"
 
 
+def _traffic(
+    ask: _Asker, site: Site, period: Period, compare: bool, filters: Params, title: str
+) -> tuple[Widget, dict[str, object]]:
+    """The pageviews line chart heading a page, and its answer (which says how released)."""
+    params, result, points = _series(ask, site, period, compare, "pageviews", filters)
+    chart = line_chart(points, f"{title} per {period.interval}", compare=compare)
+    return Widget("traffic", title, params, result, chart), result
+
+
+def _released(result: dict[str, object]) -> tuple[dict[str, object], str | None]:
+    """A page's privacy block and sealed hour, both taken from its traffic answer."""
+    return dict(result["privacy"]), _sealed(result)  # type: ignore[call-overload]
+
+
 def overview(
     store: Store, site: Site, period: Period, compare: bool, more: str, now: float
 ) -> Overview:
     ask = _Asker(store, site, now)
-    params, result, points = _series(ask, site, period, compare, "pageviews", [])
-    traffic = Widget(
-        "traffic",
-        "Pageviews",
-        params,
-        result,
-        line_chart(points, f"Pageviews per {period.interval}", compare=compare),
-    )
+    traffic, result = _traffic(ask, site, period, compare, [], "Pageviews")
     totals = _totals(ask, period, compare, [], with_visits=True)
 
     def limit(key: str) -> int:
@@ -413,16 +420,7 @@ def overview(
                     TOP_ROWS,
                 )
             )
-    return Overview(
-        site,
-        period,
-        compare,
-        dict(result["privacy"]),  # type: ignore[call-overload]
-        _sealed(result),
-        traffic,
-        totals,
-        widgets,
-    )
+    return Overview(site, period, compare, *_released(result), traffic, totals, widgets)
 
 
 def route_detail(
@@ -430,14 +428,7 @@ def route_detail(
 ) -> RouteDetail:
     ask = _Asker(store, site, now)
     only: Params = [("filter", f"route:{route}")]
-    params, result, points = _series(ask, site, period, compare, "pageviews", only)
-    traffic = Widget(
-        "traffic",
-        f"Pageviews of {route}",
-        params,
-        result,
-        line_chart(points, f"Pageviews of {route} per {period.interval}", compare=compare),
-    )
+    traffic, result = _traffic(ask, site, period, compare, only, f"Pageviews of {route}")
     totals = _totals(ask, period, compare, only, with_visits=False)
     widgets = [
         _ranked(ask, "referrer", "Referrers", "pageviews", "referrer", period, only, TOP_ROWS),
@@ -447,13 +438,5 @@ def route_detail(
         *_health(ask, period, only, TOP_ROWS),
     ]
     return RouteDetail(
-        site,
-        period,
-        compare,
-        dict(result["privacy"]),  # type: ignore[call-overload]
-        _sealed(result),
-        traffic,
-        totals,
-        widgets,
-        route=route,
+        site, period, compare, *_released(result), traffic, totals, widgets, route=route
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from headcount_collector._processes import ServerFailed, ServerProcess, spawn
+from headcount_collector._processes import ServerFailed, ServerProcess, answers_http, spawn
 from headcount_collector.config import starter_config
 from headcount_collector.demo._traffic import drive_traffic
 
@@ -54,11 +54,7 @@ def _check_port_free(port: int, option: str) -> None:
 def _wait_until_up(
     server: ServerProcess, url: str, is_ours: Callable[[httpx.Response], bool]
 ) -> None:
-    def answered_by_ours() -> bool:
-        try:
-            response = httpx.get(url, timeout=1)
-        except httpx.HTTPError:
-            return False
+    def ours_or_exit(response: httpx.Response) -> bool:
         if is_ours(response):
             return True
         # Something answers, but not what the demo started (a port taken meanwhile).
@@ -68,7 +64,7 @@ def _wait_until_up(
         )
 
     try:
-        server.wait_until(answered_by_ours, interval=0.2)
+        server.wait_until(answers_http(url, ours_or_exit), interval=0.2)
     except ServerFailed as failed:
         raise SystemExit(f"headcount-collector demo: {failed}") from None
 

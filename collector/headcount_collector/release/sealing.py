@@ -25,7 +25,7 @@ from headcount_collector.config import Site
 from headcount_collector.release.catalogue import MARGINALS, RESOLUTIONS, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
-from headcount_collector.stores.base import SealStep, Store, retention_cutoffs
+from headcount_collector.stores.base import ImportedBuckets, SealStep, Store, retention_cutoffs
 from headcount_collector.timeutil import floor_hour, local_day_start
 
 __all__ = ["NoisePool", "SealReport", "seal_due", "seal_imported", "sealable_before"]
@@ -172,7 +172,6 @@ def seal_imported(store: Store, site: Site, start: int, end: int, pool: NoisePoo
         if not candidates:
             continue
         pool.prepare(policy, store.raw_rows(site.id, resolution, low, end))
-        released += store.seal_imported(
-            site.id, resolution, candidates, policy, pool.drawer(policy)
-        )
+        imported = ImportedBuckets(site.id, resolution, candidates)
+        released += store.seal_imported(imported, policy, pool.drawer(policy))
     return released

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_KEY_CAP",
     "CounterQuery",
     "Dialect",
+    "ImportedBuckets",
     "KeyCounts",
     "ReleasedQuery",
     "RetentionResult",
@@ -36,6 +37,7 @@ __all__ = [
     "declared_modes",
     "delete_expired",
     "ensure_secret",
+    "first_copies",
     "mark_late",
     "raw_rows_sql",
     "release_table",
@@ -118,14 +120,9 @@ class Store(Protocol):
         """Bucket starts in [start, end) that were released holding counts, ascending."""
 
     def seal_imported(
-        self,
-        site: str,
-        resolution: Resolution,
-        candidates: Sequence[tuple[int, int]],
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
+        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
     ) -> int:
-        """Release, in one transaction, each (bucket, its local day) of ``candidates``
+        """Release, in one transaction, each (bucket, its local day) of ``imported``
         that lies below the watermark, holds counts and was never released with counts,
         nor (hours) was its day; returns how many cells were released."""
 
@@ -163,35 +160,25 @@ def delete_expired(
         )
         hourly_cutoff = min(hourly_cutoff, int(sealed.get("h", 0)))
         daily_cutoff = min(daily_cutoff, int(sealed.get("d", 0)))
+
+    def delete_before(table: str, resolution: Resolution, cutoff: int) -> int:
+        return int(
+            execute(
+                f"DELETE FROM {table} WHERE site = {ph} AND res = '{resolution}' AND bucket < {ph}",
+                (site.id, cutoff),
+            ).rowcount
+        )
+
     rolled = deleted = 0
     for table in TABLES.values():
-        rolled += execute(
-            f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
-            (site.id, hourly_cutoff),
-        ).rowcount
-        deleted += execute(
-            f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
-            (site.id, daily_cutoff),
-        ).rowcount
-        released = release_table(table.kind)
-        execute(
-            f"DELETE FROM {released} WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
-            (site.id, hourly_cutoff),
-        )
-        execute(
-            f"DELETE FROM {released} WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
-            (site.id, daily_cutoff),
-        )
+        rolled += delete_before(table.name, "h", hourly_cutoff)
+        deleted += delete_before(table.name, "d", daily_cutoff)
+        delete_before(release_table(table.kind), "h", hourly_cutoff)
+        delete_before(release_table(table.kind), "d", daily_cutoff)
     # Imports never reach past retention (ingest refuses those hours), so what was sealed
     # there can be forgotten with the cells.
-    execute(
-        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'h' AND bucket < {ph}",
-        (site.id, hourly_cutoff),
-    )
-    execute(
-        f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = 'd' AND bucket < {ph}",
-        (site.id, daily_cutoff),
-    )
+    delete_before("hc_sealed_data", "h", hourly_cutoff)
+    delete_before("hc_sealed_data", "d", daily_cutoff)
     forgotten = execute(
         f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
         (site.id, now - dedupe_seconds),
@@ -526,6 +513,19 @@ def stored_batch_id(site: str, batch_id: str) -> str:
     return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:32]
 
 
+def first_copies(batches: Sequence[PendingBatch], fresh: set[tuple[str, str]]) -> list[bool]:
+    """Per batch, whether to apply it: its (site, stored id) was newly remembered by this
+    group commit (in ``fresh``), and it is the first copy of that id in the group, since
+    a batch id sent twice within one group counts once."""
+    unclaimed = set(fresh)
+    applied: list[bool] = []
+    for batch in batches:
+        key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
+        applied.append(key in unclaimed)
+        unclaimed.discard(key)
+    return applied
+
+
 def release_table(kind: str) -> str:
     return f"hc_rel_{kind}"
 
@@ -577,27 +577,46 @@ class SealStep:
     sealed_until: int
 
 
-def raw_rows_sql(placeholder: str) -> str:
-    """Counter rows per kind of one site and resolution in [start, end); parameters
-    (site, res, start, end) once per table."""
+@dataclass(frozen=True, slots=True)
+class ImportedBuckets:
+    """Buckets of one site and resolution that an import wrote counts into, each with
+    its local day (an hour's day, or a day itself): candidates for the import seal."""
+
+    site: str
+    resolution: Resolution
+    candidates: Sequence[tuple[int, int]]
+
+
+def _per_table_params(site: str, resolution: Resolution, start: int, end: int) -> list[object]:
+    return [x for _ in TABLES for x in (site, resolution, start, end)]
+
+
+def raw_rows_sql(
+    placeholder: str, site: str, resolution: Resolution, start: int, end: int
+) -> tuple[str, list[object]]:
+    """SQL and parameters counting the counter rows per kind of one site and resolution
+    in [start, end)."""
     ph = placeholder
-    return " UNION ALL ".join(
+    sql = " UNION ALL ".join(
         f"SELECT '{table.kind}', COUNT(*) FROM {table.name} "
         f"WHERE site = {ph} AND res = {ph} AND bucket >= {ph} AND bucket < {ph}"
         for table in TABLES.values()
     )
+    return sql, _per_table_params(site, resolution, start, end)
 
 
-def data_buckets_sql(placeholder: str) -> str:
-    """Bucket starts of one site and resolution in [start, end) that hold any counts;
-    parameters (site, res, start, end) once per table."""
+def data_buckets_sql(
+    placeholder: str, site: str, resolution: Resolution, start: int, end: int
+) -> tuple[str, list[object]]:
+    """SQL and parameters finding the bucket starts of one site and resolution in
+    [start, end) that hold any counts."""
     ph = placeholder
     union = " UNION ".join(
         f"SELECT DISTINCT bucket FROM {table.name} "
         f"WHERE site = {ph} AND res = {ph} AND bucket >= {ph} AND bucket < {ph}"
         for table in TABLES.values()
     )
-    return f"{union} ORDER BY 1"
+    return f"{union} ORDER BY 1", _per_table_params(site, resolution, start, end)
 
 
 def seal_bucket(
@@ -629,8 +648,7 @@ def seal_bucket(
     buckets = [
         int(row[0])
         for row in execute(
-            data_buckets_sql(ph),
-            [x for _ in TABLES for x in (site, resolution, step.expected, step.sealed_until)],
+            *data_buckets_sql(ph, site, resolution, step.expected, step.sealed_until)
         ).fetchall()
     ]
     released = 0
@@ -670,9 +688,7 @@ def sealed_data_sql(placeholder: str) -> str:
 def seal_imported_buckets(
     execute: Callable[..., Any],
     execute_many: Callable[[str, list[tuple[object, ...]]], Any],
-    site: str,
-    resolution: Resolution,
-    candidates: Sequence[tuple[int, int]],
+    imported: ImportedBuckets,
     policy: ReleasePolicy,
     draw: Callable[[str], int],
     placeholder: str,
@@ -684,6 +700,7 @@ def seal_imported_buckets(
     Such a bucket was sealed empty: it released nothing, so releasing it now, once,
     releases nothing twice. The claim makes "once" hold across imports and collectors.
     """
+    site, resolution, candidates = imported.site, imported.resolution, imported.candidates
     if not candidates:
         return 0
     ph = placeholder
@@ -697,9 +714,7 @@ def seal_imported_buckets(
     high = max(bucket for bucket, _ in candidates) + 1
     holding = {
         int(found[0])
-        for found in execute(
-            data_buckets_sql(ph), [x for _ in TABLES for x in (site, resolution, low, high)]
-        ).fetchall()
+        for found in execute(*data_buckets_sql(ph, site, resolution, low, high)).fetchall()
     }
     closed_days: set[int] = set()
     if resolution == "h":

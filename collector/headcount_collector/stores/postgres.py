@@ -29,6 +29,7 @@ from headcount_collector.stores.base import (
     DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
+    ImportedBuckets,
     KeyCounts,
     ReleasedQuery,
     RetentionResult,
@@ -38,6 +39,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     ensure_secret,
+    first_copies,
     mark_late,
     raw_rows_sql,
     seal_bucket,
@@ -181,6 +183,9 @@ class PostgresStore:
                 raise StoreUnavailable(f"PostgreSQL {what} failed: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _read(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        return self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
+
     def migrate(self) -> None:
         def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -216,12 +221,7 @@ class PostgresStore:
                     ),
                 ).fetchall()
             }
-            # A batch id sent twice within one group counts once: the first copy wins.
-            applied: list[bool] = []
-            for batch in batches:
-                key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
-                applied.append(key in fresh)
-                fresh.discard(key)
+            applied = first_copies(batches, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
             for table, rows in counter_rows(batches, applied).items():
@@ -239,12 +239,7 @@ class PostgresStore:
         return self._run(commit_in, "commit")
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        sql, params = DIALECT.select_sql(query)
-
-        def read(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
-            return conn.execute(sql, params).fetchall()
-
-        rows = self._run(read, "read")
+        rows = self._read(*DIALECT.select_sql(query))
         # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
         return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
 
@@ -273,24 +268,14 @@ class PostgresStore:
             logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
-        rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT visits, seen FROM hc_sender WHERE site = %s", (site,)
-            ).fetchall(),
-            "read",
-        )
+        rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = %s", (site,))
         return {str(mode): _int(seen) for mode, seen in rows}
 
     def meta_secret(self, name: str) -> bytes:
         return self._run(lambda conn: ensure_secret(conn.execute, "%s", name), "write")
 
     def seal_state(self, site: str) -> dict[str, int]:
-        rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT res, sealed_until FROM hc_seal WHERE site = %s", (site,)
-            ).fetchall(),
-            "read",
-        )
+        rows = self._read("SELECT res, sealed_until FROM hc_seal WHERE site = %s", (site,))
         return {str(res): _int(until) for res, until in rows}
 
     def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
@@ -304,15 +289,11 @@ class PostgresStore:
         )
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
-        params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        sql = data_buckets_sql("%s")
-        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
+        rows = self._read(*data_buckets_sql("%s", site, resolution, start, end))
         return [_int(row[0]) for row in rows]
 
     def raw_rows(self, site: str, resolution: Resolution, start: int, end: int) -> dict[str, int]:
-        params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        sql = raw_rows_sql("%s")
-        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
+        rows = self._read(*raw_rows_sql("%s", site, resolution, start, end))
         return {str(kind): _int(n) for kind, n in rows}
 
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
@@ -325,42 +306,22 @@ class PostgresStore:
     def sealed_with_data(
         self, site: str, resolution: Resolution, start: int, end: int
     ) -> list[int]:
-        sql = sealed_data_sql("%s")
-        rows = self._run(
-            lambda conn: conn.execute(sql, (site, resolution, start, end)).fetchall(), "read"
-        )
+        rows = self._read(sealed_data_sql("%s"), (site, resolution, start, end))
         return [_int(row[0]) for row in rows]
 
     def seal_imported(
-        self,
-        site: str,
-        resolution: Resolution,
-        candidates: Sequence[tuple[int, int]],
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
+        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
     ) -> int:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
             with conn.cursor() as cursor:
                 return seal_imported_buckets(
-                    conn.execute,
-                    cursor.executemany,
-                    site,
-                    resolution,
-                    candidates,
-                    policy,
-                    draw,
-                    "%s",
+                    conn.execute, cursor.executemany, imported, policy, draw, "%s"
                 )
 
         return self._run(seal_in, "seal")
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
-        sql, params = DIALECT.released_sql(query)
-
-        def read(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[object, ...]]:
-            return conn.execute(sql, params).fetchall()
-
-        rows = self._run(read, "read")
+        rows = self._read(*DIALECT.released_sql(query))
         return [
             (*(_cell(value) for value in row[:-2]), _int(row[-2]), float(row[-1]))  # type: ignore[arg-type]
             for row in rows

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from headcount_collector.config import Site
@@ -23,6 +24,7 @@ from headcount_collector.stores.base import (
     DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
+    ImportedBuckets,
     KeyCounts,
     ReleasedQuery,
     RetentionResult,
@@ -32,6 +34,7 @@ from headcount_collector.stores.base import (
     declared_modes,
     delete_expired,
     ensure_secret,
+    first_copies,
     mark_late,
     raw_rows_sql,
     seal_bucket,
@@ -114,6 +117,16 @@ class SQLiteStore:
                 self._connections.append(conn)
         return conn
 
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        return self._connection().execute(sql, params).fetchall()
+
+    def _answer(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """A read that answers a query: a busy or broken file is the store unavailable."""
+        try:
+            return self._read(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self._connection()
@@ -162,12 +175,7 @@ class SQLiteStore:
                     [x for site, batch_id in chunk for x in (site, batch_id, floor_hour(now))],
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
-            # A batch id sent twice within one group counts once: the first copy wins.
-            applied: list[bool] = []
-            for batch in batches:
-                key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
-                applied.append(key in fresh)
-                fresh.discard(key)
+            applied = first_copies(batches, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
             for table, rows in counter_rows(batches, applied).items():
@@ -180,11 +188,7 @@ class SQLiteStore:
         return applied
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        sql, params = DIALECT.select_sql(query)
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        return self._answer(*DIALECT.select_sql(query))
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         with self._write() as conn:
@@ -196,11 +200,7 @@ class SQLiteStore:
         return result
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
-        rows = (
-            self._connection()
-            .execute("SELECT visits, seen FROM hc_sender WHERE site = ?", (site,))
-            .fetchall()
-        )
+        rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = ?", (site,))
         return {str(mode): int(seen) for mode, seen in rows}
 
     def meta_secret(self, name: str) -> bytes:
@@ -208,11 +208,7 @@ class SQLiteStore:
             return ensure_secret(conn.execute, "?", name)
 
     def seal_state(self, site: str) -> dict[str, int]:
-        rows = (
-            self._connection()
-            .execute("SELECT res, sealed_until FROM hc_seal WHERE site = ?", (site,))
-            .fetchall()
-        )
+        rows = self._read("SELECT res, sealed_until FROM hc_seal WHERE site = ?", (site,))
         return {str(res): int(until) for res, until in rows}
 
     def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
@@ -224,13 +220,11 @@ class SQLiteStore:
             )
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
-        params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        rows = self._connection().execute(data_buckets_sql("?"), params).fetchall()
+        rows = self._read(*data_buckets_sql("?", site, resolution, start, end))
         return [int(row[0]) for row in rows]
 
     def raw_rows(self, site: str, resolution: Resolution, start: int, end: int) -> dict[str, int]:
-        params = [x for _ in TABLES for x in (site, resolution, start, end)]
-        rows = self._connection().execute(raw_rows_sql("?"), params).fetchall()
+        rows = self._read(*raw_rows_sql("?", site, resolution, start, end))
         return {str(kind): int(n) for kind, n in rows}
 
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
@@ -240,32 +234,19 @@ class SQLiteStore:
     def sealed_with_data(
         self, site: str, resolution: Resolution, start: int, end: int
     ) -> list[int]:
-        rows = (
-            self._connection()
-            .execute(sealed_data_sql("?"), (site, resolution, start, end))
-            .fetchall()
-        )
+        rows = self._read(sealed_data_sql("?"), (site, resolution, start, end))
         return [int(row[0]) for row in rows]
 
     def seal_imported(
-        self,
-        site: str,
-        resolution: Resolution,
-        candidates: Sequence[tuple[int, int]],
-        policy: ReleasePolicy,
-        draw: Callable[[str], int],
+        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
     ) -> int:
         with self._write() as conn:
             return seal_imported_buckets(
-                conn.execute, conn.executemany, site, resolution, candidates, policy, draw, "?"
+                conn.execute, conn.executemany, imported, policy, draw, "?"
             )
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
-        sql, params = DIALECT.released_sql(query)
-        try:
-            return self._connection().execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+        return self._answer(*DIALECT.released_sql(query))
 
     def close(self) -> None:
         with self._connections_lock:
