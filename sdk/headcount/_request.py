@@ -31,7 +31,7 @@ class RequestInfo:
         "status",
         "user_agent",
     )
-    # Declared here for the type checker: `_fill` below assigns them.
+    # Declared here for the type checker: `fill` below assigns them.
     method: str
     route: str | None
     status: int
@@ -67,46 +67,14 @@ class RequestInfo:
         forwarded_for: str | None = None,
         excluded: bool = False,
     ) -> None:
-        _fill(
+        fill(
             self, method, route, status, elapsed, host, referer, sec_fetch_site,
             sec_fetch_dest, purpose, query_string, user_agent, content_type, client_addr,
             forwarded_for, excluded,
         )  # fmt: skip
 
-    @classmethod
-    def _positional(
-        cls,
-        method: str,
-        route: str | None,
-        status: int,
-        elapsed: float,
-        host: str | None,
-        referer: str | None,
-        sec_fetch_site: str | None,
-        sec_fetch_dest: str | None,
-        purpose: str | None,
-        query_string: str | None,
-        user_agent: str | None,
-        content_type: str | None,
-        client_addr: str | None,
-        forwarded_for: str | None,
-    ) -> RequestInfo:
-        """The integrations' constructor: every field but ``excluded``, in ``__init__``'s order, by
-        position. Matching ten keyword arguments was over half the cost of describing a
-        request (``bench/middleware_layers.py``)."""
-        info: RequestInfo = _new(cls)
-        _fill(
-            info, method, route, status, elapsed, host, referer, sec_fetch_site,
-            sec_fetch_dest, purpose, query_string, user_agent, content_type, client_addr,
-            forwarded_for, False,
-        )  # fmt: skip
-        return info
 
-
-_new = object.__new__
-
-
-def _fill(
+def fill(
     info: RequestInfo,
     method: str,
     route: str | None,
@@ -122,8 +90,13 @@ def _fill(
     content_type: str | None,
     client_addr: str | None,
     forwarded_for: str | None,
-    excluded: bool,
-) -> None:
+    excluded: bool = False,
+) -> RequestInfo:
+    """Set every field of ``info`` by position, in ``__init__``'s order, and return it.
+
+    With ``object.__new__(RequestInfo)`` as ``info`` this is the integrations' constructor:
+    matching ten keyword arguments was over half the cost of describing a request
+    (``bench/middleware_layers.py``)."""
     info.method = method
     # The framework's route template in its own syntax (`/users/<int:id>`,
     # `users/<int:pk>/`, `/users/{id:int}`, a `re_path` regex), or None when no route
@@ -149,3 +122,4 @@ def _fill(
     # The integration recognised a back-office view (Django's or Wagtail's admin):
     # counted as a request, never as a pageview, whatever its route.
     info.excluded = excluded
+    return info

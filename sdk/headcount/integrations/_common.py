@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from headcount._page_route import ROUTE_KEY
-from headcount._request import RequestInfo
+from headcount._request import RequestInfo, fill
 
 if TYPE_CHECKING:
     from headcount import Tracker
@@ -34,8 +34,8 @@ _ASGI_FIELDS: Final[Mapping[bytes, tuple[str, int]]] = {
 }
 
 
-# Positional construction: the integrations describe every request.
-_positional = RequestInfo._positional
+# The integrations describe every request, so they fill a bare instance by position.
+_new = object.__new__
 
 
 def status_code(status_line: str) -> int:
@@ -70,7 +70,8 @@ def environ_request_info(
         purpose = get("HTTP_PURPOSE")
         if purpose is None:
             purpose = get("HTTP_X_PURPOSE")
-    return _positional(
+    return fill(
+        _new(RequestInfo),
         get("REQUEST_METHOD", "GET"),
         None if status == 405 else route,  # as matched_route()
         status,
@@ -119,7 +120,8 @@ def asgi_request_info(
     client = scope.get("client")
     query = scope.get("query_string")
     found = fields.get
-    return _positional(
+    return fill(
+        _new(RequestInfo),
         scope.get("method", "GET"),
         route,
         status,
