@@ -3,6 +3,7 @@ sealed hours, and the hours they fill are sealed when the import ends."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -100,6 +101,10 @@ def test_hours_sealed_empty_take_history_once(
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
     assert "skipped" not in done.stderr
+    # Every record went into hours the clock sealed while empty, and the summary says so.
+    in_sealed = re.search(r"sealed while empty \(released by the import seal\): (\d+)", done.stderr)
+    assert in_sealed, done.stderr
+    assert int(in_sealed.group(1)) > 0
     state = _state(server.url, site.write).json()
     assert state["first_hour"] == base
     # Released by the import seal: its hours (and days) are closed to any later import.
@@ -125,7 +130,7 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     log.write_text(render("combined", base, tuple(lines)), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert "late: 0" in done.stderr
+    assert "counts in hours sealed while empty (released by the import seal): 0" in done.stderr
     state = _state(server.url, site.write).json()
     assert state["first_hour"] == base
     assert state["sealed_until"] == now_hour

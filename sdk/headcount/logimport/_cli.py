@@ -187,7 +187,12 @@ def _summary_text(summary: ImportSummary, dry_run: bool) -> str:
         lines.append("dry run: nothing was sent")
     else:
         lines.append(
-            f"records accepted: {summary.accepted}, late: {summary.late}, "
+            f"records accepted: {summary.accepted}, "
             f"batches already imported: {summary.duplicate_batches}"
+        )
+        # For live data "late" means counted but never released in its hour; an import
+        # into hours sealed while empty is released by the import seal instead.
+        lines.append(
+            f"counts in hours sealed while empty (released by the import seal): {summary.late}"
         )
     return "\n".join(lines)
