@@ -2,13 +2,12 @@
 
 ``GET /v1/import/state`` tells the importer which hours it may fill: those before the
 site's first stored hour, no older than ingest accepts, and (noised sites) outside
-``closed``: the hours whose hour or local day was released holding counts.
-``POST /v1/import/seal`` with ``{"from": hour, "until": hour}`` runs the collector's own
-sealing for the site's buckets that end by ``until`` (never past the current hour), so
-imported history is released at once instead of waiting for the grace window, and then
-the import seal (``sealing.seal_imported``) for the buckets in [from, until) that the
-watermark passed while they were empty. Neither changes how a bucket is sealed: same
-noise, same thresholds, and no bucket is ever released twice.
+``closed``: every hour the clock has sealed, whether or not it held counts.
+``POST /v1/import/seal`` with ``{"until": hour}`` (and the import's first hour as
+``from``) runs the collector's own sealing for the site's buckets that end by ``until``
+(never past the current hour), so an import is released at once instead of waiting for
+the grace window. It does not change how a bucket is sealed: same watermark, same noise,
+same thresholds.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from starlette.routing import Route
 
 from headcount_collector.config import Site, SiteRegistry
 from headcount_collector.errors import StoreUnavailable
-from headcount_collector.release.sealing import NoisePool, seal_due, seal_imported
+from headcount_collector.release.sealing import NoisePool, seal_due
 from headcount_collector.stores.base import Store
-from headcount_collector.timeutil import floor_hour, local_day_start
+from headcount_collector.timeutil import floor_hour
 
 __all__ = ["import_routes"]
 
@@ -66,21 +65,11 @@ def import_routes(
     def unauthorized() -> Response:
         return _json({"error": "missing or wrong write token"}, 401)
 
-    def closed_hours(site: Site, oldest: int, newest: int) -> list[list[int]]:
-        """[start, end) ranges of hours, merged, whose hour or local day was released
-        holding counts: an import there would change what is already published."""
-        end = newest + 3600
-        spans = [(hour, hour + 3600) for hour in store.sealed_with_data(site.id, "h", oldest, end)]
-        zone = site.timezone
-        for day in store.sealed_with_data(site.id, "d", local_day_start(oldest, zone), end):
-            spans.append((day, local_day_start(day + 26 * 3600, zone)))
-        merged: list[list[int]] = []
-        for lo, hi in sorted(spans):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        return merged
+    def closed_hours(sealed: int | None, oldest: int) -> list[list[int]]:
+        """[start, end) hour ranges an import may not fill: everything the clock has
+        sealed. Which sealed hours held counts is never told or used: whether an hour
+        could take an import would otherwise say whether anyone visited in it."""
+        return [[oldest, sealed]] if sealed is not None and sealed > oldest else []
 
     def state_of(site: Site) -> dict[str, int | list[list[int]] | None]:
         now = clock()
@@ -93,7 +82,7 @@ def import_routes(
             "first_hour": stored[0] if stored else None,
             "last_hour": stored[-1] if stored else None,
             "sealed_until": sealed,
-            "closed": closed_hours(site, oldest, newest) if site.policy.noise else [],
+            "closed": closed_hours(sealed, oldest) if site.policy.noise else [],
             "oldest_hour": oldest,
             "newest_hour": newest,
         }
@@ -107,7 +96,7 @@ def import_routes(
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
 
-    def seal_until(site: Site, start: int | None, until: int) -> int | None:
+    def seal_until(site: Site, until: int) -> int | None:
         if not site.policy.noise:
             return None
         # seal_due seals what has ended `grace` seconds before the instant it is given.
@@ -116,8 +105,10 @@ def import_routes(
             report = seal_due(store, site, instant, pool)
             if not report.behind:
                 break
-        if start is not None:
-            seal_imported(store, site, start, until, pool)
+        # The import's first hour (`from`) releases nothing below the watermark: which
+        # sealed buckets could take an import must be decided by the clock alone. Deciding
+        # by whether a bucket held counts (an earlier design) told a write-token holder
+        # whether anyone visited.
         return store.seal_state(site.id).get("h")
 
     async def seal(request: Request) -> Response:
@@ -134,7 +125,7 @@ def import_routes(
             return _json({"error": "from must be the start of an hour, in Unix seconds"}, 422)
         until = min(wanted.until, floor_hour(clock()))
         try:
-            sealed = await asyncio.to_thread(seal_until, site, wanted.start, until)
+            sealed = await asyncio.to_thread(seal_until, site, until)
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
         return _json({"sealed_until": sealed})

@@ -3,8 +3,6 @@ sealed hours, and the hours they fill are sealed when the import ends."""
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -14,11 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from headcount_collector.config import load_sites
 from headcount_collector.release.catalogue import MARGINALS
-from headcount_collector.release.sealing import NoisePool, seal_imported
-from headcount_collector.stores import Store, open_store
-from headcount_collector.stores.base import ImportedBuckets, ReleasedQuery
+from headcount_collector.stores.base import ReleasedQuery
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
 from tests.collector.noise_harness import (
@@ -88,7 +83,7 @@ def test_import_endpoints_need_the_write_token(
     assert state["oldest_hour"] <= now_hour - 24 * 3600
 
 
-def test_hours_sealed_empty_take_history_once(
+def test_sealed_hours_take_no_import(
     noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:
     server, tokens = noised
@@ -100,18 +95,11 @@ def test_hours_sealed_empty_take_history_once(
     log.write_text(render("combined", base), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert "skipped" not in done.stderr
-    # Every record went into hours the clock sealed while empty, and the summary says so.
-    in_sealed = re.search(r"sealed while empty \(released by the import seal\): (\d+)", done.stderr)
-    assert in_sealed, done.stderr
-    assert int(in_sealed.group(1)) > 0
+    assert f"skipped (already sealed): {len(SCENARIO)}" in done.stderr
     state = _state(server.url, site.write).json()
-    assert state["first_hour"] == base
-    # Released by the import seal: its hours (and days) are closed to any later import.
-    closed = state["closed"]
-    assert any(lo <= base < hi for lo, hi in closed)
-    again = run_import(server.url, site.write, "--append", str(log))
-    assert f"skipped (hours with data): {len(SCENARIO)}" in again.stderr
+    assert state["first_hour"] is None
+    # Closed is the clock's watermark, the same whether or not anyone visited.
+    assert state["closed"] == [[state["oldest_hour"], sealed]]
 
 
 def test_imported_hours_are_sealed_when_the_import_ends(
@@ -130,7 +118,7 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     log.write_text(render("combined", base, tuple(lines)), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert "counts in hours sealed while empty (released by the import seal): 0" in done.stderr
+    assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
     state = _state(server.url, site.write).json()
     assert state["first_hour"] == base
     assert state["sealed_until"] == now_hour
@@ -139,9 +127,9 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     assert f"skipped (live data): {len(lines)}" in again.stderr
 
 
-# Backfill into a noised site, on a clock the test moves: what a write-token holder can
-# and cannot get released. A bucket sealed while it held nothing may be released once
-# with imported counts; a bucket that held counts when it was sealed, never again.
+# Imports into a noised site, on a clock the test moves: what a write-token holder can
+# and cannot get released. Nothing the clock has sealed takes an import, whether or not
+# it held counts: deciding by its counts would tell whether anyone visited.
 
 BACKFILL_DAY = FIRST_DAY + timedelta(days=3)
 NOW = local_ts(FIRST_DAY + timedelta(days=5), 12)
@@ -198,28 +186,30 @@ def _released_cells(collector: NoisedCollector) -> list[tuple[Any, ...]]:
     return sorted(collector.store.query_released(query), key=repr)
 
 
-def test_a_new_site_takes_its_history_once_and_releases_it(backfill: NoisedCollector) -> None:
-    backfill.seal_everything(NOW)  # sealed through every empty hour up to now
-    assert _closed(backfill) == []
-    nine, two = local_ts(BACKFILL_DAY, 9), local_ts(BACKFILL_DAY, 14)
-    records = [pageview(route="/", n=300, hour=nine), pageview(route="/a", n=200, hour=two)]
-    answer = _import(backfill, records, nine, two + 3600)
-    assert answer["accepted"] == 2  # below the watermark, so "late" until the import seal
-    hours = _hourly(backfill, BACKFILL_DAY)
-    assert set(hours) == {"09", "14"}
-    assert abs(hours["09"] - 300) < 40
-    assert abs(hours["14"] - 200) < 40
-    (day_total,) = _daily(backfill, BACKFILL_DAY)
-    assert abs(day_total - 500) < 40
-    day = local_ts(BACKFILL_DAY)
-    assert _closed(backfill) == [[day, local_ts(BACKFILL_DAY + timedelta(days=1))]]
-    # Later imports of the same hours (a new batch id: another file) change nothing a
-    # reader sees, and neither does asking for the import seal again.
-    before = (_released_cells(backfill), _daily(backfill, BACKFILL_DAY))
-    _import(backfill, [pageview(route="/", n=1000, hour=nine)], nine, two + 3600)
+def test_whether_a_sealed_hour_takes_an_import_never_tells_if_anyone_visited(
+    backfill: NoisedCollector,
+) -> None:
+    # One visitor in 03:00, nobody in 04:00; both hours sealed, the visitor's cell below
+    # the threshold. A write-token holder who could import into "empty" hours only, or
+    # read which hours are closed, would learn that 03:00 held someone.
+    three, four = local_ts(BACKFILL_DAY, 3), local_ts(BACKFILL_DAY, 4)
+    backfill.send([pageview(route="/", n=1, hour=three)], three + 600)
+    backfill.seal_everything(NOW)
+    state = backfill.client.get("/v1/import/state", headers=auth()).json()
+    assert _closed(backfill) == [[state["oldest_hour"], state["sealed_until"]]]
+    hours, days, cells = (
+        _hourly(backfill, BACKFILL_DAY),
+        _daily(backfill, BACKFILL_DAY),
+        _released_cells(backfill),
+    )
+    assert "03" not in hours
+    records = [pageview(route="/", n=500, hour=three), pageview(route="/", n=500, hour=four)]
+    _import(backfill, records, three, four + 3600)
     backfill.seal_everything(NOW + 7200)
-    assert (_released_cells(backfill), _daily(backfill, BACKFILL_DAY)) == before
+    # Both hours answer alike: neither the visitor's hour nor the empty one is released.
     assert _hourly(backfill, BACKFILL_DAY) == hours
+    assert _daily(backfill, BACKFILL_DAY) == days
+    assert _released_cells(backfill) == cells
 
 
 def test_one_imported_line_cannot_reopen_a_day_that_held_live_counts(
@@ -235,7 +225,8 @@ def test_one_imported_line_cannot_reopen_a_day_that_held_live_counts(
     )
     assert set(hours) == {"10"}
     day = local_ts(BACKFILL_DAY)
-    assert [day, local_ts(BACKFILL_DAY + timedelta(days=1))] in _closed(backfill)
+    [(closed_from, closed_until)] = _closed(backfill)
+    assert closed_from <= day < local_ts(BACKFILL_DAY + timedelta(days=1)) <= closed_until
     # The attacker's single line in 03:00 (sealed empty) of that day, and one in 10:00.
     three = local_ts(BACKFILL_DAY, 3)
     _import(backfill, [pageview(route="/", n=1, hour=three)], three, three + 3600)
@@ -255,47 +246,10 @@ def test_a_live_hour_is_never_released_twice_while_its_day_is_open(
     backfill.seal_everything(ten + 3 * 3600)
     cells = _released_cells(backfill)
     assert len(cells) == 1
-    assert _closed(backfill) == [[ten, ten + 3600]]
+    [(closed_from, closed_until)] = _closed(backfill)
+    assert closed_from <= ten < ten + 3600 == closed_until
     _import(backfill, [pageview(route="/", n=1, hour=ten)], ten, ten + 3600)
     assert _released_cells(backfill) == cells
-
-
-def test_two_collectors_sealing_one_import_release_it_once(
-    backfill: NoisedCollector, backfill_url: str, tmp_path: Path
-) -> None:
-    backfill.seal_everything(NOW)
-    nine = local_ts(BACKFILL_DAY, 9)
-    backfill.send([pageview(route="/", n=300, hour=nine)], NOW)
-    site = load_sites(tmp_path / "sites.toml").get("blog")
-    assert site is not None
-    other = open_store(backfill_url)
-    stores = [backfill.store, other]
-    barrier = threading.Barrier(2)
-    results: list[int] = []
-
-    def seal(store: Store) -> None:
-        pool = NoisePool()
-        pool.prepare(site.policy, {"pageview": 1})
-        day = local_ts(BACKFILL_DAY)
-        barrier.wait()
-        results.append(
-            store.seal_imported(
-                ImportedBuckets("blog", "h", [(nine, day)]), site.policy, pool.drawer(site.policy)
-            )
-        )
-
-    threads = [threading.Thread(target=seal, args=(store,)) for store in stores]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    other.close()
-    assert sorted(results)[0] == 0
-    assert sorted(results)[1] > 0
-    assert len(_released_cells(backfill)) == 1
-    # The import seal through the collector's own path finds nothing left to release.
-    assert seal_imported(backfill.store, site, nine, nine + 3600, NoisePool()) > 0  # the day
-    assert seal_imported(backfill.store, site, nine, nine + 3600, NoisePool()) == 0
 
 
 def test_an_exact_counts_site_imports_as_before(tmp_path: Path) -> None:

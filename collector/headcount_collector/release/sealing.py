@@ -25,10 +25,10 @@ from headcount_collector.config import Site
 from headcount_collector.release.catalogue import MARGINALS, RESOLUTIONS, Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
-from headcount_collector.stores.base import ImportedBuckets, SealStep, Store, retention_cutoffs
+from headcount_collector.stores.base import SealStep, Store, retention_cutoffs
 from headcount_collector.timeutil import floor_hour, local_day_start
 
-__all__ = ["NoisePool", "SealReport", "seal_due", "seal_imported", "sealable_before"]
+__all__ = ["NoisePool", "SealReport", "seal_due", "sealable_before"]
 
 logger = logging.getLogger("headcount_collector.sealing")
 
@@ -141,37 +141,3 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
             report.steps += 1
             report.cells += cells
     return report
-
-
-def seal_imported(store: Store, site: Site, start: int, end: int, pool: NoisePool) -> int:
-    """The import seal: release the hours in [start, end), then their local days, that
-    the clock's sealing passed while they held nothing and that hold counts now.
-
-    Each bucket is released at most once, ever (``Store.seal_imported`` claims it), and
-    an hour whose day was already released with counts is never released: that day's
-    cells stand, and imports are refused there. Hours and days the watermark has not
-    reached yet are left to ``seal_due``, as live ones are. Returns the cells released.
-    """
-    policy = site.policy
-    if not policy.noise or end <= start:
-        return 0
-    zone = site.timezone
-    released = 0
-    first_day = local_day_start(start, zone)
-    for resolution in RESOLUTIONS:
-        low = start if resolution == "h" else first_day
-        buckets = store.data_buckets(site.id, resolution, low, end)
-        if not buckets:
-            continue
-        taken = set(store.sealed_with_data(site.id, resolution, low, end))
-        candidates = [
-            (bucket, local_day_start(bucket, zone) if resolution == "h" else bucket)
-            for bucket in buckets
-            if bucket not in taken
-        ]
-        if not candidates:
-            continue
-        pool.prepare(policy, store.raw_rows(site.id, resolution, low, end))
-        imported = ImportedBuckets(site.id, resolution, candidates)
-        released += store.seal_imported(imported, policy, pool.drawer(policy))
-    return released

@@ -26,7 +26,6 @@ __all__ = [
     "DEFAULT_KEY_CAP",
     "CounterQuery",
     "Dialect",
-    "ImportedBuckets",
     "KeyCounts",
     "ReleasedQuery",
     "RetentionResult",
@@ -43,8 +42,6 @@ __all__ = [
     "release_table",
     "retention_cutoffs",
     "seal_bucket",
-    "seal_imported_buckets",
-    "sealed_data_sql",
     "spill_excess_keys",
     "stored_batch_id",
 ]
@@ -113,18 +110,6 @@ class Store(Protocol):
         """Release ``step.bucket``'s noisy cells and move the watermark from
         ``step.expected`` to ``step.sealed_until``, in one transaction; None when another
         writer moved it first."""
-
-    def sealed_with_data(
-        self, site: str, resolution: Resolution, start: int, end: int
-    ) -> list[int]:
-        """Bucket starts in [start, end) that were released holding counts, ascending."""
-
-    def seal_imported(
-        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
-    ) -> int:
-        """Release, in one transaction, each (bucket, its local day) of ``imported``
-        that lies below the watermark, holds counts and was never released with counts,
-        nor (hours) was its day; returns how many cells were released."""
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         """Rows of (target bucket, *group values, sum of noisy values, sum of variances)."""
@@ -577,16 +562,6 @@ class SealStep:
     sealed_until: int
 
 
-@dataclass(frozen=True, slots=True)
-class ImportedBuckets:
-    """Buckets of one site and resolution that an import wrote counts into, each with
-    its local day (an hour's day, or a day itself): candidates for the import seal."""
-
-    site: str
-    resolution: Resolution
-    candidates: Sequence[tuple[int, int]]
-
-
 def _per_table_params(site: str, resolution: Resolution, start: int, end: int) -> list[object]:
     return [x for _ in TABLES for x in (site, resolution, start, end)]
 
@@ -673,65 +648,6 @@ def _claim(
         ).rowcount
         == 1
     )
-
-
-def sealed_data_sql(placeholder: str) -> str:
-    """Buckets of one site and resolution in [start, end) released with counts;
-    parameters (site, res, start, end)."""
-    ph = placeholder
-    return (
-        f"SELECT bucket FROM hc_sealed_data WHERE site = {ph} AND res = {ph} "
-        f"AND bucket >= {ph} AND bucket < {ph} ORDER BY bucket"
-    )
-
-
-def seal_imported_buckets(
-    execute: Callable[..., Any],
-    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
-    imported: ImportedBuckets,
-    policy: ReleasePolicy,
-    draw: Callable[[str], int],
-    placeholder: str,
-) -> int:
-    """The import seal, inside the caller's write transaction: release each candidate
-    (bucket, local day) that the clock's sealing already passed (below the watermark,
-    read here), that holds counts, and that no release has claimed, nor its day.
-
-    Such a bucket was sealed empty: it released nothing, so releasing it now, once,
-    releases nothing twice. The claim makes "once" hold across imports and collectors.
-    """
-    site, resolution, candidates = imported.site, imported.resolution, imported.candidates
-    if not candidates:
-        return 0
-    ph = placeholder
-    row = execute(
-        f"SELECT sealed_until FROM hc_seal WHERE site = {ph} AND res = {ph}", (site, resolution)
-    ).fetchone()
-    if row is None:
-        return 0
-    watermark = int(row[0])
-    low = min(bucket for bucket, _ in candidates)
-    high = max(bucket for bucket, _ in candidates) + 1
-    holding = {
-        int(found[0])
-        for found in execute(*data_buckets_sql(ph, site, resolution, low, high)).fetchall()
-    }
-    closed_days: set[int] = set()
-    if resolution == "h":
-        days = [day for _, day in candidates]
-        closed_days = {
-            int(found[0])
-            for found in execute(
-                sealed_data_sql(ph), (site, "d", min(days), max(days) + 1)
-            ).fetchall()
-        }
-    released = 0
-    for bucket, day in sorted(set(candidates)):
-        if bucket >= watermark or bucket not in holding or day in closed_days:
-            continue
-        if _claim(execute, site, resolution, bucket, ph):
-            released += _seal_one(execute, execute_many, site, resolution, bucket, policy, draw, ph)
-    return released
 
 
 def _seal_one(

@@ -29,7 +29,6 @@ from headcount_collector.stores.base import (
     DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
-    ImportedBuckets,
     KeyCounts,
     ReleasedQuery,
     RetentionResult,
@@ -43,8 +42,6 @@ from headcount_collector.stores.base import (
     mark_late,
     raw_rows_sql,
     seal_bucket,
-    seal_imported_buckets,
-    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -300,23 +297,6 @@ class PostgresStore:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
             with conn.cursor() as cursor:
                 return seal_bucket(conn.execute, cursor.executemany, step, policy, draw, "%s")
-
-        return self._run(seal_in, "seal")
-
-    def sealed_with_data(
-        self, site: str, resolution: Resolution, start: int, end: int
-    ) -> list[int]:
-        rows = self._read(sealed_data_sql("%s"), (site, resolution, start, end))
-        return [_int(row[0]) for row in rows]
-
-    def seal_imported(
-        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
-    ) -> int:
-        def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
-            with conn.cursor() as cursor:
-                return seal_imported_buckets(
-                    conn.execute, cursor.executemany, imported, policy, draw, "%s"
-                )
 
         return self._run(seal_in, "seal")
 

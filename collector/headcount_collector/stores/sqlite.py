@@ -24,7 +24,6 @@ from headcount_collector.stores.base import (
     DEFAULT_KEY_CAP,
     CounterQuery,
     Dialect,
-    ImportedBuckets,
     KeyCounts,
     ReleasedQuery,
     RetentionResult,
@@ -38,8 +37,6 @@ from headcount_collector.stores.base import (
     mark_late,
     raw_rows_sql,
     seal_bucket,
-    seal_imported_buckets,
-    sealed_data_sql,
     spill_excess_keys,
     stored_batch_id,
 )
@@ -230,20 +227,6 @@ class SQLiteStore:
     def seal(self, step: SealStep, policy: ReleasePolicy, draw: Callable[[str], int]) -> int | None:
         with self._write() as conn:
             return seal_bucket(conn.execute, conn.executemany, step, policy, draw, "?")
-
-    def sealed_with_data(
-        self, site: str, resolution: Resolution, start: int, end: int
-    ) -> list[int]:
-        rows = self._read(sealed_data_sql("?"), (site, resolution, start, end))
-        return [int(row[0]) for row in rows]
-
-    def seal_imported(
-        self, imported: ImportedBuckets, policy: ReleasePolicy, draw: Callable[[str], int]
-    ) -> int:
-        with self._write() as conn:
-            return seal_imported_buckets(
-                conn.execute, conn.executemany, imported, policy, draw, "?"
-            )
 
     def query_released(self, query: ReleasedQuery) -> list[tuple[int | str | None, ...]]:
         return self._answer(*DIALECT.released_sql(query))

@@ -190,9 +190,7 @@ def _summary_text(summary: ImportSummary, dry_run: bool) -> str:
             f"records accepted: {summary.accepted}, "
             f"batches already imported: {summary.duplicate_batches}"
         )
-        # For live data "late" means counted but never released in its hour; an import
-        # into hours sealed while empty is released by the import seal instead.
-        lines.append(
-            f"counts in hours sealed while empty (released by the import seal): {summary.late}"
-        )
+        # Counts for hours sealed while the import ran (it skips those sealed before):
+        # stored and counted in their open day, never in their sealed hour.
+        lines.append(f"late (hours sealed meanwhile; counted in their day only): {summary.late}")
     return "\n".join(lines)

@@ -105,8 +105,8 @@ class SiteState:
     newest_hour: int | None = None
     last_hour: int | None = None
     append: bool = False
-    # Sorted [start, end) hour ranges released holding counts (their hour or their local
-    # day); None from a collector that predates import seals: then nothing sealed is open.
+    # Sorted [start, end) hour ranges the import may not fill (for a noised site, all
+    # that the clock has sealed); None from an older collector: then sealed_until rules.
     closed: list[tuple[int, int]] | None = None
 
     def refusal(self, hour: int) -> str | None:
