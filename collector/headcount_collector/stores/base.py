@@ -636,9 +636,10 @@ def seal_bucket(
 def _claim(
     execute: Callable[..., Any], site: str, resolution: Resolution, bucket: int, ph: str
 ) -> bool:
-    """Record that ``bucket`` is released with counts; False when it already was. Only
-    the transaction whose row this is writes the bucket's cells, whichever path (the
-    clock's sealing or an import's) and whichever collector gets there first: a
+    """Record that ``bucket`` is released with counts; False when it already was. A
+    second guard behind the watermark's compare-and-swap: should the watermark ever
+    stand behind a released bucket again (a restored ``hc_seal``, an older collector on
+    the same database), the bucket's row still keeps it from a second release. A
     concurrent claim of the same row waits on its key and then finds it taken."""
     return bool(
         execute(
