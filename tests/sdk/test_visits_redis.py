@@ -472,14 +472,15 @@ def test_under_wsgi_the_request_thread_never_waits_on_redis(
     assert threading.current_thread().name not in ThreadRecordingRedis.threads
 
 
-def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> None:
+def _recording_options(prefix: str) -> tuple[list[bytes], dict[str, Any]]:
+    """Tracker options for Redis visits whose sent bodies land in the returned list."""
     sent: list[bytes] = []
 
     def collect(request: httpx.Request) -> httpx.Response:
         sent.append(request.content)
         return httpx.Response(202, json={"accepted": 1})
 
-    options: dict[str, Any] = {
+    return sent, {
         "transport": httpx.MockTransport(collect),
         "flush_interval": 86400,
         "visits_store": REDIS_URL,
@@ -487,6 +488,10 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
         "visit_gap": GAP,
         "visits_secret": SECRET,
     }
+
+
+def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> None:
+    sent, options = _recording_options(prefix)
     workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]
     workers[0].record_request(page(route="/in", client_addr=ADDRESS))
     # The browser's next page comes after this one was served and linked (peek waits for
@@ -553,20 +558,7 @@ def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
 def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
     prefix: str, redis_client: redis.Redis
 ) -> None:
-    sent: list[bytes] = []
-
-    def collect(request: httpx.Request) -> httpx.Response:
-        sent.append(request.content)
-        return httpx.Response(202, json={"accepted": 1})
-
-    options: dict[str, Any] = {
-        "transport": httpx.MockTransport(collect),
-        "flush_interval": 86400,
-        "visits_store": REDIS_URL,
-        "visits_redis_prefix": prefix,
-        "visit_gap": GAP,
-        "visits_secret": SECRET,
-    }
+    sent, options = _recording_options(prefix)
     before = Tracker("http://collector.test", "t", **options)
     before.record_request(page(route="/in", client_addr=ADDRESS))
     before.record_request(page(route="/on", client_addr=ADDRESS))
