@@ -94,7 +94,13 @@ def nginx(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             server.wait_until(answers_http(url + "/style.css"), timeout=15)
         except ServerFailed as failed:
             pytest.fail(f"{failed}\nerror.log:\n{(root / 'error.log').read_text()}")
-        (root / "access.log").write_bytes(b"")  # the readiness probe is not traffic
+        # The readiness probe is not traffic. nginx logs a request after answering it,
+        # so wait for the probe's line before emptying the log.
+        log = root / "access.log"
+        deadline = time.monotonic() + 10
+        while b"/style.css" not in log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        log.write_bytes(b"")
         yield url, root / "access.log"
     finally:
         server.stop()
