@@ -371,6 +371,15 @@ def test_sites_add_list_remove_keep_comments_and_validate(tmp_path: Path) -> Non
     assert oct(path.stat().st_mode & 0o777) == oct(0o600) or path.stat().st_mode & 0o077 == 0
 
 
+def post_status(url: str, body: bytes, headers: dict[str, str]) -> int | None:
+    """The status of one ingest on a new connection, or None if a worker being replaced
+    reset it."""
+    try:
+        return httpx.post(f"{url}/v1/ingest", content=body, headers=headers).status_code
+    except httpx.TransportError:
+        return None
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
     tmp_path: Path, site_file: Path, workers: int, stopped: list[CollectorProcess]
@@ -388,6 +397,10 @@ def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
     assert "read" not in tokens_in(rotated.stdout)
 
     # Another site keeps sending throughout the reload: every batch must be accepted.
+    # It sends as the SDK does, over one kept-alive connection, retrying a batch after a
+    # connection error: a retiring worker closes its idle connections, and a request
+    # crossing that close on the wire is reset (HTTP keep-alive's race, which no server
+    # avoids). The batch id makes the retry safe; a refusal would be a dropped request.
     answers: list[int] = []
     stop = threading.Event()
 
@@ -395,11 +408,17 @@ def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
         with httpx.Client(base_url=server.url, timeout=30) as client:
             while not stop.is_set():
                 body = batch_body([pageview(route="/steady")])
-                answers.append(
-                    client.post(
-                        "/v1/ingest", content=body, headers=auth(SHOP_WRITE_TOKEN)
-                    ).status_code
-                )
+                for _attempt in range(5):
+                    try:
+                        status = client.post(
+                            "/v1/ingest", content=body, headers=auth(SHOP_WRITE_TOKEN)
+                        ).status_code
+                    except httpx.TransportError:
+                        continue
+                    answers.append(status)
+                    break
+                else:
+                    answers.append(0)  # never answered: dropped
 
     sender = threading.Thread(target=keep_sending)
     sender.start()
@@ -409,12 +428,7 @@ def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             body = batch_body([pageview(route="/new")])
-            if (
-                httpx.post(
-                    f"{server.url}/v1/ingest", content=body, headers=auth(new_token)
-                ).status_code
-                == 202
-            ):
+            if post_status(server.url, body, auth(new_token)) == 202:
                 break
             time.sleep(0.2)
         else:
@@ -423,19 +437,20 @@ def test_token_rotate_and_sighup_switch_tokens_without_dropping_requests(
         # each new one in service before the old retires): the old token is refused by all.
         refused_in_a_row = 0
         while refused_in_a_row < 8 and time.monotonic() < deadline:
-            old = httpx.post(
-                f"{server.url}/v1/ingest",
-                content=batch_body([pageview()]),
-                headers={**auth(WRITE_TOKEN), "Connection": "close"},
+            old = post_status(
+                server.url,
+                batch_body([pageview()]),
+                {**auth(WRITE_TOKEN), "Connection": "close"},
             )
-            refused_in_a_row = refused_in_a_row + 1 if old.status_code == 401 else 0
+            refused_in_a_row = refused_in_a_row + 1 if old == 401 else 0
         assert refused_in_a_row == 8
         time.sleep(0.3)
     finally:
         stop.set()
         sender.join()
     assert answers
-    assert set(answers) == {202}, answers
+    # 200 is the answer to a retried batch the collector had already applied.
+    assert set(answers) <= {200, 202}, answers
     assert server.process.poll() is None  # still serving
 
 
