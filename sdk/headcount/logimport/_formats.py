@@ -23,8 +23,8 @@ def parser_for(name: str) -> Parser:
     if name == "caddy":
         return parse_caddy
     if name.startswith("log:"):
-        return TextFormat(name[4:]).parse
+        return TextFormat(name[4:])
     spec = NAMED_TEXT_FORMATS.get(name)
     if spec is None:
         raise ValueError(f"unknown format {name!r}; one of: {', '.join(FORMAT_NAMES)}")
-    return TextFormat(spec).parse
+    return TextFormat(spec)

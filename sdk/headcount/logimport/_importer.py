@@ -24,15 +24,17 @@ import httpx
 import msgspec
 
 from headcount._errors import HeadcountError
-from headcount._request import RequestInfo
+from headcount._request import RequestInfo, fill
 from headcount._table import Key, merge_counts, to_records
 from headcount._tracker import Tracker
 from headcount._version import __version__
 from headcount.integrations._common import matched_route
 from headcount.logimport._formats import Parser
-from headcount.logimport._line import LogLine
+from headcount.logimport._line import LogLine, parse_seconds
 from headcount.logimport._reader import LineSource
 from headcount.logimport._routes import RouteResolver
+from headcount.logimport._text_formats import Scan, TextFormat
+from headcount.logimport._text_formats import text_field as _text
 from headcount.wire import INGEST_PATH, MAX_BODY_BYTES, MAX_RECORDS, Batch, Record, VisitsMode
 
 __all__ = [
@@ -66,6 +68,9 @@ _ENCODER = msgspec.json.Encoder()
 # A target's matched route, whether it is excluded, its query string, and whether it
 # looks like a page.
 _Target = tuple[str | None, bool, str | None, bool]
+# The same for a scanned line, with the method and status it read and the content type
+# taken when the log has none.
+_Scanned = tuple[str, str | None, int, bool, str | None, str | None]
 
 
 class ImportFailed(HeadcountError):
@@ -169,6 +174,7 @@ class Importer:
         self._max_keys = self._tracker.settings.max_keys
         self._hours: dict[int, dict[Key, int]] = {}
         self._known: dict[tuple[str, str, int, str | None], _Target] = {}
+        self._scanned: dict[tuple[str, str, str | None], _Scanned] = {}
         self._follow = follow
         self._send_every = send_every
         self._wall = wall_clock
@@ -200,6 +206,27 @@ class Importer:
     ) -> ImportSummary:
         summary = ImportSummary()
         state = self.site_state()
+        self._fingerprint = lambda: source.fingerprint
+        parse = self._parse
+        if isinstance(parse, TextFormat) and parse.scan is not None:
+            lines = self._read_scanned(source, parse.scan, summary, state, progress)
+        else:
+            lines = self._read_parsed(source, summary, state, progress)
+        summary.lines = lines
+        self._take(finish=True)
+        self._emit(summary, lambda hour: True)
+        self._send(summary)
+        return summary
+
+    def _read_parsed(
+        self,
+        source: LineSource,
+        summary: ImportSummary,
+        state: SiteState,
+        progress: Callable[[ImportSummary], None] | None,
+    ) -> int:
+        """Every line through the format's parser, as a LogLine: the JSON formats, and
+        text formats without a request line."""
         refusals: dict[int, str | None] = {}
         record = self._tracker.record_request
         parse = self._parse
@@ -207,7 +234,6 @@ class Importer:
         skipped = summary.skipped
         lines = 0
         newest = 0.0
-        self._fingerprint = lambda: source.fingerprint
         for path, first, block in source.blocks():
             if not block:
                 # Following a log that is quiet: its hours end on the wall clock.
@@ -244,11 +270,145 @@ class Importer:
                         self._finish_hours(summary, newest)
             if self._follow:
                 self._send_finished(summary, newest)
-        summary.lines = lines
-        self._take(finish=True)
-        self._emit(summary, lambda hour: True)
-        self._send(summary)
-        return summary
+        return lines
+
+    def _read_scanned(
+        self,
+        source: LineSource,
+        scan: Scan,
+        summary: ImportSummary,
+        state: SiteState,
+        progress: Callable[[ImportSummary], None] | None,
+    ) -> int:
+        """Text formats with a request line: the same reading as ``_read_parsed``, but
+        what a line's request, status, time and request time say is worked out once per
+        distinct value (consecutive lines share their time to the second), and one
+        RequestInfo is filled in again for every line rather than two objects made.
+        A line this cannot read goes to the parser, which says why it is bad."""
+        refusals: dict[int, str | None] = {}
+        record = self._tracker.record_request
+        parse = self._parse
+        skipped = summary.skipped
+        match, groups, parse_time, scale = scan
+        targets = self._scanned
+        learn = self._learn_target
+        seconds_of: dict[str, float] = {}
+        default_host = self._host
+        info = object.__new__(RequestInfo)
+        stamp_before: str | None = None
+        refusal: str | None = None
+        lines = 0
+        newest = 0.0
+        for path, first, block in source.blocks():
+            if not block:
+                self._send_finished(summary, max(newest, self._wall()))
+                continue
+            for number, text in enumerate(block, first):
+                lines += 1
+                try:
+                    found = match(text)
+                    if found is None:
+                        raise ValueError
+                    (
+                        request, status_text, stamp, seconds,
+                        client, forwarded, referer, agent, content_type, host,
+                    ) = found.group(*groups)  # fmt: skip
+                    host = _text(host) if host else None
+                    target = targets.get((request, status_text, host))
+                    if target is None:
+                        target = learn(request, status_text, host)
+                    elapsed = seconds_of.get(seconds)
+                    if elapsed is None:
+                        if len(seconds_of) >= _KNOWN_TARGETS:
+                            seconds_of.clear()
+                        measured = parse_seconds(seconds, scale)
+                        # NaN: not measured; the SDK counts it in the "unknown" label.
+                        elapsed = seconds_of[seconds] = math.nan if measured is None else measured
+                    if stamp != stamp_before:
+                        now = parse_time(stamp)
+                        stamp_before = stamp
+                        hour = int(now) // 3600 * 3600
+                        if hour in refusals:
+                            refusal = refusals[hour]
+                        else:
+                            refusal = refusals[hour] = state.refusal(hour)
+                        if refusal is None:
+                            self._now = now
+                            if now > newest:
+                                newest = now
+                except (ValueError, OverflowError):
+                    stamp_before = None
+                    try:
+                        line = parse(text)
+                    except (ValueError, OverflowError) as exc:
+                        if not self._skip_bad_lines:
+                            summary.lines = lines
+                            raise BadLogLine(path, number, str(exc)) from None
+                        skipped["bad line"] += 1
+                        continue
+                    # Read by the parser after all (a router that raised ValueError):
+                    # this line goes the parser's way, as in _read_parsed.
+                    hour = int(line.time) // 3600 * 3600
+                    if hour in refusals:
+                        refusal = refusals[hour]
+                    else:
+                        refusal = refusals[hour] = state.refusal(hour)
+                    if refusal is not None:
+                        skipped[refusal] += 1
+                        continue
+                    now = self._now = line.time
+                    if now > newest:
+                        newest = now
+                    record(self._request_info(line))
+                    del line
+                    if not lines % _PROGRESS_EVERY:
+                        summary.lines = lines
+                        if progress is not None:
+                            progress(summary)
+                        if not lines % _TAKE_EVERY:
+                            self._finish_hours(summary, newest)
+                    continue
+                if refusal is not None:
+                    skipped[refusal] += 1
+                    continue
+                method, route, status, excluded, query, html = target
+                fill(
+                    info, method, route, status, elapsed, host or default_host,
+                    # As _text, without the call for a plain value.
+                    referer if referer and referer != "-" and "\\" not in referer
+                    else _text(referer),
+                    None, None, None, query,
+                    agent if agent and agent != "-" and "\\" not in agent else _text(agent),
+                    (_text(content_type) if content_type else None) or html,
+                    client if client and client != "-" and "\\" not in client else _text(client),
+                    _text(forwarded) if forwarded else None,
+                    excluded,
+                )  # fmt: skip
+                record(info)
+                if not lines % _PROGRESS_EVERY:
+                    summary.lines = lines
+                    if progress is not None:
+                        progress(summary)
+                    if not lines % _TAKE_EVERY:
+                        self._finish_hours(summary, newest)
+            if self._follow:
+                self._send_finished(summary, newest)
+        # The address and user agent of the last line go no further than this.
+        fill(info, "", None, 0, math.nan, *(None,) * 10)
+        return lines
+
+    def _learn_target(self, request: str, status_text: str, host: str | None) -> _Scanned:
+        """What a request line, status and host decide, checked as ``parse`` checks them."""
+        parts = request.split(" ", 2)
+        if len(parts) < 2 or len(status_text) != 3 or not status_text.isdigit():
+            raise ValueError("the request line or status does not fit")
+        method, target, status = parts[0], parts[1], int(status_text)
+        route, excluded, query, page_like = self._resolve_target(method, target, status, host)
+        if len(self._scanned) >= _KNOWN_TARGETS:
+            self._scanned.clear()
+        known = (method, route, status, excluded, query, "text/html" if page_like else None)
+        self._scanned[(request, status_text, host)] = known
+        return known
 
     def _finish_hours(self, summary: ImportSummary, newest: float) -> None:
         """Move the hours the log has left behind (lines are time-ordered, give or take

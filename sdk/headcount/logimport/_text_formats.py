@@ -8,7 +8,8 @@ fields the importer needs are read by group number.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Final, NamedTuple
 
 from headcount.logimport._line import (
     LogLine,
@@ -18,7 +19,7 @@ from headcount.logimport._line import (
     parse_unix_time,
 )
 
-__all__ = ["NAMED_TEXT_FORMATS", "TextFormat"]
+__all__ = ["NAMED_TEXT_FORMATS", "Scan", "TextFormat", "text_field"]
 
 NAMED_TEXT_FORMATS: Final = {
     "combined": (
@@ -85,6 +86,26 @@ _POSITIONAL: Final = (
 )  # fmt: skip
 
 
+# The fields a Scan reads, in the order its ``groups`` give them.
+SCAN_FIELDS: Final = (
+    "request", "status", "time", "seconds",
+    "client", "forwarded_for", "referer", "user_agent", "content_type", "host",
+)  # fmt: skip
+
+
+class Scan(NamedTuple):
+    """A format's raw fields in one call, for the importer's per-line loop: ``match``
+    then ``match.group(*groups)`` gives the SCAN_FIELDS' text as the line holds it
+    (unescaped, "-" kept; "" for a field the format lacks). The importer then converts
+    each distinct value once, with the same functions as ``parse``, and falls back to
+    ``parse`` for any line that does not convert, so both read a line alike."""
+
+    match: Callable[[str], re.Match[str] | None]
+    groups: tuple[int, ...]
+    time: Callable[[str], float]
+    seconds_scale: float
+
+
 def _unescape(value: str) -> str:
     """nginx writes ``"`` and control bytes as ``\\xHH``; Apache as ``\\"`` and ``\\xhh``."""
     if "\\" not in value:
@@ -121,7 +142,10 @@ class TextFormat:
                 self._groups.setdefault(field, group)
             position = match.end()
         pattern.append(re.escape(spec[position:]))
+        # An empty group that always matches, read for a field the format lacks.
+        pattern.append("()")
         self._regex = re.compile("".join(pattern))
+        empty = self._regex.groups
         fields = self._groups
         self._text_groups = tuple(fields.get(name) for name in _TEXT_FIELDS)
         if not any(name in fields for name in _NEEDED_TIME):
@@ -138,6 +162,31 @@ class TextFormat:
         self._match = self._regex.match
         self._at = {name: fields.get(name, 0) - 1 for name in _POSITIONAL}
         self._text_at = tuple(fields.get(name, 0) - 1 for name in _TEXT_FIELDS)
+        self.scan = self._scan(empty)
+
+    def __call__(self, line: str) -> LogLine:
+        return self.parse(line)
+
+    def _scan(self, empty: int) -> Scan | None:
+        """The fast reading of this format, for formats that log the request line and
+        one time; None for the rest (they are read with ``parse``)."""
+        fields = self._groups
+        if "request" not in fields:
+            return None
+        if "time_local" in fields:
+            time, at = parse_local_time, fields["time_local"]
+        elif "time_iso" in fields:
+            time, at = parse_iso_time, fields["time_iso"]
+        else:
+            time, at = parse_unix_time, fields["time_unix"]
+        scale = 1.0
+        seconds = fields.get("seconds")
+        if seconds is None and "microseconds" in fields:
+            seconds, scale = fields["microseconds"], 1e-6
+        groups = [fields.get(name, empty) for name in SCAN_FIELDS]
+        groups[SCAN_FIELDS.index("time")] = at
+        groups[SCAN_FIELDS.index("seconds")] = empty if seconds is None else seconds
+        return Scan(self._match, tuple(groups), time, scale)
 
     def parse(self, line: str) -> LogLine:
         match = self._match(line)
@@ -185,7 +234,7 @@ class TextFormat:
             if index >= 0:
                 elapsed = parse_seconds(values[index], 1e-6)
         client, forwarded, referer, agent, content_type, host = [
-            None if index < 0 else _text(values[index]) for index in self._text_at
+            None if index < 0 else text_field(values[index]) for index in self._text_at
         ]
         return LogLine(
             time,
@@ -202,7 +251,9 @@ class TextFormat:
         )
 
 
-def _text(value: str) -> str | None:
+def text_field(value: str) -> str | None:
+    """A logged text value as a request would have had it: unescaped, and None for "-"
+    or nothing."""
     if "\\" in value:
         value = _unescape(value)
     return None if value == "-" or not value else value
