@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from headcount.logimport import LineSource, parser_for
+from headcount.logimport import Importer, LineSource, parser_for
 from headcount.logimport._routes import load_resolver
+from headcount.logimport._text_formats import TextFormat
 
 NOON_UTC = calendar.timegm((2026, 11, 30, 12, 0, 0, 0, 0, 0))
 
@@ -150,3 +151,65 @@ def test_routes_file_before_generalized_paths(tmp_path: Path) -> None:
     routes.write_text("docs/{page}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="starts with '/'"):
         load_resolver(None, None, str(routes))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+        '"$http_referer" "$http_user_agent" $request_time $host',
+        '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D',
+    ],
+)
+def test_a_text_log_counts_as_its_lines_parse(spec: str, tmp_path: Path) -> None:
+    # Text formats with a request line are read per distinct value rather than through
+    # parse() per line; what is sent, skipped and counted must not differ by a record.
+    agent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"
+    bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    lines = []
+    for n in range(240):
+        stamp = f"30/Nov/2026:{11 + n // 120}:{n // 2 % 60:02d}:{n % 3:02d} +0100"
+        target, status = [
+            (f"/users/{n}?utm_source=news", 200),
+            ("/static/app.css", 200),
+            (f"/missing-{n}", 404),
+            ("/docs/a.html", 304),
+            ("/", 200),
+        ][n % 5]
+        referer = ["-", "https://www.example.net/x", "", "https://shop.example.org/"][n % 4]
+        ua = [agent, bot, "-", 'Agent \\"quoted\\" \\x22x\\x22'][n % 4 if n % 7 else 0]
+        took = ["0.120", "-", "0.010,0.020", "1.5"][n % 4] if "%D" not in spec else str(n * 997)
+        method = "POST" if n % 11 == 0 else "GET"
+        lines.append(
+            f'192.0.2.{n % 9} - - [{stamp}] "{method} {target} HTTP/1.1" {status} 5 '
+            f'"{referer}" "{ua}" {took} shop.example.org'
+        )
+    lines[17] = "not a log line"
+    lines[40] = lines[40].replace(" 200 ", " 2000 ")
+    lines[41] = lines[41].replace("30/Nov", "30/Foo")
+    lines[42] = lines[42].replace('"GET /missing-42 HTTP/1.1"', '"GARBAGE"')
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fmt = parser_for(f"log:{spec}")
+    assert isinstance(fmt, TextFormat)
+    assert fmt.scan is not None
+    results = []
+    for parser in (fmt, fmt.parse):  # the second is read line by line through parse()
+        sent: list[str] = []
+        importer = Importer(
+            parser,
+            load_resolver(None, None, None),
+            client=None,
+            tracker_options={"visits_store": "memory"},
+            dry_run=True,
+            skip_bad_lines=True,
+            output=sent.append,
+        )
+        summary = importer.run(LineSource([str(log)]))
+        results.append((sent, summary))
+    (scanned, by_scan), (parsed, by_parse) = results
+    assert by_scan.skipped == by_parse.skipped == {"bad line": 4}
+    assert min(by_scan.pageviews, by_scan.bots, by_scan.visits) > 0
+    assert by_scan == by_parse
+    assert scanned == parsed
