@@ -83,23 +83,40 @@ def test_import_endpoints_need_the_write_token(
     assert state["oldest_hour"] <= now_hour - 24 * 3600
 
 
-def test_sealed_hours_take_no_import(
+def test_history_before_the_site_began_takes_one_import(
     noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:
     server, tokens = noised
     site = tokens["old"]
     sealed = _sealed_until(server.url, site.write)
     assert sealed is not None
+    state = _state(server.url, site.write).json()
+    # A new site's origin is where the clock began sealing it: nothing before was released.
+    assert state["origin"] == sealed
     base = sealed - 48 * 3600
     log = tmp_path / "access.log"
     log.write_text(render("combined", base), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert f"skipped (already sealed): {len(SCENARIO)}" in done.stderr
+    assert "records accepted: 17" in done.stderr
+    assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
     state = _state(server.url, site.write).json()
-    assert state["first_hour"] is None
-    # Closed is the clock's watermark, the same whether or not anyone visited.
-    assert state["closed"] == [[state["oldest_hour"], sealed]]
+    assert state["first_hour"] == base
+    # Released once: the import's hours are closed, every one of them, from its first
+    # hour to its last, whether or not a line fell in it.
+    hours = sorted({base + hit.offset // 3600 * 3600 for hit in SCENARIO})
+    live = [[sealed, state["sealed_until"]]] if state["sealed_until"] > sealed else []
+    assert state["closed"] == [[hours[0], hours[-1] + 3600], *live]
+    again = run_import(server.url, site.write, str(log))
+    assert f"skipped (live data): {len(SCENARIO)}" in again.stderr
+    # Even past the importer's own rule, the collector takes nothing more into them.
+    late = httpx.post(
+        f"{server.url}/v1/import/ingest",
+        content=batch_body([pageview(hour=hours[0], n=500)]),
+        headers=auth(site.write),
+    )
+    assert late.status_code == 202, late.text
+    assert late.json()["late"] == 500
 
 
 def test_imported_hours_are_sealed_when_the_import_ends(
@@ -196,7 +213,7 @@ def test_whether_a_sealed_hour_takes_an_import_never_tells_if_anyone_visited(
     backfill.send([pageview(route="/", n=1, hour=three)], three + 600)
     backfill.seal_everything(NOW)
     state = backfill.client.get("/v1/import/state", headers=auth()).json()
-    assert _closed(backfill) == [[state["oldest_hour"], state["sealed_until"]]]
+    assert _closed(backfill) == [[state["origin"], state["sealed_until"]]]
     hours, days, cells = (
         _hourly(backfill, BACKFILL_DAY),
         _daily(backfill, BACKFILL_DAY),
@@ -267,6 +284,136 @@ def test_hours_older_than_retention_are_refused(backfill: NoisedCollector) -> No
     too_old = state["oldest_hour"] - 3600
     backfill.clock.now = NOW
     refused = backfill.client.post(
-        "/v1/ingest", content=batch_body([pageview(hour=too_old)]), headers=auth()
+        "/v1/import/ingest", content=batch_body([pageview(hour=too_old)]), headers=auth()
     )
     assert refused.status_code == 422
+    assert refused.json()["path"] == "$.records[0].hour"
+    taken = backfill.client.post(
+        "/v1/import/ingest", content=batch_body([pageview(hour=too_old + 3600)]), headers=auth()
+    )
+    assert taken.status_code == 202, taken.text
+
+
+# History before the origin: where the clock began sealing the site. Nothing there was
+# released, so each bucket can be released once, by an import's seal.
+
+HISTORY_DAY = FIRST_DAY - timedelta(days=20)
+
+
+def _origin(collector: NoisedCollector) -> int:
+    origin: int = collector.client.get("/v1/import/state", headers=auth()).json()["origin"]
+    return origin
+
+
+def _import_history(
+    collector: NoisedCollector, records: list[dict[str, Any]], start: int, until: int
+) -> dict[str, Any]:
+    collector.clock.now = NOW
+    sent = collector.client.post("/v1/import/ingest", content=batch_body(records), headers=auth())
+    assert sent.status_code == 202, sent.text
+    seal = collector.client.post(
+        "/v1/import/seal", json={"from": start, "until": until}, headers=auth()
+    )
+    assert seal.status_code == 200, seal.text
+    answer: dict[str, Any] = sent.json()
+    return answer
+
+
+def test_history_before_the_origin_is_released_once_by_the_import(
+    backfill: NoisedCollector,
+) -> None:
+    backfill.seal_everything(NOW)
+    origin = _origin(backfill)
+    assert origin <= local_ts(FIRST_DAY)
+    nine, ten = local_ts(HISTORY_DAY, 9), local_ts(HISTORY_DAY, 10)
+    day = local_ts(HISTORY_DAY)
+    assert _hourly(backfill, HISTORY_DAY) == {}
+    assert _daily(backfill, HISTORY_DAY) == []
+    answer = _import_history(
+        backfill,
+        [pageview(route="/", n=900, hour=nine), pageview(route="/docs", n=700, hour=ten)],
+        day,
+        day + 86400,
+    )
+    assert answer == {"accepted": 2}  # nothing late: these hours were never released
+    hourly = _hourly(backfill, HISTORY_DAY)
+    assert set(hourly) == {"09", "10"}
+    # Noisy, at the site's budget: far closer than this to the truth.
+    assert abs(hourly["09"] - 900) < 200
+    assert abs(hourly["10"] - 700) < 200
+    [daily] = _daily(backfill, HISTORY_DAY)
+    assert abs(daily - 1600) < 200
+    closed = _closed(backfill)
+    # The whole range asked for is closed, the hours that held nothing included.
+    assert [day, day + 86400] in closed
+    cells = _released_cells(backfill)
+    # A second import of the same hours is late: nothing released changes.
+    again = _import_history(backfill, [pageview(route="/", n=5000, hour=nine)], day, day + 86400)
+    assert again["late"] == 5000
+    assert _released_cells(backfill) == cells
+    assert _hourly(backfill, HISTORY_DAY) == hourly
+    assert _daily(backfill, HISTORY_DAY) == [daily]
+
+
+def test_which_history_hours_take_an_import_never_depends_on_counts(
+    backfill: NoisedCollector,
+) -> None:
+    # A write-token holder imports one record into 03:00 and nothing into 04:00, then
+    # asks for both hours: both are closed alike, and neither takes a second import.
+    # Had only the hours that held counts been closed, which hours could still take an
+    # import would tell whether anyone was counted in them.
+    backfill.seal_everything(NOW)
+    three, four = local_ts(HISTORY_DAY, 3), local_ts(HISTORY_DAY, 4)
+    _import_history(backfill, [pageview(route="/", n=1, hour=three)], three, four + 3600)
+    assert [three, four + 3600] in _closed(backfill)
+    cells = _released_cells(backfill)
+    hours = _hourly(backfill, HISTORY_DAY)
+    padded = _import_history(
+        backfill,
+        [pageview(route="/", n=500, hour=three), pageview(route="/", n=500, hour=four)],
+        three,
+        four + 3600,
+    )
+    assert padded["late"] == 1000
+    assert _released_cells(backfill) == cells
+    assert _hourly(backfill, HISTORY_DAY) == hours
+
+
+def test_a_site_sealed_before_origins_were_kept_takes_no_history(
+    backfill: NoisedCollector,
+) -> None:
+    # When sealing began is unknown (a database from before schema version 6), no hour
+    # before the watermark can be told apart from one that was released: none is open.
+    backfill.seal_everything(NOW)
+    with backfill.store_connection() as execute:
+        execute("UPDATE hc_seal SET origin = NULL")
+    state = backfill.client.get("/v1/import/state", headers=auth()).json()
+    assert state["origin"] is None
+    assert state["closed"] == [[state["oldest_hour"], state["sealed_until"]]]
+    nine = local_ts(HISTORY_DAY, 9)
+    answer = _import_history(backfill, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+    assert answer["late"] == 900
+    assert _hourly(backfill, HISTORY_DAY) == {}
+
+
+def test_an_exact_counts_site_imports_history_beyond_the_batch_id_window(
+    tmp_path: Path,
+) -> None:
+    with noised_collector(tmp_path, noise=False) as exact:
+        exact.clock.now = NOW
+        old_hour = local_ts(HISTORY_DAY, 9)
+        assert NOW - old_hour > 14 * 86400
+        body = batch_body([pageview(route="/", n=50, hour=old_hour)])
+        # Live ingest takes hours back to its batch-id memory only.
+        live = exact.client.post("/v1/ingest", content=body, headers=auth())
+        assert live.status_code == 422
+        sent = exact.client.post("/v1/import/ingest", content=body, headers=auth())
+        assert sent.status_code == 202, sent.text
+        assert _hourly(exact, HISTORY_DAY) == {"09": 50}
+        # Weeks later, after retention has run, the same batch is still recognised.
+        exact.clock.now = NOW + 30 * 86400
+        exact.run_retention()
+        again = exact.client.post("/v1/import/ingest", content=body, headers=auth())
+        assert again.status_code == 200, again.text
+        assert again.json() == {"duplicate": True}
+        assert _hourly(exact, HISTORY_DAY) == {"09": 50}

@@ -28,7 +28,14 @@ from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
 from headcount_collector.stores.base import SealStep, Store, retention_cutoffs
 from headcount_collector.timeutil import floor_hour, local_day_start
 
-__all__ = ["NoisePool", "SealReport", "seal_due", "sealable_before"]
+__all__ = [
+    "NoisePool",
+    "SealReport",
+    "begin_sealing",
+    "seal_due",
+    "seal_history",
+    "sealable_before",
+]
 
 logger = logging.getLogger("headcount_collector.sealing")
 
@@ -94,6 +101,26 @@ class SealReport:
     lost_races: int = 0
 
 
+def begin_sealing(store: Store, site: Site, now: float) -> dict[str, int]:
+    """The site's watermarks, first setting those it has none of yet. That first
+    watermark is the site's origin: nothing before it was ever released."""
+    state = store.seal_state(site.id)
+    if all(resolution in state for resolution in RESOLUTIONS):
+        return state
+    for resolution in RESOLUTIONS:
+        if resolution in state:
+            continue
+        limit = sealable_before(resolution, now, site.timezone, site.policy.seal_grace_seconds)
+        # Counts already stored (an upgraded database) are released from the start of
+        # what retention keeps; a new site starts now.
+        hourly_from, daily_from = retention_cutoffs(site, int(now))
+        start = hourly_from if resolution == "h" else daily_from
+        if not store.data_buckets(site.id, resolution, 0, limit):
+            start = limit
+        store.start_sealing(site.id, resolution, min(start, limit))
+    return store.seal_state(site.id)
+
+
 def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealReport:
     """Seal what is due for one site, oldest first, a bounded number of steps per call.
 
@@ -107,19 +134,10 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
     if not policy.noise:
         return report
     zone = site.timezone
-    state = store.seal_state(site.id)
+    state = begin_sealing(store, site, now)
     for resolution in RESOLUTIONS:
         limit = sealable_before(resolution, now, zone, policy.seal_grace_seconds)
-        watermark = state.get(resolution)
-        if watermark is None:
-            # First run for this site. Counts already stored (an upgraded database) are
-            # released from the start of what retention keeps; a new site starts now.
-            hourly_from, daily_from = retention_cutoffs(site, int(now))
-            start = hourly_from if resolution == "h" else daily_from
-            if not store.data_buckets(site.id, resolution, 0, limit):
-                start = limit
-            store.start_sealing(site.id, resolution, min(start, limit))
-            watermark = store.seal_state(site.id).get(resolution, start)
+        watermark = state[resolution]
         steps = 0
         while watermark < limit:
             if steps == MAX_STEPS_PER_CALL:
@@ -141,3 +159,59 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
             report.steps += 1
             report.cells += cells
     return report
+
+
+def seal_history(
+    store: Store, site: Site, start: int, until: int, now: float, pool: NoisePool
+) -> int:
+    """Release, once each, the buckets of [start, until) that lie before the site's origin
+    and inside retention: the history an import filled. Returns the cells released.
+
+    Every bucket in the range is claimed whether or not it holds counts, and a bucket
+    claimed once never takes part again: which buckets an import can still fill is decided
+    by the ranges asked for, never by who visited. Sites without a known origin (sealing
+    since before schema version 6) have no history to fill.
+    """
+    policy = site.policy
+    if not policy.noise or until <= start:
+        return 0
+    zone = site.timezone
+    origins = store.seal_origins(site.id)
+    hourly_from, daily_from = retention_cutoffs(site, int(now))
+    released = 0
+    for resolution in RESOLUTIONS:
+        origin = origins.get(resolution)
+        if origin is None:
+            continue
+        end = min(until, origin)
+        if resolution == "h":
+            cursor = max(floor_hour(start), hourly_from)
+        else:
+            cursor = max(local_day_start(start, zone), daily_from)
+        while cursor < end:
+            # A local day of hours, or a month of days, per transaction.
+            limit = _chunk_end(cursor, zone) if resolution == "h" else cursor + 31 * 86400
+            buckets = _bucket_starts(resolution, cursor, min(end, limit), zone)
+            rows = store.raw_rows(site.id, resolution, buckets[0], buckets[-1] + 1)
+            pool.prepare(policy, rows)
+            released += store.seal_history(
+                site.id, resolution, buckets, policy, pool.drawer(policy)
+            )
+            cursor = _next_start(resolution, buckets[-1], zone)
+    return released
+
+
+def _next_start(resolution: Resolution, bucket: int, zone: ZoneInfo) -> int:
+    if resolution == "h":
+        return bucket + 3600
+    return local_day_start(bucket + 26 * 3600, zone)
+
+
+def _bucket_starts(resolution: Resolution, start: int, end: int, zone: ZoneInfo) -> list[int]:
+    """Starts of the buckets of ``resolution`` that begin in [start, end)."""
+    starts: list[int] = []
+    bucket = start
+    while bucket < end:
+        starts.append(bucket)
+        bucket = _next_start(resolution, bucket, zone)
+    return starts
