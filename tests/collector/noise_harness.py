@@ -95,13 +95,21 @@ class NoisedCollector:
 
 @contextmanager
 def noised_collector(
-    tmp_path: Path, *, noise: bool = True, store_url: str | None = None
+    tmp_path: Path,
+    *,
+    noise: bool = True,
+    store_url: str | None = None,
+    hourly_days: int = 3660,
+    timezone: str = "Europe/Berlin",
 ) -> Iterator[NoisedCollector]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     sites = tmp_path / "sites.toml"
     # Hourly rows kept long enough that every trial's day can still be asked by the hour.
     sites.write_text(
-        site_file_text(hourly_days=3660, keep_days=36600, noise=noise), encoding="utf-8"
+        site_file_text(hourly_days=hourly_days, keep_days=36600, noise=noise).replace(
+            '"Europe/Berlin"', f'"{timezone}"'
+        ),
+        encoding="utf-8",
     )
     clock = MovingClock(local_ts(FIRST_DAY))
     store_url = store_url or f"sqlite:///{tmp_path / 'noise.sqlite3'}"

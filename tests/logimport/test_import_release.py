@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from headcount_collector.release.catalogue import MARGINALS
+from headcount_collector.release.catalogue import MARGINALS, Resolution
 from headcount_collector.stores.base import ReleasedQuery
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
@@ -102,11 +102,12 @@ def test_history_before_the_site_began_takes_one_import(
     assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
     state = _state(server.url, site.write).json()
     assert state["first_hour"] == base
-    # Released once: the import's hours are closed, every one of them, from its first
-    # hour to its last, whether or not a line fell in it.
+    # Released once: the (UTC) days the import touched are closed, every hour of them,
+    # whether or not a line fell in it.
     hours = sorted({base + hit.offset // 3600 * 3600 for hit in SCENARIO})
+    days = [hours[0] // 86400 * 86400, hours[-1] // 86400 * 86400 + 86400]
     live = [[sealed, state["sealed_until"]]] if state["sealed_until"] > sealed else []
-    assert state["closed"] == [[hours[0], hours[-1] + 3600], *live]
+    assert state["closed"] == [days, *live]
     again = run_import(server.url, site.write, str(log))
     assert f"skipped (live data): {len(SCENARIO)}" in again.stderr
     # Even past the importer's own rule, the collector takes nothing more into them.
@@ -197,9 +198,11 @@ def _daily(collector: NoisedCollector, day: date) -> list[int]:
     return [row["count"] for row in collector.stats(interval="day", **day_params(day))["totals"]]
 
 
-def _released_cells(collector: NoisedCollector) -> list[tuple[Any, ...]]:
+def _released_cells(
+    collector: NoisedCollector, resolution: Resolution = "h"
+) -> list[tuple[Any, ...]]:
     total = next(marginal for marginal in MARGINALS["pageview"] if not marginal.dims)
-    query = ReleasedQuery(total, "blog", "h", ((0, 2**62, 0),), per_bucket=True)
+    query = ReleasedQuery(total, "blog", resolution, ((0, 2**62, 0),), per_bucket=True)
     return sorted(collector.store.query_released(query), key=repr)
 
 
@@ -365,7 +368,8 @@ def test_which_history_hours_take_an_import_never_depends_on_counts(
     backfill.seal_everything(NOW)
     three, four = local_ts(HISTORY_DAY, 3), local_ts(HISTORY_DAY, 4)
     _import_history(backfill, [pageview(route="/", n=1, hour=three)], three, four + 3600)
-    assert [three, four + 3600] in _closed(backfill)
+    # The whole local day goes with them (see the test below).
+    assert [local_ts(HISTORY_DAY), local_ts(HISTORY_DAY + timedelta(days=1))] in _closed(backfill)
     cells = _released_cells(backfill)
     hours = _hourly(backfill, HISTORY_DAY)
     padded = _import_history(
@@ -417,3 +421,74 @@ def test_an_exact_counts_site_imports_history_beyond_the_batch_id_window(
         assert again.status_code == 200, again.text
         assert again.json() == {"duplicate": True}
         assert _hourly(exact, HISTORY_DAY) == {"09": 50}
+
+
+def test_an_imported_day_holds_every_hour_released_in_it(backfill: NoisedCollector) -> None:
+    # The newest log first (from 14:00), then an older one reaching into the same day:
+    # the day was claimed with all its hours, so the older log's hours of it are closed
+    # rather than released by the hour and missing from the day.
+    backfill.seal_everything(NOW)
+    fourteen, nine = local_ts(HISTORY_DAY, 14), local_ts(HISTORY_DAY, 9)
+    _import_history(
+        backfill, [pageview(route="/", n=800, hour=fourteen)], fourteen, fourteen + 3600
+    )
+    hourly, daily = _hourly(backfill, HISTORY_DAY), _daily(backfill, HISTORY_DAY)
+    assert set(hourly) == {"14"}
+    assert len(daily) == 1
+    earlier = HISTORY_DAY - timedelta(days=1)
+    older = _import_history(
+        backfill,
+        [
+            pageview(route="/", n=600, hour=nine),
+            pageview(route="/", n=400, hour=local_ts(earlier, 9)),
+        ],
+        local_ts(earlier, 9),
+        nine + 3600,
+    )
+    assert older["late"] == 600
+    assert _hourly(backfill, HISTORY_DAY) == hourly
+    assert _daily(backfill, HISTORY_DAY) == daily
+    assert set(_hourly(backfill, earlier)) == {"09"}
+
+
+def test_history_stays_closed_when_retention_forgets_it_and_then_grows(
+    backfill_url: str, tmp_path: Path
+) -> None:
+    # Retention drops the released cells; were the claims dropped too, raising
+    # hourly_days afterwards would let the same history in and out a second time.
+    with noised_collector(tmp_path, store_url=backfill_url, hourly_days=30) as short:
+        short.seal_everything(NOW)
+        day = FIRST_DAY - timedelta(days=5)
+        nine = local_ts(day, 9)
+        _import_history(short, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+        assert "09" in _hourly(short, day)
+        short.clock.now = NOW + 40 * 86400
+        short.run_retention()
+        assert [local_ts(day), local_ts(day + timedelta(days=1))] not in _closed(short)
+    with noised_collector(tmp_path, store_url=backfill_url, hourly_days=3660) as longer:
+        longer.clock.now = NOW + 40 * 86400
+        assert [local_ts(day), local_ts(day + timedelta(days=1))] in _closed(longer)
+        again = _import_history(longer, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+        assert again["late"] == 900
+        assert _hourly(longer, day) == {}
+
+
+def test_a_new_time_zone_cannot_release_imported_history_again(
+    backfill_url: str, tmp_path: Path
+) -> None:
+    # Days are claimed at local midnights; after the site moves to another zone, its
+    # days start elsewhere. A day overlapping hours already released is never released.
+    day = FIRST_DAY - timedelta(days=8)
+    nine = local_ts(day, 9)
+    record = [pageview(route="/", n=900, hour=nine)]
+    with noised_collector(tmp_path, store_url=backfill_url) as berlin:
+        berlin.seal_everything(NOW)
+        _import_history(berlin, record, nine, nine + 3600)
+        hourly, daily = _released_cells(berlin, "h"), _released_cells(berlin, "d")
+        assert hourly
+        assert daily
+    with noised_collector(tmp_path, store_url=backfill_url, timezone="America/New_York") as moved:
+        again = _import_history(moved, record, nine - 86400, nine + 86400)
+        assert again["late"] == 900
+        assert _released_cells(moved, "h") == hourly
+        assert _released_cells(moved, "d") == daily

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -164,54 +164,40 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
 def seal_history(
     store: Store, site: Site, start: int, until: int, now: float, pool: NoisePool
 ) -> int:
-    """Release, once each, the buckets of [start, until) that lie before the site's origin
-    and inside retention: the history an import filled. Returns the cells released.
+    """Release, once each, the history an import filled: the local days that [start,
+    until) touches before the site's origin, each with every hour of it inside hourly
+    retention, and the hours of [start, until) between the daily and the hourly origin.
+    Returns the cells released.
 
-    Every bucket in the range is claimed whether or not it holds counts, and a bucket
-    claimed once never takes part again: which buckets an import can still fill is decided
-    by the ranges asked for, never by who visited. Sites without a known origin (sealing
-    since before schema version 6) have no history to fill.
+    Every bucket is claimed whether or not it holds counts, and a claimed bucket never
+    takes part again: which buckets an import can still fill is decided by the ranges
+    asked for, never by who visited. A day goes with all of its hours, so that a later
+    import of an earlier log finds them closed rather than counted in the hour but not in
+    its day. Sites without a known origin (sealing since before schema version 6) have no
+    history to fill.
     """
     policy = site.policy
-    if not policy.noise or until <= start:
+    origins = store.seal_origins(site.id)
+    hourly_origin, daily_origin = origins.get("h"), origins.get("d")
+    if not policy.noise or hourly_origin is None or daily_origin is None:
         return 0
     zone = site.timezone
-    origins = store.seal_origins(site.id)
     hourly_from, daily_from = retention_cutoffs(site, int(now))
+    end = min(until, hourly_origin)
     released = 0
-    for resolution in RESOLUTIONS:
-        origin = origins.get(resolution)
-        if origin is None:
-            continue
-        end = min(until, origin)
-        if resolution == "h":
-            cursor = max(floor_hour(start), hourly_from)
-        else:
-            cursor = max(local_day_start(start, zone), daily_from)
-        while cursor < end:
-            # A local day of hours, or a month of days, per transaction.
-            limit = _chunk_end(cursor, zone) if resolution == "h" else cursor + 31 * 86400
-            buckets = _bucket_starts(resolution, cursor, min(end, limit), zone)
-            rows = store.raw_rows(site.id, resolution, buckets[0], buckets[-1] + 1)
+    day = local_day_start(max(start, hourly_from), zone)
+    while day < end:
+        next_day = local_day_start(day + 26 * 3600, zone)
+        whole = next_day <= daily_origin and day >= daily_from
+        low, high = (day, next_day) if whole else (max(day, start), min(next_day, end))
+        hours = list(range(max(floor_hour(low), hourly_from), min(high, hourly_origin), 3600))
+        if hours:
+            rows = Counter(store.raw_rows(site.id, "h", hours[0], hours[-1] + 1))
+            if whole:
+                rows.update(store.raw_rows(site.id, "d", day, day + 1))
             pool.prepare(policy, rows)
             released += store.seal_history(
-                site.id, resolution, buckets, policy, pool.drawer(policy)
+                site.id, day if whole else None, hours, policy, pool.drawer(policy)
             )
-            cursor = _next_start(resolution, buckets[-1], zone)
+        day = next_day
     return released
-
-
-def _next_start(resolution: Resolution, bucket: int, zone: ZoneInfo) -> int:
-    if resolution == "h":
-        return bucket + 3600
-    return local_day_start(bucket + 26 * 3600, zone)
-
-
-def _bucket_starts(resolution: Resolution, start: int, end: int, zone: ZoneInfo) -> list[int]:
-    """Starts of the buckets of ``resolution`` that begin in [start, end)."""
-    starts: list[int] = []
-    bucket = start
-    while bucket < end:
-        starts.append(bucket)
-        bucket = _next_start(resolution, bucket, zone)
-    return starts

@@ -114,13 +114,13 @@ class Store(Protocol):
     def seal_history(
         self,
         site: str,
-        resolution: Resolution,
-        buckets: Sequence[int],
+        day: int | None,
+        hours: Sequence[int],
         policy: ReleasePolicy,
         draw: Callable[[str], int],
     ) -> int:
-        """Release each of ``buckets`` (before the site's origin) that was never released,
-        whether or not it holds counts, in one transaction; returns the cells released."""
+        """``seal_claimed`` in one transaction: history before the site's origin, each
+        bucket released at most once; returns the cells released."""
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         """Bucket starts in [start, end) that hold any counts, ascending."""
@@ -182,10 +182,20 @@ def delete_expired(
         deleted += delete_before(table.name, "d", daily_cutoff)
         delete_before(release_table(table.kind), "h", hourly_cutoff)
         delete_before(release_table(table.kind), "d", daily_cutoff)
-    # Imports never reach past retention (ingest refuses those hours), so which buckets
-    # were released there can be forgotten with the cells.
-    delete_before("hc_sealed_data", "h", hourly_cutoff)
-    delete_before("hc_sealed_data", "d", daily_cutoff)
+    # Which buckets live sealing released is forgotten with the cells: the watermark
+    # keeps them closed. Before the origin a claim is the only guard, so it stays: were
+    # it forgotten, a longer retention later would let the same history in again, and
+    # out again as a second noisy copy of the same requests.
+    origins = dict(
+        execute(f"SELECT res, origin FROM hc_seal WHERE site = {ph}", (site.id,)).fetchall()
+    )
+    for resolution, cutoff in (("h", hourly_cutoff), ("d", daily_cutoff)):
+        origin = origins.get(resolution)
+        execute(
+            f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = {ph} AND bucket < {ph} "
+            f"AND bucket >= {ph}",
+            (site.id, resolution, cutoff, -1 if origin is None else int(origin)),
+        )
     forgotten = execute(
         f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph} "
         f"AND (keep_until IS NULL OR keep_until < {ph})",
@@ -705,21 +715,35 @@ def seal_claimed(
     execute: Callable[..., Any],
     execute_many: Callable[[str, list[tuple[object, ...]]], Any],
     site: str,
-    resolution: Resolution,
-    buckets: Sequence[int],
+    day: int | None,
+    hours: Sequence[int],
     policy: ReleasePolicy,
     draw: Callable[[str], int],
     placeholder: str,
 ) -> int:
-    """Release, inside the caller's write transaction, each of ``buckets`` not released
-    before. Every bucket asked for is claimed, empty or not: whether one could still be
-    released must never say whether anyone visited in it."""
+    """Release, inside the caller's write transaction, history before a site's origin:
+    ``day`` (a local day, or None) and ``hours`` (every hour of that day an import can
+    reach), each at most once. Every bucket asked for is claimed, empty or not: whether
+    one could still be released must never say whether anyone visited in it.
+
+    The day is claimed only together with all its hours, and only when none of them was
+    claimed before: a day's cell then always holds every hour released in it, and a day
+    drawn at other midnights (the site's time zone changed) cannot release those hours a
+    second time inside another day's cell.
+    """
+    ph = placeholder
     released = 0
-    for bucket in sorted(set(buckets)):
-        if _claim(execute, site, resolution, bucket, placeholder):
-            released += _seal_one(
-                execute, execute_many, site, resolution, bucket, policy, draw, placeholder
-            )
+    if day is not None and hours:
+        (taken,) = execute(
+            f"SELECT COUNT(*) FROM hc_sealed_data WHERE site = {ph} AND res = 'h' "
+            f"AND bucket >= {ph} AND bucket <= {ph}",
+            (site, min(hours), max(hours)),
+        ).fetchone()
+        if not taken and _claim(execute, site, "d", day, ph):
+            released += _seal_one(execute, execute_many, site, "d", day, policy, draw, ph)
+    for hour in sorted(set(hours)):
+        if _claim(execute, site, "h", hour, ph):
+            released += _seal_one(execute, execute_many, site, "h", hour, policy, draw, ph)
     return released
 
 

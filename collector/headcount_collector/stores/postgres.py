@@ -299,15 +299,15 @@ class PostgresStore:
     def seal_history(
         self,
         site: str,
-        resolution: Resolution,
-        buckets: Sequence[int],
+        day: int | None,
+        hours: Sequence[int],
         policy: ReleasePolicy,
         draw: Callable[[str], int],
     ) -> int:
         def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
             with conn.cursor() as cursor:
                 return seal_claimed(
-                    conn.execute, cursor.executemany, site, resolution, buckets, policy, draw, "%s"
+                    conn.execute, cursor.executemany, site, day, hours, policy, draw, "%s"
                 )
 
         return self._run(seal_in, "write")

@@ -232,15 +232,13 @@ class SQLiteStore:
     def seal_history(
         self,
         site: str,
-        resolution: Resolution,
-        buckets: Sequence[int],
+        day: int | None,
+        hours: Sequence[int],
         policy: ReleasePolicy,
         draw: Callable[[str], int],
     ) -> int:
         with self._write() as conn:
-            return seal_claimed(
-                conn.execute, conn.executemany, site, resolution, buckets, policy, draw, "?"
-            )
+            return seal_claimed(conn.execute, conn.executemany, site, day, hours, policy, draw, "?")
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         rows = self._read(*data_buckets_sql("?", site, resolution, start, end))
