@@ -98,6 +98,9 @@ def create_app(
     committer = GroupCommitter(store, settings.max_group_batches, metrics=metrics)
 
     ingest = IngestEndpoint(registry, committer, clock, settings.dedupe_seconds, metrics)
+    history_ingest = IngestEndpoint(
+        registry, committer, clock, settings.dedupe_seconds, metrics, history=True
+    )
 
     async def stats(request: Request) -> Response:
         token = _bearer(request)
@@ -249,7 +252,7 @@ def create_app(
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/privacy", privacy_page, methods=["GET"]),
             Route("/privacy/{site}", site_privacy_page, methods=["GET"]),
-            *import_routes(registry, store, clock, settings.dedupe_seconds, pool),
+            *import_routes(registry, store, clock, settings.dedupe_seconds, pool, history_ingest),
             *(
                 [Route("/metrics", metrics_page, methods=["GET"])]
                 if settings.metrics_token_sha256
@@ -317,9 +320,12 @@ class IngestEndpoint:
         clock: Callable[[], float],
         dedupe_seconds: int,
         metrics: Metrics | None = None,
+        *,
+        history: bool = False,
     ) -> None:
         self._metrics: Metrics = metrics if metrics is not None else NoMetrics()
         self._dedupe_seconds = dedupe_seconds
+        self._history = history
         self._registry = registry
         self._committer = committer
         self._clock = clock
@@ -354,7 +360,9 @@ class IngestEndpoint:
                 content_encoding.decode("latin-1") if content_encoding is not None else None,
             )
             batch = decode_batch(body)
-            pending = validate_batch(batch, site, int(self._clock()), self._dedupe_seconds)
+            pending = validate_batch(
+                batch, site, int(self._clock()), self._dedupe_seconds, history=self._history
+            )
         except ClientDisconnected:
             return
         except IngestRejected as exc:

@@ -1,13 +1,22 @@
 """What an access-log import needs from the collector, behind the site's write token.
 
 ``GET /v1/import/state`` tells the importer which hours it may fill: those before the
-site's first stored hour, no older than ingest accepts, and (noised sites) outside
-``closed``: every hour the clock has sealed, whether or not it held counts.
-``POST /v1/import/seal`` with ``{"until": hour}`` (and the import's first hour as
-``from``) runs the collector's own sealing for the site's buckets that end by ``until``
-(never past the current hour), so an import is released at once instead of waiting for
-the grace window. It does not change how a bucket is sealed: same watermark, same noise,
-same thresholds.
+site's first stored hour, inside hourly retention, and (noised sites) outside ``closed``.
+``POST /v1/import/ingest`` takes the import's batches: the wire schema of
+``/v1/ingest``, with hours as old as the site keeps them (the batch ids are remembered
+as long). ``POST /v1/import/seal`` with ``{"from": hour, "until": hour}`` then releases
+what the import filled, with the same noise and thresholds as any bucket:
+
+- hours and local days before the site's *origin* (where sealing began when the site
+  was new: nothing there was ever released) are released once each. Every bucket of the
+  range is claimed, empty or not, and a claimed bucket is closed for good;
+- from the origin on, it runs the collector's ordinary sealing for the buckets that end
+  by ``until`` (never past the current hour), so the hours inside the grace window are
+  released at once instead of later.
+
+Which buckets can take an import is decided by the clock and the ranges asked for,
+never by whether anyone visited: an earlier design that let a bucket sealed while empty
+take an import told a write-token holder which hours had a visitor.
 """
 
 from __future__ import annotations
@@ -21,16 +30,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from headcount_collector.config import Site, SiteRegistry
 from headcount_collector.errors import StoreUnavailable
-from headcount_collector.release.sealing import NoisePool, seal_due
+from headcount_collector.ingest import oldest_accepted
+from headcount_collector.release.sealing import NoisePool, begin_sealing, seal_due, seal_history
 from headcount_collector.stores.base import Store
 from headcount_collector.timeutil import floor_hour
 
 __all__ = ["import_routes"]
 
 STATE_PATH: Final = "/v1/import/state"
+INGEST_PATH: Final = "/v1/import/ingest"
 SEAL_PATH: Final = "/v1/import/seal"
 _LAST_BUCKET: Final = 2**62
 _MAX_SEAL_ROUNDS: Final = 10_000
@@ -52,8 +64,10 @@ def import_routes(
     clock: Callable[[], float],
     dedupe_seconds: int,
     pool: NoisePool,
+    history_ingest: ASGIApp,
 ) -> list[Route]:
-    """The two import routes, for the site's write token."""
+    """The import routes, for the site's write token; ``history_ingest`` is the ingest
+    endpoint for import batches."""
 
     def site_of(request: Request) -> Site | None:
         header = request.headers.get("authorization", "")
@@ -65,26 +79,42 @@ def import_routes(
     def unauthorized() -> Response:
         return _json({"error": "missing or wrong write token"}, 401)
 
-    def closed_hours(sealed: int | None, oldest: int) -> list[list[int]]:
-        """[start, end) hour ranges an import may not fill: everything the clock has
-        sealed. Which sealed hours held counts is never told or used: whether an hour
-        could take an import would otherwise say whether anyone visited in it."""
-        return [[oldest, sealed]] if sealed is not None and sealed > oldest else []
+    def closed_hours(site: Site, now: float, oldest: int) -> list[list[int]]:
+        """[start, end) hour ranges an import may not fill: the hours before the origin
+        an import already released, and from the origin (or, when it is unknown, from
+        ``oldest``) every hour the clock has sealed. Which sealed hours held counts is
+        never told or used: whether an hour could take an import would otherwise say
+        whether anyone visited in it."""
+        sealed = begin_sealing(store, site, now)["h"]
+        origin = store.seal_origins(site.id).get("h")
+        closed: list[list[int]] = []
+        if origin is not None:
+            for hour in store.claimed_buckets(site.id, "h", oldest, origin):
+                if closed and closed[-1][1] == hour:
+                    closed[-1][1] = hour + 3600
+                else:
+                    closed.append([hour, hour + 3600])
+        live_from = oldest if origin is None else max(origin, oldest)
+        if sealed > live_from:
+            closed.append([live_from, sealed])
+        return closed
 
     def state_of(site: Site) -> dict[str, int | list[list[int]] | None]:
         now = clock()
         stored = store.data_buckets(site.id, "h", 0, _LAST_BUCKET)
-        sealed = store.seal_state(site.id).get("h") if site.policy.noise else None
-        # The oldest hour ingest accepts (see ingest.validate_batch).
-        oldest = -(-int(now - min(site.hourly_seconds, dedupe_seconds - 3600)) // 3600) * 3600
-        newest = floor_hour(now)
+        # Ingest's oldest hour for an import, rounded up to a whole hour.
+        oldest = -(-int(oldest_accepted(site, int(now), dedupe_seconds, history=True)) // 3600)
+        oldest *= 3600
+        noise = site.policy.noise
+        closed = closed_hours(site, now, oldest) if noise else []
         return {
             "first_hour": stored[0] if stored else None,
             "last_hour": stored[-1] if stored else None,
-            "sealed_until": sealed,
-            "closed": closed_hours(sealed, oldest) if site.policy.noise else [],
+            "sealed_until": store.seal_state(site.id).get("h") if noise else None,
+            "origin": store.seal_origins(site.id).get("h") if noise else None,
+            "closed": closed,
             "oldest_hour": oldest,
-            "newest_hour": newest,
+            "newest_hour": floor_hour(now),
         }
 
     async def state(request: Request) -> Response:
@@ -96,19 +126,18 @@ def import_routes(
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
 
-    def seal_until(site: Site, until: int) -> int | None:
+    def seal_until(site: Site, start: int | None, until: int) -> int | None:
         if not site.policy.noise:
             return None
+        now = clock()
+        if start is not None:
+            seal_history(store, site, start, until, now, pool)
         # seal_due seals what has ended `grace` seconds before the instant it is given.
         instant = until + site.policy.seal_grace_seconds
         for _ in range(_MAX_SEAL_ROUNDS):
             report = seal_due(store, site, instant, pool)
             if not report.behind:
                 break
-        # The import's first hour (`from`) releases nothing below the watermark: which
-        # sealed buckets could take an import must be decided by the clock alone. Deciding
-        # by whether a bucket held counts (an earlier design) told a write-token holder
-        # whether anyone visited.
         return store.seal_state(site.id).get("h")
 
     async def seal(request: Request) -> Response:
@@ -125,12 +154,13 @@ def import_routes(
             return _json({"error": "from must be the start of an hour, in Unix seconds"}, 422)
         until = min(wanted.until, floor_hour(clock()))
         try:
-            sealed = await asyncio.to_thread(seal_until, site, until)
+            sealed = await asyncio.to_thread(seal_until, site, wanted.start, until)
         except StoreUnavailable:
             return _json({"error": "storage is temporarily unavailable; retry later"}, 503)
         return _json({"sealed_until": sealed})
 
     return [
         Route(STATE_PATH, state, methods=["GET"]),
+        Route(INGEST_PATH, history_ingest, methods=["POST"]),
         Route(SEAL_PATH, seal, methods=["POST"]),
     ]

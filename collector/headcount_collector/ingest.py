@@ -18,7 +18,7 @@ from headcount_collector.errors import IngestRejected, split_validation_error
 from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.tables import RECORD_KEYS
 
-__all__ = ["ClientDisconnected", "decode_batch", "read_body", "validate_batch"]
+__all__ = ["ClientDisconnected", "decode_batch", "oldest_accepted", "read_body", "validate_batch"]
 
 _DECODER = msgspec.json.Decoder(wire.Batch)
 DEFAULT_DEDUPE_SECONDS = 7 * 86400
@@ -127,16 +127,36 @@ def decode_batch(body: bytes) -> wire.Batch:
         raise IngestRejected(400, f"malformed JSON: {exc}") from None
 
 
+def oldest_accepted(
+    site: Site, now: int, dedupe_seconds: int = DEFAULT_DEDUPE_SECONDS, *, history: bool = False
+) -> int:
+    """The oldest instant a record's hour may start at.
+
+    A live batch's id is remembered for ``dedupe_seconds`` after it arrives, so its
+    records are accepted only as far back as that (less an hour of margin): a retry older
+    than that could no longer be recognised as one. An import's batch id is remembered
+    until its hours leave hourly retention (``PendingBatch.keep_id_until``), so an import
+    reaches back as far as the site keeps hours.
+    """
+    if history:
+        return now - site.hourly_seconds
+    return now - min(site.hourly_seconds, dedupe_seconds - 3600)
+
+
 def validate_batch(
-    batch: wire.Batch, site: Site, now: int, dedupe_seconds: int = DEFAULT_DEDUPE_SECONDS
+    batch: wire.Batch,
+    site: Site,
+    now: int,
+    dedupe_seconds: int = DEFAULT_DEDUPE_SECONDS,
+    *,
+    history: bool = False,
 ) -> PendingBatch:
     """Check what only the site can judge and merge equal keys; raise on the first problem.
 
-    Records are accepted only as far back as batch ids are remembered (less an hour of
-    margin): a retry older than that could no longer be recognised as one.
+    ``history`` is an import's batch (``POST /v1/import/ingest``): see ``oldest_accepted``.
     """
     newest = now + 3600
-    oldest = now - min(site.hourly_seconds, dedupe_seconds - 3600)
+    oldest = oldest_accepted(site, now, dedupe_seconds, history=history)
     counts: dict[CounterKey, int] = {}
     good_routes = _GOOD_ROUTES
     if len(good_routes) > _MAX_GOOD_ROUTES:
@@ -168,9 +188,12 @@ def validate_batch(
                 _check_event(record, site, index)  # type: ignore[arg-type]
         key = (kind, hour, key_of(record))
         counts[key] = counts.get(key, 0) + record.n
-    return PendingBatch(
+    pending = PendingBatch(
         site.id, batch.batch_id, counts, len(batch.records), batch.visits, site.timezone
     )
+    if history and counts:
+        pending.keep_id_until = max(hour for _, hour, _ in counts) + site.hourly_seconds
+    return pending
 
 
 def _bad_hour(index: int, future: bool, site: Site) -> IngestRejected:

@@ -62,6 +62,10 @@ def downgrade_before_categories(url: str) -> None:
                 f"INSERT INTO hc_bot (site, res, bucket, n) VALUES ({mark}, {mark}, {mark}, {mark})",
                 row,
             )
+        # Later versions run again on the way back up: undo those that are not
+        # idempotent (version 6 adds columns).
+        conn.execute("ALTER TABLE hc_seal DROP COLUMN origin")
+        conn.execute("ALTER TABLE hc_batch DROP COLUMN keep_until")
         conn.execute(
             f"UPDATE hc_meta SET value = {mark} WHERE key = 'schema_version'",
             (str(BOT_CATEGORY_VERSION - 1),),

@@ -26,7 +26,7 @@ from headcount_collector.stores.base import CounterQuery, release_table
 from headcount_collector.stores.postgres import SCHEMA_VERSION, PoolSettings, PostgresStore
 from headcount_collector.tables import TABLES
 from tests._servers import free_port
-from tests.collector.conftest import auth, batch_body, pageview, read_auth
+from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview, read_auth
 from tests.collector.test_query import NOW, pv
 from tests.conftest import POSTGRES_URL, site_file_text
 
@@ -35,17 +35,11 @@ pytestmark = pytest.mark.postgres
 HOUR = int(NOW) // 3600 * 3600
 
 
-def drop_schema(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for name in [*(t.name for t in TABLES.values()), "hc_batch", "hc_meta"]:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-
-
 @pytest.fixture
 def pg_url(postgres_database: str) -> Iterator[str]:
-    drop_schema(postgres_database)
+    _wipe_postgres(postgres_database)
     yield postgres_database
-    drop_schema(postgres_database)
+    _wipe_postgres(postgres_database)
 
 
 @pytest.fixture

@@ -25,8 +25,7 @@ import pytest
 
 from headcount_collector.stores.base import stored_batch_id
 from tests._servers import CollectorProcess, start_collector
-from tests.collector.conftest import auth, batch_body, pageview, read_auth
-from tests.collector.test_postgres_store import drop_schema
+from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview, read_auth
 from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(60)]
@@ -37,9 +36,9 @@ COLLECTORS = 3
 
 @pytest.fixture
 def pg_url(postgres_database: str) -> Iterator[str]:
-    drop_schema(postgres_database)
+    _wipe_postgres(postgres_database)
     yield postgres_database
-    drop_schema(postgres_database)
+    _wipe_postgres(postgres_database)
 
 
 @pytest.fixture

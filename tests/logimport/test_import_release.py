@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from headcount_collector.release.catalogue import MARGINALS
+from headcount_collector.release.catalogue import MARGINALS, Resolution
 from headcount_collector.stores.base import ReleasedQuery
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview
@@ -83,23 +83,41 @@ def test_import_endpoints_need_the_write_token(
     assert state["oldest_hour"] <= now_hour - 24 * 3600
 
 
-def test_sealed_hours_take_no_import(
+def test_history_before_the_site_began_takes_one_import(
     noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:
     server, tokens = noised
     site = tokens["old"]
     sealed = _sealed_until(server.url, site.write)
     assert sealed is not None
+    state = _state(server.url, site.write).json()
+    # A new site's origin is where the clock began sealing it: nothing before was released.
+    assert state["origin"] == sealed
     base = sealed - 48 * 3600
     log = tmp_path / "access.log"
     log.write_text(render("combined", base), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert f"skipped (already sealed): {len(SCENARIO)}" in done.stderr
+    assert "records accepted: 17" in done.stderr
+    assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
     state = _state(server.url, site.write).json()
-    assert state["first_hour"] is None
-    # Closed is the clock's watermark, the same whether or not anyone visited.
-    assert state["closed"] == [[state["oldest_hour"], sealed]]
+    assert state["first_hour"] == base
+    # Released once: the (UTC) days the import touched are closed, every hour of them,
+    # whether or not a line fell in it.
+    hours = sorted({base + hit.offset // 3600 * 3600 for hit in SCENARIO})
+    days = [hours[0] // 86400 * 86400, hours[-1] // 86400 * 86400 + 86400]
+    live = [[sealed, state["sealed_until"]]] if state["sealed_until"] > sealed else []
+    assert state["closed"] == [days, *live]
+    again = run_import(server.url, site.write, str(log))
+    assert f"skipped (live data): {len(SCENARIO)}" in again.stderr
+    # Even past the importer's own rule, the collector takes nothing more into them.
+    late = httpx.post(
+        f"{server.url}/v1/import/ingest",
+        content=batch_body([pageview(hour=hours[0], n=500)]),
+        headers=auth(site.write),
+    )
+    assert late.status_code == 202, late.text
+    assert late.json()["late"] == 500
 
 
 def test_imported_hours_are_sealed_when_the_import_ends(
@@ -180,9 +198,11 @@ def _daily(collector: NoisedCollector, day: date) -> list[int]:
     return [row["count"] for row in collector.stats(interval="day", **day_params(day))["totals"]]
 
 
-def _released_cells(collector: NoisedCollector) -> list[tuple[Any, ...]]:
+def _released_cells(
+    collector: NoisedCollector, resolution: Resolution = "h"
+) -> list[tuple[Any, ...]]:
     total = next(marginal for marginal in MARGINALS["pageview"] if not marginal.dims)
-    query = ReleasedQuery(total, "blog", "h", ((0, 2**62, 0),), per_bucket=True)
+    query = ReleasedQuery(total, "blog", resolution, ((0, 2**62, 0),), per_bucket=True)
     return sorted(collector.store.query_released(query), key=repr)
 
 
@@ -196,7 +216,7 @@ def test_whether_a_sealed_hour_takes_an_import_never_tells_if_anyone_visited(
     backfill.send([pageview(route="/", n=1, hour=three)], three + 600)
     backfill.seal_everything(NOW)
     state = backfill.client.get("/v1/import/state", headers=auth()).json()
-    assert _closed(backfill) == [[state["oldest_hour"], state["sealed_until"]]]
+    assert _closed(backfill) == [[state["origin"], state["sealed_until"]]]
     hours, days, cells = (
         _hourly(backfill, BACKFILL_DAY),
         _daily(backfill, BACKFILL_DAY),
@@ -267,6 +287,208 @@ def test_hours_older_than_retention_are_refused(backfill: NoisedCollector) -> No
     too_old = state["oldest_hour"] - 3600
     backfill.clock.now = NOW
     refused = backfill.client.post(
-        "/v1/ingest", content=batch_body([pageview(hour=too_old)]), headers=auth()
+        "/v1/import/ingest", content=batch_body([pageview(hour=too_old)]), headers=auth()
     )
     assert refused.status_code == 422
+    assert refused.json()["path"] == "$.records[0].hour"
+    taken = backfill.client.post(
+        "/v1/import/ingest", content=batch_body([pageview(hour=too_old + 3600)]), headers=auth()
+    )
+    assert taken.status_code == 202, taken.text
+
+
+# History before the origin: where the clock began sealing the site. Nothing there was
+# released, so each bucket can be released once, by an import's seal.
+
+HISTORY_DAY = FIRST_DAY - timedelta(days=20)
+
+
+def _origin(collector: NoisedCollector) -> int:
+    origin: int = collector.client.get("/v1/import/state", headers=auth()).json()["origin"]
+    return origin
+
+
+def _import_history(
+    collector: NoisedCollector, records: list[dict[str, Any]], start: int, until: int
+) -> dict[str, Any]:
+    collector.clock.now = NOW
+    sent = collector.client.post("/v1/import/ingest", content=batch_body(records), headers=auth())
+    assert sent.status_code == 202, sent.text
+    seal = collector.client.post(
+        "/v1/import/seal", json={"from": start, "until": until}, headers=auth()
+    )
+    assert seal.status_code == 200, seal.text
+    answer: dict[str, Any] = sent.json()
+    return answer
+
+
+def test_history_before_the_origin_is_released_once_by_the_import(
+    backfill: NoisedCollector,
+) -> None:
+    backfill.seal_everything(NOW)
+    origin = _origin(backfill)
+    assert origin <= local_ts(FIRST_DAY)
+    nine, ten = local_ts(HISTORY_DAY, 9), local_ts(HISTORY_DAY, 10)
+    day = local_ts(HISTORY_DAY)
+    assert _hourly(backfill, HISTORY_DAY) == {}
+    assert _daily(backfill, HISTORY_DAY) == []
+    answer = _import_history(
+        backfill,
+        [pageview(route="/", n=900, hour=nine), pageview(route="/docs", n=700, hour=ten)],
+        day,
+        day + 86400,
+    )
+    assert answer == {"accepted": 2}  # nothing late: these hours were never released
+    hourly = _hourly(backfill, HISTORY_DAY)
+    assert set(hourly) == {"09", "10"}
+    # Noisy, at the site's budget: far closer than this to the truth.
+    assert abs(hourly["09"] - 900) < 200
+    assert abs(hourly["10"] - 700) < 200
+    [daily] = _daily(backfill, HISTORY_DAY)
+    assert abs(daily - 1600) < 200
+    closed = _closed(backfill)
+    # The whole range asked for is closed, the hours that held nothing included.
+    assert [day, day + 86400] in closed
+    cells = _released_cells(backfill)
+    # A second import of the same hours is late: nothing released changes.
+    again = _import_history(backfill, [pageview(route="/", n=5000, hour=nine)], day, day + 86400)
+    assert again["late"] == 5000
+    assert _released_cells(backfill) == cells
+    assert _hourly(backfill, HISTORY_DAY) == hourly
+    assert _daily(backfill, HISTORY_DAY) == [daily]
+
+
+def test_which_history_hours_take_an_import_never_depends_on_counts(
+    backfill: NoisedCollector,
+) -> None:
+    # A write-token holder imports one record into 03:00 and nothing into 04:00, then
+    # asks for both hours: both are closed alike, and neither takes a second import.
+    # Had only the hours that held counts been closed, which hours could still take an
+    # import would tell whether anyone was counted in them.
+    backfill.seal_everything(NOW)
+    three, four = local_ts(HISTORY_DAY, 3), local_ts(HISTORY_DAY, 4)
+    _import_history(backfill, [pageview(route="/", n=1, hour=three)], three, four + 3600)
+    # The whole local day goes with them (see the test below).
+    assert [local_ts(HISTORY_DAY), local_ts(HISTORY_DAY + timedelta(days=1))] in _closed(backfill)
+    cells = _released_cells(backfill)
+    hours = _hourly(backfill, HISTORY_DAY)
+    padded = _import_history(
+        backfill,
+        [pageview(route="/", n=500, hour=three), pageview(route="/", n=500, hour=four)],
+        three,
+        four + 3600,
+    )
+    assert padded["late"] == 1000
+    assert _released_cells(backfill) == cells
+    assert _hourly(backfill, HISTORY_DAY) == hours
+
+
+def test_a_site_sealed_before_origins_were_kept_takes_no_history(
+    backfill: NoisedCollector,
+) -> None:
+    # When sealing began is unknown (a database from before schema version 6), no hour
+    # before the watermark can be told apart from one that was released: none is open.
+    backfill.seal_everything(NOW)
+    with backfill.store_connection() as execute:
+        execute("UPDATE hc_seal SET origin = NULL")
+    state = backfill.client.get("/v1/import/state", headers=auth()).json()
+    assert state["origin"] is None
+    assert state["closed"] == [[state["oldest_hour"], state["sealed_until"]]]
+    nine = local_ts(HISTORY_DAY, 9)
+    answer = _import_history(backfill, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+    assert answer["late"] == 900
+    assert _hourly(backfill, HISTORY_DAY) == {}
+
+
+def test_an_exact_counts_site_imports_history_beyond_the_batch_id_window(
+    tmp_path: Path,
+) -> None:
+    with noised_collector(tmp_path, noise=False) as exact:
+        exact.clock.now = NOW
+        old_hour = local_ts(HISTORY_DAY, 9)
+        assert NOW - old_hour > 14 * 86400
+        body = batch_body([pageview(route="/", n=50, hour=old_hour)])
+        # Live ingest takes hours back to its batch-id memory only.
+        live = exact.client.post("/v1/ingest", content=body, headers=auth())
+        assert live.status_code == 422
+        sent = exact.client.post("/v1/import/ingest", content=body, headers=auth())
+        assert sent.status_code == 202, sent.text
+        assert _hourly(exact, HISTORY_DAY) == {"09": 50}
+        # Weeks later, after retention has run, the same batch is still recognised.
+        exact.clock.now = NOW + 30 * 86400
+        exact.run_retention()
+        again = exact.client.post("/v1/import/ingest", content=body, headers=auth())
+        assert again.status_code == 200, again.text
+        assert again.json() == {"duplicate": True}
+        assert _hourly(exact, HISTORY_DAY) == {"09": 50}
+
+
+def test_an_imported_day_holds_every_hour_released_in_it(backfill: NoisedCollector) -> None:
+    # The newest log first (from 14:00), then an older one reaching into the same day:
+    # the day was claimed with all its hours, so the older log's hours of it are closed
+    # rather than released by the hour and missing from the day.
+    backfill.seal_everything(NOW)
+    fourteen, nine = local_ts(HISTORY_DAY, 14), local_ts(HISTORY_DAY, 9)
+    _import_history(
+        backfill, [pageview(route="/", n=800, hour=fourteen)], fourteen, fourteen + 3600
+    )
+    hourly, daily = _hourly(backfill, HISTORY_DAY), _daily(backfill, HISTORY_DAY)
+    assert set(hourly) == {"14"}
+    assert len(daily) == 1
+    earlier = HISTORY_DAY - timedelta(days=1)
+    older = _import_history(
+        backfill,
+        [
+            pageview(route="/", n=600, hour=nine),
+            pageview(route="/", n=400, hour=local_ts(earlier, 9)),
+        ],
+        local_ts(earlier, 9),
+        nine + 3600,
+    )
+    assert older["late"] == 600
+    assert _hourly(backfill, HISTORY_DAY) == hourly
+    assert _daily(backfill, HISTORY_DAY) == daily
+    assert set(_hourly(backfill, earlier)) == {"09"}
+
+
+def test_history_stays_closed_when_retention_forgets_it_and_then_grows(
+    backfill_url: str, tmp_path: Path
+) -> None:
+    # Retention drops the released cells; were the claims dropped too, raising
+    # hourly_days afterwards would let the same history in and out a second time.
+    with noised_collector(tmp_path, store_url=backfill_url, hourly_days=30) as short:
+        short.seal_everything(NOW)
+        day = FIRST_DAY - timedelta(days=5)
+        nine = local_ts(day, 9)
+        _import_history(short, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+        assert "09" in _hourly(short, day)
+        short.clock.now = NOW + 40 * 86400
+        short.run_retention()
+        assert [local_ts(day), local_ts(day + timedelta(days=1))] not in _closed(short)
+    with noised_collector(tmp_path, store_url=backfill_url, hourly_days=3660) as longer:
+        longer.clock.now = NOW + 40 * 86400
+        assert [local_ts(day), local_ts(day + timedelta(days=1))] in _closed(longer)
+        again = _import_history(longer, [pageview(route="/", n=900, hour=nine)], nine, nine + 3600)
+        assert again["late"] == 900
+        assert _hourly(longer, day) == {}
+
+
+def test_a_new_time_zone_cannot_release_imported_history_again(
+    backfill_url: str, tmp_path: Path
+) -> None:
+    # Days are claimed at local midnights; after the site moves to another zone, its
+    # days start elsewhere. A day overlapping hours already released is never released.
+    day = FIRST_DAY - timedelta(days=8)
+    nine = local_ts(day, 9)
+    record = [pageview(route="/", n=900, hour=nine)]
+    with noised_collector(tmp_path, store_url=backfill_url) as berlin:
+        berlin.seal_everything(NOW)
+        _import_history(berlin, record, nine, nine + 3600)
+        hourly, daily = _released_cells(berlin, "h"), _released_cells(berlin, "d")
+        assert hourly
+        assert daily
+    with noised_collector(tmp_path, store_url=backfill_url, timezone="America/New_York") as moved:
+        again = _import_history(moved, record, nine - 86400, nine + 86400)
+        assert again["late"] == 900
+        assert _released_cells(moved, "h") == hourly
+        assert _released_cells(moved, "d") == daily

@@ -548,8 +548,9 @@ def test_a_hanging_redis_does_not_stall_the_event_loop() -> None:
                 view(store, "/entry", settle=False)
             return time.perf_counter() - started
 
-        # Made on the loop, each would wait out visits_redis_timeout (50 ms) or more.
-        assert asyncio.run(app_requests()) < 0.02
+        # Made on the loop, each would wait out visits_redis_timeout (50 ms) or more: all
+        # five together stay under one such wait, with room for a loaded CI machine.
+        assert asyncio.run(app_requests()) < 0.045
         closer = threading.Thread(target=store.close, daemon=True)
         closer.start()
         closer.join(0.1)  # a dead Redis may hold close(); the process is not held

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,7 +28,14 @@ from headcount_collector.release.sampler import RandomBelow, discrete_gaussian
 from headcount_collector.stores.base import SealStep, Store, retention_cutoffs
 from headcount_collector.timeutil import floor_hour, local_day_start
 
-__all__ = ["NoisePool", "SealReport", "seal_due", "sealable_before"]
+__all__ = [
+    "NoisePool",
+    "SealReport",
+    "begin_sealing",
+    "seal_due",
+    "seal_history",
+    "sealable_before",
+]
 
 logger = logging.getLogger("headcount_collector.sealing")
 
@@ -94,6 +101,26 @@ class SealReport:
     lost_races: int = 0
 
 
+def begin_sealing(store: Store, site: Site, now: float) -> dict[str, int]:
+    """The site's watermarks, first setting those it has none of yet. That first
+    watermark is the site's origin: nothing before it was ever released."""
+    state = store.seal_state(site.id)
+    if all(resolution in state for resolution in RESOLUTIONS):
+        return state
+    for resolution in RESOLUTIONS:
+        if resolution in state:
+            continue
+        limit = sealable_before(resolution, now, site.timezone, site.policy.seal_grace_seconds)
+        # Counts already stored (an upgraded database) are released from the start of
+        # what retention keeps; a new site starts now.
+        hourly_from, daily_from = retention_cutoffs(site, int(now))
+        start = hourly_from if resolution == "h" else daily_from
+        if not store.data_buckets(site.id, resolution, 0, limit):
+            start = limit
+        store.start_sealing(site.id, resolution, min(start, limit))
+    return store.seal_state(site.id)
+
+
 def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealReport:
     """Seal what is due for one site, oldest first, a bounded number of steps per call.
 
@@ -107,19 +134,10 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
     if not policy.noise:
         return report
     zone = site.timezone
-    state = store.seal_state(site.id)
+    state = begin_sealing(store, site, now)
     for resolution in RESOLUTIONS:
         limit = sealable_before(resolution, now, zone, policy.seal_grace_seconds)
-        watermark = state.get(resolution)
-        if watermark is None:
-            # First run for this site. Counts already stored (an upgraded database) are
-            # released from the start of what retention keeps; a new site starts now.
-            hourly_from, daily_from = retention_cutoffs(site, int(now))
-            start = hourly_from if resolution == "h" else daily_from
-            if not store.data_buckets(site.id, resolution, 0, limit):
-                start = limit
-            store.start_sealing(site.id, resolution, min(start, limit))
-            watermark = store.seal_state(site.id).get(resolution, start)
+        watermark = state[resolution]
         steps = 0
         while watermark < limit:
             if steps == MAX_STEPS_PER_CALL:
@@ -141,3 +159,45 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
             report.steps += 1
             report.cells += cells
     return report
+
+
+def seal_history(
+    store: Store, site: Site, start: int, until: int, now: float, pool: NoisePool
+) -> int:
+    """Release, once each, the history an import filled: the local days that [start,
+    until) touches before the site's origin, each with every hour of it inside hourly
+    retention, and the hours of [start, until) between the daily and the hourly origin.
+    Returns the cells released.
+
+    Every bucket is claimed whether or not it holds counts, and a claimed bucket never
+    takes part again: which buckets an import can still fill is decided by the ranges
+    asked for, never by who visited. A day goes with all of its hours, so that a later
+    import of an earlier log finds them closed rather than counted in the hour but not in
+    its day. Sites without a known origin (sealing since before schema version 6) have no
+    history to fill.
+    """
+    policy = site.policy
+    origins = store.seal_origins(site.id)
+    hourly_origin, daily_origin = origins.get("h"), origins.get("d")
+    if not policy.noise or hourly_origin is None or daily_origin is None:
+        return 0
+    zone = site.timezone
+    hourly_from, daily_from = retention_cutoffs(site, int(now))
+    end = min(until, hourly_origin)
+    released = 0
+    day = local_day_start(max(start, hourly_from), zone)
+    while day < end:
+        next_day = local_day_start(day + 26 * 3600, zone)
+        whole = next_day <= daily_origin and day >= daily_from
+        low, high = (day, next_day) if whole else (max(day, start), min(next_day, end))
+        hours = list(range(max(floor_hour(low), hourly_from), min(high, hourly_origin), 3600))
+        if hours:
+            rows = Counter(store.raw_rows(site.id, "h", hours[0], hours[-1] + 1))
+            if whole:
+                rows.update(store.raw_rows(site.id, "d", day, day + 1))
+            pool.prepare(policy, rows)
+            released += store.seal_history(
+                site.id, day if whole else None, hours, policy, pool.drawer(policy)
+            )
+        day = next_day
+    return released

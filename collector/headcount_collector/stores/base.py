@@ -31,6 +31,7 @@ __all__ = [
     "RetentionResult",
     "SealStep",
     "Store",
+    "claimed_buckets_sql",
     "counter_rows",
     "data_buckets_sql",
     "declared_modes",
@@ -40,8 +41,10 @@ __all__ = [
     "mark_late",
     "raw_rows_sql",
     "release_table",
+    "remembered_ids",
     "retention_cutoffs",
     "seal_bucket",
+    "seal_claimed",
     "spill_excess_keys",
     "stored_batch_id",
 ]
@@ -98,7 +101,26 @@ class Store(Protocol):
         """Per resolution ("h", "d"), the bucket start before which everything is sealed."""
 
     def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
-        """Record where sealing starts for a site that has none yet (first writer wins)."""
+        """Record where sealing starts for a site that has none yet (first writer wins);
+        that first watermark is kept as the site's origin."""
+
+    def seal_origins(self, site: str) -> dict[str, int]:
+        """Per resolution, where sealing began (absent when that is unknown: a site
+        sealing before schema version 6)."""
+
+    def claimed_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        """Bucket starts in [start, end) already released once (see ``seal_history``)."""
+
+    def seal_history(
+        self,
+        site: str,
+        day: int | None,
+        hours: Sequence[int],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        """``seal_claimed`` in one transaction: history before the site's origin, each
+        bucket released at most once; returns the cells released."""
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         """Bucket starts in [start, end) that hold any counts, ascending."""
@@ -160,13 +182,24 @@ def delete_expired(
         deleted += delete_before(table.name, "d", daily_cutoff)
         delete_before(release_table(table.kind), "h", hourly_cutoff)
         delete_before(release_table(table.kind), "d", daily_cutoff)
-    # Imports never reach past retention (ingest refuses those hours), so what was sealed
-    # there can be forgotten with the cells.
-    delete_before("hc_sealed_data", "h", hourly_cutoff)
-    delete_before("hc_sealed_data", "d", daily_cutoff)
+    # Which buckets live sealing released is forgotten with the cells: the watermark
+    # keeps them closed. Before the origin a claim is the only guard, so it stays: were
+    # it forgotten, a longer retention later would let the same history in again, and
+    # out again as a second noisy copy of the same requests.
+    origins = dict(
+        execute(f"SELECT res, origin FROM hc_seal WHERE site = {ph}", (site.id,)).fetchall()
+    )
+    for resolution, cutoff in (("h", hourly_cutoff), ("d", daily_cutoff)):
+        origin = origins.get(resolution)
+        execute(
+            f"DELETE FROM hc_sealed_data WHERE site = {ph} AND res = {ph} AND bucket < {ph} "
+            f"AND bucket >= {ph}",
+            (site.id, resolution, cutoff, -1 if origin is None else int(origin)),
+        )
     forgotten = execute(
-        f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph}",
-        (site.id, now - dedupe_seconds),
+        f"DELETE FROM hc_batch WHERE site = {ph} AND received < {ph} "
+        f"AND (keep_until IS NULL OR keep_until < {ph})",
+        (site.id, now - dedupe_seconds, now),
     ).rowcount
     return RetentionResult(rolled, deleted, forgotten)
 
@@ -315,16 +348,31 @@ def mark_late(
         return
     marks = ", ".join(placeholder for _ in sites)
     sealed = {
-        str(site): int(until)
-        for site, until in execute(
-            f"SELECT site, sealed_until FROM hc_seal WHERE res = 'h' AND site IN ({marks})",
+        str(site): (int(until), None if origin is None else int(origin))
+        for site, until, origin in execute(
+            f"SELECT site, sealed_until, origin FROM hc_seal WHERE res = 'h' AND site IN ({marks})",
             sites,
         ).fetchall()
     }
     for batch, ok in zip(batches, applied, strict=True):
-        until = sealed.get(batch.site)
-        if ok and until is not None:
-            batch.late = sum(n for (_, hour, _), n in batch.counts.items() if hour < until)
+        if not ok or batch.site not in sealed:
+            continue
+        until, origin = sealed[batch.site]
+        hours = {hour for (_, hour, _) in batch.counts if hour < until}
+        if batch.keep_id_until is not None and origin is not None and hours and min(hours) < origin:
+            # An import's hours before the origin are released by its seal, unless an
+            # import released them already. (A live batch's are counted in their day only.)
+            history = sorted(hour for hour in hours if hour < origin)
+            released = {
+                int(row[0])
+                for row in execute(
+                    f"SELECT bucket FROM hc_sealed_data WHERE site = {placeholder} "
+                    f"AND res = 'h' AND bucket >= {placeholder} AND bucket <= {placeholder}",
+                    (batch.site, history[0], history[-1]),
+                ).fetchall()
+            }
+            hours -= set(history) - released
+        batch.late = sum(n for (_, hour, _), n in batch.counts.items() if hour in hours)
 
 
 def declared_modes(
@@ -498,6 +546,17 @@ def stored_batch_id(site: str, batch_id: str) -> str:
     return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:32]
 
 
+def remembered_ids(batches: Sequence[PendingBatch]) -> list[tuple[str, str, int | None]]:
+    """(site, stored id, keep until) per distinct batch id, sorted: one lock order for
+    every writer remembering overlapping ids."""
+    keep: dict[tuple[str, str], int | None] = {}
+    for batch in batches:
+        key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
+        if key not in keep or batch.keep_id_until is not None:
+            keep[key] = batch.keep_id_until
+    return sorted((site, stored, until) for (site, stored), until in keep.items())
+
+
 def first_copies(batches: Sequence[PendingBatch], fresh: set[tuple[str, str]]) -> list[bool]:
     """Per batch, whether to apply it: its (site, stored id) was newly remembered by this
     group commit (in ``fresh``), and it is the first copy of that id in the group, since
@@ -636,11 +695,12 @@ def seal_bucket(
 def _claim(
     execute: Callable[..., Any], site: str, resolution: Resolution, bucket: int, ph: str
 ) -> bool:
-    """Record that ``bucket`` is released with counts; False when it already was. A
-    second guard behind the watermark's compare-and-swap: should the watermark ever
-    stand behind a released bucket again (a restored ``hc_seal``, an older collector on
-    the same database), the bucket's row still keeps it from a second release. A
-    concurrent claim of the same row waits on its key and then finds it taken."""
+    """Record that ``bucket`` is released; False when it already was. Live sealing
+    records the buckets that held counts, as a second guard behind the watermark's
+    compare-and-swap (should the watermark ever stand behind a released bucket again: a
+    restored ``hc_seal``, an older collector on the same database); an import's seal
+    records every bucket before the origin it asks for, and this row is its only guard.
+    A concurrent claim of the same row waits on its key and then finds it taken."""
     return bool(
         execute(
             f"INSERT INTO hc_sealed_data (site, res, bucket) VALUES ({ph}, {ph}, {ph}) "
@@ -648,6 +708,53 @@ def _claim(
             (site, resolution, bucket),
         ).rowcount
         == 1
+    )
+
+
+def seal_claimed(
+    execute: Callable[..., Any],
+    execute_many: Callable[[str, list[tuple[object, ...]]], Any],
+    site: str,
+    day: int | None,
+    hours: Sequence[int],
+    policy: ReleasePolicy,
+    draw: Callable[[str], int],
+    placeholder: str,
+) -> int:
+    """Release, inside the caller's write transaction, history before a site's origin:
+    ``day`` (a local day, or None) and ``hours`` (every hour of that day an import can
+    reach), each at most once. Every bucket asked for is claimed, empty or not: whether
+    one could still be released must never say whether anyone visited in it.
+
+    The day is claimed only together with all its hours, and only when none of them was
+    claimed before: a day's cell then always holds every hour released in it, and a day
+    drawn at other midnights (the site's time zone changed) cannot release those hours a
+    second time inside another day's cell.
+    """
+    ph = placeholder
+    released = 0
+    if day is not None and hours:
+        (taken,) = execute(
+            f"SELECT COUNT(*) FROM hc_sealed_data WHERE site = {ph} AND res = 'h' "
+            f"AND bucket >= {ph} AND bucket <= {ph}",
+            (site, min(hours), max(hours)),
+        ).fetchone()
+        if not taken and _claim(execute, site, "d", day, ph):
+            released += _seal_one(execute, execute_many, site, "d", day, policy, draw, ph)
+    for hour in sorted(set(hours)):
+        if _claim(execute, site, "h", hour, ph):
+            released += _seal_one(execute, execute_many, site, "h", hour, policy, draw, ph)
+    return released
+
+
+def claimed_buckets_sql(
+    placeholder: str, site: str, resolution: Resolution, start: int, end: int
+) -> tuple[str, tuple[object, ...]]:
+    ph = placeholder
+    return (
+        f"SELECT bucket FROM hc_sealed_data WHERE site = {ph} AND res = {ph} "
+        f"AND bucket >= {ph} AND bucket < {ph} ORDER BY bucket",
+        (site, resolution, start, end),
     )
 
 

@@ -231,6 +231,20 @@ WHERE c.bucket < s.sealed_until""",
 )
 
 
+# Version 6: history imports into noised sites, and import batch ids kept with their data.
+# hc_seal.origin is where sealing began for a site; the hours before it were never
+# released, so each can take one import (claimed in hc_sealed_data, decided by the range
+# asked for, never by the counts). Sites sealing before this version keep origin NULL:
+# when they began is unknown, so none of their past takes an import.
+# hc_batch.keep_until: an import's batch id is remembered until its hours leave hourly
+# retention, since ingest takes an import's hours that far back (a live batch id is
+# remembered for the dedupe window from its arrival, which covers every hour it can hold).
+_V6: Final = (
+    "ALTER TABLE hc_seal ADD COLUMN origin {bigint}",
+    "ALTER TABLE hc_batch ADD COLUMN keep_until {bigint}",
+)
+
+
 def _format(statements: Sequence[str], dialect: SchemaDialect) -> list[str]:
     return [
         s.format(bigint=dialect.bigint, real=dialect.real, table=dialect.table) for s in statements
@@ -243,6 +257,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: list(_V3[d.backend]),
     lambda d: _format(_V4, d),
     lambda d: _format(_V5, d),
+    lambda d: _format(_V6, d),
 )
 
 

@@ -33,6 +33,7 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
+    claimed_buckets_sql,
     counter_rows,
     data_buckets_sql,
     declared_modes,
@@ -41,9 +42,10 @@ from headcount_collector.stores.base import (
     first_copies,
     mark_late,
     raw_rows_sql,
+    remembered_ids,
     seal_bucket,
+    seal_claimed,
     spill_excess_keys,
-    stored_batch_id,
 )
 from headcount_collector.stores.migrations import POSTGRESQL, apply_migrations, latest_version
 from headcount_collector.tables import TABLES, Table
@@ -127,8 +129,9 @@ def _upsert_sql(table: Table) -> str:
 _UPSERT_SQL = {table.name: _upsert_sql(table) for table in TABLES.values()}
 
 _REMEMBER_BATCHES_SQL = (
-    "INSERT INTO hc_batch (site, batch_id, received) "
-    "SELECT u.site, u.batch_id, %b FROM unnest(%b::text[], %b::text[]) AS u(site, batch_id) "
+    "INSERT INTO hc_batch (site, batch_id, received, keep_until) "
+    "SELECT u.site, u.batch_id, %b, u.keep_until "
+    "FROM unnest(%b::text[], %b::text[], %b::bigint[]) AS u(site, batch_id, keep_until) "
     "ON CONFLICT DO NOTHING RETURNING site, batch_id"
 )
 
@@ -203,8 +206,7 @@ class PostgresStore:
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         if not batches:
             return []
-        # Sorted so that two collectors remembering overlapping ids lock them in one order.
-        ids = sorted({(b.site, stored_batch_id(b.site, b.batch_id)) for b in batches})
+        ids = remembered_ids(batches)
 
         def commit_in(conn: psycopg.Connection[tuple[object, ...]]) -> list[bool]:
             fresh = {
@@ -213,8 +215,9 @@ class PostgresStore:
                     _REMEMBER_BATCHES_SQL,
                     (
                         floor_hour(now),
-                        [site for site, _ in ids],
-                        [batch_id for _, batch_id in ids],
+                        [site for site, _, _ in ids],
+                        [batch_id for _, batch_id, _ in ids],
+                        [keep_until for _, _, keep_until in ids],
                     ),
                 ).fetchall()
             }
@@ -278,12 +281,36 @@ class PostgresStore:
     def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
         self._run(
             lambda conn: conn.execute(
-                "INSERT INTO hc_seal (site, res, sealed_until) VALUES (%s, %s, %s) "
+                "INSERT INTO hc_seal (site, res, sealed_until, origin) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",
-                (site, resolution, watermark),
+                (site, resolution, watermark, watermark),
             ),
             "write",
         )
+
+    def seal_origins(self, site: str) -> dict[str, int]:
+        rows = self._read("SELECT res, origin FROM hc_seal WHERE site = %s", (site,))
+        return {str(res): _int(origin) for res, origin in rows if origin is not None}
+
+    def claimed_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        rows = self._read(*claimed_buckets_sql("%s", site, resolution, start, end))
+        return [_int(row[0]) for row in rows]
+
+    def seal_history(
+        self,
+        site: str,
+        day: int | None,
+        hours: Sequence[int],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        def seal_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+            with conn.cursor() as cursor:
+                return seal_claimed(
+                    conn.execute, cursor.executemany, site, day, hours, policy, draw, "%s"
+                )
+
+        return self._run(seal_in, "write")
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         rows = self._read(*data_buckets_sql("%s", site, resolution, start, end))

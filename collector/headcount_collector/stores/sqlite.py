@@ -28,6 +28,7 @@ from headcount_collector.stores.base import (
     ReleasedQuery,
     RetentionResult,
     SealStep,
+    claimed_buckets_sql,
     counter_rows,
     data_buckets_sql,
     declared_modes,
@@ -36,9 +37,10 @@ from headcount_collector.stores.base import (
     first_copies,
     mark_late,
     raw_rows_sql,
+    remembered_ids,
     seal_bucket,
+    seal_claimed,
     spill_excess_keys,
-    stored_batch_id,
 )
 from headcount_collector.stores.migrations import SQLITE, apply_migrations, latest_version
 from headcount_collector.tables import TABLES
@@ -159,17 +161,20 @@ class SQLiteStore:
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         with self._write() as conn:
             # One statement for the whole group; RETURNING names the ids that were new.
-            ids = list(
-                dict.fromkeys((b.site, stored_batch_id(b.site, b.batch_id)) for b in batches)
-            )
+            ids = remembered_ids(batches)
             fresh: set[tuple[str, str]] = set()
-            for start in range(0, len(ids), 300):  # bound the statement's parameter count
-                chunk = ids[start : start + 300]
+            for start in range(0, len(ids), 200):  # bound the statement's parameter count
+                chunk = ids[start : start + 200]
                 inserted = conn.execute(
-                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received) VALUES "
-                    + ", ".join("(?, ?, ?)" for _ in chunk)
+                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received, keep_until) "
+                    "VALUES "
+                    + ", ".join("(?, ?, ?, ?)" for _ in chunk)
                     + " RETURNING site, batch_id",
-                    [x for site, batch_id in chunk for x in (site, batch_id, floor_hour(now))],
+                    [
+                        x
+                        for site, batch_id, keep_until in chunk
+                        for x in (site, batch_id, floor_hour(now), keep_until)
+                    ],
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
             applied = first_copies(batches, fresh)
@@ -211,10 +216,29 @@ class SQLiteStore:
     def start_sealing(self, site: str, resolution: Resolution, watermark: int) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO hc_seal (site, res, sealed_until) VALUES (?, ?, ?) "
+                "INSERT INTO hc_seal (site, res, sealed_until, origin) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
-                (site, resolution, watermark),
+                (site, resolution, watermark, watermark),
             )
+
+    def seal_origins(self, site: str) -> dict[str, int]:
+        rows = self._read("SELECT res, origin FROM hc_seal WHERE site = ?", (site,))
+        return {str(res): int(origin) for res, origin in rows if origin is not None}
+
+    def claimed_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
+        rows = self._read(*claimed_buckets_sql("?", site, resolution, start, end))
+        return [int(row[0]) for row in rows]
+
+    def seal_history(
+        self,
+        site: str,
+        day: int | None,
+        hours: Sequence[int],
+        policy: ReleasePolicy,
+        draw: Callable[[str], int],
+    ) -> int:
+        with self._write() as conn:
+            return seal_claimed(conn.execute, conn.executemany, site, day, hours, policy, draw, "?")
 
     def data_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         rows = self._read(*data_buckets_sql("?", site, resolution, start, end))

@@ -50,7 +50,12 @@ __all__ = [
 logger = logging.getLogger("headcount.logimport")
 
 IMPORT_STATE_PATH: Final = "/v1/import/state"
+# The ingest endpoint for imports: their hours may be as old as the site keeps hours,
+# and their batch ids are remembered as long.
+IMPORT_INGEST_PATH: Final = "/v1/import/ingest"
 IMPORT_SEAL_PATH: Final = "/v1/import/seal"
+# Releasing a long history draws noise for every cell it holds: give it time.
+SEAL_TIMEOUT: Final = 600.0
 SENDER_NAME: Final = "headcount-import"
 _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
@@ -162,6 +167,7 @@ class Importer:
         self._parse = parser
         self._resolve = resolver
         self._client = client
+        self._ingest_path = IMPORT_INGEST_PATH
         self._dry_run = dry_run
         self._skip_bad_lines = skip_bad_lines
         self._host = host
@@ -525,6 +531,7 @@ class Importer:
             response = self._client.post(
                 IMPORT_SEAL_PATH,
                 json={"from": summary.hours[0], "until": summary.hours[-1] + 3600},
+                timeout=SEAL_TIMEOUT,
             )
             _check(response)
             summary.sealed_until = response.json().get("sealed_until")
@@ -534,8 +541,15 @@ class Importer:
             self._output(body.decode())
             return
         response = self._client.post(
-            INGEST_PATH, content=body, headers={"content-type": "application/json"}
+            self._ingest_path, content=body, headers={"content-type": "application/json"}
         )
+        if response.status_code == 404 and self._ingest_path != INGEST_PATH:
+            # A collector older than the import endpoint: its live ingest takes hours
+            # back to its batch-id memory only (state's oldest_hour says so).
+            self._ingest_path = INGEST_PATH
+            response = self._client.post(
+                INGEST_PATH, content=body, headers={"content-type": "application/json"}
+            )
         _check(response)
         answer = response.json()
         if answer.get("duplicate"):
