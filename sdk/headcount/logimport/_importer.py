@@ -313,7 +313,8 @@ class Importer:
         learn = self._learn_target
         seconds_of: dict[str, float] = {}
         default_host = self._host
-        info = object.__new__(RequestInfo)
+        # Filled in again for every line; a log has no Sec-Fetch or Purpose headers.
+        info = fill(object.__new__(RequestInfo), "", None, 0, math.nan, *(None,) * 10)
         stamp_before: str | None = None
         refusal: str | None = None
         lines = 0
@@ -391,18 +392,29 @@ class Importer:
                     skipped[refusal] += 1
                     continue
                 method, route, status, excluded, query, html = target
-                fill(
-                    info, method, route, status, elapsed, host or default_host,
-                    # As _text, without the call for a plain value.
+                # RequestInfo's fields set in place (`fill` without the call): the
+                # referer, user agent and address as _text reads them, without its
+                # call for a plain value.
+                info.method = method
+                info.route = route
+                info.status = status
+                info.elapsed = elapsed
+                info.host = host or default_host
+                info.referer = (
                     referer if referer and referer != "-" and "\\" not in referer
-                    else _text(referer),
-                    None, None, None, query,
-                    agent if agent and agent != "-" and "\\" not in agent else _text(agent),
-                    (_text(content_type) if content_type else None) or html,
-                    client if client and client != "-" and "\\" not in client else _text(client),
-                    _text(forwarded) if forwarded else None,
-                    excluded,
+                    else _text(referer)
                 )  # fmt: skip
+                info.query_string = query
+                info.user_agent = (
+                    agent if agent and agent != "-" and "\\" not in agent else _text(agent)
+                )
+                info.content_type = (_text(content_type) if content_type else None) or html
+                info.client_addr = (
+                    client if client and client != "-" and "\\" not in client
+                    else _text(client)
+                )  # fmt: skip
+                info.forwarded_for = _text(forwarded) if forwarded else None
+                info.excluded = excluded
                 record(info)
                 if not lines % _PROGRESS_EVERY:
                     summary.lines = lines
