@@ -101,6 +101,10 @@ def new_hasher(secret: bytes) -> hashlib.blake2b:
     return hashlib.blake2b(key=secret, digest_size=LINK_BYTES)
 
 
+# pages_label of the page counts nearly every visit has, looked up rather than searched.
+_PAGES_LABELS: Final = tuple(pages_label(pages) for pages in range(32))
+
+
 def finished_visit(start_hour: int, route: str, seconds: float, pages: int) -> VisitKey:
     """The count-table key of a visit that has ended."""
     return (
@@ -108,5 +112,5 @@ def finished_visit(start_hour: int, route: str, seconds: float, pages: int) -> V
         start_hour,
         route,
         duration_label(max(0.0, seconds), pages),
-        pages_label(pages),
+        _PAGES_LABELS[pages] if 0 <= pages < 32 else pages_label(pages),
     )

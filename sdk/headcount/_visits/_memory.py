@@ -138,11 +138,17 @@ class MemoryVisits:
                 if now >= self._rotate_at:
                     finished = self._rotate(now)
                 visits = self._open
+                # Taken off the front (least recently active first): one call a visit
+                # rather than an iterator, a lookup and a delete (an import closes a
+                # visit every other pageview).
+                oldest = visits.popitem
                 while visits and len(finished) < _SWEEP_CHUNK:
-                    link, visit = next(iter(visits.items()))
+                    link, visit = oldest(last=False)
                     if visit.last > cutoff:
+                        # Still open: back in its place, and so is every later one.
+                        visits[link] = visit
+                        visits.move_to_end(link, last=False)
                         break
-                    del visits[link]
                     finished.append(visit.finished())
             if finished:
                 self._emit(finished)
