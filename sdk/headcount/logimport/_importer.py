@@ -16,7 +16,7 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -113,6 +113,8 @@ class SiteState:
     # Sorted [start, end) hour ranges the import may not fill (for a noised site, all
     # that the clock has sealed); None from an older collector: then sealed_until rules.
     closed: list[tuple[int, int]] | None = None
+    # Where sealing of a noised site began: only an import's seal releases hours before.
+    origin: int | None = None
 
     def refusal(self, hour: int) -> str | None:
         if self.append:
@@ -199,6 +201,7 @@ class Importer:
             data.get("last_hour"),
             self._append,
             None if closed is None else [(int(lo), int(hi)) for lo, hi in closed],
+            data.get("origin"),
         )
 
     def run(
@@ -253,7 +256,7 @@ class Importer:
         summary.lines = lines
         self._take(finish=True)
         self._emit(summary, lambda hour: True)
-        self._send(summary)
+        self._send(summary, _stored_unsealed(state, refusals))
         return summary
 
     def _finish_hours(self, summary: ImportSummary, newest: float) -> None:
@@ -343,7 +346,7 @@ class Importer:
                 spans.append((self._spool.tell(), len(body)))
                 self._spool.write(body)
 
-    def _send(self, summary: ImportSummary) -> None:
+    def _send(self, summary: ImportSummary, stored_unsealed: Sequence[int] = ()) -> None:
         # If the import stops part-way, a rerun must find the missing hours on the side it
         # fills: before the first stored hour (history: send newest first) or after the
         # last one (--append: oldest first). Following, hours went out as they ended.
@@ -354,10 +357,11 @@ class Importer:
                 self._spool.seek(offset)
                 self._post(summary, hour, self._spool.read(length))
         self._spool.close()
-        if summary.hours and self._client is not None and not self._dry_run:
+        sealed = sorted({*summary.hours, *stored_unsealed})
+        if sealed and self._client is not None and not self._dry_run:
             response = self._client.post(
                 IMPORT_SEAL_PATH,
-                json={"from": summary.hours[0], "until": summary.hours[-1] + 3600},
+                json={"from": sealed[0], "until": sealed[-1] + 3600},
                 timeout=SEAL_TIMEOUT,
             )
             _check(response)
@@ -424,6 +428,17 @@ def _batches(
             pending[:0] = [(offset, part[:middle]), (offset + middle, part[middle:])]
             continue
         yield body
+
+
+def _stored_unsealed(state: SiteState, refusals: Mapping[int, str | None]) -> list[int]:
+    """Hours of this log that a run which stopped before its seal already stored (the
+    collector has them, so they are refused as data) but that lie before the origin,
+    where nothing but an import's seal releases them: sealing them again is how a rerun
+    finishes that run's work, and changes nothing for hours already released."""
+    if state.origin is None or state.last_hour is None:
+        return []
+    limit = min(state.origin, state.last_hour + 1)
+    return [hour for hour, why in refusals.items() if why == "live data" and hour < limit]
 
 
 def _check(response: httpx.Response) -> None:
