@@ -51,8 +51,9 @@ IMPORT_STATE_PATH: Final = "/v1/import/state"
 # and their batch ids are remembered as long.
 IMPORT_INGEST_PATH: Final = "/v1/import/ingest"
 IMPORT_SEAL_PATH: Final = "/v1/import/seal"
-# Releasing a long history draws noise for every cell it holds: give it time.
+# Releasing history draws noise for every cell it holds: give each week of it time.
 SEAL_TIMEOUT: Final = 600.0
+_SEAL_SPAN: Final = 7 * 86400
 SENDER_NAME: Final = "headcount-import"
 _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
@@ -358,10 +359,16 @@ class Importer:
                 self._post(summary, hour, self._spool.read(length))
         self._spool.close()
         sealed = sorted({*summary.hours, *stored_unsealed})
-        if sealed and self._client is not None and not self._dry_run:
+        if not sealed or self._client is None or self._dry_run:
+            return
+        # A week per request: releasing history draws noise for each of its cells, and
+        # a long history in one request could outlast any timeout. Claims are per bucket,
+        # so a day two requests both touch is released once.
+        end = sealed[-1] + 3600
+        for start in range(sealed[0], end, _SEAL_SPAN):
             response = self._client.post(
                 IMPORT_SEAL_PATH,
-                json={"from": sealed[0], "until": sealed[-1] + 3600},
+                json={"from": start, "until": min(start + _SEAL_SPAN, end)},
                 timeout=SEAL_TIMEOUT,
             )
             _check(response)
