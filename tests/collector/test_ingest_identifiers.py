@@ -85,22 +85,32 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-def post(server: CollectorProcess, records: list[dict[str, Any]], **extra: Any) -> httpx.Response:
+# An import's batches go to their own endpoint, under the same rules.
+INGEST_PATHS = [wire.INGEST_PATH, "/v1/import/ingest"]
+
+
+def post(
+    server: CollectorProcess,
+    records: list[dict[str, Any]],
+    path: str = wire.INGEST_PATH,
+    **extra: Any,
+) -> httpx.Response:
     return httpx.post(
-        f"{server.url}{wire.INGEST_PATH}",
+        f"{server.url}{path}",
         content=batch_body(records, **extra),
         headers=auth(),
         timeout=10,
     )
 
 
+@pytest.mark.parametrize("path", INGEST_PATHS)
 @pytest.mark.parametrize(("record", "field"), [pytest.param(r, f, id=i) for i, r, f in REFUSED])
 def test_identifiers_are_refused_naming_the_field(
-    shared_server: CollectorProcess, record: dict[str, Any], field: str
+    shared_server: CollectorProcess, record: dict[str, Any], field: str, path: str
 ) -> None:
     before = sqlite_snapshot(shared_server.db_path)
     # A good record first: the whole batch goes, not just the bad record.
-    response = post(shared_server, [pageview(route="/fine"), {**record, "n": record["n"]}])
+    response = post(shared_server, [pageview(route="/fine"), {**record, "n": record["n"]}], path)
     assert response.status_code == 422, response.text
     assert response.json()["path"] == f"$.records[1].{field}"
     assert sqlite_snapshot(shared_server.db_path) == before

@@ -120,6 +120,50 @@ def test_history_before_the_site_began_takes_one_import(
     assert late.json()["late"] == 500
 
 
+def test_rerunning_an_import_that_stopped_before_its_seal_releases_its_history(
+    noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = noised
+    site = tokens["old"]
+    sealed = _sealed_until(server.url, site.write)
+    assert sealed is not None
+    base = sealed - 72 * 3600
+    # What an import that died after sending, before asking for its seal, leaves behind.
+    sent = httpx.post(
+        f"{server.url}/v1/import/ingest",
+        content=batch_body([pageview(hour=base, n=3)]),
+        headers=auth(site.write),
+    )
+    assert sent.status_code == 202, sent.text
+    day = [base // 86400 * 86400, base // 86400 * 86400 + 86400]
+    assert day not in _state(server.url, site.write).json()["closed"]
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", base), encoding="utf-8")
+    done = run_import(server.url, site.write, str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (live data): {len(SCENARIO)}" in done.stderr
+    # Nothing sent again, but the history is sealed now (UTC days).
+    assert day in _state(server.url, site.write).json()["closed"]
+
+
+def test_weeks_of_history_are_closed_from_the_first_day_to_the_last(
+    noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    server, tokens = noised
+    site = tokens["old"]
+    sealed = _sealed_until(server.url, site.write)
+    assert sealed is not None
+    oldest, newest = sealed - 20 * 86400, sealed - 48 * 3600
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", oldest) + render("combined", newest), encoding="utf-8")
+    done = run_import(server.url, site.write, str(log))
+    assert done.returncode == 0, done.stderr
+    assert f"records accepted: {2 * 17}" in done.stderr
+    closed = _state(server.url, site.write).json()["closed"]
+    # Every UTC day from the oldest line's to the newest's, the ones between included.
+    assert closed[0] == [oldest // 86400 * 86400, newest // 86400 * 86400 + 86400]
+
+
 def test_imported_hours_are_sealed_when_the_import_ends(
     noised: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
 ) -> None:

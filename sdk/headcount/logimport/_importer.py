@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -54,8 +54,9 @@ IMPORT_STATE_PATH: Final = "/v1/import/state"
 # and their batch ids are remembered as long.
 IMPORT_INGEST_PATH: Final = "/v1/import/ingest"
 IMPORT_SEAL_PATH: Final = "/v1/import/seal"
-# Releasing a long history draws noise for every cell it holds: give it time.
+# Releasing history draws noise for every cell it holds: give each week of it time.
 SEAL_TIMEOUT: Final = 600.0
+_SEAL_SPAN: Final = 7 * 86400
 SENDER_NAME: Final = "headcount-import"
 _BODY_LIMIT: Final = MAX_BODY_BYTES - 16 * 1024
 # Counts are taken out of the tracker this often, so idle visits close on the log's clock.
@@ -119,6 +120,8 @@ class SiteState:
     # Sorted [start, end) hour ranges the import may not fill (for a noised site, all
     # that the clock has sealed); None from an older collector: then sealed_until rules.
     closed: list[tuple[int, int]] | None = None
+    # Where sealing of a noised site began: only an import's seal releases hours before.
+    origin: int | None = None
 
     def refusal(self, hour: int) -> str | None:
         if self.append:
@@ -206,6 +209,7 @@ class Importer:
             data.get("last_hour"),
             self._append,
             None if closed is None else [(int(lo), int(hi)) for lo, hi in closed],
+            data.get("origin"),
         )
 
     def run(
@@ -223,18 +227,21 @@ class Importer:
         freeze = gc.get_freeze_count() == 0
         if freeze:
             gc.freeze()
+        # Each hour's refusal, asked once: also which hours a rerun found stored.
+        refusals: dict[int, str | None] = {}
         try:
             if isinstance(parse, TextFormat) and parse.scan is not None:
-                lines = self._read_scanned(source, parse.scan, summary, state, progress)
+                scan = parse.scan
+                lines = self._read_scanned(source, scan, summary, state, refusals, progress)
             else:
-                lines = self._read_parsed(source, summary, state, progress)
+                lines = self._read_parsed(source, summary, state, refusals, progress)
         finally:
             if freeze:
                 gc.unfreeze()
         summary.lines = lines
         self._take(finish=True)
         self._emit(summary, lambda hour: True)
-        self._send(summary)
+        self._send(summary, _stored_unsealed(state, refusals))
         return summary
 
     def _read_parsed(
@@ -242,11 +249,11 @@ class Importer:
         source: LineSource,
         summary: ImportSummary,
         state: SiteState,
+        refusals: dict[int, str | None],
         progress: Callable[[ImportSummary], None] | None,
     ) -> int:
         """Every line through the format's parser, as a LogLine: the JSON formats, and
         text formats without a request line."""
-        refusals: dict[int, str | None] = {}
         record = self._tracker.record_request
         parse = self._parse
         request_info = self._request_info
@@ -297,6 +304,7 @@ class Importer:
         scan: Scan,
         summary: ImportSummary,
         state: SiteState,
+        refusals: dict[int, str | None],
         progress: Callable[[ImportSummary], None] | None,
     ) -> int:
         """Text formats with a request line: the same reading as ``_read_parsed``, but
@@ -304,7 +312,6 @@ class Importer:
         distinct value (consecutive lines share their time to the second), and one
         RequestInfo is filled in again for every line rather than two objects made.
         A line this cannot read goes to the parser, which says why it is bad."""
-        refusals: dict[int, str | None] = {}
         record = self._tracker.record_request
         parse = self._parse
         skipped = summary.skipped
@@ -528,7 +535,7 @@ class Importer:
                 spans.append((self._spool.tell(), len(body)))
                 self._spool.write(body)
 
-    def _send(self, summary: ImportSummary) -> None:
+    def _send(self, summary: ImportSummary, stored_unsealed: Sequence[int] = ()) -> None:
         # If the import stops part-way, a rerun must find the missing hours on the side it
         # fills: before the first stored hour (history: send newest first) or after the
         # last one (--append: oldest first). Following, hours went out as they ended.
@@ -539,10 +546,17 @@ class Importer:
                 self._spool.seek(offset)
                 self._post(summary, hour, self._spool.read(length))
         self._spool.close()
-        if summary.hours and self._client is not None and not self._dry_run:
+        sealed = sorted({*summary.hours, *stored_unsealed})
+        if not sealed or self._client is None or self._dry_run:
+            return
+        # A week per request: releasing history draws noise for each of its cells, and
+        # a long history in one request could outlast any timeout. Claims are per bucket,
+        # so a day two requests both touch is released once.
+        end = sealed[-1] + 3600
+        for start in range(sealed[0], end, _SEAL_SPAN):
             response = self._client.post(
                 IMPORT_SEAL_PATH,
-                json={"from": summary.hours[0], "until": summary.hours[-1] + 3600},
+                json={"from": start, "until": min(start + _SEAL_SPAN, end)},
                 timeout=SEAL_TIMEOUT,
             )
             _check(response)
@@ -609,6 +623,17 @@ def _batches(
             pending[:0] = [(offset, part[:middle]), (offset + middle, part[middle:])]
             continue
         yield body
+
+
+def _stored_unsealed(state: SiteState, refusals: Mapping[int, str | None]) -> list[int]:
+    """Hours of this log that a run which stopped before its seal already stored (the
+    collector has them, so they are refused as data) but that lie before the origin,
+    where nothing but an import's seal releases them: sealing them again is how a rerun
+    finishes that run's work, and changes nothing for hours already released."""
+    if state.origin is None or state.last_hour is None:
+        return []
+    limit = min(state.origin, state.last_hour + 1)
+    return [hour for hour, why in refusals.items() if why == "live data" and hour < limit]
 
 
 def _check(response: httpx.Response) -> None:
