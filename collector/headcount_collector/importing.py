@@ -80,24 +80,30 @@ def import_routes(
         return _json({"error": "missing or wrong write token"}, 401)
 
     def closed_hours(site: Site, now: float, oldest: int) -> list[list[int]]:
-        """[start, end) hour ranges an import may not fill: the hours before the origin
-        an import already released, and from the origin (or, when it is unknown, from
-        ``oldest``) every hour the clock has sealed. Which sealed hours held counts is
-        never told or used: whether an hour could take an import would otherwise say
-        whether anyone visited in it."""
-        sealed = begin_sealing(store, site, now)["h"]
-        origin = store.seal_origins(site.id).get("h")
-        closed: list[list[int]] = []
+        """[start, end) hour ranges an import may not fill, merged: the hours before the
+        origin an import already released; the hours before the origin in the origin's
+        own day once the clock has sealed that day (they would never reach it); and from
+        the origin (or, when it is unknown, from ``oldest``) every hour the clock has
+        sealed. Which sealed hours held counts is never told or used: whether an hour
+        could take an import would otherwise say whether anyone visited in it."""
+        watermarks = begin_sealing(store, site, now)
+        origins = store.seal_origins(site.id)
+        origin, daily_origin = origins.get("h"), origins.get("d")
+        ranges: list[list[int]] = []
         if origin is not None:
-            for hour in store.claimed_buckets(site.id, "h", oldest, origin):
-                if closed and closed[-1][1] == hour:
-                    closed[-1][1] = hour + 3600
-                else:
-                    closed.append([hour, hour + 3600])
-        live_from = oldest if origin is None else max(origin, oldest)
-        if sealed > live_from:
-            closed.append([live_from, sealed])
-        return closed
+            ranges += [[h, h + 3600] for h in store.claimed_buckets(site.id, "h", oldest, origin)]
+            if daily_origin is not None:
+                ranges.append([daily_origin, min(watermarks["d"], origin)])
+        ranges.append([oldest if origin is None else origin, watermarks["h"]])
+        merged: list[list[int]] = []
+        for low, high in sorted([max(low, oldest), high] for low, high in ranges):
+            if high <= low:
+                continue
+            if merged and low <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], high)
+            else:
+                merged.append([low, high])
+        return merged
 
     def state_of(site: Site) -> dict[str, int | list[list[int]] | None]:
         now = clock()

@@ -7,16 +7,23 @@ import gzip
 import os
 import pty
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from headcount.logimport._formats import parser_for
+from headcount.logimport._importer import Importer
+from headcount.logimport._reader import LineSource
+from headcount.logimport._routes import load_resolver
 from tests._servers import CollectorProcess, start_collector
 from tests.logimport._scenario import (
     BIN,
     FORMATS,
+    HOST,
     SCENARIO,
     VISITS,
     SiteTokens,
@@ -265,3 +272,40 @@ def test_append_fills_only_hours_after_the_last_stored_one(
     assert f"skipped (hours with data): {len(first_day)}" in done.stderr
     assert stats(server.url, site, "requests")[""] == len(SCENARIO)
     assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()
+
+
+def test_an_older_collector_without_the_import_endpoint_takes_the_batches_on_live_ingest(
+    tmp_path: Path,
+) -> None:
+    now_hour = int(time.time()) // 3600 * 3600
+    posted: list[str] = []
+
+    def older_collector(request: httpx.Request) -> httpx.Response:
+        posted.append(request.url.path)
+        if request.url.path == "/v1/import/state":
+            # What a collector from before the import endpoint answers: no origin.
+            return httpx.Response(200, json={"first_hour": None, "sealed_until": None})
+        if request.url.path == "/v1/ingest":
+            return httpx.Response(202, json={"accepted": 1})
+        if request.url.path == "/v1/import/seal":
+            return httpx.Response(200, json={"sealed_until": None})
+        return httpx.Response(404, json={"error": "Not Found"})
+
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", now_hour - 3 * 3600), encoding="utf-8")
+    with httpx.Client(
+        base_url="http://collector.test", transport=httpx.MockTransport(older_collector)
+    ) as client:
+        importer = Importer(
+            parser_for("combined"),
+            load_resolver(None, None, None),
+            client=client,
+            tracker_options={"visits_store": "memory"},
+            host=HOST,
+        )
+        summary = importer.run(LineSource([str(log)]))
+    assert summary.accepted > 0
+    # Refused once on the import endpoint, then every batch on live ingest.
+    assert posted.count("/v1/import/ingest") == 1
+    assert posted.count("/v1/ingest") == summary.accepted
+    assert posted[-1] == "/v1/import/seal"

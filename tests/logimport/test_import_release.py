@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -260,7 +261,10 @@ def test_whether_a_sealed_hour_takes_an_import_never_tells_if_anyone_visited(
     backfill.send([pageview(route="/", n=1, hour=three)], three + 600)
     backfill.seal_everything(NOW)
     state = backfill.client.get("/v1/import/state", headers=auth()).json()
-    assert _closed(backfill) == [[state["origin"], state["sealed_until"]]]
+    # From the start of the origin's own day: the clock sealed that day, so its hours
+    # before the origin are closed too (they could never reach it).
+    assert _closed(backfill) == [[local_ts(FIRST_DAY - timedelta(days=1)), state["sealed_until"]]]
+    assert state["origin"] == local_ts(FIRST_DAY) - 2 * 3600
     hours, days, cells = (
         _hourly(backfill, BACKFILL_DAY),
         _daily(backfill, BACKFILL_DAY),
@@ -536,3 +540,32 @@ def test_a_new_time_zone_cannot_release_imported_history_again(
         assert again["late"] == 900
         assert _released_cells(moved, "h") == hourly
         assert _released_cells(moved, "d") == daily
+
+
+def test_history_in_a_half_hour_time_zone_is_released_day_by_day(
+    backfill_url: str, tmp_path: Path
+) -> None:
+    # Local midnight falls at half past an hour: each day holds the hours that start in
+    # it, and no hour is shared with the day before (which would close every later day).
+    with noised_collector(tmp_path, store_url=backfill_url, timezone="Asia/Kolkata") as india:
+        india.seal_everything(NOW)
+        first = FIRST_DAY - timedelta(days=10)
+        kolkata = ZoneInfo("Asia/Kolkata")
+        days = [first + timedelta(days=i) for i in range(4)]
+        noon = [
+            int(datetime(d.year, d.month, d.day, 12, tzinfo=kolkata).timestamp()) // 3600 * 3600
+            for d in days
+        ]
+        _import_history(
+            india,
+            [pageview(route="/", n=700, hour=hour) for hour in noon],
+            noon[0] - 12 * 3600,
+            noon[-1] + 12 * 3600,
+        )
+        daily = [
+            row["count"]
+            for day in days
+            for row in india.stats(interval="day", **day_params(day))["totals"]
+        ]
+        assert len(daily) == 4
+        assert all(abs(count - 700) < 200 for count in daily)

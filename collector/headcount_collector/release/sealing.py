@@ -184,13 +184,23 @@ def seal_history(
     zone = site.timezone
     hourly_from, daily_from = retention_cutoffs(site, int(now))
     end = min(until, hourly_origin)
+    days_sealed = store.seal_state(site.id).get("d", daily_origin)
     released = 0
     day = local_day_start(max(start, hourly_from), zone)
     while day < end:
         next_day = local_day_start(day + 26 * 3600, zone)
         whole = next_day <= daily_origin and day >= daily_from
+        if not whole and day < days_sealed:
+            # The origin's own day, already sealed by the clock: its hours before the
+            # origin would be released by the hour but never reach the day (they are
+            # closed to imports for that reason).
+            day = next_day
+            continue
         low, high = (day, next_day) if whole else (max(day, start), min(next_day, end))
-        hours = list(range(max(floor_hour(low), hourly_from), min(high, hourly_origin), 3600))
+        # The hours that start inside the day, as its daily row counts them (in a zone
+        # with a half-hour offset the hour across midnight belongs to the earlier day).
+        first = -(-max(low, hourly_from) // 3600) * 3600
+        hours = list(range(first, min(high, hourly_origin), 3600))
         if hours:
             rows = Counter(store.raw_rows(site.id, "h", hours[0], hours[-1] + 1))
             if whole:

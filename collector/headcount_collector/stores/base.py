@@ -734,6 +734,12 @@ def seal_claimed(
     ph = placeholder
     released = 0
     if day is not None and hours:
+        # One history seal per site at a time: on PostgreSQL two concurrent ones (two
+        # collectors, say, during a change of the site's zone) would each find none of
+        # the other's hours claimed yet and release overlapping days twice. Updating the
+        # site's row holds its lock to the end of the transaction; SQLite already holds
+        # the database's.
+        execute(f"UPDATE hc_seal SET origin = origin WHERE site = {ph} AND res = 'd'", (site,))
         (taken,) = execute(
             f"SELECT COUNT(*) FROM hc_sealed_data WHERE site = {ph} AND res = 'h' "
             f"AND bucket >= {ph} AND bucket <= {ph}",

@@ -633,7 +633,8 @@ def _stored_unsealed(state: SiteState, refusals: Mapping[int, str | None]) -> li
     if state.origin is None or state.last_hour is None:
         return []
     limit = min(state.origin, state.last_hour + 1)
-    return [hour for hour, why in refusals.items() if why == "live data" and hour < limit]
+    stored = ("live data", "hours with data")  # as refused without, and with, --append
+    return [hour for hour, why in refusals.items() if why in stored and hour < limit]
 
 
 def _check(response: httpx.Response) -> None:
