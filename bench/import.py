@@ -1,6 +1,6 @@
 """Access-log import speed and memory: a realistic combined log with known truth.
 
-    .venv/bin/python bench/import.py [--lines 1000000]
+    .venv/bin/python bench/import.py [--lines 1000000] [--against OLD/sdk]
 
 Writes a combined log (browsers, crawlers, assets, 404s, form posts, referrers, utm
 links, ids in paths) spread over a day, then in separate processes:
@@ -8,7 +8,10 @@ links, ids in paths) spread over a day, then in separate processes:
 - baseline: a plain loop that reads the file and splits every line;
 - import: ``Importer`` with a Flask app's ``url_map`` as the router, visits on, nothing
   sent (dry run): parse, route, coarsen and count every line;
-- the same import on a fifth of the log, to show that peak memory does not grow with it.
+- the same import on a fifth of the log, to show that peak memory does not grow with it;
+- with ``--against DIR``, the import again in each round with the ``headcount`` package
+  from DIR (another checkout's ``sdk/``, e.g. a ``git worktree`` of main): old against
+  new in one run.
 
 Times are each process's CPU seconds (one core's work), medians of interleaved rounds.
 Prints lines per second, the ratio to the baseline and peak RSS, and checks the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -154,12 +158,13 @@ def run_import(path: str, app_dir: str) -> None:
     )
 
 
-def _timed(*args: str) -> tuple[float, dict[str, float]]:
+def _timed(*args: str, sdk: str | None = None) -> tuple[float, dict[str, float]]:
     """The child's CPU seconds (user + system: one core's work, whatever else the machine
-    is doing) and its last line of output."""
+    is doing) and its last line of output. ``sdk``: import headcount from there."""
+    env = None if sdk is None else {**os.environ, "PYTHONPATH": sdk}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -170,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="SDK_DIR", help="also time this headcount")
     parser.add_argument("--_baseline")
     parser.add_argument("--_import", nargs=2)
     args = parser.parse_args()
@@ -190,20 +196,35 @@ def main() -> None:
         # Interleaved rounds, medians: a busy machine slows both alike.
         base_runs: list[float] = []
         import_runs: list[float] = []
+        against_runs: list[float] = []
+        results = []
         for _ in range(args.rounds):
             base_runs.append(_timed("--_baseline", str(log))[0])
+            if args.against:
+                against_cpu, against_result = _timed("--_import", str(log), tmp, sdk=args.against)
+                against_runs.append(against_cpu)
+                results.append(against_result)
             import_cpu, result = _timed("--_import", str(log), tmp)
             import_runs.append(import_cpu)
+            results.append(result)
         base_s, import_s = statistics.median(base_runs), statistics.median(import_runs)
         _, small_result = _timed("--_import", str(small), tmp)
-    for name in ("pageviews", "requests", "bots"):
-        if result[name] != truth[name]:
-            raise SystemExit(f"{name}: imported {result[name]}, truth {truth[name]}")
+    for imported in results:
+        for name in ("pageviews", "requests", "bots"):
+            if imported[name] != truth[name]:
+                raise SystemExit(f"{name}: imported {imported[name]}, truth {truth[name]}")
     print(f"lines: {args.lines:,} (truth matched: {truth})")
     print(f"rounds: {args.rounds}, medians of each process's CPU time (user + system)")
     print(f"baseline read+split: {args.lines / base_s:,.0f} lines/s ({base_s:.2f} s)")
     print(f"import with Flask router: {args.lines / import_s:,.0f} lines/s ({import_s:.2f} s)")
     print(f"ratio import/baseline time: {import_s / base_s:.1f}x")
+    if against_runs:
+        against_s = statistics.median(against_runs)
+        print(
+            f"import with {args.against}: {args.lines / against_s:,.0f} lines/s ({against_s:.2f} s)"
+        )
+        print(f"ratio {args.against} import/baseline time: {against_s / base_s:.1f}x")
+        print(f"this import takes {against_s / import_s:.2f}x less CPU than {args.against}")
     print(
         f"peak RSS: {result['peak_rss_mb']:.0f} MB for {args.lines:,} lines, "
         f"{small_result['peak_rss_mb']:.0f} MB for {args.lines // 5:,}"
