@@ -254,10 +254,6 @@ class Importer:
     ) -> int:
         """Every line through the format's parser, as a LogLine: the JSON formats, and
         text formats without a request line."""
-        record = self._tracker.record_request
-        parse = self._parse
-        request_info = self._request_info
-        skipped = summary.skipped
         lines = 0
         newest = 0.0
         for path, first, block in source.blocks():
@@ -267,33 +263,11 @@ class Importer:
                 continue
             for number, text in enumerate(block, first):
                 lines += 1
-                try:
-                    line = parse(text)
-                except (ValueError, OverflowError) as exc:
-                    if not self._skip_bad_lines:
-                        summary.lines = lines
-                        raise BadLogLine(path, number, str(exc)) from None
-                    skipped["bad line"] += 1
-                    continue
-                hour = int(line.time) // 3600 * 3600
-                if hour in refusals:
-                    refusal = refusals[hour]
-                else:
-                    refusal = refusals[hour] = state.refusal(hour)
-                if refusal is not None:
-                    skipped[refusal] += 1
-                    continue
-                now = self._now = line.time
-                if now > newest:
-                    newest = now
-                record(request_info(line))
-                del line  # the address and user agent go no further than this
+                newest = self._count_parsed(
+                    text, path, number, lines, summary, state, refusals, newest
+                )
                 if not lines % _PROGRESS_EVERY:
-                    summary.lines = lines
-                    if progress is not None:
-                        progress(summary)
-                    if not lines % _TAKE_EVERY:
-                        self._finish_hours(summary, newest)
+                    self._tick(summary, lines, progress, newest)
             if self._follow:
                 self._send_finished(summary, newest)
         return lines
@@ -313,7 +287,6 @@ class Importer:
         RequestInfo is filled in again for every line rather than two objects made.
         A line this cannot read goes to the parser, which says why it is bad."""
         record = self._tracker.record_request
-        parse = self._parse
         skipped = summary.skipped
         match, groups, parse_time, scale = scan
         targets = self._scanned
@@ -354,46 +327,20 @@ class Importer:
                     if stamp != stamp_before:
                         now = parse_time(stamp)
                         stamp_before = stamp
-                        hour = int(now) // 3600 * 3600
-                        if hour in refusals:
-                            refusal = refusals[hour]
-                        else:
-                            refusal = refusals[hour] = state.refusal(hour)
+                        refusal = _refusal_of(int(now) // 3600 * 3600, state, refusals)
                         if refusal is None:
                             self._now = now
                             if now > newest:
                                 newest = now
                 except (ValueError, OverflowError):
+                    # The parser's way after all, as in _read_parsed: it says why a line
+                    # is bad, and reads what this could not (a router's ValueError).
                     stamp_before = None
-                    try:
-                        line = parse(text)
-                    except (ValueError, OverflowError) as exc:
-                        if not self._skip_bad_lines:
-                            summary.lines = lines
-                            raise BadLogLine(path, number, str(exc)) from None
-                        skipped["bad line"] += 1
-                        continue
-                    # Read by the parser after all (a router that raised ValueError):
-                    # this line goes the parser's way, as in _read_parsed.
-                    hour = int(line.time) // 3600 * 3600
-                    if hour in refusals:
-                        refusal = refusals[hour]
-                    else:
-                        refusal = refusals[hour] = state.refusal(hour)
-                    if refusal is not None:
-                        skipped[refusal] += 1
-                        continue
-                    now = self._now = line.time
-                    if now > newest:
-                        newest = now
-                    record(self._request_info(line))
-                    del line
+                    newest = self._count_parsed(
+                        text, path, number, lines, summary, state, refusals, newest
+                    )
                     if not lines % _PROGRESS_EVERY:
-                        summary.lines = lines
-                        if progress is not None:
-                            progress(summary)
-                        if not lines % _TAKE_EVERY:
-                            self._finish_hours(summary, newest)
+                        self._tick(summary, lines, progress, newest)
                     continue
                 if refusal is not None:
                     skipped[refusal] += 1
@@ -424,11 +371,7 @@ class Importer:
                 info.excluded = excluded
                 record(info)
                 if not lines % _PROGRESS_EVERY:
-                    summary.lines = lines
-                    if progress is not None:
-                        progress(summary)
-                    if not lines % _TAKE_EVERY:
-                        self._finish_hours(summary, newest)
+                    self._tick(summary, lines, progress, newest)
             if self._follow:
                 self._send_finished(summary, newest)
         # The address and user agent of the last line go no further than this.
@@ -447,6 +390,51 @@ class Importer:
         known = (method, route, status, excluded, query, "text/html" if page_like else None)
         self._scanned[(request, status_text, host)] = known
         return known
+
+    def _count_parsed(
+        self,
+        text: str,
+        path: str,
+        number: int,
+        lines: int,
+        summary: ImportSummary,
+        state: SiteState,
+        refusals: dict[int, str | None],
+        newest: float,
+    ) -> float:
+        """One line through the format's parser: counted, refused for its hour, or (with
+        ``--skip-bad-lines``) skipped as bad. Returns the newest time read so far."""
+        try:
+            line = self._parse(text)
+        except (ValueError, OverflowError) as exc:
+            if not self._skip_bad_lines:
+                summary.lines = lines
+                raise BadLogLine(path, number, str(exc)) from None
+            summary.skipped["bad line"] += 1
+            return newest
+        refusal = _refusal_of(int(line.time) // 3600 * 3600, state, refusals)
+        if refusal is not None:
+            summary.skipped[refusal] += 1
+            return newest
+        now = self._now = line.time
+        self._tracker.record_request(self._request_info(line))
+        del line  # the address and user agent go no further than this
+        return max(newest, now)
+
+    def _tick(
+        self,
+        summary: ImportSummary,
+        lines: int,
+        progress: Callable[[ImportSummary], None] | None,
+        newest: float,
+    ) -> None:
+        """Every ``_PROGRESS_EVERY`` lines: report progress, and now and then move the
+        hours the log has left behind out of memory."""
+        summary.lines = lines
+        if progress is not None:
+            progress(summary)
+        if not lines % _TAKE_EVERY:
+            self._finish_hours(summary, newest)
 
     def _finish_hours(self, summary: ImportSummary, newest: float) -> None:
         """Move the hours the log has left behind (lines are time-ordered, give or take
@@ -623,6 +611,14 @@ def _batches(
             pending[:0] = [(offset, part[:middle]), (offset + middle, part[middle:])]
             continue
         yield body
+
+
+def _refusal_of(hour: int, state: SiteState, refusals: dict[int, str | None]) -> str | None:
+    """Why ``hour`` takes no line from this import (None: it does), asked once an hour."""
+    if hour in refusals:
+        return refusals[hour]
+    refusal = refusals[hour] = state.refusal(hour)
+    return refusal
 
 
 def _stored_unsealed(state: SiteState, refusals: Mapping[int, str | None]) -> list[int]:
