@@ -79,15 +79,15 @@ def import_routes(
     def unauthorized() -> Response:
         return _json({"error": "missing or wrong write token"}, 401)
 
-    def closed_hours(site: Site, now: float, oldest: int) -> list[list[int]]:
+    def closed_hours(
+        site: Site, watermarks: dict[str, int], origins: dict[str, int], oldest: int
+    ) -> list[list[int]]:
         """[start, end) hour ranges an import may not fill, merged: the hours before the
         origin an import already released; the hours before the origin in the origin's
         own day once the clock has sealed that day (they would never reach it); and from
         the origin (or, when it is unknown, from ``oldest``) every hour the clock has
         sealed. Which sealed hours held counts is never told or used: whether an hour
         could take an import would otherwise say whether anyone visited in it."""
-        watermarks = begin_sealing(store, site, now)
-        origins = store.seal_origins(site.id)
         origin, daily_origin = origins.get("h"), origins.get("d")
         ranges: list[list[int]] = []
         if origin is not None:
@@ -111,17 +111,22 @@ def import_routes(
         # Ingest's oldest hour for an import, rounded up to a whole hour.
         oldest = -(-int(oldest_accepted(site, int(now), dedupe_seconds, history=True)) // 3600)
         oldest *= 3600
-        noise = site.policy.noise
-        closed = closed_hours(site, now, oldest) if noise else []
-        return {
+        state: dict[str, int | list[list[int]] | None] = {
             "first_hour": stored[0] if stored else None,
             "last_hour": stored[-1] if stored else None,
-            "sealed_until": store.seal_state(site.id).get("h") if noise else None,
-            "origin": store.seal_origins(site.id).get("h") if noise else None,
-            "closed": closed,
+            "sealed_until": None,
+            "origin": None,
+            "closed": [],
             "oldest_hour": oldest,
             "newest_hour": floor_hour(now),
         }
+        if site.policy.noise:
+            watermarks = begin_sealing(store, site, now)
+            origins = store.seal_origins(site.id)
+            state["sealed_until"] = watermarks["h"]
+            state["origin"] = origins.get("h")
+            state["closed"] = closed_hours(site, watermarks, origins, oldest)
+        return state
 
     async def state(request: Request) -> Response:
         site = site_of(request)

@@ -53,14 +53,22 @@ def _state(url: str, token: str) -> httpx.Response:
     return httpx.get(f"{url}/v1/import/state", headers={"authorization": f"Bearer {token}"})
 
 
-def _sealed_until(url: str, token: str) -> int | None:
-    # The sealing loop runs once at start; wait for its watermark.
+def _sealed_until(url: str, token: str) -> int:
+    """The site's watermark, once the sealing loop (it runs as the collector starts)
+    has set it."""
     deadline = time.monotonic() + 10
-    while True:
+    while time.monotonic() < deadline:
         value = _state(url, token).json()["sealed_until"]
-        if value is not None or time.monotonic() > deadline:
-            return value  # type: ignore[no-any-return]
+        if value is not None:
+            return int(value)
         time.sleep(0.1)
+    raise AssertionError("the collector never set the site's watermark")
+
+
+def _write_log(tmp_path: Path, text: str) -> str:
+    log = tmp_path / "access.log"
+    log.write_text(text, encoding="utf-8")
+    return str(log)
 
 
 def test_import_endpoints_need_the_write_token(
@@ -90,14 +98,12 @@ def test_history_before_the_site_began_takes_one_import(
     server, tokens = noised
     site = tokens["old"]
     sealed = _sealed_until(server.url, site.write)
-    assert sealed is not None
     state = _state(server.url, site.write).json()
     # A new site's origin is where the clock began sealing it: nothing before was released.
     assert state["origin"] == sealed
     base = sealed - 48 * 3600
-    log = tmp_path / "access.log"
-    log.write_text(render("combined", base), encoding="utf-8")
-    done = run_import(server.url, site.write, str(log))
+    log = _write_log(tmp_path, render("combined", base))
+    done = run_import(server.url, site.write, log)
     assert done.returncode == 0, done.stderr
     assert "records accepted: 17" in done.stderr
     assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
@@ -109,7 +115,7 @@ def test_history_before_the_site_began_takes_one_import(
     days = [hours[0] // 86400 * 86400, hours[-1] // 86400 * 86400 + 86400]
     live = [[sealed, state["sealed_until"]]] if state["sealed_until"] > sealed else []
     assert state["closed"] == [days, *live]
-    again = run_import(server.url, site.write, str(log))
+    again = run_import(server.url, site.write, log)
     assert f"skipped (live data): {len(SCENARIO)}" in again.stderr
     # Even past the importer's own rule, the collector takes nothing more into them.
     late = httpx.post(
@@ -127,7 +133,6 @@ def test_rerunning_an_import_that_stopped_before_its_seal_releases_its_history(
     server, tokens = noised
     site = tokens["old"]
     sealed = _sealed_until(server.url, site.write)
-    assert sealed is not None
     base = sealed - 72 * 3600
     # What an import that died after sending, before asking for its seal, leaves behind.
     sent = httpx.post(
@@ -138,9 +143,8 @@ def test_rerunning_an_import_that_stopped_before_its_seal_releases_its_history(
     assert sent.status_code == 202, sent.text
     day = [base // 86400 * 86400, base // 86400 * 86400 + 86400]
     assert day not in _state(server.url, site.write).json()["closed"]
-    log = tmp_path / "access.log"
-    log.write_text(render("combined", base), encoding="utf-8")
-    done = run_import(server.url, site.write, str(log))
+    log = _write_log(tmp_path, render("combined", base))
+    done = run_import(server.url, site.write, log)
     assert done.returncode == 0, done.stderr
     assert f"skipped (live data): {len(SCENARIO)}" in done.stderr
     # Nothing sent again, but the history is sealed now (UTC days).
@@ -153,11 +157,9 @@ def test_weeks_of_history_are_closed_from_the_first_day_to_the_last(
     server, tokens = noised
     site = tokens["old"]
     sealed = _sealed_until(server.url, site.write)
-    assert sealed is not None
     oldest, newest = sealed - 20 * 86400, sealed - 48 * 3600
-    log = tmp_path / "access.log"
-    log.write_text(render("combined", oldest) + render("combined", newest), encoding="utf-8")
-    done = run_import(server.url, site.write, str(log))
+    log = _write_log(tmp_path, render("combined", oldest) + render("combined", newest))
+    done = run_import(server.url, site.write, log)
     assert done.returncode == 0, done.stderr
     assert f"records accepted: {2 * 17}" in done.stderr
     closed = _state(server.url, site.write).json()["closed"]
@@ -171,22 +173,20 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     server, tokens = noised
     site = tokens["recent"]
     sealed = _sealed_until(server.url, site.write)
-    assert sealed is not None
     now_hour = int(time.time()) // 3600 * 3600
     # The hour that just ended is still within the grace window: not sealed yet.
     base = now_hour - 3600
     assert base >= sealed
     lines = [hit for hit in SCENARIO if hit.offset < 3600]
-    log = tmp_path / "access.log"
-    log.write_text(render("combined", base, tuple(lines)), encoding="utf-8")
-    done = run_import(server.url, site.write, str(log))
+    log = _write_log(tmp_path, render("combined", base, tuple(lines)))
+    done = run_import(server.url, site.write, log)
     assert done.returncode == 0, done.stderr
     assert "late (hours sealed meanwhile; counted in their day only): 0" in done.stderr
     state = _state(server.url, site.write).json()
     assert state["first_hour"] == base
     assert state["sealed_until"] == now_hour
     # Sealed now: the same records again would be stored as late, never change a cell.
-    again = run_import(server.url, site.write, str(log))
+    again = run_import(server.url, site.write, log)
     assert f"skipped (live data): {len(lines)}" in again.stderr
 
 
