@@ -288,7 +288,7 @@ class Importer:
         A line this cannot read goes to the parser, which says why it is bad."""
         record = self._tracker.record_request
         skipped = summary.skipped
-        read, parse_time, scale = scan
+        match, groups, parse_time, scale = scan
         targets = self._scanned
         learn = self._learn_target
         seconds_of: dict[str, float] = {}
@@ -306,17 +306,17 @@ class Importer:
             for number, text in enumerate(block, first):
                 lines += 1
                 try:
-                    found = read(text)
+                    found = match(text)
                     if found is None:
                         raise ValueError
                     (
                         request, status_text, stamp, seconds,
                         client, forwarded, referer, agent, content_type, host,
-                    ) = found  # fmt: skip
-                    named = _text(host) if host else None
-                    target = targets.get((request, status_text, named))
+                    ) = found.group(*groups)  # fmt: skip
+                    host = _text(host) if host else None
+                    target = targets.get((request, status_text, host))
                     if target is None:
-                        target = learn(request, status_text, named)
+                        target = learn(request, status_text, host)
                     elapsed = seconds_of.get(seconds)
                     if elapsed is None:
                         if len(seconds_of) >= _KNOWN_TARGETS:
@@ -353,7 +353,7 @@ class Importer:
                 info.route = route
                 info.status = status
                 info.elapsed = elapsed
-                info.host = named or default_host
+                info.host = host or default_host
                 info.referer = (
                     referer if referer and referer != "-" and "\\" not in referer
                     else _text(referer)

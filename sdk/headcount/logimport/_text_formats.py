@@ -8,8 +8,7 @@ fields the importer needs are read by group number.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from operator import itemgetter
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from headcount.logimport._line import (
@@ -95,138 +94,16 @@ SCAN_FIELDS: Final = (
 
 
 class Scan(NamedTuple):
-    """A format's raw fields in one call, for the importer's per-line loop: ``read``
-    gives the SCAN_FIELDS' text as the format's regex captures it (not unescaped, "-"
-    kept; "" for a field the format lacks), or None where the regex does not match.
-    The importer then converts each distinct value once, with ``time`` and the same
-    functions as ``parse``, and falls back to ``parse`` for any line that does not
-    convert, so both read a line alike."""
+    """A format's raw fields in one call, for the importer's per-line loop: ``match``
+    then ``match.group(*groups)`` gives the SCAN_FIELDS' text as the line holds it
+    (unescaped, "-" kept; "" for a field the format lacks). The importer then converts
+    each distinct value once, with the same functions as ``parse``, and falls back to
+    ``parse`` for any line that does not convert, so both read a line alike."""
 
-    read: Callable[[str], Sequence[str] | None]
+    match: Callable[[str], re.Match[str] | None]
+    groups: tuple[int, ...]
     time: Callable[[str], float]
     seconds_scale: float
-
-
-class _Variable(NamedTuple):
-    literal: str  # the format's text before the variable
-    group: int
-    kind: str  # "quoted", "bracketed", "brackets" (%t brings its own) or "bare"
-    field: str | None
-
-
-_TIME: Final = SCAN_FIELDS.index("time")
-# Private-use characters: placeholders for a format's variables in its own text.
-_MARK: Final = 0xE000
-
-
-class _SplitPlan(NamedTuple):
-    read: Callable[[str], Sequence[str] | None]
-    # The time is read with its brackets ("[" + the regex's group + "]"): whether the
-    # group holds no "]" is checked once per distinct time, by ``_bracketed_time``.
-    bracketed_time: bool
-
-
-def _split_plan(
-    variables: list[_Variable], tail: str, groups: tuple[int, ...], time_group: int
-) -> _SplitPlan | None:
-    """A reading of the format's lines with ``str.split`` instead of its regex, for
-    formats whose fields are separated by single spaces and quotes (combined, common
-    and ``log:`` formats like them); None for any other format.
-
-    The plan is the format's own text with a placeholder for each variable, split as a
-    line will be: on ``"``, then the text outside quotes (joined by ``"``) on whitespace.
-    A line takes this way only when it provably holds what the regex would capture:
-    no backslash (so a quoted value is the text between two quotes), as many quotes as
-    the format, single spaces and no other whitespace outside quotes (where ``\\S*``
-    stops: ``str.split()`` and ``\\s`` agree on every character), and the format's
-    literal text where the format has it. For any other line it returns None, and the
-    regex reads it as before."""
-    literal = "".join(variable.literal for variable in variables) + tail
-    last_mark = _MARK + len(variables)
-    if "\\" in literal or any(_MARK <= ord(char) <= last_mark for char in literal):
-        return None
-    marks: dict[str, _Variable] = {}
-    template: list[str] = []
-    date = zone = ""  # the pieces of a time in brackets: "[" + date, and zone + "]"
-    for variable in variables:
-        mark = chr(_MARK + variable.group)  # groups count from 1: _MARK stays free
-        marks[mark] = variable
-        template.append(variable.literal)
-        if variable.kind == "bracketed" or variable.kind == "brackets":
-            # Only a time splits into known pieces ("dd/Mon/yyyy:hh:mm:ss +zzzz" has
-            # one space), and only the one the importer reads has its brackets checked.
-            if variable.field != "time_local" or variable.group != time_group:
-                return None
-            date, zone = "[" + mark, chr(_MARK) + "]"
-            time = f"{mark} {chr(_MARK)}"
-            template.append(f"[{time}]" if variable.kind == "brackets" else time)
-        else:
-            template.append(mark)
-    template.append(tail)
-    parts = "".join(template).split('"')
-    unquoted = '"'.join(parts[::2])
-    pieces = unquoted.split()
-    if " ".join(pieces) != unquoted:
-        return None  # other whitespace than single spaces between fields
-    at: dict[int, int] = {}  # group -> where its text is in pieces + parts
-    for index in range(1, len(parts), 2):
-        quoted = marks.get(parts[index])
-        if quoted is None or quoted.kind != "quoted":
-            return None
-        at[quoted.group] = len(pieces) + index
-    literals: list[int] = []  # where the format has text of its own
-    for index, piece in enumerate(pieces):
-        bare = marks.get(piece)
-        if bare is not None and bare.kind == "bare":
-            at[bare.group] = index
-        elif piece == date:
-            at[time_group] = index
-        elif piece == zone and at.get(time_group) == index - 1:
-            pass
-        elif not any(_MARK <= ord(char) <= last_mark for char in piece):
-            literals.append(index)
-        else:
-            return None  # a variable with text around it, or two run together
-    if len(at) != len(variables) or not literals:
-        return None
-    empty = len(pieces) + len(parts)  # the "" appended to every reading
-    fields = itemgetter(*(at.get(group, empty) for group in groups))
-    literal_at = itemgetter(*literals)
-    expected = literal_at(pieces)  # the format's own: a str, or a tuple of them
-    n_parts, n_pieces = len(parts), len(pieces)
-    date_at = at[time_group] if date else -1
-
-    def read(line: str) -> Sequence[str] | None:
-        parts = line.split('"')
-        if len(parts) != n_parts or "\\" in line:
-            return None
-        unquoted = '"'.join(parts[::2])
-        pieces = unquoted.split()
-        if (
-            len(pieces) != n_pieces
-            or " ".join(pieces) != unquoted
-            or literal_at(pieces) != expected
-        ):
-            return None
-        if date_at >= 0:
-            pieces[date_at] += " " + pieces[date_at + 1]
-        pieces += parts
-        pieces.append("")
-        return fields(pieces)  # type: ignore[no-any-return]
-
-    return _SplitPlan(read, bool(date))
-
-
-def _bracketed_time(parse: Callable[[str], float]) -> Callable[[str], float]:
-    """``parse`` for a time read with the brackets around it, as the regex
-    ``\\[([^\\]]*)\\]`` reads it: the group is what lies between, and holds no "]"."""
-
-    def parse_bracketed(text: str) -> float:
-        if text[:1] != "[" or text[-1:] != "]" or "]" in text[1:-1]:
-            raise ValueError("the time is not in brackets")
-        return parse(text[1:-1])
-
-    return parse_bracketed
 
 
 def _unescape(value: str) -> str:
@@ -243,7 +120,6 @@ class TextFormat:
     def __init__(self, spec: str) -> None:
         pattern: list[str] = []
         self._groups: dict[str, int] = {}
-        variables: list[_Variable] = []
         position = 0
         for group, match in enumerate(_VARIABLE.finditer(spec), 1):
             literal = spec[position : match.start()]
@@ -252,26 +128,20 @@ class TextFormat:
             if name.startswith("%{"):
                 name = name.lower()  # header names are case-insensitive
             before = spec[match.start() - 1] if match.start() else ""
-            field = _FIELDS.get(name)
             if before == '"':
-                kind = "quoted"
                 pattern.append(_QUOTED)
             elif before == "[":
-                kind = "bracketed"
                 pattern.append(_BRACKETED)
-            elif field == "time_local":
+            elif _FIELDS.get(name) == "time_local":
                 # Apache's %t brings its own brackets.
-                kind = "brackets"
                 pattern.append(r"\[([^\]]*)\]")
             else:
-                kind = "bare"
                 pattern.append(_BARE)
-            variables.append(_Variable(literal, group, kind, field))
+            field = _FIELDS.get(name)
             if field is not None:
                 self._groups.setdefault(field, group)
             position = match.end()
-        tail = spec[position:]
-        pattern.append(re.escape(tail))
+        pattern.append(re.escape(spec[position:]))
         # An empty group that always matches, read for a field the format lacks.
         pattern.append("()")
         self._regex = re.compile("".join(pattern))
@@ -292,12 +162,12 @@ class TextFormat:
         self._match = self._regex.match
         self._at = {name: fields.get(name, 0) - 1 for name in _POSITIONAL}
         self._text_at = tuple(fields.get(name, 0) - 1 for name in _TEXT_FIELDS)
-        self.scan = self._scan(empty, variables, tail)
+        self.scan = self._scan(empty)
 
     def __call__(self, line: str) -> LogLine:
         return self.parse(line)
 
-    def _scan(self, empty: int, variables: list[_Variable], tail: str) -> Scan | None:
+    def _scan(self, empty: int) -> Scan | None:
         """The fast reading of this format, for formats that log the request line and
         one time; None for the rest (they are read with ``parse``)."""
         fields = self._groups
@@ -314,42 +184,9 @@ class TextFormat:
         if seconds is None and "microseconds" in fields:
             seconds, scale = fields["microseconds"], 1e-6
         groups = [fields.get(name, empty) for name in SCAN_FIELDS]
-        groups[_TIME] = at
+        groups[SCAN_FIELDS.index("time")] = at
         groups[SCAN_FIELDS.index("seconds")] = empty if seconds is None else seconds
-        match = self._match
-        at_groups = tuple(groups)
-        plan = _split_plan(variables, tail, at_groups, at)
-        if plan is None:
-
-            def read(line: str) -> Sequence[str] | None:
-                found = match(line)
-                return None if found is None else found.group(*at_groups)
-
-            return Scan(read, time, scale)
-        split = plan.read
-        if not plan.bracketed_time:
-
-            def read_split(line: str) -> Sequence[str] | None:
-                values = split(line)
-                if values is None:
-                    found = match(line)
-                    return None if found is None else found.group(*at_groups)
-                return values
-
-            return Scan(read_split, time, scale)
-
-        def read_bracketed(line: str) -> Sequence[str] | None:
-            values = split(line)
-            if values is None:
-                # The regex's time without its brackets; the split reading keeps them.
-                found = match(line)
-                if found is None:
-                    return None
-                values = list(found.group(*at_groups))
-                values[_TIME] = f"[{values[_TIME]}]"
-            return values
-
-        return Scan(read_bracketed, _bracketed_time(time), scale)
+        return Scan(self._match, tuple(groups), time, scale)
 
     def parse(self, line: str) -> LogLine:
         match = self._match(line)
