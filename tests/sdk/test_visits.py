@@ -132,6 +132,24 @@ def test_a_gap_of_exactly_visit_gap_starts_a_new_visit(
     assert emitted.take() == [visit("/c", "0s", "1")]
 
 
+def test_a_visit_that_follows_an_idle_one_starts_afresh_in_its_own_hour(
+    store: MemoryVisits, clock: FakeClock, emitted: Emitted
+) -> None:
+    for route in ("/a", "/b", "/c"):
+        view(store, route)
+        clock.advance(60)
+    clock.advance(2 * 3600)  # idle, not swept: the next pageview ends that visit itself
+    view(store, "/d")
+    assert emitted.take() == [visit("/a", "2m-5m", "3-4")]
+    clock.advance(20)
+    view(store, "/e")
+    assert store.record("203.0.113.7", None, BROWSER, "shop.example", "/f") is False
+    clock.advance(GAP)
+    store.sweep()
+    # Its own start, hour and entry route, and only its own pages.
+    assert emitted.take() == [visit("/d", "10s-30s", "3-4", hour=START + 2 * 3600)]
+
+
 @pytest.mark.parametrize(
     ("pages", "step", "duration", "pages_label"),
     [

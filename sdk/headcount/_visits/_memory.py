@@ -25,9 +25,12 @@ from headcount._visits._link import (
     link_material,
     new_hasher,
 )
+from headcount.wire import duration_label, pages_label
 
 __all__ = ["MemoryVisits"]
 
+_ONE_PAGE_DURATION: Final = duration_label(0.0, 1)
+_ONE_PAGE: Final = pages_label(1)
 # Visits closed per lock hold while sweeping, so requests never wait behind a sweep.
 _SWEEP_CHUNK: Final = 1024
 
@@ -43,6 +46,9 @@ class _OpenVisit:
         self.route = route
 
     def finished(self) -> VisitKey:
+        if self.pages == 1:
+            # Most visits are one page long: their key needs no duration range.
+            return ("visit", self.hour, self.route, _ONE_PAGE_DURATION, _ONE_PAGE)
         return finished_visit(self.hour, self.route, self.last - self.start, self.pages)
 
 
@@ -114,10 +120,16 @@ class MemoryVisits:
                     visit.pages += 1
                     visits.move_to_end(link)
                     return False
-                # Idle too long, and not swept yet: that visit is over.
-                del visits[link]
+                # Idle too long, and not swept yet: that visit is over, and this
+                # pageview starts the link's next one in its place.
                 finished = [visit.finished()]
-            elif len(visits) >= self._max_visits:
+                visit.start = visit.last = now
+                visit.pages = 1
+                visit.hour = int(now) // 3600 * 3600
+                visit.route = route
+                visits.move_to_end(link)
+                return True
+            if len(visits) >= self._max_visits:
                 finished = [visits.popitem(last=False)[1].finished()]
             visits[link] = _OpenVisit(now, route)
         finally:
