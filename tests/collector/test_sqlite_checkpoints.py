@@ -1,0 +1,87 @@
+"""SQLite's WAL goes back into the database file on a background thread: no commit runs a
+checkpoint itself, yet what was committed reaches the main file, and a store that is
+closed and used again keeps checkpointing."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from headcount_collector.config import Site
+from headcount_collector.ingest import decode_batch, validate_batch
+from headcount_collector.stores.sqlite import CHECKPOINT_EVERY, SQLiteStore
+from tests.collector.conftest import batch_body, pageview
+
+SITE = Site("shop", ZoneInfo("UTC"), b"", b"")
+CHECKPOINT_THREAD = "headcount-sqlite-checkpoint"
+
+
+def commit_batches(store: SQLiteStore, count: int) -> None:
+    now = int(time.time())
+    for _ in range(count):
+        batch = validate_batch(decode_batch(batch_body([pageview()])), SITE, now)
+        store.commit([batch], now)
+
+
+def batches_in_main_file(db: Path, scratch: Path) -> int:
+    """Batches recorded in the database file alone, as if its WAL were lost."""
+    shutil.copyfile(db, scratch)
+    conn = sqlite3.connect(scratch)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM hc_batch").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def wait_for_main_file(db: Path, scratch: Path, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    seen: object = None
+    while time.monotonic() < deadline:
+        try:
+            seen = batches_in_main_file(db, scratch)
+        except sqlite3.DatabaseError as exc:  # copied mid-checkpoint: try again
+            seen = exc
+        if seen == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the main file holds {seen!r} batches, expected {expected}")
+
+
+def checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == CHECKPOINT_THREAD]
+
+
+def test_commits_leave_checkpoints_to_the_background_thread(tmp_path: Path) -> None:
+    db = tmp_path / "collector.sqlite3"
+    store = SQLiteStore(db)
+    store.migrate()
+    try:
+        writer = store._connection()
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        commit_batches(store, CHECKPOINT_EVERY * 4 - 1)  # migrate() was one commit
+        assert len(checkpoint_threads()) == 1
+        # Everything committed is in the database file itself, not only in the WAL.
+        wait_for_main_file(db, tmp_path / "copy.sqlite3", CHECKPOINT_EVERY * 4 - 1)
+    finally:
+        store.close()
+    assert checkpoint_threads() == []
+
+
+def test_a_store_used_again_after_close_checkpoints_again(tmp_path: Path) -> None:
+    db = tmp_path / "collector.sqlite3"
+    store = SQLiteStore(db)
+    store.migrate()
+    commit_batches(store, CHECKPOINT_EVERY - 1)  # with migrate(), one checkpoint's worth
+    store.close()
+    assert checkpoint_threads() == []
+    try:
+        commit_batches(store, CHECKPOINT_EVERY * 2)
+        assert len(checkpoint_threads()) == 1
+        wait_for_main_file(db, tmp_path / "copy.sqlite3", CHECKPOINT_EVERY * 3 - 1)
+    finally:
+        store.close()
+    assert checkpoint_threads() == []
