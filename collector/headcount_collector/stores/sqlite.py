@@ -85,7 +85,6 @@ class _Checkpointer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._commits = 0
-        self.checkpoints = 0
 
     def committed(self) -> None:
         # Unlocked: a lost increment only shifts the next checkpoint by a commit.
@@ -123,7 +122,6 @@ class _Checkpointer:
                     return
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
                 except sqlite3.Error as exc:
                     # The next one retries; the WAL keeps every commit meanwhile.
                     logger.warning("SQLite checkpoint failed: %s", exc)

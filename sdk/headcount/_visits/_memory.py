@@ -39,6 +39,11 @@ class _OpenVisit:
     __slots__ = ("hour", "last", "pages", "route", "start")
 
     def __init__(self, now: float, route: str) -> None:
+        self.begin(now, route)
+
+    def begin(self, now: float, route: str) -> None:
+        """Start this visit at ``now`` on ``route`` (a new one, or the next one of a
+        link whose visit went idle)."""
         self.start = now
         self.last = now
         self.pages = 1
@@ -123,10 +128,7 @@ class MemoryVisits:
                 # Idle too long, and not swept yet: that visit is over, and this
                 # pageview starts the link's next one in its place.
                 finished = [visit.finished()]
-                visit.start = visit.last = now
-                visit.pages = 1
-                visit.hour = int(now) // 3600 * 3600
-                visit.route = route
+                visit.begin(now, route)
                 visits.move_to_end(link)
                 return True
             if len(visits) >= self._max_visits:
