@@ -154,8 +154,11 @@ function init(args)
 end
 local function next_id()
   counter = counter + 1
-  return string.format("%s%02x%08x%04x%04x%02x", NONCE, tid, counter,
-    math.random(0, 65535), math.random(0, 65535), math.random(0, 255))
+  -- Laid out as the SDK's (wire.Batch): 6 digits naming the sender, 8 of its count,
+  -- 18 random.
+  return string.format("%s%02x%08x%04x%04x%04x%04x%02x", NONCE:sub(1, 4), tid, counter,
+    math.random(0, 65535), math.random(0, 65535), math.random(0, 65535),
+    math.random(0, 65535), math.random(0, 255))
 end
 """
 

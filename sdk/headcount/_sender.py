@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import itertools
 import random
 import re
 import secrets
@@ -85,6 +86,10 @@ class Sender:
         # hourly schedule (explicit flush and shutdown).
         self._collect = collect
         self._rng = random.Random()
+        # A batch id is this sender's name, its count of batches, then random digits
+        # (see wire.Batch): the collector remembers one sender's ids side by side.
+        self._id_prefix = secrets.token_hex(3)
+        self._id_count = itertools.count(secrets.randbits(32))
         self._buffer: deque[_PendingBatch] = deque()
         self._buffer_bytes = 0
         self._buffer_lock = threading.Lock()
@@ -237,9 +242,13 @@ class Sender:
                 return True
         return False
 
+    def _next_batch_id(self) -> str:
+        count = next(self._id_count) & 0xFFFFFFFF
+        return f"{self._id_prefix}{count:08x}{secrets.token_hex(9)}"
+
     def _encode(self, records: Sequence[Record], out: list[_PendingBatch]) -> None:
         batch = Batch(
-            batch_id=secrets.token_hex(16),
+            batch_id=self._next_batch_id(),
             sender=SENDER_NAME,
             sender_version=__version__,
             records=list(records),

@@ -411,7 +411,12 @@ VisitsMode = Literal["off", "memory", "redis"]
 
 
 class Batch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """One POST to the collector. ``batch_id`` makes a retry of the same bytes idempotent."""
+    """One POST to the collector. ``batch_id`` makes a retry of the same bytes idempotent.
+
+    Any 32 hex digits will do. The SDK writes 6 that name the sending process, 8 of its
+    count of batches and 18 random ones: the collector remembers ids of one sender with
+    the same first 6 digits and nearby counts side by side, so storing them is cheaper.
+    """
 
     batch_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}$")]
     sender: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w.-]+$")]

@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from headcount_collector.stores.base import stored_batch_id
+from headcount_collector.stores.base import BATCH_ID_SECRET_NAME, stored_batch_id
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import _wipe_postgres, auth, batch_body, pageview, read_auth
 from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
@@ -105,6 +105,17 @@ def stored_batch_ids(url: str) -> set[str]:
     return {batch_id for (batch_id,) in rows}
 
 
+def expected_batch_ids(url: str, batch_ids: set[str]) -> set[str]:
+    """The digests the collectors' shared secret makes of ``batch_ids``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT value FROM hc_meta WHERE key = %s", (BATCH_ID_SECRET_NAME,)
+        ).fetchone()
+    assert row is not None
+    secret = bytes.fromhex(str(row[0]))
+    return {stored_batch_id("shop", batch_id, secret) for batch_id in batch_ids}
+
+
 def reported_routes(server: CollectorProcess) -> Counter[str]:
     response = httpx.get(
         f"{server.url}/v1/stats",
@@ -156,7 +167,7 @@ def test_three_collectors_count_exactly_with_retries_across_them(
 
     assert ledger.duplicates > 0
     assert len(ledger.acked) == senders * batches_per_sender
-    assert stored_batch_ids(pg_url) == {stored_batch_id("shop", b) for b in ledger.acked}
+    assert stored_batch_ids(pg_url) == expected_batch_ids(pg_url, ledger.acked)
     assert stored_routes(pg_url) == ledger.expected
     for server in collectors:
         assert reported_routes(server) == ledger.expected
@@ -247,7 +258,7 @@ def test_crash_of_one_collector_loses_nothing_and_double_counts_nothing(
     assert len(ledger.acked) == senders * batches_per_sender
     # The dead collector stayed in rotation, so some requests failed and were resent.
     assert ledger.failures > 0
-    assert stored_batch_ids(pg_url) == {stored_batch_id("shop", b) for b in ledger.acked}
+    assert stored_batch_ids(pg_url) == expected_batch_ids(pg_url, ledger.acked)
     assert stored_routes(pg_url) == ledger.expected
     # A sender that lost the dead collector's answers resends: the survivors know them.
     assert ledger.acked_by_victim

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from headcount_collector.stores.base import stored_batch_id
+from headcount_collector.stores.base import BATCH_ID_SECRET_NAME, stored_batch_id
 from tests._servers import CollectorProcess, start_collector
 from tests.collector.conftest import auth, batch_body, pageview, read_auth, sqlite_snapshot
 from tests.conftest import SHOP_READ_TOKEN, SHOP_WRITE_TOKEN
@@ -22,9 +22,11 @@ pytestmark = pytest.mark.slow
 def batch_is_stored(db_path: Path, batch_id: str) -> bool:
     conn = sqlite3.connect(db_path)
     try:
-        row = conn.execute(
-            "SELECT 1 FROM hc_batch WHERE batch_id = ?", (stored_batch_id("shop", batch_id),)
+        (secret,) = conn.execute(
+            "SELECT value FROM hc_meta WHERE key = ?", (BATCH_ID_SECRET_NAME,)
         ).fetchone()
+        stored = stored_batch_id("shop", batch_id, bytes.fromhex(secret))
+        row = conn.execute("SELECT 1 FROM hc_batch WHERE batch_id = ?", (stored,)).fetchone()
     finally:
         conn.close()
     return row is not None

@@ -94,6 +94,28 @@ def record(tracker: Tracker, n: int, route: str = "/api/items") -> None:
         tracker.record_request(RequestInfo("GET", route, 200, 0.02, user_agent=BROWSER))
 
 
+def test_batch_ids_name_their_sender_and_count_up() -> None:
+    """The layout the collector keeps side by side (wire.Batch): 6 digits naming this
+    sender, 8 counting its batches, 18 random."""
+    collector = FakeCollector()
+    tracker = make_tracker(collector)
+    for n in range(4):
+        record(tracker, 1, route=f"/r{alpha(n)}")
+        assert tracker.flush(2) is True
+    ids = [batch_id for _, batch_id, _, _ in collector.attempts]
+    assert len(ids) == 4
+    assert all(len(i) == 32 for i in ids)
+    assert len({i[:6] for i in ids}) == 1
+    counts = [int(i[6:14], 16) for i in ids]
+    assert counts == [(counts[0] + k) & 0xFFFFFFFF for k in range(4)]
+    assert len({i[14:] for i in ids}) == 4
+    other = FakeCollector()
+    second = make_tracker(other)
+    record(second, 1)
+    assert second.flush(2) is True
+    assert other.attempts[0][1][:6] != ids[0][:6]
+
+
 def test_batches_are_well_formed_and_authenticated() -> None:
     collector = FakeCollector()
     tracker = make_tracker(collector)

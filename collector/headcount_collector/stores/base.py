@@ -23,7 +23,9 @@ from headcount_collector.tables import TABLES, Table, spilled_key
 from headcount_collector.timeutil import Unit, bucket_starts, local_day_start
 
 __all__ = [
+    "BATCH_ID_SECRET_NAME",
     "DEFAULT_KEY_CAP",
+    "LEGACY_IDS_SQL",
     "CounterQuery",
     "Dialect",
     "KeyCounts",
@@ -38,6 +40,8 @@ __all__ = [
     "delete_expired",
     "ensure_secret",
     "first_copies",
+    "forget_legacy_copies",
+    "legacy_batch_id",
     "mark_late",
     "raw_rows_sql",
     "release_table",
@@ -540,34 +544,101 @@ class Dialect:
         return sql, params
 
 
-def stored_batch_id(site: str, batch_id: str) -> str:
-    """What is remembered of a batch id: a digest, so that the sender cannot leave
-    readable bytes of its choosing at rest (the id is only ever compared for equality)."""
-    return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:32]
+BATCH_ID_SECRET_NAME = "batch_id_secret"  # noqa: S105 - a row name, not a secret
+# Where a sender's id keeps its parts (wire.Batch.batch_id): 6 hex digits naming the
+# sending process, 8 of its batch counter, 18 random.
+_SENDER_DIGITS = 6
+_COUNTER_DIGITS = 8
+# The stored form of a version 0.1 collector: 32 hex digits, where the current form has 34.
+LEGACY_STORED_ID_LENGTH = 32
+LEGACY_IDS_SQL = (
+    f"SELECT EXISTS (SELECT 1 FROM hc_batch WHERE length(batch_id) = {LEGACY_STORED_ID_LENGTH})"
+)
 
 
-def remembered_ids(batches: Sequence[PendingBatch]) -> list[tuple[str, str, int | None]]:
+def stored_batch_id(site: str, batch_id: str, secret: bytes) -> str:
+    """What is remembered of a batch id: keyed digests, so the sender cannot leave
+    readable bytes of its choosing at rest (the id is only ever compared for equality).
+
+    Laid out so that one sender's consecutive batches are remembered side by side: the
+    digest of its process part, then its counter masked by a digest of that part (a
+    fixed mask keeps neighbouring counters neighbours), then a digest of the whole id.
+    Each group commit then writes a few index pages instead of one page per batch:
+    random keys made a commit of 32 small batches write 32 pages, which halved ingest
+    throughput (docs/benchmarks.md, "Collector ingest")."""
+    sender_part = batch_id[:_SENDER_DIGITS]
+    sender = hashlib.blake2b(
+        f"{site}\x00{sender_part}".encode(), key=secret, digest_size=10
+    ).digest()
+    counter = int(batch_id[_SENDER_DIGITS : _SENDER_DIGITS + _COUNTER_DIGITS], 16)
+    masked = counter ^ int.from_bytes(sender[6:], "big")
+    whole = hashlib.blake2b(f"{site}\x00{batch_id}".encode(), key=secret, digest_size=7)
+    return f"{sender[:6].hex()}{masked:08x}{whole.hexdigest()}"
+
+
+def legacy_batch_id(site: str, batch_id: str) -> str:
+    """The form a version 0.1 collector remembered ``batch_id`` in (unkeyed, random)."""
+    return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:LEGACY_STORED_ID_LENGTH]
+
+
+def stored_ids(batches: Sequence[PendingBatch], secret: bytes) -> list[str]:
+    """Each batch's id in its stored form (``stored_batch_id``), made once per commit."""
+    return [stored_batch_id(batch.site, batch.batch_id, secret) for batch in batches]
+
+
+def remembered_ids(
+    batches: Sequence[PendingBatch], stored: Sequence[str]
+) -> list[tuple[str, str, int | None]]:
     """(site, stored id, keep until) per distinct batch id, sorted: one lock order for
     every writer remembering overlapping ids."""
     keep: dict[tuple[str, str], int | None] = {}
-    for batch in batches:
-        key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
+    for batch, stored_id in zip(batches, stored, strict=True):
+        key = (batch.site, stored_id)
         if key not in keep or batch.keep_id_until is not None:
             keep[key] = batch.keep_id_until
-    return sorted((site, stored, until) for (site, stored), until in keep.items())
+    return sorted((site, stored_id, until) for (site, stored_id), until in keep.items())
 
 
-def first_copies(batches: Sequence[PendingBatch], fresh: set[tuple[str, str]]) -> list[bool]:
+def first_copies(
+    batches: Sequence[PendingBatch], stored: Sequence[str], fresh: set[tuple[str, str]]
+) -> list[bool]:
     """Per batch, whether to apply it: its (site, stored id) was newly remembered by this
     group commit (in ``fresh``), and it is the first copy of that id in the group, since
     a batch id sent twice within one group counts once."""
     unclaimed = set(fresh)
     applied: list[bool] = []
-    for batch in batches:
-        key = (batch.site, stored_batch_id(batch.site, batch.batch_id))
+    for batch, stored_id in zip(batches, stored, strict=True):
+        key = (batch.site, stored_id)
         applied.append(key in unclaimed)
         unclaimed.discard(key)
     return applied
+
+
+def forget_legacy_copies(
+    execute: Callable[..., Any],
+    batches: Sequence[PendingBatch],
+    stored: Sequence[str],
+    fresh: set[tuple[str, str]],
+    placeholder: str,
+) -> None:
+    """Take out of ``fresh`` the batches a version 0.1 collector already remembered in its
+    own form: a retry that straddles the upgrade is still a retry. Only needed while the
+    database holds ids in that form (``LEGACY_IDS_SQL``); they expire like any other."""
+    legacy: dict[tuple[str, str], tuple[str, str]] = {}
+    for batch, stored_id in zip(batches, stored, strict=True):
+        key = (batch.site, stored_id)
+        if key in fresh:
+            legacy[(batch.site, legacy_batch_id(batch.site, batch.batch_id))] = key
+    items = sorted(legacy)
+    for start in range(0, len(items), 200):  # bound the statement's parameter count
+        chunk = items[start : start + 200]
+        pairs = " OR ".join(f"(site = {placeholder} AND batch_id = {placeholder})" for _ in chunk)
+        rows = execute(
+            f"SELECT site, batch_id FROM hc_batch WHERE {pairs}",
+            [x for pair in chunk for x in pair],
+        ).fetchall()
+        for site, legacy_id in rows:
+            fresh.discard(legacy[(str(site), str(legacy_id))])
 
 
 def release_table(kind: str) -> str:

@@ -26,7 +26,9 @@ from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
+    BATCH_ID_SECRET_NAME,
     DEFAULT_KEY_CAP,
+    LEGACY_IDS_SQL,
     CounterQuery,
     Dialect,
     KeyCounts,
@@ -40,12 +42,14 @@ from headcount_collector.stores.base import (
     delete_expired,
     ensure_secret,
     first_copies,
+    forget_legacy_copies,
     mark_late,
     raw_rows_sql,
     remembered_ids,
     seal_bucket,
     seal_claimed,
     spill_excess_keys,
+    stored_ids,
 )
 from headcount_collector.stores.migrations import POSTGRESQL, apply_migrations, latest_version
 from headcount_collector.tables import TABLES, Table
@@ -144,6 +148,9 @@ class PostgresStore:
         # Distinct hourly keys per site, table and hour; more fold into (other).
         self.key_cap = key_cap
         self._key_counts = KeyCounts()
+        self._batch_id_secret = b""
+        # Whether ids remembered by a version 0.1 collector may still be in hc_batch.
+        self._legacy_ids = True
         self._pool_timeout = settings.timeout
         self._pool = ConnectionPool(
             conninfo,
@@ -191,6 +198,9 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             apply_migrations(conn.execute, POSTGRESQL)
             self._key_counts.secret = ensure_secret(conn.execute, "%s")
+            self._batch_id_secret = ensure_secret(conn.execute, "%s", BATCH_ID_SECRET_NAME)
+            row = conn.execute(LEGACY_IDS_SQL).fetchone()
+            self._legacy_ids = bool(row and row[0])
 
         self._run(migrate_in, "migration")
 
@@ -206,7 +216,8 @@ class PostgresStore:
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         if not batches:
             return []
-        ids = remembered_ids(batches)
+        stored = stored_ids(batches, self._batch_id_secret)
+        ids = remembered_ids(batches, stored)
 
         def commit_in(conn: psycopg.Connection[tuple[object, ...]]) -> list[bool]:
             fresh = {
@@ -221,7 +232,9 @@ class PostgresStore:
                     ),
                 ).fetchall()
             }
-            applied = first_copies(batches, fresh)
+            if self._legacy_ids:
+                forget_legacy_copies(conn.execute, batches, stored, fresh, "%s")
+            applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
             for table, rows in counter_rows(batches, applied).items():
@@ -250,7 +263,11 @@ class PostgresStore:
             ).fetchone()
             if not locked or not locked[0]:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
-            return delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
+            result = delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
+            if self._legacy_ids:
+                row = conn.execute(LEGACY_IDS_SQL).fetchone()
+                self._legacy_ids = bool(row and row[0])
+            return result
 
         result = self._run(retain, "retention")
         if result.hourly_rolled_up or result.daily_deleted:

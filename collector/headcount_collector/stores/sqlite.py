@@ -27,7 +27,9 @@ from headcount_collector.pending import PendingBatch
 from headcount_collector.release.catalogue import Resolution
 from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
+    BATCH_ID_SECRET_NAME,
     DEFAULT_KEY_CAP,
+    LEGACY_IDS_SQL,
     CounterQuery,
     Dialect,
     KeyCounts,
@@ -41,12 +43,14 @@ from headcount_collector.stores.base import (
     delete_expired,
     ensure_secret,
     first_copies,
+    forget_legacy_copies,
     mark_late,
     raw_rows_sql,
     remembered_ids,
     seal_bucket,
     seal_claimed,
     spill_excess_keys,
+    stored_ids,
 )
 from headcount_collector.stores.migrations import SQLITE, apply_migrations, latest_version
 from headcount_collector.tables import TABLES
@@ -149,6 +153,9 @@ class SQLiteStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._checkpointer = _Checkpointer(self._open)
+        self._batch_id_secret = b""
+        # Whether ids remembered by a version 0.1 collector may still be in hc_batch.
+        self._legacy_ids = True
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -225,6 +232,8 @@ class SQLiteStore:
         with self._write() as conn:
             apply_migrations(conn.execute, SQLITE)
             self._key_counts.secret = ensure_secret(conn.execute, "?")
+            self._batch_id_secret = ensure_secret(conn.execute, "?", BATCH_ID_SECRET_NAME)
+            self._legacy_ids = bool(conn.execute(LEGACY_IDS_SQL).fetchone()[0])
 
     def schema_version(self) -> int:
         row = (
@@ -237,7 +246,8 @@ class SQLiteStore:
     def commit(self, batches: Sequence[PendingBatch], now: int) -> list[bool]:
         with self._write() as conn:
             # One statement for the whole group; RETURNING names the ids that were new.
-            ids = remembered_ids(batches)
+            stored = stored_ids(batches, self._batch_id_secret)
+            ids = remembered_ids(batches, stored)
             fresh: set[tuple[str, str]] = set()
             for start in range(0, len(ids), 200):  # bound the statement's parameter count
                 chunk = ids[start : start + 200]
@@ -253,7 +263,9 @@ class SQLiteStore:
                     ],
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
-            applied = first_copies(batches, fresh)
+            if self._legacy_ids:
+                forget_legacy_copies(conn.execute, batches, stored, fresh, "?")
+            applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
             for table, rows in counter_rows(batches, applied).items():
@@ -271,6 +283,8 @@ class SQLiteStore:
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         with self._write() as conn:
             result = delete_expired(conn.execute, site, now, dedupe_seconds, "?")
+            if self._legacy_ids:
+                self._legacy_ids = bool(conn.execute(LEGACY_IDS_SQL).fetchone()[0])
         if result.hourly_rolled_up or result.daily_deleted or result.batch_ids_forgotten:
             # Deleted pages may still sit in the WAL file; fold it back and truncate it
             # so a purged value is gone from every file on disk.

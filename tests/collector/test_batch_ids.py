@@ -1,0 +1,147 @@
+"""How batch ids are remembered: keyed digests at rest, one sender's ids side by side, and
+a retry that straddles the upgrade from version 0.1's form still counted once."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from headcount_collector.config import Site
+from headcount_collector.pending import CounterKey, PendingBatch
+from headcount_collector.stores import open_store
+from headcount_collector.stores.base import (
+    BATCH_ID_SECRET_NAME,
+    CounterQuery,
+    Store,
+    legacy_batch_id,
+    stored_batch_id,
+)
+from headcount_collector.tables import TABLES
+from tests.collector.test_query import NOW, pv
+
+HOUR = int(NOW) // 3600 * 3600
+SECRET = bytes(range(32))
+
+
+def batch(batch_id: str, n: int = 1, site: str = "shop") -> PendingBatch:
+    counts: dict[CounterKey, int] = {("pageview", HOUR, pv("/")): n}
+    return PendingBatch(site, batch_id, counts, 1)
+
+
+def pageviews(store: Store, site: str = "shop") -> int:
+    rows = store.query(
+        CounterQuery(table=TABLES["pageview"], site=site, start=0, end=2**40, interval="total")
+    )
+    return sum(int(row[-1] or 0) for row in rows)
+
+
+def execute_on(store_url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Plain SQL on the store's database, as an operator (or an attacker at rest) sees it."""
+
+    def execute(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if store_url.startswith("sqlite:"):
+            import sqlite3
+
+            with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as conn:
+                rows = conn.execute(sql, params).fetchall()
+                conn.commit()
+                return rows
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return execute
+
+
+def test_the_stored_form_hides_the_id_and_keeps_one_sender_s_ids_together() -> None:
+    sender, count = "a1b2c3", 0x00FFFFF0
+    ids = [f"{sender}{count + k:08x}{secrets.token_hex(9)}" for k in range(32)]
+    stored = [stored_batch_id("shop", i, SECRET) for i in ids]
+    assert len(set(stored)) == 32
+    assert all(len(s) == 34 for s in stored)
+    for batch_id, form in zip(ids, stored, strict=True):
+        # No run of the id's digits (its sender, its count, its tail) is left at rest.
+        for start in range(0, 32 - 6):
+            assert batch_id[start : start + 6] not in form
+    # One sender: one 12-digit prefix, and 32 consecutive counts in at most two runs of
+    # 32 neighbours (the mask maps each aligned block of counts onto one; these counts
+    # cross a carry into the 25th bit, so they come in two pieces).
+    assert len({s[:12] for s in stored}) == 1
+    assert len({int(s[12:20], 16) // 32 for s in stored}) == 2
+    # Another site, another secret or another sender: elsewhere in the index.
+    assert stored_batch_id("blog", ids[0], SECRET)[:12] != stored[0][:12]
+    assert stored_batch_id("shop", ids[0], bytes(32))[:12] != stored[0][:12]
+    assert stored_batch_id("shop", "d4e5f6" + ids[0][6:], SECRET)[:12] != stored[0][:12]
+    # Any 32 hex digits are an id: an older sender's random ones too.
+    assert len(stored_batch_id("shop", secrets.token_hex(16), SECRET)) == 34
+
+
+def test_ids_are_remembered_under_the_database_s_own_secret(store: Store, store_url: str) -> None:
+    batch_id = secrets.token_hex(16)
+    assert store.commit([batch(batch_id)], HOUR) == [True]
+    execute = execute_on(store_url)
+    ((secret,),) = execute("SELECT value FROM hc_meta WHERE key = ?", (BATCH_ID_SECRET_NAME,))
+    assert execute("SELECT batch_id FROM hc_batch", ()) == [
+        (stored_batch_id("shop", batch_id, bytes.fromhex(secret)),)
+    ]
+    # Another process of the same database derives the same form: a retry is a retry.
+    again = open_store(store_url)
+    again.migrate()
+    try:
+        assert again.commit([batch(batch_id, 5)], HOUR) == [False]
+        assert pageviews(again) == 1
+    finally:
+        again.close()
+
+
+def test_a_retry_of_a_batch_remembered_before_the_upgrade_counts_once(
+    store: Store, store_url: str
+) -> None:
+    """A batch a version 0.1 collector stored (and remembered in its own form) is sent
+    again after the upgrade: it is a duplicate, and other batches still count."""
+    execute = execute_on(store_url)
+    old_id, new_id = secrets.token_hex(16), secrets.token_hex(16)
+    store.commit([batch(secrets.token_hex(16), 2)], HOUR)  # counts from before the upgrade
+    execute(
+        "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+        ("shop", legacy_batch_id("shop", old_id), HOUR),
+    )
+    upgraded = open_store(store_url)
+    upgraded.migrate()
+    try:
+        assert upgraded.commit([batch(old_id, 7), batch(new_id, 3)], HOUR) == [False, True]
+        assert upgraded.commit([batch(old_id, 7)], HOUR) == [False]
+        assert pageviews(upgraded) == 2 + 3
+        # The same digest of another site is not that site's batch.
+        assert upgraded.commit([batch(old_id, 4, site="blog")], HOUR) == [True]
+    finally:
+        upgraded.close()
+
+
+def test_the_legacy_check_runs_only_while_legacy_ids_are_left(store: Store, store_url: str) -> None:
+    """Looking for the old form costs a read per batch: a database without ids in that
+    form never does it, and one with them stops once retention has forgotten them."""
+    # The flag is private: what a user sees of it is the cost, measured in bench/ingest.py.
+    assert store._legacy_ids is False  # type: ignore[attr-defined]
+    old_id = secrets.token_hex(16)
+    execute_on(store_url)(
+        "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+        ("shop", legacy_batch_id("shop", old_id), HOUR - 3 * 86400),
+    )
+    upgraded = open_store(store_url)
+    upgraded.migrate()
+    try:
+        assert upgraded._legacy_ids is True  # type: ignore[attr-defined]
+        site = Site("shop", ZoneInfo("UTC"), b"", b"")
+        result = upgraded.apply_retention(site, HOUR, dedupe_seconds=86400)
+        assert result.batch_ids_forgotten == 1
+        assert upgraded._legacy_ids is False  # type: ignore[attr-defined]
+        # Forgotten with the dedupe window, as any id: the same id now counts again.
+        assert upgraded.commit([batch(old_id, 2)], HOUR) == [True]
+    finally:
+        upgraded.close()
