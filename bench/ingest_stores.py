@@ -90,9 +90,14 @@ async def connection_loop(
         f"Authorization: Bearer {WRITE_TOKEN}\r\nContent-Type: application/json\r\n"
         "Content-Length: "
     ).encode()
+    # Each connection sends as one SDK process would name its batches (wire.Batch): its
+    # own 6 digits, its count of batches, 18 random digits.
+    sender, count = secrets.token_hex(3), secrets.randbits(32)
     try:
         while time.monotonic() < deadline:
-            body = prefix + secrets.token_hex(16).encode() + suffix
+            count = (count + 1) & 0xFFFFFFFF
+            batch_id = f"{sender}{count:08x}{secrets.token_hex(9)}"
+            body = prefix + batch_id.encode() + suffix
             writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
             status = int((await reader.readline()).split()[1])
             length = 0
