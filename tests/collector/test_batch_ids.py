@@ -1,11 +1,13 @@
 """How batch ids are remembered: keyed digests at rest, one sender's ids side by side, and
-a retry that straddles the upgrade from version 0.1's form still counted once."""
+a retry that straddles the upgrade from the earlier form (before schema version 7) still
+counted once."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,6 +21,7 @@ from headcount_collector.stores.base import (
     legacy_batch_id,
     stored_batch_id,
 )
+from headcount_collector.stores.sqlite import SQLiteStore
 from headcount_collector.tables import TABLES
 from tests.collector.test_query import NOW, pv
 
@@ -63,22 +66,36 @@ def test_the_stored_form_hides_the_id_and_keeps_one_sender_s_ids_together() -> N
     ids = [f"{sender}{count + k:08x}{secrets.token_hex(9)}" for k in range(32)]
     stored = [stored_batch_id("shop", i, SECRET) for i in ids]
     assert len(set(stored)) == 32
-    assert all(len(s) == 34 for s in stored)
+    assert all(len(s) == 52 for s in stored)
     for batch_id, form in zip(ids, stored, strict=True):
         # No run of the id's digits (its sender, its count, its tail) is left at rest.
-        for start in range(0, 32 - 6):
-            assert batch_id[start : start + 6] not in form
-    # One sender: one 12-digit prefix, and 32 consecutive counts in at most two runs of
-    # 32 neighbours (the mask maps each aligned block of counts onto one; these counts
-    # cross a carry into the 25th bit, so they come in two pieces).
+        for start in range(0, 32 - 8):
+            assert batch_id[start : start + 8] not in form
+    # One sender: one 12-digit prefix, and 32 consecutive counts under at most two
+    # 20-digit prefixes (runs of 32 counts; these cross from one run into the next).
     assert len({s[:12] for s in stored}) == 1
-    assert len({int(s[12:20], 16) // 32 for s in stored}) == 2
+    assert len({s[:20] for s in stored}) == 2
     # Another site, another secret or another sender: elsewhere in the index.
     assert stored_batch_id("blog", ids[0], SECRET)[:12] != stored[0][:12]
     assert stored_batch_id("shop", ids[0], bytes(32))[:12] != stored[0][:12]
     assert stored_batch_id("shop", "d4e5f6" + ids[0][6:], SECRET)[:12] != stored[0][:12]
     # Any 32 hex digits are an id: an older sender's random ones too.
-    assert len(stored_batch_id("shop", secrets.token_hex(16), SECRET)) == 34
+    assert len(stored_batch_id("shop", secrets.token_hex(16), SECRET)) == 52
+
+
+def test_a_sender_cannot_leave_readable_counts_at_rest() -> None:
+    """A sender that picks its counts to spell something (an address, say) leaves
+    nothing of them readable: not the counts, not their XOR between two rows."""
+    spelled = 0xC0A8072A  # 192.168.7.42
+    first = stored_batch_id("shop", f"a1b2c3{0:08x}{'0' * 18}", SECRET)
+    second = stored_batch_id("shop", f"a1b2c3{spelled:08x}{'0' * 18}", SECRET)
+    difference = int(first[12:20], 16) ^ int(second[12:20], 16)
+    assert difference not in (spelled, spelled >> 5, spelled & 0xFFFFFFE0)
+    assert f"{spelled:08x}" not in first + second
+    # Ids that differ only in their random tail differ in a full 128-bit digest.
+    tails = {stored_batch_id("shop", f"{'0' * 31}{k:x}", SECRET)[20:] for k in range(16)}
+    assert len(tails) == 16
+    assert all(len(tail) == 32 for tail in tails)
 
 
 def test_ids_are_remembered_under_the_database_s_own_secret(store: Store, store_url: str) -> None:
@@ -102,7 +119,7 @@ def test_ids_are_remembered_under_the_database_s_own_secret(store: Store, store_
 def test_a_retry_of_a_batch_remembered_before_the_upgrade_counts_once(
     store: Store, store_url: str
 ) -> None:
-    """A batch a version 0.1 collector stored (and remembered in its own form) is sent
+    """A batch an older collector (before schema version 7) stored (and remembered in its own form) is sent
     again after the upgrade: it is a duplicate, and other batches still count."""
     execute = execute_on(store_url)
     old_id, new_id = secrets.token_hex(16), secrets.token_hex(16)
@@ -123,25 +140,50 @@ def test_a_retry_of_a_batch_remembered_before_the_upgrade_counts_once(
         upgraded.close()
 
 
-def test_the_legacy_check_runs_only_while_legacy_ids_are_left(store: Store, store_url: str) -> None:
-    """Looking for the old form costs a read per batch: a database without ids in that
-    form never does it, and one with them stops once retention has forgotten them."""
-    # The flag is private: what a user sees of it is the cost, measured in bench/ingest.py.
-    assert store._legacy_ids is False  # type: ignore[attr-defined]
+def test_a_collector_running_on_recognises_old_ids_stored_after_it_started(
+    store: Store, store_url: str
+) -> None:
+    """During an upgrade an older collector may still be running and remembering ids in its
+    form after this one started: every commit looks, not just the first."""
+    assert store.commit([batch(secrets.token_hex(16), 2)], HOUR) == [True]
+    old_id = secrets.token_hex(16)
+    execute_on(store_url)(
+        "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+        ("shop", legacy_batch_id("shop", old_id), HOUR),
+    )
+    assert store.commit([batch(old_id, 7)], HOUR) == [False]
+    assert pageviews(store) == 2
+
+
+def test_old_ids_expire_with_the_dedupe_window(store: Store, store_url: str) -> None:
     old_id = secrets.token_hex(16)
     execute_on(store_url)(
         "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
         ("shop", legacy_batch_id("shop", old_id), HOUR - 3 * 86400),
     )
-    upgraded = open_store(store_url)
-    upgraded.migrate()
+    site = Site("shop", ZoneInfo("UTC"), b"", b"")
+    assert store.apply_retention(site, HOUR, dedupe_seconds=86400).batch_ids_forgotten == 1
+    assert store.commit([batch(old_id, 2)], HOUR) == [True]
+
+
+def test_without_old_ids_a_commit_makes_no_lookup_for_them(tmp_path: Path) -> None:
+    """The look for the old form is one probe of an empty index, not a read per batch."""
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.migrate()
+    statements: list[str] = []
     try:
-        assert upgraded._legacy_ids is True  # type: ignore[attr-defined]
-        site = Site("shop", ZoneInfo("UTC"), b"", b"")
-        result = upgraded.apply_retention(site, HOUR, dedupe_seconds=86400)
-        assert result.batch_ids_forgotten == 1
-        assert upgraded._legacy_ids is False  # type: ignore[attr-defined]
-        # Forgotten with the dedupe window, as any id: the same id now counts again.
-        assert upgraded.commit([batch(old_id, 2)], HOUR) == [True]
+        # The writer's own connection, traced by SQLite itself.
+        store._connection().set_trace_callback(statements.append)
+        store.commit([batch(secrets.token_hex(16)) for _ in range(4)], HOUR)
+        lookups = [s for s in statements if s.startswith("SELECT site, batch_id FROM hc_batch")]
+        probes = [s for s in statements if "length(batch_id)" in s]
+        assert (len(lookups), len(probes)) == (0, 1)
+        execute_on(f"sqlite:///{store.path}")(
+            "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+            ("shop", legacy_batch_id("shop", "0" * 32), HOUR),
+        )
+        statements.clear()
+        store.commit([batch(secrets.token_hex(16)) for _ in range(4)], HOUR)
+        assert len([s for s in statements if s.startswith("SELECT site, batch_id")]) == 1
     finally:
-        upgraded.close()
+        store.close()

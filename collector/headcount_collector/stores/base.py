@@ -549,35 +549,42 @@ BATCH_ID_SECRET_NAME = "batch_id_secret"  # noqa: S105 - a row name, not a secre
 # sending process, 8 of its batch counter, 18 random.
 _SENDER_DIGITS = 6
 _COUNTER_DIGITS = 8
-# The stored form of a version 0.1 collector: 32 hex digits, where the current form has 34.
+# Consecutive counts of one sender that share a stored prefix: a group commit of small
+# batches from one sender touches one or two such runs.
+_RUN_BITS = 5
+# The stored form of collectors before schema version 7: 32 hex digits; the current one has 52.
 LEGACY_STORED_ID_LENGTH = 32
+# Answered from the partial index of migration 7: ids in that form, if any are left.
 LEGACY_IDS_SQL = (
     f"SELECT EXISTS (SELECT 1 FROM hc_batch WHERE length(batch_id) = {LEGACY_STORED_ID_LENGTH})"
 )
 
 
 def stored_batch_id(site: str, batch_id: str, secret: bytes) -> str:
-    """What is remembered of a batch id: keyed digests, so the sender cannot leave
-    readable bytes of its choosing at rest (the id is only ever compared for equality).
+    """What is remembered of a batch id: keyed digests (the key is a secret of the
+    database), so no digit of the id is at rest and a sender cannot leave readable bytes
+    of its choosing; the id is only ever compared for equality.
 
-    Laid out so that one sender's consecutive batches are remembered side by side: the
-    digest of its process part, then its counter masked by a digest of that part (a
-    fixed mask keeps neighbouring counters neighbours), then a digest of the whole id.
-    Each group commit then writes a few index pages instead of one page per batch:
-    random keys made a commit of 32 small batches write 32 pages, which halved ingest
-    throughput (docs/benchmarks.md, "Collector ingest")."""
+    Three digests, laid out so that one sender's consecutive batches are remembered side
+    by side: of the id's sender part (48 bits), of that part with the run of 32 counts
+    the id's count falls in (32 bits), and of the whole id (128 bits, what tells two
+    batches apart, as the earlier single digest did). A group commit of small batches
+    then writes a few index pages instead of one random page per batch, which had halved
+    ingest throughput (docs/benchmarks.md, "Collector ingest"). At rest, rows that share
+    a prefix show only that one sender sent them close together."""
     sender_part = batch_id[:_SENDER_DIGITS]
-    sender = hashlib.blake2b(
-        f"{site}\x00{sender_part}".encode(), key=secret, digest_size=10
-    ).digest()
-    counter = int(batch_id[_SENDER_DIGITS : _SENDER_DIGITS + _COUNTER_DIGITS], 16)
-    masked = counter ^ int.from_bytes(sender[6:], "big")
-    whole = hashlib.blake2b(f"{site}\x00{batch_id}".encode(), key=secret, digest_size=7)
-    return f"{sender[:6].hex()}{masked:08x}{whole.hexdigest()}"
+    count = int(batch_id[_SENDER_DIGITS : _SENDER_DIGITS + _COUNTER_DIGITS], 16)
+    run = count >> _RUN_BITS
+    sender = hashlib.blake2b(f"{site}\x00{sender_part}".encode(), key=secret, digest_size=6)
+    nearby = hashlib.blake2b(
+        f"{site}\x00{sender_part}\x00{run}".encode(), key=secret, digest_size=4
+    )
+    whole = hashlib.blake2b(f"{site}\x00{batch_id}".encode(), key=secret, digest_size=16)
+    return sender.hexdigest() + nearby.hexdigest() + whole.hexdigest()
 
 
 def legacy_batch_id(site: str, batch_id: str) -> str:
-    """The form a version 0.1 collector remembered ``batch_id`` in (unkeyed, random)."""
+    """The form collectors before schema version 7 remembered ``batch_id`` in (unkeyed, random)."""
     return hashlib.sha256(f"{site}\x00{batch_id}".encode()).hexdigest()[:LEGACY_STORED_ID_LENGTH]
 
 
@@ -621,9 +628,12 @@ def forget_legacy_copies(
     fresh: set[tuple[str, str]],
     placeholder: str,
 ) -> None:
-    """Take out of ``fresh`` the batches a version 0.1 collector already remembered in its
-    own form: a retry that straddles the upgrade is still a retry. Only needed while the
-    database holds ids in that form (``LEGACY_IDS_SQL``); they expire like any other."""
+    """Take out of ``fresh`` the batches a collector before schema version 7 remembered in its
+    own form: a retry that straddles the upgrade is still a retry. Asked on every commit
+    (an older collector still running during the upgrade may store such ids after this one
+    started), it costs one look at an index that is empty once those ids expire."""
+    if not execute(LEGACY_IDS_SQL).fetchone()[0]:
+        return
     legacy: dict[tuple[str, str], tuple[str, str]] = {}
     for batch, stored_id in zip(batches, stored, strict=True):
         key = (batch.site, stored_id)

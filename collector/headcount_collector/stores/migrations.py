@@ -251,6 +251,17 @@ def _format(statements: Sequence[str], dialect: SchemaDialect) -> list[str]:
     ]
 
 
+# Version 7: batch ids in the form that keeps one sender's ids side by side (52 hex
+# digits; see stores.base.stored_batch_id). Ids stored before it have 32; a commit looks
+# for a retry in that form while any are left, which this partial index (empty once they
+# expire, and never written for the new form) answers at once. Collectors older than
+# this version refuse the database from here on: they would not recognise the new form.
+_V7: Final = (
+    "CREATE INDEX IF NOT EXISTS hc_batch_legacy ON hc_batch (site, batch_id) "
+    "WHERE length(batch_id) = 32",
+)
+
+
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
     lambda d: _format(_V2, d),
@@ -258,6 +269,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: _format(_V4, d),
     lambda d: _format(_V5, d),
     lambda d: _format(_V6, d),
+    lambda d: list(_V7),
 )
 
 

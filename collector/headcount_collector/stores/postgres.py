@@ -28,7 +28,6 @@ from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
     BATCH_ID_SECRET_NAME,
     DEFAULT_KEY_CAP,
-    LEGACY_IDS_SQL,
     CounterQuery,
     Dialect,
     KeyCounts,
@@ -149,8 +148,6 @@ class PostgresStore:
         self.key_cap = key_cap
         self._key_counts = KeyCounts()
         self._batch_id_secret = b""
-        # Whether ids remembered by a version 0.1 collector may still be in hc_batch.
-        self._legacy_ids = True
         self._pool_timeout = settings.timeout
         self._pool = ConnectionPool(
             conninfo,
@@ -199,8 +196,6 @@ class PostgresStore:
             apply_migrations(conn.execute, POSTGRESQL)
             self._key_counts.secret = ensure_secret(conn.execute, "%s")
             self._batch_id_secret = ensure_secret(conn.execute, "%s", BATCH_ID_SECRET_NAME)
-            row = conn.execute(LEGACY_IDS_SQL).fetchone()
-            self._legacy_ids = bool(row and row[0])
 
         self._run(migrate_in, "migration")
 
@@ -232,8 +227,7 @@ class PostgresStore:
                     ),
                 ).fetchall()
             }
-            if self._legacy_ids:
-                forget_legacy_copies(conn.execute, batches, stored, fresh, "%s")
+            forget_legacy_copies(conn.execute, batches, stored, fresh, "%s")
             applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
@@ -263,11 +257,7 @@ class PostgresStore:
             ).fetchone()
             if not locked or not locked[0]:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
-            result = delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
-            if self._legacy_ids:
-                row = conn.execute(LEGACY_IDS_SQL).fetchone()
-                self._legacy_ids = bool(row and row[0])
-            return result
+            return delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
 
         result = self._run(retain, "retention")
         if result.hourly_rolled_up or result.daily_deleted:

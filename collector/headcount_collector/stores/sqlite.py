@@ -29,7 +29,6 @@ from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
     BATCH_ID_SECRET_NAME,
     DEFAULT_KEY_CAP,
-    LEGACY_IDS_SQL,
     CounterQuery,
     Dialect,
     KeyCounts,
@@ -154,8 +153,6 @@ class SQLiteStore:
         self._connections_lock = threading.Lock()
         self._checkpointer = _Checkpointer(self._open)
         self._batch_id_secret = b""
-        # Whether ids remembered by a version 0.1 collector may still be in hc_batch.
-        self._legacy_ids = True
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -233,7 +230,6 @@ class SQLiteStore:
             apply_migrations(conn.execute, SQLITE)
             self._key_counts.secret = ensure_secret(conn.execute, "?")
             self._batch_id_secret = ensure_secret(conn.execute, "?", BATCH_ID_SECRET_NAME)
-            self._legacy_ids = bool(conn.execute(LEGACY_IDS_SQL).fetchone()[0])
 
     def schema_version(self) -> int:
         row = (
@@ -263,8 +259,7 @@ class SQLiteStore:
                     ],
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
-            if self._legacy_ids:
-                forget_legacy_copies(conn.execute, batches, stored, fresh, "?")
+            forget_legacy_copies(conn.execute, batches, stored, fresh, "?")
             applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
@@ -283,8 +278,6 @@ class SQLiteStore:
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         with self._write() as conn:
             result = delete_expired(conn.execute, site, now, dedupe_seconds, "?")
-            if self._legacy_ids:
-                self._legacy_ids = bool(conn.execute(LEGACY_IDS_SQL).fetchone()[0])
         if result.hourly_rolled_up or result.daily_deleted or result.batch_ids_forgotten:
             # Deleted pages may still sit in the WAL file; fold it back and truncate it
             # so a purged value is gone from every file on disk.
