@@ -16,6 +16,7 @@ from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.stores import open_store
 from headcount_collector.stores.base import (
     BATCH_ID_SECRET_NAME,
+    LEGACY_IDS_SQL,
     CounterQuery,
     Store,
     legacy_batch_id,
@@ -187,3 +188,20 @@ def test_without_old_ids_a_commit_makes_no_lookup_for_them(tmp_path: Path) -> No
         assert len([s for s in statements if s.startswith("SELECT site, batch_id")]) == 1
     finally:
         store.close()
+
+
+def test_the_probe_for_old_ids_reads_their_index_not_the_table(
+    store: Store, store_url: str
+) -> None:
+    """Every commit asks whether old-form ids are left: the database must answer from
+    migration 7's partial index, or each commit would scan every remembered id."""
+    execute = execute_on(store_url)
+    execute(
+        "INSERT INTO hc_batch (site, batch_id, received) VALUES (?, ?, ?)",
+        ("shop", legacy_batch_id("shop", "0" * 32), HOUR),
+    )
+    for n in range(200):
+        store.commit([batch(f"a1b2c3{n:08x}{'0' * 18}")], HOUR)
+    explain = "EXPLAIN QUERY PLAN " if store_url.startswith("sqlite:") else "EXPLAIN "
+    plan = " ".join(str(row) for row in execute(explain + LEGACY_IDS_SQL, ()))
+    assert "hc_batch_legacy" in plan

@@ -561,9 +561,12 @@ LEGACY_IDS_SQL = (
 
 
 def stored_batch_id(site: str, batch_id: str, secret: bytes) -> str:
-    """What is remembered of a batch id: keyed digests (the key is a secret of the
-    database), so no digit of the id is at rest and a sender cannot leave readable bytes
-    of its choosing; the id is only ever compared for equality.
+    """What is remembered of a batch id: keyed digests (the key is a secret kept in the
+    database, in hc_meta), so no digit of the id is at rest in readable form; the id is
+    only ever compared for equality. A reader of the whole database holds the key too and
+    can test guesses, as with any digest of a short input: trying every sender part and
+    count recovers them (minutes of CPU), which tells which process sent a batch and
+    about how many batches before it, never anything about a visitor or a time.
 
     Three digests, laid out so that one sender's consecutive batches are remembered side
     by side: of the id's sender part (48 bits), of that part with the run of 32 counts
@@ -629,9 +632,11 @@ def forget_legacy_copies(
     placeholder: str,
 ) -> None:
     """Take out of ``fresh`` the batches a collector before schema version 7 remembered in its
-    own form: a retry that straddles the upgrade is still a retry. Asked on every commit
-    (an older collector still running during the upgrade may store such ids after this one
-    started), it costs one look at an index that is empty once those ids expire."""
+    own form: a retry that straddles the upgrade is still a retry. Asked on every commit,
+    so ids an older collector stored after this one started are seen too; a commit of an
+    older collector that races this one is not (the two forms never meet in the unique
+    key), which is why older collectors must be stopped before this version starts. It
+    costs one look at an index that is empty once those ids expire."""
     if not execute(LEGACY_IDS_SQL).fetchone()[0]:
         return
     legacy: dict[tuple[str, str], tuple[str, str]] = {}
