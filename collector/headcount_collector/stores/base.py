@@ -575,15 +575,27 @@ def stored_batch_id(site: str, batch_id: str, secret: bytes) -> str:
     then writes a few index pages instead of one random page per batch, which had halved
     ingest throughput (docs/benchmarks.md, "Collector ingest"). At rest, rows that share
     a prefix show only that one sender sent them close together."""
-    sender_part = batch_id[:_SENDER_DIGITS]
+    return _stored_prefix(site, *_neighbourhood(batch_id), secret) + _whole_digest(
+        site, batch_id, secret
+    )
+
+
+def _neighbourhood(batch_id: str) -> tuple[str, int]:
+    """The id's sender part and the run of counts it falls in: what its prefix is made of."""
     count = int(batch_id[_SENDER_DIGITS : _SENDER_DIGITS + _COUNTER_DIGITS], 16)
-    run = count >> _RUN_BITS
+    return batch_id[:_SENDER_DIGITS], count >> _RUN_BITS
+
+
+def _stored_prefix(site: str, sender_part: str, run: int, secret: bytes) -> str:
     sender = hashlib.blake2b(f"{site}\x00{sender_part}".encode(), key=secret, digest_size=6)
     nearby = hashlib.blake2b(
         f"{site}\x00{sender_part}\x00{run}".encode(), key=secret, digest_size=4
     )
-    whole = hashlib.blake2b(f"{site}\x00{batch_id}".encode(), key=secret, digest_size=16)
-    return sender.hexdigest() + nearby.hexdigest() + whole.hexdigest()
+    return sender.hexdigest() + nearby.hexdigest()
+
+
+def _whole_digest(site: str, batch_id: str, secret: bytes) -> str:
+    return hashlib.blake2b(f"{site}\x00{batch_id}".encode(), key=secret, digest_size=16).hexdigest()
 
 
 def legacy_batch_id(site: str, batch_id: str) -> str:
@@ -592,8 +604,17 @@ def legacy_batch_id(site: str, batch_id: str) -> str:
 
 
 def stored_ids(batches: Sequence[PendingBatch], secret: bytes) -> list[str]:
-    """Each batch's id in its stored form (``stored_batch_id``), made once per commit."""
-    return [stored_batch_id(batch.site, batch.batch_id, secret) for batch in batches]
+    """Each batch's id in its stored form (``stored_batch_id``), made once per commit. A
+    group's batches mostly come from a few senders in a few runs: each prefix is made once."""
+    prefixes: dict[tuple[str, str, int], str] = {}
+    stored: list[str] = []
+    for batch in batches:
+        place = (batch.site, *_neighbourhood(batch.batch_id))
+        prefix = prefixes.get(place)
+        if prefix is None:
+            prefix = prefixes[place] = _stored_prefix(*place, secret)
+        stored.append(prefix + _whole_digest(batch.site, batch.batch_id, secret))
+    return stored
 
 
 def remembered_ids(
