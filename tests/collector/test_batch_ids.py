@@ -205,3 +205,17 @@ def test_the_probe_for_old_ids_reads_their_index_not_the_table(
     explain = "EXPLAIN QUERY PLAN " if store_url.startswith("sqlite:") else "EXPLAIN "
     plan = " ".join(str(row) for row in execute(explain + LEGACY_IDS_SQL, ()))
     assert "hc_batch_legacy" in plan
+
+
+def test_a_group_mixing_retries_and_new_batches_counts_each_new_batch_once(store: Store) -> None:
+    """Most group commits hold only new ids; one that also holds retries (of an earlier
+    group, and twice over within itself) applies each new batch once, in either store."""
+    remembered, fresh, repeated = (secrets.token_hex(16) for _ in range(3))
+    assert store.commit([batch(remembered, 1)], HOUR) == [True]
+    group = [batch(fresh, 10), batch(remembered, 100), batch(repeated, 1000), batch(repeated, 1000)]
+    assert store.commit(group, HOUR) == [True, False, True, False]
+    assert pageviews(store) == 1 + 10 + 1000
+    # A group of nothing but new ids, after one that held retries.
+    assert store.commit([batch(secrets.token_hex(16), 5) for _ in range(3)], HOUR) == [True] * 3
+    assert store.commit([batch(fresh, 10), batch(repeated, 1000)], HOUR) == [False, False]
+    assert pageviews(store) == 1 + 10 + 1000 + 15

@@ -63,6 +63,8 @@ DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.\"'
 
 _UPSERT_SQL = {table.name: DIALECT.upsert_sql(table) for table in TABLES.values()}
 
+_REMEMBER_SQL = "INSERT INTO hc_batch (site, batch_id, received, keep_until) VALUES "
+_REMEMBER_NEW_SQL = "INSERT OR IGNORE INTO hc_batch (site, batch_id, received, keep_until) VALUES "
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = FULL",
@@ -245,18 +247,25 @@ class SQLiteStore:
             stored = stored_ids(batches, self._batch_id_secret)
             ids = remembered_ids(batches, stored)
             fresh: set[tuple[str, str]] = set()
+            received = floor_hour(now)
             for start in range(0, len(ids), 200):  # bound the statement's parameter count
                 chunk = ids[start : start + 200]
+                values = ", ".join("(?, ?, ?, ?)" for _ in chunk)
+                params = [
+                    x
+                    for site, batch_id, keep_until in chunk
+                    for x in (site, batch_id, received, keep_until)
+                ]
+                try:
+                    # Nearly every group is all new ids: then a plain INSERT says so, at
+                    # about 0.6x the cost of one that also returns its rows.
+                    conn.execute(f"{_REMEMBER_SQL}{values}", params)
+                    fresh.update((site, batch_id) for site, batch_id, _ in chunk)
+                    continue
+                except sqlite3.IntegrityError:
+                    pass  # a retry among them: the statement changed nothing
                 inserted = conn.execute(
-                    "INSERT OR IGNORE INTO hc_batch (site, batch_id, received, keep_until) "
-                    "VALUES "
-                    + ", ".join("(?, ?, ?, ?)" for _ in chunk)
-                    + " RETURNING site, batch_id",
-                    [
-                        x
-                        for site, batch_id, keep_until in chunk
-                        for x in (site, batch_id, floor_hour(now), keep_until)
-                    ],
+                    f"{_REMEMBER_NEW_SQL}{values} RETURNING site, batch_id", params
                 ).fetchall()
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
             forget_legacy_copies(conn.execute, batches, stored, fresh, "?")
