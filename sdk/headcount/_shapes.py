@@ -119,22 +119,17 @@ def _token_run(run: str) -> bool:
     return _random_letters(letters)
 
 
-def _chains(text: str, member: Sequence[bool], runs: Sequence[re.Match[str]]) -> list[list[int]]:
+def _chains(member: Sequence[bool]) -> list[list[int]]:
     """Maximal groups of consecutive runs that are all members, joined only by punctuation.
 
-    A placeholder or any other run between two members breaks the chain; punctuation
-    (dots, dashes, slashes, colons) does not, since that is how numbers and hex strings
-    are split to hide them.
+    Any other run between two members breaks the chain; punctuation (dots, dashes,
+    slashes, colons) and placeholders do not, since that is how numbers and hex strings
+    are split to hide them (``/203/{a}/0/{b}/113/{c}/77``, ``415{a}555{b}0123``).
     """
     chains: list[list[int]] = []
     current: list[int] = []
-    for index, run in enumerate(runs):
-        if member[index]:
-            if current:
-                gap = text[runs[current[-1]].end() : run.start()]
-                if "{" in gap or "}" in gap:
-                    chains.append(current)
-                    current = []
+    for index, is_member in enumerate(member):
+        if is_member:
             current.append(index)
         elif current:
             chains.append(current)
@@ -154,7 +149,7 @@ def _number_chain_problem(text: str) -> tuple[str, list[tuple[int, int]]] | None
     if not runs:
         return None
     numeric = [r.group().isdigit() for r in runs]
-    for chain in _chains(text, numeric, runs):
+    for chain in _chains(numeric):
         digits = sum(len(runs[i].group()) for i in chain)
         if digits >= 6 or len(chain) >= 4:
             spans = [runs[i].span() for i in chain]
@@ -166,7 +161,7 @@ def _hex_chain_problem(
     text: str, runs: Sequence[re.Match[str]]
 ) -> tuple[str, list[tuple[int, int]]] | None:
     hexish = [all(c in _HEX for c in r.group()) for r in runs]
-    for chain in _chains(text, hexish, runs):
+    for chain in _chains(hexish):
         joined = "".join(runs[i].group() for i in chain)
         if joined.isdigit():
             continue  # numbers have rules of their own (dates are fine in campaigns)
@@ -182,6 +177,7 @@ _PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 # or mark; percent signs, quotes, brackets, backslashes and whitespace are not.
 _SEGMENT_PUNCTUATION: Final = frozenset("-._~!$&'()*+,;=:@")
 _VERSION_PART: Final = re.compile(r"v?\d{1,3}")
+_LONG_DIGITS: Final = re.compile(r"\d{4,}")
 # File types a literal route can end in. A dot anywhere else is how "name.surname"
 # identifiers are spelled, so it is not part of a route segment.
 _EXTENSIONS: Final = frozenset(
@@ -211,7 +207,9 @@ def _literal_problem(literal: str, segment: str) -> str | None:
         return "contains an IPv6 address"
     for run in _RUN.finditer(literal):
         text = run.group()
-        if text.isdigit() and len(text) >= 4:
+        # A long number is one inside a word too (user12345, order987654321): a year or
+        # an id, and the year is refused on its own (2024) as well.
+        if (text.isdigit() and len(text) >= 4) or _LONG_DIGITS.search(text):
             return "contains a long number"
         if _token_run(text):
             return "contains a token, hash or random id"
@@ -435,7 +433,7 @@ def _embeds_address(labels: Sequence[str]) -> bool:
     host = ".".join(labels)
     runs = list(_RUN.finditer(host))
     numeric = [r.group().isdigit() and len(r.group()) <= 3 for r in runs]
-    if any(len(chain) >= 4 for chain in _chains(host, numeric, runs)):
+    if any(len(chain) >= 4 for chain in _chains(numeric)):
         return True
     for label in labels:
         if len(label) == 8 and all(c in _HEX for c in label) and any(c.isdigit() for c in label):

@@ -50,6 +50,18 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("route-percent", pageview(route="/u/alice%2Ebob"), "route"),
     ("route-malformed-placeholder", pageview(route="/u/{a-b}"), "route"),
     ("request-route-too", request_record(route="/u/john.doe"), "route"),
+    # Ids behind a word, and numbers split by placeholders (a 2026-12-03 review got these
+    # stored).
+    ("route-id-behind-letters", pageview(route="/u/user12345"), "route"),
+    ("route-order-number", pageview(route="/orders/order987654321"), "route"),
+    ("route-ipv4-split-by-placeholders", pageview(route="/u/203{a}0{b}113{c}77"), "route"),
+    ("route-phone-split-by-placeholders", pageview(route="/u/415{a}555{b}012{c}3"), "route"),
+    (
+        "route-ipv4-over-placeholder-segments",
+        pageview(route="/x/203/{a}/0/{b}/113/{c}/77"),
+        "route",
+    ),
+    ("route-hex-split-by-placeholders", pageview(route="/t/dead{a}beef{b}cafe{c}abcd"), "route"),
     # Referrers.
     ("referrer-local", pageview(referrer="jdoe-macbook.local"), "referrer"),
     ("referrer-single-label", pageview(referrer="intranet-hr"), "referrer"),

@@ -117,6 +117,56 @@ def test_template_text_is_not_an_identifier(segment: str) -> None:
     assert segment_problem(segment) is None
 
 
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/users/u1234567", "/users/{id}"),
+        ("/orders/order987654321/invoice", "/orders/{id}/invoice"),
+        ("/a/acct1234567890", "/a/{id}"),
+        ("/r/ref2024123456", "/r/{id}"),
+        ("/docs/iso8601", "/docs/{id}"),
+        ("/shop/item42/reviews", "/shop/item42/reviews"),
+        ("/video/h264/720p", "/video/h264/720p"),
+    ],
+)
+def test_an_id_behind_letters_is_an_id(path: str, template: str) -> None:
+    """A long number inside a word (user12345) is an id as a bare one is; short numbers
+    in words (h264, item42) are template text."""
+    assert generalize_path(path) == template
+    assert wire.route_problem(template) is None
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/u/203{a}0{b}113{c}77",
+        "/u/415{a}555{b}012{c}3",
+        "/x/203/{a}/0/{b}/113/{c}/77",
+        "/t/dead{a}beef{b}cafe{c}abcd",
+        "/t/{a}de{b}ad{c}be{d}ef{e}ca{f}fe{g}ba{h}be",
+    ],
+)
+def test_placeholders_do_not_hide_a_split_number_or_hex_string(route: str) -> None:
+    assert wire.route_problem(route) is not None
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/api/v2/{org}/repos/{repo}/issues/{number}/comments",
+        "/feed/{id}/add",
+        "/2/{x}/3",
+        "/items/{id}/1/{part}/2",
+        "/blog/{year}/{month}/{slug}",
+        "/a/{x}/b/{y}/c/{z}/d",
+        "/h264/{id}/mp4",
+        "/v1.2/{id}/page/{n}",
+    ],
+)
+def test_templates_with_placeholders_between_short_parts_are_accepted(route: str) -> None:
+    assert wire.route_problem(route) is None
+
+
 def test_random_letter_ids_are_recognised_and_words_are_not() -> None:
     rng = random.Random(12)
     ids = ["".join(rng.choices(string.ascii_lowercase, k=16)) for _ in range(2000)]
