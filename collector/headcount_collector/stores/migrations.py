@@ -262,6 +262,12 @@ _V7: Final = (
 )
 
 
+# Version 8: hc_sender.seen held the second a site's latest batch arrived, finer than the
+# hour that everything else at rest is kept to; commits now write the hour, and this
+# rounds what earlier versions wrote down to it.
+_V8: Final = ("UPDATE hc_sender SET seen = seen - seen % 3600",)
+
+
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
     lambda d: _format(_V2, d),
@@ -270,6 +276,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: _format(_V5, d),
     lambda d: _format(_V6, d),
     lambda d: list(_V7),
+    lambda d: list(_V8),
 )
 
 

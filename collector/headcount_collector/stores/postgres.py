@@ -239,7 +239,7 @@ class PostgresStore:
                 conn.execute(
                     "INSERT INTO hc_sender (site, visits, seen) VALUES (%s, %s, %s) "
                     "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
-                    (site, mode, now),
+                    (site, mode, floor_hour(now)),
                 )
             return applied
 

@@ -277,7 +277,7 @@ class SQLiteStore:
             conn.executemany(
                 "INSERT INTO hc_sender (site, visits, seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (site, visits) DO UPDATE SET seen = excluded.seen",
-                [(site, mode, now) for site, mode in declared_modes(batches, applied)],
+                [(site, mode, received) for site, mode in declared_modes(batches, applied)],
             )
         return applied
 
