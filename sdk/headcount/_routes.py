@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from typing import Final
 from urllib.parse import unquote
 
+from headcount._caches import CleanOnlyCache
 from headcount._shapes import bad_route_segments, normalize_text
 from headcount.wire import FORBIDDEN_ROUTE_CHARS, OTHER, UNMATCHED, route_problem
 
-__all__ = ["generalize_path", "normalize_route"]
+__all__ = ["generalize_path", "normalize_route", "normalized_route"]
 
 _ID = "{id}"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -109,7 +110,6 @@ def _template(segments: list[str]) -> str:
     return "/".join(_ID if index in bad else s for index, s in enumerate(normalized))
 
 
-@lru_cache(maxsize=2048)
 def normalize_route(template: str | None) -> str:
     """A framework's route template in one `{name}` syntax that the collector accepts.
 
@@ -119,22 +119,35 @@ def normalize_route(template: str | None) -> str:
     becomes ``(unmatched)``. Segments that still look like identifiers become ``{id}``;
     a template that cannot be made acceptable (too long, say) becomes ``(other)``.
 
-    Results are cached: an app has few templates.
+    Results are remembered for templates that needed no ``{id}``: an app has few, while
+    one that had an identifier in it may be a visitor's path (see ``_caches``).
     """
+    return normalized_route(template)[0]
+
+
+def _normalize(template: str | None) -> tuple[str, bool]:
+    """(the route ``normalize_route`` gives, whether ``template`` was template text as
+    written: no segment had to become ``{id}``, nothing was refused)."""
     if template is None:
-        return UNMATCHED
+        return UNMATCHED, True
     if not isinstance(template, str):
-        return OTHER
+        return OTHER, False
     if template in (UNMATCHED, OTHER):
-        return template
+        return template, True
     try:
         route = _to_braces(template.strip())
     except ValueError:
-        return OTHER
+        return OTHER, False
     if route_problem(route) is None:
-        return route
+        return route, True
     route = _template(route.split("/"))
-    return route if route_problem(route) is None else OTHER
+    return (route if route_problem(route) is None else OTHER), False
+
+
+# (route, clean) per template, kept for clean templates only.
+normalized_route: Final = CleanOnlyCache[str | None, tuple[str, bool]](
+    _normalize, lambda result: result[1], maxsize=2048
+)
 
 
 def generalize_path(path: str) -> str:

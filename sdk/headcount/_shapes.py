@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Final
 
+from headcount._caches import CleanOnlyCache
+
 __all__ = [
     "MAX_REGISTRABLE_LABEL",
     "bad_route_segments",
@@ -234,8 +236,7 @@ def _literal_problem(literal: str, segment: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8192)
-def segment_problem(segment: str) -> str | None:
+def _segment_problem(segment: str) -> str | None:
     """Why one route segment (already NFKC) is not part of a template, or None.
 
     A segment is a ``{placeholder}``, ``*``, or literal text: words in any script, short
@@ -250,6 +251,19 @@ def segment_problem(segment: str) -> str | None:
     if "{" in literal or "}" in literal:
         return "contains a malformed {placeholder}"
     return _literal_problem(literal, segment)
+
+
+# Only template text is remembered (see _caches): a segment that is an identifier is
+# checked again each time rather than kept in memory.
+_segment_problems: Final = CleanOnlyCache[str, "str | None"](
+    _segment_problem, lambda problem: problem is None, maxsize=8192
+)
+
+
+def segment_problem(segment: str) -> str | None:
+    """Why one route segment (already NFKC) is not part of a template, or None: see
+    ``_segment_problem``; remembered for segments that are template text."""
+    return _segment_problems(segment)
 
 
 def _masked(route: str) -> str:

@@ -35,7 +35,7 @@ from headcount._coarsen import (
 from headcount._log import RateLimitedLog, logger
 from headcount._referrer import coarsen_referrer
 from headcount._request import RequestInfo
-from headcount._routes import normalize_route
+from headcount._routes import normalize_route, normalized_route
 from headcount._schedule import HourlyHold
 from headcount._sender import Sender
 from headcount._settings import SendSchedule, TrackerSettings
@@ -62,6 +62,7 @@ _SETTLE_TIMEOUT = 5.0
 _NAVIGATION: Final = frozenset({"document", None})
 # Tracker's parameters that are not options of TrackerSettings.
 _NOT_OPTIONS: Final = frozenset({"self", "clock"})
+_ROUTE_INFOS: Final = 8192
 
 Clock = Callable[[], float]
 
@@ -213,10 +214,12 @@ class Tracker:
         self._atexit_registered = False
         self._split_visits_warned = False
         self._hour_window = (0, 0)
-        # Bounded; larger than normalize_route's own cache, which it bypasses: a CMS that
-        # gives each page its own route (Wagtail) has thousands, and a miss costs tens of
-        # microseconds of template checks.
-        self._route_info = functools.lru_cache(maxsize=8192)(self._compute_route_info)
+        # Route and exclusion per template, for templates sent as they are: a raw path an
+        # app passes (set_route with request.path) that needed an {id} is worked out again
+        # each time rather than kept (see _caches). Bounded (_ROUTE_INFOS), and larger
+        # than normalize_route's own: a CMS that gives each page its own route (Wagtail)
+        # has thousands, and a miss costs tens of microseconds of template checks.
+        self._route_infos: dict[str | None, tuple[str, bool]] = {}
         excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
         self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
@@ -239,7 +242,8 @@ class Tracker:
         try:
             if self._live_pid != getpid():
                 self._activate()
-            route, excluded = self._route_info(info.route)
+            known = self._route_infos.get(info.route)
+            route, excluded = known if known is not None else self._route_info(info.route)
             hour, hour_end = self._hour_window
             now = self._clock()
             if not hour <= now < hour_end:
@@ -337,9 +341,15 @@ class Tracker:
         self._hour_window = (hour, hour + 3600)
         return hour
 
-    def _compute_route_info(self, template: str | None) -> tuple[str, bool]:
-        route = normalize_route.__wrapped__(template)
+    def _route_info(self, template: str | None) -> tuple[str, bool]:
+        """The wire route of ``template`` and whether it is excluded; remembered (up to
+        8,192, then forgotten) when the template is sent as it is."""
+        route, clean = normalized_route(template)
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
+        if clean:
+            if len(self._route_infos) >= _ROUTE_INFOS:
+                self._route_infos.clear()
+            self._route_infos[template] = (route, excluded)
         return route, excluded
 
     def served_by_several_processes(self) -> None:

@@ -16,12 +16,11 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Final, Literal, cast
 
 import msgspec
 
-from headcount import _shapes
+from headcount import _caches, _shapes
 
 __all__ = [
     "BOT_CATEGORIES",
@@ -440,11 +439,11 @@ def looks_like_identifier(segment: str) -> bool:
     return text is None or _shapes.segment_problem(text) is not None
 
 
-@lru_cache(maxsize=4096)
-def route_problem(route: str) -> str | None:
+def _route_problem(route: str) -> str | None:
     """Why ``route`` is not an acceptable route template, or None when it is.
 
-    Cached because a site has few templates and every batch repeats them.
+    Remembered for accepted routes only (a site has few templates and every batch
+    repeats them; a refused route, which may hold what a visitor typed, is not kept).
     """
     if route in ROUTE_SPECIAL:
         return None
@@ -460,6 +459,16 @@ def route_problem(route: str) -> str | None:
     if bad:
         return min(bad.items())[1] + "; use a {placeholder}"
     return None
+
+
+_route_problems: Final = _caches.CleanOnlyCache[str, "str | None"](
+    _route_problem, lambda problem: problem is None, maxsize=4096
+)
+
+
+def route_problem(route: str) -> str | None:
+    """Why ``route`` is not an acceptable route template, or None when it is."""
+    return _route_problems(route)
 
 
 def referrer_problem(referrer: str) -> str | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 import pytest
 
-from headcount import generalize_path, normalize_route
+from headcount import Tracker, _routes, _shapes, generalize_path, normalize_route, wire
 from headcount.wire import route_problem
+from tests.sdk.conftest import page
 
 
 @pytest.mark.parametrize(
@@ -121,3 +124,27 @@ def test_every_result_passes_the_wire_route_rule(template: str) -> None:
 )
 def test_generalize_path(path: str, expected: str) -> None:
     assert generalize_path(path) == expected
+
+
+def test_route_caches_keep_only_what_is_sent(tracker: Tracker) -> None:
+    """An app that passes raw paths (set_route with request.path, generalize_path) leaves
+    nothing of a visitor's identifier in any route cache; templates are remembered."""
+    raw = "/account/alice.smith@example.com/reset"
+    assert generalize_path(raw) == "/account/{id}/reset"
+    tracker.record_request(page(route=raw))
+    tracker.record_request(page(route="/articles/<int:id>"))
+    counted = {key[2] for key in tracker._state.table.snapshot() if key[0] == "request"}
+    assert counted == {"/account/{id}/reset", "/articles/{id}"}
+    caches: list[Container[object]] = [
+        tracker._route_infos,
+        _routes.normalized_route,
+        wire._route_problems,
+        _shapes._segment_problems,
+    ]
+    for cache in caches:
+        for value in (raw, "/account/alice.smith@example.com/reset", "alice.smith@example.com"):
+            assert value not in cache, (cache, value)
+    # What is sent as it is stays remembered: the caches still do their job.
+    assert "/articles/<int:id>" in tracker._route_infos
+    assert "/articles/{id}" in wire._route_problems
+    assert "articles" in _shapes._segment_problems

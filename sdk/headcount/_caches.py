@@ -1,0 +1,53 @@
+"""A cache that keeps only what the app itself wrote: route templates, never visitors' paths.
+
+Route checks are cached because an app has few templates and every request repeats one.
+But the same functions also see what a visitor typed, when an app passes a raw path
+(``generalize_path``, ``set_route(request, request.path)``) or a sender submits a refused
+route: caching those would keep a path, or the identifier in it, in memory for as long as
+the process runs. So a result is kept only when the input turned out to be clean template
+text; anything that needed rewriting or was refused is worked out again each time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["CleanOnlyCache"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class CleanOnlyCache(Generic[K, V]):
+    """``compute(key)`` remembered for keys whose result ``is_clean`` accepts; at most
+    ``maxsize`` of them, then emptied (templates are few: a full cache means something
+    unusual is going on, and starting over is cheap)."""
+
+    __slots__ = ("_compute", "_is_clean", "_maxsize", "_results")
+
+    def __init__(
+        self, compute: Callable[[K], V], is_clean: Callable[[V], bool], maxsize: int
+    ) -> None:
+        self._compute = compute
+        self._is_clean = is_clean
+        self._maxsize = maxsize
+        self._results: dict[K, V] = {}
+
+    def __call__(self, key: K) -> V:
+        try:
+            return self._results[key]
+        except KeyError:
+            pass
+        result = self._compute(key)
+        if self._is_clean(result):
+            if len(self._results) >= self._maxsize:
+                self._results.clear()
+            self._results[key] = result
+        return result
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._results
+
+    def __len__(self) -> int:
+        return len(self._results)
