@@ -1,0 +1,78 @@
+"""Promises of the README about the collector, held to what an operator finds: the access
+log names route templates, never paths, and a purge leaves nothing in SQLite's WAL."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headcount_collector.config import load_sites
+from headcount_collector.stores.sqlite import SQLiteStore
+from tests._servers import CollectorProcess
+from tests.collector.test_query import NOW
+from tests.collector.test_retention import CANARY, seed_history
+from tests.conftest import site_file_text
+
+# --- the access log shows the route template, never the raw path ----------------------
+
+
+@pytest.mark.slow
+def test_the_access_log_shows_route_templates_never_raw_paths(
+    collector_server: CollectorProcess,
+) -> None:
+    canaries = ("alice@example.com", "bob@example.com")
+    matched = httpx.get(f"{collector_server.url}/privacy/alice@example.com")
+    unmatched = httpx.get(f"{collector_server.url}/nosuch/bob@example.com")
+    assert (matched.status_code, unmatched.status_code) == (404, 404)
+
+    def answered() -> list[str]:
+        return [
+            line
+            for line in collector_server.log_text().splitlines()
+            if "headcount_collector.access: GET" in line and "/healthz" not in line
+        ]
+
+    # The access line is written just after the answer is sent: wait for both.
+    deadline = time.monotonic() + 5
+    while len(answered()) < 2:
+        assert time.monotonic() < deadline, collector_server.log_text()
+        time.sleep(0.05)
+    lines = answered()
+    assert len(lines) == 2, lines
+    assert any("GET /privacy/{site} 404" in line for line in lines), lines
+    assert any("GET (unmatched) 404" in line for line in lines), lines
+    log = collector_server.log_text()
+    for canary in (*canaries, "/nosuch"):
+        assert canary not in log, canary
+
+
+# --- a purge checkpoints and truncates SQLite's WAL -----------------------------------
+
+
+def test_a_purge_leaves_no_purged_value_in_the_wal_while_the_store_is_open(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "h.sqlite3"
+    wal = Path(f"{db}-wal")
+    store = SQLiteStore(db)
+    try:
+        store.migrate()
+        seed_history(store)
+        # The value to be purged was written through the WAL, and is still there.
+        assert CANARY.encode() in wal.read_bytes()
+        (tmp_path / "s.toml").write_text(site_file_text(), encoding="utf-8")
+        site = load_sites(tmp_path / "s.toml").get("blog")
+        assert site is not None
+        result = store.apply_retention(site, int(NOW), dedupe_seconds=7 * 86400)
+        assert result.daily_deleted == 1
+        # Before close() (which would checkpoint anyway): the WAL was folded back into the
+        # database file and truncated, and neither file holds the purged value.
+        assert not wal.exists() or wal.stat().st_size == 0
+        for held in (db, wal):
+            if held.exists():
+                assert CANARY.encode() not in held.read_bytes(), held
+    finally:
+        store.close()
