@@ -224,7 +224,7 @@ def main() -> None:
             f"import with {args.against}: {args.lines / against_s:,.0f} lines/s ({against_s:.2f} s)"
         )
         print(f"ratio {args.against} import/baseline time: {against_s / base_s:.1f}x")
-        print(f"this import takes {against_s / import_s:.2f}x less CPU than {args.against}")
+        print(f"the import with {args.against} takes {against_s / import_s:.2f}x this one's CPU")
     print(
         f"peak RSS: {result['peak_rss_mb']:.0f} MB for {args.lines:,} lines, "
         f"{small_result['peak_rss_mb']:.0f} MB for {args.lines // 5:,}"

@@ -150,7 +150,6 @@ class Site:
 
 
 @pytest.mark.redis
-@pytest.mark.redis
 def test_sites_sharing_one_redis_prefix_and_secret_never_mix_their_visits(
     redis_client: redis.Redis, shared_prefix: str
 ) -> None:
