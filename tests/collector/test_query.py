@@ -309,6 +309,13 @@ def test_visit_figures_are_withheld_with_their_inputs(
         ({"from": "0001-01-01", "interval": "total"}, "from"),
         ({"from": "1970-01-02", "to": "2026-01-01", "interval": "day"}, "interval"),
         ({"from": "1970-01-02", "to": "9998-01-01", "interval": "month"}, "interval"),
+        # A total is read day by day: 8,000 years of days held a worker for 20-50 s.
+        ({"from": "1970-01-01", "to": "9998-12-31", "interval": "total"}, "from"),
+        (
+            {"from": "1970-01-01", "to": "9998-12-31", "interval": "total", "metric": "visits"},
+            "from",
+        ),
+        ({"from": "1999-01-01", "to": "2030-01-01", "interval": "total"}, "from"),
     ],
 )
 def test_extreme_ranges_are_refused_quickly(
@@ -319,6 +326,15 @@ def test_extreme_ranges_are_refused_quickly(
     response = seeded.get("/v1/stats", params=params, headers=read_auth(READ_TOKEN))
     assert response.status_code == 400, response.text
     assert response.json()["parameter"] == parameter
+
+
+def test_a_total_over_decades_still_answers(seeded: TestClient) -> None:
+    """The bound is 10,000 days: a total over the last 25 years is a question people ask."""
+    from tests.conftest import READ_TOKEN
+
+    params = {"from": "2002-01-01", "to": "2026-12-01", "interval": "total"}
+    response = seeded.get("/v1/stats", params=params, headers=read_auth(READ_TOKEN))
+    assert response.status_code == 200, response.text
 
 
 def test_property_names_with_dots(store: Store, make_client: Callable[..., TestClient]) -> None:
