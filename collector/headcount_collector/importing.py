@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Final
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -157,6 +157,8 @@ def import_routes(
             return unauthorized()
         try:
             wanted = msgspec.json.decode(await request.body(), type=_SealRequest)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to answer
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return _json({"error": f"expected {{'until': hour}}: {exc}"}, 422)
         if wanted.until % 3600 or wanted.until < 0:

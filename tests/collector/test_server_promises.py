@@ -3,8 +3,10 @@ log names route templates, never paths, and a purge leaves nothing in SQLite's W
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from headcount_collector.stores.sqlite import SQLiteStore
 from tests._servers import CollectorProcess
 from tests.collector.test_query import NOW
 from tests.collector.test_retention import CANARY, seed_history
-from tests.conftest import site_file_text
+from tests.conftest import WRITE_TOKEN, site_file_text
 
 # --- the access log shows the route template, never the raw path ----------------------
 
@@ -76,3 +78,35 @@ def test_a_purge_leaves_no_purged_value_in_the_wal_while_the_store_is_open(
                 assert CANARY.encode() not in held.read_bytes(), held
     finally:
         store.close()
+
+
+# --- a client hanging up mid-form leaves no traceback in the log -----------------------
+
+
+@pytest.mark.slow
+def test_a_client_hanging_up_mid_form_leaves_no_traceback(
+    collector_server: CollectorProcess,
+) -> None:
+    """A stranger who announces a body and hangs up halfway must not be able to fill the
+    operator's log with errors (a review got a full traceback per request)."""
+    address = urlsplit(collector_server.url)
+    for path in ("/dashboard/sign-in", "/v1/import/seal"):
+        with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Origin: http://127.0.0.1\r\nAuthorization: Bearer "
+                f"{WRITE_TOKEN}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                "Content-Length: 100\r\n\r\ntoken=abc".encode()
+            )
+            time.sleep(0.2)
+    # The collector notices the hang-ups; then it still answers, and its log holds no
+    # error about them.
+    deadline = time.monotonic() + 5
+    while "POST /dashboard/sign-in" not in collector_server.log_text():
+        assert time.monotonic() < deadline, collector_server.log_text()
+        time.sleep(0.05)
+    assert httpx.get(f"{collector_server.url}/healthz").status_code == 200
+    log = collector_server.log_text()
+    assert "Traceback" not in log, log
+    assert "ERROR" not in log, log

@@ -13,7 +13,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -148,10 +148,15 @@ def dashboard_routes(
         if refused is not None:
             return refused
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_FORM_BYTES:
-                break
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > _MAX_FORM_BYTES:
+                    break
+        except ClientDisconnect:
+            # Nobody is left to answer, and a stranger must not be able to fill the
+            # log with tracebacks by hanging up mid-form.
+            return Response(status_code=400)
         signed_in = ctx.signed_in(request)
         oversized = len(body) > _MAX_FORM_BYTES
         fields = {} if oversized else dict(parse_qsl(body.decode("utf-8", "replace")))
