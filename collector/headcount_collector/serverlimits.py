@@ -275,9 +275,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
-        # Counted here rather than per field: the byte limit already bounds what the
-        # fields can hold, and a call per field costs every request.
-        if len(self.headers) > self._limits.max_headers:
+        # Counted here rather than per field: a call per field costs every request. The
+        # size too: headers that arrive whole in one read never trip data_received's
+        # check (the request line, each field with its ": " and CRLF, the blank line).
+        headers = self.headers
+        if len(headers) > self._limits.max_headers or (
+            len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers) + 32
+            > self._limits.max_header_bytes
+        ):
             self._headers_overflowed = True
             raise _TooManyHeaders  # stops the parser; answered in send_400_response
         self._release_body()
