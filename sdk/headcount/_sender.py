@@ -100,9 +100,10 @@ class Sender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
-        # Batches (or single records) the collector refused for good; flush() and
-        # shutdown() compare it before and after, so a refusal makes them return False.
-        self._refusals = 0
+        # Batches (or single records) given up on: refused by the collector for good, or
+        # dropped unsent (too old, buffer full). flush() and shutdown() compare it before
+        # and after, so any of these makes them return False.
+        self._given_up = 0
         # Why the last attempt failed, for the one line logged when counts are lost.
         self._last_problem = "no attempt to send was made"
         self._headers = {
@@ -125,10 +126,10 @@ class Sender:
         """Send everything counted so far. True when all of it reached the collector:
         False when something is still buffered or the collector refused something."""
         deadline = time.monotonic() + timeout
-        refusals = self._refusals
+        given_up = self._given_up
         self._enqueue(self._collect(True))
         delivered = self._send_buffered(deadline, wait=True)
-        return delivered and self._refusals == refusals
+        return delivered and self._given_up == given_up
 
     def shutdown(self, timeout: float) -> bool:
         """Stop the thread and make one last attempt to send, all within ``timeout``.
@@ -137,7 +138,7 @@ class Sender:
         much, and why.
         """
         deadline = time.monotonic() + timeout
-        refusals = self._refusals
+        given_up = self._given_up
         self._stop.set()
         self._wake.set()
         try:
@@ -146,7 +147,7 @@ class Sender:
             delivered = self._send_buffered(deadline, wait=False, ignore_backoff=True)
             if not delivered:
                 self._report_loss(timeout)
-            return delivered and self._refusals == refusals
+            return delivered and self._given_up == given_up
         finally:
             if self._thread is not None:
                 self._thread.join(max(0.0, min(0.1, deadline - time.monotonic())))
@@ -228,6 +229,7 @@ class Sender:
                     break
                 dropped += 1
         if dropped:
+            self._given_up += dropped
             self._counters.add(dropped=dropped)
             self._log.warning(
                 "buffer-full", "headcount buffer full or stale: dropped %d unsent batches", dropped
@@ -293,6 +295,7 @@ class Sender:
                 if now - batch.created > self._settings.max_buffer_age:
                     self._remove(batch)
                     self._counters.add(dropped=1)
+                    self._given_up += 1
                     continue
                 if batch.not_before > now and not ignore_backoff:
                     if not wait or batch.not_before >= deadline:
@@ -400,7 +403,7 @@ class Sender:
         if status == 422 and self._salvage(batch, response):
             return _Outcome.DONE
         self._counters.add(dropped=1)
-        self._refusals += 1
+        self._given_up += 1
         self._log.warning(
             "rejected",
             "headcount collector rejected a batch of %d records (HTTP %d from POST %s): %s",
@@ -432,7 +435,7 @@ class Sender:
             return False
         del records[index]
         self._counters.add(dropped=1)
-        self._refusals += 1
+        self._given_up += 1
         self._log.warning(
             "refused-record",
             "headcount collector refused one record (%s); resending the other %d",

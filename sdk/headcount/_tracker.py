@@ -458,9 +458,9 @@ class Tracker:
         """Send everything counted so far, waiting at most ``timeout`` seconds (default:
         ``request_timeout``), retrying within that time as backoff and ``Retry-After``
         allow. True when everything counted so far reached the collector; False when
-        something is still buffered (collector down, out of time, token refused) or the
-        collector refused a batch or a record (dropped and counted in
-        ``stats().dropped``). Never raises. Blocks the calling thread: asyncio apps use
+        something is still buffered (collector down, out of time, token refused), the
+        collector refused a batch or a record, or a batch was dropped unsent (older than
+        ``max_buffer_age``, buffer full; all counted in ``stats().dropped``). Never raises. Blocks the calling thread: asyncio apps use
         ``asyncio.to_thread``."""
         if not self.settings.enabled:
             return True

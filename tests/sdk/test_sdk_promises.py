@@ -247,9 +247,8 @@ def test_batches_older_than_max_buffer_age_are_dropped_and_counted(
         # The collector stays down past the limit; the next send drops the batch.
         sender_clock.advance(limit + 1)
         down = False
-        # Not asserted: flush() returns True here although these counts never reached
-        # the collector (the README says it returns True only when they all did).
-        tracker.flush(2)
+        # Counts that never reached the collector: flush() says so.
+        assert tracker.flush(2) is False
         stats = tracker.stats()
         assert (stats.dropped, stats.buffered, stats.sent) == (1, 0, 0)
         assert collector.applied == {}
@@ -273,7 +272,8 @@ def test_batches_older_than_max_buffer_age_are_dropped_and_counted(
         sender_clock.advance(limit + 1)
         down = False
         record(tracker, 5, route="/fresh")
-        assert tracker.flush(2) is True
+        assert tracker.flush(2) is False  # "/old" never arrived
+        assert tracker.flush(2) is True  # nothing counted since was lost
         stats = tracker.stats()
         assert (stats.dropped, stats.buffered, stats.sent) == (2, 0, 2)
         assert collector.routes() == {"/kept", "/fresh"}
