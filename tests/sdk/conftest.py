@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from starlette.testclient import TestClient
 
 import headcount
@@ -75,3 +78,27 @@ def page(**overrides: object) -> RequestInfo:
     status = fields.pop("status")
     elapsed = fields.pop("elapsed")
     return RequestInfo(method, route, status, elapsed, **fields)  # type: ignore[arg-type]
+
+
+# The Redis the visit-store tests use (CI has one; unreachable is a failure, not a skip).
+REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
+    name = f"headcount-test:{uuid.uuid4().hex}:"
+    yield name
+    keys = list(redis_client.scan_iter(match=name + "*", count=1000))
+    if keys:
+        redis_client.delete(*keys)

@@ -1,14 +1,11 @@
 """Promises of the README and the privacy notes about the SDK, each held to what a user sees:
-the key cap's secret fold point, Redis visits kept apart per site, the buffer's age bound,
-and a 403 handled like a 401."""
+the key cap's secret fold point, Redis visits kept apart per site and the buffer's age
+bound. (A 403 handled like a 401 is tested in test_sender_failures.py.)"""
 
 from __future__ import annotations
 
 import gzip
-import logging
 import time
-import uuid
-from collections.abc import Iterator
 
 import httpx
 import msgspec
@@ -19,9 +16,9 @@ from headcount import ConfigurationError, RequestInfo, Tracker
 from headcount import _sender as sender_module
 from headcount.wire import Batch, Request, Visit
 
-from .conftest import BROWSER, NOW, page
+from .conftest import BROWSER, NOW, REDIS_URL, page
 from .test_sender import FakeCollector, alpha, make_tracker, record
-from .test_visits_redis import ADDRESS, GAP, REDIS_URL, as_bytes
+from .test_visits_redis import ADDRESS, GAP, as_bytes
 from .test_visits_redis import SECRET as VISITS_SECRET
 
 
@@ -81,26 +78,6 @@ def test_the_fold_point_is_random_per_send_window_between_half_the_cap_and_the_c
 # --- Redis visit keys carry a tag of the write token (README, visits_redis_prefix) ----
 
 
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def shared_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    name = f"headcount-test:{uuid.uuid4().hex}:"
-    yield name
-    keys = list(redis_client.scan_iter(match=name + "*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
-
-
 def redis_dump(client: redis.Redis, prefix: str) -> tuple[list[bytes], bytes]:
     """Every key under ``prefix``, and its names and values as one byte string."""
     names = list(client.scan_iter(match=prefix + "*", count=1000))
@@ -151,12 +128,12 @@ class Site:
 
 @pytest.mark.redis
 def test_sites_sharing_one_redis_prefix_and_secret_never_mix_their_visits(
-    redis_client: redis.Redis, shared_prefix: str
+    redis_client: redis.Redis, prefix: str
 ) -> None:
     blog_token = "hcw_blog-site-write-token-0001"
     shop_token = "hcw_shop-site-write-token-0002"
-    blog = Site(blog_token, shared_prefix)
-    shop = Site(shop_token, shared_prefix)
+    blog = Site(blog_token, prefix)
+    shop = Site(shop_token, prefix)
     try:
         # One browser reads two pages on each site; peek() waits for each link.
         for site, host, routes in ((blog, "blog.example", ("/b-in", "/b-on")),
@@ -164,9 +141,9 @@ def test_sites_sharing_one_redis_prefix_and_secret_never_mix_their_visits(
             for route in routes:
                 site.tracker.record_request(page(route=route, host=host, client_addr=ADDRESS))
                 site.tracker.peek()
-        names, dump = redis_dump(redis_client, shared_prefix)
+        names, dump = redis_dump(redis_client, prefix)
         # Each site's keys live under a tag of its own write token...
-        tags = {name[len(shared_prefix) :].split(b":", 1)[0] for name in names}
+        tags = {name[len(prefix) :].split(b":", 1)[0] for name in names}
         assert len(tags) == 2, names
         # ...which is not the token itself.
         for token in (blog_token, shop_token):
@@ -179,7 +156,7 @@ def test_sites_sharing_one_redis_prefix_and_secret_never_mix_their_visits(
         assert shop.visits() == [("/s-in", "2")]
         for site in (blog, shop):
             assert site.tracker.stats().errors == 0
-        _, dump = redis_dump(redis_client, shared_prefix)
+        _, dump = redis_dump(redis_client, prefix)
         for token in (blog_token, shop_token):
             assert token.encode() not in dump
     finally:
@@ -280,37 +257,3 @@ def test_batches_older_than_max_buffer_age_are_dropped_and_counted(
         assert collector.total() == 7
     finally:
         tracker.shutdown(1)
-
-
-# --- a 403 is handled like a 401 (README, refused write token) ------------------------
-
-
-@pytest.mark.parametrize("status", [401, 403])
-def test_a_refused_token_keeps_counts_and_logs_an_error_for_401_and_403(
-    status: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    token_fixed = False
-
-    def collector_side(attempt: int, batch: Batch) -> httpx.Response | None:
-        return None if token_fixed else httpx.Response(status, json={"error": "wrong token"})
-
-    collector = FakeCollector(collector_side)
-    tracker = make_tracker(collector, max_buffer_batches=3)
-    with caplog.at_level(logging.WARNING, logger="headcount"):
-        for round_number in range(5):
-            record(tracker, 2, route=f"/r{'abcde'[round_number]}")
-            assert tracker.flush(1) is False
-    stats = tracker.stats()
-    # Kept, within the buffer bound: the two oldest batches made room (and are counted).
-    assert (stats.buffered, stats.dropped, stats.sent) == (3, 2, 0)
-    errors = [r for r in caplog.records if r.name == "headcount" and r.levelno >= logging.ERROR]
-    assert len(errors) == 1
-    message = errors[0].getMessage()
-    assert f"refused the write token (HTTP {status})" in message
-    assert "http://collector.test" in message  # names the collector...
-    assert "write-token" not in message  # ...never the token
-
-    token_fixed = True
-    assert tracker.shutdown(5) is True
-    assert collector.routes() == {"/rc", "/rd", "/re"}
-    assert collector.total() == 6

@@ -25,13 +25,15 @@ def headcount_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     return [r for r in caplog.records if r.name == "headcount"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_token_keeps_counts_within_bounds_and_says_so_loudly(
-    caplog: pytest.LogCaptureFixture,
+    status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """401 and 403 alike (the README): the counts are kept and one error says so."""
     token_fixed = False
 
     def collector_side(attempt: int, batch: object) -> httpx.Response | None:
-        return None if token_fixed else httpx.Response(401, json={"error": "wrong token"})
+        return None if token_fixed else httpx.Response(status, json={"error": "wrong token"})
 
     collector = FakeCollector(collector_side)
     tracker = make_tracker(collector, max_buffer_batches=3)
@@ -45,8 +47,9 @@ def test_a_refused_token_keeps_counts_within_bounds_and_says_so_loudly(
     errors = [r for r in headcount_lines(caplog) if r.levelno >= logging.ERROR]
     assert len(errors) == 1  # loud, and still rate-limited
     message = errors[0].getMessage()
-    assert "refused the write token (HTTP 401)" in message
-    assert "write-token" not in message  # never the token itself
+    assert f"refused the write token (HTTP {status})" in message
+    assert "http://collector.test" in message  # names the collector...
+    assert "write-token" not in message  # ...never the token itself
 
     token_fixed = True
     assert tracker.shutdown(5) is True

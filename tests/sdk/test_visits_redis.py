@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -32,11 +30,10 @@ from headcount._visits._redis import RedisVisits, day_key, key_prefix
 from headcount.integrations.wsgi import HeadcountMiddleware
 from headcount.wire import Pageview, Visit
 
-from .conftest import BROWSER, page
+from .conftest import BROWSER, REDIS_URL, page
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("HEADCOUNT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 GAP = 0.4
 ADDRESS = "203.0.113.77"
 SECRET = "test-visits-secret-0123456789abcdefghij"
@@ -45,26 +42,6 @@ SECRET = "test-visits-secret-0123456789abcdefghij"
 def as_bytes(value: object) -> bytes:
     """This client (no decode_responses) returns bytes; redis-py's types allow more."""
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(redis_client: redis.Redis) -> Iterator[str]:
-    name = f"headcount-test:{uuid.uuid4().hex}:"
-    yield name
-    keys = list(redis_client.scan_iter(match=name + "*", count=1000))
-    if keys:
-        redis_client.delete(*keys)
 
 
 class Emitted:
