@@ -460,8 +460,8 @@ class Tracker:
         allow. True when everything counted so far reached the collector; False when
         something is still buffered (collector down, out of time, token refused), the
         collector refused a batch or a record, or a batch was dropped unsent (older than
-        ``max_buffer_age``, buffer full; all counted in ``stats().dropped``). Never raises. Blocks the calling thread: asyncio apps use
-        ``asyncio.to_thread``."""
+        ``max_buffer_age``, buffer full; all counted in ``stats().dropped``). Never
+        raises. Blocks the calling thread: asyncio apps use ``asyncio.to_thread``."""
         if not self.settings.enabled:
             return True
         try:
