@@ -48,6 +48,3 @@ class CleanOnlyCache(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._results
-
-    def __len__(self) -> int:
-        return len(self._results)

@@ -229,8 +229,7 @@ class Sender:
                     break
                 dropped += 1
         if dropped:
-            self._given_up += dropped
-            self._counters.add(dropped=dropped)
+            self._give_up(dropped)
             self._log.warning(
                 "buffer-full", "headcount buffer full or stale: dropped %d unsent batches", dropped
             )
@@ -272,6 +271,14 @@ class Sender:
         with self._buffer_lock:
             return self._buffer[0] if self._buffer else None
 
+    def _give_up(self, batches: int) -> None:
+        """Count batches (or records) dropped for good: in stats, and for flush() and
+        shutdown(), which compare the count before and after."""
+        self._counters.add(dropped=batches)
+        # Under the buffer lock: the sender thread and a flushing thread both give up.
+        with self._buffer_lock:
+            self._given_up += batches
+
     def _remove(self, batch: _PendingBatch) -> None:
         with self._buffer_lock:
             try:
@@ -294,8 +301,7 @@ class Sender:
                 now = time.monotonic()
                 if now - batch.created > self._settings.max_buffer_age:
                     self._remove(batch)
-                    self._counters.add(dropped=1)
-                    self._given_up += 1
+                    self._give_up(1)
                     continue
                 if batch.not_before > now and not ignore_backoff:
                     if not wait or batch.not_before >= deadline:
@@ -402,8 +408,7 @@ class Sender:
             return _Outcome.HELD
         if status == 422 and self._salvage(batch, response):
             return _Outcome.DONE
-        self._counters.add(dropped=1)
-        self._given_up += 1
+        self._give_up(1)
         self._log.warning(
             "rejected",
             "headcount collector rejected a batch of %d records (HTTP %d from POST %s): %s",
@@ -434,8 +439,7 @@ class Sender:
         if not 0 <= index < len(records):
             return False
         del records[index]
-        self._counters.add(dropped=1)
-        self._given_up += 1
+        self._give_up(1)
         self._log.warning(
             "refused-record",
             "headcount collector refused one record (%s); resending the other %d",
