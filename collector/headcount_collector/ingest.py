@@ -6,8 +6,10 @@ batch, so a sender bug can never half-store a batch and a retry can never double
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import AsyncIterator
+from typing import Final
 
 import msgspec
 from starlette.types import Receive
@@ -110,13 +112,17 @@ def _inflate(body: bytes) -> bytes:
 
 
 def decode_batch(body: bytes) -> wire.Batch:
-    if b"\\" in body:
+    escape = body.find(b"\\")
+    if escape >= 0:
         # No field of the schema can hold a character that JSON must escape, so an
         # escape (a newline after a slug, \u0000 in a route) is refused before decoding:
         # cheaper than checking every string, and it closes the gap in "$"-anchored
         # patterns, which match before a trailing newline.
         raise IngestRejected(
-            422, "a string contains a JSON escape sequence; no field accepts one", "$"
+            422,
+            "a string contains a JSON escape sequence; no field accepts one (send "
+            "non-ASCII text as UTF-8, unescaped)",
+            _json_path_at(body, escape),
         )
     try:
         return _DECODER.decode(body)
@@ -125,6 +131,46 @@ def decode_batch(body: bytes) -> wire.Batch:
         raise IngestRejected(422, message, path) from None
     except msgspec.DecodeError as exc:
         raise IngestRejected(400, f"malformed JSON: {exc}") from None
+
+
+# Where an escape is named by its field: far enough for any real batch's first records,
+# bounded so that a refusal never costs more than reading the body did.
+_ESCAPE_SCAN: Final = 64 * 1024
+_JSON_TOKEN: Final = re.compile(rb'"[^"]*"|[{}\[\],:]')
+
+
+def _json_path_at(body: bytes, offset: int) -> str:
+    """The JSON path of the value that holds byte ``offset`` (a first backslash), read
+    from the structure before it: no string before the first backslash can hold an
+    escaped quote, so strings end at the next quote. "$" past the scan bound."""
+    if offset > _ESCAPE_SCAN:
+        return "$"
+    path: list[str | int | None] = []  # per open container: its key (object) or index
+    expecting_key = False
+    for token in _JSON_TOKEN.finditer(body, 0, offset):
+        text = token.group()
+        if text[:1] == b'"':
+            if expecting_key and path:
+                path[-1] = text[1:-1].decode("utf-8", "replace")
+        elif text == b"{":
+            path.append(None)
+            expecting_key = True
+        elif text == b"[":
+            path.append(0)
+            expecting_key = False
+        elif text in (b"}", b"]"):
+            if path:
+                path.pop()
+            expecting_key = False
+        elif text == b":":
+            expecting_key = False
+        elif path and isinstance(index := path[-1], int):  # a comma in an array
+            path[-1] = index + 1
+        else:  # a comma in an object
+            expecting_key = True
+    return "$" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in path if part is not None
+    )
 
 
 def oldest_accepted(

@@ -6,6 +6,7 @@ Each rejection also proves that nothing from the batch was stored.
 from __future__ import annotations
 
 import gzip
+import json
 import secrets
 from typing import Any
 
@@ -275,19 +276,28 @@ def test_errors_never_echo_submitted_values(shared_server: CollectorProcess) -> 
 
 
 @pytest.mark.parametrize(
-    "record",
+    ("record", "field"),
     [
-        pytest.param(pageview(referrer="alice.example.com\n"), id="newline-after-referrer"),
-        pytest.param(pageview(utm_source="x\n"), id="newline-after-slug"),
-        pytest.param(pageview(route="/a\u0000b"), id="nul-in-route"),
-        pytest.param(event(name="signup\n"), id="newline-after-event-name"),
+        pytest.param(
+            pageview(referrer="alice.example.com\n"), "referrer", id="newline-after-referrer"
+        ),
+        pytest.param(pageview(utm_source="x\n"), "utm_source", id="newline-after-slug"),
+        pytest.param(pageview(route="/a\u0000b"), "route", id="nul-in-route"),
+        pytest.param(event(name="signup\n"), "name", id="newline-after-event-name"),
+        # Python's json.dumps escapes non-ASCII text by default: named, and told how.
+        pytest.param(pageview(route="/\u00fcber-uns"), "route", id="escaped-non-ascii"),
     ],
 )
-def test_json_escapes_are_refused(shared_server: CollectorProcess, record: dict[str, Any]) -> None:
+def test_json_escapes_are_refused_naming_the_field(
+    shared_server: CollectorProcess, record: dict[str, Any], field: str
+) -> None:
     before = sqlite_snapshot(shared_server.db_path)
-    response = post(shared_server, batch_body([record]))
+    good = pageview(route="/")
+    body = json.dumps({**json.loads(batch_body([good])), "records": [good, record]})
+    response = post(shared_server, body.encode())
     assert response.status_code == 422
     assert "escape" in response.json()["error"]
+    assert response.json()["path"] == f"$.records[1].{field}"
     assert sqlite_snapshot(shared_server.db_path) == before
 
 
