@@ -306,3 +306,68 @@ def test_the_site_file_alone_cannot_forge_a_session(client: TestClient, clock: C
     assert client.get("/dashboard/blog").status_code == 401
     _sign_in(client)
     assert client.get("/dashboard/blog").status_code == 200
+
+
+def test_the_cookie_is_secure_behind_the_tls_proxy_the_deployment_guide_asks_for(
+    client: TestClient,
+) -> None:
+    """The collector listens on plain HTTP behind the proxy: the proxy's
+    X-Forwarded-Proto makes the cookie Secure, and the https origin its own."""
+    answer = client.post(
+        "/dashboard/sign-in",
+        data={"token": READ_TOKEN},
+        headers={
+            "X-Forwarded-Proto": "https",
+            "Origin": "https://testserver",
+            "Sec-Fetch-Site": "same-origin",
+        },
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert "Secure" in answer.headers["set-cookie"]
+    # Another site's page is still refused, whatever the header says.
+    refused = client.post(
+        "/dashboard/sign-in",
+        data={"token": READ_TOKEN},
+        headers={"X-Forwarded-Proto": "https", "Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+
+
+def test_signing_in_to_another_site_does_not_renew_the_session(
+    client: TestClient, clock: Clock
+) -> None:
+    """One expiry signs every grant of a cookie: a second sign-in keeps the session's end,
+    so a copied cookie cannot be kept alive with some other site's read token."""
+    started = clock.now
+    _sign_in(client)
+    clock.now = started + 11 * 3600
+    answer = _sign_in(client, SHOP_READ_TOKEN)
+    assert answer.status_code == 303
+    assert "Max-Age=3600" in answer.headers["set-cookie"]
+    assert client.get("/dashboard/blog").status_code == 200
+    assert client.get("/dashboard/shop").status_code == 200
+    clock.now = started + 12 * 3600 + 60
+    assert client.get("/dashboard/blog").status_code == 401
+    assert client.get("/dashboard/shop").status_code == 401
+    # A fresh sign-in with no grants left starts a full session.
+    client.cookies.clear()
+    assert "Max-Age=43200" in _sign_in(client, SHOP_READ_TOKEN).headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/SECURITY-NOTICE:+this+collector+moved.+Sign+in+at+https://evil.example",
+        "/u/alice.smith@example.com",
+    ],
+)
+def test_a_route_page_shows_route_templates_only(client: TestClient, route: str) -> None:
+    """Whatever a stranger puts in ?route= never becomes a page's heading."""
+    _sign_in(client)
+    answer = client.get("/dashboard/blog/route", params={"route": route})
+    assert answer.status_code == 400
+    assert "evil.example" not in answer.text
+    assert "alice.smith" not in answer.text
+    assert client.get("/dashboard/blog/route", params={"route": "/about"}).status_code == 200

@@ -15,7 +15,14 @@ from collections.abc import Iterable
 
 from headcount_collector.config import Site, SiteRegistry
 
-__all__ = ["COOKIE_NAME", "MAX_SITES", "SESSION_SECONDS", "read_session", "write_session"]
+__all__ = [
+    "COOKIE_NAME",
+    "MAX_SITES",
+    "SESSION_SECONDS",
+    "read_session",
+    "session_end",
+    "write_session",
+]
 
 COOKIE_NAME = "hc_session"
 SESSION_SECONDS = 12 * 3600
@@ -56,3 +63,9 @@ def read_session(
         if hmac.compare_digest(_mac(site, expires, secret), match.group(2)):
             sites.append(site)
     return sites
+
+
+def session_end(value: str | None) -> int | None:
+    """When a cookie value's grants expire, as it states it (read_session checks it)."""
+    head = (value or "").split(".", 1)[0]
+    return int(head) if head.isdigit() and len(head) <= 12 else None

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from headcount import wire
 from headcount_collector import privacy
 from headcount_collector.config import Site, SiteRegistry
 from headcount_collector.errors import QueryRejected, StoreUnavailable
@@ -24,7 +25,7 @@ from headcount_collector.query import parse_stats_query, render_csv, run_stats_q
 from headcount_collector.stores.base import Store
 
 from ._periods import PRESETS, choose_period
-from ._session import COOKIE_NAME, SESSION_SECONDS, read_session, write_session
+from ._session import COOKIE_NAME, SESSION_SECONDS, read_session, session_end, write_session
 from ._widgets import Overview, RouteDetail, overview, route_detail
 
 __all__ = ["CSP", "dashboard_routes"]
@@ -79,6 +80,14 @@ class _Context:
         return [site for site in self.registry if site.public_dashboard]
 
 
+def _scheme(request: Request) -> str:
+    """The scheme the browser used: behind the TLS-terminating proxy that
+    docs/deployment.md asks for, the proxy's X-Forwarded-Proto says https. Trusting it
+    can only make the cookie stricter or accept the collector's own https origin."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
+    return "https" if forwarded == "https" else request.url.scheme
+
+
 def _set_session(response: Response, request: Request, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE_NAME,
@@ -87,7 +96,7 @@ def _set_session(response: Response, request: Request, value: str, max_age: int)
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=_scheme(request) == "https",
     )
 
 
@@ -129,7 +138,7 @@ def dashboard_routes(
         """
         fetch_site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
-        own = f"{request.url.scheme}://{request.url.netloc}"
+        own = f"{_scheme(request)}://{request.url.netloc}"
         same_site = fetch_site in (None, "same-origin", "none")
         if same_site and origin in (None, "null", own):
             return None
@@ -174,11 +183,20 @@ def dashboard_routes(
                 if oversized
                 else "That is not the read token of any site on this collector.",
             )
-        sites = [site, *(other for other in signed_in if other.id != site.id)]
+        others = [other for other in signed_in if other.id != site.id]
         response = RedirectResponse(f"/dashboard/{site.id}", status_code=303)
         expires = int(clock()) + SESSION_SECONDS
+        if others:
+            # One expiry signs every grant: signing in to another site must not renew
+            # the ones already held (a copied cookie plus any read token would otherwise
+            # live for ever), so the session keeps its end.
+            expires = min(expires, session_end(request.cookies.get(COOKIE_NAME)) or expires)
+        sites = [site, *others]
         _set_session(
-            response, request, write_session(sites, expires, ctx.session_secret), SESSION_SECONDS
+            response,
+            request,
+            write_session(sites, expires, ctx.session_secret),
+            max(0, expires - int(clock())),
         )
         return response
 
@@ -300,7 +318,9 @@ def dashboard_routes(
 
     async def site_route(request: Request) -> Response:
         route = request.query_params.get("route", "")
-        if not route.startswith("/") or len(route) > 512:
+        # Only a route template can be shown: anything else would put a stranger's text
+        # in the page's heading on a public dashboard.
+        if not route.startswith("/") or len(route) > 512 or wire.route_problem(route):
             site, signed_in = allowed(request)
             if isinstance(site, Response):
                 return site
