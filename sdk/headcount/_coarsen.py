@@ -6,7 +6,7 @@ import re
 from bisect import bisect_right
 from functools import lru_cache
 from typing import Final
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 from headcount._shapes import campaign_slug
 from headcount.wire import (
@@ -112,13 +112,24 @@ def slug(value: str) -> str | None:
     return value
 
 
+_PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
 @lru_cache(maxsize=1024)
 def _utm_value(raw: str) -> str | None:
     # Cached per raw value: campaign links repeat the same few values all day. A raw '+'
     # is a space (form encoding, as Mailchimp writes "My+Q3+Newsletter"); only a '%2B'
     # is a plus sign, which a campaign slug never holds (name+tag is a recipient).
     try:
-        return campaign_slug(unquote_plus(raw, errors="strict"))
+        value = unquote_plus(raw, errors="strict")
+        if _PERCENT_ESCAPE.search(value):
+            # Encoded twice (jdoe%2540example.com), as some mail tools do: decoded once
+            # more, or the escape's '%' would be dropped as decoration and the e-mail
+            # address would read as a domain (jdoe40example.com). Thrice is refused.
+            value = unquote(value, errors="strict")
+            if _PERCENT_ESCAPE.search(value):
+                return None
+        return campaign_slug(value)
     except UnicodeDecodeError:
         return None
 

@@ -196,6 +196,17 @@ _EXTENSIONS: Final = frozenset(
 )
 
 
+# Words that build tools and libraries put between a file's name and its extension.
+_FILE_NAME_PARTS: Final = frozenset(
+    """
+    min bundle chunk esm umd cjs mjs prod production dev development slim module modules
+    config d test spec lite full core common vendor vendors runtime main app polyfills
+    worker sw legacy modern es5 es6 es2015 es2017 es2020 browser node global standalone
+    debug release latest stable beta alpha rc pack packed compressed gz br
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+
+
 def _literal_problem(literal: str, segment: str) -> str | None:
     for char in literal:
         if char in _SEGMENT_PUNCTUATION or char.isalnum() or unicodedata.category(char)[0] == "M":
@@ -221,6 +232,16 @@ def _literal_problem(literal: str, segment: str) -> str | None:
             parts = parts[1:]  # .well-known, .htaccess: a leading dot names a hidden file
         versions = len(parts) <= 3 and all(_VERSION_PART.fullmatch(p) for p in parts)
         extension = parts[-1].lower() in _EXTENSIONS and all(parts)
+        if extension and len(parts) > 2:
+            # name.surname.pdf is a person with a file extension: between the name and
+            # the extension only build words (jquery.min.js), versions (lib-3.6.0.js)
+            # and more extensions (archive.tar.gz, app.js.map) are file-name parts.
+            extension = all(
+                part.lower() in _FILE_NAME_PARTS
+                or part.lower() in _EXTENSIONS
+                or _VERSION_PART.fullmatch(part)
+                for part in parts[1:-1]
+            )
         if not (versions or extension):
             return "contains a dotted name (name.surname, host name or address)"
     elif literal.endswith(".") and literal.strip("."):

@@ -308,3 +308,52 @@ def test_the_scanned_reading_reads_every_line_as_parse_does(spec: str) -> None:
                 parsed.user_agent, parsed.content_type, parsed.host,
             )  # fmt: skip
         assert _scanned(fmt, line) == expected, line
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"),
+    [
+        ("combined", '192.0.2.1 - - [10/Oct/0001:00:00:00 +0100] "GET / HTTP/1.1" 200 1 "-" "a"'),
+        (
+            "nginx-json",
+            '{"msec":"1e30","remote_addr":"192.0.2.1","request_method":"GET",'
+            '"request_uri":"/","status":"200"}',
+        ),
+        (
+            "nginx-json",
+            '{"time_iso8601":"0001-01-01T00:00:00+00:00","remote_addr":"192.0.2.1",'
+            '"request_method":"GET","request_uri":"/","status":"200"}',
+        ),
+        (
+            "caddy",
+            '{"ts":1e30,"request":{"client_ip":"192.0.2.1","method":"GET","host":"a.example",'
+            '"uri":"/"},"status":200}',
+        ),
+        (
+            "caddy",
+            '{"ts":-5,"request":{"client_ip":"192.0.2.1","method":"GET","host":"a.example",'
+            '"uri":"/"},"status":200}',
+        ),
+    ],
+)
+def test_a_time_no_batch_can_carry_is_a_bad_line(fmt: str, line: str, tmp_path: Path) -> None:
+    """Before 1970 (the wire's hours are never negative) or past 9998: a bad line with a
+    clear reason, skipped with --skip-bad-lines, never a crash or a negative hour sent."""
+    with pytest.raises(ValueError, match="before 1970 or after 9998"):
+        parser_for(fmt)(line)
+    log = tmp_path / "access.log"
+    log.write_text(line + "\n", encoding="utf-8")
+    sent: list[str] = []
+    importer = Importer(
+        parser_for(fmt),
+        load_resolver(None, None, None),
+        client=None,
+        tracker_options={"visits_store": "memory"},
+        dry_run=True,
+        skip_bad_lines=True,
+        output=sent.append,
+    )
+    summary = importer.run(LineSource([str(log)]))
+    assert summary.skipped["bad line"] == 1
+    assert summary.requests == 0
+    assert not any('"hour":-' in body for body in sent)

@@ -150,6 +150,10 @@ def test_the_public_suffix_list_is_never_fetched(tmp_path: Path) -> None:
         # Per-recipient values are still dropped.
         ("utm_source=%ff%fe", (None, None, None)),
         ("utm_campaign=bob%40example.com", (None, None, None)),
+        # Encoded twice: still an e-mail address, not the domain jdoe40example.com.
+        ("utm_campaign=jdoe%2540example.com", (None, None, None)),
+        ("utm_campaign=bob%252540example.com", (None, None, None)),
+        ("utm_campaign=Black%2520Friday", (None, None, "black-friday")),
         ("utm_campaign=john.doe", (None, None, None)),
         ("utm_campaign=jdoe%2Bnewsletter", (None, None, None)),
         ("utm_campaign=qxkzpmrtvbnjlcydfgwh", (None, None, None)),

@@ -127,11 +127,24 @@ def test_template_text_is_not_an_identifier(segment: str) -> None:
         ("/docs/iso8601", "/docs/{id}"),
         ("/shop/item42/reviews", "/shop/item42/reviews"),
         ("/video/h264/720p", "/video/h264/720p"),
+        # A name with a file extension is still a name; build words between name and
+        # extension are not.
+        ("/u/jane.doe.gmail.com.txt", "/u/{id}"),
+        ("/p/alice.smith.json", "/p/{id}"),
+        ("/u/john.smith.pdf", "/u/{id}"),
+        ("/static/bootstrap.bundle.min.js", "/static/bootstrap.bundle.min.js"),
+        ("/static/jquery-3.6.0.min.js", "/static/jquery-3.6.0.min.js"),
+        ("/static/app.js.map", "/static/app.js.map"),
+        ("/dl/archive.tar.gz", "/dl/archive.tar.gz"),
+        ("/types/index.d.ts", "/types/index.d.ts"),
     ],
 )
-def test_an_id_behind_letters_is_an_id(path: str, template: str) -> None:
-    """A long number inside a word (user12345) is an id as a bare one is; short numbers
-    in words (h264, item42) are template text."""
+def test_ids_behind_letters_and_names_with_extensions_become_placeholders(
+    path: str, template: str
+) -> None:
+    """A long number inside a word (user12345) is an id as a bare one is, and a name is
+    a name with a file extension on it; short numbers in words (h264, item42) and build
+    words between a file's name and extension (bundle.min.js) are template text."""
     assert generalize_path(path) == template
     assert wire.route_problem(template) is None
 

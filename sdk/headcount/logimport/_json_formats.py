@@ -9,6 +9,7 @@ import msgspec
 
 from headcount.logimport._line import (
     LogLine,
+    checked_time,
     parse_iso_time,
     parse_local_time,
     parse_seconds,
@@ -120,8 +121,8 @@ def parse_caddy(line: str) -> LogLine:
     if not isinstance(request, dict) or "uri" not in request or "method" not in request:
         raise ValueError("not an access-log entry: no request.method and request.uri")
     stamp = obj.get("ts")
-    if isinstance(stamp, int | float):
-        time = float(stamp)
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+        time = checked_time(float(stamp))
     elif isinstance(stamp, str):
         time = parse_iso_time(stamp)
     else:

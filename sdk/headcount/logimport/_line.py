@@ -82,6 +82,18 @@ def _hour_start(hour_and_zone: str) -> float:
     return _parse_local_time(hour_and_zone[:14] + ":00:00" + hour_and_zone[14:])
 
 
+# Times a batch can carry: hours from 1970 (the wire's hours are never negative) to the
+# end of 9998, as the collector's queries allow. A line outside is bad, not a crash.
+_LAST_SECOND: Final = 253_370_764_799
+
+
+def checked_time(seconds: float) -> float:
+    """``seconds`` if it is a time a batch can carry, else ValueError (NaN included)."""
+    if not 0 <= seconds <= _LAST_SECOND:
+        raise ValueError("time is before 1970 or after 9998")
+    return seconds
+
+
 def _parse_local_time(text: str) -> float:
     match = _LOCAL.fullmatch(text)
     if match is None:
@@ -94,7 +106,7 @@ def _parse_local_time(text: str) -> float:
         (int(year), month, int(day), int(hour), int(minute), int(second), 0, 0, 0)
     )
     offset = (int(off_h) * 3600 + int(off_m) * 60) * (1 if sign == "+" else -1)
-    return float(stamp - offset)
+    return checked_time(float(stamp - offset))
 
 
 @lru_cache(maxsize=4096)
@@ -107,7 +119,7 @@ def parse_iso_time(text: str) -> float:
         raise ValueError("time is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise ValueError("time has no time zone")
-    return moment.timestamp()
+    return checked_time(moment.timestamp())
 
 
 def parse_seconds(text: str, scale: float = 1.0) -> float | None:
@@ -136,6 +148,7 @@ def parse_seconds(text: str, scale: float = 1.0) -> float | None:
 def parse_unix_time(text: str) -> float:
     """nginx ``$msec``: Unix seconds with milliseconds."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         raise ValueError("the time is not Unix seconds") from None
+    return checked_time(seconds)
