@@ -69,6 +69,13 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
     prefix = referer if cut < 0 else referer[:cut]
     if len(prefix) > _MAX_PREFIX:
         return OTHER  # no real scheme + authority is this long; keeps the cache small
+    if "@" in prefix:
+        # User info (bob:secret@host) decides nothing and must not sit in the cache:
+        # cut from the authority, which ends where _referrer_from_prefix says it does.
+        scheme, slashes, rest = prefix.partition("//")
+        end = _AUTHORITY_END.search(rest)
+        authority, after = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+        prefix = scheme + slashes + authority.rpartition("@")[2] + after
     return _referrer_from_prefix(prefix, host)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headcount import Tracker
+from headcount import Tracker, _referrer
 from headcount._bots import is_bot
 from headcount._coarsen import latency_of, method_of, parse_utm
 from headcount._referrer import coarsen_referrer
@@ -98,6 +98,19 @@ HOST = "shop.mysite.net"
 )
 def test_referrer(referer: str | None, host: str, site: str | None, expected: str) -> None:
     assert coarsen_referrer(referer, host, site) == expected
+
+
+def test_user_info_in_a_referrer_never_reaches_the_referrer_cache() -> None:
+    """bob:secret@ decides nothing: it is cut before the label is looked up, so the
+    cache (docs/privacy.md: scheme and authority) never holds a credential."""
+    lookup = _referrer._referrer_from_prefix
+    lookup.cache_clear()
+    assert coarsen_referrer("https://bob:secret@news.example.net/a", HOST, None) == "example.net"
+    assert lookup.cache_info().currsize == 1
+    lookup("https://news.example.net", HOST)  # what was cached: the prefix without it
+    assert lookup.cache_info().hits == 1
+    # A backslash ends the authority first: what follows it is not user info.
+    assert coarsen_referrer("https://a.b.co\\@evil.example.com/", HOST, None) == "b.co"
 
 
 def test_referrer_never_leaks_path_query_or_user_info() -> None:
