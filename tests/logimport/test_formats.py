@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from headcount.logimport import Importer, LineSource, parser_for
+from headcount.logimport import Importer, ImportSummary, LineSource, parser_for
+from headcount.logimport._formats import Parser
 from headcount.logimport._line import parse_seconds
 from headcount.logimport._routes import load_resolver
 from headcount.logimport._text_formats import NAMED_TEXT_FORMATS, TextFormat, text_field
@@ -218,24 +219,28 @@ def test_a_text_log_counts_as_its_lines_parse(spec: str, tmp_path: Path) -> None
     assert fmt.scan is not None
     results = []
     for parser in (fmt, fmt.parse):  # the second is read line by line through parse()
-        sent: list[str] = []
-        importer = Importer(
-            parser,
-            load_resolver(None, None, None),
-            client=None,
-            tracker_options={"visits_store": "memory"},
-            dry_run=True,
-            skip_bad_lines=True,
-            output=sent.append,
-        )
-        summary = importer.run(LineSource([str(log)]))
-        results.append((sent, summary))
+        results.append(dry_import(parser, log))
     (scanned, by_scan), (parsed, by_parse) = results
     assert by_scan.skipped == by_parse.skipped
     assert by_scan.skipped["bad line"] > 4
     assert min(by_scan.pageviews, by_scan.bots, by_scan.visits) > 0
     assert by_scan == by_parse
     assert scanned == parsed
+
+
+def dry_import(parser: Parser, log: Path) -> tuple[list[str], ImportSummary]:
+    """What a --dry-run --skip-bad-lines import of ``log`` would send, and its summary."""
+    sent: list[str] = []
+    importer = Importer(
+        parser,
+        load_resolver(None, None, None),
+        client=None,
+        tracker_options={"visits_store": "memory"},
+        dry_run=True,
+        skip_bad_lines=True,
+        output=sent.append,
+    )
+    return sent, importer.run(LineSource([str(log)]))
 
 
 def _scanned(fmt: TextFormat, line: str) -> tuple[object, ...] | None:
@@ -343,17 +348,7 @@ def test_a_time_no_batch_can_carry_is_a_bad_line(fmt: str, line: str, tmp_path: 
         parser_for(fmt)(line)
     log = tmp_path / "access.log"
     log.write_text(line + "\n", encoding="utf-8")
-    sent: list[str] = []
-    importer = Importer(
-        parser_for(fmt),
-        load_resolver(None, None, None),
-        client=None,
-        tracker_options={"visits_store": "memory"},
-        dry_run=True,
-        skip_bad_lines=True,
-        output=sent.append,
-    )
-    summary = importer.run(LineSource([str(log)]))
+    sent, summary = dry_import(parser_for(fmt), log)
     assert summary.skipped["bad line"] == 1
     assert summary.requests == 0
     assert not any('"hour":-' in body for body in sent)
