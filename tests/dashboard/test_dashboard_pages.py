@@ -176,6 +176,30 @@ def test_a_form_posted_from_another_origin_is_refused(client: TestClient) -> Non
     assert answer.status_code == 303
 
 
+def test_a_browser_without_fetch_metadata_must_name_the_collector_as_origin(
+    client: TestClient,
+) -> None:
+    """Without Sec-Fetch-Site (Safari before 16.4), "null" is what a hostile page with a
+    no-referrer policy makes the browser send, so it is refused; the collector's own
+    pages use a same-origin referrer policy, under which its forms send their origin."""
+    page = client.get("/")
+    assert page.headers["referrer-policy"] == "same-origin"
+    assert '<meta name="referrer" content="same-origin">' in page.text
+    hostile = {"Origin": "null"}
+    answer = client.post(
+        "/dashboard/sign-in", data={"token": READ_TOKEN}, headers=hostile, follow_redirects=False
+    )
+    assert answer.status_code == 403
+    assert "set-cookie" not in answer.headers
+    own = {"Origin": "http://testserver"}
+    answer = client.post(
+        "/dashboard/sign-in", data={"token": READ_TOKEN}, headers=own, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    assert client.post("/dashboard/sign-out", headers=hostile).status_code == 403
+    assert client.get("/dashboard/blog").status_code == 200
+
+
 def test_several_sites_make_a_switcher(client: TestClient) -> None:
     _sign_in(client)
     _sign_in(client, SHOP_READ_TOKEN)

@@ -45,7 +45,9 @@ def _security_headers() -> dict[str, str]:
     return {
         "Content-Security-Policy": CSP,
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        # No Referer ever leaves for another site; the collector's own forms still send
+        # their Origin, which is how a browser without Sec-Fetch-Site proves a form is ours.
+        "Referrer-Policy": "same-origin",
         "Cache-Control": "private, no-cache",
     }
 
@@ -133,14 +135,21 @@ def dashboard_routes(
     def cross_site(request: Request) -> Response | None:
         """A form posted from another site (login CSRF) is refused.
 
-        Browsers say where a request comes from in Sec-Fetch-Site; under our no-referrer
-        policy their Origin is "null", so Origin is only checked when it names one.
+        Browsers say where a request comes from in Sec-Fetch-Site. One that does not
+        (Safari before 16.4) is judged by its Origin, which our same-origin referrer
+        policy lets it send for our own forms: "null" is what a hostile page with a
+        no-referrer policy makes it send, so without Sec-Fetch-Site it is refused.
         """
         fetch_site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
         own = f"{_scheme(request)}://{request.url.netloc}"
-        same_site = fetch_site in (None, "same-origin", "none")
-        if same_site and origin in (None, "null", own):
+        if fetch_site is None:
+            allowed_origins: tuple[str | None, ...] = (None, own)
+        elif fetch_site in ("same-origin", "none"):
+            allowed_origins = (None, "null", own)
+        else:
+            allowed_origins = ()
+        if origin in allowed_origins:
             return None
         return ctx.page(
             request,
