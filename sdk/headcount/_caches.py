@@ -20,19 +20,23 @@ V = TypeVar("V")
 
 
 class CleanOnlyCache(Generic[K, V]):
-    """``compute(key)`` remembered for keys whose result ``is_clean`` accepts; at most
-    ``maxsize`` of them, then emptied (templates are few: a full cache means something
-    unusual is going on, and starting over is cheap)."""
+    """``compute(key)`` remembered for keys whose result ``is_clean(key, result)``
+    accepts; at most ``maxsize`` of them, then emptied (templates are few: a full cache
+    means something unusual is going on, and starting over is cheap).
 
-    __slots__ = ("_compute", "_is_clean", "_maxsize", "_results")
+    ``get`` is the remembered result or None, without computing: a dict's own ``get``,
+    for a hot path that handles the miss itself."""
+
+    __slots__ = ("_compute", "_is_clean", "_maxsize", "_results", "get")
 
     def __init__(
-        self, compute: Callable[[K], V], is_clean: Callable[[V], bool], maxsize: int
+        self, compute: Callable[[K], V], is_clean: Callable[[K, V], bool], maxsize: int
     ) -> None:
         self._compute = compute
         self._is_clean = is_clean
         self._maxsize = maxsize
         self._results: dict[K, V] = {}
+        self.get: Callable[[K], V | None] = self._results.get
 
     def __call__(self, key: K) -> V:
         try:
@@ -40,7 +44,7 @@ class CleanOnlyCache(Generic[K, V]):
         except KeyError:
             pass
         result = self._compute(key)
-        if self._is_clean(result):
+        if self._is_clean(key, result):
             if len(self._results) >= self._maxsize:
                 self._results.clear()
             self._results[key] = result

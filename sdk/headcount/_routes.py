@@ -146,7 +146,7 @@ def _normalize(template: str | None) -> tuple[str, bool]:
 
 # (route, clean) per template, kept for clean templates only.
 normalized_route: Final = CleanOnlyCache[str | None, tuple[str, bool]](
-    _normalize, lambda result: result[1], maxsize=2048
+    _normalize, lambda _, result: result[1], maxsize=2048
 )
 
 

@@ -277,7 +277,7 @@ def _segment_problem(segment: str) -> str | None:
 # Only template text is remembered (see _caches): a segment that is an identifier is
 # checked again each time rather than kept in memory.
 _segment_problems: Final = CleanOnlyCache[str, "str | None"](
-    _segment_problem, lambda problem: problem is None, maxsize=8192
+    _segment_problem, lambda _, problem: problem is None, maxsize=8192
 )
 
 

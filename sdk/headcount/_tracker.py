@@ -19,6 +19,7 @@ from typing import Final
 import httpx
 
 from headcount._bots import CATEGORY_BY_AGENT, UNSEEN, bot_category
+from headcount._caches import CleanOnlyCache
 from headcount._coarsen import (
     HTML_BY_CONTENT_TYPE,
     LATENCY_EDGES_S,
@@ -219,7 +220,9 @@ class Tracker:
         # each time rather than kept (see _caches). Bounded (_ROUTE_INFOS), and larger
         # than normalize_route's own: a CMS that gives each page its own route (Wagtail)
         # has thousands, and a miss costs tens of microseconds of template checks.
-        self._route_infos: dict[str | None, tuple[str, bool]] = {}
+        self._route_infos = CleanOnlyCache[str | None, tuple[str, bool]](
+            self._route_info, lambda template, _: normalized_route(template)[1], _ROUTE_INFOS
+        )
         excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
         self._excluded_prefixes = tuple(r[:-1] for r in excluded if r.endswith("*"))
@@ -243,7 +246,7 @@ class Tracker:
             if self._live_pid != getpid():
                 self._activate()
             known = self._route_infos.get(info.route)
-            route, excluded = known if known is not None else self._route_info(info.route)
+            route, excluded = known if known is not None else self._route_infos(info.route)
             hour, hour_end = self._hour_window
             now = self._clock()
             if not hour <= now < hour_end:
@@ -342,14 +345,9 @@ class Tracker:
         return hour
 
     def _route_info(self, template: str | None) -> tuple[str, bool]:
-        """The wire route of ``template`` and whether it is excluded; remembered (up to
-        8,192, then forgotten) when the template is sent as it is."""
-        route, clean = normalized_route(template)
+        """The wire route of ``template`` and whether it is excluded."""
+        route = normalized_route(template)[0]
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
-        if clean:
-            if len(self._route_infos) >= _ROUTE_INFOS:
-                self._route_infos.clear()
-            self._route_infos[template] = (route, excluded)
         return route, excluded
 
     def served_by_several_processes(self) -> None:

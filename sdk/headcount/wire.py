@@ -462,7 +462,7 @@ def _route_problem(route: str) -> str | None:
 
 
 _route_problems: Final = _caches.CleanOnlyCache[str, "str | None"](
-    _route_problem, lambda problem: problem is None, maxsize=4096
+    _route_problem, lambda _, problem: problem is None, maxsize=4096
 )
 
 

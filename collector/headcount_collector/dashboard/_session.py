@@ -48,11 +48,9 @@ def read_session(
     """The sites a cookie value still grants: none when it is expired, forged or malformed."""
     if not value or len(value) > 4096:
         return []
-    head, *grants = value.split(".")
-    if not head.isdigit() or len(head) > 12 or len(grants) > MAX_SITES:
-        return []
-    expires = int(head)
-    if expires <= now:
+    expires = session_end(value)
+    grants = value.split(".")[1:]
+    if expires is None or expires <= now or len(grants) > MAX_SITES:
         return []
     sites: list[Site] = []
     for grant in grants:
