@@ -8,15 +8,15 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Match, Route
+from starlette.types import Message, Receive, Scope, Send
 
 from headcount import wire
 from headcount_collector import openapi, privacy
@@ -149,19 +149,21 @@ def create_app(
     async def openapi_json(request: Request) -> Response:
         return _json(openapi.document())
 
+    page_headers = {"Content-Security-Policy": privacy.PAGE_CSP}
+
     async def privacy_page(request: Request) -> Response:
         # Collector-wide: what every site shares, naming none of them.
-        return HTMLResponse(privacy.render_common_page())
+        return HTMLResponse(privacy.render_common_page(), headers=page_headers)
 
     async def site_privacy_page(request: Request) -> Response:
         site = registry.get(request.path_params["site"])
         if site is None:
-            return HTMLResponse(privacy.render_not_found(), status_code=404)
+            return HTMLResponse(privacy.render_not_found(), 404, page_headers)
         try:
             modes = await asyncio.to_thread(store.declared_visit_modes, site.id)
         except StoreUnavailable:
             modes = {}
-        return HTMLResponse(privacy.render_site_page(site, modes))
+        return HTMLResponse(privacy.render_site_page(site, modes), headers=page_headers)
 
     pool = NoisePool()
 
@@ -285,6 +287,28 @@ class _CollectorApp(Starlette):
     def __init__(self, ingest: IngestEndpoint, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._ingest = ingest
+        # Starlette's slash redirect builds its Location from the Host header, which a
+        # request (or a cache poisoned by one) can set to any site; this app's own
+        # redirect names only the path.
+        self.router.redirect_slashes = False
+        self.router.default = self._slash_redirect_or_not_found
+
+    async def _slash_redirect_or_not_found(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        path: str = scope["path"]
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path != "/":
+            flipped = path.rstrip("/") if path.endswith("/") else path + "/"
+            if not flipped.startswith("//") and any(
+                route.matches({**scope, "path": flipped})[0] != Match.NONE
+                for route in self.router.routes
+            ):
+                query = scope.get("query_string", b"").decode("latin-1")
+                # RedirectResponse percent-encodes what a Location may not hold.
+                location = scope.get("root_path", "") + flipped + (f"?{query}" if query else "")
+                await RedirectResponse(location, 307)(scope, receive, send)
+                return
+        await self.router.not_found(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -297,10 +321,38 @@ class _CollectorApp(Starlette):
             scope["app"] = self
             await self._ingest(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _hardened(message.get("headers", []))
+            await send(message)
+
+        await super().__call__(scope, receive, send_hardened)
 
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+# Every answer: never sniffed into another type, never framed, nothing loaded or run by
+# default. The dashboard and the privacy pages send their own, looser policy.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_DEFAULT_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+)
+
+
+def _hardened(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    hardened = list(headers)
+    names = {name.lower() for name, _ in hardened}
+    if _NOSNIFF[0] not in names:
+        hardened.append(_NOSNIFF)
+    if _DEFAULT_CSP[0] not in names:
+        hardened.append(_DEFAULT_CSP)
+    return hardened
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json"), _NOSNIFF, _DEFAULT_CSP]
 _UNAUTHORIZED_HEADERS = [*_JSON_HEADERS, (b"www-authenticate", b'Bearer realm="headcount"')]
 _UNAVAILABLE_HEADERS = [*_JSON_HEADERS, (b"retry-after", b"5")]
 

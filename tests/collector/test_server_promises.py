@@ -110,3 +110,89 @@ def test_a_client_hanging_up_mid_form_leaves_no_traceback(
     log = collector_server.log_text()
     assert "Traceback" not in log, log
     assert "ERROR" not in log, log
+
+
+# --- every answer is hardened against sniffing, framing and a forged Host --------------
+
+
+def _every_kind_of_answer(server: CollectorProcess) -> dict[str, httpx.Response]:
+    from tests.conftest import READ_TOKEN
+
+    url = server.url
+    bearer = {"authorization": f"Bearer {READ_TOKEN}"}
+    return {
+        "privacy": httpx.get(f"{url}/privacy"),
+        "site privacy, unknown site": httpx.get(f"{url}/privacy/no-such-site"),
+        "openapi": httpx.get(f"{url}/openapi.json"),
+        "schema": httpx.get(f"{url}/v1/schema"),
+        "stats": httpx.get(f"{url}/v1/stats", headers=bearer),
+        "stats, wrong token": httpx.get(f"{url}/v1/stats", headers={"authorization": "Bearer x"}),
+        "stats, bad query": httpx.get(f"{url}/v1/stats?interval=fortnight", headers=bearer),
+        "ingest, no token": httpx.post(f"{url}/v1/ingest", content=b"{}"),
+        "ingest, bad body": httpx.post(
+            f"{url}/v1/ingest",
+            content=b"{",
+            headers={"authorization": f"Bearer {WRITE_TOKEN}", "content-type": "application/json"},
+        ),
+        "unknown path": httpx.get(f"{url}/nosuch"),
+        "healthz": httpx.get(f"{url}/healthz"),
+    }
+
+
+def test_every_answer_forbids_sniffing_and_framing_and_loads_nothing(
+    shared_server: CollectorProcess,
+) -> None:
+    answers = _every_kind_of_answer(shared_server)
+    assert answers["stats, bad query"].status_code == 400
+    assert answers["ingest, bad body"].status_code == 400
+    for name, response in answers.items():
+        assert response.headers.get("x-content-type-options") == "nosniff", name
+        policy = response.headers.get("content-security-policy", "")
+        directives = dict(
+            (*part.split(None, 1), "")[:2] for part in policy.split(";") if part.strip()
+        )
+        assert directives.get("default-src") == "'none'", (name, policy)
+        assert directives.get("frame-ancestors") == "'none'", (name, policy)
+        assert "unsafe-inline" not in policy, (name, policy)
+        assert "unsafe-eval" not in policy, (name, policy)
+
+
+def test_the_privacy_pages_allow_only_their_own_style(shared_server: CollectorProcess) -> None:
+    import base64
+    import hashlib
+    import re
+
+    for path in ("/privacy", "/privacy/no-such-site"):
+        response = httpx.get(f"{shared_server.url}{path}")
+        styles = re.findall(r"<style>(.*?)</style>", response.text, re.S)
+        assert len(styles) == 1, path
+        digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+        policy = response.headers["content-security-policy"]
+        assert f"style-src 'sha256-{digest}'" in policy, (path, policy)
+        assert "script-src" not in policy  # scripts fall back to default-src 'none'
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/privacy/", "/privacy"),
+        ("/v1/stats/?interval=day", "/v1/stats?interval=day"),
+        ("/dashboard/blog/", "/dashboard/blog"),
+        ("/openapi.json/", "/openapi.json"),
+        ("/dashboard/", None),  # no such page either way
+        ("//attacker.example/", None),
+    ],
+)
+def test_a_slash_redirect_names_only_the_path_whatever_the_host(
+    shared_server: CollectorProcess, path: str, location: str | None
+) -> None:
+    response = httpx.get(
+        f"{shared_server.url}{path}", headers={"host": "attacker.example"}, follow_redirects=False
+    )
+    if location is None:
+        assert response.status_code == 404
+        assert "location" not in response.headers
+    else:
+        assert response.status_code == 307
+        assert response.headers["location"] == location
+    assert "attacker.example" not in response.text
