@@ -246,10 +246,15 @@ def csv_headers(site: Site, response: dict[str, object]) -> dict[str, str]:
         }
     sealed = response.get("sealed_until")
     hour = sealed.get("hour") if isinstance(sealed, dict) else None
+    # The answer's own statement: after a change of parameters, the weakest it covers.
+    stated = response.get("privacy")
+    epsilon, delta = policy.epsilon, policy.delta
+    if isinstance(stated, dict):
+        epsilon, delta = stated.get("epsilon", epsilon), stated.get("delta", delta)
     return {
         "X-Headcount-Mode": "sealed-noise",
-        "X-Headcount-Epsilon": f"{policy.epsilon:g}",
-        "X-Headcount-Delta": f"{policy.delta:g}",
+        "X-Headcount-Epsilon": f"{epsilon:g}",
+        "X-Headcount-Delta": f"{delta:g}",
         "X-Headcount-Unit": "request; custom event",
         "X-Headcount-Sealed-Until": str(hour or "none"),
     }

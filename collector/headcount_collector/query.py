@@ -19,7 +19,12 @@ from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import QueryRejected
 from headcount_collector.release.reader import Answer, read_released
-from headcount_collector.stores.base import CounterQuery, Store, retention_cutoffs
+from headcount_collector.stores.base import (
+    CounterQuery,
+    SealParams,
+    Store,
+    retention_cutoffs,
+)
 from headcount_collector.suppression import Cell, suppress_group
 from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import (
@@ -274,6 +279,57 @@ def _resolution(site: Site, interval: Interval, span: tuple[int, int]) -> Litera
     return "d" if interval != "hour" and whole_days else "h"
 
 
+# A day's cell starts at the local midnight before the range it answers for: ranges are
+# widened by a day so that such a cell's parameters count too.
+_DAY_REACH: Final = 26 * 3600
+
+
+def stated_guarantee(
+    site: Site, sealed_under: Sequence[SealParams], span: tuple[int, int]
+) -> dict[str, object]:
+    """The privacy block of a noised answer over ``span``: the site's parameters, or,
+    when cells in the span may have been sealed under others (a changed epsilon or
+    delta), the weakest of them, with each set of parameters and where it applies."""
+    policy = site.policy
+    start, end = span[0] - _DAY_REACH, span[1]
+    used = sorted(
+        {
+            (p.epsilon, p.delta, p.first_bucket, p.last_bucket)
+            for p in sealed_under
+            if p.first_bucket < end and p.last_bucket >= start
+        }
+    )
+    described = policy.describe()
+    if all((epsilon, delta) == (policy.epsilon, policy.delta) for epsilon, delta, _, _ in used):
+        return described
+    epsilon = max(policy.epsilon, *(p[0] for p in used))
+    delta = max(policy.delta, *(p[1] for p in used))
+    by_params: dict[tuple[float, float], tuple[int, int]] = {}
+    for e, d, first, last in used:
+        lo, hi = by_params.get((e, d), (first, last))
+        by_params[(e, d)] = (min(lo, first), max(hi, last))
+    return {
+        **described,
+        "epsilon": epsilon,
+        "delta": delta,
+        "sealed_under": [
+            {
+                "epsilon": e,
+                "delta": d,
+                "first_sealed": to_local_iso(lo, site.timezone),
+                "last_sealed": to_local_iso(hi, site.timezone),
+            }
+            for (e, d), (lo, hi) in sorted(by_params.items())
+        ],
+        "parameters_note": (
+            "the site's parameters changed: cells in this range were sealed under "
+            "those in sealed_under, so the guarantee stated is the weakest of them and "
+            "today's; noise_sd and threshold are today's, and each number's error is "
+            "that of its own cells"
+        ),
+    }
+
+
 def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
     if site.policy.noise:
         return _run_noised(store, site, query, now)
@@ -345,7 +401,7 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
         )
     response: dict[str, object] = {
         **_query_echo(site, query),
-        "privacy": policy.describe(),
+        "privacy": stated_guarantee(site, store.seal_params(site.id), span),
         "sealed_until": {
             "hour": _iso_or_none(sealed.get("h"), site),
             "day": _iso_or_none(sealed.get("d"), site),

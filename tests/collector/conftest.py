@@ -18,7 +18,6 @@ from headcount import wire
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import Store, open_store
-from headcount_collector.stores.base import release_table
 from headcount_collector.stores.sqlite import SQLiteStore
 from headcount_collector.tables import TABLES
 from tests._servers import CollectorProcess, start_collector
@@ -114,17 +113,14 @@ def _wipe_postgres(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        released = [release_table(kind) for kind in TABLES]
-        for table in [
-            *(t.name for t in TABLES.values()),
-            *released,
-            "hc_seal",
-            "hc_sealed_data",
-            "hc_batch",
-            "hc_sender",
-        ]:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute("DROP TABLE IF EXISTS hc_meta")
+        # Every table the collector made, by its prefix: a table a new schema version
+        # adds can then never carry one test's rows into the next.
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables "
+            "WHERE schemaname = current_schema() AND tablename LIKE 'hc\\_%'"
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from headcount_collector.config import Settings, Site, load_sites
 from headcount_collector.release.policy import ReleasePolicy, release_policy
 from headcount_collector.release.sealing import NoisePool, seal_due, seal_history
 from headcount_collector.stores import open_store
-from tests.collector.conftest import auth, batch_body, pageview
+from tests.collector.conftest import auth, batch_body, pageview, read_auth
 from tests.collector.noise_harness import (
     FIRST_DAY,
     MovingClock,
@@ -203,6 +203,49 @@ def test_a_later_epsilon_applies_to_new_cells_and_sealed_cells_keep_their_noise(
         assert len(fresh["rows"]) == 6
         for row in fresh["rows"]:
             assert row["error"] == pytest.approx(_error_of(new_variance), abs=0.1)
+
+
+def test_an_answer_states_the_weakest_parameters_its_cells_were_sealed_under(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Lowering epsilon promises more only for cells sealed from then on: an answer that
+    covers older cells must still state the epsilon they were released with."""
+    first, second = day_params(FIRST_DAY), day_params(SECOND_DAY)
+    both = {"from": first["from"], "to": second["to"]}
+    sealed_at = local_ts(FIRST_DAY + timedelta(days=2))
+    with noised_collector(tmp_path / "before", store_url=store_url) as before:
+        before.send(_busy_day(FIRST_DAY), local_ts(FIRST_DAY, 23))
+        before.seal_everything(sealed_at)
+        unchanged = before.stats(interval="day", **first)["privacy"]
+        assert unchanged == _blog(before).policy.describe()  # nothing changed yet
+
+    with _restarted(tmp_path / "after", store_url, sealed_at, epsilon=LATER_EPSILON) as after:
+        after.send(_busy_day(SECOND_DAY), local_ts(SECOND_DAY, 23))
+        after.seal_everything(local_ts(SECOND_DAY + timedelta(days=2)))
+        old = after.stats(interval="hour", by="route", **first)["privacy"]
+        assert (old["epsilon"], old["delta"]) == (7.0, 1e-6)
+        assert [(p["epsilon"], p["first_sealed"][:10]) for p in old["sealed_under"]] == [
+            (7.0, FIRST_DAY.isoformat())
+        ]
+        assert "parameters changed" in old["parameters_note"]
+        # Only cells sealed under the new epsilon: it alone is stated.
+        new = after.stats(interval="day", **second)["privacy"]
+        assert new == _blog(after).policy.describe()
+        assert new["epsilon"] == LATER_EPSILON
+        spanning = after.stats(interval="day", **both)["privacy"]
+        assert spanning["epsilon"] == 7.0
+        assert sorted(p["epsilon"] for p in spanning["sealed_under"]) == [LATER_EPSILON, 7.0]
+        # A CSV answer carries the same statement in its headers.
+        csv_answer = after.client.get(
+            "/v1/stats", params={"interval": "day", "format": "csv", **both}, headers=read_auth()
+        )
+        assert csv_answer.status_code == 200
+        assert csv_answer.headers["x-headcount-epsilon"] == "7"
+        assert csv_answer.headers["x-headcount-delta"] == "1e-06"
+        only_new = after.client.get(
+            "/v1/stats", params={"interval": "day", "format": "csv", **second}, headers=read_auth()
+        )
+        assert only_new.headers["x-headcount-epsilon"] == "3"
 
 
 def _page_text(collector: NoisedCollector) -> str:

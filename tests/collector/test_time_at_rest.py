@@ -16,8 +16,11 @@ HOUR = int(NOW) // 3600 * 3600
 # A write at 47 minutes 13 seconds past the hour.
 ODD_SECOND = HOUR + 47 * 60 + 13
 # Columns that hold times; every other integer column holds a count, a flag or a variance.
-TIME_COLUMNS = {"bucket", "received", "keep_until", "seen", "sealed_until", "origin"}
-NOT_TIMES = {"n", "entry", "var"}
+TIME_COLUMNS = {
+    "bucket", "received", "keep_until", "seen", "sealed_until", "origin",
+    "first_bucket", "last_bucket",
+}  # fmt: skip
+NOT_TIMES = {"n", "entry", "var", "epsilon", "delta"}
 
 
 def integer_columns(store_url: str) -> dict[str, list[str]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from headcount import wire
@@ -26,11 +26,13 @@ __all__ = [
     "BATCH_ID_SECRET_NAME",
     "DEFAULT_KEY_CAP",
     "LEGACY_IDS_SQL",
+    "SEAL_PARAMS_SQL",
     "CounterQuery",
     "Dialect",
     "KeyCounts",
     "ReleasedQuery",
     "RetentionResult",
+    "SealParams",
     "SealStep",
     "Store",
     "claimed_buckets_sql",
@@ -49,6 +51,7 @@ __all__ = [
     "retention_cutoffs",
     "seal_bucket",
     "seal_claimed",
+    "seal_params_of",
     "spill_excess_keys",
     "stored_batch_id",
 ]
@@ -114,6 +117,10 @@ class Store(Protocol):
 
     def claimed_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         """Bucket starts in [start, end) already released once (see ``seal_history``)."""
+
+    def seal_params(self, site: str) -> list[SealParams]:
+        """The parameters this site's cells were sealed under, with the buckets each
+        covered (from schema version 9 on)."""
 
     def seal_history(
         self,
@@ -881,6 +888,7 @@ def _seal_one(
     draw: Callable[[str], int],
     ph: str,
 ) -> int:
+    _record_params(execute, site, resolution, bucket, policy, ph)
     released = 0
     for kind, marginals in MARGINALS.items():
         table = TABLES[kind]
@@ -914,3 +922,50 @@ def _seal_one(
             execute_many(insert, rows)
             released += len(rows)
     return released
+
+
+@dataclass(frozen=True, slots=True)
+class SealParams:
+    """Cells of ``resolution`` from ``first_bucket`` to ``last_bucket`` (bucket starts,
+    both included) were sealed under ``epsilon`` and ``delta``: perhaps not every one of
+    them, since a later change and an import's history seal can interleave, so a range
+    says where these parameters may apply, never where they cannot."""
+
+    resolution: Resolution
+    epsilon: float
+    delta: float
+    first_bucket: int
+    last_bucket: int
+
+
+def _record_params(
+    execute: Callable[..., Any],
+    site: str,
+    resolution: Resolution,
+    bucket: int,
+    policy: ReleasePolicy,
+    ph: str,
+) -> None:
+    # CASE rather than LEAST/GREATEST or min/max: the one form both databases know.
+    execute(
+        "INSERT INTO hc_seal_params (site, res, epsilon, delta, first_bucket, last_bucket) "
+        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
+        "ON CONFLICT (site, res, epsilon, delta) DO UPDATE SET "
+        "first_bucket = CASE WHEN excluded.first_bucket < hc_seal_params.first_bucket "
+        "THEN excluded.first_bucket ELSE hc_seal_params.first_bucket END, "
+        "last_bucket = CASE WHEN excluded.last_bucket > hc_seal_params.last_bucket "
+        "THEN excluded.last_bucket ELSE hc_seal_params.last_bucket END",
+        (site, resolution, policy.epsilon, policy.delta, bucket, bucket),
+    )
+
+
+SEAL_PARAMS_SQL: Final = (
+    "SELECT res, epsilon, delta, first_bucket, last_bucket FROM hc_seal_params WHERE site = {ph}"
+)
+
+
+def seal_params_of(rows: Iterable[Sequence[Any]]) -> list[SealParams]:
+    return [
+        SealParams("d" if res == "d" else "h", float(epsilon), float(delta), int(first), int(last))
+        for res, epsilon, delta, first, last in rows
+    ]

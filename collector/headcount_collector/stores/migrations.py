@@ -268,6 +268,20 @@ _V7: Final = (
 _V8: Final = ("UPDATE hc_sender SET seen = seen - seen % 3600",)
 
 
+# Version 9: the parameters cells were sealed under. A site's epsilon and delta may change;
+# cells sealed before keep the noise they were drawn with, so an answer states the
+# weakest parameters among the buckets it covers (stores.base.SealParams), not only
+# today's. One row per site, resolution and (epsilon, delta), with the first and last
+# bucket sealed under them. Cells sealed before this version were not recorded: answers
+# take them to be under the site's current parameters.
+_V9: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_seal_params ("
+    " site TEXT NOT NULL, res TEXT NOT NULL, epsilon {real} NOT NULL, delta {real} NOT NULL,"
+    " first_bucket {bigint} NOT NULL, last_bucket {bigint} NOT NULL,"
+    " PRIMARY KEY (site, res, epsilon, delta)){table}",
+)
+
+
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
     lambda d: _format(_V2, d),
@@ -277,6 +291,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: _format(_V6, d),
     lambda d: list(_V7),
     lambda d: list(_V8),
+    lambda d: _format(_V9, d),
 )
 
 

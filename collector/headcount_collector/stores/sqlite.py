@@ -29,11 +29,13 @@ from headcount_collector.release.policy import ReleasePolicy
 from headcount_collector.stores.base import (
     BATCH_ID_SECRET_NAME,
     DEFAULT_KEY_CAP,
+    SEAL_PARAMS_SQL,
     CounterQuery,
     Dialect,
     KeyCounts,
     ReleasedQuery,
     RetentionResult,
+    SealParams,
     SealStep,
     claimed_buckets_sql,
     counter_rows,
@@ -48,6 +50,7 @@ from headcount_collector.stores.base import (
     remembered_ids,
     seal_bucket,
     seal_claimed,
+    seal_params_of,
     spill_excess_keys,
     stored_ids,
 )
@@ -316,6 +319,9 @@ class SQLiteStore:
     def seal_origins(self, site: str) -> dict[str, int]:
         rows = self._read("SELECT res, origin FROM hc_seal WHERE site = ?", (site,))
         return {str(res): int(origin) for res, origin in rows if origin is not None}
+
+    def seal_params(self, site: str) -> list[SealParams]:
+        return seal_params_of(self._read(SEAL_PARAMS_SQL.format(ph="?"), (site,)))
 
     def claimed_buckets(self, site: str, resolution: Resolution, start: int, end: int) -> list[int]:
         rows = self._read(*claimed_buckets_sql("?", site, resolution, start, end))
