@@ -8,6 +8,7 @@ the demo ships in the wheel; the tests and benchmarks import it from here.
 
 from __future__ import annotations
 
+import errno
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ __all__ = [
     "accepts_connections",
     "answers_http",
     "free_port",
+    "listen_problem",
     "spawn",
 ]
 
@@ -43,6 +45,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why a server could not listen on ``host``:``port`` right now (None: it can).
+
+    Probed as uvicorn binds, with SO_REUSEADDR: a port whose last connections are only
+    in TIME_WAIT (a server stopped a moment ago) is free, a listening one is not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as exc:
+        return f"cannot listen on {host}:{port}: {exc}"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is already in use on {host}"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 @dataclass

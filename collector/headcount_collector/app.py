@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
+from urllib.parse import quote, quote_from_bytes
 
 import msgspec
 from starlette.applications import Starlette
@@ -38,7 +39,12 @@ from headcount_collector.ingest import (
     validate_batch,
 )
 from headcount_collector.metrics import Metrics, NoMetrics, PrometheusMetrics
-from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
+from headcount_collector.query import (
+    parse_stats_query,
+    render_csv,
+    run_stats_query,
+    stated_guarantee,
+)
 from headcount_collector.release.sealing import NoisePool, seal_due
 from headcount_collector.retention import run_retention
 from headcount_collector.stores.base import Store
@@ -48,6 +54,11 @@ __all__ = ["create_app"]
 logger = logging.getLogger("headcount_collector")
 _encode = msgspec.json.Encoder().encode
 _JSON = "application/json"
+# What a redirect's Location keeps as it is in a path, and in a query (escapes too).
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + "?%"
+# Every bucket a site can hold (years 1970-9998, as queries allow).
+_ALL_TIME = (0, 253_402_300_800)
 
 
 def _json(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -130,8 +141,8 @@ def create_app(
             site = registry.by_read_token(token)
             if site is None:
                 return _unauthorized("wrong read token")
-            modes = await asyncio.to_thread(store.declared_visit_modes, site.id)
-            document["site"] = privacy.site_declaration(site, modes)
+            modes, stated = await asyncio.to_thread(_declared, site)
+            document["site"] = privacy.site_declaration(site, modes, stated)
         return _json(document)
 
     async def healthz(request: Request) -> Response:
@@ -151,6 +162,14 @@ def create_app(
 
     page_headers = {"Content-Security-Policy": privacy.PAGE_CSP}
 
+    def _declared(site: Site) -> tuple[dict[str, int], dict[str, object] | None]:
+        """The visits modes a site's senders declared, and the guarantee over all it
+        released (None for an exact site)."""
+        modes = store.declared_visit_modes(site.id)
+        if not site.policy.noise:
+            return modes, None
+        return modes, stated_guarantee(site, store.seal_params(site.id), _ALL_TIME)
+
     async def privacy_page(request: Request) -> Response:
         # Collector-wide: what every site shares, naming none of them.
         return HTMLResponse(privacy.render_common_page(), headers=page_headers)
@@ -160,10 +179,10 @@ def create_app(
         if site is None:
             return HTMLResponse(privacy.render_not_found(), 404, page_headers)
         try:
-            modes = await asyncio.to_thread(store.declared_visit_modes, site.id)
+            modes, stated = await asyncio.to_thread(_declared, site)
         except StoreUnavailable:
-            modes = {}
-        return HTMLResponse(privacy.render_site_page(site, modes), headers=page_headers)
+            modes, stated = {}, None
+        return HTMLResponse(privacy.render_site_page(site, modes, stated), headers=page_headers)
 
     pool = NoisePool()
 
@@ -303,9 +322,15 @@ class _CollectorApp(Starlette):
                 route.matches({**scope, "path": flipped})[0] != Match.NONE
                 for route in self.router.routes
             ):
-                query = scope.get("query_string", b"").decode("latin-1")
-                # RedirectResponse percent-encodes what a Location may not hold.
-                location = scope.get("root_path", "") + flipped + (f"?{query}" if query else "")
+                # The path is decoded: a "?" or "%" in it is encoded again, never taken as
+                # the start of a query or an escape. A mount's prefix is already in it
+                # (as uvicorn passes it), unless the server left it out.
+                root = scope.get("root_path", "")
+                target = flipped if not root or path.startswith(root) else root + flipped
+                location = quote(target, safe=_PATH_SAFE)
+                query: bytes = scope.get("query_string", b"")
+                if query:
+                    location += "?" + quote_from_bytes(query, safe=_QUERY_SAFE)
                 await RedirectResponse(location, 307)(scope, receive, send)
                 return
         await self.router.not_found(scope, receive, send)

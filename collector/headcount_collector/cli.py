@@ -66,6 +66,7 @@ def app_from_environment():  # type: ignore[no-untyped-def]
 
 def _serve(args: argparse.Namespace) -> int:
     from headcount_collector import logsetup
+    from headcount_collector._processes import listen_problem
 
     log_config = logsetup.configure(args.log_level)
     # Limit flags are checked before the database is touched.
@@ -85,8 +86,15 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_token_sha256=token_digest(metrics_token).hex() if metrics_token else "",
         metrics_port=args.metrics_port,
     )
-    # Check the site file and migrate once, before any worker starts, so a bad config
-    # stops the process with one clear message instead of one per worker.
+    # Ports first, then the site file and one migration, before any worker starts: a
+    # mistake stops the process with one clear message instead of one per worker.
+    for host, port, option in (
+        (settings.host, settings.port, "--port"),
+        (args.metrics_host, settings.metrics_port, "--metrics-port"),
+    ):
+        problem = listen_problem(host, port) if port else None
+        if problem is not None:
+            raise ValueError(f"{problem} (another collector?); stop it or pick another {option}")
     sites = load_sites(settings.config_path)
     logger.info(
         "sites from %s: %s", Path(settings.config_path).resolve(), ", ".join(s.id for s in sites)

@@ -48,12 +48,17 @@ VISIT_MODES = {
 }
 
 
-def site_declaration(site: Site, visit_modes: dict[str, int] | None = None) -> dict[str, object]:
-    """What this site collects, for ``/v1/schema`` with the site's read token."""
+def site_declaration(
+    site: Site,
+    visit_modes: dict[str, int] | None = None,
+    stated: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """What this site collects, for ``/v1/schema`` with the site's read token; ``stated``:
+    the guarantee over everything released (``query.stated_guarantee``), when known."""
     return {
         "id": site.id,
         "timezone": site.timezone.key,
-        "privacy": site.policy.describe(),
+        "privacy": stated if stated is not None else site.policy.describe(),
         "k": site.k,
         "suppression": site.k > 1,
         "retention": {"hourly_days": site.hourly_days, "keep_days": site.keep_days},
@@ -132,8 +137,35 @@ def guarantee_text(site: Site) -> list[str]:
     ]
 
 
-def _site_html(site: Site, modes: dict[str, int]) -> str:
+def _earlier_parameters_html(stated: dict[str, object] | None) -> str:
+    """Time sealed under parameters other than today's, which the guarantee above does
+    not cover as stated."""
+    if stated is None:
+        return ""
+    entries = stated.get("sealed_under")
+    if not isinstance(entries, list) or not entries:
+        return ""
+    spans = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        when = f"from {escape(str(entry['sealed_from']))} to {escape(str(entry['sealed_until']))}"
+        if entry.get("epsilon") is None:
+            spans.append(f"parameters not recorded (sealed before schema version 9) {when}")
+        else:
+            spans.append(f"({entry['epsilon']:g}, {entry['delta']:g}) {when}")
+    return (
+        "<li><strong>The parameters changed.</strong> Numbers already released keep the "
+        "noise they were sealed with: " + "; ".join(spans) + ". For everything released, "
+        f"the guarantee is ({stated['epsilon']:g}, {stated['delta']:g})-differential "
+        "privacy, the weakest of these; each answer states the weakest for the time it "
+        "covers.</li>"
+    )
+
+
+def _site_html(site: Site, modes: dict[str, int], stated: dict[str, object] | None) -> str:
     guarantee = "".join(f"<li>{line}</li>" for line in guarantee_text(site))
+    guarantee += _earlier_parameters_html(stated)
     events = (
         "".join(
             f"<li>{escape(e.name)}"
@@ -217,7 +249,11 @@ events.</p>
     )
 
 
-def render_site_page(site: Site, visit_modes: dict[str, int] | None = None) -> str:
+def render_site_page(
+    site: Site,
+    visit_modes: dict[str, int] | None = None,
+    stated: dict[str, object] | None = None,
+) -> str:
     """``/privacy/{site}``: everything above plus this site's own guarantee, live."""
     return _page(
         f"Headcount: what {site.id} collects",
@@ -227,7 +263,7 @@ sends only coarse, hourly counts. This page is generated from the collector's li
 configuration and the same schema its validator enforces.</p>
 {_common_html()}
 <h2>Retention and released numbers</h2>
-{_site_html(site, visit_modes or {})}""",
+{_site_html(site, visit_modes or {}, stated)}""",
     )
 
 

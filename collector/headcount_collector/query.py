@@ -279,55 +279,90 @@ def _resolution(site: Site, interval: Interval, span: tuple[int, int]) -> Litera
     return "d" if interval != "hour" and whole_days else "h"
 
 
-# A day's cell starts at the local midnight before the range it answers for: ranges are
-# widened by a day so that such a cell's parameters count too.
-_DAY_REACH: Final = 26 * 3600
+_CHANGED_NOTE: Final = (
+    "the site's parameters changed: cells in this range may have been sealed under those "
+    "in sealed_under, so the guarantee stated is the weakest of them and today's; "
+    "noise_sd and threshold are today's, and each number's error is that of its own cells"
+)
+_UNRECORDED_NOTE: Final = (
+    "some cells in this range were sealed before the collector recorded the parameters "
+    "it sealed under (schema version 9; epsilon and delta null in sealed_under): they "
+    "carry the guarantee of the parameters in force then, which may differ from those "
+    "stated here if the site's epsilon or delta was changed before the upgrade"
+)
 
 
 def stated_guarantee(
     site: Site, sealed_under: Sequence[SealParams], span: tuple[int, int]
 ) -> dict[str, object]:
     """The privacy block of a noised answer over ``span``: the site's parameters, or,
-    when cells in the span may have been sealed under others (a changed epsilon or
-    delta), the weakest of them, with each set of parameters and where it applies."""
+    when time in the span may have been sealed under others (a changed epsilon or delta,
+    or before they were recorded), the weakest of them, with each set of parameters and
+    the time sealed under it."""
     policy = site.policy
-    start, end = span[0] - _DAY_REACH, span[1]
-    used = sorted(
-        {
-            (p.epsilon, p.delta, p.first_bucket, p.last_bucket)
-            for p in sealed_under
-            if p.first_bucket < end and p.last_bucket >= start
-        }
-    )
+    # Every cell an answer reads has its bucket start inside the span, and the time
+    # sealed under some parameters holds the bucket starts of the cells sealed under them.
+    start, end = span
+    spans: dict[tuple[float, float], tuple[int, int]] = {}
+    for params in sealed_under:
+        if params.sealed_from < end and params.sealed_until > start:
+            key = (params.epsilon, params.delta)
+            lo, hi = spans.get(key, (params.sealed_from, params.sealed_until))
+            spans[key] = (min(lo, params.sealed_from), max(hi, params.sealed_until))
     described = policy.describe()
-    if all((epsilon, delta) == (policy.epsilon, policy.delta) for epsilon, delta, _, _ in used):
+    if all(key == (policy.epsilon, policy.delta) for key in spans):
         return described
-    epsilon = max(policy.epsilon, *(p[0] for p in used))
-    delta = max(policy.delta, *(p[1] for p in used))
-    by_params: dict[tuple[float, float], tuple[int, int]] = {}
-    for e, d, first, last in used:
-        lo, hi = by_params.get((e, d), (first, last))
-        by_params[(e, d)] = (min(lo, first), max(hi, last))
+    recorded = [key for key in spans if key[0] >= 0]
+    listed = [
+        {
+            "epsilon": e if e >= 0 else None,
+            "delta": d if e >= 0 else None,
+            "sealed_from": to_local_iso(lo, site.timezone),
+            "sealed_until": to_local_iso(hi, site.timezone),
+        }
+        for (e, d), (lo, hi) in sorted(spans.items())
+    ]
+    notes = []
+    if any(key != (policy.epsilon, policy.delta) for key in recorded):
+        notes.append(_CHANGED_NOTE)
+    if len(recorded) < len(spans):
+        notes.append(_UNRECORDED_NOTE)
     return {
         **described,
-        "epsilon": epsilon,
-        "delta": delta,
-        "sealed_under": [
-            {
-                "epsilon": e,
-                "delta": d,
-                "first_sealed": to_local_iso(lo, site.timezone),
-                "last_sealed": to_local_iso(hi, site.timezone),
-            }
-            for (e, d), (lo, hi) in sorted(by_params.items())
-        ],
-        "parameters_note": (
-            "the site's parameters changed: cells in this range were sealed under "
-            "those in sealed_under, so the guarantee stated is the weakest of them and "
-            "today's; noise_sd and threshold are today's, and each number's error is "
-            "that of its own cells"
-        ),
+        "epsilon": max([policy.epsilon, *(e for e, _ in recorded)]),
+        "delta": max([policy.delta, *(d for _, d in recorded)]),
+        "sealed_under": listed,
+        "parameters_note": "; ".join(notes),
     }
+
+
+def weakest_statement(blocks: Sequence[dict[str, object]]) -> dict[str, object]:
+    """One statement for several answers shown together (a dashboard page): the weakest
+    epsilon and delta among them, every set of parameters any of them lists, and their
+    notes."""
+    first = blocks[0]
+    if all(block == first for block in blocks) or first.get("mode") == "exact":
+        return first
+
+    def number(block: dict[str, object], name: str) -> float:
+        value = block.get(name)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    weakest: dict[str, object] = max(blocks, key=lambda block: number(block, "epsilon"))
+    merged = dict(weakest)
+    merged["delta"] = max(number(block, "delta") for block in blocks)
+    listed: list[object] = []
+    notes: set[str] = set()
+    for block in blocks:
+        entries = block.get("sealed_under")
+        if isinstance(entries, list):
+            listed += [entry for entry in entries if entry not in listed]
+        if "parameters_note" in block:
+            notes.add(str(block["parameters_note"]))
+    if listed:
+        merged["sealed_under"] = listed
+        merged["parameters_note"] = "; ".join(sorted(notes))
+    return merged
 
 
 def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
@@ -401,7 +436,7 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
         )
     response: dict[str, object] = {
         **_query_echo(site, query),
-        "privacy": stated_guarantee(site, store.seal_params(site.id), span),
+        "privacy": {},  # below: read last, so it covers whatever sealed meanwhile
         "sealed_until": {
             "hour": _iso_or_none(sealed.get("h"), site),
             "day": _iso_or_none(sealed.get("d"), site),
@@ -412,6 +447,7 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
     }
     if query.metric == "visits":
         response["derived"] = _noised_visit_figures(store, site, filters, span, sealed, hourly_from)
+    response["privacy"] = stated_guarantee(site, store.seal_params(site.id), span)
     return response
 
 

@@ -263,6 +263,55 @@ def test_digest_reads_the_token_from_stdin(tmp_path: Path) -> None:
     assert cli("digest", stdin="").returncode == 2
 
 
+def test_the_digest_example_in_its_help_digests_the_token(tmp_path: Path) -> None:
+    """What ``digest --help`` shows is run as a newcomer would paste it."""
+    shown = cli("digest", "--help").stdout
+    example = re.search(r"Example: (.+\| headcount-collector digest)", " ".join(shown.split()))
+    assert example is not None, shown
+    command = example.group(1).replace(
+        "headcount-collector", f"{sys.executable} -m headcount_collector"
+    )
+    done = subprocess.run(
+        ["sh", "-c", command],
+        env={**os.environ, "TOKEN": "hcw_pasted-token"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == token_digest("hcw_pasted-token").hex()
+    assert done.stderr == ""
+    # A format string or placeholder piped in by mistake is refused, not digested.
+    for slip in ("%s", "$TOKEN"):
+        refused = cli("digest", stdin=slip)
+        assert refused.returncode == 2
+        assert refused.stdout == ""
+    odd = cli("digest", stdin="my-own-token\n")
+    assert odd.returncode == 0
+    assert "does not start with hcw_ or hcr_" in odd.stderr
+
+
+def test_serve_on_a_taken_port_says_which_and_how_to_choose_another(
+    tmp_path: Path, site_file: Path
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli(
+            "serve", "--config", str(site_file), "--db", f"sqlite:///{tmp_path / 'h.sqlite3'}",
+            "--port", str(port),
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert f"port {port} is already in use on 127.0.0.1" in done.stderr
+    assert "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "h.sqlite3").exists()  # stopped before touching the database
+
+
 def test_version_and_help_show_defaults_without_markup() -> None:
     from headcount_collector import __version__
 

@@ -32,7 +32,8 @@ from tests.collector.noise_harness import (
     local_ts,
     noised_collector,
 )
-from tests.conftest import site_file_text
+from tests.collector.test_batch_ids import execute_on
+from tests.conftest import READ_TOKEN, site_file_text
 from tests.dashboard._data import week_of_records
 
 # --- Noise is drawn before the seal's transaction (docs/privacy.md, "Sampler") --------
@@ -205,47 +206,133 @@ def test_a_later_epsilon_applies_to_new_cells_and_sealed_cells_keep_their_noise(
             assert row["error"] == pytest.approx(_error_of(new_variance), abs=0.1)
 
 
+LATER_DAY = FIRST_DAY + timedelta(days=5)
+
+
+@contextmanager
+def _epsilon_lowered(
+    tmp_path: Path, store_url: str, visitor: bool = False
+) -> Iterator[NoisedCollector]:
+    """A busy FIRST_DAY sealed at epsilon 7; then the site restarted at LATER_EPSILON and a
+    busy LATER_DAY sealed (with ``visitor``: one more pageview, at 03:00 two days on)."""
+    with noised_collector(tmp_path / "before", store_url=store_url) as before:
+        before.send(_busy_day(FIRST_DAY), local_ts(FIRST_DAY, 23))
+        before.seal_everything(local_ts(FIRST_DAY + timedelta(days=2)))
+        assert before.stats(interval="day", **day_params(FIRST_DAY))["privacy"] == (
+            _blog(before).policy.describe()
+        )  # nothing changed yet
+    now = local_ts(FIRST_DAY + timedelta(days=2))
+    with _restarted(tmp_path / "after", store_url, now, epsilon=LATER_EPSILON) as after:
+        after.send(_busy_day(LATER_DAY), local_ts(LATER_DAY, 23))
+        if visitor:
+            lone = pageview(route="/", n=1, hour=local_ts(LATER_DAY + timedelta(days=2), 3))
+            after.send([lone], local_ts(LATER_DAY + timedelta(days=2), 4))
+        after.seal_everything(local_ts(LATER_DAY + timedelta(days=4)))
+        yield after
+
+
 def test_an_answer_states_the_weakest_parameters_its_cells_were_sealed_under(
     tmp_path: Path, store_url: str
 ) -> None:
     """Lowering epsilon promises more only for cells sealed from then on: an answer that
     covers older cells must still state the epsilon they were released with."""
-    first, second = day_params(FIRST_DAY), day_params(SECOND_DAY)
-    both = {"from": first["from"], "to": second["to"]}
-    sealed_at = local_ts(FIRST_DAY + timedelta(days=2))
-    with noised_collector(tmp_path / "before", store_url=store_url) as before:
-        before.send(_busy_day(FIRST_DAY), local_ts(FIRST_DAY, 23))
-        before.seal_everything(sealed_at)
-        unchanged = before.stats(interval="day", **first)["privacy"]
-        assert unchanged == _blog(before).policy.describe()  # nothing changed yet
-
-    with _restarted(tmp_path / "after", store_url, sealed_at, epsilon=LATER_EPSILON) as after:
-        after.send(_busy_day(SECOND_DAY), local_ts(SECOND_DAY, 23))
-        after.seal_everything(local_ts(SECOND_DAY + timedelta(days=2)))
+    first, later = day_params(FIRST_DAY), day_params(LATER_DAY)
+    both = {"from": first["from"], "to": later["to"]}
+    with _epsilon_lowered(tmp_path, store_url) as after:
         old = after.stats(interval="hour", by="route", **first)["privacy"]
         assert (old["epsilon"], old["delta"]) == (7.0, 1e-6)
-        assert [(p["epsilon"], p["first_sealed"][:10]) for p in old["sealed_under"]] == [
-            (7.0, FIRST_DAY.isoformat())
-        ]
+        ((params),) = old["sealed_under"]
+        assert (params["epsilon"], params["delta"]) == (7.0, 1e-6)
+        assert params["sealed_from"] <= first["from"] < params["sealed_until"]
         assert "parameters changed" in old["parameters_note"]
         # Only cells sealed under the new epsilon: it alone is stated.
-        new = after.stats(interval="day", **second)["privacy"]
+        new = after.stats(interval="day", **later)["privacy"]
         assert new == _blog(after).policy.describe()
         assert new["epsilon"] == LATER_EPSILON
         spanning = after.stats(interval="day", **both)["privacy"]
         assert spanning["epsilon"] == 7.0
         assert sorted(p["epsilon"] for p in spanning["sealed_under"]) == [LATER_EPSILON, 7.0]
         # A CSV answer carries the same statement in its headers.
-        csv_answer = after.client.get(
-            "/v1/stats", params={"interval": "day", "format": "csv", **both}, headers=read_auth()
+        for params_, epsilon in ((both, "7"), (later, "3")):
+            answer = after.client.get(
+                "/v1/stats",
+                params={"interval": "day", "format": "csv", **params_},
+                headers=read_auth(),
+            )
+            assert answer.status_code == 200
+            assert answer.headers["x-headcount-epsilon"] == epsilon
+            assert answer.headers["x-headcount-delta"] == "1e-06"
+        # So do the site's declaration and its privacy page, over all it released.
+        declared = after.client.get("/v1/schema", headers=read_auth()).json()["site"]["privacy"]
+        assert declared["epsilon"] == 7.0
+        assert len(declared["sealed_under"]) == 2
+        page = _page_text(after)
+        assert "The parameters changed." in page
+        assert "(7, 1e-06) from" in page
+        assert "(3, 1e-06) from" in page
+        # A dashboard page comparing with the earlier period states the weakest of all
+        # its answers, not only its own period's.
+        signed = after.client.post(
+            "/dashboard/sign-in",
+            data={"token": READ_TOKEN},
+            headers={"sec-fetch-site": "same-origin"},
+            follow_redirects=False,
         )
-        assert csv_answer.status_code == 200
-        assert csv_answer.headers["x-headcount-epsilon"] == "7"
-        assert csv_answer.headers["x-headcount-delta"] == "1e-06"
-        only_new = after.client.get(
-            "/v1/stats", params={"interval": "day", "format": "csv", **second}, headers=read_auth()
-        )
-        assert only_new.headers["x-headcount-epsilon"] == "3"
+        assert signed.status_code == 303, signed.text
+        # One day sealed under epsilon 3 only; the period it is compared with is the
+        # same weekday a week before: FIRST_DAY, sealed under 7.
+        week_on = (FIRST_DAY + timedelta(days=7)).isoformat()
+        period = {"period": "custom", "from": week_on, "to": week_on}
+        alone = after.client.get("/dashboard/blog", params=period).text
+        assert "ε = 3.0" in alone
+        assert "Parameters changed" not in alone
+        compared = after.client.get("/dashboard/blog", params={**period, "compare": "1"}).text
+        assert "ε = 7.0, δ = 1e-06" in compared
+        assert "Parameters changed" in compared
+
+
+def test_the_parameters_recorded_never_date_a_visit(tmp_path: Path) -> None:
+    """What is recorded about the parameters is the time sealed under them, never which
+    hours held counts: one more visitor, alone in an hour, changes no statement."""
+    stated = []
+    for visitor in (False, True):
+        url = f"sqlite:///{tmp_path / f'visitor-{visitor}.sqlite3'}"
+        with _epsilon_lowered(tmp_path / f"visitor-{visitor}", url, visitor) as after:
+            everything = {
+                "from": FIRST_DAY.isoformat(),
+                "to": (LATER_DAY + timedelta(days=3)).isoformat(),
+            }
+            answers = [
+                after.stats(interval="day", **everything)["privacy"],
+                after.stats(interval="hour", **day_params(LATER_DAY + timedelta(days=2)))[
+                    "privacy"
+                ],
+                after.client.get("/v1/schema", headers=read_auth()).json()["site"]["privacy"],
+            ]
+            stated.append(answers)
+    assert stated[0] == stated[1]
+
+
+def test_an_upgraded_database_says_which_parameters_it_did_not_record(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Cells sealed before schema version 9 have no parameters on record: an answer over
+    them says so rather than vouching for today's."""
+    with noised_collector(tmp_path / "v8", store_url=store_url) as before:
+        before.send(_busy_day(FIRST_DAY), local_ts(FIRST_DAY, 23))
+        before.seal_everything(local_ts(FIRST_DAY + timedelta(days=2)))
+    # The database as version 8 left it: no table of parameters.
+    execute = execute_on(store_url)
+    execute("DROP TABLE hc_seal_params", ())
+    execute("UPDATE hc_meta SET value = '8' WHERE key = 'schema_version'", ())
+    now = local_ts(FIRST_DAY + timedelta(days=2))
+    with _restarted(tmp_path / "v9", store_url, now, epsilon=7.0) as upgraded:
+        answer = upgraded.stats(interval="day", by="route", **day_params(FIRST_DAY))
+        privacy = answer["privacy"]
+        assert privacy["epsilon"] == 7.0
+        assert [p["epsilon"] for p in privacy["sealed_under"]] == [None]
+        assert "schema version 9" in privacy["parameters_note"]
+        assert len(answer["rows"]) == 3  # the cells themselves are unchanged
 
 
 def _page_text(collector: NoisedCollector) -> str:

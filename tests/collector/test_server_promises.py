@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from headcount_collector.config import load_sites
 from headcount_collector.stores.sqlite import SQLiteStore
@@ -179,6 +181,10 @@ def test_the_privacy_pages_allow_only_their_own_style(shared_server: CollectorPr
         ("/v1/stats/?interval=day", "/v1/stats?interval=day"),
         ("/dashboard/blog/", "/dashboard/blog"),
         ("/openapi.json/", "/openapi.json"),
+        # A decoded "?" or "%" in the path stays in the path, encoded as it came.
+        ("/privacy/a%3Fx=1/", "/privacy/a%3Fx=1"),
+        ("/privacy/%252F/", "/privacy/%252F"),
+        ("/privacy/caf%C3%A9/?q=%C3%A9", "/privacy/caf%C3%A9?q=%C3%A9"),
         ("/dashboard/", None),  # no such page either way
         ("//attacker.example/", None),
     ],
@@ -196,3 +202,13 @@ def test_a_slash_redirect_names_only_the_path_whatever_the_host(
         assert response.status_code == 307
         assert response.headers["location"] == location
     assert "attacker.example" not in response.text
+
+
+def test_a_slash_redirect_under_a_mount_prefix_names_the_prefix_once(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client()
+    mounted = TestClient(client.app, root_path="/hc")
+    response = mounted.get("/hc/privacy/", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/hc/privacy"

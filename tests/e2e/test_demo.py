@@ -99,3 +99,32 @@ def test_ctrl_c_stops_children_cleanly_and_the_final_figures_arrive(tmp_path: Pa
     # (The example's /boom route raises on purpose; no other traceback is expected.)
     assert "KeyboardInterrupt" not in app_log
     assert "lost at shutdown" not in app_log
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_sigterm_stops_the_collector_and_site_too_and_a_rerun_finds_the_ports_free(
+    tmp_path: Path,
+) -> None:
+    """``kill``, ``timeout``, systemd and Docker send SIGTERM to the demo alone: its
+    collector and site (in sessions of their own) must stop with it, and the ports they
+    leave in TIME_WAIT must not read as taken by the next run."""
+    port, app_port = free_port(), free_port()
+    for run in range(2):
+        process = demo("--port", str(port), "--app-port", str(app_port), temp=tmp_path)
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        for line in process.stdout:
+            if "pageviews so far:" in line:
+                break
+            assert time.monotonic() < deadline, f"run {run}: no progress within a minute"
+        os.kill(process.pid, signal.SIGTERM)  # the demo's own process only
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, (run, err)
+        assert "final pageviews" in out
+        assert not _listening(port), f"run {run}: the collector outlived the demo"
+        assert not _listening(app_port), f"run {run}: the demo site outlived the demo"
+        assert not list(tmp_path.glob("headcount-demo-*")), "the temporary folder was left"

@@ -12,6 +12,8 @@ from headcount_collector.config import token_digest
 
 __all__ = ["register"]
 
+_TOKEN_PREFIXES = ("hcw_", "hcr_")
+
 
 def _run(args: argparse.Namespace) -> int:
     # Read from stdin (or a prompt) rather than the command line, so the token does not
@@ -20,6 +22,21 @@ def _run(args: argparse.Namespace) -> int:
     token = raw.strip()
     if not token:
         print("headcount-collector: no token given on standard input", file=sys.stderr)
+        return 2
+    if not token.startswith(_TOKEN_PREFIXES) and token not in ("%s", "$TOKEN"):
+        # Tokens may be the operator's own; still, say so, since a slip in a pipe (an
+        # unset variable, a stray format) would otherwise give a digest nothing matches.
+        print(
+            "headcount-collector: note: this token does not start with hcw_ or hcr_ "
+            "(the tokens `init` and `token rotate` make); check what was read",
+            file=sys.stderr,
+        )
+    elif not token.startswith(_TOKEN_PREFIXES):
+        print(
+            f"headcount-collector: the input is the literal text {token!r}, not a token; "
+            "pass the token itself on standard input",
+            file=sys.stderr,
+        )
         return 2
     print(token_digest(token).hex())
     return 0
@@ -31,7 +48,7 @@ def register(sub: argparse._SubParsersAction[Any], formatter: Formatter) -> None
         help="print the SHA-256 digest of a token read from standard input",
         description="Print the digest to put in write_token_sha256 or read_token_sha256. "
         "The token is read from standard input (or prompted for), never from the command "
-        'line. Example: printf %%s "$TOKEN" | headcount-collector digest',
+        """line. Example: printf '%s' "$TOKEN" | headcount-collector digest""",
         formatter_class=formatter,
     )
     parser.set_defaults(run=_run)

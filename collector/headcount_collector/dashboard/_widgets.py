@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from headcount import wire
 from headcount_collector.config import Site
-from headcount_collector.query import parse_stats_query, run_stats_query
+from headcount_collector.query import parse_stats_query, run_stats_query, weakest_statement
 from headcount_collector.stores.base import Store
 from headcount_collector.timeutil import bucket_starts, to_local_iso
 
@@ -136,9 +136,17 @@ class _Asker:
         else:
             self.released_until = int(now) // 3600 * 3600 + 3600
 
+        # Every answer's privacy block: a page states the weakest of them (periods
+        # compared may have been sealed under other parameters).
+        self.stated: list[dict[str, object]] = []
+
     def __call__(self, params: Params) -> dict[str, object]:
         query = parse_stats_query(params, self.site, self.now)
-        return run_stats_query(self.store, self.site, query, self.now)
+        answer = run_stats_query(self.store, self.site, query, self.now)
+        privacy = answer.get("privacy")
+        if isinstance(privacy, dict):
+            self.stated.append(privacy)
+        return answer
 
 
 def _total(result: dict[str, object]) -> tuple[int | None, float | None]:
@@ -370,9 +378,10 @@ def _traffic(
     return Widget("traffic", title, params, result, chart), result
 
 
-def _released(result: dict[str, object]) -> tuple[dict[str, object], str | None]:
-    """A page's privacy block and sealed hour, both taken from its traffic answer."""
-    return dict(result["privacy"]), _sealed(result)  # type: ignore[call-overload]
+def _released(ask: _Asker, result: dict[str, object]) -> tuple[dict[str, object], str | None]:
+    """A page's privacy statement (the weakest of all its answers') and sealed hour (from
+    its traffic answer)."""
+    return weakest_statement(ask.stated), _sealed(result)
 
 
 def overview(
@@ -420,7 +429,7 @@ def overview(
                     TOP_ROWS,
                 )
             )
-    return Overview(site, period, compare, *_released(result), traffic, totals, widgets)
+    return Overview(site, period, compare, *_released(ask, result), traffic, totals, widgets)
 
 
 def route_detail(
@@ -438,5 +447,5 @@ def route_detail(
         *_health(ask, period, only, TOP_ROWS),
     ]
     return RouteDetail(
-        site, period, compare, *_released(result), traffic, totals, widgets, route=route
+        site, period, compare, *_released(ask, result), traffic, totals, widgets, route=route
     )

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -23,7 +22,13 @@ from pathlib import Path
 
 import httpx
 
-from headcount_collector._processes import ServerFailed, ServerProcess, answers_http, spawn
+from headcount_collector._processes import (
+    ServerFailed,
+    ServerProcess,
+    answers_http,
+    listen_problem,
+    spawn,
+)
 from headcount_collector.config import starter_config
 from headcount_collector.demo._traffic import drive_traffic
 
@@ -41,14 +46,31 @@ class PortInUse(SystemExit):
 
 
 def _check_port_free(port: int, option: str) -> None:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            raise PortInUse(
-                f"headcount-collector demo: port {port} is already in use (another collector "
-                f"or demo?); stop it or pick a free port with {option} PORT"
-            ) from None
+    problem = listen_problem("127.0.0.1", port)
+    if problem is not None:
+        raise PortInUse(
+            f"headcount-collector demo: {problem} (another collector or demo?); "
+            f"stop it or pick a free port with {option} PORT"
+        )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    """``kill``, ``timeout``, systemd and Docker stop a program with SIGTERM, which by
+    default ends the demo at once and leaves its collector and site running (they are in
+    sessions of their own): stop as Ctrl-C does instead, children first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_until_up(
@@ -107,7 +129,12 @@ def run_demo(
     _check_port_free(app_port, "--app-port")
     work = Path(tempfile.mkdtemp(prefix="headcount-demo-"))
     try:
-        return _run_in(work, port, app_port, duration)
+        with _terminate_like_ctrl_c():
+            return _run_in(work, port, app_port, duration)
+    except KeyboardInterrupt:
+        # Before the traffic started (during start-up): everything is stopped by now.
+        print("\nstopped", flush=True)
+        return 130
     finally:
         if keep:
             print(f"files kept in {work}", flush=True)

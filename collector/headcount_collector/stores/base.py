@@ -793,6 +793,8 @@ def seal_bucket(
     ).rowcount
     if moved != 1:
         return None
+    # The step's bounds, not the buckets that held counts: they are the data-free part.
+    _record_params(execute, site, resolution, step.expected, step.sealed_until, policy, ph)
     buckets = [
         int(row[0])
         for row in execute(
@@ -847,6 +849,12 @@ def seal_claimed(
     """
     ph = placeholder
     released = 0
+    if hours:
+        # The whole range asked for, claimed or not: it depends on the request only.
+        span = (min(hours), max(hours) + 3600)
+        _record_params(execute, site, "h", *span, policy, ph)
+        if day is not None:
+            _record_params(execute, site, "d", min(day, span[0]), span[1], policy, ph)
     if day is not None and hours:
         # One history seal per site at a time: on PostgreSQL two concurrent ones (two
         # collectors, say, during a change of the site's zone) would each find none of
@@ -888,7 +896,6 @@ def _seal_one(
     draw: Callable[[str], int],
     ph: str,
 ) -> int:
-    _record_params(execute, site, resolution, bucket, policy, ph)
     released = 0
     for kind, marginals in MARGINALS.items():
         table = TABLES[kind]
@@ -926,46 +933,51 @@ def _seal_one(
 
 @dataclass(frozen=True, slots=True)
 class SealParams:
-    """Cells of ``resolution`` from ``first_bucket`` to ``last_bucket`` (bucket starts,
-    both included) were sealed under ``epsilon`` and ``delta``: perhaps not every one of
-    them, since a later change and an import's history seal can interleave, so a range
-    says where these parameters may apply, never where they cannot."""
+    """Time from ``sealed_from`` to ``sealed_until`` (a watermark's steps, or history
+    ranges, merged into one span) was sealed at ``resolution`` under ``epsilon`` and
+    ``delta``, or under parameters not recorded (both -1: sealed before schema version
+    9). A span says where these parameters may apply, never where they cannot."""
 
     resolution: Resolution
     epsilon: float
     delta: float
-    first_bucket: int
-    last_bucket: int
+    sealed_from: int
+    sealed_until: int
+
+    @property
+    def recorded(self) -> bool:
+        return self.epsilon >= 0
 
 
 def _record_params(
     execute: Callable[..., Any],
     site: str,
     resolution: Resolution,
-    bucket: int,
+    start: int,
+    end: int,
     policy: ReleasePolicy,
     ph: str,
 ) -> None:
     # CASE rather than LEAST/GREATEST or min/max: the one form both databases know.
     execute(
-        "INSERT INTO hc_seal_params (site, res, epsilon, delta, first_bucket, last_bucket) "
+        "INSERT INTO hc_seal_params (site, res, epsilon, delta, sealed_from, sealed_until) "
         f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) "
         "ON CONFLICT (site, res, epsilon, delta) DO UPDATE SET "
-        "first_bucket = CASE WHEN excluded.first_bucket < hc_seal_params.first_bucket "
-        "THEN excluded.first_bucket ELSE hc_seal_params.first_bucket END, "
-        "last_bucket = CASE WHEN excluded.last_bucket > hc_seal_params.last_bucket "
-        "THEN excluded.last_bucket ELSE hc_seal_params.last_bucket END",
-        (site, resolution, policy.epsilon, policy.delta, bucket, bucket),
+        "sealed_from = CASE WHEN excluded.sealed_from < hc_seal_params.sealed_from "
+        "THEN excluded.sealed_from ELSE hc_seal_params.sealed_from END, "
+        "sealed_until = CASE WHEN excluded.sealed_until > hc_seal_params.sealed_until "
+        "THEN excluded.sealed_until ELSE hc_seal_params.sealed_until END",
+        (site, resolution, policy.epsilon, policy.delta, start, end),
     )
 
 
 SEAL_PARAMS_SQL: Final = (
-    "SELECT res, epsilon, delta, first_bucket, last_bucket FROM hc_seal_params WHERE site = {ph}"
+    "SELECT res, epsilon, delta, sealed_from, sealed_until FROM hc_seal_params WHERE site = {ph}"
 )
 
 
 def seal_params_of(rows: Iterable[Sequence[Any]]) -> list[SealParams]:
     return [
-        SealParams("d" if res == "d" else "h", float(epsilon), float(delta), int(first), int(last))
-        for res, epsilon, delta, first, last in rows
+        SealParams("d" if res == "d" else "h", float(epsilon), float(delta), int(lo), int(hi))
+        for res, epsilon, delta, lo, hi in rows
     ]

@@ -270,15 +270,18 @@ _V8: Final = ("UPDATE hc_sender SET seen = seen - seen % 3600",)
 
 # Version 9: the parameters cells were sealed under. A site's epsilon and delta may change;
 # cells sealed before keep the noise they were drawn with, so an answer states the
-# weakest parameters among the buckets it covers (stores.base.SealParams), not only
-# today's. One row per site, resolution and (epsilon, delta), with the first and last
-# bucket sealed under them. Cells sealed before this version were not recorded: answers
-# take them to be under the site's current parameters.
+# weakest parameters among the time it covers (stores.base.SealParams), not only today's.
+# One row per site, resolution and (epsilon, delta), with the span of time sealed under
+# them: the watermark steps and history ranges sealed, never which buckets held counts
+# (that would date a single visit). Everything sealed before this version is marked as
+# sealed under parameters not recorded (epsilon and delta -1).
 _V9: Final = (
     "CREATE TABLE IF NOT EXISTS hc_seal_params ("
     " site TEXT NOT NULL, res TEXT NOT NULL, epsilon {real} NOT NULL, delta {real} NOT NULL,"
-    " first_bucket {bigint} NOT NULL, last_bucket {bigint} NOT NULL,"
+    " sealed_from {bigint} NOT NULL, sealed_until {bigint} NOT NULL,"
     " PRIMARY KEY (site, res, epsilon, delta)){table}",
+    "INSERT INTO hc_seal_params (site, res, epsilon, delta, sealed_from, sealed_until)"
+    " SELECT site, res, -1, -1, 0, sealed_until FROM hc_seal",
 )
 
 
