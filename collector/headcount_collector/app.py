@@ -82,6 +82,13 @@ def _unauthorized(message: str) -> Response:
     return _json({"error": message}, 401, {"WWW-Authenticate": 'Bearer realm="headcount"'})
 
 
+def _wrong_read_token(token: str | None) -> Response:
+    if token is not None and token.startswith("hcw_"):
+        # The prefixes exist so that a swapped token can be named; the token is not echoed.
+        return _unauthorized("that is a write token (hcw_...); queries take the read token")
+    return _unauthorized("missing or wrong read token")
+
+
 def _unavailable() -> Response:
     return _json(
         {"error": "storage is temporarily unavailable; retry later"}, 503, {"Retry-After": "5"}
@@ -117,7 +124,7 @@ def create_app(
         token = _bearer(request)
         site = registry.by_read_token(token) if token else None
         if site is None:
-            return _unauthorized("missing or wrong read token")
+            return _wrong_read_token(token)
         now = clock()
         try:
             query = parse_stats_query(list(request.query_params.multi_items()), site, now)
@@ -140,7 +147,7 @@ def create_app(
         if token is not None:
             site = registry.by_read_token(token)
             if site is None:
-                return _unauthorized("wrong read token")
+                return _wrong_read_token(token)
             modes, stated = await asyncio.to_thread(_declared, site)
             document["site"] = privacy.site_declaration(site, modes, stated)
         return _json(document)
@@ -421,9 +428,10 @@ class IngestEndpoint:
         site = self._site(authorization)
         if site is None:
             self._metrics.rejected(401)
-            await _answer(
-                send, 401, {"error": "missing or wrong write token"}, _UNAUTHORIZED_HEADERS
-            )
+            error = "missing or wrong write token"
+            if authorization is not None and b" hcr_" in authorization:
+                error = "that is a read token (hcr_...); sending takes the write token"
+            await _answer(send, 401, {"error": error}, _UNAUTHORIZED_HEADERS)
             return
         media_type = (content_type or b"").split(b";", 1)[0].strip().lower()
         if media_type != b"application/json":

@@ -61,7 +61,20 @@ def app_from_environment():  # type: ignore[no-untyped-def]
     from headcount_collector.app import create_app
 
     settings = settings_from_environment()
-    return create_app(settings, open_checked(settings.db_url))
+    try:
+        sites = load_sites(settings.config_path)
+    except ConfigError as exc:
+        # A worker starting after SIGHUP (several workers: uvicorn replaces them all)
+        # finds the file broken: one line that says so, not a traceback; uvicorn then
+        # keeps the workers already running, which keep the sites in use.
+        logger.error(
+            "a new worker did not start: the site file has an error; the workers already "
+            "running keep the sites in use: %s",
+            exc,
+        )
+        raise SystemExit(2) from None
+    logger.info("worker %d serves sites: %s", os.getpid(), ", ".join(s.id for s in sites))
+    return create_app(settings, open_checked(settings.db_url), sites)
 
 
 def _serve(args: argparse.Namespace) -> int:

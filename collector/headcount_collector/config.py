@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -164,11 +164,11 @@ def load_sites(path: str | os.PathLike[str]) -> SiteRegistry:
     try:
         raw = file.read_bytes()
     except OSError as exc:
-        raise ConfigError(str(file), "-", f"cannot read the file: {exc.strerror}") from None
+        raise ConfigError(str(file), "", f"cannot read the file: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(file), "-", f"not valid TOML: {exc}") from None
+        raise ConfigError(str(file), "", f"not valid UTF-8: {exc}") from None
     return parse_sites(text, str(file))
 
 
@@ -177,7 +177,12 @@ def parse_sites(text: str, file: str) -> SiteRegistry:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "-", f"not valid TOML: {exc}") from None
+        problem = f"not valid TOML: {exc}"
+        if _SINGLE_SITES_HEADER.search(text):
+            # Two or more [sites] tables: TOML's own words ("Cannot declare ('sites',)
+            # twice") do not say what to write instead.
+            problem += f"; {_SITES_HINT}"
+        raise ConfigError(file, "", problem) from None
     _check_usual_mistakes(data, file)
     try:
         parsed = msgspec.convert(data, _ConfigFile)
@@ -239,6 +244,13 @@ def parse_sites(text: str, file: str) -> SiteRegistry:
 _DIGEST_KEYS = ("write_token_sha256", "read_token_sha256")
 
 
+_SITES_HINT: Final = (
+    "[sites] declares one table; each site needs its own [[sites]] header "
+    "(double brackets), as in the file `headcount-collector init` writes"
+)
+_SINGLE_SITES_HEADER: Final = re.compile(r"^[ \t]*\[[ \t]*sites[ \t]*\][ \t]*(#.*)?$", re.M)
+
+
 def _check_usual_mistakes(data: dict[str, object], file: str) -> None:
     """Name the mistakes people actually make, before the generic schema message."""
     sites = data.get("sites")
@@ -246,8 +258,7 @@ def _check_usual_mistakes(data: dict[str, object], file: str) -> None:
         raise ConfigError(
             file,
             "sites",
-            "[sites] declares one table; each site needs its own [[sites]] header "
-            "(double brackets), as in the file `headcount-collector init` writes",
+            _SITES_HINT,
         )
     if not isinstance(sites, list):
         return

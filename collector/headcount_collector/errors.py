@@ -22,7 +22,8 @@ class ConfigError(CollectorError):
     """The site file or a setting is wrong; the process must not start."""
 
     def __init__(self, file: str, key: str, problem: str) -> None:
-        super().__init__(f"{file}: {key}: {problem}")
+        # A problem of the whole file (unreadable, not TOML) has no key to name.
+        super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
         self.file = file
         self.key = key
         self.problem = problem

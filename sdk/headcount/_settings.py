@@ -189,6 +189,12 @@ class TrackerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 raise ConfigurationError(
                     "write_token is required: pass write_token= or set HEADCOUNT_WRITE_TOKEN"
                 )
+            if self.write_token.startswith("hcr_"):
+                # Said now rather than as a 401 on the first send, minutes later.
+                raise ConfigurationError(
+                    "write_token is a read token (hcr_...): the SDK sends with the site's "
+                    "write token (hcw_...), as `headcount-collector init` printed it"
+                )
         if self.visits_mode == "redis" and importlib.util.find_spec("redis") is None:
             raise ConfigurationError(
                 "visits_store is a Redis URL but redis-py is missing: "

@@ -170,6 +170,20 @@ def test_a_postgres_database_is_named_without_its_password(
     assert "hunter2" not in log
 
 
+@pytest.mark.postgres
+def test_a_postgres_database_that_cannot_be_reached_is_named_with_the_reason(
+    tmp_path: Path, site_file: Path, postgres_database: str
+) -> None:
+    missing = postgres_database.rsplit("/", 1)[0].replace("postgres@", "postgres:hunter2@", 1)
+    missing += "/headcount_no_such_database"
+    done = cli("serve", "--config", str(site_file), "--db", missing, "--port", str(free_port()))
+    assert done.returncode == 3
+    last = done.stderr.strip().splitlines()[-1]
+    assert "the database is unavailable" in last
+    assert 'database "headcount_no_such_database" does not exist' in last
+    assert "hunter2" not in done.stderr
+
+
 def test_a_postgres_url_without_the_driver_gives_an_install_hint(
     tmp_path: Path, site_file: Path
 ) -> None:
@@ -219,7 +233,16 @@ def test_init_then_serve_work_together_without_options(tmp_path: Path) -> None:
     assert "headcount-collector serve" in done.stdout
     checked = cli("check-config", cwd=tmp_path, env={"HEADCOUNT_CONFIG": ""})
     assert checked.returncode == 0, checked.stderr
-    assert "my-blog: timezone Europe/Berlin" in checked.stdout
+    assert "my-blog: sealed noise (epsilon 7, delta 1e-06), timezone Europe/Berlin" in (
+        checked.stdout
+    )
+    # A site that opts out of noise says so first, in capitals.
+    config = tmp_path / "headcount.toml"
+    config.write_text(
+        config.read_text().replace("[[sites]]\n", "[[sites]]\nexact_counts = true\n", 1)
+    )
+    exact = cli("check-config", cwd=tmp_path, env={"HEADCOUNT_CONFIG": ""})
+    assert "my-blog: EXACT COUNTS (exact_counts = true" in exact.stdout
 
 
 @pytest.mark.parametrize(
@@ -254,6 +277,17 @@ def test_config_errors_hint_at_the_usual_mistakes(
     assert done.returncode == 2
     assert f"{path}: {expected}" in done.stderr
     assert "hcw_test-write-token-blog-0001" not in done.stderr  # never echo a token
+
+
+def test_several_sites_under_single_brackets_get_the_hint_too(tmp_path: Path) -> None:
+    path = tmp_path / "sites.toml"
+    text = site_file_text()
+    path.write_text(text.replace("[[sites]]", "[sites]"), encoding="utf-8")
+    assert text.count("[[sites]]") >= 2  # TOML itself refuses the second [sites]
+    done = cli("check-config", "--config", str(path))
+    assert done.returncode == 2
+    assert f"{path}: not valid TOML: " in done.stderr  # no key to name: none shown
+    assert "each site needs its own [[sites]] header" in done.stderr
 
 
 def test_digest_reads_the_token_from_stdin(tmp_path: Path) -> None:
@@ -518,6 +552,31 @@ def test_a_broken_site_file_on_sighup_keeps_the_sites_in_use(
     while "SIGHUP" not in server.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "keeping the sites in use" in server.log_text()
+    body = batch_body([pageview()])
+    assert (
+        httpx.post(f"{server.url}/v1/ingest", content=body, headers=auth(WRITE_TOKEN)).status_code
+        == 202
+    )
+
+
+def test_a_broken_site_file_on_sighup_with_several_workers_says_so_in_one_line(
+    tmp_path: Path, site_file: Path, stopped: list[CollectorProcess]
+) -> None:
+    import signal
+
+    from tests.conftest import WRITE_TOKEN
+
+    server = start_collector(tmp_path, site_file, workers=2)
+    stopped.append(server)
+    site_file.write_text(site_file.read_text() + "bogus_key = 1\n", encoding="utf-8")
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "a new worker did not start" not in server.log_text():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.1)
+    log = server.log_text()
+    assert "bogus_key" in log  # the problem itself is named
+    assert "Traceback" not in log
     body = batch_body([pageview()])
     assert (
         httpx.post(f"{server.url}/v1/ingest", content=body, headers=auth(WRITE_TOKEN)).status_code

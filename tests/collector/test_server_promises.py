@@ -212,3 +212,27 @@ def test_a_slash_redirect_under_a_mount_prefix_names_the_prefix_once(
     response = mounted.get("/hc/privacy/", follow_redirects=False)
     assert response.status_code == 307
     assert response.headers["location"] == "/hc/privacy"
+
+
+def test_a_swapped_token_is_named_as_such_and_never_echoed(client: TestClient) -> None:
+    from tests.conftest import READ_TOKEN
+
+    stats = client.get("/v1/stats", headers={"authorization": f"Bearer {WRITE_TOKEN}"})
+    assert stats.status_code == 401
+    assert "that is a write token" in stats.json()["error"]
+    schema = client.get("/v1/schema", headers={"authorization": f"Bearer {WRITE_TOKEN}"})
+    assert schema.status_code == 401
+    assert "that is a write token" in schema.json()["error"]
+    ingest = client.post(
+        "/v1/ingest",
+        content=b"{}",
+        headers={"authorization": f"Bearer {READ_TOKEN}", "content-type": "application/json"},
+    )
+    assert ingest.status_code == 401
+    assert "that is a read token" in ingest.json()["error"]
+    for response in (stats, schema, ingest):
+        assert WRITE_TOKEN not in response.text
+        assert READ_TOKEN not in response.text
+    # Any other wrong token keeps the plain answer.
+    other = client.get("/v1/stats", headers={"authorization": "Bearer hcr_nope"})
+    assert other.json()["error"] == "missing or wrong read token"

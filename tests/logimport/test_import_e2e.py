@@ -19,7 +19,7 @@ from headcount.logimport._formats import parser_for
 from headcount.logimport._importer import Importer
 from headcount.logimport._reader import LineSource
 from headcount.logimport._routes import load_resolver
-from tests._servers import CollectorProcess, start_collector
+from tests._servers import CollectorProcess, free_port, start_collector
 from tests.logimport._scenario import (
     BIN,
     FORMATS,
@@ -196,7 +196,7 @@ def test_reimport_counts_nothing_twice(
     second = run_import(server.url, tokens["again"].write, str(log))
     assert second.returncode == 0, second.stderr
     # Its hours now hold data: the default covers only hours before the first stored one.
-    assert f"skipped (live data): {len(SCENARIO)}" in second.stderr
+    assert f"skipped (hours already stored): {len(SCENARIO)}" in second.stderr
     _assert_scenario_counted(server.url, tokens["again"])
 
 
@@ -215,7 +215,7 @@ def test_an_import_stopped_part_way_is_completed_by_running_it_again(
     log.write_text(render("combined", base), encoding="utf-8")
     done = run_import(server.url, site.write, str(log))
     assert done.returncode == 0, done.stderr
-    assert f"skipped (live data): {len(newest)}" in done.stderr
+    assert f"skipped (hours already stored): {len(newest)}" in done.stderr
     assert stats(server.url, site, "requests")[""] == len(SCENARIO)
     assert stats(server.url, site, "pageviews", "route") == expected_pageviews_by_route()
 
@@ -309,3 +309,27 @@ def test_an_older_collector_without_the_import_endpoint_takes_the_batches_on_liv
     assert posted.count("/v1/import/ingest") == 1
     assert posted.count("/v1/ingest") == summary.accepted
     assert posted[-1] == "/v1/import/seal"
+
+
+def test_the_command_names_what_went_wrong_and_what_to_do(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("this is not a combined log line\n", encoding="utf-8")
+    bad = run_import(None, None, "--dry-run", str(log))
+    assert bad.returncode == 1
+    assert f"{log}:1: the line does not match the format" in bad.stderr
+    assert "--format combined" in bad.stderr
+    assert "--skip-bad-lines" in bad.stderr
+    good_line = (
+        '203.0.113.9 - - [01/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n'
+    )
+    log.write_text(good_line, encoding="utf-8")
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    refused = run_import(unreachable, "hcw_token", str(log))
+    assert refused.returncode == 1
+    assert f"cannot reach the collector at {unreachable}" in refused.stderr
+    assert "hcw_token" not in refused.stderr
+    version = subprocess.run(
+        [str(BIN / "headcount"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0
+    assert version.stdout.startswith("headcount ")

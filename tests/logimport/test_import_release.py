@@ -116,7 +116,7 @@ def test_history_before_the_site_began_takes_one_import(
     live = [[sealed, state["sealed_until"]]] if state["sealed_until"] > sealed else []
     assert state["closed"] == [days, *live]
     again = run_import(server.url, site.write, log)
-    assert f"skipped (live data): {len(SCENARIO)}" in again.stderr
+    assert f"skipped (hours already stored): {len(SCENARIO)}" in again.stderr
     # Even past the importer's own rule, the collector takes nothing more into them.
     late = httpx.post(
         f"{server.url}/v1/import/ingest",
@@ -146,7 +146,7 @@ def test_rerunning_an_import_that_stopped_before_its_seal_releases_its_history(
     log = _write_log(tmp_path, render("combined", base))
     done = run_import(server.url, site.write, log)
     assert done.returncode == 0, done.stderr
-    assert f"skipped (live data): {len(SCENARIO)}" in done.stderr
+    assert f"skipped (hours already stored): {len(SCENARIO)}" in done.stderr
     # Nothing sent again, but the history is sealed now (UTC days).
     assert day in _state(server.url, site.write).json()["closed"]
 
@@ -187,7 +187,7 @@ def test_imported_hours_are_sealed_when_the_import_ends(
     assert state["sealed_until"] == now_hour
     # Sealed now: the same records again would be stored as late, never change a cell.
     again = run_import(server.url, site.write, log)
-    assert f"skipped (live data): {len(lines)}" in again.stderr
+    assert f"skipped (hours already stored): {len(lines)}" in again.stderr
 
 
 # Imports into a noised site, on a clock the test moves: what a write-token holder can

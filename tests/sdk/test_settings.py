@@ -166,6 +166,13 @@ def test_missing_endpoint_or_token_raises_unless_disabled(monkeypatch: pytest.Mo
     assert Tracker(enabled=False).settings.enabled is False
 
 
+def test_a_read_token_given_as_the_write_token_is_refused_at_once() -> None:
+    with pytest.raises(ConfigurationError, match=r"read token \(hcr_\.\.\.\)") as refused:
+        Tracker("http://c.test", "hcr_secret-read-token-value")
+    assert "secret-read-token-value" not in str(refused.value)
+    assert Tracker("http://c.test", "hcw_write", enabled=False).settings.enabled is False
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "field", "default"),
     [

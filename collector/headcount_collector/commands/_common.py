@@ -17,6 +17,7 @@ __all__ = [
     "HelpFormatter",
     "config_path",
     "new_site_problem",
+    "unknown_site",
 ]
 
 CONFIG_ENV = "HEADCOUNT_CONFIG"
@@ -51,6 +52,12 @@ def config_path(value: str | None) -> Path:
         f"headcount-collector: no site file: pass --config, set {CONFIG_ENV}, or create "
         f"./{DEFAULT_CONFIG} with: headcount-collector init"
     )
+
+
+def unknown_site(path: Path, site_id: str, known: list[str]) -> ValueError:
+    """A site id that is not in the file: a mistyped argument, not a bad file."""
+    listed = ", ".join(known) if known else "none"
+    return ValueError(f"{path} has no site with id {site_id!r}; its sites: {listed}")
 
 
 def new_site_problem(site_id: str, timezone: str, id_flag: str = "") -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
+from headcount_collector.commands._common import unknown_site
 from headcount_collector.config import parse_sites, token_digest
 from headcount_collector.errors import ConfigError
 
@@ -42,11 +43,14 @@ class SiteFile:
         assert isinstance(sites, AoT)  # parse_sites checked [[sites]] already
         return sites
 
+    def _ids(self) -> list[str]:
+        return [str(table.get("id")) for table in self.sites if isinstance(table, Table)]
+
     def find(self, site_id: str) -> Table:
         for table in self.sites:
             if isinstance(table, Table) and table.get("id") == site_id:
                 return table
-        raise ConfigError(str(self.path), "sites", f"no site with id {site_id!r}")
+        raise unknown_site(self.path, site_id, self._ids())
 
     def set_token(self, site: Table, kind: str) -> str:
         token = new_token(kind)
@@ -65,7 +69,7 @@ class SiteFile:
             if table.get("id") == site_id:
                 del sites[index]
                 return
-        raise ConfigError(str(self.path), "sites", f"no site with id {site_id!r}")
+        raise unknown_site(self.path, site_id, self._ids())
 
     def save(self) -> None:
         text = tomlkit.dumps(self.document)

@@ -17,8 +17,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{path}: OK, {len(sites)} site(s)")
     for site in sites:
         events = ", ".join(sorted(site.events)) or "none"
+        policy = site.policy
+        # The setting that decides what readers can learn leads the line.
+        release = (
+            f"sealed noise (epsilon {policy.epsilon:g}, delta {policy.delta:g})"
+            if policy.noise
+            else "EXACT COUNTS (exact_counts = true: no noise, see the README's Privacy)"
+        )
         print(
-            f"  {site.id}: timezone {site.timezone.key}, k={site.k}, hourly rows "
+            f"  {site.id}: {release}, timezone {site.timezone.key}, k={site.k}, hourly rows "
             f"{site.hourly_days} days, daily rows {site.keep_days} days, events: {events}"
         )
     return 0

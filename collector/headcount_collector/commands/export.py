@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from headcount_collector.commands._common import Formatter, config_path
+from headcount_collector.commands._common import Formatter, config_path, unknown_site
 from headcount_collector.config import load_sites
 from headcount_collector.database import DEFAULT_DB_URL, open_existing, resolve_db_url
-from headcount_collector.errors import ConfigError, QueryRejected
+from headcount_collector.errors import QueryRejected
 from headcount_collector.query import parse_stats_query, render_csv, run_stats_query
 
 __all__ = ["register"]
@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     sites = load_sites(path)
     site = sites.get(args.site)
     if site is None:
-        raise ConfigError(str(path), "sites", f"no site with id {args.site!r}")
+        raise unknown_site(path, args.site, [known.id for known in sites])
     params: list[tuple[str, str]] = [("metric", args.metric), ("interval", args.interval)]
     params += [(name, value) for name, value in (("from", args.start), ("to", args.end)) if value]
     params += [("by", value) for value in args.by]

@@ -152,6 +152,7 @@ class PostgresStore:
         self._key_counts = KeyCounts()
         self._batch_id_secret = b""
         self._pool_timeout = settings.timeout
+        self._conninfo = conninfo
         self._pool = ConnectionPool(
             conninfo,
             min_size=settings.min_size,
@@ -200,7 +201,23 @@ class PostgresStore:
             self._key_counts.secret = ensure_secret(conn.execute, "%s")
             self._batch_id_secret = ensure_secret(conn.execute, "%s", BATCH_ID_SECRET_NAME)
 
-        self._run(migrate_in, "migration")
+        try:
+            self._run(migrate_in, "migration")
+        except StoreUnavailable as exc:
+            # The pool says only that no connection came in time; its reason (no such
+            # database, authentication, refused) went to its log as a warning. Ask once
+            # more, directly, so that the one message an operator reads names it.
+            cause = self._connect_error()
+            if cause is None:
+                raise
+            raise StoreUnavailable(f"{exc}; connecting directly: {cause}") from exc
+
+    def _connect_error(self) -> str | None:
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            return " ".join(str(exc).split())
+        return None
 
     def schema_version(self) -> int:
         row = self._run(

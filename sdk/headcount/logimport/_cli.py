@@ -13,8 +13,9 @@ from typing import IO, Any
 import httpx
 
 from headcount._errors import HeadcountError
+from headcount._version import __version__
 from headcount.logimport._formats import FORMAT_NAMES, parser_for
-from headcount.logimport._importer import Importer, ImportFailed, ImportSummary
+from headcount.logimport._importer import BadLogLine, Importer, ImportFailed, ImportSummary
 from headcount.logimport._reader import LineSource
 from headcount.logimport._routes import load_resolver
 
@@ -25,6 +26,7 @@ _PROGRESS_EVERY = 0.5
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headcount")
+    parser.add_argument("--version", action="version", version=f"headcount {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser(
         "import",
@@ -33,8 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument(
         "files", nargs="+", metavar="FILE", help="log files (gzip or plain); - for stdin"
     )
-    cmd.add_argument("--endpoint", default=os.environ.get("HEADCOUNT_ENDPOINT"))
-    cmd.add_argument("--write-token", default=os.environ.get("HEADCOUNT_WRITE_TOKEN"))
+    cmd.add_argument(
+        "--endpoint",
+        default=os.environ.get("HEADCOUNT_ENDPOINT"),
+        metavar="URL",
+        help="the collector, e.g. http://127.0.0.1:8787 (default: $HEADCOUNT_ENDPOINT)",
+    )
+    cmd.add_argument(
+        "--write-token",
+        default=os.environ.get("HEADCOUNT_WRITE_TOKEN"),
+        metavar="TOKEN",
+        help="the site's write token, hcw_... (default: $HEADCOUNT_WRITE_TOKEN)",
+    )
     cmd.add_argument(
         "--format",
         default="combined",
@@ -71,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         "logs alone, imported after each rotation), instead of hours before its first",
     )
     cmd.add_argument("--dry-run", action="store_true", help="print the batches, send nothing")
-    cmd.add_argument("--skip-bad-lines", action="store_true")
+    cmd.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="count lines that do not fit the format as skipped instead of stopping",
+    )
     cmd.add_argument("--no-visits", action="store_true", help="do not rebuild visits")
     cmd.add_argument("--visit-gap", type=float, help="seconds (default: the SDK's)")
     cmd.add_argument(
@@ -88,6 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _import(args)
+    except BadLogLine as exc:
+        print(
+            f"headcount import: {exc} (read as --format {args.format}; choose the log's "
+            "format with --format, or pass --skip-bad-lines to go on past such lines)",
+            file=sys.stderr,
+        )
+        return 1
+    except httpx.TransportError as exc:
+        print(
+            f"headcount import: cannot reach the collector at {args.endpoint}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
     except (HeadcountError, ValueError, OSError, httpx.HTTPError) as exc:
         print(f"headcount import: {exc}", file=sys.stderr)
         return 1

@@ -128,7 +128,7 @@ class SiteState:
             if self.last_hour is not None and hour <= self.last_hour:
                 return "hours with data"
         elif self.first_hour is not None and hour >= self.first_hour:
-            return "live data"
+            return "hours already stored"
         if self.closed is not None:
             at = bisect.bisect_right(self.closed, (hour, math.inf)) - 1
             if at >= 0 and self.closed[at][0] <= hour < self.closed[at][1]:
@@ -629,7 +629,7 @@ def _stored_unsealed(state: SiteState, refusals: Mapping[int, str | None]) -> li
     if state.origin is None or state.last_hour is None:
         return []
     limit = min(state.origin, state.last_hour + 1)
-    stored = ("live data", "hours with data")  # as refused without, and with, --append
+    stored = ("hours already stored", "hours with data")  # without, and with, --append
     return [hour for hour, why in refusals.items() if why in stored and hour < limit]
 
 
