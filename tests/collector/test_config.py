@@ -49,7 +49,7 @@ GOOD = site_file_text()
             "used twice",
         ),
         ("sites = []", "sites", "length >= 1"),
-        ("[[sites]\nid=", "-", "not valid TOML"),
+        ("[[sites]\nid=", "", "not valid TOML"),  # the whole file: no key
     ],
 )
 def test_bad_config_names_file_key_and_problem(
@@ -63,6 +63,7 @@ def test_bad_config_names_file_key_and_problem(
     assert caught.value.key == key
     assert problem in caught.value.problem
     assert str(path) in str(caught.value)
+    assert ": -:" not in str(caught.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -70,4 +70,7 @@ def test_quickstart_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     assert 0 < entries < sum(counts)
     assert "(internal)" in figures["final referrers"]
     assert "(other)" not in figures["final referrers"]
+    # Where suppression folded groups, the demo says what (other) holds.
+    explained = "(other): groups below k" in done.stdout
+    assert explained == any("(other)" in text for text in figures.values())
     assert not list(temp.iterdir())  # the demo removed what it created

@@ -238,12 +238,23 @@ site releases each hour only once it is sealed, with noise (README, "Privacy").
             stop.set()
             traffic.join(timeout=10)
     # The collector and the app have stopped: the app's last send is in the file.
-    for label, metric, by in (
-        ("pageviews", "pageviews", "route"),
-        ("entries", "entries", "route"),
-        ("referrers", "pageviews", "referrer"),
-    ):
-        print(f"final {label}:", _summary_after_stop(work, read_token, metric, by), flush=True)
+    finals = [
+        (label, _summary_after_stop(work, read_token, metric, by))
+        for label, metric, by in (
+            ("pageviews", "pageviews", "route"),
+            ("entries", "entries", "route"),
+            ("referrers", "pageviews", "referrer"),
+        )
+    ]
+    for label, summary in finals:
+        print(f"final {label}:", summary, flush=True)
+    if any("(other)" in summary for _, summary in finals):
+        print(
+            "(other): groups below k, and beside them the smallest group shown, so that no "
+            "withheld count can be worked out from the total (exact_counts sites; a noised "
+            "site hides small groups by its noisy threshold instead; README, Privacy)",
+            flush=True,
+        )
     return 0
 
 
