@@ -395,3 +395,22 @@ def test_a_route_page_shows_route_templates_only(client: TestClient, route: str)
     assert "evil.example" not in answer.text
     assert "alice.smith" not in answer.text
     assert client.get("/dashboard/blog/route", params={"route": "/about"}).status_code == 200
+
+
+def test_a_figure_not_shown_says_why(client: TestClient) -> None:
+    """A dash alone reads as zero or as a bug; the page says what it stands for."""
+    assert _sign_in(client).status_code == 303
+    # Data exists only for the last week, so a month long ago releases nothing.
+    page = client.get(
+        "/dashboard/blog", params={"period": "custom", "from": "2020-01-01", "to": "2020-01-02"}
+    )
+    assert page.status_code == 200
+    blocks = re.findall(r'<div class="total" id="total-([a-z_]+)">(.*?)</div>', page.text, re.S)
+    assert blocks
+    for key, block in blocks:
+        assert "\u2013" in block, key  # an en dash
+        assert 'title="not shown: a number it is worked out from is withheld' in block, key
+    shown = client.get("/dashboard/blog")
+    pageviews = re.search(r'id="total-pageviews">(.*?)</div>', shown.text, re.S)
+    assert pageviews is not None
+    assert "not shown" not in pageviews.group(1)
