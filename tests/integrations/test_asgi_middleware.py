@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from headcount import Tracker, set_route
 from headcount.integrations.asgi import HeadcountMiddleware
+from headcount.testing import RecordingCollector
 
 from .conftest import (
     BROWSER,
@@ -230,8 +231,42 @@ def test_lifespan_and_websocket_scopes_reach_the_app_untouched(tracker: Tracker)
         asyncio.run(middleware(scope, receive, send))
         assert calls[-1][0] is scope
         assert calls[-1][1] is receive
-        assert calls[-1][2] is send
+    assert calls[-1][2] is send  # the websocket's; a lifespan's send is watched (below)
     assert tracker.peek() == []
+
+
+def test_the_end_of_a_lifespan_sends_the_last_counts_before_the_server_hears_of_it() -> None:
+    """uvicorn ends a worker stopped by SIGTERM without running exit hooks, so the
+    middleware sends what is counted when the app's lifespan ends."""
+    collector = RecordingCollector(write_token="t")
+    tracker = Tracker(
+        "http://collector.test", "t", transport=collector.transport(), flush_interval=86400
+    )
+    forwarded: list[tuple[str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        for message in ("lifespan.startup.complete", "lifespan.shutdown.complete"):
+            await receive()
+            await send({"type": message})
+
+    async def server(message: Any) -> None:
+        forwarded.append((message["type"], len(collector.batches)))
+
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Any:
+        return next(messages)
+
+    middleware = HeadcountMiddleware(app, tracker)
+    assert TestClient(middleware).get("/").status_code == 200
+    asyncio.run(middleware({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, server))
+    # Started without a send; shutdown complete only once the count had been delivered.
+    assert forwarded == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
+    assert tracker.stats().sent == 1
 
 
 def test_request_cancelled_before_a_response_is_not_counted(tracker: Tracker) -> None:

@@ -134,3 +134,48 @@ def test_uvicorn_serves_the_fastapi_example_and_flushes_on_lifespan_shutdown(
     assert counted[("(unmatched)", "GET", "4xx")] == 1
     assert counted[("/boom", "GET", "5xx")] == 1
     assert counted[("/help/articles/{slug}", "GET", "2xx")] == 1
+
+
+_BARE_FASTAPI_APP = """
+from fastapi import FastAPI
+from headcount import Tracker
+from headcount.integrations.asgi import HeadcountMiddleware
+
+app = FastAPI()
+tracker = Tracker()  # HEADCOUNT_ENDPOINT and HEADCOUNT_WRITE_TOKEN from the environment
+app.add_middleware(HeadcountMiddleware, tracker=tracker)
+
+
+@app.get("/about")
+def about() -> dict[str, str]:
+    return {"page": "about"}
+
+
+@app.get("/users/{user_id}")
+def user(user_id: int) -> dict[str, int]:
+    return {"user": user_id}
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_readmes_fastapi_setup_sends_its_counts_when_uvicorn_is_stopped(
+    collector: Collector, tmp_path: Path, workers: int
+) -> None:
+    """The README's FastAPI lines, no lifespan hook of the app's own: SIGTERM makes uvicorn
+    end by raising the signal again, so exit hooks never run; the middleware's lifespan
+    flush is what delivers the counts."""
+    (tmp_path / "bare_app.py").write_text(_BARE_FASTAPI_APP, encoding="utf-8")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", f"--port={port}", "--host=127.0.0.1",
+        "--no-access-log", f"--workers={workers}", f"--app-dir={tmp_path}", "bare_app:app",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    server = start("uvicorn", command, collector, tmp_path / "uvicorn.log", base)
+    try:
+        with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}, timeout=10) as client:
+            for n in range(12):
+                assert client.get(f"/users/{n}").status_code == 200
+    finally:
+        stop(server, clean_exit=(0, -signal.SIGTERM))
+    assert collector.requests()[("/users/{user_id}", "GET", "2xx")] == 12, server.log_text()

@@ -7,13 +7,15 @@
 
 A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds one
 closure per request and sees the end of a streamed body. Websocket and lifespan scopes
-pass through untouched. Under Starlette or FastAPI the route template is read from the
-router (mounts and ``include_router`` prefixes included); any other app is counted as
-``(unmatched)``.
+pass through untouched, except that the end of a lifespan (the server shutting the app
+down) first sends the tracker's last counts. Under Starlette or FastAPI the route
+template is read from the router (mounts and ``include_router`` prefixes included); any
+other app is counted as ``(unmatched)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,7 +37,8 @@ ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class HeadcountMiddleware:
-    """Time each HTTP request until the app returns, then record it.
+    """Time each HTTP request until the app returns, then record it; send what is left
+    when the server shuts the app down (lifespan shutdown).
 
     An exception from the app is counted as a 5xx and re-raised untouched. A request
     cancelled before any response started (the client went away) is not counted.
@@ -49,9 +52,28 @@ class HeadcountMiddleware:
         # fails must not flood the app's log.
         self.log = RateLimitedLog()
 
+    def _sending_last_counts(self, send: Send) -> Send:
+        """``send`` for the lifespan scope: once the app has shut down, and before the
+        server hears so, the tracker sends what it holds. uvicorn ends a worker stopped
+        by SIGTERM by raising that signal again, so Python's exit hooks, the SDK's exit
+        flush among them, never run there; this is the flush that does."""
+        tracker = self.tracker
+
+        async def send_after_flushing(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Off the event loop: a slow collector must not stall other shutdown work
+                # beyond the tracker's own bound (shutdown_timeout).
+                await asyncio.to_thread(tracker.shutdown)
+            await send(message)
+
+        return send_after_flushing
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A disabled tracker costs nothing per request: not even the wrapping.
         if scope["type"] != "http" or not self.tracker.settings.enabled:
+            if scope["type"] == "lifespan" and self.tracker.settings.enabled:
+                await self.app(scope, receive, self._sending_last_counts(send))
+                return
             await self.app(scope, receive, send)
             return
         started = perf_counter()
