@@ -119,6 +119,11 @@ def import_routes(
             "closed": [],
             "oldest_hour": oldest,
             "newest_hour": floor_hour(now),
+            # The first hour whose live counts may still be on their way: the SDK sends
+            # an hour's counts during the next one (send_schedule "hourly"), within the
+            # grace the collector gives before sealing. A history import stops before
+            # it, or the live counts that arrive later would be added to the imported.
+            "arriving_from": floor_hour(now - 3600 - site.policy.seal_grace_seconds) + 3600,
         }
         if site.policy.noise:
             watermarks = begin_sealing(store, site, now)

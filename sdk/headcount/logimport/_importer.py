@@ -122,6 +122,8 @@ class SiteState:
     closed: list[tuple[int, int]] | None = None
     # Where sealing of a noised site began: only an import's seal releases hours before.
     origin: int | None = None
+    # The first hour whose live counts may still arrive (None from an older collector).
+    arriving_from: int | None = None
 
     def refusal(self, hour: int) -> str | None:
         if self.append:
@@ -129,6 +131,8 @@ class SiteState:
                 return "hours with data"
         elif self.first_hour is not None and hour >= self.first_hour:
             return "hours already stored"
+        elif self.arriving_from is not None and hour >= self.arriving_from:
+            return "live counts may still arrive"
         if self.closed is not None:
             at = bisect.bisect_right(self.closed, (hour, math.inf)) - 1
             if at >= 0 and self.closed[at][0] <= hour < self.closed[at][1]:
@@ -210,6 +214,7 @@ class Importer:
             self._append,
             None if closed is None else [(int(lo), int(hi)) for lo, hi in closed],
             data.get("origin"),
+            data.get("arriving_from"),
         )
 
     def run(
