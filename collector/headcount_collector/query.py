@@ -585,6 +585,7 @@ def render_csv(response: dict[str, object]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in response["rows"]:  # type: ignore[attr-defined]
+    # Without a breakdown the answer is its totals (a noised answer has no rows then).
+    for row in response["rows"] if by else response["totals"]:  # type: ignore[attr-defined]
         writer.writerow(row)
     return buffer.getvalue()

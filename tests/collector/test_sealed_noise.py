@@ -351,3 +351,23 @@ def test_retention_keeps_true_counts_until_they_are_sealed(tmp_path: Path) -> No
         finally:
             conn.close()
         assert left == 0
+
+
+def test_a_csv_answer_without_a_breakdown_holds_the_totals(noised: NoisedCollector) -> None:
+    """The dashboard's CSV link of a total asks exactly this: it must not be empty."""
+    import csv
+    import io
+
+    from tests.collector.conftest import read_auth
+
+    _load_day(noised)
+    noised.seal_everything(local_ts(FIRST_DAY + timedelta(days=1), 12))
+    params = {"interval": "hour", **day_params(FIRST_DAY)}
+    totals = noised.stats(**params)["totals"]
+    assert len(totals) == 2
+    answer = noised.client.get("/v1/stats", params={**params, "format": "csv"}, headers=read_auth())
+    assert answer.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert [(row["time"], int(row["count"]), float(row["error"])) for row in rows] == [
+        (total["time"], total["count"], total["error"]) for total in totals
+    ]
