@@ -364,3 +364,38 @@ def _wait_for(condition: Callable[[], bool], process: subprocess.Popen[str]) -> 
         assert process.poll() is None, "the importer stopped before sending"
         assert time.monotonic() < deadline, "nothing arrived in time"
         time.sleep(0.2)
+
+
+def test_an_app_in_the_current_directory_loads_and_a_failing_one_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """As gunicorn and uvicorn do, the importer finds the app module where it is run."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "siteapp.py").write_text(
+        "from flask import Flask\napp = Flask(__name__)\napp.add_url_rule('/', 'home', lambda: '')\n",
+        encoding="utf-8",
+    )
+    (project / "needsenv.py").write_text(
+        "import os\nTOKEN = os.environ['SOME_SETTING_THE_SERVER_SETS']\n", encoding="utf-8"
+    )
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", start_hour()), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run(app: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "headcount"), "import", "--dry-run", "--app", app, str(log)],
+            cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    assert run("siteapp:app").returncode == 0
+    for app, said in (
+        ("nosuchmodule:app", "--app nosuchmodule:app: no module named 'nosuchmodule'"),
+        ("needsenv:app", "importing needsenv raised KeyError: 'SOME_SETTING_THE_SERVER_SETS'"),
+        ("siteapp:application", "--app siteapp:application: siteapp has no 'application'"),
+    ):
+        done = run(app)
+        assert done.returncode == 1, app
+        assert said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

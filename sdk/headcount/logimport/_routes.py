@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final, Protocol
@@ -45,13 +46,35 @@ def load_resolver(
     return _cached(_PathRoutes(_read_routes_file(routes_file) if routes_file else []))
 
 
+def _importing(what: str, module_name: str) -> Any:
+    """``module_name`` imported as the app's server would: from the current directory
+    too (gunicorn and uvicorn put it on the path), with a failure said in one line."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(
+            f"{what}: no module named {exc.name!r} (run from the project's directory, or "
+            "set PYTHONPATH to it)"
+        ) from None
+    except Exception as exc:  # the app's own code failed to load
+        raise ValueError(
+            f"{what}: importing {module_name} raised {type(exc).__name__}: {exc} (does it "
+            "need environment variables or settings that the server gives it?)"
+        ) from None
+
+
 def _load_attribute(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError("--app takes MODULE:ATTR, such as myapp.wsgi:app")
-    target: Any = importlib.import_module(module_name)
+    target: Any = _importing(f"--app {spec}", module_name)
     for part in attribute.split("."):
-        target = getattr(target, part)
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(f"--app {spec}: {module_name} has no {attribute!r}") from None
     return target
 
 
@@ -177,6 +200,7 @@ class _DjangoRoutes:
 
     def __init__(self, settings_module: str) -> None:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+        _importing(f"--django-settings {settings_module}", settings_module)
         import django
 
         django.setup()
