@@ -309,3 +309,24 @@ def test_the_options_tables_defaults_are_the_settings_defaults() -> None:
                 assert text == shown(defaults[name]), name
                 checked += 1
     assert checked >= 15
+
+
+def test_the_citus_section_distributes_every_table_but_hc_meta(tmp_path: Path) -> None:
+    """A table a schema version adds must be named there too (or the sharded database
+    would keep it on the coordinator, apart from its site's rows)."""
+    import sqlite3
+
+    from headcount_collector.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "schema.sqlite3")
+    store.migrate()
+    store.close()
+    with sqlite3.connect(tmp_path / "schema.sqlite3") as conn:
+        tables = {
+            name
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if name.startswith("hc_")
+        }
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    distributed = set(re.findall(r"create_distributed_table\('(\w+)'", text))
+    assert distributed == tables - {"hc_meta"}

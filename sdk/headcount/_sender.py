@@ -14,6 +14,7 @@ import itertools
 import random
 import re
 import secrets
+import ssl
 import threading
 import time
 from collections import deque
@@ -357,12 +358,23 @@ class Sender:
             )
             response = client.send(request)
         except httpx.TransportError as exc:
-            self._last_problem = f"the collector was unreachable ({type(exc).__name__})"
-            self._log.warning(
-                "unreachable",
-                "headcount collector unreachable (%s); will retry",
-                type(exc).__name__,
-            )
+            if _untrusted_certificate(exc):
+                # Not an outage: it will not pass on its own, and says what to change.
+                self._last_problem = "the collector's TLS certificate was not trusted"
+                self._log.warning(
+                    "certificate",
+                    "headcount cannot verify the collector's TLS certificate (%s); will "
+                    "retry. A certificate of a private CA needs that CA trusted, e.g. "
+                    "SSL_CERT_FILE=/path/to/ca.pem",
+                    _certificate_problem(exc),
+                )
+            else:
+                self._last_problem = f"the collector was unreachable ({type(exc).__name__})"
+                self._log.warning(
+                    "unreachable",
+                    "headcount collector unreachable (%s); will retry",
+                    type(exc).__name__,
+                )
             self._back_off(batch, None)
             return _Outcome.RETRY
         except Exception as exc:
@@ -520,3 +532,24 @@ def _late_counts(response: httpx.Response) -> int:
     except (ValueError, AttributeError):
         return 0
     return late if isinstance(late, int) and late > 0 else 0
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a transport error, if that is what it is."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore, which wraps the ssl module's error
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    return _ssl_error(exc) is not None
+
+
+def _certificate_problem(exc: BaseException) -> str:
+    error = _ssl_error(exc)
+    return (error.verify_message or str(error)) if error is not None else ""

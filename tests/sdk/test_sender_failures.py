@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
+import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import httpx
@@ -174,3 +178,59 @@ def test_fixing_a_refused_token_on_the_collector_loses_nothing(tmp_path: Path) -
     finally:
         tracker.shutdown(1)
         server.stop()
+
+
+def _tls_collector(tmp_path: Path) -> tuple[str, Path, HTTPServer]:
+    """A stand-in collector over HTTPS with a self-signed certificate for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    class Accepting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            body = b'{"accepted": 1}'
+            self.send_response(202)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Accepting)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"https://127.0.0.1:{server.server_address[1]}", cert, server
+
+
+def test_an_untrusted_certificate_is_named_as_such_not_as_an_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert, server = _tls_collector(tmp_path)
+    try:
+        tracker = Tracker(url, WRITE_TOKEN, flush_interval=86400, backoff_initial=0.01)
+        with caplog.at_level(logging.WARNING, logger="headcount"):
+            tracker.record_request(page())
+            assert tracker.flush(2) is False
+        messages = [r.getMessage() for r in headcount_lines(caplog)]
+        assert any("cannot verify the collector's TLS certificate" in m for m in messages)
+        assert any("SSL_CERT_FILE" in m for m in messages)
+        assert not any("unreachable" in m for m in messages)
+        tracker.shutdown(0.5)
+        # Trusting the CA, as the message says, is enough.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = Tracker(url, WRITE_TOKEN, flush_interval=86400)
+        trusted.record_request(page())
+        assert trusted.flush(5) is True
+        trusted.shutdown(1)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -158,7 +158,11 @@ def dashboard_routes(
             signed_in=[],
             current=None,
             heading="Refused",
-            message="This form can only be sent from this collector's own pages.",
+            message=(
+                "This form can only be sent from this collector's own pages. Behind a "
+                "reverse proxy, pass on the Host header as the browser sent it, port "
+                "included (nginx: proxy_set_header Host $http_host), and X-Forwarded-Proto."
+            ),
         )
 
     async def sign_in(request: Request) -> Response:
