@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -254,7 +255,7 @@ def test_the_days_key_is_shared_and_the_next_days_ends_every_visit(
 
 
 def test_workers_with_different_secrets_are_told_apart_and_link_nothing(
-    worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture
+    worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture, redis_client: redis.Redis
 ) -> None:
     emitted = Emitted()
     a, _ = worker(emitted)
@@ -263,8 +264,17 @@ def test_workers_with_different_secrets_are_told_apart_and_link_nothing(
     with caplog.at_level("WARNING", logger="headcount"):
         view(b, "/a2")
     assert b_counters.errors == 1
-    assert any("another visits_secret" in r.getMessage() for r in caplog.records)
+    (warned,) = [
+        r.getMessage() for r in caplog.records if "another visits_secret" in r.getMessage()
+    ]
     assert SECRET not in caplog.text
+    # A deliberate change of secret: the message names the key to delete and when it
+    # would expire; once it is deleted the new secret links at once.
+    assert f"delete the Redis key {b._secret_key!r}" in warned
+    assert re.search(r"expires at \d{4}-\d\d-\d\d \d\d:\d\d UTC", warned)
+    redis_client.delete(b._secret_key)
+    view(b, "/a3")
+    assert b_counters.errors == 1  # no new mismatch: linked under the new secret
 
 
 def test_a_redis_store_needs_an_app_side_secret() -> None:

@@ -505,10 +505,15 @@ class RedisVisits:
         # Another worker may already have moved on to the next day: use its day's key.
         epoch, secret = day_key(self._settings.visits_secret, int(stored_day))
         if stored_epoch != epoch:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds + ttl_ms / 1000))
             self._log.warning(
                 "visits-secret",
                 "headcount: the visit key in Redis was made with another visits_secret; "
-                "every worker of a site must share one (pageviews are counted, not linked)",
+                "every worker of a site must share one (pageviews are counted, not linked). "
+                "If every worker now has a new secret on purpose, delete the Redis key %r "
+                "to link again at once; otherwise it expires at %s",
+                self._secret_key,
+                until,
             )
             raise SecretMismatch("visits_secret differs between workers")
         lifetime = min(ttl_ms, left_ms) / 1000 if ttl_ms > 0 else 1.0
