@@ -319,3 +319,21 @@ def test_wagtail_route_mode_is_checked() -> None:
         pytest.raises(ImproperlyConfigured, match="HEADCOUNT_WAGTAIL_ROUTES"),
     ):
         route_mode()
+
+
+def test_manage_py_check_warns_when_the_middleware_is_missing_or_not_first() -> None:
+    from django.core import checks
+    from django.test import override_settings
+
+    def warnings() -> list[str]:
+        return [m.id for m in checks.run_checks() if m.id and m.id.startswith("headcount.")]
+
+    ours = "headcount.integrations.django.HeadcountMiddleware"
+    others = ["django.middleware.security.SecurityMiddleware"]
+    assert warnings() == []  # the example project: first, as the README says
+    with override_settings(MIDDLEWARE=others):
+        assert warnings() == ["headcount.W001"]
+    with override_settings(MIDDLEWARE=[*others, ours]):
+        assert warnings() == ["headcount.W002"]
+    with override_settings(MIDDLEWARE=[ours, *others]):
+        assert warnings() == []

@@ -67,6 +67,30 @@ def test_route_from_environ_key_and_unmatched(tracker: Tracker) -> None:
     assert pageview_routes(tracker) == {"/users/{id}": 1, "/": 1}
 
 
+def test_an_app_that_never_sets_a_route_is_told_once(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    def routeless(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<p>hi</p>"]
+
+    browser = {"User-Agent": BROWSER}
+    with caplog.at_level("WARNING", logger="headcount"):
+        # An app that sets its routes, with a 404 without one: nothing to say.
+        routed = Client(HeadcountMiddleware(html_app, tracker))
+        assert routed.get("/", headers=browser).status_code == 200
+        assert routed.get("/nowhere", headers=browser).status_code == 404
+        assert not caplog.records
+        bare = Client(HeadcountMiddleware(routeless, tracker))
+        for path in ("/a", "/b/1", "/c"):
+            assert bare.get(path, headers=browser).status_code == 200
+    (told,) = [r.getMessage() for r in caplog.records]
+    assert "had no route template" in told
+    assert 'environ["headcount.route"]' in told
+    assert "/b/1" not in told  # the path itself is never logged
+    assert requests_of(tracker)[("(unmatched)", "GET", "2xx")] == 3
+
+
 def test_head_and_options_are_requests_but_never_pageviews(tracker: Tracker) -> None:
     client = Client(HeadcountMiddleware(html_app, tracker))
     client.head("/users/7")

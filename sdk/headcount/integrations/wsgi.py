@@ -15,7 +15,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from headcount._log import RateLimitedLog
+from headcount._log import RateLimitedLog, logger
 from headcount.integrations._common import ROUTE_KEY, environ_request_info, status_code
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class HeadcountMiddleware:
         self.app = app
         self.tracker = tracker
         self._checked_servers = False
+        self._told_about_routes = False
         # At most one line a minute per kind of problem: a request shape that always
         # fails must not flood the app's log.
         self.log = RateLimitedLog()
@@ -48,6 +49,18 @@ class HeadcountMiddleware:
         """The route template of the finished request, in the framework's own syntax."""
         route = environ.get(ROUTE_KEY)
         return route if isinstance(route, str) else None
+
+    def tell_about_routes(self, status: int) -> None:
+        """Once per process: a request the app answered had no route template, so every
+        such request lands in one (unmatched) row, which is rarely what was meant."""
+        self._told_about_routes = True
+        logger.warning(
+            "headcount: a request answered %d had no route template, so it is counted "
+            'under (unmatched); a bare WSGI app sets environ["headcount.route"] to the '
+            "route's template (or to headcount.generalize_path(path)), and the Flask and "
+            "Django integrations do it themselves",
+            status,
+        )
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not self.tracker.settings.enabled:
@@ -162,6 +175,8 @@ class _Response:
             # Describing the request must never break serving it.
             middleware.log.exception("describe-wsgi", "headcount could not describe a WSGI request")
             return
+        if route is None and 200 <= status < 300 and not middleware._told_about_routes:
+            middleware.tell_about_routes(status)
         middleware.tracker.record_request(info)
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from headcount.integrations._common import tracker_from_options
@@ -13,7 +14,7 @@ from headcount.integrations._common import tracker_from_options
 if TYPE_CHECKING:
     from headcount import Tracker
 
-__all__ = ["HeadcountConfig"]
+__all__ = ["HeadcountConfig", "middleware_placement"]
 
 LABEL = "headcount"
 
@@ -30,3 +31,33 @@ class HeadcountConfig(AppConfig):  # type: ignore[misc]
         if not isinstance(options, dict):
             raise ImproperlyConfigured("settings.HEADCOUNT must be a dict of Tracker options")
         self.tracker = tracker_from_options(options)
+        checks.register(middleware_placement, checks.Tags.compatibility)
+
+
+MIDDLEWARE_PATH = "headcount.integrations.django.HeadcountMiddleware"
+
+
+def middleware_placement(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``manage.py check`` (and every ``runserver``): the app installed without its
+    middleware counts nothing, and the middleware below others misses what they answer."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        return [
+            checks.Warning(
+                "headcount.integrations.django is installed but its middleware is not in "
+                "MIDDLEWARE, so no request is counted",
+                hint=f'Add "{MIDDLEWARE_PATH}" as the first entry of MIDDLEWARE.',
+                id="headcount.W001",
+            )
+        ]
+    if middleware[0] != MIDDLEWARE_PATH:
+        return [
+            checks.Warning(
+                "HeadcountMiddleware is not the first entry of MIDDLEWARE: requests that the "
+                f"middleware above it answers ({middleware[0]}, ...) are neither counted "
+                "nor timed",
+                hint="Move it to the top of MIDDLEWARE.",
+                id="headcount.W002",
+            )
+        ]
+    return []
