@@ -4,6 +4,7 @@ the router tree does not show is unmatched, never its concrete path text."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -63,3 +64,23 @@ def test_latency_ends_with_the_response_not_its_background_task() -> None:
     # busy machine answers well inside a second.
     assert request.latency in wire.LATENCY_LABELS[:7], request.latency
     counted.shutdown(1)
+
+
+def test_static_files_mounted_in_fastapi_and_starlette_count_under_their_prefix(
+    tmp_path: Path,
+) -> None:
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    (tmp_path / "app.css").write_text("body {}", encoding="utf-8")
+    fastapi_app = FastAPI()
+    fastapi_app.mount("/static", StaticFiles(directory=tmp_path), name="static")
+    starlette_app = Starlette(routes=[Mount("/assets", StaticFiles(directory=tmp_path))])
+    for app, prefix in ((fastapi_app, "/static"), (starlette_app, "/assets")):
+        counted = tracker()
+        client = TestClient(HeadcountMiddleware(app, counted))
+        assert client.get(f"{prefix}/app.css").status_code == 200
+        assert client.get(f"{prefix}/alice@example.com.css").status_code == 404
+        requests = {(r.route, r.status) for r in counted.peek() if isinstance(r, wire.Request)}
+        assert requests == {(f"{prefix}/{{path}}", "2xx"), ("(unmatched)", "4xx")}, app
+        counted.shutdown(1)

@@ -43,7 +43,9 @@ class StarletteRoutes:
     def route(self, scope: Mapping[str, Any], status: int) -> str | None:
         route = scope.get("route")
         if route is None:
-            return None
+            # FastAPI's router does not leave a mount in the scope; the root path still
+            # shows that one was entered (static files, a mounted app without a router).
+            return self._mounted_app(scope, status)
         path = getattr(route, "path", None)
         if not isinstance(path, str):
             return None
@@ -61,6 +63,12 @@ class StarletteRoutes:
                 return None
             return prefix + "/{path}"
         return prefix + path
+
+    def _mounted_app(self, scope: Mapping[str, Any], status: int) -> str | None:
+        prefix = self._mount_prefix(scope)
+        if not prefix or status == 404:
+            return None
+        return prefix + "/{path}"
 
     def _mount_prefix(self, scope: Mapping[str, Any]) -> str | None:
         # `app_root_path` is the root path before any mount; it is only set once a
@@ -100,13 +108,16 @@ def _collect_mounts(
     if depth >= _MAX_MOUNT_DEPTH:
         return
     for route in routes:
-        children = _child_routes(route)
         path = getattr(route, "path", None)
-        if children is None or not isinstance(path, str):
+        # A mount, with a router below it or not (static files, a WSGI app: those are
+        # one route, `{path}` below their prefix); a plain route has no `routes`.
+        if not isinstance(path, str) or not hasattr(route, "routes"):
             continue
         template = prefix + path.rstrip("/")
         found.append((_template_regex(template), template))
-        _collect_mounts(children, template, found, depth + 1)
+        children = _child_routes(route)
+        if children is not None:
+            _collect_mounts(children, template, found, depth + 1)
 
 
 def _child_routes(route: Any) -> Iterable[Any] | None:
