@@ -182,12 +182,15 @@ class TrackerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         if self.enabled:
             if not self.endpoint:
                 raise ConfigurationError(
-                    "endpoint is required: pass endpoint= or set HEADCOUNT_ENDPOINT "
-                    "(or pass enabled=False)"
+                    "endpoint is required: pass endpoint= or set HEADCOUNT_ENDPOINT (Flask: "
+                    'app.config["HEADCOUNT_ENDPOINT"]; Django: "ENDPOINT" in settings.HEADCOUNT)'
+                    " (or pass enabled=False)"
                 )
             if not self.write_token:
                 raise ConfigurationError(
-                    "write_token is required: pass write_token= or set HEADCOUNT_WRITE_TOKEN"
+                    "write_token is required: pass write_token= or set HEADCOUNT_WRITE_TOKEN "
+                    '(Flask: app.config["HEADCOUNT_WRITE_TOKEN"]; Django: "WRITE_TOKEN" in '
+                    "settings.HEADCOUNT)"
                 )
             if self.write_token.startswith("hcr_"):
                 # Said now rather than as a 401 on the first send, minutes later.

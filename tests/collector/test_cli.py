@@ -428,6 +428,12 @@ def test_sites_add_list_remove_keep_comments_and_validate(tmp_path: Path) -> Non
     listed = cli("sites", "list", "--config", str(path)).stdout.splitlines()
     assert [line.split("\t")[0] for line in listed] == ["blog", "shop", "docs"]
     assert "timezone=Asia/Tokyo" in listed[2]
+    assert "release=noise" in listed[2]
+    # A test site that releases exact counts, asked for by name.
+    trial = cli("sites", "add", "trial", "--exact-counts", "--config", str(path))
+    assert trial.returncode == 0, trial.stderr
+    assert "trial\trelease=EXACT" in cli("sites", "list", "--config", str(path)).stdout
+    assert cli("sites", "remove", "trial", "--config", str(path)).returncode == 0
 
     # Bad input changes nothing.
     before = path.read_text()

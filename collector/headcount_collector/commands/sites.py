@@ -30,8 +30,9 @@ def _list(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     for site in load_sites(path):
         events = ", ".join(sorted(site.events)) or "-"
+        release = "noise" if site.policy.noise else "EXACT"
         print(
-            f"{site.id}\ttimezone={site.timezone.key}\tk={site.k}\t"
+            f"{site.id}\trelease={release}\ttimezone={site.timezone.key}\tk={site.k}\t"
             f"hourly_days={site.hourly_days}\tkeep_days={site.keep_days}\tevents={events}"
         )
     return 0
@@ -60,6 +61,8 @@ def _add(args: argparse.Namespace) -> int:
             "k": args.k,
             "hourly_days": args.hourly_days,
             "keep_days": args.keep_days,
+            # Written only when asked for: the file then says so where it is read.
+            **({"exact_counts": True} if args.exact_counts else {}),
         }
     )
     file.save()
@@ -123,6 +126,12 @@ def register(
     add.add_argument("--k", type=int, default=5, help="released counts below k are withheld")
     add.add_argument("--hourly-days", type=int, default=30, help="days hourly rows are kept")
     add.add_argument("--keep-days", type=int, default=760, help="days daily rows are kept")
+    add.add_argument(
+        "--exact-counts",
+        action="store_true",
+        help="a test site that releases exact counts at once, without noise (never for a "
+        "real site's visitors; see the README's Privacy)",
+    )
     add.set_defaults(run=_add)
 
     remove = actions.add_parser(
