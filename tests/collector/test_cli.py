@@ -122,6 +122,10 @@ def test_a_relative_sqlite_url_is_resolved_printed_and_serve_finds_headcount_tom
     assert f"sites from {app_dir / 'headcount.toml'}: blog, shop" in text
     assert f"SQLite database {app_dir / 'data.sqlite3'} (new file, created now)" in text
     assert (app_dir / "data.sqlite3").exists()
+    from headcount_collector.stores.migrations import latest_version
+
+    # Said once, by the process that created it (not by each worker after it).
+    assert text.count(f"database schema created (version {latest_version()})") == 1
 
     # Started from another directory, the same URL names another file: purge and export
     # refuse it (naming the absolute path) rather than create an empty database.

@@ -174,7 +174,9 @@ def _v1_counts(execute: Callable[[str], Any]) -> dict[str, dict[tuple[object, ..
     return stored
 
 
-def test_a_version_1_sqlite_database_upgrades_with_every_count(tmp_path: Path) -> None:
+def test_a_version_1_sqlite_database_upgrades_with_every_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "old.sqlite3"
     shutil.copy(FIXTURES / "schema_v1.sqlite3", path)
     with closing(sqlite3.connect(path)) as conn:
@@ -183,7 +185,12 @@ def test_a_version_1_sqlite_database_upgrades_with_every_count(tmp_path: Path) -
         assert version.fetchone() == ("1",)
     assert all(before.values())  # the fixture holds counts in every table
     store = SQLiteStore(path)
-    store.migrate()
+    with caplog.at_level("INFO", logger="headcount_collector.migrations"):
+        store.migrate()
+        store.migrate()  # nothing left to do: nothing said
+    assert [r.getMessage() for r in caplog.records] == [
+        f"database schema migrated from version 1 to {latest_version()}"
+    ]
     assert store.schema_version() == latest_version()
     store.close()
     with closing(sqlite3.connect(path)) as conn:

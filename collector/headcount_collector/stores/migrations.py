@@ -12,6 +12,7 @@ differs in substance (rebuilding a table SQLite cannot alter), it has one list p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -24,6 +25,8 @@ __all__ = [
     "latest_version",
     "migrations",
 ]
+
+logger = logging.getLogger("headcount_collector.migrations")
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,3 +335,8 @@ def apply_migrations(execute: Callable[..., Any], dialect: SchemaDialect) -> Non
             f"{dialect.placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(version),),
         )
+    # Said once, by the process that did it: an operator checks this line after a deploy.
+    if current == 0:
+        logger.info("database schema created (version %d)", latest)
+    elif current < latest:
+        logger.info("database schema migrated from version %d to %d", current, latest)
