@@ -358,15 +358,21 @@ class Sender:
             )
             response = client.send(request)
         except httpx.TransportError as exc:
-            if _untrusted_certificate(exc):
+            certificate = _ssl_error(exc)
+            if certificate is not None:
                 # Not an outage: it will not pass on its own, and says what to change.
-                self._last_problem = "the collector's TLS certificate was not trusted"
+                self._last_problem = "the collector's TLS certificate was not accepted"
+                hint = (
+                    "the endpoint's host name (or address) must be one the certificate names"
+                    if certificate.verify_code in _NAME_MISMATCH
+                    else "a certificate of a private CA needs that CA trusted, e.g. "
+                    "SSL_CERT_FILE=/path/to/ca.pem"
+                )
                 self._log.warning(
                     "certificate",
-                    "headcount cannot verify the collector's TLS certificate (%s); will "
-                    "retry. A certificate of a private CA needs that CA trusted, e.g. "
-                    "SSL_CERT_FILE=/path/to/ca.pem",
-                    _certificate_problem(exc),
+                    "headcount cannot verify the collector's TLS certificate (%s); will retry; %s",
+                    certificate.verify_message or certificate,
+                    hint,
                 )
             else:
                 self._last_problem = f"the collector was unreachable ({type(exc).__name__})"
@@ -534,6 +540,11 @@ def _late_counts(response: httpx.Response) -> int:
     return late if isinstance(late, int) and late > 0 else 0
 
 
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH and _IP_ADDRESS_MISMATCH: the
+# certificate is fine, the name it is reached by is not.
+_NAME_MISMATCH = frozenset({62, 63, 64})
+
+
 def _ssl_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate failure behind a transport error, if that is what it is."""
     seen: BaseException | None = exc
@@ -544,12 +555,3 @@ def _ssl_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
-
-
-def _untrusted_certificate(exc: BaseException) -> bool:
-    return _ssl_error(exc) is not None
-
-
-def _certificate_problem(exc: BaseException) -> str:
-    error = _ssl_error(exc)
-    return (error.verify_message or str(error)) if error is not None else ""

@@ -267,6 +267,11 @@ def test_the_end_of_a_lifespan_sends_the_last_counts_before_the_server_hears_of_
     # Started without a send; shutdown complete only once the count had been delivered.
     assert forwarded == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
     assert tracker.stats().sent == 1
+    # A flush, not a shutdown: an app can live through several lifespans in one process
+    # (a test suite's clients), and the tracker keeps counting after each.
+    assert TestClient(middleware).get("/").status_code == 200
+    assert tracker.stats().recorded == 2
+    tracker.shutdown(1)
 
 
 def test_request_cancelled_before_a_response_is_not_counted(tracker: Tracker) -> None:

@@ -337,3 +337,7 @@ def test_manage_py_check_warns_when_the_middleware_is_missing_or_not_first() -> 
         assert warnings() == ["headcount.W002"]
     with override_settings(MIDDLEWARE=[ours, *others]):
         assert warnings() == []
+    # Its module's own path, or a subclass, in a tuple: still the middleware.
+    direct = "headcount.integrations.django._middleware.HeadcountMiddleware"
+    with override_settings(MIDDLEWARE=(direct, *others)):
+        assert warnings() == []

@@ -266,3 +266,26 @@ def test_example_app_counts_nothing_without_a_collector(monkeypatch: pytest.Monk
     app = create_app()
     assert app.test_client().get("/").status_code == 200
     assert app.extensions["headcount"].peek() == []
+
+
+def test_a_flask_page_without_a_route_is_not_taken_for_a_bare_wsgi_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A single-page app's fallback answers 200 from its 404 handler: Flask routed it,
+    so the bare-WSGI hint would mislead."""
+    from flask import Flask
+
+    from headcount import Tracker
+    from headcount.integrations.flask import Headcount
+
+    app = Flask(__name__)
+    app.register_error_handler(404, lambda error: ("<p>app shell</p>", 200))
+    tracker = Tracker("http://collector.invalid", "t", flush_interval=86400)
+    Headcount(app, tracker=tracker)
+    with caplog.at_level("WARNING", logger="headcount"):
+        response = app.test_client().get("/some/client/route", headers={"User-Agent": BROWSER})
+        response.close()  # the server's close: the request is counted now
+    assert response.status_code == 200
+    assert requests_of(tracker) == {("(unmatched)", "GET", "2xx"): 1}
+    assert not [r for r in caplog.records if "no route template" in r.getMessage()]
+    tracker.shutdown(0.1)

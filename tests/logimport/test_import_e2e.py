@@ -50,6 +50,7 @@ SITES = [f"fmt{index}" for index in range(len(FORMATS))] + [
     "resume",
     "append",
     "recent",
+    "follow",
 ]
 
 
@@ -363,3 +364,33 @@ def test_a_history_import_leaves_the_hours_whose_live_counts_may_still_arrive(
     assert arriving == 2
     assert f"skipped (live counts may still arrive): {arriving}" in done.stderr
     assert stats(server.url, site, "requests")[""] == len(hits) - arriving
+
+
+def test_refusals_name_the_real_reason_and_follow_or_append_import_recent_hours() -> None:
+    from headcount.logimport._importer import SiteState
+
+    now_hour = int(time.time()) // 3600 * 3600
+    state = SiteState(newest_hour=now_hour, arriving_from=now_hour - 7200)
+    assert state.refusal(now_hour + 3600) == "in the future"  # never "try again later"
+    assert state.refusal(now_hour) == "live counts may still arrive"
+    assert state.refusal(now_hour - 10800) is None
+    appending = SiteState(newest_hour=now_hour, arriving_from=now_hour - 7200, append=True)
+    assert appending.refusal(now_hour) is None
+
+
+def test_following_a_log_imports_its_new_lines(
+    collector: tuple[CollectorProcess, dict[str, SiteTokens]], tmp_path: Path
+) -> None:
+    """A followed log is the site's live source: its lines are recent by nature."""
+    server, tokens = collector
+    site = tokens["follow"]
+    now = int(time.time())
+    hits = tuple(
+        Hit(-120 + n, "203.0.113.7", FIREFOX, "GET", "/about", 200, "text/html") for n in range(3)
+    )
+    log = tmp_path / "access.log"
+    log.write_text(render("combined", now, hits), encoding="utf-8")
+    done = run_import(server.url, site.write, "--follow", "--idle-exit", "1", str(log))
+    assert done.returncode == 0, done.stderr
+    assert "live counts may still arrive" not in done.stderr
+    assert stats(server.url, site, "requests")[""] == len(hits)

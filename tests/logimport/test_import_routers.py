@@ -376,6 +376,7 @@ def test_an_app_in_the_current_directory_loads_and_a_failing_one_is_one_line(
         "from flask import Flask\napp = Flask(__name__)\napp.add_url_rule('/', 'home', lambda: '')\n",
         encoding="utf-8",
     )
+    (project / "needsdep.py").write_text("import missing_dependency_xyz\n", encoding="utf-8")
     (project / "needsenv.py").write_text(
         "import os\nTOKEN = os.environ['SOME_SETTING_THE_SERVER_SETS']\n", encoding="utf-8"
     )
@@ -394,6 +395,7 @@ def test_an_app_in_the_current_directory_loads_and_a_failing_one_is_one_line(
         ("nosuchmodule:app", "--app nosuchmodule:app: no module named 'nosuchmodule'"),
         ("needsenv:app", "importing needsenv raised KeyError: 'SOME_SETTING_THE_SERVER_SETS'"),
         ("siteapp:application", "--app siteapp:application: siteapp has no 'application'"),
+        ("needsdep:app", "needs 'missing_dependency_xyz', which is not installed"),
     ):
         done = run(app)
         assert done.returncode == 1, app

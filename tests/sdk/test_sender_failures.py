@@ -180,13 +180,13 @@ def test_fixing_a_refused_token_on_the_collector_loses_nothing(tmp_path: Path) -
         server.stop()
 
 
-def _tls_collector(tmp_path: Path) -> tuple[str, Path, HTTPServer]:
-    """A stand-in collector over HTTPS with a self-signed certificate for 127.0.0.1."""
+def _tls_collector(tmp_path: Path, names: str = "IP:127.0.0.1") -> tuple[str, Path, HTTPServer]:
+    """A stand-in collector over HTTPS with a self-signed certificate for ``names``."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
+         "-addext", f"subjectAltName={names}"],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
 
@@ -231,6 +231,25 @@ def test_an_untrusted_certificate_is_named_as_such_not_as_an_outage(
         trusted.record_request(page())
         assert trusted.flush(5) is True
         trusted.shutdown(1)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_certificate_for_another_name_is_named_as_such(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert, server = _tls_collector(tmp_path, names="DNS:stats.example.org")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted, but for another name
+    try:
+        tracker = Tracker(url, WRITE_TOKEN, flush_interval=86400, backoff_initial=0.01)
+        with caplog.at_level(logging.WARNING, logger="headcount"):
+            tracker.record_request(page())
+            assert tracker.flush(2) is False
+        messages = [r.getMessage() for r in headcount_lines(caplog)]
+        assert any("must be one the certificate names" in m for m in messages)
+        assert not any("SSL_CERT_FILE" in m for m in messages)
+        tracker.shutdown(0.5)
     finally:
         server.shutdown()
         server.server_close()

@@ -23,6 +23,7 @@ __all__ = [
     "SchemaDialect",
     "apply_migrations",
     "latest_version",
+    "log_migration",
     "migrations",
 ]
 
@@ -310,8 +311,9 @@ def latest_version() -> int:
     return len(_VERSIONS)
 
 
-def apply_migrations(execute: Callable[..., Any], dialect: SchemaDialect) -> None:
-    """Bring the schema up to the latest version, inside the caller's transaction.
+def apply_migrations(execute: Callable[..., Any], dialect: SchemaDialect) -> int:
+    """Bring the schema up to the latest version, inside the caller's transaction; the
+    version found (0: a new database), for ``log_migration`` once committed.
 
     ``execute`` is the connection's own; the caller holds whatever lock keeps two
     collectors from migrating at once (SQLite's write lock, a PostgreSQL advisory lock).
@@ -335,8 +337,14 @@ def apply_migrations(execute: Callable[..., Any], dialect: SchemaDialect) -> Non
             f"{dialect.placeholder}) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(version),),
         )
-    # Said once, by the process that did it: an operator checks this line after a deploy.
-    if current == 0:
+    return current
+
+
+def log_migration(found: int) -> None:
+    """After the migration's commit: what it did, said once, by the process that did
+    it (an operator checks this line after a deploy)."""
+    latest = latest_version()
+    if found == 0:
         logger.info("database schema created (version %d)", latest)
-    elif current < latest:
-        logger.info("database schema migrated from version %d to %d", current, latest)
+    elif found < latest:
+        logger.info("database schema migrated from version %d to %d", found, latest)

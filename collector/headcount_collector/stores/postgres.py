@@ -53,7 +53,12 @@ from headcount_collector.stores.base import (
     spill_excess_keys,
     stored_ids,
 )
-from headcount_collector.stores.migrations import POSTGRESQL, apply_migrations, latest_version
+from headcount_collector.stores.migrations import (
+    POSTGRESQL,
+    apply_migrations,
+    latest_version,
+    log_migration,
+)
 from headcount_collector.tables import TABLES, Table
 from headcount_collector.timeutil import floor_hour
 
@@ -195,14 +200,15 @@ class PostgresStore:
         return self._run(lambda conn: conn.execute(sql, params).fetchall(), "read")
 
     def migrate(self) -> None:
-        def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        def migrate_in(conn: psycopg.Connection[tuple[object, ...]]) -> int:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            apply_migrations(conn.execute, POSTGRESQL)
+            found = apply_migrations(conn.execute, POSTGRESQL)
             self._key_counts.secret = ensure_secret(conn.execute, "%s")
             self._batch_id_secret = ensure_secret(conn.execute, "%s", BATCH_ID_SECRET_NAME)
+            return found
 
         try:
-            self._run(migrate_in, "migration")
+            log_migration(self._run(migrate_in, "migration"))
         except StoreUnavailable as exc:
             # The pool says only that no connection came in time; its reason (no such
             # database, authentication, refused) went to its log as a warning. Ask once

@@ -54,7 +54,12 @@ from headcount_collector.stores.base import (
     spill_excess_keys,
     stored_ids,
 )
-from headcount_collector.stores.migrations import SQLITE, apply_migrations, latest_version
+from headcount_collector.stores.migrations import (
+    SQLITE,
+    apply_migrations,
+    latest_version,
+    log_migration,
+)
 from headcount_collector.tables import TABLES
 from headcount_collector.timeutil import floor_hour
 
@@ -232,9 +237,10 @@ class SQLiteStore:
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._write() as conn:
-            apply_migrations(conn.execute, SQLITE)
+            found = apply_migrations(conn.execute, SQLITE)
             self._key_counts.secret = ensure_secret(conn.execute, "?")
             self._batch_id_secret = ensure_secret(conn.execute, "?", BATCH_ID_SECRET_NAME)
+        log_migration(found)
 
     def schema_version(self) -> int:
         row = (

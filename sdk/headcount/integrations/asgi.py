@@ -15,10 +15,11 @@ other app is counted as ``(unmatched)``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+import anyio.to_thread
 
 from headcount._log import RateLimitedLog
 from headcount.integrations._common import ROUTE_KEY, asgi_request_info
@@ -56,14 +57,19 @@ class HeadcountMiddleware:
         """``send`` for the lifespan scope: once the app has shut down, and before the
         server hears so, the tracker sends what it holds. uvicorn ends a worker stopped
         by SIGTERM by raising that signal again, so Python's exit hooks, the SDK's exit
-        flush among them, never run there; this is the flush that does."""
+        flush among them, never run there; this is the flush that does.
+
+        A flush, not ``shutdown``: an app can live through several lifespans in one
+        process (a test suite's clients, a tracker shared by two apps), and the tracker
+        keeps counting after each. Visits still open at that moment stay open (the exit
+        hook, where it runs, closes them)."""
         tracker = self.tracker
 
         async def send_after_flushing(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                # Off the event loop: a slow collector must not stall other shutdown work
-                # beyond the tracker's own bound (shutdown_timeout).
-                await asyncio.to_thread(tracker.shutdown)
+                # Off the event loop, through anyio (httpx's own dependency), so that
+                # trio servers work too; bounded by shutdown_timeout.
+                await anyio.to_thread.run_sync(tracker.flush, tracker.settings.shutdown_timeout)
             await send(message)
 
         return send_after_flushing

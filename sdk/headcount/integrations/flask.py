@@ -50,7 +50,9 @@ class Headcount:
         # Wrapping wsgi_app (not the app object) keeps `app` a Flask instance for
         # servers and tools, and runs inside any middleware the app added before,
         # such as ProxyFix, so REMOTE_ADDR is the one the app trusts.
-        app.wsgi_app = HeadcountMiddleware(app.wsgi_app, tracker)  # type: ignore[method-assign]
+        app.wsgi_app = HeadcountMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, tracker, tell_unrouted=False
+        )
 
     @property
     def tracker(self) -> Tracker:

@@ -36,11 +36,13 @@ class HeadcountMiddleware:
     counted as a 5xx and re-raised untouched.
     """
 
-    def __init__(self, app: WSGIApp, tracker: Tracker) -> None:
+    def __init__(self, app: WSGIApp, tracker: Tracker, *, tell_unrouted: bool = True) -> None:
         self.app = app
         self.tracker = tracker
         self._checked_servers = False
-        self._told_about_routes = False
+        # Framework adapters set the route themselves; a request of theirs without one
+        # (a fallback page, an app dispatched beside them) is theirs to explain.
+        self._told_about_routes = not tell_unrouted
         # At most one line a minute per kind of problem: a request shape that always
         # fails must not flood the app's log.
         self.log = RateLimitedLog()

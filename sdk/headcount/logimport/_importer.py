@@ -131,8 +131,6 @@ class SiteState:
                 return "hours with data"
         elif self.first_hour is not None and hour >= self.first_hour:
             return "hours already stored"
-        elif self.arriving_from is not None and hour >= self.arriving_from:
-            return "live counts may still arrive"
         if self.closed is not None:
             at = bisect.bisect_right(self.closed, (hour, math.inf)) - 1
             if at >= 0 and self.closed[at][0] <= hour < self.closed[at][1]:
@@ -143,6 +141,8 @@ class SiteState:
             return "older than retention"
         if self.newest_hour is not None and hour > self.newest_hour:
             return "in the future"
+        if not self.append and self.arriving_from is not None and hour >= self.arriving_from:
+            return "live counts may still arrive"
         return None
 
 
@@ -204,6 +204,10 @@ class Importer:
         response = self._client.get(IMPORT_STATE_PATH)
         _check(response)
         data = response.json()
+        if self._follow:
+            # Following a growing log makes the log the site's live source: every line
+            # read is newer than the state read at the start, and would be refused.
+            data.pop("arriving_from", None)
         closed = data.get("closed")
         return SiteState(
             data.get("first_hour"),

@@ -54,6 +54,11 @@ def _importing(what: str, module_name: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name and module_name != exc.name and not module_name.startswith(exc.name + "."):
+            raise ValueError(
+                f"{what}: importing {module_name} needs {exc.name!r}, which is not "
+                "installed in this environment (install the app's dependencies here)"
+            ) from None
         raise ValueError(
             f"{what}: no module named {exc.name!r} (run from the project's directory, or "
             "set PYTHONPATH to it)"

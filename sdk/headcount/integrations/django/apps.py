@@ -41,7 +41,8 @@ def middleware_placement(app_configs: Any = None, **kwargs: Any) -> list[checks.
     """``manage.py check`` (and every ``runserver``): the app installed without its
     middleware counts nothing, and the middleware below others misses what they answer."""
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if MIDDLEWARE_PATH not in middleware:
+    ours = [_is_ours(entry) for entry in middleware]
+    if not any(ours):
         return [
             checks.Warning(
                 "headcount.integrations.django is installed but its middleware is not in "
@@ -50,7 +51,7 @@ def middleware_placement(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 id="headcount.W001",
             )
         ]
-    if middleware[0] != MIDDLEWARE_PATH:
+    if not ours[0]:
         return [
             checks.Warning(
                 "HeadcountMiddleware is not the first entry of MIDDLEWARE: requests that the "
@@ -61,3 +62,18 @@ def middleware_placement(app_configs: Any = None, **kwargs: Any) -> list[checks.
             )
         ]
     return []
+
+
+def _is_ours(entry: object) -> bool:
+    """The middleware under any import path, or a subclass of it."""
+    if entry == MIDDLEWARE_PATH:
+        return True
+    from django.utils.module_loading import import_string
+
+    from headcount.integrations.django._middleware import HeadcountMiddleware
+
+    try:
+        found = import_string(str(entry))
+    except ImportError:
+        return False  # Django's own checks report an entry that cannot be imported
+    return isinstance(found, type) and issubclass(found, HeadcountMiddleware)
