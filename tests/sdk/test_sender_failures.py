@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -180,8 +182,10 @@ def test_fixing_a_refused_token_on_the_collector_loses_nothing(tmp_path: Path) -
         server.stop()
 
 
-def _tls_collector(tmp_path: Path, names: str = "IP:127.0.0.1") -> tuple[str, Path, HTTPServer]:
-    """A stand-in collector over HTTPS with a self-signed certificate for ``names``."""
+@contextmanager
+def _tls_collector(tmp_path: Path, names: str = "IP:127.0.0.1") -> Iterator[tuple[str, Path]]:
+    """A stand-in collector over HTTPS with a self-signed certificate for ``names``:
+    its URL and the certificate, while it serves."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -208,48 +212,43 @@ def _tls_collector(tmp_path: Path, names: str = "IP:127.0.0.1") -> tuple[str, Pa
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"https://127.0.0.1:{server.server_address[1]}", cert, server
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _warnings_of_a_failed_flush(url: str, caplog: pytest.LogCaptureFixture) -> list[str]:
+    tracker = Tracker(url, WRITE_TOKEN, flush_interval=86400, backoff_initial=0.01)
+    with caplog.at_level(logging.WARNING, logger="headcount"):
+        tracker.record_request(page())
+        assert tracker.flush(2) is False
+    tracker.shutdown(0.5)
+    return [r.getMessage() for r in headcount_lines(caplog)]
 
 
 def test_an_untrusted_certificate_is_named_as_such_not_as_an_outage(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, cert, server = _tls_collector(tmp_path)
-    try:
-        tracker = Tracker(url, WRITE_TOKEN, flush_interval=86400, backoff_initial=0.01)
-        with caplog.at_level(logging.WARNING, logger="headcount"):
-            tracker.record_request(page())
-            assert tracker.flush(2) is False
-        messages = [r.getMessage() for r in headcount_lines(caplog)]
+    with _tls_collector(tmp_path) as (url, cert):
+        messages = _warnings_of_a_failed_flush(url, caplog)
         assert any("cannot verify the collector's TLS certificate" in m for m in messages)
         assert any("SSL_CERT_FILE" in m for m in messages)
         assert not any("unreachable" in m for m in messages)
-        tracker.shutdown(0.5)
         # Trusting the CA, as the message says, is enough.
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         trusted = Tracker(url, WRITE_TOKEN, flush_interval=86400)
         trusted.record_request(page())
         assert trusted.flush(5) is True
         trusted.shutdown(1)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_certificate_for_another_name_is_named_as_such(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, cert, server = _tls_collector(tmp_path, names="DNS:stats.example.org")
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted, but for another name
-    try:
-        tracker = Tracker(url, WRITE_TOKEN, flush_interval=86400, backoff_initial=0.01)
-        with caplog.at_level(logging.WARNING, logger="headcount"):
-            tracker.record_request(page())
-            assert tracker.flush(2) is False
-        messages = [r.getMessage() for r in headcount_lines(caplog)]
+    with _tls_collector(tmp_path, names="DNS:stats.example.org") as (url, cert):
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted, but for another name
+        messages = _warnings_of_a_failed_flush(url, caplog)
         assert any("must be one the certificate names" in m for m in messages)
         assert not any("SSL_CERT_FILE" in m for m in messages)
-        tracker.shutdown(0.5)
-    finally:
-        server.shutdown()
-        server.server_close()
