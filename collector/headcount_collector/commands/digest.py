@@ -23,7 +23,14 @@ def _run(args: argparse.Namespace) -> int:
     if not token:
         print("headcount-collector: no token given on standard input", file=sys.stderr)
         return 2
-    if not token.startswith(_TOKEN_PREFIXES) and token not in ("%s", "$TOKEN"):
+    if token in ("%s", "$TOKEN"):
+        print(
+            f"headcount-collector: the input is the literal text {token!r}, not a token; "
+            "pass the token itself on standard input",
+            file=sys.stderr,
+        )
+        return 2
+    if not token.startswith(_TOKEN_PREFIXES):
         # Tokens may be the operator's own; still, say so, since a slip in a pipe (an
         # unset variable, a stray format) would otherwise give a digest nothing matches.
         print(
@@ -31,13 +38,6 @@ def _run(args: argparse.Namespace) -> int:
             "(the tokens `init` and `token rotate` make); check what was read",
             file=sys.stderr,
         )
-    elif not token.startswith(_TOKEN_PREFIXES):
-        print(
-            f"headcount-collector: the input is the literal text {token!r}, not a token; "
-            "pass the token itself on standard input",
-            file=sys.stderr,
-        )
-        return 2
     print(token_digest(token).hex())
     return 0
 

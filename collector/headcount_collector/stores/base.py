@@ -944,10 +944,6 @@ class SealParams:
     sealed_from: int
     sealed_until: int
 
-    @property
-    def recorded(self) -> bool:
-        return self.epsilon >= 0
-
 
 def _record_params(
     execute: Callable[..., Any],
