@@ -300,9 +300,12 @@ class Tracker:
                 if state.visits is not None:
                     # With visits on, an entry is the pageview that starts a visit; the
                     # referrer rule stays only where the store cannot tell.
+                    # The visit is ordered by when each page was asked for: a browser
+                    # asks for its next page only after this response reached it, while
+                    # this worker may record the request later than the next worker.
                     started = state.visits.record(
                         info.client_addr, info.forwarded_for, user_agent, info.host,
-                        route, pageview, now,
+                        route, pageview, now - elapsed if elapsed > 0 else now,
                     )  # fmt: skip
                     if started is _PENDING:
                         state.table.add(request)  # the store counts the pageview

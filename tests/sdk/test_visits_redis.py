@@ -494,6 +494,27 @@ def test_a_tracker_with_redis_sends_the_visits_its_sweeps_claim(prefix: str) -> 
     assert b'"route":"/in","duration":"<10s","pages":"2"' in body
 
 
+def test_the_entry_is_the_page_asked_for_first_when_its_worker_records_it_last(
+    prefix: str,
+) -> None:
+    # A worker records a request once its response is out: the browser may already have
+    # asked another worker for its next page, and that one may be recorded first.
+    sent, options = _recording_options(prefix)
+    workers = [Tracker("http://collector.test", "t", **options) for _ in range(2)]
+    workers[1].record_request(page(route="/on", client_addr=ADDRESS, elapsed=0.01))
+    workers[1].peek()
+    time.sleep(0.05)
+    # Asked for 0.2 s ago, before "/on" was: its response is what the browser followed.
+    workers[0].record_request(page(route="/in", client_addr=ADDRESS, elapsed=0.2))
+    time.sleep(GAP + 0.1)
+    for tracker in workers:
+        assert tracker.shutdown(5)
+        assert tracker.stats().errors == 0
+    body = b"".join(sent)
+    assert body.count(b'"kind":"visit"') == 1
+    assert b'"route":"/in","duration":"<10s","pages":"2"' in body
+
+
 def test_asyncio_callers_never_wait_on_redis_and_nothing_is_lost(
     worker: Callable[..., Worker],
 ) -> None:

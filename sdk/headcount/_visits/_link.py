@@ -62,9 +62,10 @@ class VisitStore(Protocol):
     ) -> bool | Linked | None:
         """One pageview on ``route``: continue its browser's visit or start one.
 
-        ``now`` is the caller's reading of the wall clock (``time.time``, or the replay
-        clock the store was built with), when it has just taken one (the tracker has, for
-        the hour): one clock call fewer per pageview. A store on another clock ignores it.
+        ``now`` is when the page was asked for, on the wall clock (``time.time``, or the
+        replay clock the store was built with): the tracker passes the request's start,
+        which orders a browser's pageviews even when another worker records the next one
+        first, and saves a clock call. A store on another clock orders by it only.
 
         True when this pageview started a visit (it is the visit's entry), False when it
         continued one, None when it was not linked (no client address, store unavailable);
