@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import lru_cache
@@ -118,7 +119,12 @@ def _read_routes_file(path: str) -> list[list[str]]:
 
 
 class _FlaskRoutes:
-    """Werkzeug's ``url_map`` matching, as Flask does for the live request."""
+    """Werkzeug's ``url_map`` matching, as Flask does for the live request.
+
+    A log holds a path per id (``/users/1``, ``/users/2``, ...), each new to every cache
+    and each a full match. When no rule of the map can tell one digit from another (see
+    ``_digit_blindness``), paths that differ only in their digits match alike, so one
+    match answers for all of them: the path's digits are zeros in the key."""
 
     def __init__(self, app: Any) -> None:
         from werkzeug.exceptions import HTTPException
@@ -127,9 +133,24 @@ class _FlaskRoutes:
         self._url_map = app.url_map
         self._misses = (HTTPException, RequestRedirect)
         self._adapters: dict[str, Any] = {}
+        self._blindness = _digit_blindness(self._url_map)
+        self._by_shape: dict[tuple[str, str, str], Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         server = host or "localhost"
+        path = path.split("?", 1)[0]
+        shape = _digit_shape(path, self._blindness)
+        if shape is None:
+            return self._match(method, path, server)
+        key = (method, shape, server)
+        known = self._by_shape.get(key)
+        if known is None:
+            if len(self._by_shape) >= _CACHE_SIZE:
+                self._by_shape.clear()
+            known = self._by_shape[key] = self._match(method, path, server)
+        return known
+
+    def _match(self, method: str, path: str, server: str) -> Resolved:
         adapter = self._adapters.get(server)
         if adapter is None:
             # Binding is per host, not per path; a log names few hosts (bounded anyway).
@@ -137,10 +158,86 @@ class _FlaskRoutes:
                 self._adapters.clear()
             adapter = self._adapters[server] = self._url_map.bind(server)
         try:
-            rule, _ = adapter.match(path.split("?", 1)[0], method=method, return_rule=True)
+            rule, _ = adapter.match(path, method=method, return_rule=True)
         except self._misses:
             return None, False
         return str(rule.rule), False
+
+
+# How far a map's rules are blind to digits: every digit of a path (ALL), the digits of
+# all-digit segments (SEGMENTS: some literal such as "v1" has a digit), or none.
+_BLIND_NONE: Final = 0
+_BLIND_SEGMENTS: Final = 1
+_BLIND_ALL: Final = 2
+_ZEROS: Final = str.maketrans("123456789", "000000000")
+_CONVERTER: Final = re.compile(r"<[^<>]*>")
+
+
+def _digit_blindness(url_map: Any) -> int:
+    """Whether every rule of a werkzeug map matches a path exactly as it matches the same
+    path with other digits in place of its digits (one digit for one, so lengths stay).
+
+    That holds when each converter's pattern treats all digits alike and its check does
+    not read the value (no ``min``/``max``, no custom converter), and no literal part of
+    a rule can equal a segment whose digits changed. Rules with defaults (which redirect
+    by value) or aliases make the map not blind; so does anything unrecognised."""
+    from werkzeug.routing.converters import (
+        AnyConverter,
+        FloatConverter,
+        IntegerConverter,
+        PathConverter,
+        UnicodeConverter,
+        UUIDConverter,
+    )
+
+    blindness = _BLIND_ALL
+    try:
+        for rule in url_map.iter_rules():
+            if rule.defaults or rule.alias:
+                return _BLIND_NONE
+            for converter in rule._converters.values():
+                kind = type(converter)
+                if kind in (IntegerConverter, FloatConverter):
+                    if converter.min is not None or converter.max is not None:
+                        return _BLIND_NONE
+                elif kind is AnyConverter:
+                    if any(_has_digit(item) for item in converter.items):
+                        return _BLIND_NONE
+                elif kind not in (UnicodeConverter, PathConverter, UUIDConverter):
+                    return _BLIND_NONE
+            for segment in str(rule.rule).split("/"):
+                literal = _CONVERTER.sub("", segment)
+                if not _has_digit(literal):
+                    continue
+                if literal != segment or (segment.isascii() and segment.isdigit()):
+                    # A digit beside a converter, or an all-digit segment: its digits
+                    # decide a match.
+                    return _BLIND_NONE
+                blindness = _BLIND_SEGMENTS  # a literal such as "v1": never all digits
+    except AttributeError:  # a werkzeug whose rules this does not know
+        return _BLIND_NONE
+    return blindness
+
+
+def _has_digit(text: str) -> bool:
+    return any(char.isdigit() for char in text)
+
+
+def _digit_shape(path: str, blindness: int) -> str | None:
+    """``path`` with zeros for the digits the map cannot tell apart; None when there is
+    nothing to replace (or the path is percent-encoded: its digits may not be digits)."""
+    if blindness == _BLIND_NONE or "%" in path:
+        return None
+    if blindness == _BLIND_ALL:
+        shape = path.translate(_ZEROS)
+        return shape if shape != path else None
+    segments = path.split("/")
+    changed = False
+    for i, segment in enumerate(segments):
+        if segment.isascii() and segment.isdigit() and segment.strip("0"):
+            segments[i] = "0" * len(segment)
+            changed = True
+    return "/".join(segments) if changed else None
 
 
 class _StarletteRoutes:
