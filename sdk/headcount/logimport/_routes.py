@@ -180,7 +180,9 @@ def _digit_blindness(url_map: Any) -> int:
     That holds when each converter's pattern treats all digits alike and its check does
     not read the value (no ``min``/``max``, no custom converter), and no literal part of
     a rule can equal a segment whose digits changed. Rules with defaults (which redirect
-    by value) or aliases make the map not blind; so does anything unrecognised."""
+    by value), aliases or a redirect function make the map not blind; so does anything
+    unrecognised, such as an app's own map, rule or converter class."""
+    from werkzeug.routing import Map, Rule
     from werkzeug.routing.converters import (
         AnyConverter,
         FloatConverter,
@@ -190,12 +192,16 @@ def _digit_blindness(url_map: Any) -> int:
         UUIDConverter,
     )
 
+    if type(url_map) is not Map:
+        return _BLIND_NONE  # an app's own map class may match differently
     blindness = _BLIND_ALL
     try:
         for rule in url_map.iter_rules():
-            if rule.defaults or rule.alias:
+            # A redirect_to callable is the app's code, called with the value.
+            if type(rule) is not Rule or rule.defaults or rule.alias or callable(rule.redirect_to):
                 return _BLIND_NONE
-            for converter in rule._converters.values():
+            converters: list[Any] = list(rule._converters.values())
+            for converter in converters:
                 kind = type(converter)
                 if kind in (IntegerConverter, FloatConverter):
                     if converter.min is not None or converter.max is not None:
@@ -220,12 +226,14 @@ def _digit_blindness(url_map: Any) -> int:
 
 
 def _has_digit(text: str) -> bool:
+    # Wider than ASCII digits (it counts "²" too): a doubt makes the map not blind.
     return any(char.isdigit() for char in text)
 
 
 def _digit_shape(path: str, blindness: int) -> str | None:
     """``path`` with zeros for the digits the map cannot tell apart; None when there is
-    nothing to replace (or the path is percent-encoded: its digits may not be digits)."""
+    nothing to replace. A percent-encoded path is left to its own match: werkzeug reads
+    it as it stands, and an escape such as ``%31`` is not worth reasoning about."""
     if blindness == _BLIND_NONE or "%" in path:
         return None
     if blindness == _BLIND_ALL:
