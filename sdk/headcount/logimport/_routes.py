@@ -248,9 +248,49 @@ def _digit_shape(path: str, blindness: int) -> str | None:
     return "/".join(segments) if changed else None
 
 
+def _per_shape(known: dict[Any, Resolved], key: Any, match: Callable[[], Resolved]) -> Resolved:
+    """The answer kept for a digit shape (``key``), else ``match()``'s, then kept."""
+    found = known.get(key)
+    if found is None:
+        if len(known) >= _CACHE_SIZE:
+            known.clear()
+        found = known[key] = match()
+    return found
+
+
+def _literal_blindness(template: str, parameter: re.Pattern[str], brackets: str) -> int:
+    """How blind to digits the literal text of one route template (outside ``parameter``)
+    is, by the rule of ``_digit_blindness``: ALL without a digit; SEGMENTS when each digit
+    sits in a segment that is all literal and holds a non-digit ("v1"): wherever that
+    text matches, its path segment is not all digits, so no digit it reads was changed;
+    else NONE. A bracket left in the literal text (``brackets``) may be read otherwise by
+    the framework: NONE."""
+    blindness = _BLIND_ALL
+    for segment in template.split("/"):
+        literal = parameter.sub("", segment)
+        if any(char in brackets for char in literal):
+            return _BLIND_NONE
+        if not _has_digit(literal):
+            continue
+        if literal != segment or (segment.isascii() and segment.isdigit()):
+            return _BLIND_NONE
+        blindness = _BLIND_SEGMENTS
+    return blindness
+
+
+# What in a regex's text can tell one ASCII digit from another: a digit (a literal one, a
+# range ending in one, a quantifier such as {4}, an escape such as \x35 or \1), a named
+# character (\N{DIGIT FIVE}), a named backreference or a conditional (both read text
+# captured earlier). Without them each atom reads a digit through a class that holds all
+# ten or none (\d, \w, ., [^/], [a-z], a range around them such as [!-~]).
+_DIGIT_AWARE_REGEX: Final = re.compile(r"[0-9]|\\N|\(\?P=|\(\?\(")
+
+
 class _StarletteRoutes:
     """Starlette's route matching, through mounts; the template is built by the same
-    code that the ASGI integration uses on a live scope."""
+    code that the ASGI integration uses on a live scope. As for Flask, paths that differ
+    only in their digits share one match when no route can tell digits apart (see
+    ``_starlette_blindness``); the host plays no part."""
 
     def __init__(self, app: Any) -> None:
         from starlette.routing import Match
@@ -260,12 +300,21 @@ class _StarletteRoutes:
         self._router = getattr(app, "router", app)
         self._full = Match.FULL
         self._templates = StarletteRoutes()
+        self._blindness = _starlette_blindness(self._router.routes)
+        self._by_shape: dict[tuple[str, str], Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        path = path.split("?", 1)[0]
+        shape = _digit_shape(path, self._blindness)
+        if shape is None:
+            return self._match(method, path)
+        return _per_shape(self._by_shape, (method, shape), lambda: self._match(method, path))
+
+    def _match(self, method: str, path: str) -> Resolved:
         scope: dict[str, Any] = {
             "type": "http",
             "method": method,
-            "path": path.split("?", 1)[0],
+            "path": path,
             "root_path": "",
             "headers": [],
             "router": self._router,
@@ -305,8 +354,89 @@ class _StarletteRoutes:
         return None, False
 
 
+def _starlette_blindness(routes: Any) -> int:
+    """Whether Starlette's (and FastAPI's) ``routes`` match every path exactly as the same
+    path with other digits in place of its digits (one digit for one), as for werkzeug.
+
+    A route's regex must be what ``compile_path`` makes of its path text: the literal text
+    escaped, and per parameter a built-in convertor's pattern, which treats all digits
+    alike, and whose ``convert`` never refuses what that pattern matched (but for an int's
+    length, which stays). So the literal text decides (``_literal_blindness``). Routes are
+    read wherever matching or the integration's mount templates reach: below mounts (also
+    through middleware) and through FastAPI's included routers, as the routes they match
+    with (prefixes joined). A WebSocket route never matches an HTTP request. Any other
+    class (Host, an app's own route, router or convertor) makes them not blind."""
+    try:
+        from starlette.convertors import (
+            FloatConvertor,
+            IntegerConvertor,
+            PathConvertor,
+            StringConvertor,
+            UUIDConvertor,
+        )
+        from starlette.routing import PARAM_REGEX, Mount, Route, WebSocketRoute, compile_path
+
+        from headcount.integrations._starlette import _MAX_MOUNT_DEPTH, _child_routes
+
+        # FastAPI's classes, if the app has FastAPI routes (they imported this module).
+        fastapi = sys.modules.get("fastapi.routing")
+        api_route = getattr(fastapi, "APIRoute", None)
+        api_router = getattr(fastapi, "APIRouter", None)
+        included = getattr(fastapi, "_IncludedRouter", None)
+        effective = getattr(fastapi, "_EffectiveRouteContext", None)
+        sockets = (WebSocketRoute, getattr(fastapi, "APIWebSocketRoute", None))
+        convertors = (
+            StringConvertor, PathConvertor, IntegerConvertor, FloatConvertor, UUIDConvertor
+        )  # fmt: skip
+
+        def compiled(path: Any, route: Any) -> int:
+            if not isinstance(path, str) or any(
+                type(convertor) not in convertors for convertor in route.param_convertors.values()
+            ):
+                return _BLIND_NONE
+            regex = compile_path(path)[0]
+            if (route.path_regex.pattern, route.path_regex.flags) != (regex.pattern, regex.flags):
+                return _BLIND_NONE  # changed after it was made: not read from its text
+            return _literal_blindness(path, PARAM_REGEX, "{}")
+
+        def blindness(route: Any, depth: int) -> int:
+            kind = type(route)
+            if depth >= _MAX_MOUNT_DEPTH:
+                return _BLIND_NONE
+            if kind in sockets:
+                return _BLIND_ALL
+            if kind is Route or kind is api_route:
+                return compiled(route.path, route)
+            if kind is Mount:
+                below = _child_routes(route) or ()
+                own = compiled(route.path + "/{path:path}", route)
+                return min((own, *(blindness(inner, depth + 1) for inner in below)))
+            if kind is not included or type(route.original_router) is not api_router:
+                return _BLIND_NONE
+            found = _BLIND_ALL
+            for candidate in route.effective_candidates():
+                if type(candidate) is included:
+                    found = min(found, blindness(candidate, depth + 1))
+                elif type(candidate) is not effective:
+                    return _BLIND_NONE
+                elif type(candidate.original_route) is api_route:
+                    # An APIRoute matches with its context's regex: the prefixed path's.
+                    found = min(found, compiled(candidate.path, candidate))
+                elif candidate.starlette_route is not None:
+                    found = min(found, blindness(candidate.starlette_route, depth + 1))
+                else:
+                    return _BLIND_NONE  # an app's route class, frontend routes
+            return found
+
+        return min((_BLIND_ALL, *(blindness(route, 0) for route in routes)))
+    except Exception:  # a version this does not know, or routes that fail to build:
+        return _BLIND_NONE  # each path is matched (and fails) as before
+
+
 class _DjangoRoutes:
-    """``django.urls.resolve``, with the Django integration's template and admin rules."""
+    """``django.urls.resolve``, with the Django integration's template and admin rules.
+    As for Flask, paths that differ only in their digits share one match when no pattern
+    can tell digits apart (see ``_django_blindness``); method and host play no part."""
 
     def __init__(self, settings_module: str) -> None:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
@@ -314,21 +444,98 @@ class _DjangoRoutes:
         import django
 
         django.setup()
-        from django.urls import Resolver404, resolve
+        from django.urls import Resolver404, get_resolver, get_urlconf
 
         from headcount.integrations.django._middleware import _is_admin_view, _route_of
 
-        self._resolve = resolve
+        # The resolver that resolve() uses, kept: the one read for blindness answers.
+        self._resolver = get_resolver(get_urlconf())
         self._miss = Resolver404
         self._route_of = _route_of
         self._is_admin = _is_admin_view
+        self._blindness = _django_blindness(self._resolver)
+        self._by_shape: dict[str, Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
+        path = path.split("?", 1)[0]
+        shape = _digit_shape(path, self._blindness)
+        if shape is None:
+            return self._match(path)
+        return _per_shape(self._by_shape, shape, lambda: self._match(path))
+
+    def _match(self, path: str) -> Resolved:
         try:
-            match = self._resolve(path.split("?", 1)[0])
+            match = self._resolver.resolve(path)
         except self._miss:
             return None, False
         return self._route_of(_Resolved(match)), self._is_admin(match)
+
+
+def _django_blindness(resolver: Any) -> int:
+    """Whether Django's root ``resolver`` resolves every path exactly as the same path
+    with other digits in place of its digits (one digit for one), as for werkzeug.
+
+    A ``path()`` route's regex must be what Django makes of its text: the literal text
+    escaped, and per parameter a default converter's pattern, which treats all digits
+    alike, and whose ``to_python`` never refuses what that pattern matched (but for an
+    int's length, which stays). So the literal text decides (``_literal_blindness``). A
+    ``re_path()`` regex must hold nothing of ``_DIGIT_AWARE_REGEX``. An i18n prefix is
+    the literal language code (the settings' or the active one: resolving activates
+    none). Any other class of pattern, resolver or converter (an app's own), or a
+    translated (lazy) route makes it not blind."""
+    try:
+        from django.conf import settings
+        from django.urls import URLPattern, URLResolver
+        from django.urls.converters import (
+            IntConverter,
+            PathConverter,
+            SlugConverter,
+            StringConverter,
+            UUIDConverter,
+        )
+        from django.urls.resolvers import (
+            LocalePrefixPattern,
+            RegexPattern,
+            RoutePattern,
+            _route_to_regex,
+        )
+        from django.utils.translation import get_language
+
+        converters = (IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter)
+
+        def pattern_blindness(pattern: Any) -> int:
+            kind = type(pattern)
+            if kind is RegexPattern and isinstance(pattern._regex, str):
+                blind = _DIGIT_AWARE_REGEX.search(pattern.regex.pattern) is None
+                return _BLIND_ALL if blind else _BLIND_NONE
+            if kind is RoutePattern and isinstance(pattern._route, str):
+                if any(type(each) not in converters for each in pattern.converters.values()):
+                    return _BLIND_NONE
+                made = _route_to_regex(pattern._route, pattern._is_endpoint)[0]
+                if pattern.regex.pattern != made:
+                    return _BLIND_NONE  # changed after it was made: not read from its text
+                return _literal_blindness(pattern._route, _CONVERTER, "<>")
+            if kind is LocalePrefixPattern:
+                codes = (settings.LANGUAGE_CODE, get_language() or "")
+                return min(_literal_blindness(code + "/", _CONVERTER, "<>") for code in codes)
+            return _BLIND_NONE
+
+        def blindness(resolver: Any, depth: int) -> int:
+            if depth >= 16:  # include() nested this deep: a cycle, most likely
+                return _BLIND_NONE
+            found = pattern_blindness(resolver.pattern)
+            for entry in resolver.url_patterns:
+                if type(entry) is URLPattern:
+                    found = min(found, pattern_blindness(entry.pattern))
+                elif type(entry) is URLResolver:
+                    found = min(found, blindness(entry, depth + 1))
+                else:
+                    return _BLIND_NONE
+            return found
+
+        return blindness(resolver, 0)
+    except Exception:  # a version this does not know, or a URLconf that fails to load:
+        return _BLIND_NONE  # each path is resolved (and fails) as before
 
 
 class _Resolved:
