@@ -31,6 +31,15 @@ def _cached(resolve: Callable[[str, str, str | None], Resolved]) -> RouteResolve
     return lru_cache(maxsize=_CACHE_SIZE)(resolve)
 
 
+def _cached_unless_shaped(
+    resolve: _FlaskRoutes | _StarletteRoutes | _DjangoRoutes,
+) -> RouteResolver:
+    """A router's answers cached per path, unless it keeps them per digit shape: a log's
+    paths of ids are then each new to a per-path cache, and the importer keeps its own
+    answers per request line anyway."""
+    return resolve if resolve.blindness != _BLIND_NONE else _cached(resolve)
+
+
 def load_resolver(
     app: str | None, django_settings: str | None, routes_file: str | None
 ) -> RouteResolver:
@@ -38,12 +47,12 @@ def load_resolver(
     if app is not None:
         target = _load_attribute(app)
         if hasattr(target, "url_map"):
-            return _cached(_FlaskRoutes(target))
+            return _cached_unless_shaped(_FlaskRoutes(target))
         if hasattr(target, "routes") or hasattr(target, "router"):
-            return _cached(_StarletteRoutes(target))
+            return _cached_unless_shaped(_StarletteRoutes(target))
         raise ValueError(f"{app} is neither a Flask app nor a Starlette/FastAPI app")
     if django_settings is not None:
-        return _cached(_DjangoRoutes(django_settings))
+        return _cached_unless_shaped(_DjangoRoutes(django_settings))
     return _cached(_PathRoutes(_read_routes_file(routes_file) if routes_file else []))
 
 
@@ -133,13 +142,13 @@ class _FlaskRoutes:
         self._url_map = app.url_map
         self._misses = (HTTPException, RequestRedirect)
         self._adapters: dict[str, Any] = {}
-        self._blindness = _digit_blindness(self._url_map)
+        self.blindness = _digit_blindness(self._url_map)
         self._by_shape: dict[tuple[str, str, str], Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         server = host or "localhost"
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self._blindness)
+        shape = _digit_shape(path, self.blindness)
         if shape is None:
             return self._match(method, path, server)
         key = (method, shape, server)
@@ -300,12 +309,12 @@ class _StarletteRoutes:
         self._router = getattr(app, "router", app)
         self._full = Match.FULL
         self._templates = StarletteRoutes()
-        self._blindness = _starlette_blindness(self._router.routes)
+        self.blindness = _starlette_blindness(self._router.routes)
         self._by_shape: dict[tuple[str, str], Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self._blindness)
+        shape = _digit_shape(path, self.blindness)
         if shape is None:
             return self._match(method, path)
         return _per_shape(self._by_shape, (method, shape), lambda: self._match(method, path))
@@ -453,12 +462,12 @@ class _DjangoRoutes:
         self._miss = Resolver404
         self._route_of = _route_of
         self._is_admin = _is_admin_view
-        self._blindness = _django_blindness(self._resolver)
+        self.blindness = _django_blindness(self._resolver)
         self._by_shape: dict[str, Resolved] = {}
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self._blindness)
+        shape = _digit_shape(path, self.blindness)
         if shape is None:
             return self._match(path)
         return _per_shape(self._by_shape, shape, lambda: self._match(path))
