@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import BaseConverter, Map, MapAdapter, RequestRedirect, ValidationError
+from werkzeug.routing import (
+    BaseConverter,
+    IntegerConverter,
+    Map,
+    MapAdapter,
+    RequestRedirect,
+    ValidationError,
+)
 
 from headcount.logimport._routes import _FlaskRoutes
 
@@ -98,7 +105,7 @@ SAMPLE_PATHS = [
     "/files/1/2/raw", "/signed/-5", "/signed/5", "/users/%31", "/page/1", "/page/2",
     "/page/9", "/2024/hello", "/2023/hello", "/api/v1/users/12", "/api/v2/users/12",
     "/api/v9/users/12", "/even/4", "/even/5", "/x1", "/x2", "/item1", "/item21",
-    "/old/11", "/old/13", "/moved/5",
+    "/old/11", "/old/13", "/moved/5", "/n/10", "/n/01",
 ]  # fmt: skip
 
 
@@ -150,3 +157,16 @@ def test_a_log_full_of_ids_costs_one_match_per_route_and_method() -> None:
         assert resolve("GET", f"/users/{user}", None) == ("/users/<int:user_id>", False)
         assert resolve("GET", f"/items/{user}.json", None) == ("/items/<int:item_id>.json", False)
     assert resolve.matches == 2
+
+
+def test_a_narrowed_built_in_converter_is_matched_path_by_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Werkzeug's own int converter, narrowed to refuse leading zeros: it reads digits.
+    monkeypatch.setattr(IntegerConverter, "regex", "[1-9][0-9]*")
+    app = app_with(*BLIND, "/n/<int:n>", "/n/<s>")
+    resolve = CountingRoutes(app)
+    assert werkzeug_answer(app, "GET", "/n/10") != werkzeug_answer(app, "GET", "/n/01")
+    for path in ("/n/10", "/n/01", "/n/20", "/n/02"):
+        assert resolve("GET", path, None) == werkzeug_answer(app, "GET", path)
+    assert resolve.matches == 4

@@ -144,6 +144,17 @@ def with_converter() -> list[Any]:
     return [*default_patterns(), path("even/<even:n>/", view)]
 
 
+def with_narrowed_converter() -> list[Any]:
+    from django.urls import path, register_converter
+    from django.urls.converters import IntConverter
+
+    # Django's own int converter, narrowed to refuse leading zeros: it reads digits.
+    nonzero = IntConverter()
+    nonzero.regex = "[1-9][0-9]*"
+    register_converter(lambda: nonzero, "nonzero")
+    return [*default_patterns(), path("n/<nonzero:n>/", view), path("n/<str:s>/", view)]
+
+
 def split_digit_prefix() -> list[Any]:
     from django.urls import include, path
 
@@ -164,6 +175,9 @@ CASES: dict[str, tuple[Callable[[], list[Any]], str, bool, tuple[str, str] | Non
     ),
     "a digit include prefix": (split_digit_prefix, "en", False, ("/v1/5/", "/v2/5/")),
     "an app's converter": (with_converter, "en", False, ("/even/4/", "/even/5/")),
+    "a narrowed built-in converter": (
+        with_narrowed_converter, "en", False, ("/n/10/", "/n/01/"),
+    ),
     "a regex with a digit range": (
         with_regex(r"^page/(?P<n>[1-5])/$"), "en", False, ("/page/3/", "/page/7/"),
     ),
@@ -189,7 +203,7 @@ SAMPLE_PATHS = [
     "/api/v1/users/12/", "/api/v2/users/12/", "/api/v9/users/12/", "/item51/", "/item52/",
     "/v1/5/", "/v2/5/", "/even/4/", "/even/5/", "/page/3/", "/page/7/", "/years/2024/",
     "/years/202/", "/x5/", "/x6/", "/n5/", "/n6/", "/twice/11/", "/twice/12/",
-    "/users/%31/", "/users/1/?page=2",
+    "/users/%31/", "/users/1/?page=2", "/n/10/", "/n/01/",
 ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.applications import Starlette
-from starlette.convertors import Convertor, register_url_convertor
+from starlette.convertors import Convertor, IntegerConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route, Router, WebSocketRoute
@@ -114,6 +114,14 @@ def with_convertor() -> Starlette:
     return starlette_app(Route("/even/{n:even}", page))
 
 
+def with_narrowed_convertor() -> Starlette:
+    # Starlette's own int convertor, narrowed to refuse leading zeros: it reads digits.
+    nonzero = IntegerConvertor()
+    nonzero.regex = "[1-9][0-9]*"  # type: ignore[misc]  # an instance narrowed, as an app might
+    register_url_convertor("nonzero", nonzero)
+    return starlette_app(Route("/n/{n:nonzero}", page), Route("/n/{s}", page))
+
+
 def with_hidden_year_mount() -> Starlette:
     """A mount below middleware, after a mount of parameters: matching never enters it,
     but its template, /x/2024, is the one the integration picks for the concrete mount
@@ -133,7 +141,7 @@ SAMPLE_PATHS = [
     "/2024/hello", "/2023/hello", "/api/v1/users/12", "/api/v2/users/12", "/api/v9/users/12",
     "/item51", "/item52", "/even/4", "/even/5", "/x/2024/z", "/x/2023/z", "/items/12",
     "/users/5", "/users/5/posts/7", "/teams/3/members/9", "/teams/3/page", "/v1/things/4",
-    "/v2/things/4", "/v1/5", "/v2/5/posts/3", "/2024/5", "/2023/5", "/q/1/z",
+    "/v2/things/4", "/v1/5", "/v2/5/posts/3", "/2024/5", "/2023/5", "/q/1/z", "/n/10", "/n/01",
 ]  # fmt: skip
 
 
@@ -171,6 +179,9 @@ CASES: dict[str, tuple[Callable[[], Any], bool, tuple[str, str] | None]] = {
         lambda: starlette_app(Route("/item{n:int}1", page)), False, ("/item51", "/item52"),
     ),
     "starlette: an app's convertor": (with_convertor, False, ("/even/4", "/even/5")),
+    "starlette: a narrowed built-in convertor": (
+        with_narrowed_convertor, False, ("/n/10", "/n/01"),
+    ),
     "starlette: a year mount behind middleware": (
         with_hidden_year_mount, False, ("/x/2024/z", "/x/2023/z"),
     ),

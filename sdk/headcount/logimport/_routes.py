@@ -203,6 +203,18 @@ def _digit_blindness(url_map: Any) -> int:
 
     if type(url_map) is not Map:
         return _BLIND_NONE  # an app's own map class may match differently
+    numbers = frozenset(("map", "regex", "fixed_digits", "min", "max", "signed"))
+    stock: _Stock = {
+        UnicodeConverter: (re.compile(r"\[\^/\]\{\d*(,\d*)?\}"), frozenset(("map", "regex"))),
+        PathConverter: (re.compile(re.escape("[^/].*?")), frozenset(("map",))),
+        IntegerConverter: (re.compile(r"(-\?)?\\d\+"), numbers),
+        FloatConverter: (re.compile(r"(-\?)?\\d\+\\\.\\d\+"), numbers),
+        UUIDConverter: (
+            re.compile(re.escape("-".join(f"[A-Fa-f0-9]{{{n}}}" for n in (8, 4, 4, 4, 12)))),
+            frozenset(("map",)),
+        ),
+        AnyConverter: (re.compile(r"\(\?:.*\)", re.DOTALL), frozenset(("map", "items", "regex"))),
+    }
     blindness = _BLIND_ALL
     try:
         for rule in url_map.iter_rules():
@@ -211,14 +223,12 @@ def _digit_blindness(url_map: Any) -> int:
                 return _BLIND_NONE
             converters: list[Any] = list(rule._converters.values())
             for converter in converters:
-                kind = type(converter)
-                if kind in (IntegerConverter, FloatConverter):
+                if not _stock(converter, stock):
+                    return _BLIND_NONE
+                if type(converter) in (IntegerConverter, FloatConverter):
                     if converter.min is not None or converter.max is not None:
                         return _BLIND_NONE
-                elif kind is AnyConverter:
-                    if any(_has_digit(item) for item in converter.items):
-                        return _BLIND_NONE
-                elif kind not in (UnicodeConverter, PathConverter, UUIDConverter):
+                elif type(converter) is AnyConverter and _DIGIT_AWARE_REGEX.search(converter.regex):
                     return _BLIND_NONE
             for segment in str(rule.rule).split("/"):
                 literal = _CONVERTER.sub("", segment)
@@ -232,6 +242,28 @@ def _digit_blindness(url_map: Any) -> int:
     except AttributeError:  # a werkzeug whose rules this does not know
         return _BLIND_NONE
     return blindness
+
+
+# Per converter class: the patterns the framework gives it, and the instance attributes
+# its __init__ sets.
+_Stock = dict[type, tuple[re.Pattern[str], frozenset[str]]]
+
+
+def _stock(converter: Any, stock: _Stock) -> bool:
+    """Whether ``converter`` is the framework's own as the framework made it: a class of
+    ``stock``, with that class's pattern (an app may narrow one, say to refuse leading
+    zeros, which reads digits) and no attribute of its own beyond those its ``__init__``
+    sets (no method replaced on the instance)."""
+    known = stock.get(type(converter))
+    if known is None:
+        return False
+    pattern, attributes = known
+    regex = getattr(converter, "regex", None)
+    return (
+        isinstance(regex, str)
+        and pattern.fullmatch(regex) is not None
+        and set(vars(converter)) <= attributes
+    )
 
 
 def _has_digit(text: str) -> bool:
@@ -394,13 +426,19 @@ def _starlette_blindness(routes: Any) -> int:
         included = getattr(fastapi, "_IncludedRouter", None)
         effective = getattr(fastapi, "_EffectiveRouteContext", None)
         sockets = (WebSocketRoute, getattr(fastapi, "APIWebSocketRoute", None))
-        convertors = (
-            StringConvertor, PathConvertor, IntegerConvertor, FloatConvertor, UUIDConvertor
-        )  # fmt: skip
+        nothing: frozenset[str] = frozenset()
+        uuid = "-?".join(f"[0-9a-fA-F]{{{n}}}" for n in (8, 4, 4, 4, 12))
+        stock: _Stock = {
+            kind: (re.compile(re.escape(regex)), nothing)
+            for kind, regex in (
+                (StringConvertor, "[^/]+"), (PathConvertor, ".*"), (IntegerConvertor, "[0-9]+"),
+                (FloatConvertor, r"[0-9]+(\.[0-9]+)?"), (UUIDConvertor, uuid),
+            )
+        }  # fmt: skip
 
         def compiled(path: Any, route: Any) -> int:
-            if not isinstance(path, str) or any(
-                type(convertor) not in convertors for convertor in route.param_convertors.values()
+            if not isinstance(path, str) or not all(
+                _stock(convertor, stock) for convertor in route.param_convertors.values()
             ):
                 return _BLIND_NONE
             regex = compile_path(path)[0]
@@ -510,7 +548,15 @@ def _django_blindness(resolver: Any) -> int:
         )
         from django.utils.translation import get_language
 
-        converters = (IntConverter, PathConverter, SlugConverter, StringConverter, UUIDConverter)
+        nothing: frozenset[str] = frozenset()
+        uuid = "-".join(f"[0-9a-f]{{{n}}}" for n in (8, 4, 4, 4, 12))
+        stock: _Stock = {
+            kind: (re.compile(re.escape(regex)), nothing)
+            for kind, regex in (
+                (IntConverter, "[0-9]+"), (PathConverter, ".+"), (SlugConverter, "[-a-zA-Z0-9_]+"),
+                (StringConverter, "[^/]+"), (UUIDConverter, uuid),
+            )
+        }  # fmt: skip
 
         def pattern_blindness(pattern: Any) -> int:
             kind = type(pattern)
@@ -518,7 +564,7 @@ def _django_blindness(resolver: Any) -> int:
                 blind = _DIGIT_AWARE_REGEX.search(pattern.regex.pattern) is None
                 return _BLIND_ALL if blind else _BLIND_NONE
             if kind is RoutePattern and isinstance(pattern._route, str):
-                if any(type(each) not in converters for each in pattern.converters.values()):
+                if not all(_stock(each, stock) for each in pattern.converters.values()):
                     return _BLIND_NONE
                 made = _route_to_regex(pattern._route, pattern._is_endpoint)[0]
                 if pattern.regex.pattern != made:
