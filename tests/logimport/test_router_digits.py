@@ -21,6 +21,7 @@ from werkzeug.routing import (
 )
 
 from headcount.logimport._routes import _FlaskRoutes
+from tests.logimport._digit_paths import paths_like
 
 
 class CountingRoutes(_FlaskRoutes):
@@ -109,15 +110,6 @@ SAMPLE_PATHS = [
 ]  # fmt: skip
 
 
-def paths_like(rng: random.Random) -> list[str]:
-    """The sample paths, each also with its digits drawn again (one digit for one)."""
-    found = list(SAMPLE_PATHS)
-    for path in SAMPLE_PATHS:
-        for _ in range(5):
-            found.append("".join(str(rng.randrange(10)) if c.isdigit() else c for c in path))
-    return found
-
-
 CASES: dict[str, tuple[dict[str, Any], bool]] = {
     "default converters": ({}, True),
     "v1 and v2 literals": ({"rules": ["/api/v1/users/<int:id>", "/api/v2/users/<int:id>"]}, True),
@@ -139,7 +131,7 @@ CASES: dict[str, tuple[dict[str, Any], bool]] = {
 def test_every_answer_is_werkzeugs_own(options: dict[str, Any], blind: bool) -> None:
     app = app_with(*BLIND, *options.pop("rules", []), **options)
     resolve = CountingRoutes(app)
-    paths = paths_like(random.Random(7))
+    paths = paths_like(SAMPLE_PATHS, random.Random(7))
     for method in ("GET", "POST"):
         for path in paths:
             expected = outcome(werkzeug_answer, app, method, path)

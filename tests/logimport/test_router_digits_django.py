@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from headcount.logimport._routes import Resolved, _DjangoRoutes
+from tests.logimport._digit_paths import paths_like
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,15 +208,6 @@ SAMPLE_PATHS = [
 ]  # fmt: skip
 
 
-def paths_like(rng: random.Random) -> list[str]:
-    """The sample paths, each also with its digits drawn again (one digit for one)."""
-    found = list(SAMPLE_PATHS)
-    for path in SAMPLE_PATHS:
-        for _ in range(5):
-            found.append("".join(str(rng.randrange(10)) if c.isdigit() else c for c in path))
-    return found
-
-
 def django_answer(path: str) -> Resolved:
     """What the Django integration reads from ``resolve()`` on a live request."""
     from django.urls import Resolver404, resolve
@@ -238,7 +230,7 @@ def report() -> None:
 
     os.environ["DJANGO_SETTINGS_MODULE"] = __name__
     django.setup()
-    paths = paths_like(random.Random(7))
+    paths = paths_like(SAMPLE_PATHS, random.Random(7))
     outcomes: dict[str, Any] = {}
     for name, (patterns, language, _, witness) in CASES.items():
         settings.LANGUAGE_CODE = language
@@ -285,7 +277,7 @@ def outcomes() -> dict[str, Any]:
 def test_every_answer_is_djangos_own(outcomes: dict[str, Any], name: str) -> None:
     outcome = outcomes[name]
     _, _, blind, witness = CASES[name]
-    paths = paths_like(random.Random(7))
+    paths = paths_like(SAMPLE_PATHS, random.Random(7))
     assert outcome["wrong"] == []
     # Blind URLconfs answer a path's digit variants from one match; others match each path.
     if blind:

@@ -19,6 +19,7 @@ from starlette.routing import Host, Mount, Route, Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from headcount.logimport._routes import Resolved, _StarletteRoutes
+from tests.logimport._digit_paths import paths_like
 
 
 class CountingRoutes(_StarletteRoutes):
@@ -145,15 +146,6 @@ SAMPLE_PATHS = [
 ]  # fmt: skip
 
 
-def paths_like(rng: random.Random) -> list[str]:
-    """The sample paths, each also with its digits drawn again (one digit for one)."""
-    found = list(SAMPLE_PATHS)
-    for path in SAMPLE_PATHS:
-        for _ in range(5):
-            found.append("".join(str(rng.randrange(10)) if c.isdigit() else c for c in path))
-    return found
-
-
 # Each set: the app, whether it is blind, and for a set that is not, two paths of one
 # digit shape that the router itself tells apart (so the shortcut would have been wrong).
 CASES: dict[str, tuple[Callable[[], Any], bool, tuple[str, str] | None]] = {
@@ -205,7 +197,7 @@ def test_every_answer_is_the_routers_own(
     app = make()
     own = _StarletteRoutes(app)
     resolve = CountingRoutes(app)
-    paths = paths_like(random.Random(7))
+    paths = paths_like(SAMPLE_PATHS, random.Random(7))
     CountingRoutes.matches = 0
     for method in ("GET", "POST"):
         for path in paths:

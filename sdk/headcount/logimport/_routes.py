@@ -249,6 +249,12 @@ def _digit_blindness(url_map: Any) -> int:
 _Stock = dict[type, tuple[re.Pattern[str], frozenset[str]]]
 
 
+def _fixed_stock(*classes: tuple[type, str]) -> _Stock:
+    """Converter classes whose pattern is a class attribute and which set nothing on an
+    instance (Starlette's and Django's)."""
+    return {kind: (re.compile(re.escape(regex)), frozenset()) for kind, regex in classes}
+
+
 def _stock(converter: Any, stock: _Stock) -> bool:
     """Whether ``converter`` is the framework's own as the framework made it: a class of
     ``stock``, with that class's pattern (an app may narrow one, say to refuse leading
@@ -426,15 +432,11 @@ def _starlette_blindness(routes: Any) -> int:
         included = getattr(fastapi, "_IncludedRouter", None)
         effective = getattr(fastapi, "_EffectiveRouteContext", None)
         sockets = (WebSocketRoute, getattr(fastapi, "APIWebSocketRoute", None))
-        nothing: frozenset[str] = frozenset()
         uuid = "-?".join(f"[0-9a-fA-F]{{{n}}}" for n in (8, 4, 4, 4, 12))
-        stock: _Stock = {
-            kind: (re.compile(re.escape(regex)), nothing)
-            for kind, regex in (
-                (StringConvertor, "[^/]+"), (PathConvertor, ".*"), (IntegerConvertor, "[0-9]+"),
-                (FloatConvertor, r"[0-9]+(\.[0-9]+)?"), (UUIDConvertor, uuid),
-            )
-        }  # fmt: skip
+        stock = _fixed_stock(
+            (StringConvertor, "[^/]+"), (PathConvertor, ".*"), (IntegerConvertor, "[0-9]+"),
+            (FloatConvertor, r"[0-9]+(\.[0-9]+)?"), (UUIDConvertor, uuid),
+        )  # fmt: skip
 
         def compiled(path: Any, route: Any) -> int:
             if not isinstance(path, str) or not all(
@@ -548,15 +550,11 @@ def _django_blindness(resolver: Any) -> int:
         )
         from django.utils.translation import get_language
 
-        nothing: frozenset[str] = frozenset()
         uuid = "-".join(f"[0-9a-f]{{{n}}}" for n in (8, 4, 4, 4, 12))
-        stock: _Stock = {
-            kind: (re.compile(re.escape(regex)), nothing)
-            for kind, regex in (
-                (IntConverter, "[0-9]+"), (PathConverter, ".+"), (SlugConverter, "[-a-zA-Z0-9_]+"),
-                (StringConverter, "[^/]+"), (UUIDConverter, uuid),
-            )
-        }  # fmt: skip
+        stock = _fixed_stock(
+            (IntConverter, "[0-9]+"), (PathConverter, ".+"), (SlugConverter, "[-a-zA-Z0-9_]+"),
+            (StringConverter, "[^/]+"), (UUIDConverter, uuid),
+        )  # fmt: skip
 
         def pattern_blindness(pattern: Any) -> int:
             kind = type(pattern)
