@@ -453,6 +453,17 @@ class Tracker:
     def _at_exit(self) -> None:
         self.shutdown(self.settings.shutdown_timeout)
 
+    def _end_visits_in_memory(self) -> None:
+        """End now every visit this process links in memory, so the next flush counts
+        them: for a server about to stop the process without exit hooks (uvicorn), which
+        would lose them. Visits in Redis stay open for the other workers. Never raises."""
+        try:
+            state = self._state
+            if state.pid == os.getpid() and isinstance(state.visits, MemoryVisits):
+                state.visits.close()
+        except Exception as exc:
+            self._swallow(exc)
+
     # --- sending and inspection -----------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:

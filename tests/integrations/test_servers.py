@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from headcount.testing import RecordingCollector
-from headcount.wire import Request
+from headcount.wire import Request, Visit
 from tests._servers import ServerProcess, answers_http, free_port, spawn
 
 from .conftest import BROWSER, REPO_ROOT
@@ -138,6 +138,7 @@ def test_uvicorn_serves_the_fastapi_example_and_flushes_on_lifespan_shutdown(
 
 _BARE_FASTAPI_APP = """
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from headcount import Tracker
 from headcount.integrations.asgi import HeadcountMiddleware
 
@@ -154,6 +155,11 @@ def about() -> dict[str, str]:
 @app.get("/users/{user_id}")
 def user(user_id: int) -> dict[str, int]:
     return {"user": user_id}
+
+
+@app.get("/welcome", response_class=HTMLResponse)
+def welcome() -> str:
+    return "<p>Welcome</p>"
 """
 
 
@@ -176,6 +182,9 @@ def test_the_readmes_fastapi_setup_sends_its_counts_when_uvicorn_is_stopped(
         with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}, timeout=10) as client:
             for n in range(12):
                 assert client.get(f"/users/{n}").status_code == 200
+            # A visit of one page, still open when the server stops: it ends there.
+            assert client.get("/welcome").status_code == 200
     finally:
         stop(server, clean_exit=(0, -signal.SIGTERM))
     assert collector.requests()[("/users/{user_id}", "GET", "2xx")] == 12, server.log_text()
+    assert collector.recording.counts(Visit, "route", "pages") == {("/welcome", "1"): 1}

@@ -61,12 +61,15 @@ class HeadcountMiddleware:
 
         A flush, not ``shutdown``: an app can live through several lifespans in one
         process (a test suite's clients, a tracker shared by two apps), and the tracker
-        keeps counting after each. Visits still open at that moment stay open (the exit
-        hook, where it runs, closes them)."""
+        keeps counting after each. Visits linked in memory end there, as they would at
+        exit: otherwise every stop would lose the visits open at that moment (up to
+        ``visit_gap`` of them); a process that lives on after a lifespan splits the
+        visits that span it instead."""
         tracker = self.tracker
 
         async def send_after_flushing(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                tracker._end_visits_in_memory()
                 # Off the event loop, through anyio (httpx's own dependency), so that
                 # trio servers work too; bounded by shutdown_timeout.
                 await anyio.to_thread.run_sync(tracker.flush, tracker.settings.shutdown_timeout)
