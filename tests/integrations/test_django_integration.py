@@ -6,7 +6,9 @@ Settings are the example project's, with test-only overrides, configured once pe
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -265,6 +267,55 @@ def test_async_handler_uses_the_async_middleware(app_tracker: Tracker) -> None:
         ("(unmatched)", "GET", "4xx"): 1,
         ("/async/feed", "GET", "2xx"): 1,
     }
+
+
+def test_asgi_without_the_lifespan_wrapper_is_told_once_and_with_it_sends_at_the_end(
+    app_tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.apps import apps
+    from django.core.asgi import get_asgi_application
+    from django.test import AsyncClient
+
+    from headcount.integrations.django import HeadcountLifespan
+
+    async def two_pages() -> None:
+        client = AsyncClient(headers={"User-Agent": BROWSER})
+        for _ in range(2):
+            assert (await client.get("/async/7/")).status_code == 200
+
+    config = apps.get_app_config("headcount")
+    with caplog.at_level(logging.WARNING, logger="headcount"):
+        asyncio.run(two_pages())
+    told = [r.getMessage() for r in caplog.records if "HeadcountLifespan" in r.getMessage()]
+    assert len(told) == 1, told
+    # Django's ASGI requests claim several processes, whatever the server: not believed.
+    assert not any("several processes" in r.getMessage() for r in caplog.records)
+
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    answered: list[str] = []
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        answered.append(message["type"])
+
+    async def lifespan() -> None:
+        application = HeadcountLifespan(get_asgi_application())
+        await application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+
+    caplog.clear()
+    try:
+        asyncio.run(lifespan())
+        assert config.lifespan_served
+        with caplog.at_level(logging.WARNING, logger="headcount"):
+            asyncio.run(two_pages())
+        assert not any("HeadcountLifespan" in r.getMessage() for r in caplog.records)
+    finally:
+        config.lifespan_served = False
+    assert answered == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    # The lifespan's end sent what was counted before it.
+    assert app_tracker.stats().sent >= 1
 
 
 def test_hostile_requests_leave_no_trace(app_tracker: Tracker) -> None:

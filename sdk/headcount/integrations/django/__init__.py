@@ -8,9 +8,14 @@ In settings::
 
 Keys of ``HEADCOUNT`` are the Tracker option names in upper case; options left out fall
 back to the ``HEADCOUNT_*`` environment variables. The middleware works under WSGI and
-ASGI, sync and async, and should come first so that its timing covers the others.
+ASGI, sync and async, and should come first so that its timing covers the others. Under
+an ASGI server, wrap the application in ``asgi.py`` so that its lifespan's end sends the
+last counts (uvicorn's workers exit without exit hooks)::
+
+    application = HeadcountLifespan(get_asgi_application())
 """
 
+from headcount.integrations.django._lifespan import HeadcountLifespan
 from headcount.integrations.django._middleware import HeadcountMiddleware
 
-__all__ = ["HeadcountMiddleware"]
+__all__ = ["HeadcountLifespan", "HeadcountMiddleware"]

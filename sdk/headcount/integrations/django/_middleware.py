@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,12 @@ from headcount.integrations._common import ROUTE_KEY, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
 if TYPE_CHECKING:
+    from headcount import Tracker
     from headcount.integrations.django.apps import HeadcountConfig
 
 __all__ = ["HeadcountMiddleware"]
+
+logger = logging.getLogger("headcount.integrations.django")
 
 # Django's request and response types are left as Any: the project does not type-check
 # against Django stubs, and only a few documented attributes are read.
@@ -103,9 +107,25 @@ class HeadcountMiddleware:
         tracker = self._config.tracker
         if not self._checked_servers:
             self._checked_servers = True
+            self._check_server(request, tracker)
+        tracker.record_request(info)
+
+    def _check_server(self, request: Any, tracker: Tracker) -> None:
+        """Once, from the first request: what the server means for visits and for the
+        last counts."""
+        if getattr(request, "scope", None) is None:
+            # WSGI: the server says whether other processes serve the app too (Django's
+            # ASGI requests always say so, whatever the server does).
             if request.META.get("wsgi.multiprocess"):
                 tracker.served_by_several_processes()
-        tracker.record_request(info)
+        elif not self._config.lifespan_served and tracker.settings.enabled:
+            logger.warning(
+                "headcount: Django is served over ASGI without HeadcountLifespan, so a "
+                "server that stops its workers without exit hooks (uvicorn) loses the "
+                "counts not sent yet; in asgi.py: application = "
+                "HeadcountLifespan(get_asgi_application()), from "
+                "headcount.integrations.django"
+            )
 
     def _is_admin(self, match: Any) -> bool:
         try:

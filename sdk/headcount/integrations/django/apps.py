@@ -25,6 +25,8 @@ class HeadcountConfig(AppConfig):  # type: ignore[misc]
     verbose_name = "Headcount"
 
     tracker: Tracker
+    # Set by HeadcountLifespan when the ASGI server runs its lifespan (its end flushes).
+    lifespan_served = False
 
     def ready(self) -> None:
         options: Any = getattr(settings, "HEADCOUNT", {})
