@@ -316,6 +316,13 @@ def test_visit_figures_are_withheld_with_their_inputs(
             "from",
         ),
         ({"from": "1999-01-01", "to": "2030-01-01", "interval": "total"}, "from"),
+        # Fewer than 10,000 months or weeks, but far more than 10,000 days to read.
+        ({"from": "1970-01-01", "to": "2735-01-01", "interval": "month"}, "from"),
+        (
+            {"from": "1970-01-01", "to": "2735-01-01", "interval": "month", "metric": "visits"},
+            "from",
+        ),
+        ({"from": "1970-01-01", "to": "2150-01-01", "interval": "week"}, "from"),
     ],
 )
 def test_extreme_ranges_are_refused_quickly(

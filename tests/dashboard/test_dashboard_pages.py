@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -298,6 +299,17 @@ def test_a_noised_site_shows_sealed_numbers_with_error_bars(tmp_path: Path) -> N
         api = collector.stats(**query)
         assert int(shown.group(1)) == api["totals"][0]["count"]
         assert f"± {api['totals'][0]['error']:.1f}" in page
+
+
+def test_the_csv_refuses_a_range_too_long_to_read_quickly(client: TestClient) -> None:
+    # Fewer than 10,000 months, but 280,000 days: seconds of a worker's time per request.
+    _sign_in(client)
+    query = "metric=visits&interval=month&from=1970-01-01&to=2735-01-01&by=route"
+    started = time.perf_counter()
+    answer = client.get(f"/dashboard/blog/csv?{query}")
+    assert answer.status_code == 400
+    assert "10000 days" in answer.text
+    assert time.perf_counter() - started < 1.0
 
 
 def test_every_widget_and_total_links_to_the_csv_of_its_own_query(client: TestClient) -> None:
