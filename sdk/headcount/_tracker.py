@@ -303,9 +303,12 @@ class Tracker:
                     # The visit is ordered by when each page was asked for: a browser
                     # asks for its next page only after this response reached it, while
                     # this worker may record the request later than the next worker.
+                    # Never before the hour it is counted in (nor -inf for an infinite
+                    # elapsed): a visit starts in its first pageview's hour.
+                    asked = now - elapsed if elapsed > 0 else now
                     started = state.visits.record(
                         info.client_addr, info.forwarded_for, user_agent, info.host,
-                        route, pageview, now - elapsed if elapsed > 0 else now,
+                        route, pageview, asked if asked > hour else hour,
                     )  # fmt: skip
                     if started is _PENDING:
                         state.table.add(request)  # the store counts the pageview

@@ -352,3 +352,10 @@ def test_a_time_no_batch_can_carry_is_a_bad_line(fmt: str, line: str, tmp_path: 
     assert summary.skipped["bad line"] == 1
     assert summary.requests == 0
     assert not any('"hour":-' in body for body in sent)
+
+
+@pytest.mark.parametrize("seconds", ["inf", "1e999", "0.1, inf"])
+def test_an_infinite_request_time_is_a_bad_line(seconds: str) -> None:
+    parse = parser_for('log:$remote_addr [$time_local] "$request" $status "$request_time"')
+    with pytest.raises(ValueError, match="request time is not a finite number"):
+        parse(f'192.0.2.1 [30/Nov/2026:12:00:00 +0000] "GET / HTTP/1.1" 200 "{seconds}"')

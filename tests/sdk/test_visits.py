@@ -6,6 +6,7 @@ few that prove the real sender thread sweeps on its own.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -406,6 +407,20 @@ def test_the_tracker_sends_finished_visits_at_shutdown_and_declares_the_mode() -
         ("/pricing", "0s", "1"): 1,
     }
     assert {batch.visits for batch in collector.batches} == {"memory"}
+
+
+def test_a_visit_starts_in_its_pageviews_hour_however_long_the_request_took() -> None:
+    # Visits are ordered by when each page was asked for (the request's start), but a
+    # visit never starts before the hour its first pageview is counted in: an import
+    # only sends hours it checked, and a request time may be anything.
+    collector = RecordingCollector()
+    tracker = make_tracker(collector, clock=FakeClock(START + 0.004))
+    tracker.record_request(page(route="/a", client_addr="203.0.113.7", elapsed=0.01))
+    tracker.record_request(page(route="/b", client_addr="203.0.113.8", elapsed=math.inf))
+    assert tracker.shutdown(5)
+    assert tracker.stats().errors == 0
+    assert visits_of(collector) == {("/a", "0s", "1"): 1, ("/b", "0s", "1"): 1}
+    assert {visit.hour for visit in collector.records(Visit)} == {int(START)}
 
 
 def test_visits_off_links_nothing_and_says_so() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -139,6 +140,10 @@ def parse_caddy(line: str) -> LogLine:
         referer=_header(headers, "Referer"),
         user_agent=_header(headers, "User-Agent"),
         content_type=_header(obj.get("resp_headers"), "Content-Type"),
-        elapsed=float(duration) if isinstance(duration, int | float) and duration >= 0 else None,
+        elapsed=(
+            float(duration)
+            if isinstance(duration, int | float) and 0 <= duration < math.inf
+            else None
+        ),
         host=str(request.get("host") or "") or None,
     )

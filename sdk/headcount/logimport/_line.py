@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import math
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -122,6 +123,14 @@ def parse_iso_time(text: str) -> float:
     return checked_time(moment.timestamp())
 
 
+def _checked_seconds(total: float) -> float:
+    if not total >= 0:
+        raise ValueError("negative request time")
+    if total == math.inf:
+        raise ValueError("the request time is not a finite number")
+    return total
+
+
 def parse_seconds(text: str, scale: float = 1.0) -> float | None:
     """A duration field: ``0.123`` (seconds), or ``%D`` microseconds with ``scale``;
     ``-`` (nginx for "not measured") gives None."""
@@ -132,17 +141,13 @@ def parse_seconds(text: str, scale: float = 1.0) -> float | None:
             total = float(text)
         except ValueError:
             raise ValueError("the request time is not a number") from None
-        if not total >= 0:
-            raise ValueError("negative request time")
-        return total * scale
+        return _checked_seconds(total) * scale
     # Behind an upstream chain nginx writes "0.010, 0.020": the request took the sum.
     try:
         total = sum(float(part) for part in text.split(","))
     except ValueError:
         raise ValueError("the request time is not a number") from None
-    if not total >= 0:
-        raise ValueError("negative request time")
-    return total * scale
+    return _checked_seconds(total) * scale
 
 
 def parse_unix_time(text: str) -> float:

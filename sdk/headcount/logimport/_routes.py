@@ -34,9 +34,9 @@ def _cached(resolve: Callable[[str, str, str | None], Resolved]) -> RouteResolve
 def _cached_unless_shaped(
     resolve: _FlaskRoutes | _StarletteRoutes | _DjangoRoutes,
 ) -> RouteResolver:
-    """A router's answers cached per path, unless it keeps them per digit shape: a log's
-    paths of ids are then each new to a per-path cache, and the importer keeps its own
-    answers per request line anyway."""
+    """A router's answers cached per path, unless it keeps them per digit shape (a path
+    without digits being its own shape): a log's paths of ids would each be new to a
+    per-path cache."""
     return resolve if resolve.blindness != _BLIND_NONE else _cached(resolve)
 
 
@@ -148,16 +148,12 @@ class _FlaskRoutes:
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         server = host or "localhost"
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self.blindness)
-        if shape is None:
-            return self._match(method, path, server)
-        key = (method, shape, server)
-        known = self._by_shape.get(key)
-        if known is None:
-            if len(self._by_shape) >= _CACHE_SIZE:
-                self._by_shape.clear()
-            known = self._by_shape[key] = self._match(method, path, server)
-        return known
+        if self.blindness == _BLIND_NONE:
+            return self._match(method, path, server)  # load_resolver caches it per path
+        shape = _digit_shape(path, self.blindness) or path
+        return _per_shape(
+            self._by_shape, (method, shape, server), lambda: self._match(method, path, server)
+        )
 
     def _match(self, method: str, path: str, server: str) -> Resolved:
         adapter = self._adapters.get(server)
@@ -352,9 +348,9 @@ class _StarletteRoutes:
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self.blindness)
-        if shape is None:
-            return self._match(method, path)
+        if self.blindness == _BLIND_NONE:
+            return self._match(method, path)  # load_resolver caches it per path
+        shape = _digit_shape(path, self.blindness) or path
         return _per_shape(self._by_shape, (method, shape), lambda: self._match(method, path))
 
     def _match(self, method: str, path: str) -> Resolved:
@@ -507,9 +503,9 @@ class _DjangoRoutes:
 
     def __call__(self, method: str, path: str, host: str | None) -> Resolved:
         path = path.split("?", 1)[0]
-        shape = _digit_shape(path, self.blindness)
-        if shape is None:
-            return self._match(path)
+        if self.blindness == _BLIND_NONE:
+            return self._match(path)  # load_resolver caches it per path
+        shape = _digit_shape(path, self.blindness) or path
         return _per_shape(self._by_shape, shape, lambda: self._match(path))
 
     def _match(self, path: str) -> Resolved:
