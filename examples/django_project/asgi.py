@@ -4,11 +4,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from headcount.integrations.django import HeadcountLifespan
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_project.settings")
-django_application = get_asgi_application()
-
-# After Django is set up: the lifespan's end sends the last counts (uvicorn's workers
-# exit without running exit hooks).
-from headcount.integrations.django import HeadcountLifespan  # noqa: E402
-
-application = HeadcountLifespan(django_application)
+# The lifespan's end sends the last counts: uvicorn's workers exit without exit hooks.
+application = HeadcountLifespan(get_asgi_application())

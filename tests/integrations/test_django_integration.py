@@ -21,6 +21,7 @@ from django.urls import include, path, re_path  # noqa: E402
 from django.views.decorators.http import require_safe  # noqa: E402
 
 from headcount import Tracker, set_route  # noqa: E402
+from headcount._request import RequestInfo  # noqa: E402
 
 from .conftest import (  # noqa: E402
     BROWSER,
@@ -307,15 +308,54 @@ def test_asgi_without_the_lifespan_wrapper_is_told_once_and_with_it_sends_at_the
     caplog.clear()
     try:
         asyncio.run(lifespan())
-        assert config.lifespan_served
+        assert config.lifespan_wrapped
         with caplog.at_level(logging.WARNING, logger="headcount"):
             asyncio.run(two_pages())
         assert not any("HeadcountLifespan" in r.getMessage() for r in caplog.records)
     finally:
-        config.lifespan_served = False
+        config.lifespan_wrapped = False
     assert answered == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     # The lifespan's end sent what was counted before it.
     assert app_tracker.stats().sent >= 1
+
+
+def test_the_lifespan_wrapper_leaves_an_app_its_own_lifespan(app_tracker: Tracker) -> None:
+    from headcount.integrations.django import HeadcountLifespan
+
+    seen: list[str] = []
+    sent_before_the_end: list[int] = []
+
+    async def own_lifespan(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            sent_before_the_end.append(app_tracker.stats().sent)
+
+    app_tracker.record_request(
+        RequestInfo(
+            "GET", "/about", 200, 0.01, user_agent=BROWSER, content_type="text/html",
+            client_addr="203.0.113.7", sec_fetch_dest="document",
+        )
+    )  # fmt: skip
+    application = HeadcountLifespan(own_lifespan)
+    asyncio.run(application({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    assert seen == ["lifespan.startup", "lifespan.shutdown"]
+    # The count, and the visit it opened, went out before the server heard of the end.
+    assert sent_before_the_end == [1]
+    assert app_tracker.peek() == []
 
 
 def test_hostile_requests_leave_no_trace(app_tracker: Tracker) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "asgi_request_info",
     "environ_request_info",
     "matched_route",
+    "send_last_counts",
     "status_code",
     "tracker_from_options",
 ]
@@ -149,3 +150,20 @@ def tracker_from_options(options: Mapping[str, object]) -> Tracker:
     from headcount import Tracker
 
     return Tracker.from_options(options)
+
+
+async def send_last_counts(tracker: Tracker) -> None:
+    """At the end of an ASGI lifespan, before the server hears of it: end the visits
+    linked in memory, as at exit, and send what is counted. uvicorn ends a worker
+    stopped by SIGTERM by raising the signal again, so Python's exit hooks (the SDK's
+    exit flush among them) never run there.
+
+    A flush, not ``shutdown``: an app can live through several lifespans in one process
+    (a test suite's clients, a tracker shared by two apps), and the tracker keeps
+    counting after each; the visits that span a lifespan's end are split there."""
+    import anyio.to_thread
+
+    tracker._end_visits_in_memory()
+    # Off the event loop, through anyio (httpx's own dependency), so that trio servers
+    # work too; bounded by shutdown_timeout.
+    await anyio.to_thread.run_sync(tracker.flush, tracker.settings.shutdown_timeout)

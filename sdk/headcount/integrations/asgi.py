@@ -19,10 +19,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import anyio.to_thread
-
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import ROUTE_KEY, asgi_request_info
+from headcount.integrations._common import ROUTE_KEY, asgi_request_info, send_last_counts
 from headcount.integrations._starlette import StarletteRoutes
 
 if TYPE_CHECKING:
@@ -55,24 +53,12 @@ class HeadcountMiddleware:
 
     def _sending_last_counts(self, send: Send) -> Send:
         """``send`` for the lifespan scope: once the app has shut down, and before the
-        server hears so, the tracker sends what it holds. uvicorn ends a worker stopped
-        by SIGTERM by raising that signal again, so Python's exit hooks, the SDK's exit
-        flush among them, never run there; this is the flush that does.
-
-        A flush, not ``shutdown``: an app can live through several lifespans in one
-        process (a test suite's clients, a tracker shared by two apps), and the tracker
-        keeps counting after each. Visits linked in memory end there, as they would at
-        exit: otherwise every stop would lose the visits open at that moment (up to
-        ``visit_gap`` of them); a process that lives on after a lifespan splits the
-        visits that span it instead."""
+        server hears so, the tracker sends what it holds (``send_last_counts``)."""
         tracker = self.tracker
 
         async def send_after_flushing(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                tracker._end_visits_in_memory()
-                # Off the event loop, through anyio (httpx's own dependency), so that
-                # trio servers work too; bounded by shutdown_timeout.
-                await anyio.to_thread.run_sync(tracker.flush, tracker.settings.shutdown_timeout)
+                await send_last_counts(tracker)
             await send(message)
 
         return send_after_flushing

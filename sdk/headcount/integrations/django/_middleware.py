@@ -118,7 +118,7 @@ class HeadcountMiddleware:
             # ASGI requests always say so, whatever the server does).
             if request.META.get("wsgi.multiprocess"):
                 tracker.served_by_several_processes()
-        elif not self._config.lifespan_served and tracker.settings.enabled:
+        elif not self._config.lifespan_wrapped and tracker.settings.enabled:
             logger.warning(
                 "headcount: Django is served over ASGI without HeadcountLifespan, so a "
                 "server that stops its workers without exit hooks (uvicorn) loses the "

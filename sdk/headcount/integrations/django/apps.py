@@ -25,8 +25,8 @@ class HeadcountConfig(AppConfig):  # type: ignore[misc]
     verbose_name = "Headcount"
 
     tracker: Tracker
-    # Set by HeadcountLifespan when the ASGI server runs its lifespan (its end flushes).
-    lifespan_served = False
+    # Set by HeadcountLifespan: the lifespan's end sends the last counts under ASGI.
+    lifespan_wrapped = False
 
     def ready(self) -> None:
         options: Any = getattr(settings, "HEADCOUNT", {})
