@@ -192,6 +192,11 @@ CASES: dict[str, tuple[Callable[[], list[Any]], str, bool, tuple[str, str] | Non
     "a named backreference": (
         with_regex(r"^twice/(?P<a>\d)(?P=a)/$"), "en", False, ("/twice/11/", "/twice/12/"),
     ),
+    # A group's name is no matched text; the same text escaped is.
+    "a group name with a digit": (with_regex(r"^grp/(?P<id2>\d+)/$"), "en", True, None),
+    "a group's text escaped": (
+        with_regex(r"^esc\(?P<a1>/(?P<a1>x)/$"), "en", False, ("/escP<a1>/x/", "/escP<a2>/x/"),
+    ),
 }  # fmt: skip
 
 SAMPLE_PATHS = [
@@ -204,7 +209,8 @@ SAMPLE_PATHS = [
     "/api/v1/users/12/", "/api/v2/users/12/", "/api/v9/users/12/", "/item51/", "/item52/",
     "/v1/5/", "/v2/5/", "/even/4/", "/even/5/", "/page/3/", "/page/7/", "/years/2024/",
     "/years/202/", "/x5/", "/x6/", "/n5/", "/n6/", "/twice/11/", "/twice/12/",
-    "/users/%31/", "/users/1/?page=2", "/n/10/", "/n/01/",
+    "/users/%31/", "/users/1/?page=2", "/n/10/", "/n/01/", "/grp/5/", "/escP<a1>/x/",
+    "/escP<a2>/x/",
 ]  # fmt: skip
 
 

@@ -329,6 +329,18 @@ def _literal_blindness(template: str, parameter: re.Pattern[str], brackets: str)
 _DIGIT_AWARE_REGEX: Final = re.compile(r"[0-9]|\\N|\(\?P=|\(\?\(")
 
 
+def _without_group_names(regex: re.Pattern[str]) -> str:
+    """The regex's text without its groups' names, which are not matched text (a name
+    such as ``id2`` reads no digit). A name is taken out only where its group's text
+    ``(?P<name>`` occurs once, so that nothing escaped or in a class is mistaken for it."""
+    text = regex.pattern
+    for name in regex.groupindex:
+        marker = f"(?P<{name}>"
+        if text.count(marker) == 1:
+            text = text.replace(marker, "(")
+    return text
+
+
 class _StarletteRoutes:
     """Starlette's route matching, through mounts; the template is built by the same
     code that the ASGI integration uses on a live scope. As for Flask, paths that differ
@@ -555,7 +567,7 @@ def _django_blindness(resolver: Any) -> int:
         def pattern_blindness(pattern: Any) -> int:
             kind = type(pattern)
             if kind is RegexPattern and isinstance(pattern._regex, str):
-                blind = _DIGIT_AWARE_REGEX.search(pattern.regex.pattern) is None
+                blind = _DIGIT_AWARE_REGEX.search(_without_group_names(pattern.regex)) is None
                 return _BLIND_ALL if blind else _BLIND_NONE
             if kind is RoutePattern and isinstance(pattern._route, str):
                 if not all(_stock(each, stock) for each in pattern.converters.values()):
