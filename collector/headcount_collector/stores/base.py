@@ -462,6 +462,7 @@ class Dialect:
 
     placeholder: str  # "?" or "%s"
     prop_expression: str  # with {ph} where the property name goes
+    lateral: bool = False  # time targets joined through LATERAL (see _summed)
 
     def upsert_sql(self, table: Table) -> str:
         columns = ("site", "res", "bucket", *table.dimensions, "n")
@@ -482,7 +483,7 @@ class Dialect:
         """SQL summing released cells of ``query.marginal`` into its time targets."""
         ph = self.placeholder
         params: list[object] = []
-        prefix = join = ""
+        prefix = ""
         if query.per_bucket:
             time_col = "c.bucket"
         else:
@@ -490,36 +491,29 @@ class Dialect:
             for segment in query.segments:
                 params += list(segment)
             prefix = f"WITH b(lo, hi, t) AS (VALUES {rows}) "
-            join = "JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
             time_col = "b.t"
         group_exprs = [self._column(c, params) for c in query.group_by]
-        lo = min(segment[0] for segment in query.segments)
-        hi = max(segment[1] for segment in query.segments)
-        where = [
-            f"c.site = {ph}",
-            f"c.res = {ph}",
-            f"c.marginal = {ph}",
-            f"c.bucket >= {ph}",
-            f"c.bucket < {ph}",
-        ]
-        params += [query.site, query.resolution, query.marginal.code, lo, hi]
+        where = [f"c.site = {ph}", f"c.res = {ph}", f"c.marginal = {ph}"]
+        params += [query.site, query.resolution, query.marginal.code]
+        if not prefix:
+            lo = min(segment[0] for segment in query.segments)
+            hi = max(segment[1] for segment in query.segments)
+            where += [f"c.bucket >= {ph}", f"c.bucket < {ph}"]
+            params += [lo, hi]
+        # With segments, their bounds are the only ones on the bucket: a constant range
+        # beside them made SQLite and PostgreSQL scan the whole range once per segment
+        # (27 years of weeks took 19 s instead of 0.1).
         for column, value in query.filters:
             where.append(f"{self._column(column, params)} = {ph}")
             params.append(value)
-        select = ", ".join([time_col, *group_exprs, "SUM(c.n)", "SUM(c.var)"])
-        group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
-        sql = (
-            f"{prefix}SELECT {select} FROM {release_table(query.marginal.kind)} c {join}"
-            f"WHERE {' AND '.join(where)} GROUP BY {group}"
-        )
-        return sql, params
+        table = release_table(query.marginal.kind)
+        return self._summed(prefix, time_col, group_exprs, ("n", "var"), table, where), params
 
     def select_sql(self, query: CounterQuery) -> tuple[str, list[object]]:
         """SQL summing ``query``'s counters, grouped by time bucket and dimensions."""
         ph = self.placeholder
         params: list[object] = []
         prefix = ""
-        join = ""
         if query.interval == "hour" or (query.interval == "day" and query.resolution == "d"):
             time_col = "c.bucket"
         elif query.interval == "total":
@@ -528,27 +522,64 @@ class Dialect:
             buckets = query.buckets or tuple(
                 bucket_starts(query.start, query.end, query.interval, ZoneInfo(query.zone_name))
             )
-            rows = ", ".join(f"({ph}, {ph})" for _ in buckets)
+            rows = ", ".join(f"({ph}, {ph}, {ph})" for _ in buckets)
             for lo, hi in buckets:
-                params += [lo, hi]
-            prefix = f"WITH b(lo, hi) AS (VALUES {rows}) "
-            join = "JOIN b ON c.bucket >= b.lo AND c.bucket < b.hi "
-            time_col = "b.lo"
+                # Clipped to the range: the buckets' bounds are the only ones on it.
+                params += [max(lo, query.start), min(hi, query.end), lo]
+            prefix = f"WITH b(lo, hi, t) AS (VALUES {rows}) "
+            time_col = "b.t"
         group_exprs = [self._column(c, params) for c in query.group_by]
-        where = [f"c.site = {ph}", f"c.bucket >= {ph}", f"c.bucket < {ph}"]
-        params += [query.site, query.start, query.end]
+        where = [f"c.site = {ph}"]
+        params.append(query.site)
+        if not prefix:  # with buckets, their bounds only (see released_sql)
+            where += [f"c.bucket >= {ph}", f"c.bucket < {ph}"]
+            params += [query.start, query.end]
         where.append(f"c.res = {ph}")
         params.append("h" if query.interval == "hour" else query.resolution)
         for column, value in query.filters:
             where.append(f"{self._column(column, params)} = {ph}")
             params.append(value)
-        select = ", ".join([time_col, *group_exprs, "SUM(c.n)"])
+        return self._summed(prefix, time_col, group_exprs, ("n",), query.table.name, where), params
+
+    def _summed(
+        self,
+        prefix: str,
+        time_col: str,
+        group_exprs: list[str],
+        sums: tuple[str, ...],
+        table: str,
+        where: list[str],
+    ) -> str:
+        """``SELECT time, groups, SUM(...)`` over ``table``; with time targets (``prefix``
+        names them ``b(lo, hi, t)``) each target reads its own buckets through the index.
+        PostgreSQL is told so with LATERAL, and OFFSET 0 so that it cannot flatten the
+        subquery back into a join: left to itself, with a table whose statistics are
+        stale, it planned the table outside and compared every row with every target
+        (25 million comparisons for 18,000 rows and 27 years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
-        sql = (
-            f"{prefix}SELECT {select} FROM {query.table.name} c {join}"
-            f"WHERE {' AND '.join(where)} GROUP BY {group}"
+        condition = " AND ".join(where)
+        if not prefix:
+            select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
+            return f"SELECT {select} FROM {table} c WHERE {condition} GROUP BY {group}"
+        within = "c.bucket >= b.lo AND c.bucket < b.hi"
+        if not self.lateral:
+            select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
+            return (
+                f"{prefix}SELECT {select} FROM {table} c JOIN b ON {within} "
+                f"WHERE {condition} GROUP BY {group}"
+            )
+        inner = ", ".join([*(f"{e} AS g{i}" for i, e in enumerate(group_exprs)), *sums])
+        outer = ", ".join(
+            [
+                time_col,
+                *(f"x.g{i}" for i in range(len(group_exprs))),
+                *(f"SUM(x.{s})" for s in sums),
+            ]
         )
-        return sql, params
+        return (
+            f"{prefix}SELECT {outer} FROM b CROSS JOIN LATERAL (SELECT {inner} FROM {table} c "
+            f"WHERE {condition} AND {within} OFFSET 0) x GROUP BY {group}"
+        )
 
 
 BATCH_ID_SECRET_NAME = "batch_id_secret"  # noqa: S105 - a row name, not a secret

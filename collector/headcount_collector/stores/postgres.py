@@ -66,7 +66,7 @@ __all__ = ["PoolSettings", "PostgresStore"]
 
 logger = logging.getLogger("headcount_collector.stores.postgres")
 
-DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})")
+DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})", lateral=True)
 
 # Arbitrary but fixed: every collector takes this transaction-level advisory lock before
 # looking at the schema version, so concurrent starts migrate one after the other.
