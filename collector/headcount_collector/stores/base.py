@@ -558,16 +558,11 @@ class Dialect:
         (25 million comparisons for 18,000 rows and 27 years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
         condition = " AND ".join(where)
-        if not prefix:
-            select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
-            return f"SELECT {select} FROM {table} c WHERE {condition} GROUP BY {group}"
         within = "c.bucket >= b.lo AND c.bucket < b.hi"
-        if not self.lateral:
+        if not prefix or not self.lateral:
             select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
-            return (
-                f"{prefix}SELECT {select} FROM {table} c JOIN b ON {within} "
-                f"WHERE {condition} GROUP BY {group}"
-            )
+            source = f"{table} c JOIN b ON {within}" if prefix else f"{table} c"
+            return f"{prefix}SELECT {select} FROM {source} WHERE {condition} GROUP BY {group}"
         inner = ", ".join([*(f"{e} AS g{i}" for i, e in enumerate(group_exprs)), *sums])
         outer = ", ".join(
             [

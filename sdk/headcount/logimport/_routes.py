@@ -226,15 +226,9 @@ def _digit_blindness(url_map: Any) -> int:
                         return _BLIND_NONE
                 elif type(converter) is AnyConverter and _DIGIT_AWARE_REGEX.search(converter.regex):
                     return _BLIND_NONE
-            for segment in str(rule.rule).split("/"):
-                literal = _CONVERTER.sub("", segment)
-                if not _has_digit(literal):
-                    continue
-                if literal != segment or (segment.isascii() and segment.isdigit()):
-                    # A digit beside a converter, or an all-digit segment: its digits
-                    # decide a match.
-                    return _BLIND_NONE
-                blindness = _BLIND_SEGMENTS  # a literal such as "v1": never all digits
+            blindness = min(blindness, _literal_blindness(str(rule.rule), _CONVERTER, "<>"))
+            if blindness == _BLIND_NONE:
+                return blindness
     except AttributeError:  # a werkzeug whose rules this does not know
         return _BLIND_NONE
     return blindness
@@ -303,11 +297,10 @@ def _per_shape(known: dict[Any, Resolved], key: Any, match: Callable[[], Resolve
 
 def _literal_blindness(template: str, parameter: re.Pattern[str], brackets: str) -> int:
     """How blind to digits the literal text of one route template (outside ``parameter``)
-    is, by the rule of ``_digit_blindness``: ALL without a digit; SEGMENTS when each digit
-    sits in a segment that is all literal and holds a non-digit ("v1"): wherever that
-    text matches, its path segment is not all digits, so no digit it reads was changed;
-    else NONE. A bracket left in the literal text (``brackets``) may be read otherwise by
-    the framework: NONE."""
+    is: ALL without a digit; SEGMENTS when each digit sits in a segment that is all
+    literal and holds a non-digit ("v1"): wherever that text matches, its path segment is
+    not all digits, so no digit it reads was changed; else NONE. A bracket left in the
+    literal text (``brackets``) may be read otherwise by the framework: NONE."""
     blindness = _BLIND_ALL
     for segment in template.split("/"):
         literal = parameter.sub("", segment)
@@ -316,7 +309,7 @@ def _literal_blindness(template: str, parameter: re.Pattern[str], brackets: str)
         if not _has_digit(literal):
             continue
         if literal != segment or (segment.isascii() and segment.isdigit()):
-            return _BLIND_NONE
+            return _BLIND_NONE  # a digit beside a parameter, or a segment of digits
         blindness = _BLIND_SEGMENTS
     return blindness
 
