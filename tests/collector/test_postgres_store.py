@@ -123,6 +123,7 @@ def test_collectors_starting_together_migrate_once(
         "hc_sealed_data",
         "hc_seal_params",
         "hc_batch",
+        "hc_rollup",
         "hc_meta",
         "hc_sender",
     }

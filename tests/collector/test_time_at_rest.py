@@ -18,7 +18,7 @@ ODD_SECOND = HOUR + 47 * 60 + 13
 # Columns that hold times; every other integer column holds a count, a flag or a variance.
 TIME_COLUMNS = {
     "bucket", "received", "keep_until", "seen", "sealed_until", "origin",
-    "sealed_from",
+    "sealed_from", "rolled_until",
 }  # fmt: skip
 NOT_TIMES = {"n", "entry", "var", "epsilon", "delta"}
 

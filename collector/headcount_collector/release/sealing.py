@@ -131,9 +131,12 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
     """
     report = SealReport()
     policy = site.policy
+    zone = site.timezone
+    # Every site's ended days are rolled up here, noised or not: their daily rows are
+    # what a day is sealed from, and what a query over whole days reads.
+    store.roll_days(site, local_day_start(int(now), zone))
     if not policy.noise:
         return report
-    zone = site.timezone
     state = begin_sealing(store, site, now)
     for resolution in RESOLUTIONS:
         limit = sealable_before(resolution, now, zone, policy.seal_grace_seconds)

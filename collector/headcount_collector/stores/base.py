@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ __all__ = [
     "SealParams",
     "SealStep",
     "Store",
+    "applied_sites",
     "claimed_buckets_sql",
     "counter_rows",
     "data_buckets_sql",
@@ -45,10 +46,14 @@ __all__ = [
     "forget_legacy_copies",
     "legacy_batch_id",
     "mark_late",
+    "needs_roll",
+    "over_rolled_days",
     "raw_rows_sql",
     "release_table",
     "remembered_ids",
     "retention_cutoffs",
+    "roll_days",
+    "rolled_watermarks",
     "seal_bucket",
     "seal_claimed",
     "seal_params_of",
@@ -68,8 +73,8 @@ class CounterQuery:
     filters: tuple[tuple[str | tuple[str, str], str | int], ...] = ()
     # "hour" groups by stored hour, "total" not at all, a Unit by local calendar buckets.
     interval: Literal["hour", "total"] | Unit = "day"
-    # Which rows to read: "h" hourly, or "d" the daily rows (local days), which hold the
-    # same counts; a range of whole days reads far fewer rows from "d".
+    # Which rows to read: "h" hourly, or "d" whole local days: the daily rows where the
+    # days are rolled up, which hold the same counts in far fewer rows.
     resolution: Literal["h", "d"] = "h"
     zone_name: str = "UTC"
     buckets: tuple[tuple[int, int], ...] = field(default=())
@@ -93,10 +98,20 @@ class Store(Protocol):
         """Apply ``batches`` in one transaction; per batch, False when it was a duplicate."""
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        """Rows of (bucket start or None, *group values, count)."""
+        """Rows of (bucket start or None, *group values, count). Resolution "d" reads the
+        daily rows of the days rolled up and the hourly rows of the days after them."""
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         """Roll hourly rows older than the site keeps into daily rows; drop expired rows."""
+
+    def rolled_until(self, site: str) -> int | None:
+        """The local midnight before which ``site``'s daily rows hold every count, and
+        from which they hold none; None while they are written at ingest for every day
+        (no roll-up has run for the site yet)."""
+
+    def roll_days(self, site: Site, until: int) -> int:
+        """Roll ``site``'s hourly rows up into the rows of the local days that end by
+        ``until`` (see ``roll_days`` below); the watermark after it."""
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         """Visits modes this site's senders declared, with when each was last seen."""
@@ -163,11 +178,14 @@ def delete_expired(
 ) -> RetentionResult:
     """Apply ``site``'s retention inside the caller's transaction.
 
-    Every count already sits in its local day's row as well (written at commit), so
-    rolling hours up into days is deleting the hourly rows past ``hourly_days``.
+    The days that the hourly rows past ``hourly_days`` belong to are rolled up first
+    (``roll_days``), so rolling hours up into days is then deleting those hourly rows.
     """
     hourly_cutoff, daily_cutoff = retention_cutoffs(site, now)
     ph = placeholder
+    # An hour leaves only once its day holds it.
+    rolled = roll_days(execute, site.id, site.timezone, hourly_cutoff, ph)
+    hourly_cutoff = min(hourly_cutoff, rolled)
     if site.policy.noise:
         # True counts stay until their bucket is sealed: a backlog (an upgraded database,
         # a collector that was down) is released before anything is rolled up or dropped.
@@ -354,7 +372,7 @@ def mark_late(
 ) -> None:
     """Set each applied batch's ``late``: its counts for hours the release model already
     sealed, read inside the commit's transaction so every worker and collector agrees."""
-    sites = sorted({b.site for b, ok in zip(batches, applied, strict=True) if ok})
+    sites = applied_sites(batches, applied)
     if not sites:
         return
     marks = ", ".join(placeholder for _ in sites)
@@ -386,6 +404,11 @@ def mark_late(
         batch.late = sum(n for (_, hour, _), n in batch.counts.items() if hour in hours)
 
 
+def applied_sites(batches: Sequence[PendingBatch], applied: Sequence[bool]) -> list[str]:
+    """The distinct sites of the applied batches, sorted (PostgreSQL locks them in this order)."""
+    return sorted({b.site for b, ok in zip(batches, applied, strict=True) if ok})
+
+
 def declared_modes(
     batches: Sequence[PendingBatch], applied: Sequence[bool]
 ) -> list[tuple[str, str]]:
@@ -397,12 +420,111 @@ def declared_modes(
 
 Row = tuple[str | int, ...]
 
+# A day's rows from its hours: the same dimensions summed, one statement per table.
+_ROLL_SQL: Final = {
+    table.name: (
+        f"INSERT INTO {table.name} (site, res, bucket, {', '.join(table.dimensions)}, n) "
+        f"SELECT site, 'd', CAST({{ph}} AS BIGINT), {', '.join(table.dimensions)}, SUM(n) "
+        f"FROM {table.name} WHERE site = {{ph}} AND res = 'h' AND bucket >= {{ph}} "
+        f"AND bucket < {{ph}} GROUP BY site, {', '.join(table.dimensions)} "
+        f"ON CONFLICT (site, res, bucket, {', '.join(table.dimensions)}) "
+        f"DO UPDATE SET n = {table.name}.n + excluded.n"
+    )
+    for table in TABLES.values()
+}
+
+
+def rolled_watermarks(
+    execute: Callable[..., Any], sites: Sequence[str], placeholder: str
+) -> dict[str, int]:
+    """Per site that has one, the local midnight before which its days are rolled up;
+    read inside the caller's write transaction, which ``roll_days`` cannot interleave
+    with (SQLite's write lock; on PostgreSQL the caller holds the sites' shared lock)."""
+    if not sites:
+        return {}
+    marks = ", ".join(placeholder for _ in sites)
+    return {
+        str(site): int(until)
+        for site, until in execute(
+            f"SELECT site, rolled_until FROM hc_rollup WHERE site IN ({marks})", list(sites)
+        ).fetchall()
+    }
+
+
+def roll_days(
+    execute: Callable[..., Any], site: str, zone: ZoneInfo, until: int, placeholder: str
+) -> int:
+    """Fold the hourly rows of ``site``'s local days that end by ``until`` into their
+    daily rows, inside the caller's write transaction (which excludes every commit of
+    the site); the watermark after it.
+
+    Ingest writes a day's row only for a day already rolled up, so the rows of the
+    days from the watermark on are empty and a roll adds each day's hours once. A site
+    with no watermark yet had its daily rows written at ingest for every day: its first
+    call sets the watermark at the local midnight before ``until`` and empties the rows
+    of the days from there on, whose counts all sit in hourly rows too (``until`` is
+    never older than hourly retention).
+    """
+    ph = placeholder
+    row = execute(f"SELECT rolled_until FROM hc_rollup WHERE site = {ph}", (site,)).fetchone()
+    if row is None:
+        watermark = local_day_start(until, zone)
+        for table in TABLES.values():
+            execute(
+                f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'd' AND bucket >= {ph}",
+                (site, watermark),
+            )
+        execute(
+            f"INSERT INTO hc_rollup (site, rolled_until) VALUES ({ph}, {ph})", (site, watermark)
+        )
+        return watermark
+    watermark = start = int(row[0])
+    while True:
+        next_day = local_day_start(watermark + 26 * 3600, zone)
+        if next_day > until:
+            break
+        for table in TABLES.values():
+            execute(_ROLL_SQL[table.name].format(ph=ph), (watermark, site, watermark, next_day))
+        watermark = next_day
+    if watermark != start:
+        execute(f"UPDATE hc_rollup SET rolled_until = {ph} WHERE site = {ph}", (watermark, site))
+    return watermark
+
+
+CounterRow = tuple[int | str | None, ...]
+
+
+def over_rolled_days(
+    query: CounterQuery, rolled: int | None, select: Callable[[CounterQuery], list[CounterRow]]
+) -> list[CounterRow]:
+    """``query`` over whole days (resolution "d"): the daily rows of the days rolled up
+    (before ``rolled``), the hourly rows of the rest (the last day or two). Rows of one
+    time bucket and group from both parts are summed: suppression sees each cell once."""
+    if rolled is None or rolled >= query.end:
+        return select(query)
+    if rolled <= query.start:
+        return select(replace(query, resolution="h"))
+    summed: dict[CounterRow, int] = {}
+    for part in (replace(query, end=rolled), replace(query, start=rolled, resolution="h")):
+        for row in select(part):
+            key = row[:-1]
+            summed[key] = summed.get(key, 0) + int(row[-1] or 0)
+    return [(*key, n) for key, n in summed.items()]
+
+
+def needs_roll(watermark: int, until: int, zone: ZoneInfo) -> bool:
+    """Whether ``roll_days`` up to ``until`` would move ``watermark`` (read outside a
+    write transaction, so that an idle site costs no write lock)."""
+    return local_day_start(watermark + 26 * 3600, zone) <= until
+
 
 def counter_rows(
-    batches: Sequence[PendingBatch], applied: Sequence[bool]
+    batches: Sequence[PendingBatch], applied: Sequence[bool], rolled: dict[str, int]
 ) -> dict[Table, list[Row]]:
     """Per table, the rows (site, res, bucket, *dims, n) that the applied batches add:
-    every count goes to its hourly row and to its local day's row.
+    every count goes to its hourly row, and to its local day's row when that day is
+    already rolled up (before the site's watermark in ``rolled``, see ``roll_days``: a
+    late count, an import of history) or the site has no watermark yet.
 
     Batches of one site are merged on their own keys first (cheap: the tuples exist
     already), so hourly rows come out unique; daily rows (of different hours of one day)
@@ -436,16 +558,23 @@ def counter_rows(
     daily: dict[str, dict[Row, int]] = {}
     for (site, zone_key), acc in by_site.items():
         zone = zones[zone_key]
+        watermark = rolled.get(site)
+        # Per hour, its day, or 0 when the day is rolled up later from the hourly rows.
         day_of: dict[int, int] = {}
         for (kind, hour, dims), n in acc.items():
             table_hourly = hourly.get(kind)
             if table_hourly is None:
                 table_hourly = hourly[kind] = []
                 daily[kind] = {}
+            table_hourly.append((site, "h", hour, *dims, n))
             day = day_of.get(hour)
             if day is None:
-                day = day_of[hour] = local_day_start(hour, zone)
-            table_hourly.append((site, "h", hour, *dims, n))
+                day = local_day_start(hour, zone)
+                if watermark is not None and day >= watermark:
+                    day = 0
+                day_of[hour] = day
+            if not day:
+                continue
             table_daily = daily[kind]
             day_key = (site, "d", day, *dims)
             table_daily[day_key] = table_daily.get(day_key, 0) + n

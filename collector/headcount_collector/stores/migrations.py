@@ -289,6 +289,16 @@ _V9: Final = (
 )
 
 
+# Version 10: daily rows are rolled up from the hourly rows once a local day has ended,
+# rather than written beside every hourly row at ingest (which doubled the rows a commit
+# of new keys writes). hc_rollup.rolled_until is a site's watermark: every day before it
+# holds all of its hours' counts, every day from it on holds none (stores.base.roll_days).
+# A site with no row yet has had daily rows written at ingest for every day, as before.
+_V10: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_rollup ("
+    " site TEXT NOT NULL, rolled_until {bigint} NOT NULL, PRIMARY KEY (site)){table}",
+)
+
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
     lambda d: _format(_V2, d),
@@ -299,6 +309,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: list(_V7),
     lambda d: list(_V8),
     lambda d: _format(_V9, d),
+    lambda d: _format(_V10, d),
 )
 
 

@@ -36,6 +36,7 @@ from headcount_collector.stores.base import (
     RetentionResult,
     SealParams,
     SealStep,
+    applied_sites,
     claimed_buckets_sql,
     counter_rows,
     data_buckets_sql,
@@ -45,8 +46,12 @@ from headcount_collector.stores.base import (
     first_copies,
     forget_legacy_copies,
     mark_late,
+    needs_roll,
+    over_rolled_days,
     raw_rows_sql,
     remembered_ids,
+    roll_days,
+    rolled_watermarks,
     seal_bucket,
     seal_claimed,
     seal_params_of,
@@ -73,6 +78,10 @@ DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})",
 _MIGRATION_LOCK = 0x68630001
 # Retention of one site runs in one collector at a time; the others skip it.
 _RETENTION_LOCK = 0x68630002
+# Per site: taken shared by every commit, exclusively by a roll-up of its days.
+_ROLLUP_LOCK = 0x68630003
+_LOCK_ROLLUP = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
+_LOCK_ROLLUP_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))"
 
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 4
@@ -257,7 +266,13 @@ class PostgresStore:
             applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
-            for table, rows in counter_rows(batches, applied).items():
+            sites = applied_sites(batches, applied)
+            for site in sites:
+                # Shared with other commits; a roll-up of the site waits for it (and it
+                # for the roll-up), so the watermark read next stays true until COMMIT.
+                conn.execute(_LOCK_ROLLUP_SHARED, (_ROLLUP_LOCK, site))
+            rolled = rolled_watermarks(conn.execute, sites, "%s")
+            for table, rows in counter_rows(batches, applied, rolled).items():
                 rows.sort()  # one global lock order: concurrent writers never deadlock
                 columns = [list(column) for column in zip(*rows, strict=True)]
                 conn.execute(_UPSERT_SQL[table.name], columns)
@@ -272,6 +287,11 @@ class PostgresStore:
         return self._run(commit_in, "commit")
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
+        if query.resolution == "d":
+            return over_rolled_days(query, self.rolled_until(query.site), self._select)
+        return self._select(query)
+
+    def _select(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
         rows = self._read(*DIALECT.select_sql(query))
         # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
         return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
@@ -283,6 +303,7 @@ class PostgresStore:
             ).fetchone()
             if not locked or not locked[0]:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
+            conn.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, site.id))
             return delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
 
         result = self._run(retain, "retention")
@@ -299,6 +320,21 @@ class PostgresStore:
                     conn.execute(f"VACUUM {table.name}")
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
+
+    def rolled_until(self, site: str) -> int | None:
+        rows = self._read("SELECT rolled_until FROM hc_rollup WHERE site = %s", (site,))
+        return _int(rows[0][0]) if rows else None
+
+    def roll_days(self, site: Site, until: int) -> int:
+        watermark = self.rolled_until(site.id)
+        if watermark is not None and not needs_roll(watermark, until, site.timezone):
+            return watermark
+
+        def roll(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+            conn.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, site.id))
+            return roll_days(conn.execute, site.id, site.timezone, until, "%s")
+
+        return self._run(roll, "roll-up")
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = %s", (site,))

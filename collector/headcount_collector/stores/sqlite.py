@@ -37,6 +37,7 @@ from headcount_collector.stores.base import (
     RetentionResult,
     SealParams,
     SealStep,
+    applied_sites,
     claimed_buckets_sql,
     counter_rows,
     data_buckets_sql,
@@ -46,8 +47,12 @@ from headcount_collector.stores.base import (
     first_copies,
     forget_legacy_copies,
     mark_late,
+    needs_roll,
+    over_rolled_days,
     raw_rows_sql,
     remembered_ids,
+    roll_days,
+    rolled_watermarks,
     seal_bucket,
     seal_claimed,
     seal_params_of,
@@ -281,7 +286,8 @@ class SQLiteStore:
             applied = first_copies(batches, stored, fresh)
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
-            for table, rows in counter_rows(batches, applied).items():
+            rolled = rolled_watermarks(conn.execute, applied_sites(batches, applied), "?")
+            for table, rows in counter_rows(batches, applied, rolled).items():
                 conn.executemany(_UPSERT_SQL[table.name], rows)
             conn.executemany(
                 "INSERT INTO hc_sender (site, visits, seen) VALUES (?, ?, ?) "
@@ -291,6 +297,11 @@ class SQLiteStore:
         return applied
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
+        if query.resolution == "d":
+            return over_rolled_days(query, self.rolled_until(query.site), self._select)
+        return self._select(query)
+
+    def _select(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
         return self._answer(*DIALECT.select_sql(query))
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
@@ -301,6 +312,17 @@ class SQLiteStore:
             # so a purged value is gone from every file on disk.
             self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return result
+
+    def rolled_until(self, site: str) -> int | None:
+        rows = self._answer("SELECT rolled_until FROM hc_rollup WHERE site = ?", (site,))
+        return int(rows[0][0]) if rows else None
+
+    def roll_days(self, site: Site, until: int) -> int:
+        watermark = self.rolled_until(site.id)
+        if watermark is not None and not needs_roll(watermark, until, site.timezone):
+            return watermark
+        with self._write() as conn:
+            return roll_days(conn.execute, site.id, site.timezone, until, "?")
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = ?", (site,))
