@@ -42,7 +42,6 @@ from headcount_collector.stores.base import CounterQuery
 from headcount_collector.stores.postgres import PostgresStore
 from headcount_collector.stores.sqlite import SQLiteStore
 from headcount_collector.tables import TABLES
-from headcount_collector.timeutil import local_day_start
 
 SERVER = os.environ.get("HEADCOUNT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 BATCH = 500
@@ -180,7 +179,7 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> str:
     # As the running collector's sealing loop does on its first pass: from then on a
     # day's rows are rolled up once it has ended, not written by every commit. A second
     # site without that pass measures the write path before it (schema version 9).
-    store.roll_days(site, local_day_start(now, site.timezone))
+    store.roll_days(site, now)
     unrolled = Site("bench-unrolled", ZoneInfo("UTC"), b"", b"")
     bodies = Bodies(hour)
     rates: dict[str, list[float]] = {"mine": [], "unrolled": [], "base": []}
@@ -224,7 +223,7 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> str:
             )
         )
         started = time.perf_counter()
-        store.roll_days(site, local_day_start(now + 86400, site.timezone))
+        store.roll_days(site, now + 86400)
         roll_us = (time.perf_counter() - started) / hourly * 1e6
     finally:
         store.close()

@@ -107,6 +107,8 @@ def begin_sealing(store: Store, site: Site, now: float) -> dict[str, int]:
     state = store.seal_state(site.id)
     if all(resolution in state for resolution in RESOLUTIONS):
         return state
+    # Whether days before the limit hold counts is read from their daily rows.
+    store.roll_days(site, int(now))
     for resolution in RESOLUTIONS:
         if resolution in state:
             continue
@@ -134,7 +136,7 @@ def seal_due(store: Store, site: Site, now: float, pool: NoisePool) -> SealRepor
     zone = site.timezone
     # Every site's ended days are rolled up here, noised or not: their daily rows are
     # what a day is sealed from, and what a query over whole days reads.
-    store.roll_days(site, local_day_start(int(now), zone))
+    store.roll_days(site, int(now))
     if not policy.noise:
         return report
     state = begin_sealing(store, site, now)
@@ -184,6 +186,8 @@ def seal_history(
     hourly_origin, daily_origin = origins.get("h"), origins.get("d")
     if not policy.noise or hourly_origin is None or daily_origin is None:
         return 0
+    # Whole days are released from their daily rows: those of every ended day complete.
+    store.roll_days(site, int(now))
     zone = site.timezone
     hourly_from, daily_from = retention_cutoffs(site, int(now))
     end = min(until, hourly_origin)

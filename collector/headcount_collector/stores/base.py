@@ -52,7 +52,7 @@ __all__ = [
     "release_table",
     "remembered_ids",
     "retention_cutoffs",
-    "roll_days",
+    "roll_next_day",
     "rolled_watermarks",
     "seal_bucket",
     "seal_claimed",
@@ -109,9 +109,9 @@ class Store(Protocol):
         from which they hold none; None while they are written at ingest for every day
         (no roll-up has run for the site yet)."""
 
-    def roll_days(self, site: Site, until: int) -> int:
-        """Roll ``site``'s hourly rows up into the rows of the local days that end by
-        ``until`` (see ``roll_days`` below); the watermark after it."""
+    def roll_days(self, site: Site, now: int) -> int:
+        """Roll ``site``'s hourly rows up into the rows of its local days that have ended
+        by ``now``, a day per transaction (``roll_next_day``); the watermark after it."""
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         """Visits modes this site's senders declared, with when each was last seen."""
@@ -178,14 +178,16 @@ def delete_expired(
 ) -> RetentionResult:
     """Apply ``site``'s retention inside the caller's transaction.
 
-    The days that the hourly rows past ``hourly_days`` belong to are rolled up first
-    (``roll_days``), so rolling hours up into days is then deleting those hourly rows.
+    The caller rolls the site's ended days up first (``Store.roll_days``), so rolling
+    hours up into days is deleting the hourly rows past ``hourly_days``; those of days
+    not rolled up yet (the roll-up fell behind) stay. The watermark is read without a
+    lock: it only moves forward, and a count for an hour before it goes to both rows.
     """
     hourly_cutoff, daily_cutoff = retention_cutoffs(site, now)
     ph = placeholder
-    # An hour leaves only once its day holds it.
-    rolled = roll_days(execute, site.id, site.timezone, hourly_cutoff, ph)
-    hourly_cutoff = min(hourly_cutoff, rolled)
+    rolled = rolled_watermarks(execute, [site.id], ph).get(site.id)
+    if rolled is not None:
+        hourly_cutoff = min(hourly_cutoff, rolled)
     if site.policy.noise:
         # True counts stay until their bucket is sealed: a backlog (an upgraded database,
         # a collector that was down) is released before anything is rolled up or dropped.
@@ -438,8 +440,9 @@ def rolled_watermarks(
     execute: Callable[..., Any], sites: Sequence[str], placeholder: str
 ) -> dict[str, int]:
     """Per site that has one, the local midnight before which its days are rolled up;
-    read inside the caller's write transaction, which ``roll_days`` cannot interleave
-    with (SQLite's write lock; on PostgreSQL the caller holds the sites' shared lock)."""
+    read inside the caller's write transaction, which ``roll_next_day`` cannot
+    interleave with (SQLite's write lock; on PostgreSQL the caller holds the sites'
+    shared lock)."""
     if not sites:
         return {}
     marks = ", ".join(placeholder for _ in sites)
@@ -451,24 +454,25 @@ def rolled_watermarks(
     }
 
 
-def roll_days(
-    execute: Callable[..., Any], site: str, zone: ZoneInfo, until: int, placeholder: str
+def roll_next_day(
+    execute: Callable[..., Any], site: str, zone: ZoneInfo, now: int, placeholder: str
 ) -> int:
-    """Fold the hourly rows of ``site``'s local days that end by ``until`` into their
-    daily rows, inside the caller's write transaction (which excludes every commit of
-    the site); the watermark after it.
+    """One step of the roll-up, inside the caller's write transaction (which excludes
+    every commit of the site): fold the hourly rows of ``site``'s first day not rolled up
+    into that day's rows if it has ended by ``now``, and move the watermark past it; the
+    watermark after it. One day per transaction, so that a backlog (a collector that was
+    down for weeks) never holds the write lock for long.
 
-    Ingest writes a day's row only for a day already rolled up, so the rows of the
-    days from the watermark on are empty and a roll adds each day's hours once. A site
-    with no watermark yet had its daily rows written at ingest for every day: its first
-    call sets the watermark at the local midnight before ``until`` and empties the rows
-    of the days from there on, whose counts all sit in hourly rows too (``until`` is
-    never older than hourly retention).
+    Ingest writes a day's row only for hours before the watermark, so the rows of the
+    days from it on are empty and a roll adds each hour once. A site with no watermark
+    yet had its daily rows written at ingest for every hour: its first step sets the
+    watermark at today's local midnight, the rows of every earlier day being complete,
+    and empties today's rows (and any later), whose counts all sit in hourly rows too.
     """
     ph = placeholder
     row = execute(f"SELECT rolled_until FROM hc_rollup WHERE site = {ph}", (site,)).fetchone()
     if row is None:
-        watermark = local_day_start(until, zone)
+        watermark = local_day_start(now, zone)
         for table in TABLES.values():
             execute(
                 f"DELETE FROM {table.name} WHERE site = {ph} AND res = 'd' AND bucket >= {ph}",
@@ -478,17 +482,16 @@ def roll_days(
             f"INSERT INTO hc_rollup (site, rolled_until) VALUES ({ph}, {ph})", (site, watermark)
         )
         return watermark
-    watermark = start = int(row[0])
-    while True:
-        next_day = local_day_start(watermark + 26 * 3600, zone)
-        if next_day > until:
-            break
-        for table in TABLES.values():
-            execute(_ROLL_SQL[table.name].format(ph=ph), (watermark, site, watermark, next_day))
-        watermark = next_day
-    if watermark != start:
-        execute(f"UPDATE hc_rollup SET rolled_until = {ph} WHERE site = {ph}", (watermark, site))
-    return watermark
+    watermark = int(row[0])
+    next_day = local_day_start(watermark + 26 * 3600, zone)
+    if next_day > now:
+        return watermark
+    # Bounded by the watermark, not by day boundaries in today's zone: after a change of
+    # the site's time zone every hour is still rolled exactly once.
+    for table in TABLES.values():
+        execute(_ROLL_SQL[table.name].format(ph=ph), (watermark, site, watermark, next_day))
+    execute(f"UPDATE hc_rollup SET rolled_until = {ph} WHERE site = {ph}", (next_day, site))
+    return next_day
 
 
 CounterRow = tuple[int | str | None, ...]
@@ -512,10 +515,10 @@ def over_rolled_days(
     return [(*key, n) for key, n in summed.items()]
 
 
-def needs_roll(watermark: int, until: int, zone: ZoneInfo) -> bool:
-    """Whether ``roll_days`` up to ``until`` would move ``watermark`` (read outside a
-    write transaction, so that an idle site costs no write lock)."""
-    return local_day_start(watermark + 26 * 3600, zone) <= until
+def needs_roll(watermark: int | None, now: int, zone: ZoneInfo) -> bool:
+    """Whether ``roll_next_day`` would do anything (read outside a write transaction,
+    so that an idle site costs no write lock)."""
+    return watermark is None or local_day_start(watermark + 26 * 3600, zone) <= now
 
 
 def counter_rows(
@@ -523,8 +526,9 @@ def counter_rows(
 ) -> dict[Table, list[Row]]:
     """Per table, the rows (site, res, bucket, *dims, n) that the applied batches add:
     every count goes to its hourly row, and to its local day's row when that day is
-    already rolled up (before the site's watermark in ``rolled``, see ``roll_days``: a
-    late count, an import of history) or the site has no watermark yet.
+    already rolled up (an hour before the site's watermark in ``rolled``, see
+    ``roll_next_day``: a late count, an import of history) or the site has no watermark
+    yet.
 
     Batches of one site are merged on their own keys first (cheap: the tuples exist
     already), so hourly rows come out unique; daily rows (of different hours of one day)
@@ -558,8 +562,8 @@ def counter_rows(
     daily: dict[str, dict[Row, int]] = {}
     for (site, zone_key), acc in by_site.items():
         zone = zones[zone_key]
+        # Hours from the watermark on are rolled up into their days later.
         watermark = rolled.get(site)
-        # Per hour, its day, or 0 when the day is rolled up later from the hourly rows.
         day_of: dict[int, int] = {}
         for (kind, hour, dims), n in acc.items():
             table_hourly = hourly.get(kind)
@@ -567,14 +571,11 @@ def counter_rows(
                 table_hourly = hourly[kind] = []
                 daily[kind] = {}
             table_hourly.append((site, "h", hour, *dims, n))
+            if watermark is not None and hour >= watermark:
+                continue
             day = day_of.get(hour)
             if day is None:
-                day = local_day_start(hour, zone)
-                if watermark is not None and day >= watermark:
-                    day = 0
-                day_of[hour] = day
-            if not day:
-                continue
+                day = day_of[hour] = local_day_start(hour, zone)
             table_daily = daily[kind]
             day_key = (site, "d", day, *dims)
             table_daily[day_key] = table_daily.get(day_key, 0) + n

@@ -50,7 +50,7 @@ from headcount_collector.stores.base import (
     over_rolled_days,
     raw_rows_sql,
     remembered_ids,
-    roll_days,
+    roll_next_day,
     rolled_watermarks,
     seal_bucket,
     seal_claimed,
@@ -81,7 +81,9 @@ _RETENTION_LOCK = 0x68630002
 # Per site: taken shared by every commit, exclusively by a roll-up of its days.
 _ROLLUP_LOCK = 0x68630003
 _LOCK_ROLLUP = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
-_LOCK_ROLLUP_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))"
+_LOCK_ROLLUPS_SHARED = (
+    "SELECT count(pg_advisory_xact_lock_shared(%s, hashtext(s))) FROM unnest(%s::text[]) s"
+)
 
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 4
@@ -267,10 +269,9 @@ class PostgresStore:
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "%s")
             mark_late(conn.execute, batches, applied, "%s")
             sites = applied_sites(batches, applied)
-            for site in sites:
-                # Shared with other commits; a roll-up of the site waits for it (and it
-                # for the roll-up), so the watermark read next stays true until COMMIT.
-                conn.execute(_LOCK_ROLLUP_SHARED, (_ROLLUP_LOCK, site))
+            # Shared with other commits; a roll-up of a site waits for it (and it for the
+            # roll-up), so the watermarks read next stay true until COMMIT.
+            conn.execute(_LOCK_ROLLUPS_SHARED, (_ROLLUP_LOCK, sites))
             rolled = rolled_watermarks(conn.execute, sites, "%s")
             for table, rows in counter_rows(batches, applied, rolled).items():
                 rows.sort()  # one global lock order: concurrent writers never deadlock
@@ -303,9 +304,9 @@ class PostgresStore:
             ).fetchone()
             if not locked or not locked[0]:
                 return RetentionResult(0, 0, 0)  # another collector is doing this site now
-            conn.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, site.id))
             return delete_expired(conn.execute, site, now, dedupe_seconds, "%s")
 
+        self.roll_days(site, now)
         result = self._run(retain, "retention")
         if result.hourly_rolled_up or result.daily_deleted:
             self._vacuum()
@@ -325,16 +326,16 @@ class PostgresStore:
         rows = self._read("SELECT rolled_until FROM hc_rollup WHERE site = %s", (site,))
         return _int(rows[0][0]) if rows else None
 
-    def roll_days(self, site: Site, until: int) -> int:
-        watermark = self.rolled_until(site.id)
-        if watermark is not None and not needs_roll(watermark, until, site.timezone):
-            return watermark
-
+    def roll_days(self, site: Site, now: int) -> int:
         def roll(conn: psycopg.Connection[tuple[object, ...]]) -> int:
             conn.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, site.id))
-            return roll_days(conn.execute, site.id, site.timezone, until, "%s")
+            return roll_next_day(conn.execute, site.id, site.timezone, now, "%s")
 
-        return self._run(roll, "roll-up")
+        while True:
+            watermark = self.rolled_until(site.id)
+            if watermark is not None and not needs_roll(watermark, now, site.timezone):
+                return watermark
+            self._run(roll, "roll-up")
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = %s", (site,))

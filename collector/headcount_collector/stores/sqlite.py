@@ -51,7 +51,7 @@ from headcount_collector.stores.base import (
     over_rolled_days,
     raw_rows_sql,
     remembered_ids,
-    roll_days,
+    roll_next_day,
     rolled_watermarks,
     seal_bucket,
     seal_claimed,
@@ -305,6 +305,7 @@ class SQLiteStore:
         return self._answer(*DIALECT.select_sql(query))
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
+        self.roll_days(site, now)
         with self._write() as conn:
             result = delete_expired(conn.execute, site, now, dedupe_seconds, "?")
         if result.hourly_rolled_up or result.daily_deleted or result.batch_ids_forgotten:
@@ -317,12 +318,13 @@ class SQLiteStore:
         rows = self._answer("SELECT rolled_until FROM hc_rollup WHERE site = ?", (site,))
         return int(rows[0][0]) if rows else None
 
-    def roll_days(self, site: Site, until: int) -> int:
-        watermark = self.rolled_until(site.id)
-        if watermark is not None and not needs_roll(watermark, until, site.timezone):
-            return watermark
-        with self._write() as conn:
-            return roll_days(conn.execute, site.id, site.timezone, until, "?")
+    def roll_days(self, site: Site, now: int) -> int:
+        while True:
+            watermark = self.rolled_until(site.id)
+            if watermark is not None and not needs_roll(watermark, now, site.timezone):
+                return watermark
+            with self._write() as conn:
+                roll_next_day(conn.execute, site.id, site.timezone, now, "?")
 
     def declared_visit_modes(self, site: str) -> dict[str, int]:
         rows = self._read("SELECT visits, seen FROM hc_sender WHERE site = ?", (site,))
