@@ -8,7 +8,13 @@ from urllib.parse import unquote
 
 from headcount._caches import CleanOnlyCache
 from headcount._shapes import bad_route_segments, normalize_text
-from headcount.wire import FORBIDDEN_ROUTE_CHARS, OTHER, UNMATCHED, route_problem
+from headcount.wire import (
+    FORBIDDEN_ROUTE_CHARS,
+    MAX_ROUTE_LENGTH,
+    OTHER,
+    UNMATCHED,
+    route_problem,
+)
 
 __all__ = ["generalize_path", "normalize_route", "normalized_route"]
 
@@ -138,10 +144,31 @@ def _normalize(template: str | None) -> tuple[str, bool]:
         route = _to_braces(template.strip())
     except ValueError:
         return OTHER, False
-    if route_problem(route) is None:
+    segments = route.split("/")
+    if _plain(route):
+        # What route_problem would check, with the segments' verdicts kept: a route
+        # with a number in it is not remembered (see _caches) and comes back on every
+        # request, so it is checked once here rather than again by _template.
+        bad = bad_route_segments(segments)
+        if not bad:
+            return route, True
+        route = "/".join(_ID if index in bad else s for index, s in enumerate(segments))
+    elif route_problem(route) is None:
         return route, True
-    route = _template(route.split("/"))
+    else:
+        route = _template(segments)
     return (route if route_problem(route) is None else OTHER), False
+
+
+def _plain(route: str) -> bool:
+    """Whether ``route`` passes every check of a template but its segments' (so that
+    ``_template`` would leave each segment as it is)."""
+    return (
+        len(route) <= MAX_ROUTE_LENGTH
+        and route.startswith("/")
+        and normalize_text(route) == route
+        and FORBIDDEN_ROUTE_CHARS.search(route) is None
+    )
 
 
 # (route, clean) per template, kept for clean templates only.

@@ -220,8 +220,8 @@ class Tracker:
         # each time rather than kept (see _caches). Bounded (_ROUTE_INFOS), and larger
         # than normalize_route's own: a CMS that gives each page its own route (Wagtail)
         # has thousands, and a miss costs tens of microseconds of template checks.
-        self._route_infos = CleanOnlyCache[str | None, tuple[str, bool]](
-            self._route_info, lambda template, _: normalized_route(template)[1], _ROUTE_INFOS
+        self._route_infos = CleanOnlyCache[str | None, tuple[str, bool, bool]](
+            self._route_info, lambda _, info: info[2], _ROUTE_INFOS
         )
         excluded = self.settings.excluded_routes
         self._excluded_exact = frozenset(r for r in excluded if not r.endswith("*"))
@@ -246,7 +246,7 @@ class Tracker:
             if self._live_pid != getpid():
                 self._activate()
             known = self._route_infos.get(info.route)
-            route, excluded = known if known is not None else self._route_infos(info.route)
+            route, excluded, _ = known if known is not None else self._route_infos(info.route)
             hour, hour_end = self._hour_window
             now = self._clock()
             if not hour <= now < hour_end:
@@ -350,11 +350,14 @@ class Tracker:
         self._hour_window = (hour, hour + 3600)
         return hour
 
-    def _route_info(self, template: str | None) -> tuple[str, bool]:
-        """The wire route of ``template`` and whether it is excluded."""
-        route = normalized_route(template)[0]
+    def _route_info(self, template: str | None) -> tuple[str, bool, bool]:
+        """The wire route of ``template``, whether it is excluded, and whether it was
+        template text as it came (only then is it remembered). Normalized once: a miss
+        that needed rewriting (a path with a number in it) costs tens of microseconds,
+        and such a path misses every time."""
+        route, clean = normalized_route(template)
         excluded = route in self._excluded_exact or route.startswith(self._excluded_prefixes)
-        return route, excluded
+        return route, excluded, clean
 
     def served_by_several_processes(self) -> None:
         """Tell the tracker that other processes serve this app too. The integrations call

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Container
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from headcount import Tracker, _routes, _shapes, generalize_path, normalize_route, wire
 from headcount.wire import route_problem
@@ -146,5 +148,34 @@ def test_route_caches_keep_only_what_is_sent(tracker: Tracker) -> None:
             assert value not in cache, (cache, value)
     # What is sent as it is stays remembered: the caches still do their job.
     assert "/articles/<int:id>" in tracker._route_infos
-    assert "/articles/{id}" in wire._route_problems
+    assert "/articles/<int:id>" in _routes.normalized_route
     assert "articles" in _shapes._segment_problems
+
+
+def _checked_twice(template: str) -> tuple[str, bool]:
+    """The rule spelled out plainly: the whole route checked, and if it fails, rebuilt
+    segment by segment and checked again (what ``_normalize`` does in one pass)."""
+    try:
+        route = _routes._to_braces(template.strip())
+    except ValueError:
+        return wire.OTHER, False
+    if route_problem(route) is None:
+        return route, True
+    route = _routes._template(route.split("/"))
+    return (route if route_problem(route) is None else wire.OTHER), False
+
+
+_SEGMENTS = st.one_of(
+    st.sampled_from(
+        ["users", "page-12", "2024", "03", "15", "section-30", "page-1224", "<int:id>",
+         "{slug}", "a1b2c3d4e5f6", "deadbeef", "café", "ﬁle", "x\u200by", "a?b", "..",
+         "alice@example.com", "4155550123", "v2", "", "résumé", "\u0301x", "A" * 120]
+    ),
+    st.text(alphabet="abz019-_.~%é{}<>:", max_size=12),
+)  # fmt: skip
+
+
+@given(st.lists(_SEGMENTS, max_size=8), st.booleans())
+def test_one_pass_normalizing_agrees_with_checking_twice(segments: list[str], slash: bool) -> None:
+    template = ("/" if slash else "") + "/".join(segments)
+    assert _routes._normalize(template) == _checked_twice(template)
