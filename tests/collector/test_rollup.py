@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -222,74 +222,74 @@ def test_retention_rolls_up_before_it_drops_hours(store: Store, store_url: str, 
     assert store.rolled_until("blog") == midnight(10, m=11)
 
 
-def test_a_roll_up_waits_for_a_commit_in_flight(postgres_database: str, blog: Site) -> None:
+@pytest.fixture
+def pg_store(postgres_database: str) -> Iterator[Store]:
+    """A PostgreSQL store of its own, for the tests of the lock between collectors."""
+    from tests.collector.conftest import _wipe_postgres
+
+    store = open_store(postgres_database)
+    store.migrate()
+    yield store
+    store.close()
+    _wipe_postgres(postgres_database)
+
+
+def test_a_roll_up_waits_for_a_commit_in_flight(
+    pg_store: Store, postgres_database: str, blog: Site
+) -> None:
     """PostgreSQL, several collectors: a commit that read the watermark before a roll-up
     moved it must not leave its count out of the day. The roll-up takes the site's
     lock exclusively, which every commit holds shared until it ends."""
     from headcount_collector.stores.postgres import _LOCK_ROLLUPS_SHARED, _ROLLUP_LOCK
 
-    store = open_store(postgres_database)
-    store.migrate()
-    try:
-        now = berlin(24, 12)
-        store.roll_days(blog, now)
-        rolled: list[int] = []
-        roller = threading.Thread(target=lambda: rolled.append(store.roll_days(blog, midnight(25))))
-        with psycopg.connect(postgres_database) as in_flight:
-            in_flight.execute(_LOCK_ROLLUPS_SHARED, (_ROLLUP_LOCK, ["blog"]))
-            in_flight.execute(
-                "INSERT INTO hc_pageview (site, res, bucket, route, referrer, utm_source, "
-                "utm_medium, utm_campaign, entry, n) "
-                "VALUES ('blog', 'h', %s, '/in-flight', '(direct)', '', '', '', 1, 4)",
-                (berlin(24, 11),),
-            )
-            roller.start()
-            time.sleep(0.5)
-            assert roller.is_alive()  # waiting for the commit
-        roller.join(timeout=10)
-        assert rolled == [midnight(25)]
-        assert pageview_rows(postgres_database, "d") == Counter({(midnight(24), "/in-flight"): 4})
-    finally:
-        store.close()
-        from tests.collector.conftest import _wipe_postgres
-
-        _wipe_postgres(postgres_database)
+    now = berlin(24, 12)
+    pg_store.roll_days(blog, now)
+    rolled: list[int] = []
+    roller = threading.Thread(target=lambda: rolled.append(pg_store.roll_days(blog, midnight(25))))
+    with psycopg.connect(postgres_database) as in_flight:
+        in_flight.execute(_LOCK_ROLLUPS_SHARED, (_ROLLUP_LOCK, ["blog"]))
+        in_flight.execute(
+            "INSERT INTO hc_pageview (site, res, bucket, route, referrer, utm_source, "
+            "utm_medium, utm_campaign, entry, n) "
+            "VALUES ('blog', 'h', %s, '/in-flight', '(direct)', '', '', '', 1, 4)",
+            (berlin(24, 11),),
+        )
+        roller.start()
+        time.sleep(0.5)
+        assert roller.is_alive()  # waiting for the commit
+    roller.join(timeout=10)
+    assert rolled == [midnight(25)]
+    assert pageview_rows(postgres_database, "d") == Counter({(midnight(24), "/in-flight"): 4})
 
 
-def test_a_commit_waits_for_a_roll_up_in_progress(postgres_database: str, blog: Site) -> None:
+def test_a_commit_waits_for_a_roll_up_in_progress(
+    pg_store: Store, postgres_database: str, blog: Site
+) -> None:
     """The other side of the lock: a commit arriving while a roll-up holds the site
     reads the watermark that roll-up leaves, so its count lands in the day once."""
     from headcount_collector.stores.postgres import _LOCK_ROLLUP, _ROLLUP_LOCK
 
-    store = open_store(postgres_database)
-    store.migrate()
-    try:
-        store.roll_days(blog, berlin(24, 12))
-        committed = threading.Event()
+    pg_store.roll_days(blog, berlin(24, 12))
+    committed = threading.Event()
 
-        def late_count() -> None:
-            commit(store, berlin(25, 12), [(berlin(24, 11), "/late", 2)])
-            committed.set()
+    def late_count() -> None:
+        commit(pg_store, berlin(25, 12), [(berlin(24, 11), "/late", 2)])
+        committed.set()
 
-        writer = threading.Thread(target=late_count)
-        with psycopg.connect(postgres_database) as roller:
-            roller.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, "blog"))
-            writer.start()
-            assert not committed.wait(0.5)  # waiting for the roll-up
-            # The roll-up (done by hand here) moves the watermark past the 24th.
-            roller.execute(
-                "UPDATE hc_rollup SET rolled_until = %s WHERE site = 'blog'", (midnight(25),)
-            )
-        writer.join(timeout=10)
-        assert committed.is_set()
-        # Written to both rows, as for any day already rolled up.
-        assert pageview_rows(postgres_database, "d") == Counter({(midnight(24), "/late"): 2})
-        assert pageview_rows(postgres_database, "h") == Counter({(berlin(24, 11), "/late"): 2})
-    finally:
-        store.close()
-        from tests.collector.conftest import _wipe_postgres
-
-        _wipe_postgres(postgres_database)
+    writer = threading.Thread(target=late_count)
+    with psycopg.connect(postgres_database) as roller:
+        roller.execute(_LOCK_ROLLUP, (_ROLLUP_LOCK, "blog"))
+        writer.start()
+        assert not committed.wait(0.5)  # waiting for the roll-up
+        # The roll-up (done by hand here) moves the watermark past the 24th.
+        roller.execute(
+            "UPDATE hc_rollup SET rolled_until = %s WHERE site = 'blog'", (midnight(25),)
+        )
+    writer.join(timeout=10)
+    assert committed.is_set()
+    # Written to both rows, as for any day already rolled up.
+    assert pageview_rows(postgres_database, "d") == Counter({(midnight(24), "/late"): 2})
+    assert pageview_rows(postgres_database, "h") == Counter({(berlin(24, 11), "/late"): 2})
 
 
 def test_a_changed_time_zone_rolls_every_hour_up_once(

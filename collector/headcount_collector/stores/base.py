@@ -515,10 +515,10 @@ def over_rolled_days(
     return [(*key, n) for key, n in summed.items()]
 
 
-def needs_roll(watermark: int | None, now: int, zone: ZoneInfo) -> bool:
-    """Whether ``roll_next_day`` would do anything (read outside a write transaction,
-    so that an idle site costs no write lock)."""
-    return watermark is None or local_day_start(watermark + 26 * 3600, zone) <= now
+def needs_roll(watermark: int, now: int, zone: ZoneInfo) -> bool:
+    """Whether ``roll_next_day`` would move ``watermark`` (read outside a write
+    transaction, so that an idle site costs no write lock)."""
+    return local_day_start(watermark + 26 * 3600, zone) <= now
 
 
 def counter_rows(
