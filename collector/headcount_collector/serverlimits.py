@@ -19,8 +19,10 @@ process runs out of file descriptors. ``GuardedHttpToolsProtocol`` adds, per con
   never lock out a client that sends a whole request. The body deadline also bounds a
   body nobody reads any more (the answer went out first), which uvicorn drops.
 
-Keep-alive idle time is uvicorn's own ``timeout_keep_alive``. The CLI passes the limits
-to every worker process in an environment variable, as it does the settings.
+It also sends a response's head and its first body bytes in one write
+(``CoalescingTransport``). Keep-alive idle time is uvicorn's own ``timeout_keep_alive``.
+The CLI passes the limits to every worker process in an environment variable, as it
+does the settings.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = [
     "LIMITS_ENV",
+    "CoalescingTransport",
     "GuardedHttpToolsProtocol",
     "ServerLimits",
     "add_limit_arguments",
@@ -169,6 +172,65 @@ def _worker_of(protocol: HttpToolsProtocol) -> _Worker:
     return worker
 
 
+class CoalescingTransport:
+    """A connection's transport that sends a response's head with its first body write.
+
+    uvicorn writes the status line and headers as soon as the app starts its answer and
+    the body in a second write: two send() calls, two TCP segments and two wake-ups of
+    the client for every small answer, and every ingest answer is small. The head is
+    held until the next write, which sends both at once; the end of the response or
+    closing sends it at the latest. Interim answers (100 Continue) are never held: the
+    client waits for them before it sends the body.
+    """
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1":
+            self._held = data
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        # Whatever else a server version asks of its transport (set_protocol on an
+        # upgrade, buffer sizes) is the socket's own.
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits above; see the module docstring."""
 
@@ -187,7 +249,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- connection lifetime -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
         self._await_request()
         if len(self.connections) > self._bound:
             self._make_room()
@@ -308,6 +370,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         self._release_body()
+        if isinstance(self.transport, CoalescingTransport):
+            self.transport.flush()
         pipelined = bool(self.pipeline)
         unread_body = self.cycle.more_body
         super().on_response_complete()

@@ -1,0 +1,196 @@
+"""The collector's HTTP protocol sends each small answer in one write, and holds nothing
+a client waits for: driven through uvicorn's real parser and request cycle, with a
+transport that records every write instead of a socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from headcount_collector.serverlimits import CoalescingTransport, GuardedHttpToolsProtocol
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def connect(app: ASGIApp) -> tuple[GuardedHttpToolsProtocol, RecordingTransport]:
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
+    config.load()
+    protocol = GuardedHttpToolsProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def answering(status: int, body: bytes) -> ASGIApp:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body", False):
+            pass
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_small_answer_is_one_write_with_head_and_body() -> None:
+    async def run() -> list[bytes]:
+        protocol, transport = await connect(answering(202, b'{"accepted":1}'))
+        protocol.data_received(GET)
+        await settle()
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 202 ")
+    assert writes[0].endswith(b'\r\n\r\n{"accepted":1}')
+
+
+@pytest.mark.parametrize(("status", "method"), [(204, b"GET"), (200, b"HEAD")])
+def test_an_answer_without_a_body_is_sent_whole(status: int, method: bytes) -> None:
+    async def run() -> list[bytes]:
+        protocol, transport = await connect(answering(status, b""))
+        protocol.data_received(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await settle()
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert b"".join(writes).startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"".join(writes).endswith(b"\r\n\r\n")
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    async def run() -> list[bytes]:
+        calls = 0
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            nonlocal calls
+            calls += 1
+            body = f"answer {calls}".encode()
+            await answering(200, body)(scope, receive, send)
+
+        protocol, transport = await connect(app)
+        protocol.data_received(GET + GET)
+        await settle()
+        return transport.writes
+
+    sent = b"".join(asyncio.run(run()))
+    assert sent.count(b"HTTP/1.1 200 ") == 2
+    assert sent.index(b"answer 1") < sent.index(b"answer 2")
+    assert sent.endswith(b"answer 2")
+
+
+def test_100_continue_is_sent_before_the_client_sends_its_body() -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        protocol, transport = await connect(answering(202, b"ok"))
+        protocol.data_received(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+        )
+        await settle()
+        before_body = list(transport.writes)
+        protocol.data_received(b"data")
+        await settle()
+        return before_body, transport.writes
+
+    before_body, writes = asyncio.run(run())
+    assert before_body == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert writes[-1].startswith(b"HTTP/1.1 202 ")
+    assert writes[-1].endswith(b"ok")
+
+
+def test_a_streamed_answer_sends_its_first_chunk_without_waiting_for_the_next() -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        release = asyncio.Event()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+            await release.wait()
+            await send({"type": "http.response.body", "body": b"second"})
+
+        protocol, transport = await connect(app)
+        protocol.data_received(GET)
+        await settle()
+        while_streaming = list(transport.writes)
+        release.set()
+        await settle()
+        return while_streaming, transport.writes
+
+    while_streaming, writes = asyncio.run(run())
+    assert len(while_streaming) == 1
+    assert while_streaming[0].startswith(b"HTTP/1.1 200 ")
+    assert while_streaming[0].endswith(b"5\r\nfirst\r\n")
+    assert b"".join(writes).endswith(b"6\r\nsecond\r\n0\r\n\r\n")
+
+
+def test_an_app_that_fails_after_its_head_still_gets_the_head_out_before_closing() -> None:
+    async def run() -> RecordingTransport:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise RuntimeError("the app broke")
+
+        protocol, transport = await connect(app)
+        protocol.data_received(GET)
+        await settle()
+        return transport
+
+    transport = asyncio.run(run())
+    assert transport.closed
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_transport_holds_only_a_final_status_line() -> None:
+    inner = RecordingTransport()
+    outer = CoalescingTransport(inner)
+    outer.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+    assert inner.writes == [b"HTTP/1.1 103 Early Hints\r\n\r\n"]
+    outer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert len(inner.writes) == 1
+    outer.flush()
+    assert inner.writes[-1] == b"HTTP/1.1 200 OK\r\n\r\n"
+    outer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    outer.close()
+    assert inner.writes[-1] == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+    assert inner.closed
