@@ -75,6 +75,18 @@ class Server(ServerProcess):
             index += 1
         return found
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process tree has used so far, from /proc."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> int:
         """Summed VmRSS of the process tree."""
         total = 0
