@@ -80,11 +80,7 @@ class GroupCommitter:
             raise StoreUnavailable("too many batches waiting for storage")
         future: asyncio.Future[bool] = self._loop.create_future()
         self._pending.append((batch, future))
-        # Set once per group, not per batch: set() takes a lock and wakes the writer.
-        # Already set means the writer has not cleared it yet, and it looks at the
-        # queue only after clearing, so it will find this batch (appended first).
-        if not self._work.is_set():
-            self._work.set()
+        self._work.set()
         return await future
 
     def _run(self) -> None:
