@@ -359,3 +359,22 @@ def test_days_are_sealed_from_their_rolled_up_rows(tmp_path: Path, store_url: st
         # Three daily cells, each sealed from its day's rolled-up rows.
         assert total["error"] == pytest.approx(1.96 * math.sqrt(3 * variance), abs=0.1)
         assert abs(total["count"] - 900) < 5 * math.sqrt(3 * variance)
+
+
+def test_a_group_holding_one_site_under_two_time_zones_counts_each_hour_once(
+    store: Store, store_url: str
+) -> None:
+    """A site's time zone changed (a reload) while batches waited: one group commit then
+    holds batches of that site under both zones. Each count reaches its hourly row once,
+    and each local-day row of the zone its batch was validated under."""
+    hour = berlin(10, 12, 11)
+    key = ("pageview", hour, pv("/a"))
+    utc_batch = PendingBatch("blog", secrets.token_hex(16), {key: 2}, 2, zone=ZoneInfo("UTC"))
+    berlin_batch = PendingBatch("blog", secrets.token_hex(16), {key: 3}, 3, zone=BERLIN)
+    # Before the site's first roll-up, so both batches write daily rows too.
+    assert store.commit([utc_batch, berlin_batch], hour + 3600) == [True, True]
+    assert pageview_rows(store_url, "h") == Counter({(hour, "/a"): 5})
+    utc_day = int(datetime(2026, 11, 10, tzinfo=ZoneInfo("UTC")).timestamp())
+    assert pageview_rows(store_url, "d") == Counter(
+        {(utc_day, "/a"): 2, (midnight(10, 11), "/a"): 3}
+    )

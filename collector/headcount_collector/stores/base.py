@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
@@ -560,17 +561,28 @@ def counter_rows(
     # Daily rows go after the hourly ones: each kind of row then lands in one region of
     # the table's B-tree (res leads the key after site), which costs less than sorting.
     daily: dict[str, dict[Row, int]] = {}
+    # A site whose time zone changed while its batches waited comes under two zones:
+    # its hourly rows are merged across them (PostgreSQL cannot upsert a row twice in one
+    # statement), its daily rows stay per zone.
+    zones_per_site = Counter(site for site, _ in by_site)
+    rezoned_hourly: dict[str, dict[Row, int]] = {}
     for (site, zone_key), acc in by_site.items():
         zone = zones[zone_key]
         # Hours from the watermark on are rolled up into their days later.
         watermark = rolled.get(site)
         day_of: dict[int, int] = {}
+        merge_hours = zones_per_site[site] > 1
         for (kind, hour, dims), n in acc.items():
             table_hourly = hourly.get(kind)
             if table_hourly is None:
                 table_hourly = hourly[kind] = []
                 daily[kind] = {}
-            table_hourly.append((site, "h", hour, *dims, n))
+            if merge_hours:
+                merged = rezoned_hourly.setdefault(kind, {})
+                hour_key = (site, "h", hour, *dims)
+                merged[hour_key] = merged.get(hour_key, 0) + n
+            else:
+                table_hourly.append((site, "h", hour, *dims, n))
             if watermark is not None and hour >= watermark:
                 continue
             day = day_of.get(hour)
@@ -581,6 +593,7 @@ def counter_rows(
             table_daily[day_key] = table_daily.get(day_key, 0) + n
     rows = {}
     for kind, table_hourly in hourly.items():
+        table_hourly.extend((*key, n) for key, n in rezoned_hourly.get(kind, {}).items())
         table_hourly.extend((*key, n) for key, n in daily[kind].items())
         rows[TABLES[kind]] = table_hourly
     return rows
