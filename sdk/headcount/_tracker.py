@@ -41,7 +41,7 @@ from headcount._schedule import HourlyHold
 from headcount._sender import Sender
 from headcount._settings import SendSchedule, TrackerSettings
 from headcount._stats import Counters, TrackerStats
-from headcount._table import CountTable, Key, PageviewKey, to_records, with_entry
+from headcount._table import CountTable, Key, PageviewKey, to_records
 from headcount._visits import Linked, MemoryVisits, VisitStore, build_visit_store
 from headcount.wire import (
     INTERNAL,
@@ -314,7 +314,12 @@ class Tracker:
                         state.table.add(request)  # the store counts the pageview
                         return
                     if started is not None and started is not entry:
-                        pageview = with_entry(pageview, started)
+                        # Built whole rather than copied with the entry replaced: a
+                        # returning visitor who arrives from another site comes here on
+                        # every pageview.
+                        pageview = (
+                            "pageview", hour, route, referrer, source, medium, campaign, started
+                        )  # fmt: skip
                 state.table.add(request, pageview)
             else:
                 self._state.table.add(request)
