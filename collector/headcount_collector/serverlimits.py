@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import os
 import resource
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -177,33 +178,57 @@ class CoalescingTransport:
 
     uvicorn writes the status line and headers as soon as the app starts its answer and
     the body in a second write: two send() calls, two TCP segments and two wake-ups of
-    the client for every small answer, and every ingest answer is small. The head is
-    held until the next write, which sends both at once; the end of the response or
-    closing sends it at the latest. Interim answers (100 Continue) are never held: the
-    client waits for them before it sends the body.
+    the client for every small answer, and every ingest answer is small. A head is held
+    until the next write, which sends both at once, but never past the event loop's
+    current turn: an app that pauses between its head and its body (a stream, a long
+    poll, a HEAD answer) has the head sent while it waits. Interim answers (100
+    Continue) are never held: the client waits for them before it sends the body.
     """
 
-    __slots__ = ("_held", "_transport")
+    __slots__ = ("_held", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    # Above this a first body write goes out beside the held head (writelines, one
+    # send) rather than copied onto it.
+    _COPY_LIMIT = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
+        self._loop = loop
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) > self._COPY_LIMIT:
+                self._transport.writelines((held, data))
+            else:
+                self._transport.write(held + data)
         elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1":
             self._held = data
+            self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes]) -> None:
+        self.flush()
+        self._transport.writelines(list_of_data)
 
     def flush(self) -> None:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            # A connection the client already closed or reset takes no more bytes (the
+            # transport raises); the answer it held is lost with the connection.
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
 
     def close(self) -> None:
         self.flush()
@@ -227,7 +252,7 @@ class CoalescingTransport:
 
     def __getattr__(self, name: str) -> Any:
         # Whatever else a server version asks of its transport (set_protocol on an
-        # upgrade, buffer sizes) is the socket's own.
+        # upgrade, buffer limits) is the socket's own.
         return getattr(self._transport, name)
 
 
@@ -249,7 +274,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- connection lifetime -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport))  # type: ignore[arg-type]
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._await_request()
         if len(self.connections) > self._bound:
             self._make_room()
@@ -352,7 +377,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self.cycle.response_complete:
+        if self.cycle is not None and not self.cycle.response_complete:
             # Held until the answer goes out: the app keeps what it has read.
             self._body_bytes += len(body)
             self._worker.held += len(body)
@@ -363,7 +388,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        answered = self.cycle.response_complete
+        # No cycle: an upgrade request (websocket, h2c) on a fresh connection, which
+        # uvicorn handles without one.
+        answered = self.cycle is not None and self.cycle.response_complete
         super().on_message_complete()
         if answered and not self.pipeline and not self.transport.is_closing():
             self._await_request()  # the body of an early answer has been read and dropped

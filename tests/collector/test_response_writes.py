@@ -5,7 +5,7 @@ transport that records every write instead of a socket."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -18,13 +18,20 @@ ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 class RecordingTransport(asyncio.Transport):
+    """Each send the socket would make, one entry per write() or writelines() call."""
+
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[bytes] = []
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closed:
+            raise RuntimeError("unable to perform operation; the handler is closed")  # uvloop
         self.writes.append(bytes(data))
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
 
     def close(self) -> None:
         self.closed = True
@@ -96,8 +103,9 @@ def test_an_answer_without_a_body_is_sent_whole(status: int, method: bytes) -> N
         return transport.writes
 
     writes = asyncio.run(run())
-    assert b"".join(writes).startswith(f"HTTP/1.1 {status} ".encode())
-    assert b"".join(writes).endswith(b"\r\n\r\n")
+    assert len(writes) == 1
+    assert writes[0].startswith(f"HTTP/1.1 {status} ".encode())
+    assert writes[0].endswith(b"\r\n\r\n")
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:
@@ -182,15 +190,115 @@ def test_an_app_that_fails_after_its_head_still_gets_the_head_out_before_closing
 
 
 def test_the_transport_holds_only_a_final_status_line() -> None:
-    inner = RecordingTransport()
-    outer = CoalescingTransport(inner)
-    outer.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
-    assert inner.writes == [b"HTTP/1.1 103 Early Hints\r\n\r\n"]
-    outer.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    assert len(inner.writes) == 1
-    outer.flush()
-    assert inner.writes[-1] == b"HTTP/1.1 200 OK\r\n\r\n"
-    outer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-    outer.close()
-    assert inner.writes[-1] == b"HTTP/1.1 400 Bad Request\r\n\r\n"
-    assert inner.closed
+    async def run() -> RecordingTransport:
+        inner = RecordingTransport()
+        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        outer.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+        assert inner.writes == [b"HTTP/1.1 103 Early Hints\r\n\r\n"]
+        outer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        assert len(inner.writes) == 1
+        outer.flush()
+        assert inner.writes[-1] == b"HTTP/1.1 200 OK\r\n\r\n"
+        outer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        outer.close()
+        assert inner.writes[-1] == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+        return inner
+
+    assert asyncio.run(run()).closed
+
+
+def pausing(head_only: bool) -> tuple[ASGIApp, asyncio.Event]:
+    """An app that starts its answer, then waits for the test before its body."""
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"0" if head_only else b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await release.wait()
+        await send({"type": "http.response.body", "body": b"" if head_only else b"body"})
+
+    return app, release
+
+
+@pytest.mark.parametrize(
+    ("method", "head_only"), [(b"GET", False), (b"HEAD", False), (b"GET", True)]
+)
+def test_a_head_is_sent_while_the_app_waits_before_its_body(method: bytes, head_only: bool) -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        app, release = pausing(head_only)
+        protocol, transport = await connect(app)
+        protocol.data_received(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await settle()
+        while_waiting = list(transport.writes)
+        release.set()
+        await settle()
+        return while_waiting, transport.writes
+
+    while_waiting, writes = asyncio.run(run())
+    assert len(while_waiting) == 1
+    assert while_waiting[0].startswith(b"HTTP/1.1 200 ")
+    assert while_waiting[0].endswith(b"\r\n\r\n")
+    expected_body = b"" if head_only or method == b"HEAD" else b"body"
+    assert b"".join(writes[1:]) == expected_body
+
+
+def test_body_bytes_that_look_like_a_status_line_are_not_held() -> None:
+    async def run() -> tuple[list[bytes], list[bytes]]:
+        release = asyncio.Event()
+        chunks = (b"quoted: ", b"HTTP/1.1 200 OK", b" in a body")
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            length = str(len(b"".join(chunks))).encode()
+            await send(
+                {"type": "http.response.start", "status": 200,
+                 "headers": [(b"content-length", length)]}
+            )  # fmt: skip
+            for chunk in chunks[:2]:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await release.wait()
+            await send({"type": "http.response.body", "body": chunks[2]})
+
+        protocol, transport = await connect(app)
+        protocol.data_received(GET)
+        await settle()
+        while_waiting = list(transport.writes)
+        release.set()
+        await settle()
+        return while_waiting, transport.writes
+
+    while_waiting, writes = asyncio.run(run())
+    assert b"".join(while_waiting).endswith(b"quoted: HTTP/1.1 200 OK")
+    assert b"".join(writes).endswith(b"quoted: HTTP/1.1 200 OK in a body")
+
+
+def test_a_head_held_when_the_client_goes_away_is_dropped_quietly() -> None:
+    async def run() -> list[bytes]:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+        app, release = pausing(head_only=False)
+        protocol, transport = await connect(app)
+        protocol.data_received(GET)
+        # The client resets the connection before the loop's turn ends.
+        transport.closed = True
+        await settle()
+        release.set()
+        await settle()
+        protocol.connection_lost(ConnectionResetError())
+        await settle()
+        assert errors == []
+        return transport.writes
+
+    assert asyncio.run(run()) == []
+
+
+def test_a_large_first_body_write_goes_out_with_the_head_in_one_call() -> None:
+    async def run() -> list[bytes]:
+        protocol, transport = await connect(answering(200, b"x" * 200_000))
+        protocol.data_received(GET)
+        await settle()
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 ")
+    assert writes[0].endswith(b"\r\n\r\n" + b"x" * 200_000)

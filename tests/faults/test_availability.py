@@ -309,3 +309,23 @@ def test_an_idle_keep_alive_connection_is_closed(server: CollectorProcess) -> No
         while chunk := sock.recv(4096):
             leftover += chunk
         assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_websocket_upgrade_is_refused_by_the_router(
+    server: CollectorProcess, fresh: bool
+) -> None:
+    """The collector serves no websocket: an upgrade is refused (403) as the router
+    refuses any unknown websocket, on a new connection as on one that already answered
+    a request (a new one used to fail inside the protocol and answer 400)."""
+    upgrade = (
+        b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with connect(server) as sock:
+        if not fresh:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            # Head and body arrive in one write, well inside the 1 s keep-alive.
+            assert status_of(read_response(sock, 5)) == 200
+        sock.sendall(upgrade)
+        assert status_of(read_response(sock, 5)) == 403
