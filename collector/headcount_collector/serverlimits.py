@@ -42,6 +42,7 @@ __all__ = [
     "LIMITS_ENV",
     "CoalescingTransport",
     "GuardedHttpToolsProtocol",
+    "HeldHeads",
     "ServerLimits",
     "add_limit_arguments",
     "uvicorn_options",
@@ -143,10 +144,12 @@ _BUSY = (
 
 
 class _Worker:
-    """What one worker's connections share: the body budget and the deadline sweep."""
+    """What one worker's connections share: the body budget, the deadline sweep and the
+    answer heads waiting for their bodies."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
         self.held = 0
+        self.heads = HeldHeads(loop)
         self._loop = loop
         self._connections = connections
         loop.call_later(_SWEEP_SECONDS, self._sweep)
@@ -173,6 +176,31 @@ def _worker_of(protocol: HttpToolsProtocol) -> _Worker:
     return worker
 
 
+class HeldHeads:
+    """The answer heads one event loop's connections hold (``CoalescingTransport``), each
+    sent before the loop next waits for the network: one callback a loop turn for all of
+    them, rather than one per answer."""
+
+    __slots__ = ("_holding", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._holding: list[CoalescingTransport] = []
+        self._scheduled = False
+
+    def add(self, transport: CoalescingTransport) -> None:
+        self._holding.append(transport)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._scheduled = False
+        holding, self._holding = self._holding, []
+        for transport in holding:
+            transport.flush()
+
+
 class CoalescingTransport:
     """A connection's transport that sends a response's head with its first body write.
 
@@ -180,20 +208,21 @@ class CoalescingTransport:
     the body in a second write: two send() calls, two TCP segments and two wake-ups of
     the client for every small answer, and every ingest answer is small. A head is held
     until the next write, which sends both at once, but never past the event loop's
-    current turn: an app that pauses between its head and its body (a stream, a long
-    poll, a HEAD answer) has the head sent while it waits. Interim answers (100
-    Continue) are never held: the client waits for them before it sends the body.
+    current turn (``HeldHeads``): an app that pauses between its head and its body (a
+    stream, a long poll, a HEAD answer) has the head sent while it waits. Interim
+    answers (100 Continue) are never held: the client waits for them before it sends
+    the body.
     """
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_heads", "_held", "_transport")
 
     # Above this a first body write goes out beside the held head (writelines, one
     # send) rather than copied onto it.
     _COPY_LIMIT = 64 * 1024
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, heads: HeldHeads) -> None:
         self._transport = transport
-        self._loop = loop
+        self._heads = heads
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
@@ -206,7 +235,7 @@ class CoalescingTransport:
                 self._transport.write(held + data)
         elif data[:9] == b"HTTP/1.1 " and data[9:10] != b"1":
             self._held = data
-            self._loop.call_soon(self.flush)
+            self._heads.add(self)
         else:
             self._transport.write(data)
 
@@ -274,7 +303,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- connection lifetime -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(CoalescingTransport(transport, self._worker.heads))  # type: ignore[arg-type]
         self._await_request()
         if len(self.connections) > self._bound:
             self._make_room()

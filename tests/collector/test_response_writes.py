@@ -12,7 +12,11 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from headcount_collector.serverlimits import CoalescingTransport, GuardedHttpToolsProtocol
+from headcount_collector.serverlimits import (
+    CoalescingTransport,
+    GuardedHttpToolsProtocol,
+    HeldHeads,
+)
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -192,7 +196,7 @@ def test_an_app_that_fails_after_its_head_still_gets_the_head_out_before_closing
 def test_the_transport_holds_only_a_final_status_line() -> None:
     async def run() -> RecordingTransport:
         inner = RecordingTransport()
-        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        outer = CoalescingTransport(inner, HeldHeads(asyncio.get_running_loop()))
         outer.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
         assert inner.writes == [b"HTTP/1.1 103 Early Hints\r\n\r\n"]
         outer.write(b"HTTP/1.1 200 OK\r\n\r\n")
@@ -302,3 +306,16 @@ def test_a_large_first_body_write_goes_out_with_the_head_in_one_call() -> None:
     assert len(writes) == 1
     assert writes[0].startswith(b"HTTP/1.1 200 ")
     assert writes[0].endswith(b"\r\n\r\n" + b"x" * 200_000)
+
+
+def test_every_head_held_in_a_turn_is_sent_before_the_loop_waits_again() -> None:
+    async def run() -> list[list[bytes]]:
+        heads = HeldHeads(asyncio.get_running_loop())
+        sockets = [RecordingTransport() for _ in range(3)]
+        for number, inner in enumerate(sockets):
+            CoalescingTransport(inner, heads).write(f"HTTP/1.1 200 OK\r\nx: {number}\r\n".encode())
+        assert all(inner.writes == [] for inner in sockets)
+        await asyncio.sleep(0)
+        return [inner.writes for inner in sockets]
+
+    assert asyncio.run(run()) == [[f"HTTP/1.1 200 OK\r\nx: {n}\r\n".encode()] for n in range(3)]
