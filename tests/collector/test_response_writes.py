@@ -60,6 +60,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def writes_before_and_after(
+    app: ASGIApp, release: asyncio.Event, request: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+) -> tuple[list[bytes], list[bytes]]:
+    """What was sent while ``app`` waited for ``release``, and everything sent in the end."""
+    protocol, transport = await connect(app)
+    protocol.data_received(request)
+    await settle()
+    while_waiting = list(transport.writes)
+    release.set()
+    await settle()
+    return while_waiting, transport.writes
+
+
 async def connect(app: ASGIApp) -> tuple[GuardedHttpToolsProtocol, RecordingTransport]:
     config = uvicorn.Config(app, http="httptools", lifespan="off", log_config=None)
     config.load()
@@ -85,14 +98,20 @@ def answering(status: int, body: bytes) -> ASGIApp:
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def test_a_small_answer_is_one_write_with_head_and_body() -> None:
+def sent_for(app: ASGIApp, request: bytes = GET) -> list[bytes]:
+    """Every write of the answer(s) to ``request``, on a new connection."""
+
     async def run() -> list[bytes]:
-        protocol, transport = await connect(answering(202, b'{"accepted":1}'))
-        protocol.data_received(GET)
+        protocol, transport = await connect(app)
+        protocol.data_received(request)
         await settle()
         return transport.writes
 
-    writes = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def test_a_small_answer_is_one_write_with_head_and_body() -> None:
+    writes = sent_for(answering(202, b'{"accepted":1}'))
     assert len(writes) == 1
     assert writes[0].startswith(b"HTTP/1.1 202 ")
     assert writes[0].endswith(b'\r\n\r\n{"accepted":1}')
@@ -100,13 +119,7 @@ def test_a_small_answer_is_one_write_with_head_and_body() -> None:
 
 @pytest.mark.parametrize(("status", "method"), [(204, b"GET"), (200, b"HEAD")])
 def test_an_answer_without_a_body_is_sent_whole(status: int, method: bytes) -> None:
-    async def run() -> list[bytes]:
-        protocol, transport = await connect(answering(status, b""))
-        protocol.data_received(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await settle()
-        return transport.writes
-
-    writes = asyncio.run(run())
+    writes = sent_for(answering(status, b""), method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert len(writes) == 1
     assert writes[0].startswith(f"HTTP/1.1 {status} ".encode())
     assert writes[0].endswith(b"\r\n\r\n")
@@ -161,13 +174,7 @@ def test_a_streamed_answer_sends_its_first_chunk_without_waiting_for_the_next() 
             await release.wait()
             await send({"type": "http.response.body", "body": b"second"})
 
-        protocol, transport = await connect(app)
-        protocol.data_received(GET)
-        await settle()
-        while_streaming = list(transport.writes)
-        release.set()
-        await settle()
-        return while_streaming, transport.writes
+        return await writes_before_and_after(app, release)
 
     while_streaming, writes = asyncio.run(run())
     assert len(while_streaming) == 1
@@ -230,13 +237,9 @@ def pausing(head_only: bool) -> tuple[ASGIApp, asyncio.Event]:
 def test_a_head_is_sent_while_the_app_waits_before_its_body(method: bytes, head_only: bool) -> None:
     async def run() -> tuple[list[bytes], list[bytes]]:
         app, release = pausing(head_only)
-        protocol, transport = await connect(app)
-        protocol.data_received(method + b" / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await settle()
-        while_waiting = list(transport.writes)
-        release.set()
-        await settle()
-        return while_waiting, transport.writes
+        return await writes_before_and_after(
+            app, release, method + b" / HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
 
     while_waiting, writes = asyncio.run(run())
     assert len(while_waiting) == 1
@@ -262,13 +265,7 @@ def test_body_bytes_that_look_like_a_status_line_are_not_held() -> None:
             await release.wait()
             await send({"type": "http.response.body", "body": chunks[2]})
 
-        protocol, transport = await connect(app)
-        protocol.data_received(GET)
-        await settle()
-        while_waiting = list(transport.writes)
-        release.set()
-        await settle()
-        return while_waiting, transport.writes
+        return await writes_before_and_after(app, release)
 
     while_waiting, writes = asyncio.run(run())
     assert b"".join(while_waiting).endswith(b"quoted: HTTP/1.1 200 OK")
@@ -296,13 +293,7 @@ def test_a_head_held_when_the_client_goes_away_is_dropped_quietly() -> None:
 
 
 def test_a_large_first_body_write_goes_out_with_the_head_in_one_call() -> None:
-    async def run() -> list[bytes]:
-        protocol, transport = await connect(answering(200, b"x" * 200_000))
-        protocol.data_received(GET)
-        await settle()
-        return transport.writes
-
-    writes = asyncio.run(run())
+    writes = sent_for(answering(200, b"x" * 200_000))
     assert len(writes) == 1
     assert writes[0].startswith(b"HTTP/1.1 200 ")
     assert writes[0].endswith(b"\r\n\r\n" + b"x" * 200_000)
