@@ -29,6 +29,8 @@ from headcount_collector.config import Site, load_sites
 from headcount_collector.pending import PendingBatch
 from headcount_collector.release.policy import release_policy
 from headcount_collector.stores import Store, open_store
+from headcount_collector.stores.base import CounterQuery
+from headcount_collector.tables import TABLES
 from headcount_collector.timeutil import local_day_start
 from tests.collector.conftest import pageview
 from tests.collector.noise_harness import FIRST_DAY, local_ts, noised_collector
@@ -378,3 +380,29 @@ def test_a_group_holding_one_site_under_two_time_zones_counts_each_hour_once(
     assert pageview_rows(store_url, "d") == Counter(
         {(utc_day, "/a"): 2, (midnight(10, 11), "/a"): 3}
     )
+
+
+def test_a_whole_day_query_never_sees_a_day_dropped_while_the_first_roll_up_runs(
+    store: Store, store_url: str, blog: Site
+) -> None:
+    """The first roll-up of a site empties today's daily rows as it sets the watermark.
+    A whole-day query reads the watermark and the rows on both sides of it in one
+    snapshot, so a query running beside it sees the day before or after, never a day
+    missing (as it did, now and then, when the watermark was read on its own)."""
+    now = berlin(25, 12, 11)
+    month = CounterQuery(
+        table=TABLES["pageview"], site="blog", start=midnight(1, 11), end=midnight(30, 11),
+        interval="total", resolution="d", zone_name="Europe/Berlin",
+    )  # fmt: skip
+    seen: Counter[int] = Counter()
+    for _ in range(30):
+        sql(store_url, "DELETE FROM hc_rollup")
+        sql(store_url, "DELETE FROM hc_pageview")
+        commit(store, now, [(berlin(24, 10, 11), "/a", 192), (berlin(25, 0, 11), "/b", 7)])
+        roller = threading.Thread(target=store.roll_days, args=(blog, now))
+        roller.start()
+        while roller.is_alive():
+            seen[sum(int(row[-1] or 0) for row in store.query(month))] += 1
+        roller.join()
+        seen[sum(int(row[-1] or 0) for row in store.query(month))] += 1
+    assert set(seen) == {199}, seen

@@ -30,6 +30,7 @@ from headcount_collector.stores.base import (
     DEFAULT_KEY_CAP,
     SEAL_PARAMS_SQL,
     CounterQuery,
+    CounterRow,
     Dialect,
     KeyCounts,
     ReleasedQuery,
@@ -85,6 +86,7 @@ _LOCK_ROLLUPS_SHARED = (
     "SELECT count(pg_advisory_xact_lock_shared(%s, hashtext(s))) FROM unnest(%s::text[]) s"
 )
 
+_ROLLED_UNTIL_SQL = "SELECT rolled_until FROM hc_rollup WHERE site = %s"
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 4
 
@@ -126,6 +128,11 @@ def _cell(value: object) -> int | str | None:
     if value is None or isinstance(value, int | str):
         return value
     raise TypeError(f"unexpected {type(value).__name__} in a counter row")
+
+
+def _query_rows(rows: list[tuple[object, ...]]) -> list[CounterRow]:
+    # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
+    return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
 
 
 SCHEMA_VERSION = latest_version()
@@ -288,14 +295,25 @@ class PostgresStore:
         return self._run(commit_in, "commit")
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        if query.resolution == "d":
-            return over_rolled_days(query, self.rolled_until(query.site), self._select)
-        return self._select(query)
+        if query.resolution != "d":
+            return self._select(query)
+
+        def in_one_snapshot(conn: psycopg.Connection[tuple[object, ...]]) -> list[CounterRow]:
+            # The watermark and the rows on both sides of it from one snapshot: a roll-up
+            # between two reads (the first one empties today's daily rows) would
+            # otherwise drop or double a day.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            rows = conn.execute(_ROLLED_UNTIL_SQL, (query.site,)).fetchall()
+            return over_rolled_days(
+                query,
+                _int(rows[0][0]) if rows else None,
+                lambda part: _query_rows(conn.execute(*DIALECT.select_sql(part)).fetchall()),
+            )
+
+        return self._run(in_one_snapshot, "read")
 
     def _select(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        rows = self._read(*DIALECT.select_sql(query))
-        # SUM over bigint is numeric in PostgreSQL; the store interface promises ints.
-        return [(*(_cell(value) for value in row[:-1]), _int(row[-1])) for row in rows]
+        return _query_rows(self._read(*DIALECT.select_sql(query)))
 
     def apply_retention(self, site: Site, now: int, dedupe_seconds: int) -> RetentionResult:
         def retain(conn: psycopg.Connection[tuple[object, ...]]) -> RetentionResult:
@@ -323,7 +341,7 @@ class PostgresStore:
             logger.warning("VACUUM after retention failed, autovacuum will do it: %s", exc)
 
     def rolled_until(self, site: str) -> int | None:
-        rows = self._read("SELECT rolled_until FROM hc_rollup WHERE site = %s", (site,))
+        rows = self._read(_ROLLED_UNTIL_SQL, (site,))
         return _int(rows[0][0]) if rows else None
 
     def roll_days(self, site: Site, now: int) -> int:

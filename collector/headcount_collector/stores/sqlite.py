@@ -76,6 +76,7 @@ DIALECT = Dialect(placeholder="?", prop_expression="json_extract(c.props, '$.\"'
 
 _UPSERT_SQL = {table.name: DIALECT.upsert_sql(table) for table in TABLES.values()}
 
+_ROLLED_UNTIL_SQL = "SELECT rolled_until FROM hc_rollup WHERE site = ?"
 _REMEMBER_SQL = "INSERT INTO hc_batch (site, batch_id, received, keep_until) VALUES "
 _REMEMBER_NEW_SQL = "INSERT OR IGNORE INTO hc_batch (site, batch_id, received, keep_until) VALUES "
 _PRAGMAS = (
@@ -297,9 +298,28 @@ class SQLiteStore:
         return applied
 
     def query(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
-        if query.resolution == "d":
-            return over_rolled_days(query, self.rolled_until(query.site), self._select)
-        return self._select(query)
+        if query.resolution != "d":
+            return self._select(query)
+        # The watermark and the rows on both sides of it from one snapshot: a roll-up
+        # between two reads (the first one empties today's daily rows) would otherwise
+        # drop or double a day.
+        conn = self._connection()
+        begun = not conn.in_transaction  # inside a write, that write's view already is one
+        try:
+            if begun:
+                conn.execute("BEGIN")
+            try:
+                rows = conn.execute(_ROLLED_UNTIL_SQL, (query.site,)).fetchall()
+                return over_rolled_days(
+                    query,
+                    int(rows[0][0]) if rows else None,
+                    lambda part: conn.execute(*DIALECT.select_sql(part)).fetchall(),
+                )
+            finally:
+                if begun:
+                    conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def _select(self, query: CounterQuery) -> list[tuple[int | str | None, ...]]:
         return self._answer(*DIALECT.select_sql(query))
@@ -315,7 +335,7 @@ class SQLiteStore:
         return result
 
     def rolled_until(self, site: str) -> int | None:
-        rows = self._answer("SELECT rolled_until FROM hc_rollup WHERE site = ?", (site,))
+        rows = self._answer(_ROLLED_UNTIL_SQL, (site,))
         return int(rows[0][0]) if rows else None
 
     def roll_days(self, site: Site, now: int) -> int:
