@@ -117,10 +117,12 @@ def start_collector(
     db_url: str,
     workers: int = 1,
     extra: Sequence[str] = (),
+    launcher: Sequence[str] = (),
 ) -> Server:
-    """``headcount-collector serve`` exactly as an operator runs it (``extra``: more options)."""
+    """``headcount-collector serve`` exactly as an operator runs it (``extra``: more options;
+    ``launcher``: a command that execs it, such as ``env`` or ``taskset``)."""
     argv = [
-        sys.executable, "-m", "headcount_collector", "serve", "--config", str(config),
+        *launcher, sys.executable, "-m", "headcount_collector", "serve", "--config", str(config),
         "--db", db_url, "--port", str(free_port()), "--workers", str(workers),
         "--log-level", "warning", *extra,
     ]  # fmt: skip

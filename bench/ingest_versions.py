@@ -20,14 +20,12 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-from _load import Server, current_hour, run_wrk, site_file, spawn
+from _load import Server, current_hour, run_wrk, site_file, start_collector
 from _provenance import print_provenance
 from headcount import wire
-from headcount_collector._processes import free_port
 from ingest import one_record_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,13 +33,12 @@ SERVER_CPU, WRK_CPU = "0", "1"
 
 
 def start(name: str, root: Path, directory: Path, config: Path) -> Server:
-    argv = [
-        "env", f"PYTHONPATH={root / 'collector'}{os.pathsep}{root / 'sdk'}",
-        "taskset", "-c", SERVER_CPU, sys.executable, "-m", "headcount_collector", "serve",
-        "--config", str(config), "--db", f"sqlite:///{directory / name}.sqlite3",
-        "--port", str(free_port()), "--workers", "1", "--log-level", "warning",
-    ]  # fmt: skip
-    return spawn(name, argv, directory, "/healthz")
+    """``root``'s collector, pinned to the server's CPU, on its own SQLite file."""
+    path = f"PYTHONPATH={root / 'collector'}{os.pathsep}{root / 'sdk'}"
+    return start_collector(
+        name, directory, config, f"sqlite:///{directory / name}.sqlite3",
+        launcher=("env", path, "taskset", "-c", SERVER_CPU),
+    )  # fmt: skip
 
 
 def main() -> None:
