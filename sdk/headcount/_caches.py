@@ -6,6 +6,8 @@ But the same functions also see what a visitor typed, when an app passes a raw p
 route: caching those would keep a path, or the identifier in it, in memory for as long as
 the process runs. So a result is kept only when the input turned out to be clean template
 text; anything that needed rewriting or was refused is worked out again each time.
+The one exception is a key known to be the app's own text (a router's rule, a CMS page's
+path), which ``remember`` keeps whatever its result: it is in the app's memory anyway.
 """
 
 from __future__ import annotations
@@ -45,10 +47,24 @@ class CleanOnlyCache(Generic[K, V]):
             pass
         result = self._compute(key)
         if self._is_clean(key, result):
-            if len(self._results) >= self._maxsize:
-                self._results.clear()
-            self._results[key] = result
+            self._keep(key, result)
         return result
+
+    def remember(self, key: K) -> V:
+        """``compute(key)``, kept even when it is not clean: for a key the app wrote
+        itself, never one a visitor sent."""
+        try:
+            return self._results[key]
+        except KeyError:
+            pass
+        result = self._compute(key)
+        self._keep(key, result)
+        return result
+
+    def _keep(self, key: K, result: V) -> None:
+        if len(self._results) >= self._maxsize:
+            self._results.clear()
+        self._results[key] = result
 
     def __contains__(self, key: object) -> bool:
         return key in self._results

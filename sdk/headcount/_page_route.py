@@ -15,11 +15,14 @@ from typing import Any, Final
 
 from headcount._errors import ConfigurationTypeError
 
-__all__ = ["ROUTE_KEY", "set_route"]
+__all__ = ["APP_ROUTE_KEY", "ROUTE_KEY", "set_app_route", "set_route"]
 
 # Where the route is kept: the WSGI environ (Django's request.META is one) or the ASGI
 # scope of the request. A generic WSGI app may put its template here too.
 ROUTE_KEY: Final = "headcount.route"
+# Present (True) when the integrations put the route there themselves from the app's own
+# text (a router's rule, a CMS page's path), so the tracker may remember its coarsening.
+APP_ROUTE_KEY: Final = "headcount.route_from_app"
 
 
 def set_route(request: Any, route: str) -> None:
@@ -33,7 +36,18 @@ def set_route(request: Any, route: str) -> None:
     """
     if not isinstance(route, str):
         raise ConfigurationTypeError(f"route must be a string, got {type(route).__name__}")
-    _carrier(request)[ROUTE_KEY] = route
+    carrier = _carrier(request)
+    carrier[ROUTE_KEY] = route
+    # The app may pass its request's own path: that is never remembered.
+    carrier.pop(APP_ROUTE_KEY, None)
+
+
+def set_app_route(request: Any, route: str) -> None:
+    """``set_route`` for the integrations, with a route they took from the app's own text
+    (a router's rule, a CMS page's path) and never from the request."""
+    carrier = _carrier(request)
+    carrier[ROUTE_KEY] = route
+    carrier[APP_ROUTE_KEY] = True
 
 
 def _carrier(request: Any) -> MutableMapping[str, Any]:

@@ -26,6 +26,7 @@ class RequestInfo:
         "query_string",
         "referer",
         "route",
+        "route_from_app",
         "sec_fetch_dest",
         "sec_fetch_site",
         "status",
@@ -47,6 +48,7 @@ class RequestInfo:
     client_addr: str | None
     forwarded_for: str | None
     excluded: bool
+    route_from_app: bool
 
     def __init__(
         self,
@@ -66,11 +68,12 @@ class RequestInfo:
         client_addr: str | None = None,
         forwarded_for: str | None = None,
         excluded: bool = False,
+        route_from_app: bool = False,
     ) -> None:
         fill(
             self, method, route, status, elapsed, host, referer, sec_fetch_site,
             sec_fetch_dest, purpose, query_string, user_agent, content_type, client_addr,
-            forwarded_for, excluded,
+            forwarded_for, excluded, route_from_app,
         )  # fmt: skip
 
 
@@ -91,6 +94,7 @@ def fill(
     client_addr: str | None,
     forwarded_for: str | None,
     excluded: bool = False,
+    route_from_app: bool = False,
 ) -> RequestInfo:
     """Set every field of ``info`` by position, in ``__init__``'s order, and return it.
 
@@ -122,4 +126,8 @@ def fill(
     # The integration recognised a back-office view (Django's or Wagtail's admin):
     # counted as a request, never as a pageview, whatever its route.
     info.excluded = excluded
+    # The route is the app's own text, a router's rule or a CMS page's path, never a
+    # path a visitor sent: the tracker may then remember how it coarsens even when a
+    # segment became {id} (see _caches). An app's set_route is not taken on trust.
+    info.route_from_app = route_from_app
     return info

@@ -91,6 +91,40 @@ def test_an_endpoint_can_set_the_route_of_a_cms_page(tracker: Tracker) -> None:
     assert requests_of(tracker)[("/{slug}", "GET", "4xx")] == 1
 
 
+def test_numbered_routes_are_remembered_but_paths_an_app_names_are_not(tracker: Tracker) -> None:
+    """The router's path is the app's code, so the tracker keeps its coarsening though a
+    segment became {id}; a path the endpoint passes to set_route, or an app writes into
+    the scope itself, may be the visitor's own."""
+
+    async def named(request: StarletteRequest) -> HTMLResponse:
+        set_route(request, request.url.path)
+        return HTMLResponse("<h1>cms</h1>")
+
+    def scope_route(app: Any) -> Any:
+        async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+            if scope["path"].startswith("/raw/"):
+                scope["headcount.route"] = scope["path"]
+            await app(scope, receive, send)
+
+        return wrapped
+
+    inner = Starlette(
+        routes=[
+            Route("/docs/page-1026", page),
+            Route("/pages/{slug}", named),
+            Route("/raw/{slug}", page),
+        ]
+    )
+    app = HeadcountMiddleware(scope_route(inner), tracker=tracker)
+    client = TestClient(app, headers={"User-Agent": BROWSER})
+    for path in ("/docs/page-1026", "/pages/tok_9sd8f7g6h5j4k3l2", "/raw/tok_1qa2ws3ed4rf5tg6"):
+        assert client.get(path).status_code == 200
+    assert pageview_routes(tracker) == {"/docs/{id}": 1, "/pages/{id}": 1, "/raw/{id}": 1}
+    assert "/docs/page-1026" in tracker._route_infos
+    assert "/pages/tok_9sd8f7g6h5j4k3l2" not in tracker._route_infos
+    assert "/raw/tok_1qa2ws3ed4rf5tg6" not in tracker._route_infos
+
+
 def test_starlette_404_and_405_are_unmatched(tracker: Tracker) -> None:
     client = TestClient(starlette_app(tracker))
     assert client.get("/users/not-a-number").status_code == 404

@@ -77,6 +77,7 @@ def cms_page(request: HttpRequest, slug: str) -> HttpResponse:
 urlpatterns = [
     path("", page),
     path("pages/<path:slug>", cms_page),
+    path("docs/page-1026/", page),
     # The application namespace every Django AdminSite uses, mounted somewhere unusual,
     # and a view named the way Wagtail names its admin views.
     path("backoffice/", include(([path("", page, name="index")], "admin"), namespace="ops")),
@@ -186,6 +187,44 @@ def test_a_view_can_set_the_route_of_a_cms_page(app_tracker: Tracker, client: ob
     }
     assert requests_of(app_tracker)[("/pages/{slug}", "GET", "4xx")] == 1
     assert b"alice" not in repr(app_tracker.peek()).encode()
+
+
+def test_numbered_patterns_are_remembered_but_paths_a_view_names_are_not(
+    app_tracker: Tracker, client: object
+) -> None:
+    """The URL pattern is the app's code, so the tracker keeps its coarsening though a
+    segment became {id}; a path the view passes to set_route may be the visitor's own."""
+    from django.test import Client
+
+    assert isinstance(client, Client)
+    assert client.get("/docs/page-1026/").status_code == 200
+    assert client.get("/pages/contact-alice@example.com/").status_code == 200
+    assert pageview_routes(app_tracker) == {"/docs/{id}": 1, "/pages/{id}": 1}
+    assert "/docs/page-1026/" in app_tracker._route_infos
+    assert "/pages/contact-alice@example.com/" not in app_tracker._route_infos
+
+
+def test_the_wagtail_hook_marks_a_pages_path_as_the_apps_own_until_a_view_names_another(
+    app_tracker: Tracker,
+) -> None:
+    """A page's path comes from the site's page tree (editors' text), so the tracker may
+    remember it; a view that then names a route itself takes that trust away."""
+    from django.test import RequestFactory
+
+    from headcount.integrations.django._middleware import _route_of
+    from headcount.integrations.wagtail.wagtail_hooks import count_under_page_route
+
+    class Page:
+        specific_class = None
+
+        def get_url_parts(self, request: object) -> tuple[int, str, str]:
+            return (1, "https://shop.example", "/reports/annual-2024-7341/")
+
+    request = RequestFactory().get("/reports/annual-2024-7341/")
+    count_under_page_route(Page(), request, (), {})
+    assert _route_of(request) == ("/reports/annual-2024-7341/", True)
+    set_route(request, request.path)
+    assert _route_of(request) == ("/reports/annual-2024-7341/", False)
 
 
 def test_admin_views_are_recognised_by_namespace_not_path(

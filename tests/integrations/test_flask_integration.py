@@ -49,6 +49,10 @@ def build_app(tracker: Tracker) -> Flask:
     def user(id: int) -> str:
         return "<h1>user</h1>"
 
+    @app.get("/docs/page-1026")
+    def numbered_doc() -> str:
+        return "<h1>doc</h1>"
+
     @app.get("/posts/<path:slug>")
     def post(slug: str) -> str:
         return "<h1>post</h1>"
@@ -89,6 +93,18 @@ def test_a_view_can_set_the_route_of_a_cms_page(tracker: Tracker) -> None:
     # The view never named a route for a page that does not exist: the rule stays.
     assert requests_of(tracker)[("/pages/{slug}", "GET", "4xx")] == 1
     assert b"3f2b8c1e" not in repr(tracker.peek()).encode()
+
+
+def test_numbered_rules_are_remembered_but_paths_a_view_names_are_not(tracker: Tracker) -> None:
+    """The rule is the app's code, so the tracker keeps its coarsening even though a
+    segment became {id}; a path the view passes to set_route may be the visitor's own."""
+    client = build_app(tracker).test_client()
+    assert client.get("/docs/page-1026").status_code == 200
+    named = "/pages/id-3f2b8c1e-9d4a-4b7e-8f1a-2c3d4e5f6a7b"
+    assert client.get(named).status_code == 200
+    assert pageview_routes(tracker) == {"/docs/{id}": 1, "/pages/{id}": 1}
+    assert "/docs/page-1026" in tracker._route_infos
+    assert named not in tracker._route_infos
 
 
 def test_set_route_refuses_what_is_not_a_request_or_a_string() -> None:

@@ -225,7 +225,7 @@ def django_answer(path: str) -> Resolved:
         match = resolve(path.split("?", 1)[0])
     except Resolver404:
         return None, False
-    return _route_of(_Resolved(match)), _is_admin_view(match)
+    return _route_of(_Resolved(match))[0], _is_admin_view(match)
 
 
 def report() -> None:

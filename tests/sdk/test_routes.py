@@ -152,6 +152,26 @@ def test_route_caches_keep_only_what_is_sent(tracker: Tracker) -> None:
     assert "articles" in _shapes._segment_problems
 
 
+def test_the_apps_own_routes_are_remembered_even_when_a_segment_became_an_id(
+    tracker: Tracker,
+) -> None:
+    """A route the integrations took from the app (a router's rule, a CMS page's path)
+    is worked out once even when a segment had to become ``{id}``: it is the app's own
+    text. The same text without that mark (an app's set_route) is worked out each time."""
+    app_route, named = "/docs/section-25/page-1026/", "/docs/section-26/page-1027/"
+    for _ in range(2):
+        tracker.record_request(page(route=app_route, route_from_app=True))
+        tracker.record_request(page(route=named))
+    assert {
+        key[2]: n for key, n in tracker._state.table.snapshot().items() if key[0] == "pageview"
+    } == {"/docs/section-25/{id}": 2, "/docs/section-26/{id}": 2}
+    assert app_route in tracker._route_infos
+    assert named not in tracker._route_infos
+    # Kept in the tracker's own cache only: the shared checks stay clean-only.
+    assert app_route not in _routes.normalized_route
+    assert "page-1026" not in _shapes._segment_problems
+
+
 def _checked_twice(template: str) -> tuple[str, bool]:
     """The rule spelled out plainly: the whole route checked, and if it fails, rebuilt
     segment by segment and checked again (what ``_normalize`` does in one pass)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from headcount._page_route import ROUTE_KEY
+from headcount._page_route import APP_ROUTE_KEY, ROUTE_KEY
 from headcount._request import RequestInfo, fill
 
 if TYPE_CHECKING:
     from headcount import Tracker
 
 __all__ = [
+    "APP_ROUTE_KEY",
     "ROUTE_KEY",
     "asgi_request_info",
     "environ_request_info",
@@ -62,6 +63,7 @@ def environ_request_info(
     status: int,
     elapsed: float,
     content_type: str | None,
+    route_from_app: bool = False,
 ) -> RequestInfo:
     """Describe a request from a WSGI environ (or Django's ``request.META``)."""
     get = environ.get
@@ -87,6 +89,8 @@ def environ_request_info(
         content_type,
         get("REMOTE_ADDR"),  # client_addr
         get("HTTP_X_FORWARDED_FOR"),  # forwarded_for
+        False,  # excluded
+        route_from_app,
     )
 
 
@@ -96,6 +100,7 @@ def asgi_request_info(
     status: int,
     elapsed: float,
     content_type: str | None,
+    route_from_app: bool = False,
 ) -> RequestInfo:
     """Describe an HTTP request from its ASGI scope."""
     route = matched_route(route, status)
@@ -137,6 +142,8 @@ def asgi_request_info(
         content_type,
         client[0] if client else None,  # client_addr
         ",".join(forwarded) if forwarded else None,  # forwarded_for
+        False,  # excluded
+        route_from_app,
     )
 
 

@@ -20,7 +20,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import ROUTE_KEY, asgi_request_info, send_last_counts
+from headcount.integrations._common import (
+    APP_ROUTE_KEY,
+    ROUTE_KEY,
+    asgi_request_info,
+    send_last_counts,
+)
 from headcount.integrations._starlette import StarletteRoutes
 
 if TYPE_CHECKING:
@@ -108,9 +113,11 @@ class HeadcountMiddleware:
     def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
         try:
             route = scope.get(ROUTE_KEY)
-            if not isinstance(route, str):
-                route = self._routes.route(scope, status)
-            info = asgi_request_info(scope, route, status, elapsed, content_type)
+            if isinstance(route, str):
+                from_app = scope.get(APP_ROUTE_KEY) is True
+            else:
+                route, from_app = self._routes.route(scope, status), True
+            info = asgi_request_info(scope, route, status, elapsed, content_type, from_app)
         except Exception:
             # Describing the request must never break serving it.
             self.log.exception("describe-asgi", "headcount could not describe an ASGI request")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, request
 
-from headcount.integrations._common import ROUTE_KEY, tracker_from_options
+from headcount.integrations._common import APP_ROUTE_KEY, ROUTE_KEY, tracker_from_options
 from headcount.integrations.wsgi import HeadcountMiddleware
 
 if TYPE_CHECKING:
@@ -70,4 +70,7 @@ def _remember_rule(error: BaseException | None) -> None:
     # A route the view set itself (headcount.set_route) wins over the rule.
     rule = request.url_rule
     if rule is not None:
-        request.environ.setdefault(ROUTE_KEY, rule.rule)
+        environ = request.environ
+        if ROUTE_KEY not in environ:
+            environ[ROUTE_KEY] = rule.rule
+            environ[APP_ROUTE_KEY] = True

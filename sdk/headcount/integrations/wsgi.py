@@ -16,7 +16,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from headcount._log import RateLimitedLog, logger
-from headcount.integrations._common import ROUTE_KEY, environ_request_info, status_code
+from headcount.integrations._common import (
+    APP_ROUTE_KEY,
+    ROUTE_KEY,
+    environ_request_info,
+    status_code,
+)
 
 if TYPE_CHECKING:
     from headcount import Tracker
@@ -171,8 +176,12 @@ class _Response:
         status = 500 if failed or not self.status else self.status
         middleware = self.middleware
         try:
-            route = middleware.route(self.environ)
-            info = environ_request_info(self.environ, route, status, elapsed, self.content_type)
+            environ = self.environ
+            route = middleware.route(environ)
+            info = environ_request_info(
+                environ, route, status, elapsed, self.content_type,
+                environ.get(APP_ROUTE_KEY) is True,
+            )  # fmt: skip
         except Exception:
             # Describing the request must never break serving it.
             middleware.log.exception("describe-wsgi", "headcount could not describe a WSGI request")

@@ -518,7 +518,7 @@ class _DjangoRoutes:
             match = self._resolver.resolve(path)
         except self._miss:
             return None, False
-        return self._route_of(_Resolved(match)), self._is_admin(match)
+        return self._route_of(_Resolved(match))[0], self._is_admin(match)
 
 
 def _django_blindness(resolver: Any) -> int:

@@ -12,7 +12,7 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import ROUTE_KEY, environ_request_info
+from headcount.integrations._common import APP_ROUTE_KEY, ROUTE_KEY, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
 if TYPE_CHECKING:
@@ -95,8 +95,9 @@ class HeadcountMiddleware:
     def _record(self, request: Any, status: int, started: float, content_type: str | None) -> None:
         elapsed = perf_counter() - started
         try:
+            route, from_app = _route_of(request)
             info = environ_request_info(
-                request.META, _route_of(request), status, elapsed, content_type
+                request.META, route, status, elapsed, content_type, from_app
             )
             match = getattr(request, "resolver_match", None)
             info.excluded = match is not None and self._is_admin(match)
@@ -140,23 +141,27 @@ class HeadcountMiddleware:
         return known
 
 
-def _route_of(request: Any) -> str | None:
-    """The matched URL pattern, include() prefixes joined, with a leading slash.
+def _route_of(request: Any) -> tuple[str | None, bool]:
+    """The matched URL pattern, include() prefixes joined, with a leading slash, and
+    whether it is the app's own text (the resolver's, or the Wagtail hook's page path).
 
     ``path()`` routes come as ``users/<int:pk>/``; ``re_path()`` routes as the joined
     regexes, ``^blog/(?P<slug>[-\\w]+)/$``. The slash goes after a leading ``^`` so the
     text is still recognised as a regex when it is normalised.
     """
-    chosen = request.META.get(ROUTE_KEY)
+    meta = request.META
+    chosen = meta.get(ROUTE_KEY)
     if isinstance(chosen, str):
-        return chosen  # set by the view (headcount.set_route): a CMS page's own path
+        # Set by the view (headcount.set_route: a CMS page's own path, taken on trust
+        # only from the Wagtail hook).
+        return chosen, meta.get(APP_ROUTE_KEY) is True
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     if not isinstance(route, str):
-        return None
+        return None, False
     if route.startswith("^"):
-        return route if route.startswith("^/") else "^/" + route[1:]
-    return route if route.startswith("/") else "/" + route
+        return (route if route.startswith("^/") else "^/" + route[1:]), True
+    return (route if route.startswith("/") else "/" + route), True
 
 
 # Back-office views by what they are, wherever the project mounts them: every Django

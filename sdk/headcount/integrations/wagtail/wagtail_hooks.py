@@ -6,7 +6,7 @@ from typing import Any
 
 from wagtail import hooks
 
-from headcount._page_route import set_route
+from headcount._page_route import set_app_route
 from headcount.integrations.wagtail._routes import page_route, route_mode
 
 __all__: list[str] = []
@@ -17,4 +17,5 @@ def count_under_page_route(page: Any, request: Any, serve_args: Any, serve_kwarg
     """Name the request's route after the page about to be served; serve it unchanged."""
     route = page_route(page, request, route_mode())
     if route is not None:
-        set_route(request, route)
+        # A page's path in the site's page tree: editors' text, not the visitor's.
+        set_app_route(request, route)
