@@ -17,7 +17,8 @@ parameters, a bot, a static asset), each with visits on (the default). prometheu
 is measured on the same stream's route/method/status labels too. The stream's routes are
 marked as the integrations mark a router's rules and a CMS's page paths (the app's own text,
 whose coarsening the tracker remembers); the ", set_route" row replays its warm pageviews
-as if the app's views had named every route, which is never taken on trust. Each figure is the
+as if the app's views had named every route, which is never taken on trust, and the
+", visits off" row the same pageviews with visits off: what the visit link costs. Each figure is the
 median over rounds of the mean ns/call within a round.
 
 Visits: the same internal pageview with visits off, in memory (one returning browser, and
@@ -251,6 +252,7 @@ def named_by_the_app(stream: Sequence[RequestInfo]) -> list[RequestInfo]:
 
 PROMETHEUS = "prometheus_client counter+histogram"
 SET_ROUTE = ", set_route"
+VISITS_OFF = ", visits off"
 
 
 def new_tracker(**options: Any) -> headcount.Tracker:
@@ -302,9 +304,9 @@ def replay(
 
 
 def headcount_replay(
-    stream: list[RequestInfo], warm: Sequence[RequestInfo]
+    stream: list[RequestInfo], warm: Sequence[RequestInfo], **options: Any
 ) -> Callable[[int], None]:
-    tracker = new_tracker()
+    tracker = new_tracker(**options)
     # The sender swaps the count table out every flush_interval, an O(1) swap under the
     # table's lock; here once per round (2,000 requests by default, a minute of a busy
     # site). Without it a table that is never sent fills up, and every new key would take
@@ -473,6 +475,9 @@ def compare_with_baselines(args: argparse.Namespace) -> None:
     runners[f"headcount, stream warm, pageviews{SET_ROUTE}"] = headcount_replay(
         named_by_the_app(views), named_by_the_app(warm_pageviews)
     )
+    runners[f"headcount, stream warm, pageviews{VISITS_OFF}"] = headcount_replay(
+        views, warm_pageviews, visits=False
+    )
     runners.update({f"headcount {kind}": headcount_runner(kind) for kind in REQUESTS})
     runners[PROMETHEUS] = prometheus_runner()
     # Only the posthog run is capped in size: its queue keeps every event.
@@ -494,7 +499,8 @@ def compare_with_baselines(args: argparse.Namespace) -> None:
     for name, ns in medians.items():
         # A stream's row against prometheus on the same stream, the rest against the
         # fixed request.
-        same = f"{PROMETHEUS}{name.removeprefix('headcount').removesuffix(SET_ROUTE)}"
+        kind = name.removeprefix("headcount").removesuffix(SET_ROUTE).removesuffix(VISITS_OFF)
+        same = f"{PROMETHEUS}{kind}"
         prometheus = medians.get(same, medians[PROMETHEUS])
         print(f"{name:52} {ns:8.0f} {prometheus:8.0f} {ns / prometheus:7.2f} {posthog / ns:9.1f}x")
 
