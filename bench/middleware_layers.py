@@ -3,14 +3,16 @@ way gunicorn and uvicorn drive them, layer by layer, against the bare app in the
 
 Run from the repository root:
 
-    .venv/bin/python bench/middleware_layers.py [--rounds 9] [--per-round 10000]
+    .venv/bin/python bench/middleware_layers.py [--rounds 9] [--per-round 10000] [--browser-headers]
 
 About a minute. ``bench/hotpath.py`` times ``Tracker.record_request`` on a prepared
 ``RequestInfo``; a server also pays for the integration around it. Each request here is
 a new environ (or scope) for a pageview with a browser user agent and an external
 referrer, like ``bench/middleware.py``'s load, answered by a minimal app (WSGI: a
 ``ClosingIterator`` body, as Werkzeug returns; ASGI: a start and a body message), and
-the server's part (iterate the body, close it; await the app) is done here. Layers:
+the server's part (iterate the body, close it; await the app) is done here. The request
+has four header lines, as wrk's; ``--browser-headers`` adds the twelve others a browser's
+navigation carries, which every integration reads through. Layers:
 
 - ``bare``: the app alone: the baseline;
 - ``integration``: the Headcount middleware with a tracker whose ``record_request`` does
@@ -53,12 +55,30 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
 
+# The rest of what a browser sends with a navigation (Chrome 124), for --browser-headers:
+# the integrations read every header line, so their cost grows with the count.
+BROWSER_HEADERS: list[tuple[str, str]] = [
+    ("connection", "keep-alive"),
+    ("sec-ch-ua", '"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"'),
+    ("sec-ch-ua-mobile", "?0"),
+    ("sec-ch-ua-platform", '"Windows"'),
+    ("upgrade-insecure-requests", "1"),
+    ("sec-fetch-site", "cross-site"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-user", "?1"),
+    ("sec-fetch-dest", "document"),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("accept-language", "en-GB,en;q=0.9"),
+    ("cookie", "session=0f3c9a; theme=dark"),
+]
+
+
 class _FileWrapper:
     """The server's file wrapper class, as gunicorn puts one in every environ."""
 
 
-def new_environ() -> Environ:
-    return {
+def new_environ(extra: list[tuple[str, str]]) -> Environ:
+    environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/users/1",
         "QUERY_STRING": "",
@@ -71,6 +91,9 @@ def new_environ() -> Environ:
         "wsgi.multiprocess": False,
         "wsgi.file_wrapper": _FileWrapper,
     }
+    for name, value in extra:
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
 
 
 def wsgi_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -85,10 +108,14 @@ def server_start_response(
     return len
 
 
-def serve_wsgi(app: Callable[[Environ, StartResponse], Iterable[bytes]], n: int) -> None:
+def serve_wsgi(
+    app: Callable[[Environ, StartResponse], Iterable[bytes]],
+    n: int,
+    extra: list[tuple[str, str]],
+) -> None:
     """What gunicorn's sync worker does with the app's answer."""
     for _ in range(n):
-        body = app(new_environ(), server_start_response)
+        body = app(new_environ(extra), server_start_response)
         for _chunk in body:
             pass
         close = getattr(body, "close", None)
@@ -96,7 +123,7 @@ def serve_wsgi(app: Callable[[Environ, StartResponse], Iterable[bytes]], n: int)
             close()
 
 
-def new_scope() -> Scope:
+def new_scope(extra: list[tuple[bytes, bytes]]) -> Scope:
     return {
         "type": "http",
         "method": "GET",
@@ -108,6 +135,7 @@ def new_scope() -> Scope:
             (b"user-agent", BROWSER.encode()),
             (b"accept", b"text/html"),
             (b"referer", REFERRER.encode()),
+            *extra,
         ],
         "client": ("127.0.0.1", 50000),
         "headcount.route": "/users/{id:int}",
@@ -128,10 +156,10 @@ async def send(message: Message) -> None:
     return None
 
 
-def serve_asgi(app: Any, n: int) -> None:
+def serve_asgi(app: Any, n: int, extra: list[tuple[bytes, bytes]]) -> None:
     async def serve() -> None:
         for _ in range(n):
-            await app(new_scope(), receive, send)
+            await app(new_scope(extra), receive, send)
 
     asyncio.run(serve())
 
@@ -228,7 +256,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--per-round", type=int, default=10_000)
+    parser.add_argument(
+        "--browser-headers",
+        action="store_true",
+        help="send the other 12 header lines a browser's navigation carries (Chrome 124)",
+    )
     args = parser.parse_args()
+    extra = BROWSER_HEADERS if args.browser_headers else []
+    extra_by_kind: dict[str, Any] = {
+        "WSGI": extra,
+        "ASGI": [(name.encode(), value.encode()) for name, value in extra],
+    }
     if args.rounds < 1 or args.per_round < 1:
         raise SystemExit("--rounds and --per-round must be >= 1")
     print_provenance()
@@ -254,14 +292,15 @@ def main() -> None:
             serve = serve_wsgi if kind == "WSGI" else serve_asgi
 
             def runner(
-                app: Any, serve: Callable[[Any, int], None] = serve
+                app: Any, serve: Callable[[Any, int, Any], None] = serve, kind: str = kind
             ) -> Callable[[int], None]:
-                return lambda n: serve(app, n)
+                return lambda n: serve(app, n, extra_by_kind[kind])
 
             runners = {name: runner(apps[index]) for name, apps in layers.items()}
             medians = measure(runners, args.rounds, args.per_round)
             bare = medians["bare"]
-            print(f"\n{kind}, {args.rounds} rounds x {args.per_round} requests")
+            headers = len(new_scope(extra_by_kind["ASGI"])["headers"])
+            print(f"\n{kind}, {args.rounds} rounds x {args.per_round} requests, {headers} headers")
             print(f"  {'layer':<12}{'µs/request':>11}{'added µs':>10}{'added / prometheus':>20}")
             added_prometheus = medians["prometheus"] - bare
             for name, value in medians.items():

@@ -22,18 +22,22 @@ __all__ = [
     "tracker_from_options",
 ]
 
-# One pass over the ASGI headers fills every field we read. Several names feed
-# `purpose`; the lower the rank the more authoritative the header.
-_ASGI_FIELDS: Final[Mapping[bytes, tuple[str, int]]] = {
-    b"host": ("host", 0),
-    b"referer": ("referer", 0),
-    b"sec-fetch-site": ("sec_fetch_site", 0),
-    b"sec-fetch-dest": ("sec_fetch_dest", 0),
-    b"sec-purpose": ("purpose", 0),
-    b"purpose": ("purpose", 1),
-    b"x-purpose": ("purpose", 2),
-    b"user-agent": ("user_agent", 0),
+# One pass over the ASGI headers finds every header we read, each in its own slot (the
+# first line of each wins). Three names feed `purpose`, the first slot present winning;
+# X-Forwarded-For may come in several lines, which make one list.
+_ASGI_SLOTS: Final[Mapping[bytes, int]] = {
+    b"host": 0,
+    b"referer": 1,
+    b"sec-fetch-site": 2,
+    b"sec-fetch-dest": 3,
+    b"sec-purpose": 4,
+    b"purpose": 5,
+    b"x-purpose": 6,
+    b"user-agent": 7,
+    b"x-forwarded-for": 8,
 }
+_FORWARDED_FOR: Final = 8
+_asgi_slot = _ASGI_SLOTS.get
 
 
 # The integrations describe every request, so they fill a bare instance by position.
@@ -104,41 +108,41 @@ def asgi_request_info(
 ) -> RequestInfo:
     """Describe an HTTP request from its ASGI scope."""
     route = matched_route(route, status)
-    fields: dict[str, str] = {}
+    found: list[bytes | None] = [None] * _FORWARDED_FOR
     forwarded: list[str] = []
-    purpose_rank = 3
     for name, value in scope.get("headers", ()):
-        lowered = name.lower()
-        known = _ASGI_FIELDS.get(lowered)
-        if known is None:
-            if lowered == b"x-forwarded-for":
-                # Every proxy may add its own header line; in order, they make one list.
-                forwarded.append(value.decode("latin-1"))
-            continue
-        field, rank = known
-        if field == "purpose":
-            if rank >= purpose_rank:
+        slot = _asgi_slot(name)
+        if slot is None:
+            # ASGI servers give names in lowercase, so most names are simply not ours;
+            # only a name that is not all lowercase (an app's own scope) is looked up
+            # again. A browser sends a dozen headers: this loop is per request.
+            if name.islower():
                 continue
-            purpose_rank = rank
-        elif field in fields:
-            continue
-        fields[field] = value.decode("latin-1")
+            slot = _asgi_slot(name.lower())
+            if slot is None:
+                continue
+        if slot == _FORWARDED_FOR:
+            forwarded.append(value.decode("latin-1"))
+        elif found[slot] is None:
+            found[slot] = value
+    host, referer, fetch_site, fetch_dest, sec_purpose, purpose, x_purpose, agent = found
+    if sec_purpose is None:
+        sec_purpose = purpose if purpose is not None else x_purpose
     client = scope.get("client")
     query = scope.get("query_string")
-    found = fields.get
     return fill(
         _new(RequestInfo),
         scope.get("method", "GET"),
         route,
         status,
         elapsed,
-        found("host"),
-        found("referer"),
-        found("sec_fetch_site"),
-        found("sec_fetch_dest"),
-        found("purpose"),
+        None if host is None else host.decode("latin-1"),
+        None if referer is None else referer.decode("latin-1"),
+        None if fetch_site is None else fetch_site.decode("latin-1"),
+        None if fetch_dest is None else fetch_dest.decode("latin-1"),
+        None if sec_purpose is None else sec_purpose.decode("latin-1"),
         query.decode("latin-1") if query else None,  # query_string
-        found("user_agent"),
+        None if agent is None else agent.decode("latin-1"),
         content_type,
         client[0] if client else None,  # client_addr
         ",".join(forwarded) if forwarded else None,  # forwarded_for
