@@ -20,8 +20,9 @@ __all__ = ["APP_ROUTE_KEY", "ROUTE_KEY", "set_app_route", "set_route"]
 # Where the route is kept: the WSGI environ (Django's request.META is one) or the ASGI
 # scope of the request. A generic WSGI app may put its template here too.
 ROUTE_KEY: Final = "headcount.route"
-# Present (True) when the integrations put the route there themselves from the app's own
-# text (a router's rule, a CMS page's path), so the tracker may remember its coarsening.
+# The route the integrations put there themselves from the app's own text (a router's
+# rule, a CMS page's path), so the tracker may remember its coarsening. The route is
+# trusted only while it is still that text: anything written over it later is not.
 APP_ROUTE_KEY: Final = "headcount.route_from_app"
 
 
@@ -47,7 +48,7 @@ def set_app_route(request: Any, route: str) -> None:
     (a router's rule, a CMS page's path) and never from the request."""
     carrier = _carrier(request)
     carrier[ROUTE_KEY] = route
-    carrier[APP_ROUTE_KEY] = True
+    carrier[APP_ROUTE_KEY] = route
 
 
 def _carrier(request: Any) -> MutableMapping[str, Any]:

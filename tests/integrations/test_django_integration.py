@@ -225,6 +225,10 @@ def test_the_wagtail_hook_marks_a_pages_path_as_the_apps_own_until_a_view_names_
     assert _route_of(request) == ("/reports/annual-2024-7341/", True)
     set_route(request, request.path)
     assert _route_of(request) == ("/reports/annual-2024-7341/", False)
+    # Nor does the mark vouch for a route a view writes into META itself.
+    count_under_page_route(Page(), request, (), {})
+    request.META["headcount.route"] = "/reports/tok_9sd8f7g6h5j4k3l2/"
+    assert _route_of(request) == ("/reports/tok_9sd8f7g6h5j4k3l2/", False)
 
 
 def test_admin_views_are_recognised_by_namespace_not_path(

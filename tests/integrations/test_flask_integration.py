@@ -107,6 +107,29 @@ def test_numbered_rules_are_remembered_but_paths_a_view_names_are_not(tracker: T
     assert named not in tracker._route_infos
 
 
+def test_a_route_written_into_the_environ_after_the_rule_is_not_trusted(tracker: Tracker) -> None:
+    """A teardown registered before Headcount's runs after it (Flask runs them in
+    reverse) and may write a path into the environ itself, as a routing layer may: the
+    rule's mark must not vouch for it."""
+    app = Flask(__name__)
+    app.test_client_class = BufferedClient
+    written = "/legacy/tok_9sd8f7g6h5j4k3l2"
+
+    @app.teardown_request
+    def name_legacy_pages(error: BaseException | None) -> None:
+        request.environ["headcount.route"] = request.path
+
+    Headcount(app, tracker=tracker)
+
+    @app.get("/legacy/<path:rest>")
+    def legacy(rest: str) -> str:
+        return "<h1>legacy</h1>"
+
+    assert app.test_client().get(written).status_code == 200
+    assert pageview_routes(tracker) == {"/legacy/{id}": 1}
+    assert written not in tracker._route_infos
+
+
 def test_set_route_refuses_what_is_not_a_request_or_a_string() -> None:
     with pytest.raises(TypeError, match="request object"):
         set_route(object(), "/about")

@@ -114,7 +114,7 @@ class HeadcountMiddleware:
         try:
             route = scope.get(ROUTE_KEY)
             if isinstance(route, str):
-                from_app = scope.get(APP_ROUTE_KEY) is True
+                from_app = scope.get(APP_ROUTE_KEY) == route
             else:
                 route, from_app = self._routes.route(scope, status), True
             info = asgi_request_info(scope, route, status, elapsed, content_type, from_app)

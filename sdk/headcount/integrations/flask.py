@@ -73,4 +73,4 @@ def _remember_rule(error: BaseException | None) -> None:
         environ = request.environ
         if ROUTE_KEY not in environ:
             environ[ROUTE_KEY] = rule.rule
-            environ[APP_ROUTE_KEY] = True
+            environ[APP_ROUTE_KEY] = rule.rule

@@ -180,7 +180,7 @@ class _Response:
             route = middleware.route(environ)
             info = environ_request_info(
                 environ, route, status, elapsed, self.content_type,
-                environ.get(APP_ROUTE_KEY) is True,
+                route is not None and environ.get(APP_ROUTE_KEY) == route,
             )  # fmt: skip
         except Exception:
             # Describing the request must never break serving it.

@@ -152,9 +152,9 @@ def _route_of(request: Any) -> tuple[str | None, bool]:
     meta = request.META
     chosen = meta.get(ROUTE_KEY)
     if isinstance(chosen, str):
-        # Set by the view (headcount.set_route: a CMS page's own path, taken on trust
-        # only from the Wagtail hook).
-        return chosen, meta.get(APP_ROUTE_KEY) is True
+        # Set by the view (headcount.set_route: a CMS page's own path), taken on trust
+        # only while it is what the Wagtail hook put there.
+        return chosen, meta.get(APP_ROUTE_KEY) == chosen
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     if not isinstance(route, str):
