@@ -12,7 +12,6 @@ import time
 import weakref
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from os import getpid
 from time import time as wall_time
 from typing import Final
 
@@ -33,6 +32,7 @@ from headcount._coarsen import (
     parse_utm,
     slug,
 )
+from headcount._forks import new_live_mark
 from headcount._log import RateLimitedLog, logger
 from headcount._referrer import coarsen_referrer
 from headcount._request import RequestInfo
@@ -208,7 +208,8 @@ class Tracker:
     def _set_up(self, settings: TrackerSettings, clock: Clock) -> None:
         self.settings = settings
         self._recording = self.settings.enabled
-        self._live_pid = 0  # the process whose sender thread is running; 0: none yet
+        # Set once this process's sender runs; reads as unset in a forked child.
+        self._live = new_live_mark()
         self._clock = clock
         self._state = _ProcessState(self.settings, os.getpid(), clock)
         self._child_claims: dict[int, object] = {}
@@ -244,7 +245,7 @@ class Tracker:
         if not self._recording:
             return
         try:
-            if self._live_pid != getpid():
+            if not self._live[0]:
                 self._activate()
             known = self._route_infos.get(info.route)
             if known is None:
@@ -340,7 +341,7 @@ class Tracker:
         if not self._recording:
             return
         try:
-            if self._live_pid != os.getpid():
+            if not self._live[0]:
                 self._activate()
             values = _event_values(name, props)
             if isinstance(values, str):
@@ -396,7 +397,7 @@ class Tracker:
         link visits on that clock too, and never start the sender: the caller takes the
         counts with ``_take_replayed`` and sends them itself."""
         self._clock = clock
-        self._live_pid = os.getpid()
+        self._live[0] = 1
         state = self._state
         if state.visits is not None:
             state.visits = MemoryVisits(self.settings, state.table.add_finished_visits, clock=clock)
@@ -438,7 +439,7 @@ class Tracker:
                 # Registered once: a forked child inherits the registration itself.
                 atexit.register(self._at_exit)
                 self._atexit_registered = True
-        self._live_pid = state.pid
+        self._live[0] = 1
 
     def _current_state(self) -> _ProcessState:
         pid = os.getpid()

@@ -111,6 +111,9 @@ import headcount
 from headcount.wire import Request
 
 tracker = headcount.Tracker({url!r}, "tok", flush_interval=86400)
+if {pid_mark!r}:
+    from headcount._forks import _PidMark
+    tracker._live = _PidMark()  # where the kernel cannot wipe a page on fork
 info = headcount.RequestInfo("GET", "/x", 200, 0.01, user_agent="Mozilla/5.0 (X11) Firefox/125")
 tracker.record_request(info)
 # Like uWSGI: fork through libc, so Python's fork hooks never run, and do it while this
@@ -130,11 +133,12 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def test_fork_without_hooks_is_caught_by_the_pid_check(
-    served: tuple[RecordingCollector, str],
+@pytest.mark.parametrize("pid_mark", [False, True], ids=["wiped page", "pid compared"])
+def test_fork_without_hooks_is_caught_on_the_request_path(
+    served: tuple[RecordingCollector, str], pid_mark: bool
 ) -> None:
     collector, url = served
-    run_python(RAW_FORK_SCRIPT.format(url=url))
+    run_python(RAW_FORK_SCRIPT.format(url=url, pid_mark=pid_mark))
     # The child's two requests, then the parent's one, sent at its exit: never the
     # parent's count inside the child's batch.
     per_batch = sorted(
