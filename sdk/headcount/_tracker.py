@@ -579,6 +579,9 @@ def _event_values(name: object, props: Mapping[str, object]) -> tuple[tuple[str,
 def _reset_in_child(tracker_ref: weakref.ref[Tracker]) -> None:
     tracker = tracker_ref()
     if tracker is not None:
-        # A fork hook must never break the child; the hot path's pid check retries.
+        # A fork hook must never break the child; the hot path's check retries.
         with contextlib.suppress(Exception):
+            # Unset in the child whatever the kernel did with the page: the first record
+            # then starts this process's sender.
+            tracker._live[0] = 0
             tracker._current_state()
