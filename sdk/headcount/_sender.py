@@ -8,8 +8,10 @@ collector acknowledges it, so a retry is idempotent on the collector's side.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
+import importlib
 import itertools
 import random
 import re
@@ -32,6 +34,15 @@ from headcount._version import __version__
 from headcount.wire import MAX_BODY_BYTES, MAX_RECORDS, Batch, Record
 
 __all__ = ["SENDER_NAME", "Sender"]
+
+# A client's first request imports httpx's transport (httpcore), its CA bundle (certifi)
+# and, to look the host name up, the idna codec; here that is on the sender thread. They
+# are imported now, by the thread that imports the SDK: a process forked while another
+# thread held a module's import lock inherits the lock held, and its own first send
+# would wait on it for ever.
+for _module in ("httpcore", "certifi", "encodings.idna"):  # httpx's needs, not ours
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_module)
 
 SENDER_NAME = "headcount-python"
 _GZIP_ABOVE = 1024

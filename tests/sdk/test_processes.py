@@ -147,6 +147,29 @@ def test_fork_without_hooks_is_caught_on_the_request_path(
     assert per_batch == [1, 2]
 
 
+FIRST_SEND_SCRIPT = """
+import sys
+import headcount
+tracker = headcount.Tracker({url!r}, "tok", flush_interval=86400, visits=False)
+tracker.record_request(headcount.RequestInfo("GET", "/", 200, 0.01, user_agent="curl/8"))
+before = set(sys.modules)
+assert tracker.flush(10)
+imported = sorted(set(sys.modules) - before)
+tracker.shutdown(1)
+sys.exit(f"the first send imported {{imported}}" if imported else 0)
+"""
+
+
+def test_the_sender_threads_first_send_imports_nothing(
+    served: tuple[RecordingCollector, str],
+) -> None:
+    """A fork while the sender thread is importing would leave the child a module lock
+    held for ever (its own first send then hangs), so the send path is imported before."""
+    collector, url = served
+    run_python(FIRST_SEND_SCRIPT.format(url=url))
+    assert len(collector.batches) == 1
+
+
 # --- the real collector ------------------------------------------------------------------
 
 
