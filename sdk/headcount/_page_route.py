@@ -10,12 +10,12 @@ normalisation as a framework template: identifier-looking segments still become
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 from headcount._errors import ConfigurationTypeError
 
-__all__ = ["APP_ROUTE_KEY", "ROUTE_KEY", "set_app_route", "set_route"]
+__all__ = ["APP_ROUTE_KEY", "ROUTE_KEY", "chosen_route", "set_app_route", "set_route"]
 
 # Where the route is kept: the WSGI environ (Django's request.META is one) or the ASGI
 # scope of the request. A generic WSGI app may put its template here too.
@@ -49,6 +49,15 @@ def set_app_route(request: Any, route: str) -> None:
     carrier = _carrier(request)
     carrier[ROUTE_KEY] = route
     carrier[APP_ROUTE_KEY] = route
+
+
+def chosen_route(carrier: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The route put into ``carrier`` (None when there is none), and whether it is the
+    app's own text: only while it is still what the integrations put there."""
+    route = carrier.get(ROUTE_KEY)
+    if not isinstance(route, str):
+        return None, False
+    return route, carrier.get(APP_ROUTE_KEY) == route
 
 
 def _carrier(request: Any) -> MutableMapping[str, Any]:

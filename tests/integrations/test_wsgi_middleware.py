@@ -275,7 +275,7 @@ def test_a_request_that_cannot_be_described_is_served_and_logged_once_a_minute(
     tracker: Tracker, caplog: pytest.LogCaptureFixture
 ) -> None:
     class BrokenRoutes(HeadcountMiddleware):
-        def route(self, environ: dict[str, Any]) -> str | None:
+        def route(self, environ: dict[str, Any]) -> tuple[str | None, bool]:
             raise LookupError("the router is broken")
 
     middleware = BrokenRoutes(html_app, tracker)

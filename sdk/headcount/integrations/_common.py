@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from headcount._page_route import APP_ROUTE_KEY, ROUTE_KEY
+from headcount._page_route import ROUTE_KEY, chosen_route
 from headcount._request import RequestInfo, fill
 
 if TYPE_CHECKING:
     from headcount import Tracker
 
 __all__ = [
-    "APP_ROUTE_KEY",
     "ROUTE_KEY",
     "asgi_request_info",
+    "chosen_route",
     "environ_request_info",
     "matched_route",
     "send_last_counts",

@@ -20,12 +20,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import (
-    APP_ROUTE_KEY,
-    ROUTE_KEY,
-    asgi_request_info,
-    send_last_counts,
-)
+from headcount.integrations._common import asgi_request_info, chosen_route, send_last_counts
 from headcount.integrations._starlette import StarletteRoutes
 
 if TYPE_CHECKING:
@@ -112,10 +107,8 @@ class HeadcountMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
         try:
-            route = scope.get(ROUTE_KEY)
-            if isinstance(route, str):
-                from_app = scope.get(APP_ROUTE_KEY) == route
-            else:
+            route, from_app = chosen_route(scope)
+            if route is None:
                 route, from_app = self._routes.route(scope, status), True
             info = asgi_request_info(scope, route, status, elapsed, content_type, from_app)
         except Exception:

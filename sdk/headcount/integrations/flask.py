@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, request
 
-from headcount.integrations._common import APP_ROUTE_KEY, ROUTE_KEY, tracker_from_options
+from headcount._page_route import set_app_route
+from headcount.integrations._common import ROUTE_KEY, tracker_from_options
 from headcount.integrations.wsgi import HeadcountMiddleware
 
 if TYPE_CHECKING:
@@ -69,8 +70,5 @@ def _remember_rule(error: BaseException | None) -> None:
     # ends, before the middleware finishes timing. No rule (404, 405) means unmatched.
     # A route the view set itself (headcount.set_route) wins over the rule.
     rule = request.url_rule
-    if rule is not None:
-        environ = request.environ
-        if ROUTE_KEY not in environ:
-            environ[ROUTE_KEY] = rule.rule
-            environ[APP_ROUTE_KEY] = rule.rule
+    if rule is not None and ROUTE_KEY not in request.environ:
+        set_app_route(request, rule.rule)

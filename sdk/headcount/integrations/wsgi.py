@@ -16,12 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from headcount._log import RateLimitedLog, logger
-from headcount.integrations._common import (
-    APP_ROUTE_KEY,
-    ROUTE_KEY,
-    environ_request_info,
-    status_code,
-)
+from headcount.integrations._common import chosen_route, environ_request_info, status_code
 
 if TYPE_CHECKING:
     from headcount import Tracker
@@ -52,10 +47,10 @@ class HeadcountMiddleware:
         # fails must not flood the app's log.
         self.log = RateLimitedLog()
 
-    def route(self, environ: Environ) -> str | None:
-        """The route template of the finished request, in the framework's own syntax."""
-        route = environ.get(ROUTE_KEY)
-        return route if isinstance(route, str) else None
+    def route(self, environ: Environ) -> tuple[str | None, bool]:
+        """The route template of the finished request, in the framework's own syntax, and
+        whether it is the app's own text (``chosen_route``)."""
+        return chosen_route(environ)
 
     def tell_about_routes(self, status: int) -> None:
         """Once per process: a request the app answered had no route template, so every
@@ -176,12 +171,10 @@ class _Response:
         status = 500 if failed or not self.status else self.status
         middleware = self.middleware
         try:
-            environ = self.environ
-            route = middleware.route(environ)
+            route, from_app = middleware.route(self.environ)
             info = environ_request_info(
-                environ, route, status, elapsed, self.content_type,
-                route is not None and environ.get(APP_ROUTE_KEY) == route,
-            )  # fmt: skip
+                self.environ, route, status, elapsed, self.content_type, from_app
+            )
         except Exception:
             # Describing the request must never break serving it.
             middleware.log.exception("describe-wsgi", "headcount could not describe a WSGI request")

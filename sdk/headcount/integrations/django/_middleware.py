@@ -12,7 +12,7 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 
 from headcount._log import RateLimitedLog
-from headcount.integrations._common import APP_ROUTE_KEY, ROUTE_KEY, environ_request_info
+from headcount.integrations._common import chosen_route, environ_request_info
 from headcount.integrations.django.apps import LABEL
 
 if TYPE_CHECKING:
@@ -149,12 +149,11 @@ def _route_of(request: Any) -> tuple[str | None, bool]:
     regexes, ``^blog/(?P<slug>[-\\w]+)/$``. The slash goes after a leading ``^`` so the
     text is still recognised as a regex when it is normalised.
     """
-    meta = request.META
-    chosen = meta.get(ROUTE_KEY)
-    if isinstance(chosen, str):
+    chosen, from_app = chosen_route(request.META)
+    if chosen is not None:
         # Set by the view (headcount.set_route: a CMS page's own path), taken on trust
         # only while it is what the Wagtail hook put there.
-        return chosen, meta.get(APP_ROUTE_KEY) == chosen
+        return chosen, from_app
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     if not isinstance(route, str):
