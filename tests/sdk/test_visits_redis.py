@@ -584,3 +584,24 @@ def test_visits_left_open_by_a_stopped_app_arrive_when_it_starts_again(
     assert after.stats().recorded == 0  # no request was needed
     assert after.shutdown(2)
     assert b'"route":"/in","duration":"<10s","pages":"2"' in b"".join(sent)
+
+
+def test_two_pages_asked_for_within_one_second_keep_their_order(
+    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+) -> None:
+    # A quick click or a redirect: the next page is asked for within the same second, and
+    # its worker reaches Redis first. Whole seconds cannot order the two; the entry is
+    # still the page asked for first.
+    emitted = Emitted()
+    first_worker, _ = worker(emitted, visit_gap=60)  # whole-second units
+    next_worker, _ = worker(emitted, visit_gap=60)
+    second = float(int(time.time()))
+    for store, route, asked in ((next_worker, "/next", second + 0.4), (first_worker, "/", second)):
+        store.record(ADDRESS, None, BROWSER, "shop.example", route, now=asked)
+        store.settle(5)
+    (data,) = redis_client.scan_iter(match=prefix + "*:visit:*")
+    assert redis_client.hmget(data, "route", "pages") == [b"/", b"2"]
+    # A later page asked for in that same second is not the entry either.
+    next_worker.record(ADDRESS, None, BROWSER, "shop.example", "/later", now=second + 0.7)
+    next_worker.settle(5)
+    assert redis_client.hmget(data, "route", "pages") == [b"/", b"3"]

@@ -11,10 +11,12 @@ sharing a database never mix), ``{e}`` being the current key's random epoch id:
   address and user agent.
 - ``link:{e}:{hash}``: keyed hash of (client address, user agent, host) -> visit id.
   Its TTL is the idle gap: a link lives no longer than the visit could.
-- ``visit:{id}``: first/last seen, pages, entry route, and the app's time of the entry
-  pageview (it orders pageviews that reach Redis out of order). No link. Times are in
-  whole seconds (hundredths when ``visit_gap`` is under 10 s, as in tests), Redis server
-  time but for the entry's: what the gap and the duration ranges need, and no finer.
+- ``visit:{id}``: first/last seen, pages, entry route, and when the entry pageview was
+  asked for (``asked``). No link. First and last are in whole seconds (hundredths when
+  ``visit_gap`` is under 10 s, as in tests) of Redis server time: what the gap and the
+  duration ranges need. ``asked`` is the app's time in milliseconds: it orders pageviews
+  that reach Redis out of order, and a browser's next page is often asked for within the
+  same second (a quick click, a redirect), which whole seconds could not order.
 - ``open:{e}``: sorted set of visit ids by last-seen time; ``epochs``: the set of ``{e}``.
 
 Visit data and the open index outlive a day's key by the gap and an hour, so visits left
@@ -102,10 +104,11 @@ return {ARGV[1], tonumber(ARGV[3])}
 
 # KEYS: key, link, open, epochs. ARGV: epoch, new visit id, route, gap (units), data TTL
 # ms, visit key prefix, index TTL ms, link TTL ms, time unit ms, the request's own time
-# (units). Returns 0 (the epoch is stale), 1 (new), 2 (continued). Times are kept in
+# (ms). Returns 0 (the epoch is stale), 1 (new), 2 (continued). First and last are kept in
 # whole units of Redis server time. Each worker links on its own thread, so a browser's
 # next page, served by another worker, may reach Redis first: the entry route is that of
-# the pageview the app saw first ("at"), whichever arrived first.
+# the pageview asked for first ("asked"), whichever arrived first. A visit written by an
+# older version (its entry time in units, under "at") keeps the entry it has.
 _RECORD_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if not current or string.sub(current, 1, 16) ~= ARGV[1] then return 0 end
@@ -120,9 +123,9 @@ if vid then
     local data = ARGV[6] .. vid
     redis.call('HINCRBY', data, 'pages', 1)
     redis.call('HSET', data, 'last', now)
-    local entry_at = tonumber(redis.call('HGET', data, 'at'))
-    if entry_at and tonumber(ARGV[10]) < entry_at then
-      redis.call('HSET', data, 'route', ARGV[3], 'at', ARGV[10])
+    local entry_asked = tonumber(redis.call('HGET', data, 'asked'))
+    if entry_asked and tonumber(ARGV[10]) < entry_asked then
+      redis.call('HSET', data, 'route', ARGV[3], 'asked', ARGV[10])
     end
     redis.call('PEXPIRE', data, ARGV[5])
     redis.call('ZADD', KEYS[3], now, vid)
@@ -133,7 +136,7 @@ end
 vid = ARGV[2]
 local data = ARGV[6] .. vid
 redis.call('SET', KEYS[2], vid, 'PX', ARGV[8])
-redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3], 'at', ARGV[10])
+redis.call('HSET', data, 'first', now, 'last', now, 'pages', 1, 'route', ARGV[3], 'asked', ARGV[10])
 redis.call('PEXPIRE', data, ARGV[5])
 redis.call('ZADD', KEYS[3], now, vid)
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
@@ -380,7 +383,7 @@ class RedisVisits:
                         self._index_ttl_ms,
                         self._link_ttl_ms,
                         self._unit_ms,
-                        int(at * 1000) // self._unit_ms,
+                        int(at * 1000),
                     ],
                     client=client,
                 )
