@@ -605,3 +605,22 @@ def test_two_pages_asked_for_within_one_second_keep_their_order(
     next_worker.record(ADDRESS, None, BROWSER, "shop.example", "/later", now=second + 0.7)
     next_worker.settle(5)
     assert redis_client.hmget(data, "route", "pages") == [b"/", b"3"]
+
+
+def test_a_visit_written_by_an_older_worker_keeps_its_entry(
+    worker: Callable[..., Worker], redis_client: redis.Redis, prefix: str
+) -> None:
+    # During a rolling deploy an older worker's visit holds its entry time in whole units
+    # under "at": a newer worker continues it without comparing times of another unit.
+    emitted = Emitted()
+    store, counters = worker(emitted, visit_gap=60)
+    second = float(int(time.time()))
+    store.record(ADDRESS, None, BROWSER, "shop.example", "/old-entry", now=second + 0.5)
+    store.settle(5)
+    (data,) = redis_client.scan_iter(match=prefix + "*:visit:*")
+    redis_client.hdel(data, "asked")
+    redis_client.hset(data, "at", int(second))
+    store.record(ADDRESS, None, BROWSER, "shop.example", "/earlier", now=second - 5)
+    store.settle(5)
+    assert redis_client.hmget(data, "route", "pages", "asked") == [b"/old-entry", b"2", None]
+    assert counters.errors == 0
