@@ -163,8 +163,11 @@ def test_weeks_of_history_are_closed_from_the_first_day_to_the_last(
     assert done.returncode == 0, done.stderr
     assert f"records accepted: {2 * 17}" in done.stderr
     closed = _state(server.url, site.write).json()["closed"]
-    # Every UTC day from the oldest line's to the newest's, the ones between included.
-    assert closed[0] == [oldest // 86400 * 86400, newest // 86400 * 86400 + 86400]
+    # Every UTC day from the oldest line's to the newest's, the ones between included. The
+    # scenario's lines run 77 minutes past its start: one that starts at 23:00 UTC (the
+    # watermark's hour, so between midnight and 2 UTC) ends on the next day.
+    last_line = newest + max(hit.offset for hit in SCENARIO)
+    assert closed[0] == [oldest // 86400 * 86400, last_line // 86400 * 86400 + 86400]
 
 
 def test_imported_hours_are_sealed_when_the_import_ends(
