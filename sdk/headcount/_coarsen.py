@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote, unquote_plus
 
+from headcount._caches import CleanOnlyCache
 from headcount._shapes import campaign_slug
 from headcount.wire import (
     LATENCY_EDGES_MS,
@@ -115,11 +115,9 @@ def slug(value: str) -> str | None:
 _PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
-@lru_cache(maxsize=1024)
 def _utm_value(raw: str) -> str | None:
-    # Cached per raw value: campaign links repeat the same few values all day. A raw '+'
-    # is a space (form encoding, as Mailchimp writes "My+Q3+Newsletter"); only a '%2B'
-    # is a plus sign, which a campaign slug never holds (name+tag is a recipient).
+    # A raw '+' is a space (form encoding, as Mailchimp writes "My+Q3+Newsletter"); only
+    # a '%2B' is a plus sign, which a campaign slug never holds (name+tag is a recipient).
     try:
         value = unquote_plus(raw, errors="strict")
         if _PERCENT_ESCAPE.search(value):
@@ -132,6 +130,14 @@ def _utm_value(raw: str) -> str | None:
         return campaign_slug(value)
     except UnicodeDecodeError:
         return None
+
+
+# Per raw value: campaign links repeat the same few values all day. Only values that are
+# campaign names are kept; one that names a recipient is worked out again each time.
+_UTM_VALUES: Final = CleanOnlyCache[str, "str | None"](
+    _utm_value, lambda _, value: value is not None, maxsize=1024
+)
+_known_utm_value: Final = _UTM_VALUES.get
 
 
 def parse_utm(query_string: str | None) -> UtmValues:
@@ -157,5 +163,8 @@ def parse_utm(query_string: str | None) -> UtmValues:
         start += len(name)
         end = query_string.find("&", start)
         raw = query_string[start:] if end < 0 else query_string[start:end]
-        values.append(_utm_value(raw) if len(raw) <= _MAX_RAW_UTM else None)
+        if len(raw) > _MAX_RAW_UTM:
+            values.append(None)
+        else:
+            values.append(_known_utm_value(raw) or _UTM_VALUES(raw))
     return (values[0], values[1], values[2])

@@ -390,8 +390,13 @@ def _slug_identifier_problem(value: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
 def campaign_slug(value: str) -> str | None:
+    """A utm value as a campaign slug, or None when it is not a campaign name (see
+    ``_campaign_slug``); remembered only for values that are campaign names."""
+    return _campaign_slugs(value)
+
+
+def _campaign_slug(value: str) -> str | None:
     """A utm value as a campaign slug, or None when it is not a campaign name.
 
     Cleans what people and tools type (``Winter Sale`` → ``winter-sale``, ``Q4_2025`` →
@@ -413,6 +418,13 @@ def campaign_slug(value: str) -> str | None:
     if _slug_identifier_problem(text) is not None:
         return None
     return text
+
+
+# Like route segments (_segment_problems), a refused value (an e-mail address, a token)
+# is checked again each time rather than kept in memory next to its None.
+_campaign_slugs: Final = CleanOnlyCache[str, "str | None"](
+    _campaign_slug, lambda _, slug: slug is not None, maxsize=4096
+)
 
 
 def slug_problem(value: str) -> str | None:

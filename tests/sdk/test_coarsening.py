@@ -6,10 +6,11 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import pytest
 
-from headcount import Tracker, _referrer
+from headcount import Tracker, _coarsen, _referrer, _shapes
 from headcount._bots import is_bot
 from headcount._coarsen import latency_of, method_of, parse_utm
 from headcount._referrer import coarsen_referrer
@@ -188,6 +189,28 @@ def test_the_public_suffix_list_is_never_fetched(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_utm(query: str | None, expected: tuple[str | None, ...]) -> None:
     assert parse_utm(query) == expected
+    # Asked again (the caches answer now): the same values.
+    assert parse_utm(query) == expected
+
+
+def test_a_campaign_value_that_names_someone_is_never_kept_in_memory() -> None:
+    """The campaign caches (docs/privacy.md) keep campaign names only: an e-mail address
+    or a token in a utm value is refused and checked again next time, never held."""
+    refused = [
+        "bob%40example.com", "jdoe%2540example.com", "jdoe%2Bnewsletter", "john.doe",
+        "8f14e45fceea167a5a36dedd4bea2543", "user-1234567", "%ff%fe",
+    ]  # fmt: skip
+    for raw in refused:
+        for _ in range(2):
+            assert parse_utm(f"utm_source=news&utm_campaign={raw}") == ("news", None, None)
+    kept = [*_coarsen._UTM_VALUES._results, *_shapes._campaign_slugs._results]
+    for raw in refused:
+        decoded = unquote_plus(raw)
+        assert not [key for key in kept if raw in key or decoded in key or "@" in key]
+    # What is sent is what is kept: the campaign name, whichever way it was written.
+    assert parse_utm("utm_campaign=Black+Friday") == (None, None, "black-friday")
+    assert "Black+Friday" in _coarsen._UTM_VALUES
+    assert "Black Friday" in _shapes._campaign_slugs
 
 
 @pytest.mark.parametrize(
