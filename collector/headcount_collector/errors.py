@@ -10,6 +10,7 @@ __all__ = [
     "IngestRejected",
     "QueryRejected",
     "StoreUnavailable",
+    "shown_field_name",
     "split_validation_error",
 ]
 
@@ -55,6 +56,12 @@ class StoreUnavailable(CollectorError):
 _SAFE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}\Z")
 
 
+def shown_field_name(name: str) -> str | None:
+    """``name`` if an error may show it (it reads as a field's name), else None: a key a
+    sender chose can itself be the identifier being refused, and is never echoed."""
+    return name if _SAFE_NAME.match(name) else None
+
+
 def split_validation_error(text: str) -> tuple[str, str]:
     """A msgspec validation message as (problem, JSON path of the offending field)."""
     message, _, where = text.partition(" - at `")
@@ -71,7 +78,7 @@ def split_validation_error(text: str) -> tuple[str, str]:
     for marker in ("unknown field `", "missing required field `"):
         if marker in message:
             name = message.split(marker, 1)[1].split("`", 1)[0]
-            if _SAFE_NAME.match(name):
+            if shown_field_name(name) is not None:
                 path = f"{path}.{name}"
             else:
                 # A field name can itself be the identifier being refused: don't echo it.

@@ -16,7 +16,7 @@ from starlette.types import Receive
 
 from headcount import wire
 from headcount_collector.config import Site
-from headcount_collector.errors import IngestRejected, split_validation_error
+from headcount_collector.errors import IngestRejected, shown_field_name, split_validation_error
 from headcount_collector.pending import CounterKey, PendingBatch
 from headcount_collector.tables import RECORD_KEYS
 
@@ -169,7 +169,9 @@ def _json_path_at(body: bytes, offset: int) -> str:
         else:  # a comma in an object
             expecting_key = True
     return "$" + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in path if part is not None
+        f"[{part}]" if isinstance(part, int) else f".{part}" if shown_field_name(part) else "[...]"
+        for part in path
+        if part is not None
     )
 
 

@@ -63,10 +63,19 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
         site = None
     if not referer:
         return DIRECT if site in (None, "none") else OTHER
-    # Only the scheme and authority matter, and they end at the third slash: cache on
-    # that prefix so each referring site costs one parse, whatever pages it links from.
-    cut = referer.find("/", referer.find("//") + 2)
+    # Only the scheme and authority matter: cache on them, so each referring site costs
+    # one parse whatever pages it links from. Nothing else may reach the cache key: a
+    # referrer that is no http(s) URL (mailto:jdoe@…) is (other) outright.
+    scheme_end = referer.find("://")
+    if scheme_end not in (4, 5):
+        return OTHER
+    cut = referer.find("/", scheme_end + 3)
     prefix = referer if cut < 0 else referer[:cut]
+    if "?" in prefix or "#" in prefix or "\\" in prefix:
+        # The authority ended before the path's slash (https://example.com?email=…).
+        end = _AUTHORITY_END.search(prefix, scheme_end + 3)
+        if end is not None:
+            prefix = prefix[: end.start()]
     if len(prefix) > _MAX_PREFIX:
         return OTHER  # no real scheme + authority is this long; keeps the cache small
     if "@" in prefix:

@@ -7,7 +7,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from headcount._caches import CleanOnlyCache
-from headcount._shapes import bad_route_segments, normalize_text
+from headcount._shapes import bad_route_segments, normalize_text, segment_problem
 from headcount.wire import (
     FORBIDDEN_ROUTE_CHARS,
     MAX_ROUTE_LENGTH,
@@ -35,11 +35,31 @@ _WORD_DOT = re.compile(r"(?<=\w)\.(?=\w)")
 _GROUP_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
-def _placeholder(name: str) -> str:
-    return "{" + name + "}" if _NAME.fullmatch(name) else _ID
+class _Conversion:
+    """Whether every parameter of a template kept a name of its own. A parameter made
+    ``{id}`` (an unnamed regex group, a pattern in a segment, or bracketed text that is
+    no name, such as ``<alice@example.com>`` in a visitor's path) means the text may not
+    be the app's: its route is then worked out again each time, never remembered."""
+
+    __slots__ = ("anonymous",)
+
+    def __init__(self) -> None:
+        self.anonymous = False
+
+    def placeholder(self, name: str) -> str:
+        # A name is held to what a literal segment may be: an identifier in braces
+        # ({sk_live_4eC39…}, {alice_1985}) is no more a name than it is a path segment.
+        if _NAME.fullmatch(name) and segment_problem(name) is None:
+            return "{" + name + "}"
+        self.anonymous = True
+        return _ID
+
+    def unnamed(self) -> str:
+        self.anonymous = True
+        return _ID
 
 
-def _replace_regex_groups(pattern: str) -> str:
+def _replace_regex_groups(pattern: str, conversion: _Conversion) -> str:
     """Replace each top-level `( … )` group with `{name}` (named) or `{id}` (unnamed)."""
     out: list[str] = []
     depth = 0
@@ -62,9 +82,9 @@ def _replace_regex_groups(pattern: str) -> str:
                 group = pattern[start : i + 1]
                 named = re.match(r"\(\?P<([^>]*)>", group)
                 if named:
-                    out.append(_placeholder(named.group(1)))
+                    out.append(conversion.placeholder(named.group(1)))
                 elif not group.startswith("(?"):
-                    out.append(_ID)
+                    out.append(conversion.unnamed())
                 # Other (?…) groups (lookarounds, flags) match no path text of their own.
         elif depth == 0:
             out.append(char)
@@ -74,11 +94,11 @@ def _replace_regex_groups(pattern: str) -> str:
     return "".join(out)
 
 
-def _from_regex(pattern: str) -> str:
+def _from_regex(pattern: str, conversion: _Conversion) -> str:
     body = pattern.removeprefix("^")
     if body.endswith("$") and not body.endswith("\\$"):
         body = body[:-1]
-    body = _replace_regex_groups(body)
+    body = _replace_regex_groups(body, conversion)
     # A segment still holding an unescaped quantifier, class or wildcard matches many
     # literal paths, so it is a placeholder too; escaped characters are literal text.
     segments = []
@@ -86,24 +106,29 @@ def _from_regex(pattern: str) -> str:
         literal = _WORD_DOT.sub("", segment)
         stripped = _GROUP_PLACEHOLDER.sub("", _REGEX_ESCAPE.sub("", literal))
         if _REGEX_CLASS.search(literal) or _REGEX_META.search(stripped):
-            segments.append(_ID)
+            segments.append(conversion.unnamed())
         else:
             segments.append(_REGEX_ESCAPE.sub(r"\1", segment))
     return "/".join(segments)
 
 
-def _to_braces(template: str) -> str:
+def _to_braces(template: str) -> tuple[str, bool]:
+    """``template`` in ``{name}`` syntax, and whether every parameter kept a name
+    (``_Conversion``)."""
+    conversion = _Conversion()
     if _REGEX_HINT.search(template):
-        template = _from_regex(template)
-    template = _ANGLE.sub(lambda m: _placeholder(m.group(1)), template)
-    template = _BRACE.sub(lambda m: _placeholder(m.group(1)), template)
+        template = _from_regex(template, conversion)
+    if "<" in template:
+        template = _ANGLE.sub(lambda m: conversion.placeholder(m.group(1)), template)
+    if "{" in template:
+        template = _BRACE.sub(lambda m: conversion.placeholder(m.group(1)), template)
     if not template.startswith("/"):
         # Django `path()` / `re_path()` routes have no leading slash.
         template = "/" + template
     # Frameworks differ on trailing slashes (Django always has one); one spelling per route.
     if len(template) > 1:
         template = template.rstrip("/") or "/"
-    return template
+    return template, not conversion.anonymous
 
 
 def _template(segments: list[str]) -> str:
@@ -141,7 +166,7 @@ def _normalize(template: str | None) -> tuple[str, bool]:
     if template in (UNMATCHED, OTHER):
         return template, True
     try:
-        route = _to_braces(template.strip())
+        route, named = _to_braces(template.strip())
     except ValueError:
         return OTHER, False
     segments = route.split("/")
@@ -151,10 +176,10 @@ def _normalize(template: str | None) -> tuple[str, bool]:
         # request, so it is checked once here rather than again by _template.
         bad = bad_route_segments(segments)
         if not bad:
-            return route, True
+            return route, named
         route = "/".join(_ID if index in bad else s for index, s in enumerate(segments))
     elif route_problem(route) is None:
-        return route, True
+        return route, named
     else:
         route = _template(segments)
     return (route if route_problem(route) is None else OTHER), False

@@ -20,7 +20,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
-from functools import cache, lru_cache
+from functools import cache
 from typing import Final
 
 from headcount._caches import CleanOnlyCache
@@ -264,8 +264,16 @@ def _segment_problem(segment: str) -> str | None:
     numbers, a version (``v2.1``), an optional file extension (``robots.txt``), joined
     by RFC 3986 path punctuation, with ``@`` only in front (``/@{user}``).
     """
-    if segment in ("", "*") or _PLACEHOLDER.fullmatch(segment):
+    if segment in ("", "*"):
         return None
+    if "{" in segment:
+        for placeholder in _PLACEHOLDER.finditer(segment):
+            # A name is held to what a literal segment may be: {sk_live_4eC39…} or
+            # {alice_1985} is an identifier in braces, not a parameter's name.
+            if _segment_problem(placeholder.group()[1:-1]) is not None:
+                return "holds an identifier in braces where a placeholder's name goes"
+        if _PLACEHOLDER.fullmatch(segment):
+            return None
     if segment in (".", ".."):
         return "is a '.' or '..' segment"
     literal = _PLACEHOLDER.sub("\x00", segment)
@@ -506,8 +514,14 @@ def _label_problem(label: str) -> bool:
     )
 
 
-@lru_cache(maxsize=4096)
 def referrer_domain(host: str) -> str | None:
+    """The registrable domain of a public host name (``news.example.co.uk`` →
+    ``example.co.uk``), or None for anything that is not one (``_registrable_domain``);
+    remembered only for a name that is its own registrable domain."""
+    return _registrable_domains(host)
+
+
+def _registrable_domain(host: str) -> str | None:
     """The registrable domain of a public host name (``news.example.co.uk`` →
     ``example.co.uk``), or None for anything that is not one.
 
@@ -543,3 +557,10 @@ def referrer_domain(host: str) -> str | None:
     if not registrable or _label_problem(registrable.split(".", 1)[0]):
         return None
     return str(registrable)
+
+
+# Campaign values with a dot are asked too (is "chatgpt.com" a domain?): a refused one
+# (john.smith) must not stay in memory, so only a name that is its own domain is kept.
+_registrable_domains: Final = CleanOnlyCache[str, "str | None"](
+    _registrable_domain, lambda host, domain: domain == host, maxsize=4096
+)

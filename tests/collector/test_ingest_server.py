@@ -77,6 +77,12 @@ REJECTED_RECORDS: list[tuple[str, list[dict[str, Any]], str]] = [
     ("route-hex", [pageview(route="/t/deadbeefcafebabe1234")], "$.records[0].route"),
     ("route-token", [pageview(route="/reset/eyJhbGciOiJIUzI1NiJ9x")], "$.records[0].route"),
     ("route-email", [pageview(route="/u/alice@example.com")], "$.records[0].route"),
+    (
+        "route-token-in-braces",
+        [pageview(route="/invite/{sk_live_4eC39HqLyjWDarjtT1zdp7dc}")],
+        "$.records[0].route",
+    ),
+    ("route-number-in-braces", [pageview(route="/p/{alice_smith_1985}")], "$.records[0].route"),
     ("route-email-encoded", [pageview(route="/u/alice%40example.com")], "$.records[0].route"),
     ("route-ipv4", [pageview(route="/host/192.168.1.10")], "$.records[0].route"),
     ("route-ipv6", [pageview(route="/host/2001:db8::1")], "$.records[0].route"),
@@ -298,6 +304,20 @@ def test_json_escapes_are_refused_naming_the_field(
     assert response.status_code == 422
     assert "escape" in response.json()["error"]
     assert response.json()["path"] == f"$.records[1].{field}"
+    assert sqlite_snapshot(shared_server.db_path) == before
+
+
+def test_a_refused_escape_never_echoes_a_key_the_sender_chose(
+    shared_server: CollectorProcess,
+) -> None:
+    # The path names schema fields; a property key is the sender's text, and may be the
+    # very identifier that must not travel (nor come back).
+    before = sqlite_snapshot(shared_server.db_path)
+    record = event(props={"alice@example.com": "free\n"})
+    response = post(shared_server, batch_body([pageview(route="/"), record]))
+    assert response.status_code == 422
+    assert response.json()["path"] == "$.records[1].props[...]"
+    assert "alice" not in response.text
     assert sqlite_snapshot(shared_server.db_path) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import subprocess
 import sys
@@ -114,6 +115,39 @@ def test_user_info_in_a_referrer_never_reaches_the_referrer_cache() -> None:
     assert coarsen_referrer("https://a.b.co\\@evil.example.com/", HOST, None) == "b.co"
 
 
+@pytest.mark.parametrize(
+    ("referer", "expected"),
+    [
+        ("https://accounts.example.com?email=jdoe@example.com&token=tok_9sd8f7", "example.com"),
+        ("https://mail.example.net#token=tok_9sd8f7", "example.net"),
+        ("https://mail.example.net\\reset?token=tok_9sd8f7", "example.net"),
+        ("mailto:jdoe@example.com", "(other)"),
+        ("android-app://com.example.mail/jdoe@example.com", "(other)"),
+    ],
+)
+def test_the_referrer_cache_holds_scheme_and_authority_only(referer: str, expected: str) -> None:
+    """Browsers put a slash after the host, but a hand-written header or a log line need
+    not: the cache key still ends where the authority does."""
+    lookup = _referrer._referrer_from_prefix
+    lookup.cache_clear()
+    assert coarsen_referrer(referer, HOST, "cross-site") == expected
+    for key in lookup_keys(lookup):
+        assert "jdoe" not in key
+        assert "token" not in key
+
+
+def lookup_keys(cached: object) -> list[str]:
+    """The keys an lru_cache holds (what a reader of the process's memory would find)."""
+    for referent in gc.get_referents(cached):
+        if isinstance(referent, dict):
+            return [
+                str(part)
+                for key in referent
+                for part in (key if isinstance(key, tuple) else (key,))
+            ]
+    raise AssertionError("no cache found")
+
+
 def test_referrer_never_leaks_path_query_or_user_info() -> None:
     result = coarsen_referrer(
         "https://alice:hunter2@mail.example.net/inbox/alice@example.com?token=abc", HOST, None
@@ -203,10 +237,18 @@ def test_a_campaign_value_that_names_someone_is_never_kept_in_memory() -> None:
     for raw in refused:
         for _ in range(2):
             assert parse_utm(f"utm_source=news&utm_campaign={raw}") == ("news", None, None)
-    kept = [*_coarsen._UTM_VALUES._results, *_shapes._campaign_slugs._results]
+    refused += ["John.Smith", "jdoe.1985"]  # name.surname: asked whether it is a domain
+    for raw in refused[-2:]:
+        assert parse_utm(f"utm_campaign={raw}") == (None, None, None)
+    kept = [
+        *_coarsen._UTM_VALUES._results,
+        *_shapes._campaign_slugs._results,
+        *_shapes._registrable_domains._results,
+    ]
     for raw in refused:
         decoded = unquote_plus(raw)
-        assert not [key for key in kept if raw in key or decoded in key or "@" in key]
+        lowered = decoded.lower()
+        assert not [key for key in kept if raw in key or lowered in key.lower() or "@" in key]
     # What is sent is what is kept: the campaign name, whichever way it was written.
     assert parse_utm("utm_campaign=Black+Friday") == (None, None, "black-friday")
     assert "Black+Friday" in _coarsen._UTM_VALUES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Container
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
@@ -152,6 +153,52 @@ def test_route_caches_keep_only_what_is_sent(tracker: Tracker) -> None:
     assert "articles" in _shapes._segment_problems
 
 
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/invite/%7Bsk_live_4eC39HqLyjWDarjtT1zdp7dc%7D", "/invite/{id}"),
+        ("/profile/%7Balice_smith_1985%7D", "/profile/{id}"),
+        ("/profile/{alice_smith_1985}", "/profile/{id}"),
+        ("/page-{a1b2c3d4e5}/x", "/{id}/x"),
+        ("/lookup/(alice@example.com)", "/lookup/{id}"),
+        ("/u/<alice@example.com>", "/u/{id}"),
+        ("/u/{alice@example.com}", "/u/{id}"),
+        ("/orders/[<uuid>]", "/orders/{id}"),
+    ],
+)
+def test_an_identifier_in_brackets_is_neither_sent_nor_kept(
+    tracker: Tracker, path: str, sent: str
+) -> None:
+    """Brackets in a visitor's path look like a template's parameter. Whatever is
+    between them must be a name to be kept as one; otherwise it becomes {id}, as a bare
+    identifier would, and the path is worked out again each time, never remembered."""
+    assert generalize_path(path) == sent
+    tracker.record_request(page(route=path))
+    tracker.record_request(page(route=path))
+    (counted,) = {key[2] for key in tracker._state.table.snapshot() if key[0] == "request"}
+    # As a template (the braces read as one), a segment keeps its literal text around it.
+    assert counted in (sent, "/page-{id}/x")
+    assert route_problem(counted) is None
+    assert path not in tracker._route_infos
+    assert path not in _routes.normalized_route
+    # The rule the collector applies: a route that holds the identifier is refused.
+    assert route_problem(unquote(path).split("?")[0]) is not None
+
+
+@pytest.mark.parametrize(
+    ("template", "route"),
+    [
+        ("/users/<int:user_id>", "/users/{user_id}"),
+        ("/users/{id:int}/posts/{post_slug}", "/users/{id}/posts/{post_slug}"),
+        ("^reset/(?P<uidb64>[0-9A-Za-z_-]+)/(?P<token>.+)/$", "/reset/{uidb64}/{token}"),
+        ("/orgs/<organization_membership_id>", "/orgs/{organization_membership_id}"),
+    ],
+)
+def test_parameters_with_names_are_remembered(template: str, route: str) -> None:
+    assert _routes.normalized_route(template) == (route, True)
+    assert template in _routes.normalized_route
+
+
 def test_the_apps_own_routes_are_remembered_even_when_a_segment_became_an_id(
     tracker: Tracker,
 ) -> None:
@@ -176,11 +223,11 @@ def _checked_twice(template: str) -> tuple[str, bool]:
     """The rule spelled out plainly: the whole route checked, and if it fails, rebuilt
     segment by segment and checked again (what ``_normalize`` does in one pass)."""
     try:
-        route = _routes._to_braces(template.strip())
+        route, named = _routes._to_braces(template.strip())
     except ValueError:
         return wire.OTHER, False
     if route_problem(route) is None:
-        return route, True
+        return route, named
     route = _routes._template(route.split("/"))
     return (route if route_problem(route) is None else wire.OTHER), False
 
@@ -189,7 +236,8 @@ _SEGMENTS = st.one_of(
     st.sampled_from(
         ["users", "page-12", "2024", "03", "15", "section-30", "page-1224", "<int:id>",
          "{slug}", "a1b2c3d4e5f6", "deadbeef", "café", "ﬁle", "x\u200by", "a?b", "..",
-         "alice@example.com", "4155550123", "v2", "", "résumé", "\u0301x", "A" * 120]
+         "alice@example.com", "4155550123", "v2", "", "résumé", "\u0301x", "A" * 120,
+         "{sk_live_4eC39HqLyjWDarjtT1zdp7dc}", "(alice@example.com)", "<alice_1985>", "[x]"]
     ),
     st.text(alphabet="abz019-_.~%é{}<>:", max_size=12),
 )  # fmt: skip

@@ -350,6 +350,9 @@ class RedisVisits:
                     "visits-link", "headcount visit link failed: %s", type(exc).__name__
                 )
             finally:
+                # Not held while this thread waits for the next pageview: on a quiet
+                # site that wait lasts hours, and the material holds an address.
+                del item, material
                 self._done()
 
     def _done(self) -> None:
