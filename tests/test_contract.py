@@ -42,6 +42,9 @@ def capture_sdk_batch() -> dict[str, object]:
         WRITE_TOKEN,
         transport=httpx.MockTransport(handler),
         flush_interval=3600,
+        # One moment for every request: on the real clock, two requests at hh:59:59.9 and
+        # hh:00:00.0 would be two hours, two records where the golden payload has one.
+        clock=lambda: HOUR + 1800.0,
     )
     record: Callable[..., None] = lambda **kw: tracker.record_request(  # noqa: E731
         RequestInfo(user_agent=kw.pop("ua", BROWSER), **kw)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -617,14 +618,19 @@ def test_export_writes_what_the_api_releases_and_backup_copies_online(
         == 202
     )
     base = ("--config", str(site_file), "--db", server.db_url)
+    # Both ask for the same days: their defaults ("7 days ago", "now") are read at two
+    # moments, which around the site's midnight are two different days.
+    today = datetime.now(UTC).date()
+    start, end = str(today - timedelta(days=7)), str(today + timedelta(days=2))
     for fmt in ("csv", "json"):
         exported = cli(
-            "export", "blog", "--by", "route", "--interval", "total", "--format", fmt, *base
-        )
+            "export", "blog", "--by", "route", "--interval", "total", "--format", fmt,
+            "--from", start, "--to", end, *base,
+        )  # fmt: skip
         assert exported.returncode == 0, exported.stderr
         api = httpx.get(
             f"{server.url}/v1/stats",
-            params={"by": "route", "interval": "total", "format": fmt},
+            params={"by": "route", "interval": "total", "format": fmt, "from": start, "to": end},
             headers=read_auth(READ_TOKEN),
         )
         if fmt == "csv":
