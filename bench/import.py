@@ -21,6 +21,7 @@ importer's pageview, request and bot totals against the generator's truth.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _provenance import print_provenance
 
@@ -134,6 +136,13 @@ def run_import(path: str, app_dir: str) -> None:
         'log:$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
         '"$http_referer" "$http_user_agent" $request_time'
     )
+    # The router's rules are the app's own text, as the CLI says for --app; a checkout
+    # before 2026-12-05 (--against) has no such option.
+    newer_options: dict[str, Any] = (
+        {"routes_from_app": True}
+        if "routes_from_app" in inspect.signature(Importer).parameters
+        else {}
+    )
     importer = Importer(
         parser_for(fmt),
         load_resolver("benchflask:app", None, None),
@@ -142,6 +151,7 @@ def run_import(path: str, app_dir: str) -> None:
         dry_run=True,
         host="www.example.org",
         output=lambda body: None,
+        **newer_options,
     )
     summary = importer.run(LineSource([path]))
     print(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from headcount.logimport import Importer, LineSource, load_resolver, parser_for
 from tests._servers import CollectorProcess, start_collector
 from tests.logimport._scenario import (
     BIN,
@@ -401,3 +402,41 @@ def test_an_app_in_the_current_directory_loads_and_a_failing_one_is_one_line(
         assert done.returncode == 1, app
         assert said in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("routes_from_app", [True, False])
+def test_a_routers_rules_are_remembered_as_the_apps_own_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, routes_from_app: bool
+) -> None:
+    """A rule with a number in it (or a re_path group without a name) is not template
+    text as written, so the tracker would work it out again for every line; a router's
+    rules are the app's own text, and the importer says so, as the live integrations do."""
+    (tmp_path / "rememberflask.py").write_text(
+        "from flask import Flask\napp = Flask(__name__)\n"
+        "@app.get('/archive/2024/<int:item>')\ndef item(item):\n    return str(item)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    log = tmp_path / "access.log"
+    log.write_text(
+        "".join(
+            f'203.0.113.{n} - - [01/Dec/2026:10:00:0{n} +0000] "GET /archive/2024/{n} '
+            f'HTTP/1.1" 200 512 "-" "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Firefox/128.0"\n'
+            for n in range(1, 4)
+        ),
+        encoding="utf-8",
+    )
+    sent: list[str] = []
+    importer = Importer(
+        parser_for("combined"),
+        load_resolver("rememberflask:app", None, None),
+        client=None,
+        tracker_options={"visits_store": "memory"},
+        dry_run=True,
+        output=sent.append,
+        routes_from_app=routes_from_app,
+    )
+    assert importer.run(LineSource([str(log)])).pageviews == 3
+    assert '"route":"/archive/{id}/{item}"' in "".join(sent)
+    remembered = "/archive/2024/<int:item>" in importer._tracker._route_infos
+    assert remembered is routes_from_app

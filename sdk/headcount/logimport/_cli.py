@@ -154,6 +154,8 @@ def _import(args: argparse.Namespace) -> int:
             append=args.append,
             follow=args.follow,
             send_every=args.send_every,
+            # A router's rules are the app's text; a routes file's fallback is a path.
+            routes_from_app=bool(args.app or args.django_settings),
         )
         bar = _Progress(source, sys.stderr) if sys.stderr.isatty() else None
         summary = importer.run(source, bar.show if bar else None)

@@ -170,9 +170,14 @@ class Importer:
         send_every: float = 60.0,
         wall_clock: Callable[[], float] = time.time,
         output: Callable[[str], None] = print,
+        routes_from_app: bool = False,
     ) -> None:
+        """``routes_from_app``: ``resolver`` answers with the app's own route text (a
+        router's rules), which the tracker remembers whatever it holds, as the live
+        integrations' routes; never set it for a resolver that can answer with a path."""
         self._parse = parser
         self._resolve = resolver
+        self._routes_from_app = routes_from_app
         self._client = client
         self._ingest_path = IMPORT_INGEST_PATH
         self._dry_run = dry_run
@@ -304,6 +309,7 @@ class Importer:
         default_host = self._host
         # Filled in again for every line; a log has no Sec-Fetch or Purpose headers.
         info = fill(object.__new__(RequestInfo), "", None, 0, math.nan, *(None,) * 10)
+        info.route_from_app = self._routes_from_app
         stamp_before: str | None = None
         refusal: str | None = None
         lines = 0
@@ -489,6 +495,7 @@ class Importer:
             client_addr=line.client_addr,
             forwarded_for=line.forwarded_for,
             excluded=excluded,
+            route_from_app=self._routes_from_app,
         )
 
     def _resolve_target(self, method: str, target: str, status: int, host: str | None) -> _Target:
