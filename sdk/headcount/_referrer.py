@@ -79,12 +79,10 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
     if len(prefix) > _MAX_PREFIX:
         return OTHER  # no real scheme + authority is this long; keeps the cache small
     if "@" in prefix:
-        # User info (bob:secret@host) decides nothing and must not sit in the cache:
-        # cut from the authority, which ends where _referrer_from_prefix says it does.
-        scheme, slashes, rest = prefix.partition("//")
-        end = _AUTHORITY_END.search(rest)
-        authority, after = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
-        prefix = scheme + slashes + authority.rpartition("@")[2] + after
+        # User info (bob:secret@host) decides nothing and must not sit in the cache; the
+        # prefix is scheme and authority only by now.
+        scheme, slashes, authority = prefix.partition("//")
+        prefix = scheme + slashes + authority.rpartition("@")[2]
     return _referrer_from_prefix(prefix, host)
 
 

@@ -7,7 +7,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from headcount._caches import CleanOnlyCache
-from headcount._shapes import bad_route_segments, normalize_text, segment_problem
+from headcount._shapes import bad_route_segments, normalize_text
 from headcount.wire import (
     FORBIDDEN_ROUTE_CHARS,
     MAX_ROUTE_LENGTH,
@@ -47,9 +47,9 @@ class _Conversion:
         self.anonymous = False
 
     def placeholder(self, name: str) -> str:
-        # A name is held to what a literal segment may be: an identifier in braces
-        # ({sk_live_4eC39…}, {alice_1985}) is no more a name than it is a path segment.
-        if _NAME.fullmatch(name) and segment_problem(name) is None:
+        # A name that is an identifier ({sk_live_4eC39…}) is the segments' check to
+        # refuse (_shapes), as the collector's is.
+        if _NAME.fullmatch(name):
             return "{" + name + "}"
         self.anonymous = True
         return _ID
