@@ -19,6 +19,7 @@ from headcount import ConfigurationError, Tracker
 from headcount._settings import TrackerSettings
 from headcount._table import VisitKey
 from headcount._visits import KEY_LIFETIME, MemoryVisits
+from headcount._visits._link import AgentStates
 from headcount.testing import RecordingCollector
 from headcount.wire import Visit
 
@@ -243,6 +244,52 @@ def test_missing_or_hostile_headers_never_raise(
             visit("/long", "<10s", "2"),
         ]
     )
+
+
+def test_a_browser_stays_linked_whatever_its_user_agents_cached_hash_state_went_through(
+    store: MemoryVisits, clock: FakeClock, emitted: Emitted
+) -> None:
+    view(store, "/first")
+    # More browser kinds than the store keeps hash states for: the first one's is
+    # pushed out and made again, to the same link.
+    for number in range(5000):
+        view(store, "/crowd", address="198.51.100.1", user_agent=f"{BROWSER} build/{number}")
+    view(store, "/first-again")
+    # A host too long to be kept is hashed afresh each time, to the same link.
+    long_host = "a" * 300 + ".example"
+    view(store, "/long-host", host=long_host)
+    view(store, "/long-host-again", host=long_host)
+    store.close()
+    visits = Counter(emitted.take())
+    assert visits[visit("/first", "<10s", "2")] == 1
+    assert visits[visit("/long-host", "<10s", "2")] == 1
+    assert visits[visit("/crowd", "0s", "1")] == 5000
+
+
+def test_the_user_agent_hash_states_are_bounded_whatever_clients_send() -> None:
+    agents = AgentStates(b"k" * 32, maxsize=3)
+    for number in range(10):
+        agents.state(f"agent {number}", "shop.example")
+    assert len(agents) == 3
+    assert agents.get(("agent 9", "shop.example")) is not None
+    assert agents.get(("agent 0", "shop.example")) is None
+    # What no client should be able to make large is never kept.
+    agents.state("A" * 513, "shop.example")
+    agents.state("agent", "h" * 263)
+    assert agents.get(("A" * 513, "shop.example")) is None
+    assert agents.get(("agent", "h" * 263)) is None
+
+
+def test_the_key_rotation_drops_every_hash_state_made_with_the_old_key(
+    store: MemoryVisits, clock: FakeClock, emitted: Emitted
+) -> None:
+    view(store, "/")
+    old_states = store._agents
+    assert len(old_states) == 1
+    clock.advance(KEY_LIFETIME)
+    store.sweep()
+    assert store._agents is not old_states
+    assert len(store._agents) == 0
 
 
 def test_a_clock_stepping_back_never_makes_a_negative_duration(

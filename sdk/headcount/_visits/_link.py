@@ -3,6 +3,13 @@
 Pageviews are linked by a keyed hash (BLAKE2b, 128 bits) of the client address, the user
 agent and the host. Neither the material nor the hash is ever sent, logged or written
 anywhere but the store; a finished visit leaves only as its range labels.
+
+The memory store hashes on the request path, so it orders the material user agent and
+host first (``AgentStates``): the hash's state after them repeats for every pageview of
+that browser kind, and only the address is hashed per pageview. That is the same keyed
+BLAKE2b, of the same three fields, with one compression of the block function fewer
+(about a third of the hash) and no 150-byte string built per pageview. The Redis store
+keeps its own order: its links are shared by workers that may run older versions.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from headcount.wire import duration_label, pages_label
 __all__ = [
     "KEY_LIFETIME",
     "LINK_BYTES",
+    "AgentStates",
     "Clock",
     "CountPageview",
     "Emit",
@@ -45,6 +53,10 @@ KEY_LIFETIME: Final = 24 * 3600.0
 LINK_BYTES: Final = 16
 # Enough to tell browsers apart; a longer header only costs hashing time.
 _MAX_USER_AGENT: Final = 512
+# A Host longer than a DNS name and port is not kept in AgentStates, so what a client
+# sends cannot make the cache large.
+_MAX_CACHED_HOST: Final = 262
+_BLOCK: Final = 128  # BLAKE2b's block, which its key fills on its own
 
 
 class VisitStore(Protocol):
@@ -88,18 +100,69 @@ def link_material(address: str, user_agent: str | None, host: str | None) -> byt
     """The bytes a visit's link key is hashed from. Never stored, never sent."""
     agent = (user_agent or "")[:_MAX_USER_AGENT]
     # NUL never occurs in a header value, so the three fields cannot run into each other.
-    text = f"{address}\x00{agent}\x00{host or ''}"
+    return _encoded(f"{address}\x00{agent}\x00{host or ''}")
+
+
+def new_hasher(secret: bytes) -> hashlib.blake2b:
+    """A keyed BLAKE2b, copied per pageview rather than re-keyed: half the cost."""
+    return hashlib.blake2b(key=secret, digest_size=LINK_BYTES)
+
+
+class AgentStates:
+    """The memory store's link key, and the hash states it reaches after each browser's
+    user agent and host: a visit's link is that state, copied, with the client address
+    (UTF-8) hashed last.
+
+    ``get((user_agent, host))`` is a remembered state or None (a dict's own ``get``, for
+    the request path); ``state(user_agent, host)`` makes one and remembers it, at most
+    ``maxsize``, oldest out first. A state holds the user agent's first 512 characters
+    and the host, as the bot cache holds the user agent; never a client address. The
+    caller serializes access (the store's lock) and drops the whole object when the key
+    is replaced, so no state outlives its key.
+    """
+
+    __slots__ = ("_keyed", "_maxsize", "_states", "get")
+
+    def __init__(self, secret: bytes, maxsize: int = 4096) -> None:
+        self._keyed = new_hasher(secret)
+        self._maxsize = maxsize
+        self._states: dict[tuple[str | None, str | None], hashlib.blake2b] = {}
+        self.get: Callable[[tuple[str | None, str | None]], hashlib.blake2b | None] = (
+            self._states.get
+        )
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def state(self, user_agent: str | None, host: str | None) -> hashlib.blake2b:
+        agent = (user_agent or "")[:_MAX_USER_AGENT]
+        state = self._keyed.copy()
+        # NUL never occurs in a header value, so the fields cannot run into each other;
+        # the address comes last and ends the material.
+        fields = _encoded(f"{agent}\x00{host or ''}\x00")
+        # CPython's BLAKE2b holds up to two blocks before compressing, and compresses
+        # the last one or two only in digest(). Zeros after the fields, as many as the
+        # fields' length fixes, leave one byte past a block held: every block before it
+        # is compressed here, once, and each link's digest compresses two blocks
+        # (three for most browsers' 100-150-byte user agents without them).
+        state.update(fields + bytes((1 - len(fields)) % _BLOCK))
+        if (user_agent is None or len(user_agent) <= _MAX_USER_AGENT) and (
+            host is None or len(host) <= _MAX_CACHED_HOST
+        ):
+            states = self._states
+            if len(states) >= self._maxsize:
+                del states[next(iter(states))]
+            states[(user_agent, host)] = state
+        return state
+
+
+def _encoded(text: str) -> bytes:
     try:
         # Without an error handler, str.encode takes CPython's fast path; headers
         # almost never hold a lone surrogate (a server's surrogateescape decoding).
         return text.encode()
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass")
-
-
-def new_hasher(secret: bytes) -> hashlib.blake2b:
-    """A keyed BLAKE2b, copied per pageview rather than re-keyed: half the cost."""
-    return hashlib.blake2b(key=secret, digest_size=LINK_BYTES)
 
 
 # pages_label of the page counts nearly every visit has, looked up rather than searched.

@@ -17,14 +17,7 @@ from typing import Final
 from headcount._proxies import ClientAddress
 from headcount._settings import TrackerSettings
 from headcount._table import PageviewKey, VisitKey
-from headcount._visits._link import (
-    KEY_LIFETIME,
-    Clock,
-    Emit,
-    finished_visit,
-    link_material,
-    new_hasher,
-)
+from headcount._visits._link import KEY_LIFETIME, AgentStates, Clock, Emit, finished_visit
 from headcount.wire import duration_label, pages_label
 
 __all__ = ["MemoryVisits"]
@@ -81,7 +74,7 @@ class MemoryVisits:
         self._trusts_proxies = self._addresses.trusts_proxies
         self._lock = threading.Lock()
         self._open: OrderedDict[bytes, _OpenVisit] = OrderedDict()
-        self._hasher = new_hasher(secrets.token_bytes(32))
+        self._agents = AgentStates(secrets.token_bytes(32))
         self._rotate_at = clock() + KEY_LIFETIME
 
     def __len__(self) -> int:
@@ -101,7 +94,6 @@ class MemoryVisits:
         address = self._addresses.resolve(peer, forwarded_for) if self._trusts_proxies else peer
         if not address:
             return None
-        material = link_material(address, user_agent, host)
         if now is None:
             now = self._clock()
         # Allocated only when a visit ends: most pageviews end none.
@@ -113,8 +105,15 @@ class MemoryVisits:
                 # Every visit ends with the old key: the table is empty from here on.
                 finished = self._rotate(now)
             # Hashed under the lock, so a rotation can never let an old key's link in.
-            hasher = self._hasher.copy()
-            hasher.update(material)
+            agents = self._agents
+            state = agents.get((user_agent, host))
+            if state is None:
+                state = agents.state(user_agent, host)
+            hasher = state.copy()
+            try:
+                hasher.update(address.encode())
+            except UnicodeEncodeError:
+                hasher.update(address.encode("utf-8", "surrogatepass"))
             link = hasher.digest()
             visits = self._open
             visit = visits.get(link)
@@ -181,6 +180,6 @@ class MemoryVisits:
         keys, for the caller to emit once the lock is released."""
         finished = [visit.finished() for visit in self._open.values()]
         self._open.clear()
-        self._hasher = new_hasher(secrets.token_bytes(32))
+        self._agents = AgentStates(secrets.token_bytes(32))
         self._rotate_at = now + KEY_LIFETIME
         return finished
