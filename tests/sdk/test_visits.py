@@ -6,6 +6,7 @@ few that prove the real sender thread sweeps on its own.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -273,11 +274,45 @@ def test_the_user_agent_hash_states_are_bounded_whatever_clients_send() -> None:
     assert len(agents) == 3
     assert agents.get(("agent 9", "shop.example")) is not None
     assert agents.get(("agent 0", "shop.example")) is None
-    # What no client should be able to make large is never kept.
+    # What no client should be able to make large is never kept; the longest that are.
+    agents.state("A" * 512, "h" * 262)
+    assert agents.get(("A" * 512, "h" * 262)) is not None
     agents.state("A" * 513, "shop.example")
     agents.state("agent", "h" * 263)
     assert agents.get(("A" * 513, "shop.example")) is None
     assert agents.get(("agent", "h" * 263)) is None
+
+
+def test_a_link_is_the_keyed_blake2b_of_the_user_agent_host_and_address() -> None:
+    secret = bytes(range(32))
+    agents = AgentStates(secret)
+    agent, host, address = BROWSER, "shop.example", "2001:db8::7"
+    fields = b"".join(
+        (len(agent).to_bytes(4, "big"), agent.encode(), len(host).to_bytes(4, "big"), host.encode())
+    )
+    material = fields + bytes((1 - len(fields)) % 128) + address.encode()
+    expected = hashlib.blake2b(material, key=secret, digest_size=16).digest()
+    agents.state(agent, host)
+    for _ in range(2):  # hashing an address into a copy leaves the remembered state as it was
+        state = agents.get((agent, host))
+        assert state is not None
+        link = state.copy()
+        link.update(address.encode())
+        assert link.digest() == expected
+
+
+def test_headers_holding_nul_cannot_run_into_each_other(
+    store: MemoryVisits, clock: FakeClock, emitted: Emitted
+) -> None:
+    view(store, "/1", user_agent="x", host="h")
+    view(store, "/2", user_agent="x", host="h\x00")
+    view(store, "/3", user_agent="x\x00", host="h")
+    view(store, "/4", user_agent="x\x00h", host="")
+    view(store, "/5", user_agent="x", host="\x00" * 120)
+    # No user agent and an empty one are the same browser kind, as are no host and "".
+    view(store, "/6", user_agent=None, host=None)
+    view(store, "/6-again", user_agent="", host="")
+    assert len(store) == 6
 
 
 def test_the_key_rotation_drops_every_hash_state_made_with_the_old_key(

@@ -4,18 +4,20 @@ Pageviews are linked by a keyed hash (BLAKE2b, 128 bits) of the client address, 
 agent and the host. Neither the material nor the hash is ever sent, logged or written
 anywhere but the store; a finished visit leaves only as its range labels.
 
-The memory store hashes on the request path, so it orders the material user agent and
-host first (``AgentStates``): the hash's state after them repeats for every pageview of
-that browser kind, and only the address is hashed per pageview. That is the same keyed
-BLAKE2b, of the same three fields, with one compression of the block function fewer
-(about a third of the hash) and no 150-byte string built per pageview. The Redis store
-keeps its own order: its links are shared by workers that may run older versions.
+The memory store hashes on the request path, so it puts the user agent and host first
+(``AgentStates``): the hash's state after them repeats for every pageview of that browser
+kind, and only the address is hashed per pageview. That is the same keyed BLAKE2b, of the
+same three fields: two compressions of the block function per pageview where hashing a
+typical browser's whole material took three, and no 150-byte string built per pageview.
+The Redis store keeps its own material: its links are shared by workers that may run
+older versions.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
@@ -99,7 +101,8 @@ class VisitStore(Protocol):
 def link_material(address: str, user_agent: str | None, host: str | None) -> bytes:
     """The bytes a visit's link key is hashed from. Never stored, never sent."""
     agent = (user_agent or "")[:_MAX_USER_AGENT]
-    # NUL never occurs in a header value, so the three fields cannot run into each other.
+    # Servers refuse a NUL in a header value (RFC 9110), so the fields cannot run into
+    # each other; if one let it through, only that one address's pageviews could merge.
     return _encoded(f"{address}\x00{agent}\x00{host or ''}")
 
 
@@ -115,8 +118,10 @@ class AgentStates:
 
     ``get((user_agent, host))`` is a remembered state or None (a dict's own ``get``, for
     the request path); ``state(user_agent, host)`` makes one and remembers it, at most
-    ``maxsize``, oldest out first. A state holds the user agent's first 512 characters
-    and the host, as the bot cache holds the user agent; never a client address. The
+    ``maxsize``, oldest out first. A state holds the user agent (one of at most 512
+    characters; a longer one is never kept) and the host, as the bot cache holds the
+    user agent; never a client address. With the key it lets anyone work out that
+    browser kind's links, and it is as secret: never logged, sent or written. The
     caller serializes access (the store's lock) and drops the whole object when the key
     is replaced, so no state outlives its key.
     """
@@ -126,7 +131,9 @@ class AgentStates:
     def __init__(self, secret: bytes, maxsize: int = 4096) -> None:
         self._keyed = new_hasher(secret)
         self._maxsize = maxsize
-        self._states: dict[tuple[str | None, str | None], hashlib.blake2b] = {}
+        # Oldest out by popitem: a plain dict's first key, after many deletions, is
+        # found by scanning the deleted slots before it.
+        self._states: OrderedDict[tuple[str | None, str | None], hashlib.blake2b] = OrderedDict()
         self.get: Callable[[tuple[str | None, str | None]], hashlib.blake2b | None] = (
             self._states.get
         )
@@ -135,23 +142,29 @@ class AgentStates:
         return len(self._states)
 
     def state(self, user_agent: str | None, host: str | None) -> hashlib.blake2b:
-        agent = (user_agent or "")[:_MAX_USER_AGENT]
-        state = self._keyed.copy()
-        # NUL never occurs in a header value, so the fields cannot run into each other;
-        # the address comes last and ends the material.
-        fields = _encoded(f"{agent}\x00{host or ''}\x00")
+        """The state for this browser kind, made now and remembered; copy it before
+        hashing anything into it, or the address would be in the cache."""
+        agent = _encoded((user_agent or "")[:_MAX_USER_AGENT])
+        site = _encoded(host or "")
+        # Each field after its length: a header may hold a NUL, so no separator byte
+        # could keep the fields from running into each other. The address comes last
+        # and ends the material.
+        fields = b"".join(
+            (len(agent).to_bytes(4, "big"), agent, len(site).to_bytes(4, "big"), site)
+        )
         # CPython's BLAKE2b holds up to two blocks before compressing, and compresses
         # the last one or two only in digest(). Zeros after the fields, as many as the
         # fields' length fixes, leave one byte past a block held: every block before it
-        # is compressed here, once, and each link's digest compresses two blocks
-        # (three for most browsers' 100-150-byte user agents without them).
+        # is compressed here, once, and each link's digest compresses two blocks,
+        # whatever the fields' lengths (an address of up to 127 bytes).
+        state = self._keyed.copy()
         state.update(fields + bytes((1 - len(fields)) % _BLOCK))
         if (user_agent is None or len(user_agent) <= _MAX_USER_AGENT) and (
             host is None or len(host) <= _MAX_CACHED_HOST
         ):
             states = self._states
             if len(states) >= self._maxsize:
-                del states[next(iter(states))]
+                states.popitem(last=False)
             states[(user_agent, host)] = state
         return state
 

@@ -172,6 +172,8 @@ class MemoryVisits:
         with self._lock:
             finished = [visit.finished() for visit in self._open.values()]
             self._open.clear()
+            # Nothing made with this key stays in memory once the store is closed.
+            self._agents = AgentStates(secrets.token_bytes(32))
         if finished:
             self._emit(finished)
 
