@@ -286,9 +286,15 @@ def test_the_user_agent_hash_states_are_bounded_whatever_clients_send() -> None:
 def test_a_link_is_the_keyed_blake2b_of_the_user_agent_host_and_address() -> None:
     secret = bytes(range(32))
     agents = AgentStates(secret)
-    agent, host, address = BROWSER, "shop.example", "2001:db8::7"
+    agent, host, address = f"{BROWSER} Ünïcødé", "shop.example", "2001:db8::7"
+    agent_bytes, host_bytes = agent.encode(), host.encode()
     fields = b"".join(
-        (len(agent).to_bytes(4, "big"), agent.encode(), len(host).to_bytes(4, "big"), host.encode())
+        (
+            len(agent_bytes).to_bytes(4, "big"),
+            agent_bytes,
+            len(host_bytes).to_bytes(4, "big"),
+            host_bytes,
+        )
     )
     material = fields + bytes((1 - len(fields)) % 128) + address.encode()
     expected = hashlib.blake2b(material, key=secret, digest_size=16).digest()
@@ -315,7 +321,7 @@ def test_headers_holding_nul_cannot_run_into_each_other(
     assert len(store) == 6
 
 
-def test_the_key_rotation_drops_every_hash_state_made_with_the_old_key(
+def test_the_key_rotation_and_closing_drop_every_hash_state_made_with_the_key(
     store: MemoryVisits, clock: FakeClock, emitted: Emitted
 ) -> None:
     view(store, "/")
@@ -324,6 +330,11 @@ def test_the_key_rotation_drops_every_hash_state_made_with_the_old_key(
     clock.advance(KEY_LIFETIME)
     store.sweep()
     assert store._agents is not old_states
+    assert len(store._agents) == 0
+    # Nor does any outlive the store.
+    view(store, "/")
+    assert len(store._agents) == 1
+    store.close()
     assert len(store._agents) == 0
 
 
