@@ -110,6 +110,7 @@ class MemoryVisits:
             if state is None:
                 state = agents.state(user_agent, host)
             hasher = state.copy()
+            # _link._encoded, inlined: a call costs as much as the encoding here.
             try:
                 hasher.update(address.encode())
             except UnicodeEncodeError:
