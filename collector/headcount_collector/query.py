@@ -11,14 +11,15 @@ import csv
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
 from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import QueryRejected
-from headcount_collector.release.reader import Answer, read_released
+from headcount_collector.release.catalogue import Marginal
+from headcount_collector.release.reader import Answer, choose_marginal, read_released
 from headcount_collector.stores.base import (
     CounterQuery,
     SealParams,
@@ -35,12 +36,20 @@ from headcount_collector.timeutil import (
     to_local_iso,
 )
 
-__all__ = ["METRICS", "StatsQuery", "parse_stats_query", "render_csv", "run_stats_query"]
+__all__ = [
+    "METRICS",
+    "StatsQuery",
+    "parse_stats_query",
+    "render_csv",
+    "run_route_series",
+    "run_stats_query",
+]
 
 Interval = Literal["hour", "day", "week", "month", "total"]
 Format = Literal["json", "csv"]
 
 Metric = tuple[Table, tuple[tuple[str, int], ...], tuple[str, ...]]
+Filter = tuple[str | tuple[str, str], str | int]
 
 
 def _metrics() -> dict[str, Metric]:
@@ -213,7 +222,7 @@ def _release(
     store: Store,
     site: Site,
     table: Table,
-    filters: list[tuple[str | tuple[str, str], str | int]],
+    filters: list[Filter],
     by: tuple[str, ...],
     interval: Interval,
     span: tuple[int, int],
@@ -372,37 +381,142 @@ def run_stats_query(store: Store, site: Site, query: StatsQuery, now: float) -> 
     return _run_exact(store, site, query, now)
 
 
-def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
-    policy = site.policy
-    table, implicit, _ = METRICS[query.metric]
-    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
-    filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
-    group = tuple(_column(d) for d in query.by)
-    span = (query.start, query.end)
-    sealed = store.seal_state(site.id)
-    hourly_from = retention_cutoffs(site, int(now))[0]
+def run_route_series(
+    store: Store, site: Site, query: StatsQuery, routes: Sequence[str], now: float
+) -> dict[str, dict[str, object]]:
+    """For each route R of ``routes``: what ``run_stats_query`` answers to ``query`` with
+    ``filter=route:R`` added, the same numbers and the same privacy block.
 
-    def read(columns: tuple[str | tuple[str, str], ...]) -> Answer:
+    A dashboard draws a small chart for each of its top routes. Released cells are keyed
+    by time before route, so every one-route question scans every route's cells of its
+    period: on a noised site all the routes are read at once, in one scan of the route
+    marginal (the one each of them alone is answered from). A site with exact counts is
+    asked route by route, since what its suppression withholds depends on the question.
+    """
+    if query.by or any(dim == "route" for dim, _ in query.filters):
+        raise ValueError("run_route_series takes a query with no breakdown and no route filter")
+    _dimension("route", METRICS[query.metric][2], "filter")
+    unique = list(dict.fromkeys(routes))
+    if not site.policy.noise or not unique:
+        return {
+            route: run_stats_query(
+                store, site, replace(query, filters=(*query.filters, ("route", route))), now
+            )
+            for route in unique
+        }
+    reading = _NoisedReading(store, site, query, now)
+    # The marginal a one-route question is answered from; grouped by route, its cells
+    # for each route are that question's cells.
+    marginal = choose_marginal(reading.kind, (), [*reading.filters, ("route", unique[0])])
+    grouped = reading.read(("route",), marginal, ("route", tuple(unique)))
+    answers: dict[str, dict[str, object]] = {}
+    for route in unique:
+        own = Answer(marginal=marginal, hourly_before_retention=grouped.hourly_before_retention)
+        for bucket, cells in grouped.cells.items():
+            cell = cells.get((route,))
+            if cell is not None:
+                own.cells[bucket] = {(): cell}
+        filters = [*reading.filters, ("route", route)]
+        answers[route] = reading.response([own], [], filters)
+    privacy = reading.privacy()
+    for answer in answers.values():
+        answer["privacy"] = privacy
+    return answers
+
+
+class _NoisedReading:
+    """One question to a noised site: its filters, span and seal state, read once."""
+
+    def __init__(self, store: Store, site: Site, query: StatsQuery, now: float) -> None:
+        table, implicit, _ = METRICS[query.metric]
+        self.store, self.site, self.query = store, site, query
+        self.kind = table.kind
+        self.filters: list[Filter] = list(implicit)
+        self.filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
+        self.span = (query.start, query.end)
+        self.sealed = store.seal_state(site.id)
+        self.hourly_from = retention_cutoffs(site, int(now))[0]
+
+    def read(
+        self,
+        columns: tuple[str | tuple[str, str], ...],
+        marginal: Marginal | None = None,
+        one_of: tuple[str, tuple[str, ...]] | None = None,
+    ) -> Answer:
         return read_released(
-            store,
-            site.id,
-            site.timezone,
-            policy,
-            table.kind,
+            self.store,
+            self.site.id,
+            self.site.timezone,
+            self.site.policy,
+            self.kind,
             columns,
-            filters,
-            query.interval,
-            span,
-            sealed,
-            hourly_from,
+            self.filters,
+            self.query.interval,
+            self.span,
+            self.sealed,
+            self.hourly_from,
+            marginal,
+            one_of,
         )
 
-    budget = policy.budget_for(table.kind)
-    totals_answer = read(())
+    def response(
+        self, sources: list[Answer], rows: list[dict[str, object]], filters: list[Filter]
+    ) -> dict[str, object]:
+        """The answer, its totals from ``sources[0]``, with an empty privacy block for
+        the caller to fill once every read is done (so it covers whatever sealed
+        meanwhile)."""
+        site, query = self.site, self.query
+        budget = site.policy.budget_for(self.kind)
+        totals_cells = sources[0].cells
+        totals = [
+            {
+                **_time_fields(bucket, site),
+                "count": cell.count,
+                "error": round(budget.error95_of(cell.variance), 1),
+            }
+            for bucket in sorted(totals_cells, key=lambda b: -1 if b is None else b)
+            for cell in totals_cells[bucket].values()
+        ]
+        notes = [
+            "every number is a sum of noisy cells; 'error' is the half-width of its 95 % "
+            "interval. Cells whose noisy value is below the threshold are left out, so small "
+            "groups are missing and sums can be lower than the whole"
+        ]
+        if any(answer.hourly_before_retention for answer in sources):
+            notes.append(
+                "hourly numbers before "
+                f"{to_local_iso(self.hourly_from, site.timezone)} are no longer kept; that "
+                "part of the range is answered only where whole days cover it"
+            )
+        response: dict[str, object] = {
+            **_query_echo(site, query),
+            "privacy": {},
+            "sealed_until": {
+                "hour": _iso_or_none(self.sealed.get("h"), site),
+                "day": _iso_or_none(self.sealed.get("d"), site),
+            },
+            "rows": rows,
+            "totals": totals,
+            "notes": notes,
+        }
+        if query.metric == "visits":
+            response["derived"] = _noised_visit_figures(
+                self.store, site, filters, self.span, self.sealed, self.hourly_from
+            )
+        return response
+
+    def privacy(self) -> dict[str, object]:
+        return stated_guarantee(self.site, self.store.seal_params(self.site.id), self.span)
+
+
+def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
+    reading = _NoisedReading(store, site, query, now)
+    budget = site.policy.budget_for(reading.kind)
+    totals_answer = reading.read(())
     rows: list[dict[str, object]] = []
     sources = [totals_answer]
     if query.by:
-        rows_answer = read(group)
+        rows_answer = reading.read(tuple(_column(d) for d in query.by))
         sources.append(rows_answer)
         relabel = any(d.startswith("utm_") for d in query.by)
         for bucket in sorted(rows_answer.cells, key=lambda b: -1 if b is None else b):
@@ -415,40 +529,8 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
                 row = _row(time_fields, query.by, values, cell.count)
                 row["error"] = round(budget.error95_of(cell.variance), 1)
                 rows.append(row)
-    totals = [
-        {
-            **_time_fields(bucket, site),
-            "count": cell.count,
-            "error": round(budget.error95_of(cell.variance), 1),
-        }
-        for bucket in sorted(totals_answer.cells, key=lambda b: -1 if b is None else b)
-        for cell in totals_answer.cells[bucket].values()
-    ]
-    notes = [
-        "every number is a sum of noisy cells; 'error' is the half-width of its 95 % "
-        "interval. Cells whose noisy value is below the threshold are left out, so small "
-        "groups are missing and sums can be lower than the whole"
-    ]
-    if any(answer.hourly_before_retention for answer in sources):
-        notes.append(
-            "hourly numbers before "
-            f"{to_local_iso(hourly_from, site.timezone)} are no longer kept; that part of "
-            "the range is answered only where whole days cover it"
-        )
-    response: dict[str, object] = {
-        **_query_echo(site, query),
-        "privacy": {},  # below: read last, so it covers whatever sealed meanwhile
-        "sealed_until": {
-            "hour": _iso_or_none(sealed.get("h"), site),
-            "day": _iso_or_none(sealed.get("d"), site),
-        },
-        "rows": rows,
-        "totals": totals,
-        "notes": notes,
-    }
-    if query.metric == "visits":
-        response["derived"] = _noised_visit_figures(store, site, filters, span, sealed, hourly_from)
-    response["privacy"] = stated_guarantee(site, store.seal_params(site.id), span)
+    response = reading.response(sources, rows, reading.filters)
+    response["privacy"] = reading.privacy()  # read last: it covers whatever sealed meanwhile
     return response
 
 
@@ -481,7 +563,7 @@ def _pages_weight(label: str) -> float:
 def _noised_visit_figures(
     store: Store,
     site: Site,
-    filters: list[tuple[str | tuple[str, str], str | int]],
+    filters: list[Filter],
     span: tuple[int, int],
     sealed: dict[str, int],
     hourly_from: int,
@@ -511,7 +593,7 @@ def _noised_visit_figures(
 
 def _run_exact(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
     table, implicit, _ = METRICS[query.metric]
-    filters: list[tuple[str | tuple[str, str], str | int]] = list(implicit)
+    filters: list[Filter] = list(implicit)
     filters += [(_column(d), _filter_value(d, v)) for d, v in query.filters]
     span = (query.start, query.end)
     released = _release(store, site, table, filters, query.by, query.interval, span, query.limit)
@@ -542,7 +624,7 @@ def _run_exact(store: Store, site: Site, query: StatsQuery, now: float) -> dict[
 def _visit_figures(
     store: Store,
     site: Site,
-    filters: list[tuple[str | tuple[str, str], str | int]],
+    filters: list[Filter],
     span: tuple[int, int],
 ) -> dict[str, float | None]:
     """Bounce rate and views per visit over the whole range, from released numbers only.

@@ -7,6 +7,7 @@ their edges move with daylight saving time and are computed here, not in SQL.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,12 @@ def floor_hour(ts: float) -> int:
     return int(ts) // 3600 * 3600
 
 
+# A page of answers asks for the same few hundred days' edges thousands of times (every
+# question splits its period into days), and each costs two datetimes with a zone.
+_REMEMBERED_DAYS = 4096
+
+
+@lru_cache(maxsize=_REMEMBERED_DAYS)
 def local_midnight(day: date, zone: ZoneInfo) -> int:
     """The UTC instant at which ``day`` begins in ``zone``."""
     return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
@@ -67,6 +74,7 @@ def to_local_iso(ts: int, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(zone).isoformat()
 
 
+@lru_cache(maxsize=_REMEMBERED_DAYS)
 def local_day_start(ts: int, zone: ZoneInfo) -> int:
     """The UTC instant at which the local day containing ``ts`` began."""
     return local_midnight(datetime.fromtimestamp(ts, zone).date(), zone)

@@ -14,6 +14,9 @@ from starlette.testclient import TestClient
 
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites, parse_sites, token_digest
+from headcount_collector.dashboard._charts import sparkline
+from headcount_collector.dashboard._periods import choose_period
+from headcount_collector.dashboard._widgets import _bucket_times as bucket_times
 from headcount_collector.errors import ConfigError
 from headcount_collector.stores import open_store
 from tests.collector.conftest import stored_snapshot
@@ -426,3 +429,40 @@ def test_a_figure_not_shown_says_why(client: TestClient) -> None:
     pageviews = re.search(r'id="total-pageviews">(.*?)</div>', shown.text, re.S)
     assert pageviews is not None
     assert "not shown" not in pageviews.group(1)
+
+
+@pytest.mark.parametrize("preset", ["7d", "30d"])
+def test_each_top_pages_small_chart_draws_that_routes_own_api_series(
+    tmp_path: Path, preset: str
+) -> None:
+    with noised_collector(tmp_path) as collector:
+        day = FIRST_DAY + timedelta(days=3)
+        collector.send(week_of_records(local_ts(day, 12)), local_ts(day, 13))
+        collector.seal_everything(local_ts(day + timedelta(days=1), 6))
+        client = collector.client
+        _sign_in(client)
+        page = client.get(f"/dashboard/blog?period={preset}").text
+        site = next(iter(load_sites(collector.settings.config_path)))
+        now = collector.clock()
+        period = choose_period({"period": preset}, site.timezone, now, None)
+        drawn = 0
+        for route in ("/", "/blog/{slug}", "/about", "/pricing"):
+            shown = re.search(
+                rf'<svg class="spark"[^>]*aria-label="{re.escape(route)} over the period".*?</svg>',
+                page,
+                re.S,
+            )
+            assert shown is not None, route
+            api = collector.stats(
+                metric="pageviews",
+                interval=period.interval,
+                filter=f"route:{route}",
+                **dict(period.params()),
+            )
+            counts = {row["time"]: row["count"] for row in api["totals"]}
+            values = [counts.get(iso, 0) for iso, _, _ in bucket_times(period, site)]
+            assert sum(values) > 0
+            expected = sparkline(values, f"{route} over the period")
+            assert shown.group(0) == str(expected)
+            drawn += 1
+        assert drawn == 4

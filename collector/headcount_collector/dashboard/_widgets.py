@@ -16,7 +16,12 @@ from markupsafe import Markup
 
 from headcount import wire
 from headcount_collector.config import Site
-from headcount_collector.query import parse_stats_query, run_stats_query, weakest_statement
+from headcount_collector.query import (
+    parse_stats_query,
+    run_route_series,
+    run_stats_query,
+    weakest_statement,
+)
 from headcount_collector.stores.base import Store
 from headcount_collector.timeutil import bucket_starts, to_local_iso
 
@@ -143,10 +148,21 @@ class _Asker:
     def __call__(self, params: Params) -> dict[str, object]:
         query = parse_stats_query(params, self.site, self.now)
         answer = run_stats_query(self.store, self.site, query, self.now)
+        self._state(answer)
+        return answer
+
+    def per_route(self, params: Params, routes: Sequence[str]) -> dict[str, dict[str, object]]:
+        """What ``params`` with ``filter=route:R`` answers, for each of ``routes``."""
+        query = parse_stats_query(params, self.site, self.now)
+        answers = run_route_series(self.store, self.site, query, routes, self.now)
+        for answer in answers.values():
+            self._state(answer)
+        return answers
+
+    def _state(self, answer: dict[str, object]) -> None:
         privacy = answer.get("privacy")
         if isinstance(privacy, dict):
             self.stated.append(privacy)
-        return answer
 
 
 def _total(result: dict[str, object]) -> tuple[int | None, float | None]:
@@ -183,8 +199,7 @@ def _series(
 ) -> tuple[Params, dict[str, object], list[Point]]:
     params: Params = [("metric", metric), *period.params(), ("interval", period.interval), *filters]
     result = ask(params)
-    current = _by_time(result)
-    before: dict[str, tuple[int, float | None]] = {}
+    before: dict[str, tuple[int, float | None]] | None = None
     previous_labels: list[tuple[str, str, int]] = []
     if compare:
         prior = period.previous()
@@ -192,15 +207,29 @@ def _series(
             ask([("metric", metric), *prior.params(), ("interval", period.interval), *filters])
         )
         previous_labels = _bucket_times(prior, site)
+    points = _points(ask, result, _bucket_times(period, site), before, previous_labels)
+    return params, result, points
+
+
+def _points(
+    ask: _Asker,
+    result: dict[str, object],
+    labels: list[tuple[str, str, int]],
+    before: dict[str, tuple[int, float | None]] | None = None,
+    previous_labels: Sequence[tuple[str, str, int]] = (),
+) -> list[Point]:
+    """One point per bucket of the period: a released bucket with no count is zero, a
+    bucket not released yet has no value (a chart leaves it out)."""
+    current = _by_time(result)
     points = []
-    for index, (iso, label, start) in enumerate(_bucket_times(period, site)):
+    for index, (iso, label, start) in enumerate(labels):
         empty = (0, None) if start < ask.released_until else (None, None)
         count, error = current.get(iso, empty)
         previous = None
-        if compare and index < len(previous_labels):
+        if before is not None and index < len(previous_labels):
             previous = before.get(previous_labels[index][0], (0, None))[0]
         points.append(Point(label, count, error, previous))
-    return params, result, points
+    return points
 
 
 def _totals(
@@ -311,13 +340,17 @@ def _pages(
         previous = {str(r["route"]): int(r["count"]) for r in before["rows"]}  # type: ignore[attr-defined]
     extra: list[dict[str, object]] = []
     rows: list[dict[str, object]] = result["rows"]  # type: ignore[assignment]
-    for index, row in enumerate(rows):
+    charted = [str(row["route"]) for row in rows[:SPARKLINES] if row["route"] != wire.OTHER]
+    series = ask.per_route(
+        [("metric", "pageviews"), *period.params(), ("interval", period.interval)], charted
+    )
+    labels = _bucket_times(period, site)
+    for row in rows:
         route, count = str(row["route"]), int(row["count"])  # type: ignore[call-overload]
         spark: Markup | None = None
-        if index < SPARKLINES and route != wire.OTHER:
-            only: Params = [("filter", f"route:{route}")]
-            points = _series(ask, site, period, False, "pageviews", only)[2]
-            spark = sparkline([p.value or 0 for p in points], f"{route} over the period")
+        if route in series:
+            values = _points(ask, series[route], labels)
+            spark = sparkline([p.value or 0 for p in values], f"{route} over the period")
         extra.append(
             {
                 "route": route,

@@ -117,8 +117,14 @@ def read_released(
     sealed: Mapping[str, int],
     hourly_from: int,
     marginal: Marginal | None = None,
+    one_of: tuple[str, tuple[str, ...]] | None = None,
 ) -> Answer:
-    """Sum released cells for a question; never reads a true count."""
+    """Sum released cells for a question; never reads a true count.
+
+    ``one_of`` (a column the marginal holds, and its values) keeps only the cells with
+    one of those values: each group's sums are those of its own question, for several
+    groups in one read.
+    """
     if not policy.noise:
         raise ValueError("read_released is for noised sites")
     chosen = marginal or choose_marginal(kind, group_by, filters)
@@ -136,7 +142,14 @@ def read_released(
         answer.hourly_before_retention = span[0] < hourly_from
         if lo < hi:
             query = ReleasedQuery(
-                chosen, site_id, "h", ((lo, hi, 0),), tuple(group_by), cell_filters, per_bucket=True
+                chosen,
+                site_id,
+                "h",
+                ((lo, hi, 0),),
+                tuple(group_by),
+                cell_filters,
+                per_bucket=True,
+                one_of=one_of,
             )
             _collect(answer, store.query_released(query), per_bucket=True)
         return answer
@@ -162,7 +175,7 @@ def read_released(
             wanted = {lo for lo, _, _ in segments}
             span_rows = ((segments[0][0], segments[-1][1], 0),)
             query = ReleasedQuery(
-                chosen, site_id, resolution, span_rows, tuple(group_by), cell_filters, True
+                chosen, site_id, resolution, span_rows, tuple(group_by), cell_filters, True, one_of
             )
             rows = [row for row in store.query_released(query) if row[0] in wanted]
             _collect(answer, rows, per_bucket=True)
@@ -174,6 +187,7 @@ def read_released(
             tuple(segments),
             tuple(group_by),
             cell_filters,
+            one_of=one_of,
         )
         _collect(answer, store.query_released(query), per_bucket=False, total=interval == "total")
     return answer

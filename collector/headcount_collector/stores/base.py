@@ -649,6 +649,10 @@ class Dialect:
         for column, value in query.filters:
             where.append(f"{self._column(column, params)} = {ph}")
             params.append(value)
+        if query.one_of is not None:
+            column, values = query.one_of
+            where.append(f"{column} IN ({', '.join(ph for _ in values)})")
+            params += values
         table = release_table(query.marginal.kind)
         return self._summed(prefix, time_col, group_exprs, ("n", "var"), table, where), params
 
@@ -873,6 +877,8 @@ class ReleasedQuery:
     group_by: tuple[str | tuple[str, str], ...] = ()
     filters: tuple[tuple[str | tuple[str, str], str | int], ...] = ()
     per_bucket: bool = False
+    # A column and the values it may take (several routes' series in one read).
+    one_of: tuple[str, tuple[str, ...]] | None = None
 
 
 def _marginal_select(marginal: Marginal, ph: str) -> tuple[str, list[object]]:
