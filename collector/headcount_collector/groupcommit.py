@@ -80,7 +80,11 @@ class GroupCommitter:
             raise StoreUnavailable("too many batches waiting for storage")
         future: asyncio.Future[bool] = self._loop.create_future()
         self._pending.append((batch, future))
-        self._work.set()
+        # Set takes the event's lock and notifies; under load it is usually set already.
+        # Skipping it then is safe: the writer clears the event before it drains the
+        # queue, so a set event means this batch is appended before that drain begins.
+        if not self._work.is_set():
+            self._work.set()
         return await future
 
     def _run(self) -> None:
