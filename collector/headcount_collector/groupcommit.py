@@ -90,6 +90,8 @@ class GroupCommitter:
     def _run(self) -> None:
         while True:
             self._work.wait()
+            # Cleared before the queue is drained, never after: a submit that finds the
+            # event still set skips setting it, and relies on this drain to take its batch.
             self._work.clear()
             while self._pending:
                 count = min(len(self._pending), self._max_group)

@@ -19,9 +19,10 @@ from headcount import wire
 from headcount_collector.config import Site
 from headcount_collector.errors import QueryRejected
 from headcount_collector.release.catalogue import Marginal
-from headcount_collector.release.reader import Answer, choose_marginal, read_released
+from headcount_collector.release.reader import Answer, Column, choose_marginal, read_released
 from headcount_collector.stores.base import (
     CounterQuery,
+    OneOf,
     SealParams,
     Store,
     retention_cutoffs,
@@ -49,7 +50,7 @@ Interval = Literal["hour", "day", "week", "month", "total"]
 Format = Literal["json", "csv"]
 
 Metric = tuple[Table, tuple[tuple[str, int], ...], tuple[str, ...]]
-Filter = tuple[str | tuple[str, str], str | int]
+Filter = tuple[Column, str | int]
 
 
 def _metrics() -> dict[str, Metric]:
@@ -395,6 +396,9 @@ def run_route_series(
     """
     if query.by or any(dim == "route" for dim, _ in query.filters):
         raise ValueError("run_route_series takes a query with no breakdown and no route filter")
+    if len(routes) > MAX_LIMIT:
+        # Bound like a breakdown's rows, and far inside every database's parameter limit.
+        raise ValueError(f"at most {MAX_LIMIT} routes at once")
     _dimension("route", METRICS[query.metric][2], "filter")
     unique = list(dict.fromkeys(routes))
     if not site.policy.noise or not unique:
@@ -416,11 +420,7 @@ def run_route_series(
             cell = cells.get((route,))
             if cell is not None:
                 own.cells[bucket] = {(): cell}
-        filters = [*reading.filters, ("route", route)]
-        answers[route] = reading.response([own], [], filters)
-    privacy = reading.privacy()
-    for answer in answers.values():
-        answer["privacy"] = privacy
+        answers[route] = reading.answer([own], [], [*reading.filters, ("route", route)])
     return answers
 
 
@@ -439,9 +439,9 @@ class _NoisedReading:
 
     def read(
         self,
-        columns: tuple[str | tuple[str, str], ...],
+        columns: tuple[Column, ...],
         marginal: Marginal | None = None,
-        one_of: tuple[str, tuple[str, ...]] | None = None,
+        one_of: OneOf | None = None,
     ) -> Answer:
         return read_released(
             self.store,
@@ -459,12 +459,11 @@ class _NoisedReading:
             one_of,
         )
 
-    def response(
-        self, sources: list[Answer], rows: list[dict[str, object]], filters: list[Filter]
+    def answer(
+        self, sources: list[Answer], rows: list[dict[str, object]], visit_filters: list[Filter]
     ) -> dict[str, object]:
-        """The answer, its totals from ``sources[0]``, with an empty privacy block for
-        the caller to fill once every read is done (so it covers whatever sealed
-        meanwhile)."""
+        """The response: totals from ``sources[0]``, ``rows`` as they are, a visits
+        question's derived figures read with ``visit_filters``, and the privacy block."""
         site, query = self.site, self.query
         budget = site.policy.budget_for(self.kind)
         totals_cells = sources[0].cells
@@ -490,7 +489,7 @@ class _NoisedReading:
             )
         response: dict[str, object] = {
             **_query_echo(site, query),
-            "privacy": {},
+            "privacy": {},  # below: read last, so it covers whatever sealed meanwhile
             "sealed_until": {
                 "hour": _iso_or_none(self.sealed.get("h"), site),
                 "day": _iso_or_none(self.sealed.get("d"), site),
@@ -501,12 +500,10 @@ class _NoisedReading:
         }
         if query.metric == "visits":
             response["derived"] = _noised_visit_figures(
-                self.store, site, filters, self.span, self.sealed, self.hourly_from
+                self.store, site, visit_filters, self.span, self.sealed, self.hourly_from
             )
+        response["privacy"] = stated_guarantee(site, self.store.seal_params(site.id), self.span)
         return response
-
-    def privacy(self) -> dict[str, object]:
-        return stated_guarantee(self.site, self.store.seal_params(self.site.id), self.span)
 
 
 def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict[str, object]:
@@ -529,9 +526,7 @@ def _run_noised(store: Store, site: Site, query: StatsQuery, now: float) -> dict
                 row = _row(time_fields, query.by, values, cell.count)
                 row["error"] = round(budget.error95_of(cell.variance), 1)
                 rows.append(row)
-    response = reading.response(sources, rows, reading.filters)
-    response["privacy"] = reading.privacy()  # read last: it covers whatever sealed meanwhile
-    return response
+    return reading.answer(sources, rows, reading.filters)
 
 
 def _query_echo(site: Site, query: StatsQuery) -> dict[str, object]:

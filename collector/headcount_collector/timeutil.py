@@ -6,6 +6,7 @@ their edges move with daylight saving time and are computed here, not in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
@@ -28,15 +29,24 @@ def floor_hour(ts: float) -> int:
     return int(ts) // 3600 * 3600
 
 
-# A page of answers asks for the same few hundred days' edges thousands of times (every
-# question splits its period into days), and each costs two datetimes with a zone.
-_REMEMBERED_DAYS = 4096
-
-
-@lru_cache(maxsize=_REMEMBERED_DAYS)
-def local_midnight(day: date, zone: ZoneInfo) -> int:
-    """The UTC instant at which ``day`` begins in ``zone``."""
+def _local_midnight(day: date, zone: ZoneInfo) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp())
+
+
+def _local_day_start(ts: int, zone: ZoneInfo) -> int:
+    return local_midnight(datetime.fromtimestamp(ts, zone).date(), zone)
+
+
+# A page of answers asks for the same few hundred day edges thousands of times (every
+# question splits its period into days), and each costs two datetimes with a zone. The
+# arguments are the callers' (any instant, any day), so the caches are bounded; a question
+# longer than that only misses. Assigned with their types: a bare lru_cache wrapper would
+# let mypy accept any arguments.
+_CACHED_CALLS = 4096
+local_midnight: Callable[[date, ZoneInfo], int] = lru_cache(maxsize=_CACHED_CALLS)(_local_midnight)
+"""The UTC instant at which ``day`` begins in ``zone``."""
+local_day_start: Callable[[int, ZoneInfo], int] = lru_cache(maxsize=_CACHED_CALLS)(_local_day_start)
+"""The UTC instant at which the local day containing ``ts`` began."""
 
 
 def _unit_start(day: date, unit: Unit) -> date:
@@ -72,12 +82,6 @@ def bucket_starts(start: int, end: int, unit: Unit, zone: ZoneInfo) -> list[tupl
 
 def to_local_iso(ts: int, zone: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(zone).isoformat()
-
-
-@lru_cache(maxsize=_REMEMBERED_DAYS)
-def local_day_start(ts: int, zone: ZoneInfo) -> int:
-    """The UTC instant at which the local day containing ``ts`` began."""
-    return local_midnight(datetime.fromtimestamp(ts, zone).date(), zone)
 
 
 def is_local_midnight(ts: int, zone: ZoneInfo) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from headcount_collector.config import Site, load_sites
 from headcount_collector.errors import QueryRejected
 from headcount_collector.query import parse_stats_query, run_route_series, run_stats_query
+from headcount_collector.release.reader import read_released
 from tests.collector.conftest import pageview, request_record
 from tests.collector.noise_harness import FIRST_DAY, NoisedCollector, local_ts, noised_collector
 
@@ -106,3 +107,98 @@ def test_a_question_that_already_breaks_down_or_names_a_route_is_refused(
     assert refused.value.parameter == "filter"
     pageviews = parse_stats_query([("metric", "pageviews"), *span], site, now)
     assert run_route_series(collector.store, site, pageviews, [], now) == {}
+
+
+FILTERED = [
+    [("metric", "events"), ("filter", "event:signup")],
+    [("metric", "events"), ("filter", "event:signup"), ("filter", "prop:plan:pro")],
+    [("metric", "visits")],
+    [("metric", "pageviews"), ("filter", "referrer:github.com")],
+    [("metric", "pageviews"), ("filter", "utm_source:(none)")],
+    [("metric", "pageviews"), ("filter", "utm_source:news")],
+    [("metric", "pageviews"), ("filter", "entry:no")],
+    [("metric", "requests"), ("filter", "status:2xx")],
+]
+
+
+def _varied_records(days: int) -> list[list[dict[str, object]]]:
+    """Per day: every kind with a route, each route's visits in its own pages range (so a
+    visits figure computed over the wrong routes shows), some with a utm source."""
+    per_day = []
+    for day in range(days):
+        when = FIRST_DAY + timedelta(days=day)
+        records: list[dict[str, object]] = []
+        for hour, scale in ((3, 1), (9, 4), (14, 3), (21, 2)):
+            at = local_ts(when, hour)
+            for index, route in enumerate(ROUTES[:3]):
+                utm = {"utm_source": "news"} if hour == 9 else {}
+                records += [
+                    pageview(route=route, n=30 * scale, hour=at, referrer="github.com", **utm),
+                    pageview(route=route, n=20 * scale, hour=at, referrer="(internal)"),
+                    {"kind": "event", "hour": at, "name": "signup", "route": route,
+                     "props": {"plan": "pro"}, "n": 30 * scale},
+                    {"kind": "visit", "hour": at, "route": route, "duration": "1m-2m",
+                     "pages": ["1", "3-4", "10+"][index], "n": 30 * scale},
+                    request_record(route=route, n=20 * scale, hour=at),
+                ]  # fmt: skip
+        per_day.append(records)
+    return per_day
+
+
+@pytest.mark.parametrize("noise", [True, False], ids=["noised", "exact"])
+@pytest.mark.parametrize("interval", ["day", "hour", "total", "week"])
+def test_filters_visits_events_and_the_retention_note_are_each_routes_own(
+    tmp_path: Path, store_url: str, noise: bool, interval: str
+) -> None:
+    # One day of hourly rows: questions reach back past the hours still kept, so their
+    # answers carry the retention note.
+    with noised_collector(tmp_path, noise=noise, store_url=store_url, hourly_days=1) as collector:
+        for day, records in enumerate(_varied_records(DAYS)):
+            at = local_ts(FIRST_DAY + timedelta(days=day), 23)
+            assert collector.send(records, at) == {"accepted": len(records)}
+        collector.seal_everything(SEALED_AT)
+        collector.run_retention()
+        site = next(iter(load_sites(collector.settings.config_path)))
+        now = collector.clock()
+        span = [
+            ("from", f"{FIRST_DAY.isoformat()}T05"),
+            ("to", (FIRST_DAY + timedelta(days=DAYS)).isoformat()),
+            ("interval", interval),
+        ]
+        answered = 0
+        for question in FILTERED:
+            params = [*question, *span]
+            query = parse_stats_query(params, site, now)
+            together = run_route_series(collector.store, site, query, ROUTES[:3], now)
+            for route in ROUTES[:3]:
+                alone = parse_stats_query([*params, ("filter", f"route:{route}")], site, now)
+                assert together[route] == run_stats_query(collector.store, site, alone, now), (
+                    question,
+                    route,
+                )
+                answered += bool(together[route]["totals"])
+        assert answered >= 3 * (len(FILTERED) - 2)  # utm_source:news is one hour a day
+        if noise and interval == "hour":
+            assert any("no longer kept" in note for note in together["/"]["notes"])  # type: ignore[attr-defined]
+
+
+def test_too_many_routes_or_a_column_the_cells_lack_are_refused(
+    loaded: tuple[NoisedCollector, Site],
+) -> None:
+    collector, site = loaded
+    now = collector.clock()
+    span = [("from", FIRST_DAY.isoformat()), ("to", (FIRST_DAY + timedelta(days=1)).isoformat())]
+    query = parse_stats_query([("metric", "pageviews"), *span], site, now)
+    routes = [f"/r{i}" for i in range(1001)]
+    with pytest.raises(ValueError, match="at most 1000 routes"):
+        run_route_series(collector.store, site, query, routes, now)
+    assert len(run_route_series(collector.store, site, query, routes[:1000], now)) == 1000
+    if not site.policy.noise:
+        return
+    sealed = collector.store.seal_state(site.id)
+    for one_of in [("status", ("2xx",)), ("route", ())]:
+        with pytest.raises(ValueError, match="one_of needs a column"):
+            read_released(
+                collector.store, site.id, site.timezone, site.policy, "pageview", ("route",),
+                [], "total", (query.start, query.end), sealed, 0, None, one_of,
+            )  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from headcount import wire
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites, parse_sites, token_digest
 from headcount_collector.dashboard._charts import sparkline
@@ -466,3 +467,32 @@ def test_each_top_pages_small_chart_draws_that_routes_own_api_series(
             assert shown.group(0) == str(expected)
             drawn += 1
         assert drawn == 4
+
+
+@pytest.mark.parametrize("more", ["", "&more=pages"])
+def test_only_the_top_ten_rows_get_small_charts_and_never_the_folded_row(
+    tmp_path: Path, more: str
+) -> None:
+    with noised_collector(tmp_path) as collector:
+        day = FIRST_DAY + timedelta(days=3)
+        routes = [wire.OTHER, *(f"/page{i}" for i in range(13))]
+        records = [
+            {"kind": "pageview", "hour": local_ts(day, hour), "route": route,
+             "referrer": "(direct)", "entry": True, "n": 2000 - 100 * index}
+            for index, route in enumerate(routes)
+            for hour in (9, 10)
+        ]  # fmt: skip
+        collector.send(records, local_ts(day, 13))
+        collector.seal_everything(local_ts(day + timedelta(days=1), 6))
+        _sign_in(collector.client)
+        page = collector.client.get(f"/dashboard/blog?period=7d{more}").text
+        charted = re.findall(r'<svg class="spark"[^>]*aria-label="([^"]+) over the period"', page)
+        top = collector.stats(
+            metric="pageviews", by="route", limit="10", interval="total",
+            **{"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
+        )["rows"]  # fmt: skip
+        ranked = [row["route"] for row in top]
+        assert ranked[0] == wire.OTHER  # the folded row leads
+        assert charted == ranked[1:]
+        if more:
+            assert "/page12" in page  # rows past the tenth are listed, without a chart

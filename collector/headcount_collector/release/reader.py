@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 from headcount_collector.errors import QueryRejected
 from headcount_collector.release.catalogue import MARGINALS, Marginal, Resolution
 from headcount_collector.release.policy import ReleasePolicy
-from headcount_collector.stores.base import ReleasedQuery, Store
+from headcount_collector.stores.base import OneOf, ReleasedQuery, Store
 from headcount_collector.timeutil import bucket_starts, local_day_start
 
-__all__ = ["Answer", "Cell", "choose_marginal", "read_released"]
+__all__ = ["Answer", "Cell", "Column", "choose_marginal", "read_released"]
 
 Column = str | tuple[str, str]
 
@@ -117,7 +117,7 @@ def read_released(
     sealed: Mapping[str, int],
     hourly_from: int,
     marginal: Marginal | None = None,
-    one_of: tuple[str, tuple[str, ...]] | None = None,
+    one_of: OneOf | None = None,
 ) -> Answer:
     """Sum released cells for a question; never reads a true count.
 
@@ -128,6 +128,9 @@ def read_released(
     if not policy.noise:
         raise ValueError("read_released is for noised sites")
     chosen = marginal or choose_marginal(kind, group_by, filters)
+    if one_of is not None and (one_of[0] not in chosen.dims or not one_of[1]):
+        # A column the cells lack would match nothing, and an empty list is not SQL.
+        raise ValueError(f"one_of needs a column of {chosen.dims} and at least one value")
     # Conditions the marginal already applied are not filters on its cells.
     conditioned = dict(chosen.where)
     cell_filters = tuple(

@@ -31,6 +31,7 @@ __all__ = [
     "CounterQuery",
     "Dialect",
     "KeyCounts",
+    "OneOf",
     "ReleasedQuery",
     "RetentionResult",
     "SealParams",
@@ -861,6 +862,10 @@ def release_table(kind: str) -> str:
     return f"hc_rel_{kind}"
 
 
+# A column of a marginal, and the values its cells may have.
+OneOf = tuple[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class ReleasedQuery:
     """Sum released cells of one marginal over time segments.
@@ -878,7 +883,7 @@ class ReleasedQuery:
     filters: tuple[tuple[str | tuple[str, str], str | int], ...] = ()
     per_bucket: bool = False
     # A column and the values it may take (several routes' series in one read).
-    one_of: tuple[str, tuple[str, ...]] | None = None
+    one_of: OneOf | None = None
 
 
 def _marginal_select(marginal: Marginal, ph: str) -> tuple[str, list[object]]:
