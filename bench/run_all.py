@@ -47,6 +47,12 @@ JOBS = (
         ("--protocols", "--rounds", "1", "--seconds", "3"),
         ("--protocols", "--rounds", "8", "--seconds", "5"),
     ),
+    Job(
+        "ingest_ceiling",
+        "ingest_ceiling.py",
+        ("--rounds", "1", "--seconds", "3"),
+        ("--rounds", "5", "--seconds", "5"),
+    ),
     Job("ingest_commit", "ingest_commit.py", ("--rounds", "3", "--batches", "12"), ()),
     Job("ingest_stores", "ingest_stores.py", ("--seconds", "3"), ()),
     Job("pg_drivers", "pg_drivers.py", ("--rounds", "2", "--rows-per-round", "3000"), ()),
