@@ -85,17 +85,30 @@ _PRAGMAS = (
     "PRAGMA secure_delete = ON",
     # The checkpointer thread does it (see the module docstring).
     "PRAGMA wal_autocheckpoint = 0",
+    # A WAL that grew once (a large roll-up, a burst) is cut back when it next restarts,
+    # instead of keeping its largest size on disk.
+    f"PRAGMA journal_size_limit = {32 * 1024 * 1024}",
 )
 # Commits between two background checkpoints: about what SQLite's own 1,000-page mark
 # comes to for small group commits, while the WAL stays a few megabytes.
 CHECKPOINT_EVERY = 16
+# WAL frames (4 KiB pages) past which the writer finishes a checkpoint itself. SQLite
+# starts the WAL over only when a write begins with every frame already copied back,
+# and a background checkpoint never gets there while commits follow each other without
+# a pause (a backlog, an import): the WAL then grew without bound (2 GB in a minute of
+# back-to-back group commits), and every page lookup searched all of its index.
+CATCH_UP_FRAMES = 4096
 
 
 class _Checkpointer:
     """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own thread and connection every
     ``CHECKPOINT_EVERY`` commits. PASSIVE never blocks a writer or a reader; a
     checkpoint that cannot finish (a reader still needs old pages) is finished by a
-    later one, exactly as SQLite's automatic checkpoints would be."""
+    later one, exactly as SQLite's automatic checkpoints would be.
+
+    ``behind`` says the WAL it last found held more than ``CATCH_UP_FRAMES`` frames: the
+    writer then copies back the few frames written since, between two transactions, so
+    that its next one starts the WAL over."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
@@ -104,6 +117,7 @@ class _Checkpointer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._commits = 0
+        self.behind = False
 
     def committed(self) -> None:
         # Unlocked: a lost increment only shifts the next checkpoint by a commit.
@@ -140,7 +154,9 @@ class _Checkpointer:
                 if self._stopping:
                     return
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    # (busy, frames in the WAL, frames copied back); -1s when not in WAL.
+                    self.behind = row is not None and row[1] > CATCH_UP_FRAMES
                 except sqlite3.Error as exc:
                     # The next one retries; the WAL keeps every commit meanwhile.
                     logger.warning("SQLite checkpoint failed: %s", exc)
@@ -239,6 +255,18 @@ class SQLiteStore:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+        if self._checkpointer.behind:
+            self._catch_up(conn)
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Copy back what the background checkpoint has not yet, between two transactions
+        (a few commits' frames): the next write then finds the WAL fully copied back and
+        starts it over. What is committed is committed whatever happens here."""
+        self._checkpointer.behind = False
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            logger.warning("SQLite checkpoint after a commit failed: %s", exc)
 
     def migrate(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
