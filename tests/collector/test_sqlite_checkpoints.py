@@ -1,5 +1,6 @@
-"""SQLite's WAL goes back into the database file on a background thread: no commit runs a
-checkpoint itself, yet what was committed reaches the main file, and a store that is
+"""SQLite's WAL goes back into the database file on a background thread: a commit runs a
+checkpoint itself only when commits come too close together for that thread to catch up,
+yet what was committed reaches the main file, the WAL stays bounded, and a store that is
 closed and used again keeps checkpointing."""
 
 from __future__ import annotations
