@@ -178,7 +178,14 @@ def read_released(
             wanted = {lo for lo, _, _ in segments}
             span_rows = ((segments[0][0], segments[-1][1], 0),)
             query = ReleasedQuery(
-                chosen, site_id, resolution, span_rows, tuple(group_by), cell_filters, True, one_of
+                chosen,
+                site_id,
+                resolution,
+                span_rows,
+                tuple(group_by),
+                cell_filters,
+                per_bucket=True,
+                one_of=one_of,
             )
             rows = [row for row in store.query_released(query) if row[0] in wanted]
             _collect(answer, rows, per_bucket=True)
