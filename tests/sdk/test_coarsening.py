@@ -183,6 +183,13 @@ def test_the_public_suffix_list_is_never_fetched(tmp_path: Path) -> None:
          ("newsletter", "email", "spring-sale")),
         ("page=2&utm_source=twitter", ("twitter", None, None)),
         ("utm_source=a&utm_source=b", ("a", None, None)),
+        # The first occurrence wins even when its value is empty or dropped.
+        ("utm_source=&utm_source=b", (None, None, None)),
+        ("utm_campaign=bob%40example.com&utm_campaign=sale", (None, None, None)),
+        ("utm_medium=a&utm_campaign=c&utm_medium=b&utm_source=d", ("d", "a", "c")),
+        # Only whole parameters: never text inside another parameter's value.
+        ("ref=utm_source=evil&utm_medium=cpc", (None, "cpc", None)),
+        ("utm_source=a=b", (None, None, None)),
         # Cleaned rather than dropped (issue 14): case, percent-encoding, spaces, accents.
         ("utm_source=big+sale", ("big-sale", None, None)),
         ("utm_campaign=winter%20sale", (None, None, "winter-sale")),
@@ -219,6 +226,8 @@ def test_the_public_suffix_list_is_never_fetched(tmp_path: Path) -> None:
         ("", (None, None, None)),
         (None, (None, None, None)),
         ("&" * 10_000 + "utm_source=late", (None, None, None)),
+        # Only the first 4,096 characters are read: the value is cut where they end.
+        ("&" * 4_084 + "utm_source=newsletter", ("n", None, None)),
     ],
 )  # fmt: skip
 def test_utm(query: str | None, expected: tuple[str | None, ...]) -> None:
