@@ -637,12 +637,25 @@ class Dialect:
             prefix = f"WITH b(lo, hi, t) AS (VALUES {rows}) "
             time_col = "b.t"
         group_exprs = [self._column(c, params) for c in query.group_by]
-        where = [f"c.site = {ph}", f"c.res = {ph}", f"c.marginal = {ph}"]
+        table = release_table(query.marginal.kind)
+        probe = _probes_sealed_buckets(query)
+        where: list[str] = []
+        if probe:
+            # The cells of one route (or a few) over a long period: each released bucket's
+            # cells of that route are found by their key (bucket, then route), rather
+            # than by reading every route's cells in the range and keeping that route's
+            # (a year by day for one route of 1,000: 0.8 against 29 ms on SQLite).
+            # hc_sealed_data names every bucket that has released cells: a bucket's cells
+            # are written only after its row there (see _claim), and deleted with it.
+            where += [f"s.site = {ph}", f"s.res = {ph}", "c.bucket = +s.bucket"]
+            params += [query.site, query.resolution]
+        where += [f"c.site = {ph}", f"c.res = {ph}", f"c.marginal = {ph}"]
         params += [query.site, query.resolution, query.marginal.code]
+        bucket = "s.bucket" if probe else "c.bucket"
         if not prefix:
             lo = min(segment[0] for segment in query.segments)
             hi = max(segment[1] for segment in query.segments)
-            where += [f"c.bucket >= {ph}", f"c.bucket < {ph}"]
+            where += [f"{bucket} >= {ph}", f"{bucket} < {ph}"]
             params += [lo, hi]
         # With segments, their bounds are the only ones on the bucket: a constant range
         # beside them made SQLite and PostgreSQL scan the whole range once per segment
@@ -652,10 +665,11 @@ class Dialect:
             params.append(value)
         if query.one_of is not None:
             column, values = query.one_of
-            where.append(f"{column} IN ({', '.join(ph for _ in values)})")
+            where.append(f"c.{column} IN ({', '.join(ph for _ in values)})")
             params += values
-        table = release_table(query.marginal.kind)
-        return self._summed(prefix, time_col, group_exprs, ("n", "var"), table, where), params
+        source = f"hc_sealed_data s CROSS JOIN {table} c" if probe else f"{table} c"
+        sql = self._summed(prefix, time_col, group_exprs, ("n", "var"), source, where, bucket)
+        return sql, params
 
     def select_sql(self, query: CounterQuery) -> tuple[str, list[object]]:
         """SQL summing ``query``'s counters, grouped by time bucket and dimensions."""
@@ -687,7 +701,8 @@ class Dialect:
         for column, value in query.filters:
             where.append(f"{self._column(column, params)} = {ph}")
             params.append(value)
-        return self._summed(prefix, time_col, group_exprs, ("n",), query.table.name, where), params
+        source = f"{query.table.name} c"
+        return self._summed(prefix, time_col, group_exprs, ("n",), source, where), params
 
     def _summed(
         self,
@@ -695,22 +710,32 @@ class Dialect:
         time_col: str,
         group_exprs: list[str],
         sums: tuple[str, ...],
-        table: str,
+        source: str,
         where: list[str],
+        bucket: str = "c.bucket",
     ) -> str:
-        """``SELECT time, groups, SUM(...)`` over ``table``; with time targets (``prefix``
-        names them ``b(lo, hi, t)``) each target reads its own buckets through the index.
-        PostgreSQL is told so with LATERAL, and OFFSET 0 so that it cannot flatten the
-        subquery back into a join: left to itself, with a table whose statistics are
-        stale, it planned the table outside and compared every row with every target
-        (25 million comparisons for 18,000 rows and 27 years of weeks)."""
+        """``SELECT time, groups, SUM(...)`` over ``source`` (the cells as ``c``, and the
+        released buckets as ``s`` when ``bucket`` is ``s.bucket``); with time targets
+        (``prefix`` names them ``b(lo, hi, t)``) each target reads its own buckets through
+        the index. SQLite keeps the tables in the order written (CROSS JOIN). PostgreSQL
+        is told so with LATERAL, and OFFSET 0 so that it cannot flatten the subquery back
+        into a join: left to itself, with a table whose statistics are stale, it planned
+        the table outside and compared every row with every target (25 million
+        comparisons for 18,000 rows and 27 years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
-        condition = " AND ".join(where)
-        within = "c.bucket >= b.lo AND c.bucket < b.hi"
+        within = f"{bucket} >= b.lo AND {bucket} < b.hi"
         if not prefix or not self.lateral:
             select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
-            source = f"{table} c JOIN b ON {within}" if prefix else f"{table} c"
-            return f"{prefix}SELECT {select} FROM {source} WHERE {condition} GROUP BY {group}"
+            condition = " AND ".join(where)
+            if not prefix:
+                tables = source
+            elif bucket == "c.bucket":
+                tables = f"{source} JOIN b ON {within}"
+            else:
+                tables = f"b CROSS JOIN {source}"
+                condition = f"{within} AND {condition}"
+            return f"{prefix}SELECT {select} FROM {tables} WHERE {condition} GROUP BY {group}"
+        condition = " AND ".join(where)
         inner = ", ".join([*(f"{e} AS g{i}" for i, e in enumerate(group_exprs)), *sums])
         outer = ", ".join(
             [
@@ -720,9 +745,18 @@ class Dialect:
             ]
         )
         return (
-            f"{prefix}SELECT {outer} FROM b CROSS JOIN LATERAL (SELECT {inner} FROM {table} c "
+            f"{prefix}SELECT {outer} FROM b CROSS JOIN LATERAL (SELECT {inner} FROM {source} "
             f"WHERE {condition} AND {within} OFFSET 0) x GROUP BY {group}"
         )
+
+
+def _probes_sealed_buckets(query: ReleasedQuery) -> bool:
+    """Whether the query fixes the cells' first key column after the bucket (a route
+    filter, or a few routes), so that each bucket's cells can be found by key."""
+    first = TABLES[query.marginal.kind].dimensions[0]
+    if query.one_of is not None and query.one_of[0] == first:
+        return True
+    return any(column == first for column, _ in query.filters)
 
 
 BATCH_ID_SECRET_NAME = "batch_id_secret"  # noqa: S105 - a row name, not a secret
