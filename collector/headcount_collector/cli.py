@@ -165,6 +165,8 @@ def _run_uvicorn(settings: Settings, log_config: dict[str, Any], limits: dict[st
         loop="uvloop",
         # uvicorn's access log holds client addresses and query strings; ours does not.
         access_log=False,
+        # Nor would its WebSocket protocols' log lines (the protocol refuses upgrades too).
+        ws="none",
         proxy_headers=False,
         server_header=False,
         log_level=settings.log_level,

@@ -300,6 +300,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes = 0
         self._body_started = 0.0
 
+    # --- upgrades ------------------------------------------------------------------------
+
+    # The collector serves no WebSocket. An upgrade request is answered as the plain HTTP
+    # request it also is, and nothing is logged: uvicorn's WebSocket protocols log each
+    # attempt with the client's address and the full query string (and every header at
+    # debug), and even its refusal would let any stranger write lines into the log.
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass
+
     # --- connection lifetime -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

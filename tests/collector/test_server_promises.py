@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from headcount_collector.config import load_sites
 from headcount_collector.stores.sqlite import SQLiteStore
-from tests._servers import CollectorProcess
+from tests._servers import CollectorProcess, start_collector
 from tests.collector.test_query import NOW
 from tests.collector.test_retention import CANARY, seed_history
 from tests.conftest import WRITE_TOKEN, site_file_text
@@ -236,3 +236,50 @@ def test_a_swapped_token_is_named_as_such_and_never_echoed(client: TestClient) -
     # Any other wrong token keeps the plain answer.
     other = client.get("/v1/stats", headers={"authorization": "Bearer hcr_nope"})
     assert other.json()["error"] == "missing or wrong read token"
+
+
+# --- an upgrade request writes nothing of the client into the log -----------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_websocket_upgrade_logs_no_address_query_string_or_header(
+    tmp_path: Path, level: str
+) -> None:
+    """uvicorn logs each WebSocket attempt with the client's address and query string (and
+    at debug every header, the write token among them); the collector serves none."""
+    site = tmp_path / "sites.toml"
+    site.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp_path, site, extra=("--log-level", level))
+    try:
+        port = urlsplit(server.url).port
+        assert port is not None
+        request = (
+            "GET /v1/ingest?email=jane.doe@example.com&token=qxkzpmrtvb HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Authorization: Bearer {WRITE_TOKEN}\r\nUser-Agent: Canary-Agent/1.0\r\n\r\n"
+        )
+        answers = []
+        addresses = []  # each client's address as uvicorn would write it
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                addresses.append(f"127.0.0.1:{conn.getsockname()[1]}")
+                conn.sendall(request.encode())
+                answers.append(conn.recv(4096).split(b"\r\n", 1)[0])
+        # Answered as the plain GET it also is: the ingest endpoint takes only POST.
+        assert answers == [b"HTTP/1.1 405 Method Not Allowed"] * 3, answers
+        assert httpx.get(f"{server.url}/healthz").is_success  # the log is written by now
+    finally:
+        server.stop()
+    log = server.log_text()
+    for canary in (
+        *addresses,
+        "jane.doe",
+        "qxkzpmrtvb",
+        WRITE_TOKEN,
+        "Canary-Agent",
+        "WebSocket",
+        "Unsupported upgrade",
+    ):
+        assert canary not in log, (canary, log)
