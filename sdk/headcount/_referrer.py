@@ -15,6 +15,9 @@ _AUTHORITY_END = re.compile(r"[/?#\\]")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _SITES = {site: site for site in ("same-origin", "same-site", "cross-site", "none")}
 _DEFAULT_PORTS = (":80", ":443")
+# A DNS name (253) and a port: a longer Host header is no host, and what a client sends
+# must not make the caches below large (each keeps up to 4,096 of them).
+_MAX_HOST = 262
 
 
 def _host_and_port(authority: str) -> str:
@@ -63,6 +66,12 @@ def coarsen_referrer(referer: str | None, host: str | None, sec_fetch_site: str 
         site = None
     if not referer:
         return DIRECT if site in (None, "none") else OTHER
+    if host and (len(host) > _MAX_HOST or "@" in host):
+        # User info in a Host header (jane@shop.example) decides nothing, as in a
+        # referrer, and must not sit in the caches either.
+        host = host.rpartition("@")[2]
+        if len(host) > _MAX_HOST:
+            host = None
     # Only the scheme and authority matter: cache on them, so each referring site costs
     # one parse whatever pages it links from. Nothing else may reach the cache key: a
     # referrer that is no http(s) URL (mailto:jdoe@…) is (other) outright.

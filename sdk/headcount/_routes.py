@@ -135,6 +135,10 @@ def _template(segments: list[str]) -> str:
     """Segments joined into a template, each one that is not template text as ``{id}``."""
     normalized = []
     for segment in segments:
+        if len(segment) > MAX_ROUTE_LENGTH:
+            # Never template text: skip normalizing what may be a visitor's megabyte.
+            normalized.append(_ID)
+            continue
         text = normalize_text(segment)
         normalized.append(_ID if text is None or FORBIDDEN_ROUTE_CHARS.search(text) else text)
     bad = bad_route_segments(normalized)

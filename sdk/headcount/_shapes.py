@@ -27,6 +27,7 @@ from headcount._caches import CleanOnlyCache
 
 __all__ = [
     "MAX_REGISTRABLE_LABEL",
+    "MAX_ROUTE_LENGTH",
     "bad_route_segments",
     "campaign_slug",
     "normalize_text",
@@ -292,6 +293,10 @@ _segment_problems: Final = CleanOnlyCache[str, "str | None"](
 def segment_problem(segment: str) -> str | None:
     """Why one route segment (already NFKC) is not part of a template, or None: see
     ``_segment_problem``; remembered for segments that are template text."""
+    if len(segment) > MAX_ROUTE_LENGTH:
+        # Never template text, and never kept: a visitor's path could otherwise fill the
+        # cache with long runs of words (8,192 of them).
+        return f"is longer than a whole route may be ({MAX_ROUTE_LENGTH} characters)"
     return _segment_problems(segment)
 
 
@@ -334,6 +339,9 @@ def bad_route_segments(segments: Sequence[str]) -> dict[int, str]:
 # --- campaign slugs ----------------------------------------------------------------------
 
 MAX_SLUG_LENGTH: Final = 64
+# The longest route the wire takes (wire.MAX_ROUTE_LENGTH): a longer segment is never
+# part of a template.
+MAX_ROUTE_LENGTH: Final = 200
 # Separators people type between words ("Tom & Jerry", "fb/ig"): one '-' for a run.
 _DASHES: Final = re.compile(r"[\s\-\u2010-\u2015\u2212\u2e3a\u2e3b\ufe58\ufe63!?,()\[\]\"&/]+")
 # Marks that decorate a word ("Mother's Day", "20% off", "#blackfriday"): dropped.

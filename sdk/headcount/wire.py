@@ -72,7 +72,7 @@ INGEST_PATH: Final = "/v1/ingest"
 
 MAX_RECORDS: Final = 10_000
 MAX_BODY_BYTES: Final = 1024 * 1024
-MAX_ROUTE_LENGTH: Final = 200
+MAX_ROUTE_LENGTH: Final = _shapes.MAX_ROUTE_LENGTH
 MAX_SLUG_LENGTH: Final = _shapes.MAX_SLUG_LENGTH
 # The most one record may count: a single key in one send window (at most an hour) of
 # one sender process. 10 million is ~2,800 requests a second to one route for a whole

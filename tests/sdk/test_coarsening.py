@@ -364,3 +364,28 @@ def test_referrer_results_match_the_wire_pattern(referer: str | None) -> None:
     import re
 
     assert re.match(REFERRER_PATTERN, coarsen_referrer(referer, HOST, None))
+
+
+def test_a_long_or_user_info_host_header_never_reaches_the_referrer_caches() -> None:
+    """The referrer caches are keyed by the request's Host too, which the visitor writes:
+    a megabyte Host, or one with a name in user info, is never kept (a review grew an
+    app by 300 MB with 300 requests of distinct 1 MB Hosts)."""
+    by_prefix, by_host = _referrer._referrer_from_prefix, _referrer.domain_of_host
+    by_prefix.cache_clear()
+    by_host.cache_clear()
+    for index in range(50):
+        huge = f"{index}" + "h" * 100_000 + ".example"
+        assert coarsen_referrer("https://www.google.com/search", huge, None) == "google.com"
+    # One (prefix, no host) key, and the referring host's domain: nothing per request.
+    assert by_prefix.cache_info().currsize == 1
+    assert by_host.cache_info().currsize == 1
+    by_prefix.cache_clear()
+    by_host.cache_clear()
+    # User info decides nothing: the site's own pages are still internal ...
+    assert coarsen_referrer("https://shop.example/cart", "jane.doe@shop.example", None) == (
+        "(internal)"
+    )
+    # ... and what was kept is the host without it.
+    by_prefix("https://shop.example", "shop.example")
+    assert by_prefix.cache_info().hits == 1
+    assert by_prefix.cache_info().currsize == 1
