@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -245,20 +246,45 @@ _FOLDING_KINDS = frozenset(name for name, kind in wire.KINDS.items() if kind.fol
 class KeyCounts:
     """Per worker, an upper bound on how many hourly keys each (site, table, hour) holds,
     so that the database is asked only when a bucket gets near its cap; and the secret
-    that hides where exactly each bucket's cap lies."""
+    that hides where exactly each bucket's cap lies.
 
-    def __init__(self, limit: int = 50_000) -> None:
-        self._known: dict[tuple[str, str, int], int] = {}
+    The bound counts only this worker's writes. Other workers and collectors on the same
+    database write keys too, so a bound is trusted for ``max_age`` seconds at most, and
+    the store calls ``forget`` whenever it can tell that someone else wrote (SQLite's
+    ``data_version``): otherwise N writers could each fill a bucket to its cap, N times
+    the cap together.
+    """
+
+    def __init__(
+        self,
+        limit: int = 50_000,
+        max_age: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._known: dict[tuple[str, str, int], tuple[int, float]] = {}
         self._limit = limit
+        self._max_age = max_age
+        self._clock = clock
         self.secret = b""
 
     def get(self, key: tuple[str, str, int]) -> int | None:
-        return self._known.get(key)
+        found = self._known.get(key)
+        if found is None or self._clock() - found[1] > self._max_age:
+            return None
+        return found[0]
 
-    def set(self, key: tuple[str, str, int], count: int) -> None:
+    def set(self, key: tuple[str, str, int], count: int, *, counted: bool) -> None:
+        """Record ``count`` for ``key``; ``counted`` when it was just read from the
+        database (its age starts now), not added to an earlier bound (which keeps its age)."""
         if len(self._known) >= self._limit:
             self._known.clear()  # only an optimisation: the database stays the truth
-        self._known[key] = count
+        earlier = self._known.get(key)
+        since = self._clock() if counted or earlier is None else earlier[1]
+        self._known[key] = (count, since)
+
+    def forget(self) -> None:
+        """Someone else wrote: every bound is to be read again from the database."""
+        self._known.clear()
 
     def cap_for(self, cap: int, bucket: tuple[str, str, int]) -> int:
         """``cap`` less a secret offset of up to half of it, fixed per site, table and
@@ -320,6 +346,7 @@ def spill_excess_keys(
         site, kind, hour = bucket
         table = TABLES[kind]
         estimate = known.get(bucket)
+        counted = estimate is None
         if estimate is None:
             row = execute(
                 f"SELECT COUNT(*) FROM {table.name} WHERE site = {ph} AND res = 'h' "
@@ -329,7 +356,7 @@ def spill_excess_keys(
             estimate = int(row[0])
         bucket_cap = known.cap_for(cap, bucket)
         if estimate + size + 1 <= bucket_cap:
-            known.set(bucket, estimate + size)
+            known.set(bucket, estimate + size, counted=counted)
             continue
         keys = {
             dims
@@ -351,7 +378,7 @@ def spill_excess_keys(
         room = max(0, bucket_cap - len(existing) - 1)  # one row is kept for (other) itself
         for dims in fresh[room:]:
             moves[(site, kind, hour, dims)] = spilled_key(kind, dims) or dims
-        known.set(bucket, len(existing) + min(len(fresh), room) + 1)
+        known.set(bucket, len(existing) + min(len(fresh), room) + 1, counted=True)
     if not moves:
         return
     for batch, ok in zip(batches, applied, strict=True):

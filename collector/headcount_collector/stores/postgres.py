@@ -72,6 +72,8 @@ __all__ = ["PoolSettings", "PostgresStore"]
 
 logger = logging.getLogger("headcount_collector.stores.postgres")
 
+# Seconds a worker trusts its own bound on a bucket's keys (see KeyCounts).
+_KEY_COUNT_MAX_AGE = 1.0
 DIALECT = Dialect(placeholder="%s", prop_expression="(c.props::jsonb ->> {ph})", lateral=True)
 
 # Arbitrary but fixed: every collector takes this transaction-level advisory lock before
@@ -172,7 +174,10 @@ class PostgresStore:
         settings = pool or PoolSettings()
         # Distinct hourly keys per site, table and hour; more fold into (other).
         self.key_cap = key_cap
-        self._key_counts = KeyCounts()
+        # Other collectors' keys cannot be seen coming here: each bound is read again
+        # after a second, so together they pass a bucket's cap by at most a second of
+        # their new keys (SQLite, which can tell, reads again as soon as another wrote).
+        self._key_counts = KeyCounts(max_age=_KEY_COUNT_MAX_AGE)
         self._batch_id_secret = b""
         self._pool_timeout = settings.timeout
         self._conninfo = conninfo

@@ -181,6 +181,7 @@ class SQLiteStore:
         # Distinct hourly keys per site, table and hour; more fold into (other).
         self.key_cap = key_cap
         self._key_counts = KeyCounts()
+        self._data_version: int | None = None
         self.path = Path(path)
         # How long a write waits for another process's lock before the batch is answered
         # 503 (Retry-After) instead of being held indefinitely.
@@ -322,6 +323,13 @@ class SQLiteStore:
                 fresh.update((str(site), str(batch_id)) for site, batch_id in inserted)
             forget_legacy_copies(conn.execute, batches, stored, fresh, "?")
             applied = first_copies(batches, stored, fresh)
+            # Another worker's commit (or a purge on another connection) changes the
+            # database's data_version as this connection sees it: the key bounds, which
+            # count this worker's writes only, are then read again.
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._key_counts.forget()
+                self._data_version = version
             spill_excess_keys(conn.execute, batches, applied, self.key_cap, self._key_counts, "?")
             mark_late(conn.execute, batches, applied, "?")
             rolled = rolled_watermarks(conn.execute, applied_sites(batches, applied), "?")
