@@ -6,10 +6,16 @@ Within each time bucket of a response ("a group"):
 2. Withheld cells (and cells past ``limit``) are folded into one ``(other)`` row, so the
    rows of a group always add up to its total and nothing has to be inferred.
 3. Complementary: whenever the remainder holds a withheld cell, at least the smallest
-   released cell is folded into it too, and more until the remainder reaches k. A reader
-   can then never recover a withheld count from the total, the remainder or a
-   difference of released numbers in the response, nor pin the withheld counts down
-   from the remainder and the number of cells in it (five cells summing to five).
+   released cell is folded into it too, and more until the remainder reaches k and the
+   folded released cells leave the withheld sum uncertain by at least k. A reader who
+   knows how many released cells were folded (f) knows each lies between k and the
+   smallest row still shown (m), so the withheld sum lies in an interval f * (m - k)
+   wide: folding goes on until that is at least k, or no row is left to bound it. (Folding
+   only one cell of 5 beside a shown 5, with k = 5, pinned a withheld 1 or 2 exactly: a
+   review's attack guessed right 20 times in 20.) A reader can then not recover a withheld
+   count from the total, the remainder or a difference of released numbers in the
+   response, nor from the remainder and the number of cells in it (five cells summing to
+   five).
 4. If even the whole group sums to less than k, the group releases nothing at all: no
    rows, no total, and it is not counted in ``withheld`` either, so a bucket with a few
    events looks exactly like an empty one.
@@ -62,10 +68,12 @@ def suppress_group(cells: Sequence[Cell], k: int, limit: int | None = None) -> S
         visible = visible[:limit]
     remainder = sum(c.count for c in hidden) + sum(c.count for c in folded_beyond_limit)
     if hidden:
-        while visible and (remainder < k or (withheld == len(hidden) and not folded_beyond_limit)):
+        folded = len(folded_beyond_limit)
+        while visible and (remainder < k or folded * (visible[-1].count - k) < k):
             smallest = visible.pop()
             remainder += smallest.count
             withheld += 1
+            folded += 1
     if hidden or folded_beyond_limit:
         other: int | None = remainder
     else:

@@ -138,3 +138,37 @@ def test_through_the_api_a_lone_one_is_never_recoverable(
             headers={"Authorization": f"Bearer {READ_TOKEN}"},
         ).text
         assert "/account/delete" not in csv_text
+
+
+def test_a_folded_cell_beside_a_row_of_k_does_not_pin_the_withheld_sum() -> None:
+    # A review's attack: / 1000, /about 5, /pricing 5 and a withheld 1 or 2 with k = 5.
+    # Folding /pricing alone showed /about 5, so the folded cell was exactly 5 and the
+    # withheld count (other) - 5. Folding goes on until the shown rows bound nothing.
+    for hidden in (1, 2):
+        group = suppress_group(cells(1000, 5, 5, hidden), k=5)
+        assert [c.count for c in group.released] == [1000]
+        assert group.other == 10 + hidden
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=25),
+    st.integers(min_value=2, max_value=10),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=10)),
+)
+def test_a_reader_who_knows_how_many_shown_cells_were_folded_cannot_narrow_the_withheld_sum(
+    counts: list[int], k: int, limit: int | None
+) -> None:
+    """Given more than a response says (how many cells >= k went into (other)), the
+    withheld sum still lies in an interval at least k wide while any row is shown."""
+    group = suppress_group(cells(*counts), k, limit)
+    hidden = [c for c in counts if c < k]
+    if group.total is None or not hidden or not group.released:
+        return
+    assert group.other is not None
+    # Cells >= k inside (other): folded beside the withheld ones, or cut by the limit.
+    folded = sum(1 for c in counts if c >= k) - len(group.released)
+    smallest_shown = min(c.count for c in group.released)
+    low = group.other - folded * smallest_shown
+    high = group.other - folded * k
+    assert low <= sum(hidden) <= high
+    assert high - low >= k, (counts, k, limit, group)
