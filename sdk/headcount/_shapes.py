@@ -86,15 +86,21 @@ _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def _random_letters(run: str) -> bool:
-    """A letter run of 8+ ASCII letters that reads like no word (qxkzpmrtvbnjlcydfgwh).
+    """A letter run of 8+ Latin letters that reads like no word (qxkzpmrtvbnjlcydfgwh).
 
     Counts letter pairs outside _COMMON_PAIRS: 3 or more in 8 letters, one more per six
     letters beyond. On 15,000 random strings this flags 81 % of 8-letter, 92 % of
     10-letter and 98 % of 16-letter ones; among 2,900 common words and names it flags
     keyboard walks and mostly Polish words (which then count under a placeholder).
     """
-    if len(run) < 8 or not run.isascii():
+    if len(run) < 8:
         return False
+    if not run.isascii():
+        # Accents folded away first: an accent must not hide a token
+        # (qxkzpmrtvbnjlcydfgwhé). Words of other scripts are not judged by these pairs.
+        run = _fold_to_ascii(run)
+        if len(run) < 8 or not run.isascii():
+            return False
     word = run.lower()
     rare = sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
     return rare >= 3 + (len(word) - 8) // 6
@@ -370,9 +376,25 @@ def _number_group_ok(group: list[str]) -> bool:
     return len(group) <= 2 and all(len(run) <= 3 for run in group) and len("".join(group)) <= 4
 
 
+# Suffixes under which a campaign value may be a domain name: the long-standing generic
+# ones, and any country code (two letters). The newer generic suffixes read like names
+# (john.kim, james.bond, harrison.ford), so a value under one is a person, not a source.
+_CAMPAIGN_GENERIC_SUFFIXES: Final = frozenset(
+    ("com", "org", "net", "edu", "gov", "mil", "int", "info", "biz", "app", "dev")
+)
+
+
+def _campaign_domain(value: str) -> bool:
+    """Whether a dotted campaign value is a site's own domain (chatgpt.com, t.co)."""
+    if referrer_domain(value) != value:
+        return False
+    top = value.rpartition(".")[2]
+    return len(top) == 2 or top in _CAMPAIGN_GENERIC_SUFFIXES
+
+
 def _slug_identifier_problem(value: str) -> str | None:
     parts = re.split(r"[._-]", value)
-    if "." in value and referrer_domain(value) != value:
+    if "." in value and not _campaign_domain(value):
         # Dots only inside version numbers (2.0) or in a public domain name (ChatGPT
         # tags its links utm_source=chatgpt.com); name.surname is a person.
         for match in re.finditer(r"\.", value):

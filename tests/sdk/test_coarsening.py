@@ -210,6 +210,11 @@ def test_the_public_suffix_list_is_never_fetched(tmp_path: Path) -> None:
         ("utm_campaign=bob%252540example.com", (None, None, None)),
         ("utm_campaign=Black%2520Friday", (None, None, "black-friday")),
         ("utm_campaign=john.doe", (None, None, None)),
+        # name.surname where the surname is also a newer generic suffix (a review got
+        # these stored): only long-standing generic suffixes and country codes pass.
+        ("utm_source=john.kim&utm_medium=james.bond&utm_campaign=harrison.ford",
+         (None, None, None)),
+        ("utm_source=chatgpt.com&utm_medium=perplexity.ai", ("chatgpt.com", "perplexity.ai", None)),
         ("utm_campaign=jdoe%2Bnewsletter", (None, None, None)),
         ("utm_campaign=qxkzpmrtvbnjlcydfgwh", (None, None, None)),
         ("utm_campaign=415-555-012-3", (None, None, None)),

@@ -265,3 +265,25 @@ def test_a_visitors_long_path_segments_are_ids_and_never_kept() -> None:
     assert generalize_path("/wiki/" + "-".join(["apple", "river"] * 16)) == (
         "/wiki/" + "-".join(["apple", "river"] * 16)
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        # An accent does not hide a random token (a review got this one stored as it was).
+        ("/raw/u/qxkzpmrtvbnjlcydfgwh%C3%A9", "/raw/u/{id}"),
+        ("/raw/u/%C3%A9qxkzpmrtvbnjlcydfgwh", "/raw/u/{id}"),
+        # Accented words are still words.
+        ("/fr/r%C3%A9servation/d%C3%A9veloppement", "/fr/réservation/développement"),
+        ("/de/gesch%C3%A4ftsf%C3%BChrer", "/de/geschäftsführer"),
+    ],
+)
+def test_accents_neither_hide_a_token_nor_make_a_word_one(path: str, sent: str) -> None:
+    assert generalize_path(path) == sent
+    assert route_problem(sent) is None
+    # The collector refuses what the SDK would not send, with the same rules.
+    refused = route_problem(unquote(path))
+    if "{id}" in sent:
+        assert refused == "contains a token, hash or random id; use a {placeholder}"
+    else:
+        assert refused is None
