@@ -7,8 +7,8 @@ written through the store's own ``commit`` and sealed through the collector's se
 Each figure is one full ``GET /dashboard/<site>?period=...`` through the real app (session
 check, every widget's query, templates, SVG), in-process over ASGI. Baseline, interleaved:
 one ``GET /v1/stats`` of the same period's time series on the same app (the single query a
-hand-rolled dashboard would start with). Goal: p95 under 100 ms for 30 days; every page
-under 200 KB uncompressed.
+hand-rolled dashboard would start with; on a route's own page, that route's series). Goal:
+p95 under 100 ms for 30 days; every page under 200 KB uncompressed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.testclient import TestClient
 
@@ -25,9 +26,11 @@ from _provenance import print_provenance
 from headcount_collector.app import create_app
 from headcount_collector.config import Settings, load_sites
 from headcount_collector.stores import open_store
-from query_latency import DAYS, ROUTES, generate, percentile, seal, timed
+from query_latency import DAYS, ROUTE, ROUTES, generate, percentile, seal, timed
 
 PERIODS = {"30 days": "30d", "7 days (hourly)": "7d", "12 months": "12m"}
+# A route's own page (a top page clicked), over the same periods.
+ROUTE_PAGES = {"one route, 30 days": "30d", "one route, 12 months": "12m"}
 
 
 def main() -> None:
@@ -64,8 +67,12 @@ def main() -> None:
             signed = client.post("/dashboard/sign-in", data={"token": READ_TOKEN})
             assert signed.status_code == 200, signed.text
             headers = {"Authorization": f"Bearer {READ_TOKEN}"}
-            for name, preset in PERIODS.items():
+            pages = [(name, preset, "") for name, preset in PERIODS.items()]
+            pages += [(name, preset, ROUTE) for name, preset in ROUTE_PAGES.items()]
+            for name, preset, route in pages:
                 page = f"/dashboard/{site.id}?period={preset}"
+                if route:
+                    page = f"/dashboard/{site.id}/route?route={quote(route)}&period={preset}"
                 body = client.get(page)
                 assert body.status_code == 200, body.text[:500]
                 interval = "hour" if preset == "7d" else "day"
@@ -73,6 +80,8 @@ def main() -> None:
                 series = f"/v1/stats?metric=pageviews&interval={interval}&from=" + time.strftime(
                     "%Y-%m-%d", time.gmtime(now - days * 86400)
                 )
+                if route:
+                    series += f"&filter={quote('route:' + route)}"
                 assert client.get(series, headers=headers).status_code == 200
                 mine: list[float] = []
                 base: list[float] = []
