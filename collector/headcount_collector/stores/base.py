@@ -255,21 +255,15 @@ class KeyCounts:
     the cap together.
     """
 
-    def __init__(
-        self,
-        limit: int = 50_000,
-        max_age: float = float("inf"),
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, limit: int = 50_000, max_age: float = float("inf")) -> None:
         self._known: dict[tuple[str, str, int], tuple[int, float]] = {}
         self._limit = limit
         self._max_age = max_age
-        self._clock = clock
         self.secret = b""
 
     def get(self, key: tuple[str, str, int]) -> int | None:
         found = self._known.get(key)
-        if found is None or self._clock() - found[1] > self._max_age:
+        if found is None or time.monotonic() - found[1] > self._max_age:
             return None
         return found[0]
 
@@ -279,7 +273,7 @@ class KeyCounts:
         if len(self._known) >= self._limit:
             self._known.clear()  # only an optimisation: the database stays the truth
         earlier = self._known.get(key)
-        since = self._clock() if counted or earlier is None else earlier[1]
+        since = time.monotonic() if counted or earlier is None else earlier[1]
         self._known[key] = (count, since)
 
     def forget(self) -> None:
@@ -759,9 +753,9 @@ class Dialect:
         comparisons for 18,000 rows and 27 years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
         within = f"{bucket} >= b.lo AND {bucket} < b.hi"
+        condition = " AND ".join(where)
         if not prefix or not self.lateral:
             select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
-            condition = " AND ".join(where)
             if not prefix:
                 tables = source
             elif bucket == "c.bucket":
@@ -770,7 +764,6 @@ class Dialect:
                 tables = f"b CROSS JOIN {source}"
                 condition = f"{within} AND {condition}"
             return f"{prefix}SELECT {select} FROM {tables} WHERE {condition} GROUP BY {group}"
-        condition = " AND ".join(where)
         inner = ", ".join([*(f"{e} AS g{i}" for i, e in enumerate(group_exprs)), *sums])
         outer = ", ".join(
             [
