@@ -13,47 +13,76 @@ __all__ = ["HourlyHold"]
 
 
 class HourlyHold:
-    """Counts held back per UTC hour until a random release time within the following hour.
+    """Counts held back until a random moment of the hour after the one they belong to.
 
     With immediate sending, the time a batch arrives tells the collector roughly when its
     requests happened (within one flush interval); holding each hour until a uniformly
     random moment of the next one leaves the collector knowing only the hour, which the
     records already say. The price: numbers appear 1-2 hours late, and counts still held
     when the process dies without a clean shutdown are lost.
+
+    Counts are held in windows, one per hour. A count joins the window of its own hour
+    while that window is still held. One that comes after its hour's window has left
+    joins the window of the hour it came in: a visit is counted under the hour it began
+    but only once it ends, often hours later, and sent at once it would tell the time its
+    visitor left. Each window leaves no earlier than ``settle`` seconds into the next
+    hour, by when the sender has collected every request of its hour; so only counts that
+    are late by nature (visits) ever take the later window, and its hour is all their
+    arrival tells.
     """
 
-    def __init__(self, max_keys: int, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, max_keys: int, *, settle: float = 0.0, rng: random.Random | None = None
+    ) -> None:
         self._max_keys = max_keys
+        # Never the whole hour: the release moment must stay random within it.
+        self._settle = min(max(0.0, settle), 1800.0)
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._hours: dict[int, dict[Key, int]] = {}
+        self._windows: dict[int, dict[Key, int]] = {}
         self._release_at: dict[int, float] = {}
         self._fold_at: dict[int, int] = {}
 
-    def add(self, counts: Mapping[Key, int]) -> None:
-        by_hour: dict[int, dict[Key, int]] = {}
-        for key, n in counts.items():
-            by_hour.setdefault(key[1], {})[key] = n
+    def add(self, counts: Mapping[Key, int], now: float) -> None:
+        """Hold ``counts``, collected at ``now`` (the wall clock's seconds)."""
+        current = int(now) // 3600 * 3600
         with self._lock:
-            for hour, hour_counts in by_hour.items():
-                if hour not in self._hours:
-                    self._hours[hour] = {}
-                    self._release_at[hour] = hour + 3600 + self._rng.uniform(0, 3600)
-                    self._fold_at[hour] = fold_point(self._max_keys)
-                merge_counts(self._hours[hour], hour_counts, self._fold_at[hour])
+            by_window: dict[int, dict[Key, int]] = {}
+            for key, n in counts.items():
+                window = key[1]
+                # No window leaves before its hour's end plus settle: a count collected
+                # after that, whose window is gone, is late by nature.
+                if window not in self._windows and now >= window + 3600 + self._settle:
+                    window = current
+                by_window.setdefault(window, {})[key] = n
+            for window, window_counts in by_window.items():
+                if window not in self._windows:
+                    self._windows[window] = {}
+                    self._release_at[window] = (
+                        window + 3600 + self._settle + self._rng.uniform(0, 3600 - self._settle)
+                    )
+                    self._fold_at[window] = fold_point(self._max_keys)
+                merge_counts(self._windows[window], window_counts, self._fold_at[window])
 
     def take_due(self, *, everything: bool = False, now: float | None = None) -> dict[Key, int]:
-        """Remove and return the counts of every hour whose release time has come."""
+        """Remove and return the counts of every window whose release time has come."""
         wall = time.time() if now is None else now
         due: dict[Key, int] = {}
         with self._lock:
-            for hour in sorted(self._hours):
-                if everything or self._release_at[hour] <= wall:
-                    due.update(self._hours.pop(hour))
-                    del self._release_at[hour]
-                    del self._fold_at[hour]
+            for window in sorted(self._windows):
+                if everything or self._release_at[window] <= wall:
+                    # A late count's key can be in two windows at once (a visit's, in
+                    # its own hour's and in the hour it ended).
+                    for key, n in self._windows.pop(window).items():
+                        due[key] = due.get(key, 0) + n
+                    del self._release_at[window]
+                    del self._fold_at[window]
         return due
 
     def snapshot(self) -> dict[Key, int]:
         with self._lock:
-            return {key: n for hour in self._hours.values() for key, n in hour.items()}
+            snapshot: dict[Key, int] = {}
+            for window in self._windows.values():
+                for key, n in window.items():
+                    snapshot[key] = snapshot.get(key, 0) + n
+            return snapshot

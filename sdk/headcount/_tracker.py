@@ -81,7 +81,13 @@ class _ProcessState:
         self.counters = Counters()
         self.log = RateLimitedLog()
         self.table = CountTable(settings.max_keys)
-        self.hold = HourlyHold(settings.max_keys) if settings.send_schedule == "hourly" else None
+        self.hold = (
+            # The sender collects every flush interval (give or take a tenth), so a
+            # request of the hour's last moments is held a little past the hour's end.
+            HourlyHold(settings.max_keys, settle=1.1 * settings.flush_interval + 10)
+            if settings.send_schedule == "hourly"
+            else None
+        )
         self.start_lock = threading.Lock()
         self.visits: VisitStore | None = build_visit_store(
             settings,
@@ -105,8 +111,9 @@ class _ProcessState:
         counts = self.table.swap()
         if self.hold is None:
             return to_records(counts.items())
-        self.hold.add(counts)
-        return to_records(self.hold.take_due(everything=everything, now=self.clock()).items())
+        now = self.clock()
+        self.hold.add(counts, now)
+        return to_records(self.hold.take_due(everything=everything, now=now).items())
 
     def counts(self) -> dict[Key, int]:
         counts = self.table.snapshot()

@@ -387,15 +387,112 @@ def test_hourly_hold_releases_each_hour_at_a_random_moment_of_the_next() -> None
     hour = 1_700_000_000 // 3600 * 3600
     releases = []
     for seed in range(20):
-        hold = HourlyHold(max_keys=100, rng=random.Random(seed))
-        hold.add({("bot", hour, "search"): 3, ("bot", hour + 3600, "search"): 1})
-        assert hold.take_due(now=hour + 3599.9) == {}
+        hold = HourlyHold(max_keys=100, settle=70, rng=random.Random(seed))
+        hold.add({("bot", hour, "search"): 3, ("bot", hour + 3600, "search"): 1}, now=hour + 100)
+        assert hold.take_due(now=hour + 3600 + 69) == {}
         release = next(t for t in range(hour + 3600, hour + 7201, 10) if hold.take_due(now=t) != {})
         releases.append(release)
         # The later hour is still held, and flush/shutdown can take it at once.
         assert hold.take_due(everything=True) == {("bot", hour + 3600, "search"): 1}
-    assert all(hour + 3600 <= r <= hour + 7200 for r in releases)
+    assert all(hour + 3600 + 70 <= r <= hour + 7200 for r in releases)
     assert len(set(releases)) > 10  # spread over the hour, not a fixed offset
+
+
+def _release_moment(hold: Any, start: float, key: Any) -> float:
+    """When ``key`` leaves the hold, stepping the clock by 10 s from ``start``."""
+    t = start
+    while key not in hold.take_due(now=t):
+        t += 10
+        assert t < start + 3 * 3600
+    return t
+
+
+def test_a_visit_that_ends_after_its_hour_left_waits_for_the_next_hours_release() -> None:
+    # A visit is counted under the hour it began, but only once it ends, often after
+    # that hour's counts have left. Sent at once, its arrival would time the visitor's
+    # departure; it waits for a random moment of the hour after the one it ended in.
+    import random
+
+    from headcount._schedule import HourlyHold
+
+    hour = 1_700_000_000 // 3600 * 3600
+    visit = ("visit", hour, "/pricing", ">=30m", "5-9")
+    ends, arrivals = [], []
+    for seed in range(40):
+        rng = random.Random(seed)
+        hold = HourlyHold(max_keys=100, settle=70, rng=random.Random(seed))
+        hold.add({("bot", hour, "search"): 1}, now=hour + 3000)
+        # The visit's own hour has left by the time it ends (sometime in the next hour).
+        assert hold.take_due(now=hour + 7200) == {("bot", hour, "search"): 1}
+        ended = hour + 7200 + rng.uniform(0, 3599)
+        hold.add({visit: 1}, now=ended)
+        arrival = _release_moment(hold, ended, visit)
+        ends.append(ended)
+        arrivals.append(arrival)
+    assert all(hour + 3 * 3600 + 70 <= a <= hour + 4 * 3600 + 10 for a in arrivals)
+    # The arrival says nothing about when in its hour the visit ended.
+    early = [a for e, a in zip(ends, arrivals, strict=True) if e < hour + 7200 + 1800]
+    late = [a for e, a in zip(ends, arrivals, strict=True) if e >= hour + 7200 + 1800]
+    assert early
+    assert late
+    assert abs(sum(early) / len(early) - sum(late) / len(late)) < 900
+
+
+def test_a_request_of_an_hours_last_moments_leaves_with_its_own_hour() -> None:
+    # Collected just after the hour ended (the sender's flush interval), a request still
+    # joins its own hour's window: it must not stand out by arriving an hour later.
+    import random
+
+    from headcount._schedule import HourlyHold
+
+    hour = 1_700_000_000 // 3600 * 3600
+    for seed in range(20):
+        hold = HourlyHold(max_keys=100, settle=76, rng=random.Random(seed))
+        request = ("request", hour, "/", "GET", "2xx", "<10ms")
+        hold.add({request: 1}, now=hour + 3600 + 66)
+        arrival = _release_moment(hold, hour + 3600 + 66, request)
+        assert hour + 3600 + 76 <= arrival <= hour + 7200 + 10
+
+
+def test_a_late_count_and_its_hours_own_are_summed_when_both_leave_at_once() -> None:
+    from headcount._schedule import HourlyHold
+
+    hour = 1_700_000_000 // 3600 * 3600
+    visit = ("visit", hour, "/", "<10s", "1")
+    hold = HourlyHold(max_keys=100, settle=70)
+    hold.add({visit: 2}, now=hour + 600)
+    hold.add({visit: 3}, now=hour + 2 * 3600 + 5)  # the first window is still held
+    hold.add({visit: 4}, now=hour + 3 * 3600 + 5)
+    assert hold.snapshot() == {visit: 9}
+    assert hold.take_due(everything=True) == {visit: 9}
+
+
+def test_records_leave_in_an_order_that_says_nothing_of_the_order_of_requests() -> None:
+    # Sent in the order keys were first counted, one hour's records on a quiet site
+    # would retrace a visitor's path: arrived, opened a clinic page, signed in, booked.
+    path = [
+        page(route="/", referer="https://www.reddit.com/r/x"),
+        page(route="/clinic/testing"),
+        page(route="/login", method="POST", content_type=None),
+        page(route="/appointments", method="POST", content_type=None),
+    ]
+    sent = []
+    for order in (path, path[::-1], path[2:] + path[:2]):
+        tracker = Tracker(
+            "http://c.test", "t", transport=accepting_transport(), flush_interval=86400,
+            clock=lambda: HOUR + 60, send_schedule="immediate",
+        )  # fmt: skip
+        try:
+            for info in order:
+                tracker.record_request(info)
+            sent.append(tracker._state.collect(True))
+            assert tracker.peek() == []
+        finally:
+            tracker.shutdown(1)
+    assert sent[0] == sent[1] == sent[2]
+    assert {r.route for r in kinds(sent[0], Request)} == {
+        "/", "/clinic/testing", "/login", "/appointments"
+    }  # fmt: skip
 
 
 def test_hand_built_keys_put_each_value_where_the_registry_says(tracker: Tracker) -> None:

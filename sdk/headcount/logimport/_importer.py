@@ -526,7 +526,7 @@ class Importer:
             _tally(summary, counts)
             part = self._parts.get(hour, 0)
             self._parts[hour] = part + 1
-            records = to_records(sorted(counts.items(), key=repr))
+            records = to_records(counts.items())
             bodies = list(_batches(records, f"{fingerprint}:{part}", hour, visits))
             if self._follow:
                 for body in bodies:
