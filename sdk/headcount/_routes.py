@@ -216,8 +216,13 @@ def generalize_path(path: str) -> str:
     Opt-in: prefer the framework's own template.
     """
     path = path.split("?", 1)[0].split("#", 1)[0]
+    raws = path.split("/")
+    if len(raws) - 1 > MAX_ROUTE_LENGTH:
+        # Its separators alone are longer than a route may be: (other), whatever the
+        # segments hold, and none of a visitor's thousands of them is looked at.
+        return OTHER
     segments = []
-    for raw in path.split("/"):
+    for raw in raws:
         try:
             segment = unquote(raw, errors="strict")
         except UnicodeDecodeError:
