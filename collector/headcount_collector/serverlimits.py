@@ -14,10 +14,14 @@ process runs out of file descriptors. ``GuardedHttpToolsProtocol`` adds, per con
   ``max_body_buffer`` bytes in all; past it the body that started longest ago is
   answered 503 and closed, so stalled uploads cannot pin memory and a client that sends
   its whole body still gets through;
-- a connection bound per worker: past ``max_connections`` the connection that has
-  waited longest for its request headers is closed, so idle or half-sent requests can
-  never lock out a client that sends a whole request. The body deadline also bounds a
-  body nobody reads any more (the answer went out first), which uvicorn drops.
+- a connection bound per worker: past ``max_connections`` another connection is closed
+  to make room: the one that has waited longest for its request headers, or for the
+  rest of a body already answered (an early 401 or 413); failing those, the one whose
+  unfinished body started longest ago (answered 503). Only connections whose request is
+  whole, and being answered, are never closed for room, so idle, half-sent or trickled
+  requests can never lock out a client that sends a whole request. The body deadline
+  also bounds a body nobody reads any more (the answer went out first), which uvicorn
+  drops.
 
 It also sends a response's head and its first body bytes in one write
 (``CoalescingTransport``). Keep-alive idle time is uvicorn's own ``timeout_keep_alive``.
@@ -325,16 +329,46 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _make_room(self) -> None:
-        """Close the connection that has waited longest for its headers (maybe this one)."""
-        waiting = [
+        """Close another connection that holds nothing being answered, or refuse this one.
+
+        First the one that has waited longest for its headers, or for the rest of a body
+        that was already answered: neither is owed anything. Then the one whose body
+        started longest ago, answered 503: a client sending a whole request sends its
+        body at once, and a stranger needs no token to keep a body coming (a review held
+        a worker's every connection with answered 401s whose bodies trickled in)."""
+        others = [
             c
             for c in self.connections
-            if isinstance(c, GuardedHttpToolsProtocol) and c._awaiting_headers
+            if isinstance(c, GuardedHttpToolsProtocol)
+            and c is not self
+            and not c.transport.is_closing()
         ]
-        if not waiting:
-            self.transport.close()  # every other connection is mid-request: refuse this one
+        idle = [c for c in others if c._awaiting_headers or c._draining()]
+        if idle:
+            min(idle, key=lambda c: c._waiting_since).transport.close()
             return
-        min(waiting, key=lambda c: c._waiting_since).transport.close()
+        reading = [c for c in others if c._reading_body()]
+        if reading:
+            oldest = min(reading, key=lambda c: c._body_started)
+            oldest._close_with(_BUSY)
+            oldest._release_body()
+            return
+        self.transport.close()  # every other request is whole and being answered
+
+    def _draining(self) -> bool:
+        """Answered, and reading the rest of a body only to drop it."""
+        cycle = self.cycle
+        return cycle is not None and cycle.response_complete and cycle.more_body
+
+    def _reading_body(self) -> bool:
+        """Its headers are in, its body is not, and nothing was answered yet."""
+        cycle = self.cycle
+        return (
+            not self._awaiting_headers
+            and cycle is not None
+            and cycle.more_body
+            and not cycle.response_started
+        )
 
     def _release_body(self) -> None:
         self._worker.held -= self._body_bytes
@@ -445,5 +479,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if not (unread_body or pipelined or self.transport.is_closing()):
             self._await_request()
+        elif unread_body:
+            self._waiting_since = self.loop.time()  # idle from here, for _make_room
         # With the body unread (an early 401 or 413), uvicorn reads and drops the rest;
         # the body deadline still applies, so that cannot last longer than a body may.

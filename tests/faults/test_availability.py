@@ -9,6 +9,7 @@ each test is bounded to a few seconds; the limits themselves are the defaults.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import resource
@@ -216,6 +217,58 @@ def test_1100_idle_half_sent_requests_lock_nobody_out(small_server: CollectorPro
         assert_still_serving(server, rss_before)
     finally:
         for sock in idle:
+            sock.close()
+
+
+@pytest.fixture
+def bounded_server(tmp_path: Path) -> Iterator[CollectorProcess]:
+    """A collector that keeps at most 40 connections, with the default body deadline
+    (30 s): longer than any of these tests, so only making room can free a slot."""
+    sites = tmp_path / "sites.toml"
+    sites.write_text(site_file_text(), encoding="utf-8")
+    process = start_collector(tmp_path, sites, extra=("--max-connections", "40"))
+    yield process
+    process.stop()
+
+
+@pytest.mark.parametrize("token", [None, SHOP_WRITE_TOKEN], ids=["answered-401", "with-token"])
+def test_bodies_trickled_on_every_connection_lock_nobody_out(
+    bounded_server: CollectorProcess, token: str | None
+) -> None:
+    """A review held a worker's every connection without a token: each sent an ingest's
+    headers with a large Content-Length, got its 401 at once, then a body byte now and
+    then, and a whole request was refused for as long as the body deadline. An answered
+    request's body is now closed for room like an idle connection, and failing those the
+    body that started longest ago is refused with 503 (with a token the request is not
+    answered until its body is whole)."""
+    server = bounded_server
+    rss_before = rss_kib(server.process.pid)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = (
+        f"POST {wire.INGEST_PATH} HTTP/1.1\r\nHost: collector\r\n{auth}"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    ).encode()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(60):
+            sock = connect(server)
+            sock.sendall(head)
+            held.append(sock)
+        time.sleep(0.3)
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"[")  # the body keeps coming: no keep-alive close
+        for _ in range(3):
+            assert_still_serving(server, rss_before)
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"[")
+        closed = [a for a in map(closed_by_server, held) if a is not None]
+        assert len(closed) >= 20, len(closed)
+        if token:
+            assert sum(status_of(a) == 503 for a in closed) >= 15
+    finally:
+        for sock in held:
             sock.close()
 
 
