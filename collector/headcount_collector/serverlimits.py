@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import resource
 from collections.abc import Iterable
@@ -148,15 +149,35 @@ _BUSY = (
 
 
 class _Worker:
-    """What one worker's connections share: the body budget, the deadline sweep and the
-    answer heads waiting for their bodies."""
+    """What one worker's connections share: the body budget, the deadline sweep, the
+    answer heads waiting for their bodies, and the count of malformed requests."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
         self.held = 0
         self.heads = HeldHeads(loop)
         self._loop = loop
         self._connections = connections
+        self._malformed = 0
+        self._malformed_logged_at: float | None = None
         loop.call_later(_SWEEP_SECONDS, self._sweep)
+
+    def malformed_request(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        """One request refused as malformed (400, or 431 for its headers): logged at
+        once the first time, then as a count at most once a minute. uvicorn logs a
+        warning for each, so a stranger could write thousands of lines a second into
+        the log without a token, at any log level."""
+        self._malformed += 1
+        now = self._loop.time()
+        last = self._malformed_logged_at
+        if last is not None and now - last < _MALFORMED_LOG_SECONDS:
+            return
+        logger.warning(
+            "Invalid HTTP request received (%d refused since the last such line; at most "
+            "one line a minute)",
+            self._malformed,
+        )
+        self._malformed = 0
+        self._malformed_logged_at = now
 
     def _sweep(self) -> None:
         # One pass a fraction of a second for all connections, rather than a timer per
@@ -169,6 +190,26 @@ class _Worker:
 
 
 _SWEEP_SECONDS = 0.25
+_MALFORMED_LOG_SECONDS = 60.0
+_INVALID_REQUEST = "Invalid HTTP request received."
+
+
+class _CountedParseErrors:
+    """uvicorn's logger for one connection, but for its line per malformed request,
+    which the worker counts instead (``_Worker.malformed_request``)."""
+
+    def __init__(self, logger: logging.Logger, worker: _Worker) -> None:
+        self._logger = logger
+        self._worker = worker
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        if msg == _INVALID_REQUEST and not args:
+            self._worker.malformed_request(self._logger)
+        else:
+            self._logger.warning(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
 
 
 def _worker_of(protocol: HttpToolsProtocol) -> _Worker:
@@ -297,6 +338,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = _limits(os.environ.get(LIMITS_ENV))
         self._bound = self._limits.connection_bound()
         self._worker = _worker_of(self)
+        self.logger = _CountedParseErrors(self.logger, self._worker)  # type: ignore[assignment]
         self._awaiting_headers = True
         self._header_bytes = 0
         self._headers_overflowed = False

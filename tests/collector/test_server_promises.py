@@ -283,3 +283,38 @@ def test_a_websocket_upgrade_logs_no_address_query_string_or_header(
         "Unsupported upgrade",
     ):
         assert canary not in log, (canary, log)
+
+
+# --- malformed requests cannot flood the log -------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", ["warning", "debug"])
+def test_malformed_requests_are_refused_and_logged_once_a_minute(
+    tmp_path: Path, level: str
+) -> None:
+    """uvicorn writes a warning per malformed request, so a stranger without a token wrote
+    5,000 lines a second into the log at any level (a review). Each is still answered 400
+    (431 for oversized headers); the log gets the first, then a count once a minute."""
+    site = tmp_path / "sites.toml"
+    site.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp_path, site, extra=("--log-level", level))
+    try:
+        port = urlsplit(server.url).port
+        assert port is not None
+        answers = set()
+        for index in range(300):
+            garbage = b"\x00\r\n\r\n" if index % 2 else b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 70
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.sendall(garbage + b"\r\n")
+                answers.add(conn.recv(4096).split(b"\r\n", 1)[0])
+        assert answers == {
+            b"HTTP/1.1 400 Bad Request",
+            b"HTTP/1.1 431 Request Header Fields Too Large",
+        }, answers
+        assert httpx.get(f"{server.url}/healthz").is_success  # the log is written by now
+    finally:
+        server.stop()
+    lines = [line for line in server.log_text().splitlines() if "Invalid HTTP request" in line]
+    assert len(lines) == 1, lines
+    assert "(1 refused since the last such line" in lines[0]
