@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from headcount_collector.config import Site, SiteRegistry
-from headcount_collector.errors import StoreUnavailable
+from headcount_collector.errors import StoreUnavailable, split_validation_error
 from headcount_collector.ingest import oldest_accepted
 from headcount_collector.release.sealing import NoisePool, begin_sealing, seal_due, seal_history
 from headcount_collector.stores.base import Store
@@ -52,6 +52,30 @@ _encode = msgspec.json.Encoder().encode
 class _SealRequest(msgspec.Struct, forbid_unknown_fields=True, rename={"start": "from"}):
     until: int
     start: int | None = None
+
+
+_SEAL_DECODER: Final = msgspec.json.Decoder(_SealRequest)
+# {"until": ..., "from": ...} with room to spare; the endpoint reads no more.
+_MAX_SEAL_BODY: Final = 1024
+_SEAL_SHAPE: Final = 'expected {"until": hour, "from": hour (optional)}'
+
+
+class _SealBodyTooLarge(Exception):
+    pass
+
+
+async def _seal_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_SEAL_BODY):
+        raise _SealBodyTooLarge
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_SEAL_BODY:
+            raise _SealBodyTooLarge
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -161,11 +185,17 @@ def import_routes(
         if site is None:
             return unauthorized()
         try:
-            wanted = msgspec.json.decode(await request.body(), type=_SealRequest)
+            wanted = _SEAL_DECODER.decode(await _seal_body(request))
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is left to answer
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return _json({"error": f"expected {{'until': hour}}: {exc}"}, 422)
+        except _SealBodyTooLarge:
+            return _json({"error": f"body larger than {_MAX_SEAL_BODY} bytes; {_SEAL_SHAPE}"}, 413)
+        except msgspec.ValidationError as exc:
+            # Never the submitted text back: a field name may be what is being refused.
+            problem, path = split_validation_error(str(exc))
+            return _json({"error": f"{problem}; {_SEAL_SHAPE}", "path": path}, 422)
+        except msgspec.DecodeError:
+            return _json({"error": f"body is not valid JSON; {_SEAL_SHAPE}", "path": "$"}, 422)
         if wanted.until % 3600 or wanted.until < 0:
             return _json({"error": "until must be the start of an hour, in Unix seconds"}, 422)
         if wanted.start is not None and (wanted.start % 3600 or wanted.start < 0):

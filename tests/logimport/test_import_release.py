@@ -83,8 +83,26 @@ def test_import_endpoints_need_the_write_token(
     refused = httpx.post(seal, json={"until": 3601}, headers=auth)
     assert refused.status_code == 422
     assert "start of an hour" in refused.json()["error"]
-    assert httpx.post(seal, content=b"{", headers=auth).status_code == 422
-    assert httpx.post(seal, json={"until": 3600, "x": 1}, headers=auth).status_code == 422
+    watermark = _sealed_until(server.url, tokens["old"].write)
+    malformed = httpx.post(seal, content=b"{", headers=auth)
+    assert malformed.status_code == 422
+    assert malformed.json() == {
+        "error": 'body is not valid JSON; expected {"until": hour, "from": hour (optional)}',
+        "path": "$",
+    }
+    # A field's name may be the identifier being refused: never echoed back.
+    unknown = httpx.post(seal, json={"until": 3600, "jane.doe@example.com": 1}, headers=auth)
+    assert unknown.status_code == 422
+    assert "jane.doe" not in unknown.text
+    assert unknown.json()["path"] == "$"
+    wrong_type = httpx.post(seal, json={"until": "noon"}, headers=auth)
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["path"] == "$.until"
+    assert "noon" not in wrong_type.text
+    oversized = httpx.post(seal, content=b'{"until": 3600' + b" " * 2000 + b"}", headers=auth)
+    assert oversized.status_code == 413
+    # None of them sealed anything.
+    assert _sealed_until(server.url, tokens["old"].write) == watermark
     hour_before = int(time.time()) // 3600 * 3600
     state = _state(server.url, tokens["old"].write).json()
     now_hour = int(time.time()) // 3600 * 3600
