@@ -12,6 +12,11 @@ class RequestInfo:
     coarsening. Nothing here is kept after that call returns, except that a keyed hash of
     the client address, ``user_agent`` and ``host`` links a visit's pageviews in memory
     (or Redis) for as long as the visit lasts; it is never sent, logged or written out.
+
+    ``route_from_app`` says that ``route`` is the app's own text (a router's rule, a CMS
+    page's path), never worked out from the request's path: only then is it kept for a
+    request answered 404 or 410, which otherwise counts as ``(unmatched)``, since the
+    path of a page that does not exist is whatever the visitor typed.
     """
 
     __slots__ = (

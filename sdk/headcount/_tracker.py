@@ -259,6 +259,11 @@ class Tracker:
                 infos = self._route_infos
                 known = infos.remember(info.route) if info.route_from_app else infos(info.route)
             route, excluded, _ = known
+            if (info.status == 404 or info.status == 410) and not info.route_from_app:
+                # A route the app worked out from the path itself (generalize_path, a
+                # path given to set_route) for a page that does not exist is text the
+                # visitor typed: a name or a token in words.
+                route = UNMATCHED
             hour, hour_end = self._hour_window
             now = self._clock()
             if not hour <= now < hour_end:

@@ -44,16 +44,18 @@ def test_a_tracker_sends_to_it_and_its_counts_are_read_by_kind_and_field() -> No
     tracker = tracker_for(collector.transport())
     for _ in range(2):
         tracker.record_request(page(route="/articles/<int:id>"))
-    tracker.record_request(page(route="/about", status=404))
+    tracker.record_request(page(route="/about", status=404, route_from_app=True))
+    # A 404 under a route not from the app's router: the visitor's own path.
+    tracker.record_request(page(route="/u/jane-doe", status=404))
     assert tracker.flush(5)
     tracker.shutdown(1)
 
     assert collector.rejected == []
     assert collector.counts(Pageview, "route") == Counter({("/articles/{id}",): 2})
     assert collector.counts(Request, "route", "status") == Counter(
-        {("/articles/{id}", "2xx"): 2, ("/about", "4xx"): 1}
+        {("/articles/{id}", "2xx"): 2, ("/about", "4xx"): 1, ("(unmatched)", "4xx"): 1}
     )
-    assert collector.total(Request) == 3
+    assert collector.total(Request) == 4
     assert all(isinstance(r, Pageview) for r in collector.records(Pageview))
 
 

@@ -505,7 +505,9 @@ def test_hand_built_keys_put_each_value_where_the_registry_says(tracker: Tracker
             elapsed=0.3,
         )
     )
-    tracker.record_request(page(method="POST", status=404, elapsed=2.0, content_type=None))
+    tracker.record_request(
+        page(method="POST", status=404, elapsed=2.0, content_type=None, route_from_app=True)
+    )
     tracker.record_request(page(user_agent="Googlebot/2.1 (+http://www.google.com/bot.html)"))
     tracker.event("signup", route="/join", plan="pro")
     hour = HOUR  # the fixture's clock
