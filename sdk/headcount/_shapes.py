@@ -177,6 +177,42 @@ def _hex_chain_problem(
             continue  # numbers have rules of their own (dates are fine in campaigns)
         if len(joined) >= 16 or (len(joined) >= 12 and any(c.isdigit() for c in joined)):
             return "contains a hex string", [runs[i].span() for i in chain]
+        if len(chain) >= 6 and all(len(runs[i].group()) == 2 for i in chain):
+            return "contains a hardware (MAC) address", [runs[i].span() for i in chain]
+    return None
+
+
+_VOWELS: Final = frozenset("aeiouyAEIOUY")
+
+
+def _opaque_run(run: str) -> bool:
+    """A run no word is made of: digits, letters and digits mixed (kj39), or Latin
+    letters without a vowel (qzx, x). Other scripts are not judged."""
+    if not run.isascii():
+        return False
+    if run.isalpha():
+        return not any(c in _VOWELS for c in run)
+    return True
+
+
+def _opaque_chain_problem(
+    text: str, runs: Sequence[re.Match[str]]
+) -> tuple[str, list[tuple[int, int]]] | None:
+    """A token split into short groups: ``kj39-xp82-mn47-qw15``, ``qzx-kpv-wtr-bmn-jfl``,
+    a phone number split by letters (``x-415-y-555-z-012``). Each group alone is too
+    short to judge; in a row they are no words.
+
+    Three runs of mixed letters and digits in a row, or four opaque runs (``_opaque_run``)
+    of which two hold letters. Words between them break the row, so ``html5-css3-js``,
+    ``mp3-to-mp4`` and ``2024-q4-h1`` pass, while ``a1-b2-c3`` does not.
+    """
+    opaque = [_opaque_run(r.group()) for r in runs]
+    for chain in _chains(opaque):
+        groups = [runs[i].group() for i in chain]
+        lettered = [g for g in groups if not g.isdigit()]
+        mixed = sum(not g.isalpha() for g in lettered)
+        if mixed >= 3 or (len(groups) >= 4 and len(lettered) >= 2):
+            return "contains a token split into short groups", [runs[i].span() for i in chain]
     return None
 
 
@@ -234,6 +270,10 @@ def _literal_problem(literal: str, segment: str) -> str | None:
             return "contains a long number"
         if _token_run(text):
             return "contains a token, hash or random id"
+    # Within the segment only: across segments short paths would be judged as one
+    # (/tv/4k-hdr-tv, /sql/ddl-dml-dcl).
+    if _opaque_chain_problem(literal, list(_RUN.finditer(literal))) is not None:
+        return "contains a token split into short groups"
     if "." in literal.strip("."):
         parts = literal.split(".")
         if parts[0] == "":
@@ -371,8 +411,9 @@ def _number_group_ok(group: list[str]) -> bool:
     years = [run for run in group if _YEAR.fullmatch(run) or _DATE.fullmatch(run)]
     rest = [run for run in group if run not in years]
     if len(years) == 1:
-        # A date or date-time: 2025_11_28_10_15, 28-11-2025 (Mailchimp's defaults).
-        return len(rest) <= 5 and all(len(run) <= 2 for run in rest)
+        # A date or date-time to the minute: 2025_11_28_10_15, 28-11-2025 (Mailchimp's
+        # defaults); a second more is a timestamp, not a campaign's name.
+        return len(rest) <= 4 and all(len(run) <= 2 for run in rest)
     if years:
         return False
     return len(group) <= 2 and all(len(run) <= 3 for run in group) and len("".join(group)) <= 4
@@ -424,9 +465,13 @@ def _slug_identifier_problem(value: str) -> str | None:
             return "contains a token, hash or id"
         if _random_letters(re.sub(r"\d", "", part)):
             return "contains a random-looking token"
-    # Numbers were judged above, by campaign rules (dates); hex split up is judged here.
-    if _hex_chain_problem(value, list(_RUN.finditer(value))) is not None:
+    # Numbers were judged above, by campaign rules (dates); hex and tokens split up are
+    # judged here.
+    runs = list(_RUN.finditer(value))
+    if _hex_chain_problem(value, runs) is not None:
         return "contains a hex string"
+    if _opaque_chain_problem(value, runs) is not None:
+        return "contains a token split into short groups"
     return None
 
 
@@ -540,9 +585,12 @@ def _label_problem(label: str) -> bool:
             return True
     if len(label) > MAX_REGISTRABLE_LABEL:
         return True
-    return any(
-        (run.group().isdigit() and len(run.group()) >= 6) or _token_run(run.group())
-        for run in _RUN.finditer(label)
+    # A phone number or a token split into groups (415-555-0123.com), as in routes.
+    runs = list(_RUN.finditer(label))
+    return (
+        _number_chain_problem(label) is not None
+        or _opaque_chain_problem(label, runs) is not None
+        or any(_token_run(run.group()) for run in runs)
     )
 
 

@@ -66,6 +66,15 @@ PER_RECIPIENT = [
     "a1b2c3d4e5f6",
     "ab12-cd34-ef56",
     "2025-11-28-dead-beef-cafe-babe",
+    # Tokens and phone numbers split into short groups (a 2026-12-06 review got these sent).
+    "kj39-xp82-mn47-qw15",
+    "qzx-kpv-wtr-bmn-jfl-cyd",
+    "zq_xv_kp_wj_bm_fy_lc",
+    "ab1-cd2-ef3-gh4-ij5",
+    "a1-b2-c3-d4",
+    "x-415-y-555-z-012-w-3",
+    # A timestamp to the second is no campaign's name.
+    "2025_11_28_10_15_33",
     "x\u200bsale",
     "\u202esale",
     "\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077",
@@ -111,6 +120,9 @@ def test_generalize_path_always_yields_what_the_collector_accepts(segments: list
         ".well-known", "jquery.min.js", "über-uns", "checkout", "oauth2", "x86_64",
         "datenschutz", "impressum", "kontakt-formular", "sitemap.xml", "{name}:cancel",
         "getting-started", "404", "2fa", "sha256sum", "favicon.ico", "subscriptions",
+        # Short groups with words between, or too few to be a token.
+        "html5-css3-js", "mp3-to-mp4", "pdf-to-jpg-converter", "4k-hdr-tv", "ddl-dml-dcl",
+        "h264-aac-mp4", "ssh-gpg-tls", "plan-a-vs-plan-b", "q-and-a", "a-z-index", "b2b-saas",
     ],
 )  # fmt: skip
 def test_template_text_is_not_an_identifier(segment: str) -> None:
@@ -137,6 +149,12 @@ def test_template_text_is_not_an_identifier(segment: str) -> None:
         ("/static/app.js.map", "/static/app.js.map"),
         ("/dl/archive.tar.gz", "/dl/archive.tar.gz"),
         ("/types/index.d.ts", "/types/index.d.ts"),
+        # Tokens and numbers split into short groups, and a hardware address.
+        ("/reset/kj39-xp82-mn47-qw15", "/reset/{id}"),
+        ("/invite/qzx-kpv-wtr-bmn-jfl-cyd", "/invite/{id}"),
+        ("/call/x-415-y-555-z-012-w-3", "/call/{id}"),
+        ("/mac/aa-bb-cc-dd-ee-ff", "/mac/{id}"),
+        ("/courses/html5-css3-js", "/courses/html5-css3-js"),
     ],
 )
 def test_ids_behind_letters_and_names_with_extensions_become_placeholders(
@@ -231,6 +249,12 @@ def test_random_letter_ids_are_recognised_and_words_are_not() -> None:
         ("a" * 41 + ".com", None),
         ("b" * 64 + ".example.com", None),
         ("example.invalid", None),
+        # A phone number or a token split into groups is no site's name.
+        ("415-555-0123.com", None),
+        ("kj39-xp82-mn47.com", None),
+        ("1-800-flowers.com", "1-800-flowers.com"),
+        ("123-reg.co.uk", "123-reg.co.uk"),
+        ("24-7-news.com", "24-7-news.com"),
     ],
 )
 def test_referrer_domains(host: str, expected: str | None) -> None:
