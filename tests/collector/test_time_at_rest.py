@@ -96,3 +96,33 @@ def test_migration_8_rounds_the_seconds_earlier_versions_wrote(tmp_path: Any) ->
         assert execute("SELECT seen FROM hc_sender").fetchall() == [(HOUR,)]
     finally:
         conn.close()
+
+
+def test_a_site_in_a_zone_off_the_hour_seals_from_a_whole_hour(
+    store: Store, store_url: str, tmp_path: Any
+) -> None:
+    """Retention keeps local days, and in Kathmandu (UTC+5:45) a local midnight is 15
+    minutes past a UTC hour. Sealing of a database that already held counts began at
+    that midnight, so its hourly origin and watermark were stored at minutes past the
+    hour (a review found them). Hourly sealing now starts at the first whole hour."""
+    from headcount_collector.config import load_sites
+    from headcount_collector.release.sealing import begin_sealing
+    from tests.conftest import site_file_text
+
+    sites = tmp_path / "sites.toml"
+    sites.write_text(
+        site_file_text(noise=True).replace('timezone = "UTC"', 'timezone = "Asia/Kathmandu"'),
+        encoding="utf-8",
+    )
+    site = load_sites(sites).get("shop")
+    assert site is not None
+    counts: dict[CounterKey, int] = {("pageview", HOUR - 3 * 86400, pv("/")): 3}
+    batch = PendingBatch("shop", secrets.token_hex(16), counts, 1, visits="memory")
+    assert store.commit([batch], ODD_SECOND) == [True]
+    begin_sealing(store, site, ODD_SECOND)
+    execute = execute_on(store_url)
+    rows = execute("SELECT res, origin, sealed_until FROM hc_seal WHERE site = 'shop'", ())
+    origins = {str(res): (int(origin), int(until)) for res, origin, until in rows}
+    assert origins["h"][0] % 3600 == 0, origins
+    assert origins["h"][1] % 3600 == 0, origins
+    assert origins["d"][0] % 3600 == 15 * 60  # a local midnight, as a day's key is

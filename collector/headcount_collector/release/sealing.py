@@ -116,7 +116,9 @@ def begin_sealing(store: Store, site: Site, now: float) -> dict[str, int]:
         # Counts already stored (an upgraded database) are released from the start of
         # what retention keeps; a new site starts now.
         hourly_from, daily_from = retention_cutoffs(site, int(now))
-        start = hourly_from if resolution == "h" else daily_from
+        # Retention keeps local days; in a zone 15, 30 or 45 minutes off the hour the
+        # hourly origin is the first whole hour of them, never a time inside an hour.
+        start = -(-hourly_from // 3600) * 3600 if resolution == "h" else daily_from
         if not store.data_buckets(site.id, resolution, 0, limit):
             start = limit
         store.start_sealing(site.id, resolution, min(start, limit))
