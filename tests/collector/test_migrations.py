@@ -225,3 +225,36 @@ def test_a_version_1_postgres_database_upgrades_with_every_count(
         assert _stored(conn.execute) == before
     expected = registry_schema()
     assert postgres_schema(url, list(expected)) == expected
+
+
+def test_version_11_lists_the_buckets_of_the_released_cells_already_stored(
+    tmp_path: Path,
+) -> None:
+    """A database at version 10 holds released cells but no list of their buckets, which
+    route-filtered reads on SQLite go through: the upgrade fills it from the cells."""
+    path = tmp_path / "v10.sqlite3"
+    store = SQLiteStore(path)
+    store.migrate()
+    store.close()
+    cells = [("blog", "h", 7200), ("blog", "h", 7200), ("blog", "d", 0), ("shop", "h", 3600)]
+    with closing(sqlite3.connect(path)) as conn:
+        for index, (site, res, bucket) in enumerate(cells):
+            table = release_table(["pageview", "request", "event", "visit"][index])
+            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            values = {"site": site, "res": res, "bucket": bucket, "n": 50, "var": 49.0}
+            row = [values.get(c, 0 if c in ("entry", "marginal") else "") for c in columns]
+            conn.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' for _ in columns)})",
+                row,
+            )
+        conn.execute("DROP TABLE hc_rel_buckets")
+        conn.execute("UPDATE hc_meta SET value = '10' WHERE key = 'schema_version'")
+        conn.commit()
+    store = SQLiteStore(path)
+    store.migrate()
+    assert store.schema_version() == latest_version()
+    store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        listed = set(conn.execute("SELECT site, res, bucket FROM hc_rel_buckets").fetchall())
+    assert listed == set(cells)

@@ -121,6 +121,7 @@ def test_collectors_starting_together_migrate_once(
         *(release_table(kind) for kind in TABLES),
         "hc_seal",
         "hc_sealed_data",
+        "hc_rel_buckets",
         "hc_seal_params",
         "hc_batch",
         "hc_rollup",

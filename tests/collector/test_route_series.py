@@ -261,4 +261,49 @@ def test_a_released_read_touches_released_cells_and_nothing_else(dialect: Dialec
                         per_bucket=per_bucket, one_of=one_of,
                     )  # fmt: skip
                     sql, _ = dialect.released_sql(query)
-                    assert set(re.findall(r"\bhc_\w+", sql)) == {release_table(kind)}, sql
+                    # hc_rel_buckets: the buckets that hold released cells, no more.
+                    assert set(re.findall(r"\bhc_\w+", sql)) <= {
+                        release_table(kind),
+                        "hc_rel_buckets",
+                    }, sql
+                    assert release_table(kind) in sql
+
+
+def test_the_released_buckets_are_exactly_those_of_the_released_cells(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Route-filtered reads on SQLite find cells through hc_rel_buckets. A released cell
+    in a bucket missing there would be silently left out of them; a bucket listed there
+    without a released cell (one that held only counts below the threshold) would make
+    its reads take longer, telling a reader that someone came. So the list is exactly
+    the released cells' buckets, after sealing and after retention."""
+    with noised_collector(tmp_path, store_url=store_url, hourly_days=1) as collector:
+        for day, records in enumerate(_varied_records(DAYS)):
+            at = local_ts(FIRST_DAY + timedelta(days=day), 23)
+            assert collector.send(records, at) == {"accepted": len(records)}
+        # One request alone in an hour: sealed, never released, never listed.
+        lone = local_ts(FIRST_DAY + timedelta(days=DAYS - 1), 5)
+        assert collector.send([request_record("/lonely", hour=lone)], lone) == {"accepted": 1}
+        with collector.store_connection() as execute:
+            listed_before = execute("SELECT COUNT(*) FROM hc_rel_buckets").fetchone()[0]  # type: ignore[attr-defined]
+        assert listed_before == 0
+        for retention in (False, True):
+            collector.seal_everything(SEALED_AT)
+            if retention:
+                collector.run_retention()
+            with collector.store_connection() as execute:
+                released = set(
+                    execute(  # type: ignore[attr-defined]
+                        " UNION ".join(
+                            f"SELECT site, res, bucket FROM hc_rel_{kind}"
+                            for kind in ("pageview", "request", "event", "bot", "visit")
+                        )
+                    ).fetchall()
+                )
+                listed = set(execute("SELECT site, res, bucket FROM hc_rel_buckets").fetchall())  # type: ignore[attr-defined]
+                sealed = set(execute("SELECT site, res, bucket FROM hc_sealed_data").fetchall())  # type: ignore[attr-defined]
+            assert released
+            assert listed == released
+            if not retention:
+                # The lone request's hour was sealed and is in hc_sealed_data, not here.
+                assert sealed - listed

@@ -216,6 +216,8 @@ def delete_expired(
         deleted += delete_before(table.name, "d", daily_cutoff)
         delete_before(release_table(table.kind), "h", hourly_cutoff)
         delete_before(release_table(table.kind), "d", daily_cutoff)
+    delete_before("hc_rel_buckets", "h", hourly_cutoff)
+    delete_before("hc_rel_buckets", "d", daily_cutoff)
     # Which buckets live sealing released is forgotten with the cells: the watermark
     # keeps them closed. Before the origin a claim is the only guard, so it stays: were
     # it forgotten, a longer retention later would let the same history in again, and
@@ -628,6 +630,12 @@ class Dialect:
     placeholder: str  # "?" or "%s"
     prop_expression: str  # with {ph} where the property name goes
     lateral: bool = False  # time targets joined through LATERAL (see _summed)
+    # Whether a route-filtered read of released cells finds each released bucket's cells
+    # by key (see released_sql). SQLite's planner does it as written; PostgreSQL's, with
+    # the statistics a table has before it is analyzed, joined the buckets as a filter
+    # over every route's cells, once per bucket (10 s for a year by month, against 35 ms
+    # for its plain range scan), so PostgreSQL keeps the range scan.
+    probes_released_buckets: bool = False
 
     def upsert_sql(self, table: Table) -> str:
         columns = ("site", "res", "bucket", *table.dimensions, "n")
@@ -659,17 +667,28 @@ class Dialect:
             time_col = "b.t"
         group_exprs = [self._column(c, params) for c in query.group_by]
         table = release_table(query.marginal.kind)
-        # Released cells only, and only by their own keys: how long a read takes must
-        # not depend on anything unreleased. (Finding a route's cells bucket by bucket,
-        # through the buckets hc_sealed_data lists, was 7-11x faster on SQLite; but live
-        # sealing lists every bucket that held counts, released or not, so the extra
-        # look-ups timed whether anyone had come in an hour.)
-        where = [f"c.site = {ph}", f"c.res = {ph}", f"c.marginal = {ph}"]
+        probe = self.probes_released_buckets and _probes_released_buckets(query)
+        where: list[str] = []
+        if probe:
+            # The cells of one route (or a few) over a long period: each released bucket's
+            # cells of that route are found by their key (bucket, then route), rather
+            # than by reading every route's cells in the range and keeping that route's
+            # (a year by day for one route of 1,000 through /v1/stats: 4.3 against 26.6 ms
+            # on SQLite). hc_rel_buckets lists the buckets that hold released cells, and
+            # nothing unreleased: how long a read takes must not depend on anything
+            # unreleased (hc_sealed_data, which lists every bucket that held counts, made
+            # an hour someone visited take longer to read). The unary plus keeps SQLite
+            # from turning the buckets' range into a range on the cells too, which it
+            # then preferred to the key.
+            where += [f"s.site = {ph}", f"s.res = {ph}", "c.bucket = +s.bucket"]
+            params += [query.site, query.resolution]
+        where += [f"c.site = {ph}", f"c.res = {ph}", f"c.marginal = {ph}"]
         params += [query.site, query.resolution, query.marginal.code]
+        bucket = "s.bucket" if probe else "c.bucket"
         if not prefix:
             lo = min(segment[0] for segment in query.segments)
             hi = max(segment[1] for segment in query.segments)
-            where += [f"c.bucket >= {ph}", f"c.bucket < {ph}"]
+            where += [f"{bucket} >= {ph}", f"{bucket} < {ph}"]
             params += [lo, hi]
         # With segments, their bounds are the only ones on the bucket: a constant range
         # beside them made SQLite and PostgreSQL scan the whole range once per segment
@@ -681,7 +700,8 @@ class Dialect:
             column, values = query.one_of
             where.append(f"c.{column} IN ({', '.join(ph for _ in values)})")
             params += values
-        sql = self._summed(prefix, time_col, group_exprs, ("n", "var"), f"{table} c", where)
+        source = f"hc_rel_buckets s CROSS JOIN {table} c" if probe else f"{table} c"
+        sql = self._summed(prefix, time_col, group_exprs, ("n", "var"), source, where, bucket)
         return sql, params
 
     def select_sql(self, query: CounterQuery) -> tuple[str, list[object]]:
@@ -725,20 +745,29 @@ class Dialect:
         sums: tuple[str, ...],
         source: str,
         where: list[str],
+        bucket: str = "c.bucket",
     ) -> str:
-        """``SELECT time, groups, SUM(...)`` over ``source`` (the cells, as ``c``); with
-        time targets (``prefix`` names them ``b(lo, hi, t)``) each target reads its own
-        buckets through the index. PostgreSQL is told so with LATERAL, and OFFSET 0 so
+        """``SELECT time, groups, SUM(...)`` over ``source`` (the cells as ``c``, and the
+        released buckets as ``s`` when ``bucket`` is ``s.bucket``); with time targets
+        (``prefix`` names them ``b(lo, hi, t)``) each target reads its own buckets through
+        the index. SQLite keeps the tables in the order written (CROSS JOIN). PostgreSQL
+        is told so with LATERAL, and OFFSET 0 so
         that it cannot flatten the subquery back into a join: left to itself, with a
         table whose statistics are stale, it planned the table outside and compared
         every row with every target (25 million comparisons for 18,000 rows and 27
         years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
-        within = "c.bucket >= b.lo AND c.bucket < b.hi"
+        within = f"{bucket} >= b.lo AND {bucket} < b.hi"
         condition = " AND ".join(where)
         if not prefix or not self.lateral:
             select = ", ".join([time_col, *group_exprs, *(f"SUM(c.{s})" for s in sums)])
-            tables = f"{source} JOIN b ON {within}" if prefix else source
+            if not prefix:
+                tables = source
+            elif bucket == "c.bucket":
+                tables = f"{source} JOIN b ON {within}"
+            else:
+                tables = f"b CROSS JOIN {source}"
+                condition = f"{within} AND {condition}"
             return f"{prefix}SELECT {select} FROM {tables} WHERE {condition} GROUP BY {group}"
         inner = ", ".join([*(f"{e} AS g{i}" for i, e in enumerate(group_exprs)), *sums])
         outer = ", ".join(
@@ -752,6 +781,15 @@ class Dialect:
             f"{prefix}SELECT {outer} FROM b CROSS JOIN LATERAL (SELECT {inner} FROM {source} "
             f"WHERE {condition} AND {within} OFFSET 0) x GROUP BY {group}"
         )
+
+
+def _probes_released_buckets(query: ReleasedQuery) -> bool:
+    """Whether the query fixes the cells' first key column after the bucket (a route
+    filter, or a few routes), so that each bucket's cells can be found by key."""
+    first = TABLES[query.marginal.kind].dimensions[0]
+    if query.one_of is not None and query.one_of[0] == first:
+        return True
+    return any(column == first for column, _ in query.filters)
 
 
 BATCH_ID_SECRET_NAME = "batch_id_secret"  # noqa: S105 - a row name, not a secret
@@ -1137,6 +1175,13 @@ def _seal_one(
         if rows:
             execute_many(insert, rows)
             released += len(rows)
+    if released:
+        # Listed only when something was released: see Dialect.released_sql.
+        execute(
+            f"INSERT INTO hc_rel_buckets (site, res, bucket) VALUES ({ph}, {ph}, {ph}) "
+            "ON CONFLICT DO NOTHING",
+            (site, resolution, bucket),
+        )
     return released
 
 

@@ -299,6 +299,23 @@ _V10: Final = (
     " site TEXT NOT NULL, rolled_until {bigint} NOT NULL, PRIMARY KEY (site)){table}",
 )
 
+# Version 11: the buckets that hold released cells, so a read of one route's cells over a
+# long period can find each bucket's cells by key (stores.base.Dialect.released_sql). It
+# lists what was released and nothing else: hc_sealed_data lists every bucket that held
+# counts, released or not, and a read that probed those took longer for an hour someone
+# visited. Filled from the released cells already stored.
+_V11: Final = (
+    "CREATE TABLE IF NOT EXISTS hc_rel_buckets ("
+    " site TEXT NOT NULL, res TEXT NOT NULL, bucket {bigint} NOT NULL,"
+    " PRIMARY KEY (site, res, bucket)){table}",
+    """INSERT INTO hc_rel_buckets (site, res, bucket)
+SELECT site, res, bucket FROM hc_rel_pageview
+UNION SELECT site, res, bucket FROM hc_rel_request
+UNION SELECT site, res, bucket FROM hc_rel_event
+UNION SELECT site, res, bucket FROM hc_rel_bot
+UNION SELECT site, res, bucket FROM hc_rel_visit""",
+)
+
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: [*_format(_V1, d), _V1_BATCH_INDEX[d.backend]],
     lambda d: _format(_V2, d),
@@ -310,6 +327,7 @@ _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
     lambda d: list(_V8),
     lambda d: _format(_V9, d),
     lambda d: _format(_V10, d),
+    lambda d: _format(_V11, d),
 )
 
 

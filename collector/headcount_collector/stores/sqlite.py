@@ -77,6 +77,7 @@ logger = logging.getLogger("headcount_collector.stores.sqlite")
 DIALECT = Dialect(
     placeholder="?",
     prop_expression="json_extract(c.props, '$.\"' || {ph} || '\"')",
+    probes_released_buckets=True,
 )
 
 _UPSERT_SQL = {table.name: DIALECT.upsert_sql(table) for table in TABLES.values()}
