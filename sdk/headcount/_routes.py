@@ -83,7 +83,9 @@ def _replace_regex_groups(pattern: str, conversion: _Conversion) -> str:
                 named = re.match(r"\(\?P<([^>]*)>", group)
                 if named:
                     out.append(conversion.placeholder(named.group(1)))
-                elif not group.startswith("(?"):
+                elif not group.startswith("(?") or group.startswith("(?:"):
+                    # A non-capturing group matches path text too (en|de): dropped, it
+                    # left /orgs/{org}//legal.
                     out.append(conversion.unnamed())
                 # Other (?…) groups (lookarounds, flags) match no path text of their own.
         elif depth == 0:

@@ -36,6 +36,10 @@ from tests.sdk.conftest import page
         (r"^page\.html$", "/page.html"),
         (r"^x/(?P<a>(b|c))/$", "/x/{a}"),
         (r"^x/.*$", "/x/{id}"),
+        # A non-capturing group matches path text as any group does; lookarounds do not.
+        (r"^orgs/(?P<org>[-\w]+)/(?:en|de)/legal/$", "/orgs/{org}/{id}/legal"),
+        (r"^(?:en|de)/legal/$", "/{id}/legal"),
+        (r"^x/(?=y)y/$", "/x/y"),
         # Regexes that carry no ^, $ or named group, classes, and literal dots.
         (r"shop/item/([a-z]+)/", "/shop/item/{id}"),
         (r"^archive/\d{4}/$", "/archive/{id}"),
