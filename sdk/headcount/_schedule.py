@@ -79,6 +79,25 @@ class HourlyHold:
                     del self._fold_at[window]
         return due
 
+    def take_held(self) -> list[tuple[int, float, dict[Key, int]]]:
+        """Remove and return every window still held: (hour, release time, counts)."""
+        with self._lock:
+            held = [(w, self._release_at[w], self._windows[w]) for w in sorted(self._windows)]
+            self._windows.clear()
+            self._release_at.clear()
+            self._fold_at.clear()
+        return held
+
+    def adopt(self, hour: int, release_at: float, counts: Mapping[Key, int]) -> None:
+        """Hold a window another process held: joined to this one's window of the same
+        hour (which keeps its own moment), or held until ``release_at``."""
+        with self._lock:
+            if hour not in self._windows:
+                self._windows[hour] = {}
+                self._release_at[hour] = release_at
+                self._fold_at[hour] = fold_point(self._max_keys)
+            merge_counts(self._windows[hour], counts, self._fold_at[hour])
+
     def snapshot(self) -> dict[Key, int]:
         with self._lock:
             snapshot: dict[Key, int] = {}

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import httpx
 import msgspec
@@ -33,7 +34,11 @@ from headcount._stats import Counters
 from headcount._version import __version__
 from headcount.wire import MAX_BODY_BYTES, MAX_RECORDS, Batch, Record
 
-__all__ = ["SENDER_NAME", "Sender"]
+__all__ = ["SENDER_NAME", "Sender", "Take"]
+
+# What a collect takes: the records due under the schedule, everything (an explicit
+# flush), or at exit what is due, with the rest left in the exit spool if there is one.
+Take = Literal["due", "everything", "exit"]
 
 # A client's first request imports httpx's transport (httpcore), its CA bundle (certifi)
 # and, to look the host name up, the idna codec; here that is on the sender thread. They
@@ -89,13 +94,12 @@ class Sender:
         settings: TrackerSettings,
         counters: Counters,
         log: RateLimitedLog,
-        collect: Callable[[bool], list[Record]],
+        collect: Callable[[Take], list[Record]],
     ) -> None:
         self._settings = settings
         self._counters = counters
         self._log = log
-        # collect(everything): the records due for sending; `everything` ignores the
-        # hourly schedule (explicit flush and shutdown).
+        # collect(take): the records to send now (see Take).
         self._collect = collect
         self._rng = random.Random()
         # A batch id is this sender's name, its count of batches, then random digits
@@ -134,12 +138,13 @@ class Sender:
         self._thread = thread
         thread.start()
 
-    def flush(self, timeout: float) -> bool:
-        """Send everything counted so far. True when all of it reached the collector:
-        False when something is still buffered or the collector refused something."""
+    def flush(self, timeout: float, take: Take = "everything") -> bool:
+        """Send everything counted so far (``"exit"``: what is due, the rest left in the
+        exit spool if there is one). True when all of it reached the collector: False
+        when something is still buffered or the collector refused something."""
         deadline = time.monotonic() + timeout
         given_up = self._given_up
-        self._enqueue(self._collect(True))
+        self._enqueue(self._collect(take))
         delivered = self._send_buffered(deadline, wait=True)
         return delivered and self._given_up == given_up
 
@@ -154,7 +159,7 @@ class Sender:
         self._stop.set()
         self._wake.set()
         try:
-            self._enqueue(self._collect(True))
+            self._enqueue(self._collect("exit"))
             # Last chance: a batch waiting out its backoff is tried once more now.
             delivered = self._send_buffered(deadline, wait=False, ignore_backoff=True)
             if not delivered:
@@ -207,7 +212,7 @@ class Sender:
             try:
                 now = time.monotonic()
                 if now >= next_collect:
-                    self._enqueue(self._collect(False))
+                    self._enqueue(self._collect("due"))
                     next_collect = now + interval * self._rng.uniform(0.9, 1.1)
                 deadline = now + max(interval, self._settings.request_timeout)
                 self._send_buffered(deadline, wait=False)

@@ -81,6 +81,10 @@ class TrackerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     send_schedule: SendSchedule = "hourly"
     # Total time the interpreter's exit may spend sending what is left.
     shutdown_timeout: Annotated[float, Meta(ge=0, le=600)] = 2.0
+    # A directory where, under the hourly schedule, an exiting process leaves the hours
+    # it still holds for the app's next process to send at their moment ("": sent at
+    # exit, which times the exit). See headcount._spool.
+    exit_spool: Annotated[str, Meta(max_length=4096)] = ""
     # Upper bound on one HTTP request; a flush deadline shortens it further.
     request_timeout: Annotated[float, Meta(ge=0.01, le=600)] = 10.0
     # Retry backoff: doubles from backoff_initial up to backoff_max seconds, jittered.

@@ -38,8 +38,9 @@ from headcount._referrer import coarsen_referrer
 from headcount._request import RequestInfo
 from headcount._routes import normalize_route, normalized_route
 from headcount._schedule import HourlyHold
-from headcount._sender import Sender
+from headcount._sender import Sender, Take
 from headcount._settings import SendSchedule, TrackerSettings
+from headcount._spool import ExitSpool
 from headcount._stats import Counters, TrackerStats
 from headcount._table import CountTable, Key, PageviewKey, to_records
 from headcount._visits import Linked, MemoryVisits, VisitStore, build_visit_store
@@ -72,7 +73,8 @@ class _ProcessState:
     """Everything that must not cross a fork: the table, its lock, buffer, thread, client."""
 
     __slots__ = (
-        "clock", "counters", "hold", "log", "pid", "sender", "start_lock", "table", "visits"
+        "clock", "counters", "hold", "log", "pid", "sender", "spool", "start_lock", "table",
+        "visits",
     )  # fmt: skip
 
     def __init__(self, settings: TrackerSettings, pid: int, clock: Clock) -> None:
@@ -97,9 +99,17 @@ class _ProcessState:
             self.log,
             clock,
         )
+        self.spool = (
+            ExitSpool(settings.exit_spool, settings.endpoint, settings.write_token)
+            if settings.exit_spool and self.hold is not None
+            else None
+        )
         self.sender = Sender(settings, self.counters, self.log, self.collect)
 
-    def collect(self, everything: bool) -> list[Record]:
+    def collect(self, take: Take) -> list[Record]:
+        """The records to send now: those due (``"due"``), every one (``"everything"``,
+        an explicit flush), or at exit those due, the rest left in the spool if there
+        is one (``"exit"``)."""
         if self.visits is not None:
             # Before the swap, so visits that went idle leave in this very batch; and
             # here, on the sender's schedule, so they end without waiting for a request.
@@ -113,7 +123,34 @@ class _ProcessState:
             return to_records(counts.items())
         now = self.clock()
         self.hold.add(counts, now)
-        return to_records(self.hold.take_due(everything=everything, now=now).items())
+        if self.spool is not None:
+            self._adopt_spooled(self.spool, self.hold)
+            if take == "exit":
+                due = self.hold.take_due(now=now)
+                held = self.hold.take_held()
+                try:
+                    self.spool.leave(held)
+                except OSError as exc:
+                    # Sent at once rather than lost: the exit is timed, as without a spool.
+                    self.counters.add(errors=1)
+                    self.log.warning(
+                        "spool", "headcount: could not leave held counts in exit_spool "
+                        "(%s); sending them now", type(exc).__name__,
+                    )  # fmt: skip
+                    for _, _, window in held:
+                        for key, n in window.items():
+                            due[key] = due.get(key, 0) + n
+                return to_records(due.items())
+        return to_records(self.hold.take_due(everything=take != "due", now=now).items())
+
+    def _adopt_spooled(self, spool: ExitSpool, hold: HourlyHold) -> None:
+        """Hold what exited processes of this app left in the spool."""
+        try:
+            for hour, release_at, counts in spool.take():
+                hold.adopt(hour, release_at, counts)
+        except OSError as exc:
+            self.counters.add(errors=1)
+            self.log.warning("spool", "headcount: exit_spool unreadable: %s", type(exc).__name__)
 
     def counts(self) -> dict[Key, int]:
         counts = self.table.snapshot()
@@ -154,7 +191,8 @@ class Tracker:
     following hour, so the collector learns nothing finer than the hour from arrival
     times; counts then show up 1-2 hours late, and counts still held by a process that
     is killed (rather than shut down) are lost. ``flush`` and ``shutdown`` send held
-    counts at once.
+    counts at once; with ``exit_spool`` (a directory) ``shutdown`` sends only what is due
+    and leaves the rest there for the app's next process to send at its moment.
 
     Visits (on unless ``visits=False``): a pageview continues its browser's visit while
     no gap of ``visit_gap`` seconds (30 minutes) separates them. The browser is told
@@ -175,6 +213,7 @@ class Tracker:
         flush_interval: float | None = None,
         send_schedule: SendSchedule | None = None,
         shutdown_timeout: float | None = None,
+        exit_spool: str | None = None,
         request_timeout: float | None = None,
         backoff_initial: float | None = None,
         backoff_max: float | None = None,
@@ -508,6 +547,18 @@ class Tracker:
             return self._current_state().sender.flush(
                 self.settings.request_timeout if timeout is None else timeout
             )
+        except Exception as exc:
+            self._swallow(exc)
+            return False
+
+    def _flush_at_exit(self, timeout: float) -> bool:
+        """``flush`` for a server about to stop the process without exit hooks (the end
+        of an ASGI lifespan): what is not due yet goes to the exit spool if there is one,
+        as at exit."""
+        if not self.settings.enabled:
+            return True
+        try:
+            return self._current_state().sender.flush(timeout, "exit")
         except Exception as exc:
             self._swallow(exc)
             return False

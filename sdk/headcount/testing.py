@@ -175,15 +175,7 @@ class RecordingCollector:
 def _problem_of(batch: wire.Batch) -> str | None:
     """Why a schema-valid batch still holds a value the SDK never sends, or None."""
     for index, record in enumerate(batch.records):
-        where = f"$.records[{index}]"
-        route = getattr(record, "route", None)
-        if route is not None and (problem := wire.route_problem(route)):
-            return f"{where}.route {route!r} is not a template: {problem}"
-        if isinstance(record, wire.Pageview):
-            if problem := wire.referrer_problem(record.referrer):
-                return f"{where}.referrer {record.referrer!r} {problem}"
-            for name in ("utm_source", "utm_medium", "utm_campaign"):
-                value = getattr(record, name)
-                if value is not None and (problem := wire.slug_problem(value)):
-                    return f"{where}.{name} {value!r} {problem}"
+        found = wire.record_problem(record)
+        if found is not None:
+            return f"$.records[{index}].{found[0]} {found[1]}"
     return None

@@ -61,6 +61,7 @@ __all__ = [
     "encode_props",
     "looks_like_identifier",
     "pages_label",
+    "record_problem",
     "referrer_problem",
     "route_problem",
     "schema_document",
@@ -486,6 +487,24 @@ def referrer_problem(referrer: str) -> str | None:
 def slug_problem(value: str) -> str | None:
     """Why a utm value is not a campaign slug exactly as the SDK sends it, or None."""
     return _shapes.slug_problem(value)
+
+
+def record_problem(record: Record) -> tuple[str, str] | None:
+    """The first field of a schema-valid ``record`` holding a value the SDK never sends
+    (a route that is no template, a referrer or utm value it would have rewritten or
+    dropped), with why; None when there is none. Event names and properties are each
+    site's declarations, judged by its collector."""
+    route = getattr(record, "route", None)
+    if route is not None and (problem := route_problem(route)):
+        return "route", f"{route!r} is not a template: {problem}"
+    if isinstance(record, Pageview):
+        if problem := referrer_problem(record.referrer):
+            return "referrer", f"{record.referrer!r} {problem}"
+        for name in ("utm_source", "utm_medium", "utm_campaign"):
+            value = getattr(record, name)
+            if value is not None and (problem := slug_problem(value)):
+                return name, f"{value!r} {problem}"
+    return None
 
 
 def schema_document() -> dict[str, object]:

@@ -370,7 +370,7 @@ def test_hourly_schedule_is_the_default_and_holds_counts_until_flush() -> None:
         t.record_request(page())
         state = t._state
         # The periodic send would release nothing: this hour is still running.
-        assert state.collect(False) == []
+        assert state.collect("due") == []
         assert total(t.peek(), Request) == 1  # still visible while held
         assert t.flush(2) is True
         assert t.peek() == []
@@ -485,7 +485,7 @@ def test_records_leave_in_an_order_that_says_nothing_of_the_order_of_requests() 
         try:
             for info in order:
                 tracker.record_request(info)
-            sent.append(tracker._state.collect(True))
+            sent.append(tracker._state.collect("everything"))
             assert tracker.peek() == []
         finally:
             tracker.shutdown(1)

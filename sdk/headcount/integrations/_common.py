@@ -177,4 +177,4 @@ async def send_last_counts(tracker: Tracker) -> None:
     tracker._end_visits_in_memory()
     # Off the event loop, through anyio (httpx's own dependency), so that trio servers
     # work too; bounded by shutdown_timeout.
-    await anyio.to_thread.run_sync(tracker.flush, tracker.settings.shutdown_timeout)
+    await anyio.to_thread.run_sync(tracker._flush_at_exit, tracker.settings.shutdown_timeout)
