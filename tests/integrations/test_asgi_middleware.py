@@ -144,6 +144,28 @@ def test_exception_is_a_5xx_and_propagates(tracker: Tracker) -> None:
     assert requests_of(tracker) == {("/boom", "GET", "5xx"): 1}
 
 
+def test_a_background_task_failing_after_the_answer_leaves_the_answer_as_it_was(
+    tracker: Tracker,
+) -> None:
+    """The visitor got the whole page with 200; a task the app runs after it failing is
+    the app's problem, not what the visitor saw (it was counted 5xx, its pageview lost)."""
+    from starlette.background import BackgroundTask
+
+    def fails() -> None:
+        raise LookupError("after the answer")
+
+    async def with_task(request: StarletteRequest) -> HTMLResponse:
+        return HTMLResponse("<h1>done</h1>", background=BackgroundTask(fails))
+
+    app = Starlette(routes=[Route("/signup", with_task), Route("/boom", boom)])
+    app.add_middleware(HeadcountMiddleware, tracker=tracker)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/signup", headers={"User-Agent": BROWSER}).status_code == 200
+    assert client.get("/boom", headers={"User-Agent": BROWSER}).status_code == 500
+    assert requests_of(tracker) == {("/signup", "GET", "2xx"): 1, ("/boom", "GET", "5xx"): 1}
+    assert pageview_routes(tracker) == {"/signup": 1}
+
+
 def test_head_and_options_are_never_pageviews(tracker: Tracker) -> None:
     client = TestClient(starlette_app(tracker))
     client.head("/users/1")

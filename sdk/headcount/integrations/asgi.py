@@ -101,8 +101,11 @@ class HeadcountMiddleware:
             raise
         finally:
             if outcome != _CANCELLED or status:
-                # No response at all means the server answers 500 on the app's behalf.
-                final = 500 if outcome == _FAILED or not status else status
+                # No response at all means the server answers 500 on the app's behalf;
+                # a failure after the whole response went out (a background task) is
+                # not what the visitor got.
+                failed_first = outcome == _FAILED and not finished
+                final = 500 if failed_first or not status else status
                 self._record(scope, final, (finished or perf_counter()) - started, content_type)
 
     def _record(self, scope: Scope, status: int, elapsed: float, content_type: str | None) -> None:
