@@ -21,14 +21,13 @@ class HourlyHold:
     records already say. The price: numbers appear 1-2 hours late, and counts still held
     when the process dies without a clean shutdown are lost.
 
-    Counts are held in windows, one per hour. A count joins the window of its own hour
-    while that window is still held. One that comes after its hour's window has left
-    joins the window of the hour it came in: a visit is counted under the hour it began
-    but only once it ends, often hours later, and sent at once it would tell the time its
-    visitor left. Each window leaves no earlier than ``settle`` seconds into the next
-    hour, by when the sender has collected every request of its hour; so only counts that
-    are late by nature (visits) ever take the later window, and its hour is all their
-    arrival tells.
+    Counts are held in windows, one per hour. A count collected within ``settle``
+    seconds of its hour's end (by when the sender has collected every request of that
+    hour) joins its own hour's window. One collected later is late by nature (a visit is
+    counted under the hour it began but only once it ends, often hours later) and joins
+    the window of the hour it was collected in: sent at once it would tell the time its
+    visitor left, and the hour it was collected in is all its arrival tells. Each window
+    leaves at a random moment after ``settle`` seconds into the next hour.
     """
 
     def __init__(
@@ -50,9 +49,12 @@ class HourlyHold:
             by_window: dict[int, dict[Key, int]] = {}
             for key, n in counts.items():
                 window = key[1]
-                # No window leaves before its hour's end plus settle: a count collected
-                # after that, whose window is gone, is late by nature.
-                if window not in self._windows and now >= window + 3600 + self._settle:
+                # Collected after its hour's end plus settle, a count is late by nature
+                # (a visit that just ended): it joins the current hour's window, whether
+                # or not its own is still held. Joining its own while held would tell,
+                # by which batch carried it, whether it ended before or after that
+                # window's random moment.
+                if now >= window + 3600 + self._settle:
                     window = current
                 by_window.setdefault(window, {})[key] = n
             for window, window_counts in by_window.items():

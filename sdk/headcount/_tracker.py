@@ -298,11 +298,6 @@ class Tracker:
                 infos = self._route_infos
                 known = infos.remember(info.route) if info.route_from_app else infos(info.route)
             route, excluded, _ = known
-            if (info.status == 404 or info.status == 410) and not info.route_from_app:
-                # A route the app worked out from the path itself (generalize_path, a
-                # path given to set_route) for a page that does not exist is text the
-                # visitor typed: a name or a token in words.
-                route = UNMATCHED
             hour, hour_end = self._hour_window
             now = self._clock()
             if not hour <= now < hour_end:
@@ -310,6 +305,17 @@ class Tracker:
             # Inlined table lookups; the functions handle the unusual values.
             method = METHOD_BY_NAME.get(info.method) or method_of(info.method)
             status = STATUS_CLASS_BY_CODE.get(info.status, "5xx")
+            # A route the app worked out from the path itself (generalize_path, a path
+            # given to set_route) is not kept for a 404, an auth wall's 401, 403 or 302,
+            # or a slash redirect: they answer whatever path a visitor typed, and a name
+            # or a token in words has no shape to tell. (A 304 revalidates a page served
+            # before; a 5xx is the app's own failure.)
+            if (
+                (status == "4xx" or status == "3xx")
+                and not info.route_from_app
+                and info.status != 304
+            ):
+                route = UNMATCHED
             elapsed = info.elapsed
             latency = (
                 LATENCY_LABELS[bisect_right(LATENCY_EDGES_S, elapsed)]

@@ -67,31 +67,34 @@ def test_route_from_environ_key_and_unmatched(tracker: Tracker) -> None:
     assert pageview_routes(tracker) == {"/users/{id}": 1, "/": 1}
 
 
-def test_a_made_up_path_the_app_generalized_itself_is_unmatched_when_not_found(
+def test_a_made_up_path_the_app_generalized_itself_is_unmatched_unless_served(
     tracker: Tracker,
 ) -> None:
-    """A bare WSGI app that routes every path through generalize_path answers 404 for
-    paths nobody published: those are the visitor's own words (a name, a passphrase
-    token), which no shape test can tell from a page's name. A review got them sent."""
+    """A bare WSGI app that routes every path through generalize_path answers 404 (or an
+    auth wall's 401, 403 or 302, or a redirect) for paths nobody published: those are
+    the visitor's own words (a name, a passphrase token), which no shape test can tell
+    from a page's name. Reviews got them sent."""
     from headcount import generalize_path
 
-    pages = {"/about/team", "/pricing"}
+    answers = {"/about/team": "200 OK", "/pricing": "200 OK", "/gone/jane-doe": "410 Gone",
+               "/private/alice-smith": "401 Unauthorized", "/admin/bob-jones": "403 Forbidden",
+               "/login-first/carol-white": "302 Found", "/slash/dave-brown": "301 Moved"}  # fmt: skip
 
     def generalizing(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         environ["headcount.route"] = generalize_path(path)
-        found = path in pages
-        start_response("200 OK" if found else "404 Not Found", [("Content-Type", "text/html")])
+        start_response(answers.get(path, "404 Not Found"), [("Content-Type", "text/html")])
         return [b"<p>hi</p>"]
 
     client = Client(HeadcountMiddleware(generalizing, tracker))
     browser = {"User-Agent": BROWSER}
-    for path in ("/about/team", "/pricing", "/u/jane-doe", "/reset/correct-horse-battery-staple"):
+    for path in [*answers, "/u/jane-doe", "/reset/correct-horse-battery-staple"]:
         client.get(path, headers=browser).close()
     assert requests_of(tracker) == {
         ("/about/team", "GET", "2xx"): 1,
         ("/pricing", "GET", "2xx"): 1,
-        ("(unmatched)", "GET", "4xx"): 2,
+        ("(unmatched)", "GET", "4xx"): 5,
+        ("(unmatched)", "GET", "3xx"): 2,
     }
 
 

@@ -438,6 +438,30 @@ def test_a_visit_that_ends_after_its_hour_left_waits_for_the_next_hours_release(
     assert abs(sum(early) / len(early) - sum(late) / len(late)) < 900
 
 
+def test_which_batch_carries_a_late_visit_never_depends_on_its_hours_moment() -> None:
+    # A review: a visit of hour H that ended in hour H+1 rode in H's batch if it ended
+    # before that batch's random moment and in the next one if after, so the batch that
+    # carried it told the operator it ended in the last minutes of the hour.
+    import random
+
+    from headcount._schedule import HourlyHold
+
+    hour = 1_700_000_000 // 3600 * 3600
+    visit = ("visit", hour, "/a", "1m-2m", "2-3")
+    request = ("request", hour, "/a", "GET", "2xx", "<10ms")
+    for seed in range(40):
+        rng = random.Random(seed)
+        hold = HourlyHold(max_keys=100, settle=70, rng=random.Random(seed))
+        hold.add({request: 1}, now=hour + 1800)
+        ended = hour + 3600 + 70 + rng.uniform(0, 3529)  # while H's window may be held
+        hold.add({visit: 1}, now=ended)
+        t = ended
+        while request not in (batch := hold.take_due(now=t)):
+            t += 10
+        assert visit not in batch  # never rides with its own hour's window
+        assert hour + 2 * 3600 + 70 <= _release_moment(hold, t, visit) <= hour + 3 * 3600 + 10
+
+
 def test_a_request_of_an_hours_last_moments_leaves_with_its_own_hour() -> None:
     # Collected just after the hour ended (the sender's flush interval), a request still
     # joins its own hour's window: it must not stand out by arriving an hour later.
