@@ -14,12 +14,16 @@ process runs out of file descriptors. ``GuardedHttpToolsProtocol`` adds, per con
   ``max_body_buffer`` bytes in all; past it the body that started longest ago is
   answered 503 and closed, so stalled uploads cannot pin memory and a client that sends
   its whole body still gets through;
+- an answer deadline: a connection whose client has not read its answer for
+  ``answer_timeout`` seconds (the transport's buffer full, writing paused) is dropped,
+  and so is one with more than 32 requests waiting behind the one being answered;
 - a connection bound per worker: past ``max_connections`` another connection is closed
-  to make room: the one that has waited longest for its request headers, or for the
-  rest of a body already answered (an early 401 or 413); failing those, the one whose
-  unfinished body started longest ago (answered 503). Only connections whose request is
-  whole, and being answered, are never closed for room, so idle, half-sent or trickled
-  requests can never lock out a client that sends a whole request. The body deadline
+  to make room: one whose client does not read its answers; else the one that has
+  waited longest for its request headers, or for the rest of a body already answered
+  (an early 401 or 413); failing those, the one whose unfinished body is arriving
+  slowest (answered 503). Only connections whose request is whole and whose answer is
+  moving are never closed for room, so idle, half-sent, trickled or unread requests can
+  never lock out a client that sends a whole request. The body deadline
   also bounds a body nobody reads any more (the answer went out first), which uvicorn
   drops.
 
@@ -66,6 +70,7 @@ class ServerLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
     max_body_buffer: int = 32 * 1024 * 1024
+    answer_timeout: float = 30.0
 
     def connection_bound(self) -> int:
         """``max_connections``, lowered to what the process's file descriptors allow."""
@@ -84,6 +89,8 @@ _LIMIT_HELP = {
     "keep_alive_timeout": "seconds an idle connection is kept between requests",
     "max_connections": "open connections; past it the longest-idle one is closed",
     "max_body_buffer": "bytes of unfinished request bodies held; past it the oldest is refused",
+    "answer_timeout": "seconds an answer may wait for the client to read it before the "
+    "connection is dropped",
 }
 
 
@@ -127,6 +134,16 @@ def _limits(encoded: str | None) -> ServerLimits:
 
 class _TooManyHeaders(Exception):
     pass
+
+
+class _TooManyPipelined(Exception):
+    pass
+
+
+# Requests one connection may have waiting behind the one being answered. No browser
+# pipelines; a client that sends hundreds at once and never reads the answers held a
+# parsed request per one, 76 MB for 45 connections in a review.
+_MAX_PIPELINED = 32
 
 
 def _plain_answer(status: int, reason: str, text: str) -> bytes:
@@ -271,6 +288,12 @@ class CoalescingTransport:
         self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
+        if self._transport.is_closing():
+            # The client reset or closed the connection: uvloop's transport raises on a
+            # write, and uvicorn logged each as a 50-line traceback (a stranger wrote
+            # 600 lines a second with pipelined requests and resets).
+            self._held = None
+            return
         held = self._held
         if held is not None:
             self._held = None
@@ -286,7 +309,8 @@ class CoalescingTransport:
 
     def writelines(self, list_of_data: Iterable[bytes]) -> None:
         self.flush()
-        self._transport.writelines(list_of_data)
+        if not self._transport.is_closing():
+            self._transport.writelines(list_of_data)
 
     def flush(self) -> None:
         held = self._held
@@ -342,9 +366,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._header_bytes = 0
         self._headers_overflowed = False
+        self._pipeline_overflowed = False
         self._waiting_since = 0.0
         self._body_bytes = 0
         self._body_started = 0.0
+        self._writing_paused_since = 0.0
 
     # --- upgrades ------------------------------------------------------------------------
 
@@ -373,11 +399,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _make_room(self) -> None:
         """Close another connection that holds nothing being answered, or refuse this one.
 
-        First the one that has waited longest for its headers, or for the rest of a body
-        that was already answered: neither is owed anything. Then the one whose body
-        started longest ago, answered 503: a client sending a whole request sends its
-        body at once, and a stranger needs no token to keep a body coming (a review held
-        a worker's every connection with answered 401s whose bodies trickled in)."""
+        First one whose client does not read its answers, then the one that has waited
+        longest for its headers or for the rest of a body that was already answered:
+        none is owed anything. Then the one whose body is arriving slowest, answered
+        503. Reviews held a worker's every connection without a token: with answered
+        401s whose bodies trickled in, with pipelined requests whose answers were never
+        read, with sign-in forms trickled a byte at a time."""
         others = [
             c
             for c in self.connections
@@ -385,17 +412,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and c is not self
             and not c.transport.is_closing()
         ]
+        stalled = [c for c in others if c.flow.write_paused]
+        if stalled:
+            # Its client does not read its answers (pipelined requests, never read): the
+            # answer can never be written, and closing would wait for it.
+            min(stalled, key=lambda c: c._writing_paused_since).transport.abort()
+            return
         idle = [c for c in others if c._awaiting_headers or c._draining()]
         if idle:
             min(idle, key=lambda c: c._waiting_since).transport.close()
             return
         reading = [c for c in others if c._reading_body()]
         if reading:
-            oldest = min(reading, key=lambda c: c._body_started)
-            oldest._close_with(_BUSY)
-            oldest._release_body()
+            # The slowest body, by bytes a second: a client sending a whole request sends
+            # its body as fast as it can, a trickle a byte now and then (the oldest would
+            # be a real upload that stalled once, behind a stranger's newer trickles).
+            now = self.loop.time()
+            slowest = min(reading, key=lambda c: c._body_bytes / max(now - c._body_started, 1e-3))
+            slowest._close_with(_BUSY)
+            slowest._release_body()
             return
-        self.transport.close()  # every other request is whole and being answered
+        self.transport.close()  # every other request is whole and its answer moving
 
     def _draining(self) -> bool:
         """Answered, and reading the rest of a body only to drop it."""
@@ -443,8 +480,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write(answer)
             self.transport.close()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._writing_paused_since = self.loop.time()
+
     def check_deadlines(self, now: float) -> None:
-        """Answer 408 and close when headers or body are overdue (called by the sweep)."""
+        """Answer 408 and close when headers or body are overdue, and drop a connection
+        whose client has not read its answer for ``answer_timeout`` (called by the
+        sweep)."""
+        if self.flow.write_paused:
+            if now - self._writing_paused_since > self._limits.answer_timeout:
+                self.transport.abort()
+            return
         if self.transport.is_closing():
             return
         if self._awaiting_headers:
@@ -472,7 +519,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._close_with(_HEADERS_TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:
-        if self._headers_overflowed:
+        if self._pipeline_overflowed:
+            self.transport.abort()
+        elif self._headers_overflowed:
             self._close_with(_HEADERS_TOO_LARGE)
         else:
             super().send_400_response(msg)
@@ -492,6 +541,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._release_body()
         self._body_started = self.loop.time()
         super().on_headers_complete()
+        if len(self.pipeline) > _MAX_PIPELINED:
+            self._pipeline_overflowed = True
+            raise _TooManyPipelined  # stops the parser; the connection is dropped
 
     def on_body(self, body: bytes) -> None:
         if self.cycle is not None and not self.cycle.response_complete:

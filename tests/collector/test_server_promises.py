@@ -318,3 +318,35 @@ def test_malformed_requests_are_refused_and_logged_once_a_minute(
     lines = [line for line in server.log_text().splitlines() if "Invalid HTTP request" in line]
     assert len(lines) == 1, lines
     assert "(1 refused since the last such line" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_client_resetting_mid_answer_leaves_no_traceback(tmp_path: Path) -> None:
+    """Hundreds of pipelined requests for a public document, then a reset: each answer
+    written after the reset raised in the transport, and uvicorn logged a 50-line
+    traceback for it (a review wrote 600 lines a second this way). Now a connection with
+    more than 32 requests waiting is dropped, and nothing is written to a closed one."""
+    import struct
+
+    site = tmp_path / "sites.toml"
+    site.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp_path, site)
+    try:
+        port = urlsplit(server.url).port
+        assert port is not None
+        pipelined = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 800
+        for _ in range(30):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(pipelined)
+            time.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        time.sleep(0.5)
+        assert httpx.get(f"{server.url}/healthz").is_success
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert "Exception in ASGI application" not in log

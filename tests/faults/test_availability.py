@@ -272,6 +272,76 @@ def test_bodies_trickled_on_every_connection_lock_nobody_out(
             sock.close()
 
 
+def test_pipelined_requests_whose_answers_are_never_read_lock_nobody_out(
+    bounded_server: CollectorProcess,
+) -> None:
+    """A review held every connection without a token: each sent 800 pipelined requests
+    for a 31 KB public document and never read an answer, so each answer waited for ever
+    to be written, and connections whose request was whole were never closed for room.
+    A connection whose client does not read its answers is now the first to go."""
+    server = bounded_server
+    rss_before = rss_kib(server.process.pid)
+    pipelined = b"GET /openapi.json HTTP/1.1\r\nHost: collector\r\n\r\n" * 800
+    held: list[socket.socket] = []
+    try:
+        for _ in range(45):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # answers pile up
+            sock.settimeout(5)
+            sock.connect(address(server))
+            sock.sendall(pipelined)
+            held.append(sock)
+        time.sleep(1.0)
+        for _ in range(3):
+            assert_still_serving(server, rss_before)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_real_upload_outlasts_trickled_sign_in_forms(bounded_server: CollectorProcess) -> None:
+    """A stranger needs no token to keep a sign-in form's body coming. When room is made
+    among unfinished bodies, the slowest goes, not the oldest: an SDK's batch that stalls
+    once is not the one cut off."""
+    server = bounded_server
+    batch = batch_body([pageview("/outlasts")])
+    upload = connect(server)
+    upload.sendall(
+        (
+            f"POST {wire.INGEST_PATH} HTTP/1.1\r\nHost: collector\r\n"
+            f"Authorization: Bearer {SHOP_WRITE_TOKEN}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(batch)}\r\n\r\n"
+        ).encode()
+        + batch[: len(batch) // 2]
+    )
+    forms: list[socket.socket] = []
+    try:
+        time.sleep(0.3)
+        for _ in range(60):
+            sock = connect(server)
+            sock.sendall(
+                b"POST /dashboard/sign-in HTTP/1.1\r\nHost: collector\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 4000\r\n\r\nt"
+            )
+            forms.append(sock)
+        time.sleep(0.3)
+        upload.sendall(batch[len(batch) // 2 :])
+        assert status_of(read_response(upload, 5)) == 202
+        # A form declared larger than a sign-in form is answered at once, not read.
+        with connect(server) as large:
+            large.sendall(
+                b"POST /dashboard/sign-in HTTP/1.1\r\nHost: collector\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 100000\r\n\r\nt"
+            )
+            assert status_of(read_response(large, 5)) == 413
+    finally:
+        upload.close()
+        for sock in forms:
+            sock.close()
+
+
 def test_300_unfinished_gzip_bodies_pin_no_memory(server: CollectorProcess) -> None:
     # Each body inflates to just under the 1 MiB limit, and its last bytes never come.
     body = gzip.compress(b"\0" * (MIB - 4096), compresslevel=9)

@@ -170,17 +170,22 @@ def dashboard_routes(
         if refused is not None:
             return refused
         body = b""
+        declared = request.headers.get("content-length", "")
+        # A form declared too large is answered before its body is read: trickled in by
+        # a stranger, it would hold a connection for the whole body deadline.
+        oversized = declared.isdigit() and int(declared) > _MAX_FORM_BYTES
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > _MAX_FORM_BYTES:
-                    break
+            if not oversized:
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > _MAX_FORM_BYTES:
+                        oversized = True
+                        break
         except ClientDisconnect:
             # Nobody is left to answer, and a stranger must not be able to fill the
             # log with tracebacks by hanging up mid-form.
             return Response(status_code=400)
         signed_in = ctx.signed_in(request)
-        oversized = len(body) > _MAX_FORM_BYTES
         fields = {} if oversized else dict(parse_qsl(body.decode("utf-8", "replace")))
         token = fields.get("token", "").strip()
         site = registry.by_read_token(token) if token else None
