@@ -158,11 +158,13 @@ def _number_chain_problem(text: str) -> tuple[str, list[tuple[int, int]]] | None
     runs = list(_RUN.finditer(text))
     if not runs:
         return None
-    numeric = [r.group().isdigit() for r in runs]
+    # A single letter does not break a number (x-415-y-555-z-0123 is a phone number).
+    numbered = [r for r in runs if not (len(r.group()) == 1 and r.group().isalpha())]
+    numeric = [r.group().isdigit() for r in numbered]
     for chain in _chains(numeric):
-        digits = sum(len(runs[i].group()) for i in chain)
+        digits = sum(len(numbered[i].group()) for i in chain)
         if digits >= 6 or len(chain) >= 4:
-            spans = [runs[i].span() for i in chain]
+            spans = [numbered[i].span() for i in chain]
             return "contains a grouped number (phone number, address or id)", spans
     return _hex_chain_problem(text, runs)
 
@@ -182,37 +184,54 @@ def _hex_chain_problem(
     return None
 
 
-_VOWELS: Final = frozenset("aeiouyAEIOUY")
+_VOWELS: Final = frozenset("aeiouAEIOU")
 
 
-def _opaque_run(run: str) -> bool:
-    """A run no word is made of: digits, letters and digits mixed (kj39), or Latin
-    letters without a vowel (qzx, x). Other scripts are not judged."""
-    if not run.isascii():
-        return False
-    if run.isalpha():
-        return not any(c in _VOWELS for c in run)
-    return True
+def _code_group(run: str) -> bool:
+    """Letters and digits mixed the way a code's groups mix them: a few letters, or
+    letters without a vowel, among digits (kj39, 1weo5, s919d; not iphone15)."""
+    letters = "".join(c for c in run if not c.isdigit())
+    return (
+        bool(letters)
+        and len(letters) < len(run)
+        and (len(letters) <= 3 or not any(c in _VOWELS for c in letters))
+    )
 
 
-def _opaque_chain_problem(
+def _rare_pairs(run: str) -> int:
+    word = "".join(c for c in run.lower() if not c.isdigit())
+    return sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
+
+
+def _grouped_token_problem(
     text: str, runs: Sequence[re.Match[str]]
 ) -> tuple[str, list[tuple[int, int]]] | None:
-    """A token split into short groups: ``kj39-xp82-mn47-qw15``, ``qzx-kpv-wtr-bmn-jfl``,
-    a phone number split by letters (``x-415-y-555-z-012``). Each group alone is too
-    short to judge; in a row they are no words.
+    """A code or token written in short groups (an invite code ``kj39-xp82-mn47-qw15``,
+    a licence key, a secret in groups of four or five letters): each group alone is too
+    short to judge.
 
-    Three runs of mixed letters and digits in a row, or four opaque runs (``_opaque_run``)
-    of which two hold letters. Words between them break the row, so ``html5-css3-js``,
-    ``mp3-to-mp4`` and ``2024-q4-h1`` pass, while ``a1-b2-c3`` does not.
-    """
-    opaque = [_opaque_run(r.group()) for r in runs]
-    for chain in _chains(opaque):
+    Among consecutive groups of three or more characters, joined only by punctuation:
+    three code groups (``_code_group``) that use five or more different letters, over
+    twelve characters or more; or, over groups of four or more, as many rare letter
+    pairs (within the groups) as ``_random_letters`` asks of a run of all their letters.
+    Technical series repeat their letters or are made of short groups (``h1-h2-h3``,
+    ``mp3-mp4-m4a``, ``x86-x64-arm64``, ``e2e4-e7e5-g1f3``, ``pdf-png-jpg-svg``), and
+    words use common pairs (``html-json-yaml-toml``), so they pass."""
+    grouped = [r.group().isascii() and len(r.group()) >= 3 for r in runs]
+    for chain in _chains(grouped):
         groups = [runs[i].group() for i in chain]
-        lettered = [g for g in groups if not g.isdigit()]
-        mixed = sum(not g.isalpha() for g in lettered)
-        if mixed >= 3 or (len(groups) >= 4 and len(lettered) >= 2):
-            return "contains a token split into short groups", [runs[i].span() for i in chain]
+        codes = [g for g in groups if _code_group(g)]
+        letters = {c.lower() for g in codes for c in g if not c.isdigit()}
+        if len(codes) >= 3 and len(letters) >= 5 and sum(map(len, groups)) >= 12:
+            return "contains a code written in groups", [runs[i].span() for i in chain]
+    long_enough = [r.group().isascii() and len(r.group()) >= 4 for r in runs]
+    for chain in _chains(long_enough):
+        if len(chain) < 3:
+            continue
+        groups = [runs[i].group() for i in chain]
+        total = sum(sum(not c.isdigit() for c in g) for g in groups)
+        if total >= 8 and sum(map(_rare_pairs, groups)) >= 3 + (total - 8) // 6:
+            return "contains random letters written in groups", [runs[i].span() for i in chain]
     return None
 
 
@@ -272,8 +291,8 @@ def _literal_problem(literal: str, segment: str) -> str | None:
             return "contains a token, hash or random id"
     # Within the segment only: across segments short paths would be judged as one
     # (/tv/4k-hdr-tv, /sql/ddl-dml-dcl).
-    if _opaque_chain_problem(literal, list(_RUN.finditer(literal))) is not None:
-        return "contains a token split into short groups"
+    if _grouped_token_problem(literal, list(_RUN.finditer(literal))) is not None:
+        return "contains a code or token written in groups"
     if "." in literal.strip("."):
         parts = literal.split(".")
         if parts[0] == "":
@@ -449,6 +468,8 @@ def _slug_identifier_problem(value: str) -> str | None:
         if part.isdigit():
             group.append(part)
             continue
+        if group and len(part) == 1 and part.isalpha():
+            continue  # a single letter does not break a number (x-415-y-555-z-0123)
         if group and not _number_group_ok(group):
             return "contains a long or grouped number (phone number, address or id)"
         group = []
@@ -470,8 +491,8 @@ def _slug_identifier_problem(value: str) -> str | None:
     runs = list(_RUN.finditer(value))
     if _hex_chain_problem(value, runs) is not None:
         return "contains a hex string"
-    if _opaque_chain_problem(value, runs) is not None:
-        return "contains a token split into short groups"
+    if _grouped_token_problem(value, runs) is not None:
+        return "contains a code or token written in groups"
     return None
 
 
@@ -585,12 +606,17 @@ def _label_problem(label: str) -> bool:
             return True
     if len(label) > MAX_REGISTRABLE_LABEL:
         return True
-    # A phone number or a token split into groups (415-555-0123.com), as in routes.
+    # A phone number, or a code or token written in groups (415-555-0123.com), as in
+    # routes; a site's name may hold a few grouped digits (24-7-365.com) where a route
+    # holds none.
     runs = list(_RUN.finditer(label))
-    return (
-        _number_chain_problem(label) is not None
-        or _opaque_chain_problem(label, runs) is not None
-        or any(_token_run(run.group()) for run in runs)
+    numbers = _number_chain_problem(label)
+    if numbers is not None:
+        reason, spans = numbers
+        if "hex" in reason or len(spans) >= 4 or sum(end - start for start, end in spans) >= 7:
+            return True
+    return _grouped_token_problem(label, runs) is not None or any(
+        _token_run(run.group()) for run in runs
     )
 
 

@@ -64,7 +64,7 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("route-hex-split-by-placeholders", pageview(route="/t/dead{a}beef{b}cafe{c}abcd"), "route"),
     # Tokens split into short groups (a 2026-12-06 review got these stored).
     ("route-token-in-groups", pageview(route="/reset/kj39-xp82-mn47-qw15"), "route"),
-    ("route-consonant-groups", pageview(route="/invite/qzx-kpv-wtr-bmn-jfl-cyd"), "route"),
+    ("route-letters-in-groups", pageview(route="/invite/qzxkp-vwtrb-mnjfl"), "route"),
     ("route-phone-split-by-letters", pageview(route="/call/x-415-y-555-z-012-w-3"), "route"),
     ("utm-token-in-groups", pageview(utm_campaign="kj39-xp82-mn47-qw15"), "utm_campaign"),
     ("utm-seconds", pageview(utm_campaign="2025_11_28_10_15_33"), "utm_campaign"),
