@@ -15,8 +15,8 @@ class RequestInfo:
 
     ``route_from_app`` says that ``route`` is the app's own text (a router's rule, a CMS
     page's path), never worked out from the request's path: only then is it kept for a
-    request answered 3xx (but 304) or 4xx, which otherwise counts as ``(unmatched)``,
-    since a 404, an auth wall or a redirect answers whatever path a visitor typed.
+    request answered 404 or 410, which otherwise counts as ``(unmatched)``, since the
+    path of a page that does not exist is whatever the visitor typed.
     """
 
     __slots__ = (

@@ -305,16 +305,11 @@ class Tracker:
             # Inlined table lookups; the functions handle the unusual values.
             method = METHOD_BY_NAME.get(info.method) or method_of(info.method)
             status = STATUS_CLASS_BY_CODE.get(info.status, "5xx")
-            # A route the app worked out from the path itself (generalize_path, a path
-            # given to set_route) is not kept for a 404, an auth wall's 401, 403 or 302,
-            # or a slash redirect: they answer whatever path a visitor typed, and a name
-            # or a token in words has no shape to tell. (A 304 revalidates a page served
-            # before; a 5xx is the app's own failure.)
-            if (
-                (status == "4xx" or status == "3xx")
-                and not info.route_from_app
-                and info.status != 304
-            ):
+            # A route the app set itself (generalize_path, a path given to set_route) is
+            # not kept for a page that does not exist: its path is whatever a visitor
+            # typed, and a name or a token in words has no shape to tell. (Other
+            # answers keep it: a template for a redirect or a refusal is the app's.)
+            if (info.status == 404 or info.status == 410) and not info.route_from_app:
                 route = UNMATCHED
             elapsed = info.elapsed
             latency = (

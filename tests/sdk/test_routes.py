@@ -284,8 +284,8 @@ def test_a_path_of_thousands_of_segments_is_other_without_judging_them() -> None
 
 def test_chains_over_many_segments_mark_exactly_the_segments_they_touch() -> None:
     # Each chain is mapped to its segments by a search over the segments' offsets.
-    segments = []
-    expected = set()
+    segments: list[str] = []
+    expected: set[int] = set()
     for block in range(300):
         if block % 3 == 0:
             expected.update(range(len(segments), len(segments) + 3))

@@ -308,12 +308,15 @@ _V11: Final = (
     "CREATE TABLE IF NOT EXISTS hc_rel_buckets ("
     " site TEXT NOT NULL, res TEXT NOT NULL, bucket {bigint} NOT NULL,"
     " PRIMARY KEY (site, res, bucket)){table}",
+    # WHERE true: SQLite reads ON CONFLICT after a bare SELECT as part of a join.
     """INSERT INTO hc_rel_buckets (site, res, bucket)
-SELECT site, res, bucket FROM hc_rel_pageview
-UNION SELECT site, res, bucket FROM hc_rel_request
-UNION SELECT site, res, bucket FROM hc_rel_event
-UNION SELECT site, res, bucket FROM hc_rel_bot
-UNION SELECT site, res, bucket FROM hc_rel_visit""",
+SELECT site, res, bucket FROM (
+    SELECT site, res, bucket FROM hc_rel_pageview
+    UNION SELECT site, res, bucket FROM hc_rel_request
+    UNION SELECT site, res, bucket FROM hc_rel_event
+    UNION SELECT site, res, bucket FROM hc_rel_bot
+    UNION SELECT site, res, bucket FROM hc_rel_visit
+) released WHERE true ON CONFLICT DO NOTHING""",
 )
 
 _VERSIONS: Final[tuple[Callable[[SchemaDialect], list[str]], ...]] = (
