@@ -238,6 +238,16 @@ def test_a_swapped_token_is_named_as_such_and_never_echoed(client: TestClient) -
     assert other.json()["error"] == "missing or wrong read token"
 
 
+def _started(tmp_path: Path, *extra: str) -> tuple[CollectorProcess, int]:
+    """A real collector of the test sites, with ``extra`` flags, and its port."""
+    site = tmp_path / "sites.toml"
+    site.write_text(site_file_text(), encoding="utf-8")
+    server = start_collector(tmp_path, site, extra=extra)
+    port = urlsplit(server.url).port
+    assert port is not None
+    return server, port
+
+
 # --- an upgrade request writes nothing of the client into the log -----------------------
 
 
@@ -248,12 +258,8 @@ def test_a_websocket_upgrade_logs_no_address_query_string_or_header(
 ) -> None:
     """uvicorn logs each WebSocket attempt with the client's address and query string (and
     at debug every header, the write token among them); the collector serves none."""
-    site = tmp_path / "sites.toml"
-    site.write_text(site_file_text(), encoding="utf-8")
-    server = start_collector(tmp_path, site, extra=("--log-level", level))
+    server, port = _started(tmp_path, "--log-level", level)
     try:
-        port = urlsplit(server.url).port
-        assert port is not None
         request = (
             "GET /v1/ingest?email=jane.doe@example.com&token=qxkzpmrtvb HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -296,12 +302,8 @@ def test_malformed_requests_are_refused_and_logged_once_a_minute(
     """uvicorn writes a warning per malformed request, so a stranger without a token wrote
     5,000 lines a second into the log at any level (a review). Each is still answered 400
     (431 for oversized headers); the log gets the first, then a count once a minute."""
-    site = tmp_path / "sites.toml"
-    site.write_text(site_file_text(), encoding="utf-8")
-    server = start_collector(tmp_path, site, extra=("--log-level", level))
+    server, port = _started(tmp_path, "--log-level", level)
     try:
-        port = urlsplit(server.url).port
-        assert port is not None
         answers = set()
         for index in range(300):
             garbage = b"\x00\r\n\r\n" if index % 2 else b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 70
@@ -328,12 +330,8 @@ def test_a_client_resetting_mid_answer_leaves_no_traceback(tmp_path: Path) -> No
     more than 32 requests waiting is dropped, and nothing is written to a closed one."""
     import struct
 
-    site = tmp_path / "sites.toml"
-    site.write_text(site_file_text(), encoding="utf-8")
-    server = start_collector(tmp_path, site)
+    server, port = _started(tmp_path)
     try:
-        port = urlsplit(server.url).port
-        assert port is not None
         pipelined = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 800
         for _ in range(30):
             sock = socket.socket()
