@@ -102,9 +102,18 @@ def _random_letters(run: str) -> bool:
         run = _fold_to_ascii(run)
         if len(run) < 8 or not run.isascii():
             return False
-    word = run.lower()
-    rare = sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
-    return rare >= 3 + (len(word) - 8) // 6
+    return _rare_pairs(run) >= _rare_enough(len(run))
+
+
+def _rare_pairs(run: str) -> int:
+    """Letter pairs of ``run`` (digits left out) outside _COMMON_PAIRS."""
+    word = "".join(c for c in run.lower() if not c.isdigit())
+    return sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
+
+
+def _rare_enough(letters: int) -> int:
+    """How many rare pairs make ``letters`` letters random: 3 in 8, one more per six."""
+    return 3 + (letters - 8) // 6
 
 
 def _switches(run: str) -> int:
@@ -158,15 +167,21 @@ def _number_chain_problem(text: str) -> tuple[str, list[tuple[int, int]]] | None
     runs = list(_RUN.finditer(text))
     if not runs:
         return None
-    # A single letter does not break a number (x-415-y-555-z-0123 is a phone number).
+    spans = _grouped_number(runs, 6)
+    if spans is not None:
+        return "contains a grouped number (phone number, address or id)", spans
+    return _hex_chain_problem(text, runs)
+
+
+def _grouped_number(runs: Sequence[re.Match[str]], digits: int) -> list[tuple[int, int]] | None:
+    """The spans of the first number of ``digits`` digits or more, or of four groups or
+    more, written in groups; a single letter does not break one (x-415-y-555-z-0123)."""
     numbered = [r for r in runs if not (len(r.group()) == 1 and r.group().isalpha())]
     numeric = [r.group().isdigit() for r in numbered]
     for chain in _chains(numeric):
-        digits = sum(len(numbered[i].group()) for i in chain)
-        if digits >= 6 or len(chain) >= 4:
-            spans = [numbered[i].span() for i in chain]
-            return "contains a grouped number (phone number, address or id)", spans
-    return _hex_chain_problem(text, runs)
+        if len(chain) >= 4 or sum(len(numbered[i].group()) for i in chain) >= digits:
+            return [numbered[i].span() for i in chain]
+    return None
 
 
 def _hex_chain_problem(
@@ -198,11 +213,6 @@ def _code_group(run: str) -> bool:
     )
 
 
-def _rare_pairs(run: str) -> int:
-    word = "".join(c for c in run.lower() if not c.isdigit())
-    return sum(word[i : i + 2] not in _COMMON_PAIRS for i in range(len(word) - 1))
-
-
 def _grouped_token_problem(
     text: str, runs: Sequence[re.Match[str]]
 ) -> tuple[str, list[tuple[int, int]]] | None:
@@ -230,7 +240,7 @@ def _grouped_token_problem(
             continue
         groups = [runs[i].group() for i in chain]
         total = sum(sum(not c.isdigit() for c in g) for g in groups)
-        if total >= 8 and sum(map(_rare_pairs, groups)) >= 3 + (total - 8) // 6:
+        if total >= 8 and sum(map(_rare_pairs, groups)) >= _rare_enough(total):
             return "contains random letters written in groups", [runs[i].span() for i in chain]
     return None
 
@@ -610,13 +620,11 @@ def _label_problem(label: str) -> bool:
     # routes; a site's name may hold a few grouped digits (24-7-365.com) where a route
     # holds none.
     runs = list(_RUN.finditer(label))
-    numbers = _number_chain_problem(label)
-    if numbers is not None:
-        reason, spans = numbers
-        if "hex" in reason or len(spans) >= 4 or sum(end - start for start, end in spans) >= 7:
-            return True
-    return _grouped_token_problem(label, runs) is not None or any(
-        _token_run(run.group()) for run in runs
+    return (
+        _grouped_number(runs, 7) is not None
+        or _hex_chain_problem(label, runs) is not None
+        or _grouped_token_problem(label, runs) is not None
+        or any(_token_run(run.group()) for run in runs)
     )
 
 

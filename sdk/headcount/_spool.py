@@ -99,14 +99,7 @@ class ExitSpool:
                 continue  # another process took it first
             try:
                 taken += _read(claimed)
-            except (
-                OSError,
-                ValueError,
-                TypeError,
-                KeyError,
-                IndexError,
-                msgspec.MsgspecError,
-            ) as exc:
+            except (OSError, LookupError, ValueError, TypeError, msgspec.MsgspecError) as exc:
                 logger.warning(
                     "headcount: a spooled file of held counts could not be read and was "
                     "dropped: %s",
