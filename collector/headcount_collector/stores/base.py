@@ -751,11 +751,10 @@ class Dialect:
         released buckets as ``s`` when ``bucket`` is ``s.bucket``); with time targets
         (``prefix`` names them ``b(lo, hi, t)``) each target reads its own buckets through
         the index. SQLite keeps the tables in the order written (CROSS JOIN). PostgreSQL
-        is told so with LATERAL, and OFFSET 0 so
-        that it cannot flatten the subquery back into a join: left to itself, with a
-        table whose statistics are stale, it planned the table outside and compared
-        every row with every target (25 million comparisons for 18,000 rows and 27
-        years of weeks)."""
+        is told so with LATERAL, and OFFSET 0 so that it cannot flatten the subquery back
+        into a join: left to itself, with a table whose statistics are stale, it planned
+        the table outside and compared every row with every target (25 million
+        comparisons for 18,000 rows and 27 years of weeks)."""
         group = ", ".join(["1", *[str(i + 2) for i in range(len(group_exprs))]])
         within = f"{bucket} >= b.lo AND {bucket} < b.hi"
         condition = " AND ".join(where)
