@@ -87,7 +87,7 @@ _LIMIT_HELP = {
     "header_timeout": "seconds a request may take to send its headers",
     "body_timeout": "seconds a request may take to send its body",
     "keep_alive_timeout": "seconds an idle connection is kept between requests",
-    "max_connections": "open connections; past it the longest-idle one is closed",
+    "max_connections": "open connections; past it an idle, stalled or slowest one is closed",
     "max_body_buffer": "bytes of unfinished request bodies held; past it the oldest is refused",
     "answer_timeout": "seconds an answer may wait for the client to read it before the "
     "connection is dropped",
